@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub mod classify;
+pub mod clock;
+pub mod detect;
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod policy;
+pub mod ports;
+
+pub use classify::{Classification, classify};
+pub use clock::Clock;
+pub use error::{Error, ErrorKind, Result, Retry};
+pub use model::{
+    ByteSize, DeploymentState, EnvChange, FailureKind, FlowType, LogEvent, Quota, QuotaUsage,
+    RevisionInfo, RolloutStatus, StatusCounts, Task, TaskId, TaskStatus, Timestamp, VendorHealth,
+    VendorStatus,
+};
+pub use policy::{Fallback, Policy};
+pub use ports::{
+    Bundle, BundleMeta, BundleStore, BundleVersion, DeploymentController, Delivery, Epoch,
+    IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
+    Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore, TimelineEntry,
+};
