@@ -7,6 +7,7 @@ pub mod error;
 pub mod memory;
 pub mod model;
 pub mod policy;
+pub mod prune;
 pub mod ports;
 
 pub use classify::{Classification, classify};
