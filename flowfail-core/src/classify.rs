@@ -65,7 +65,12 @@ struct Rule {
     pattern: &'static str,
 }
 
-const fn rule(name: &'static str, kind: FailureKind, retryable: bool, pattern: &'static str) -> Rule {
+const fn rule(
+    name: &'static str,
+    kind: FailureKind,
+    retryable: bool,
+    pattern: &'static str,
+) -> Rule {
     Rule {
         name,
         kind,
@@ -80,33 +85,103 @@ const QUOTA_EXHAUSTED: &str = r"(?i)insufficient_quota|exceeded your current quo
 /// Stage 2: vendor error types and codes, as JSON / repr values or exception names.
 static VENDOR_CODES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     vec![
-        rule("vendor_code:rate_limit", RateLimit, true, r"\b(?:rate_limit_error|rate_limit_exceeded|RESOURCE_EXHAUSTED|ThrottlingException|TooManyRequestsException|too_many_requests|tokens_exceeded)\b"),
-        rule("vendor_code:openai_rate_limit_type", RateLimit, true, r#"['"]type['"]\s*:\s*['"](?:requests|tokens|input_tokens|output_tokens)['"]"#),
-        rule("vendor_code:timeout", Timeout, true, r"\b(?:DEADLINE_EXCEEDED|ModelTimeoutException|timeout_error|request_timeout)\b"),
-        rule("vendor_code:server_error", ModelApi5xx, true, r"\b(?:overloaded_error|api_error|server_error|internal_server_error|service_unavailable|engine_overloaded|InternalServerException|ServiceUnavailableException|ModelNotReadyException|ModelStreamErrorException|ServiceUnavailable|InternalServerError)\b|['\x22](?:INTERNAL|UNAVAILABLE)['\x22]"),
-        rule("vendor_code:request_error", Unknown, false, r"\b(?:invalid_request_error|authentication_error|permission_error|not_found_error|request_too_large|invalid_api_key|context_length_exceeded|model_not_found|AccessDeniedException|ValidationException|ResourceNotFoundException|UnrecognizedClientException|PERMISSION_DENIED|UNAUTHENTICATED|INVALID_ARGUMENT|FAILED_PRECONDITION)\b"),
+        rule(
+            "vendor_code:rate_limit",
+            RateLimit,
+            true,
+            r"\b(?:rate_limit_error|rate_limit_exceeded|RESOURCE_EXHAUSTED|ThrottlingException|TooManyRequestsException|too_many_requests|tokens_exceeded)\b",
+        ),
+        rule(
+            "vendor_code:openai_rate_limit_type",
+            RateLimit,
+            true,
+            r#"['"]type['"]\s*:\s*['"](?:requests|tokens|input_tokens|output_tokens)['"]"#,
+        ),
+        rule(
+            "vendor_code:timeout",
+            Timeout,
+            true,
+            r"\b(?:DEADLINE_EXCEEDED|ModelTimeoutException|timeout_error|request_timeout)\b",
+        ),
+        rule(
+            "vendor_code:server_error",
+            ModelApi5xx,
+            true,
+            r"\b(?:overloaded_error|api_error|server_error|internal_server_error|service_unavailable|engine_overloaded|InternalServerException|ServiceUnavailableException|ModelNotReadyException|ModelStreamErrorException|ServiceUnavailable|InternalServerError)\b|['\x22](?:INTERNAL|UNAVAILABLE)['\x22]",
+        ),
+        rule(
+            "vendor_code:request_error",
+            Unknown,
+            false,
+            r"\b(?:invalid_request_error|authentication_error|permission_error|not_found_error|request_too_large|invalid_api_key|context_length_exceeded|model_not_found|AccessDeniedException|ValidationException|ResourceNotFoundException|UnrecognizedClientException|PERMISSION_DENIED|UNAUTHENTICATED|INVALID_ARGUMENT|FAILED_PRECONDITION)\b",
+        ),
     ]
 });
 
 /// Stage 3: SDK exception class names.
 static EXCEPTIONS: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     vec![
-        rule("exception:validation", Validation, false, r"\b(?:pydantic(?:_core)?\.\w*ValidationError|jsonschema\.exceptions\.ValidationError|ValidationError:|SchemaError)"),
-        rule("exception:rate_limit", RateLimit, true, r"\b(?:RateLimitError|ResourceExhausted|TooManyRequests|RateLimitExceeded)\b"),
-        rule("exception:timeout", Timeout, true, r"\b(?:APITimeoutError|ReadTimeout|ConnectTimeout|WriteTimeout|PoolTimeout|TimeoutException|ReadTimeoutError|ConnectTimeoutError|TimeoutError|DeadlineExceeded|ETIMEDOUT|ESOCKETTIMEDOUT|socket\.timeout)\b"),
-        rule("exception:server_error", ModelApi5xx, true, r"\b(?:InternalServerError|ServiceUnavailable|OverloadedError|BadGateway|GatewayTimeout|ServerError|APIStatusError: Error code: 5\d\d)\b"),
-        rule("exception:client_error", Unknown, false, r"\b(?:BadRequestError|AuthenticationError|PermissionDeniedError|NotFoundError|UnprocessableEntityError|ConflictError|InvalidArgument|PermissionDenied|Unauthenticated|APIConnectionError)\b"),
+        rule(
+            "exception:validation",
+            Validation,
+            false,
+            r"\b(?:pydantic(?:_core)?\.\w*ValidationError|jsonschema\.exceptions\.ValidationError|ValidationError:|SchemaError)",
+        ),
+        rule(
+            "exception:rate_limit",
+            RateLimit,
+            true,
+            r"\b(?:RateLimitError|ResourceExhausted|TooManyRequests|RateLimitExceeded)\b",
+        ),
+        rule(
+            "exception:timeout",
+            Timeout,
+            true,
+            r"\b(?:APITimeoutError|ReadTimeout|ConnectTimeout|WriteTimeout|PoolTimeout|TimeoutException|ReadTimeoutError|ConnectTimeoutError|TimeoutError|DeadlineExceeded|ETIMEDOUT|ESOCKETTIMEDOUT|socket\.timeout)\b",
+        ),
+        rule(
+            "exception:server_error",
+            ModelApi5xx,
+            true,
+            r"\b(?:InternalServerError|ServiceUnavailable|OverloadedError|BadGateway|GatewayTimeout|ServerError|APIStatusError: Error code: 5\d\d)\b",
+        ),
+        rule(
+            "exception:client_error",
+            Unknown,
+            false,
+            r"\b(?:BadRequestError|AuthenticationError|PermissionDeniedError|NotFoundError|UnprocessableEntityError|ConflictError|InvalidArgument|PermissionDenied|Unauthenticated|APIConnectionError)\b",
+        ),
     ]
 });
 
 /// Stage 5: message patterns, in priority order.
 static PATTERNS: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     vec![
-        rule("pattern:validation", Validation, false, r"(?i)validation (?:error|failed)|failed (?:schema )?validation|schema validation|is not valid under|is a required property|is not one of \[|additional properties are not allowed|is not of type|failed validating|does not match '|missing field `|unknown field `|invalid type: |unknown variant `|duplicate field `|invalid value: |schema[_ ]version|schema mismatch|\[type=[a-z_]+|field required|extra fields not permitted|input should be|string should match|value is not a valid|invalid taskobject|taskobject (?:is )?invalid|eof while parsing|trailing characters at line|expected value at line"),
+        rule(
+            "pattern:validation",
+            Validation,
+            false,
+            r"(?i)validation (?:error|failed)|failed (?:schema )?validation|schema validation|is not valid under|is a required property|is not one of \[|additional properties are not allowed|is not of type|failed validating|does not match '|missing field `|unknown field `|invalid type: |unknown variant `|duplicate field `|invalid value: |schema[_ ]version|schema mismatch|\[type=[a-z_]+|field required|extra fields not permitted|input should be|string should match|value is not a valid|invalid taskobject|taskobject (?:is )?invalid|eof while parsing|trailing characters at line|expected value at line",
+        ),
         rule("pattern:quota_exhausted", RateLimit, false, QUOTA_EXHAUSTED),
-        rule("pattern:rate_limit", RateLimit, true, r"(?i)rate[ _-]?limit|too many requests|quota|resource[ _]exhausted|throttl|(?:requests|tokens) per (?:minute|min|second|day)|token budget|budget exhausted|concurrency limit|\b[RT]PM\b|slow ?down"),
-        rule("pattern:gateway", ModelApi5xx, true, r"(?i)gateway time-?out|bad gateway|upstream (?:connect error|request timeout)|service unavailable|internal server error|server had an error|overloaded|temporarily unavailable|server error|no healthy upstream|capacity"),
-        rule("pattern:timeout", Timeout, true, r"(?i)timed? ?out|time-out|timeout|deadline (?:exceeded|expired)|exceeded (?:the )?deadline|took too long|did not (?:respond|complete) (?:within|in time)|no response within"),
+        rule(
+            "pattern:rate_limit",
+            RateLimit,
+            true,
+            r"(?i)rate[ _-]?limit|too many requests|quota|resource[ _]exhausted|throttl|(?:requests|tokens) per (?:minute|min|second|day)|token budget|budget exhausted|concurrency limit|\b[RT]PM\b|slow ?down",
+        ),
+        rule(
+            "pattern:gateway",
+            ModelApi5xx,
+            true,
+            r"(?i)gateway time-?out|bad gateway|upstream (?:connect error|request timeout)|service unavailable|internal server error|server had an error|overloaded|temporarily unavailable|server error|no healthy upstream|capacity",
+        ),
+        rule(
+            "pattern:timeout",
+            Timeout,
+            true,
+            r"(?i)timed? ?out|time-out|timeout|deadline (?:exceeded|expired)|exceeded (?:the )?deadline|took too long|did not (?:respond|complete) (?:within|in time)|no response within",
+        ),
     ]
 });
 
@@ -164,7 +239,9 @@ pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
         return Classification::new(r.kind, r.retryable, r.name);
     }
     match http_status {
-        Some(s) if (400..500).contains(&s) => Classification::new(Unknown, false, "http_status:4xx"),
+        Some(s) if (400..500).contains(&s) => {
+            Classification::new(Unknown, false, "http_status:4xx")
+        }
         _ => Classification::new(Unknown, false, "no_rule"),
     }
 }
@@ -249,7 +326,10 @@ mod tests {
             let l: Labelled = serde_json::from_str(line).unwrap();
             let c = classify(&l.message, l.status);
             if c.kind != l.expect {
-                wrong.push(format!("{:?} -> {:?} by {} (want {:?})", l.message, c.kind, c.rule, l.expect));
+                wrong.push(format!(
+                    "{:?} -> {:?} by {} (want {:?})",
+                    l.message, c.kind, c.rule, l.expect
+                ));
             }
             if matches!(l.expect, Validation | Unknown) {
                 assert!(!c.retryable, "{}", l.message);
@@ -262,46 +342,216 @@ mod tests {
     fn vendor_formats() {
         let cases: &[(&str, Option<u16>, FailureKind, bool)] = &[
             // Anthropic
-            (r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit"}}"#, Some(429), RateLimit, true),
-            (r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, None, ModelApi5xx, true),
-            (r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2025-12-01"}}"#, Some(400), RateLimit, false),
-            (r#"anthropic.BadRequestError: Error code: 400 - {'type': 'error', 'error': {'type': 'invalid_request_error', 'message': 'Your credit balance is too low to access the Anthropic API.'}}"#, None, RateLimit, false),
-            ("anthropic.InternalServerError: Error code: 500 - {'type': 'error', 'error': {'type': 'api_error', 'message': 'Internal server error'}}", None, ModelApi5xx, true),
-            ("anthropic.APIStatusError: Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error', 'message': 'Overloaded'}}", None, ModelApi5xx, true),
-            ("anthropic.APITimeoutError: Request timed out.", None, Timeout, true),
-            ("anthropic.AuthenticationError: Error code: 401 - {'type': 'error', 'error': {'type': 'authentication_error', 'message': 'invalid x-api-key'}}", None, Unknown, false),
+            (
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit"}}"#,
+                Some(429),
+                RateLimit,
+                true,
+            ),
+            (
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2025-12-01"}}"#,
+                Some(400),
+                RateLimit,
+                false,
+            ),
+            (
+                r#"anthropic.BadRequestError: Error code: 400 - {'type': 'error', 'error': {'type': 'invalid_request_error', 'message': 'Your credit balance is too low to access the Anthropic API.'}}"#,
+                None,
+                RateLimit,
+                false,
+            ),
+            (
+                "anthropic.InternalServerError: Error code: 500 - {'type': 'error', 'error': {'type': 'api_error', 'message': 'Internal server error'}}",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "anthropic.APIStatusError: Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error', 'message': 'Overloaded'}}",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "anthropic.APITimeoutError: Request timed out.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "anthropic.AuthenticationError: Error code: 401 - {'type': 'error', 'error': {'type': 'authentication_error', 'message': 'invalid x-api-key'}}",
+                None,
+                Unknown,
+                false,
+            ),
             // OpenAI
-            ("openai.RateLimitError: Error code: 429 - {'error': {'message': 'You exceeded your current quota, please check your plan and billing details.', 'type': 'insufficient_quota', 'param': None, 'code': 'insufficient_quota'}}", None, RateLimit, false),
-            (r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#, Some(500), ModelApi5xx, true),
-            ("openai.APIStatusError: Error code: 504 - Gateway Timeout", None, ModelApi5xx, true),
-            ("openai.APITimeoutError: Request timed out.", None, Timeout, true),
-            ("openai.APIConnectionError: Connection error.", None, Unknown, false),
+            (
+                "openai.RateLimitError: Error code: 429 - {'error': {'message': 'You exceeded your current quota, please check your plan and billing details.', 'type': 'insufficient_quota', 'param': None, 'code': 'insufficient_quota'}}",
+                None,
+                RateLimit,
+                false,
+            ),
+            (
+                r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#,
+                Some(500),
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "openai.APIStatusError: Error code: 504 - Gateway Timeout",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "openai.APITimeoutError: Request timed out.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "openai.APIConnectionError: Connection error.",
+                None,
+                Unknown,
+                false,
+            ),
             // Google
-            (r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#, None, RateLimit, true),
-            (r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#, None, ModelApi5xx, true),
-            ("google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded for aiplatform.googleapis.com", None, RateLimit, true),
-            ("google.api_core.exceptions.InternalServerError: 500 Internal error encountered.", None, ModelApi5xx, true),
-            ("google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded", None, Timeout, true),
-            ("google.api_core.exceptions.InvalidArgument: 400 Request contains an invalid argument.", None, Unknown, false),
+            (
+                r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#,
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#,
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded for aiplatform.googleapis.com",
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.InternalServerError: 500 Internal error encountered.",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.InvalidArgument: 400 Request contains an invalid argument.",
+                None,
+                Unknown,
+                false,
+            ),
             // Bedrock
-            ("botocore.errorfactory.ThrottlingException: An error occurred (ThrottlingException) when calling the InvokeModel operation (reached max retries: 4): Too many requests, please wait before trying again.", None, RateLimit, true),
-            ("An error occurred (ServiceUnavailableException) when calling the InvokeModel operation: Bedrock is unable to process your request.", None, ModelApi5xx, true),
-            ("An error occurred (ModelTimeoutException) when calling the InvokeModel operation: Model has timed out in processing the request.", None, Timeout, true),
-            ("An error occurred (AccessDeniedException) when calling the InvokeModel operation: You don't have access to the model", None, Unknown, false),
+            (
+                "botocore.errorfactory.ThrottlingException: An error occurred (ThrottlingException) when calling the InvokeModel operation (reached max retries: 4): Too many requests, please wait before trying again.",
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                "An error occurred (ServiceUnavailableException) when calling the InvokeModel operation: Bedrock is unable to process your request.",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "An error occurred (ModelTimeoutException) when calling the InvokeModel operation: Model has timed out in processing the request.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "An error occurred (AccessDeniedException) when calling the InvokeModel operation: You don't have access to the model",
+                None,
+                Unknown,
+                false,
+            ),
             // Lambda and HTTP clients
-            ("2025-11-13T09:50:00.000Z 1f0c Task timed out after 45.00 seconds", None, Timeout, true),
-            ("REPORT RequestId: 1f0c Duration: 45000.00 ms Status: timeout", None, Timeout, true),
-            ("requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.anthropic.com', port=443): Read timed out. (read timeout=45)", None, Timeout, true),
-            ("context deadline exceeded (Client.Timeout exceeded while awaiting headers)", None, Timeout, true),
-            ("error sending request: operation timed out", None, Timeout, true),
+            (
+                "2025-11-13T09:50:00.000Z 1f0c Task timed out after 45.00 seconds",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "REPORT RequestId: 1f0c Duration: 45000.00 ms Status: timeout",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.anthropic.com', port=443): Read timed out. (read timeout=45)",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "error sending request: operation timed out",
+                None,
+                Timeout,
+                true,
+            ),
             // Validation
-            ("jsonschema.exceptions.ValidationError: 'inputs' is a required property", None, Validation, false),
-            ("2 validation errors for TaskObject\ninputs.repo_url\n  Field required [type=missing, input_value={}, input_type=dict]", None, Validation, false),
-            ("invalid type: integer `3`, expected a string at line 1 column 20", None, Validation, false),
-            ("unknown variant `refactor`, expected one of `plan`, `impl`, `review`, `docs`", None, Validation, false),
+            (
+                "jsonschema.exceptions.ValidationError: 'inputs' is a required property",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "2 validation errors for TaskObject\ninputs.repo_url\n  Field required [type=missing, input_value={}, input_type=dict]",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "invalid type: integer `3`, expected a string at line 1 column 20",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "unknown variant `refactor`, expected one of `plan`, `impl`, `review`, `docs`",
+                None,
+                Validation,
+                false,
+            ),
             // Traps
-            ("ERROR t-9 KeyError: 'context_refs' (priority 429)", None, Unknown, false),
-            ("step finished in 500ms then failed: IndexError", None, Unknown, false),
+            (
+                "ERROR t-9 KeyError: 'context_refs' (priority 429)",
+                None,
+                Unknown,
+                false,
+            ),
+            (
+                "step finished in 500ms then failed: IndexError",
+                None,
+                Unknown,
+                false,
+            ),
             ("502 Bad Gateway", None, ModelApi5xx, true),
             ("upstream returned HTTP 503", None, ModelApi5xx, true),
             ("Forbidden", Some(403), Unknown, false),
@@ -309,7 +559,12 @@ mod tests {
         ];
         for (m, s, kind, retryable) in cases {
             let c = classify(m, *s);
-            assert_eq!((c.kind, c.retryable), (*kind, *retryable), "{m} (rule {})", c.rule);
+            assert_eq!(
+                (c.kind, c.retryable),
+                (*kind, *retryable),
+                "{m} (rule {})",
+                c.rule
+            );
         }
     }
 

@@ -17,7 +17,7 @@
 //! assert!(d.evaluate(1000).firing);
 //! ```
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::policy::Policy;
@@ -77,7 +77,7 @@ impl DetectorConfig {
 }
 
 /// The alert's state at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AlertState {
     /// Whether the alert fires.
@@ -200,7 +200,11 @@ impl Detector {
     pub fn evaluate(&mut self, now: u64) -> AlertState {
         let (ok, failed) = self.window_counts(now);
         let n = ok + failed;
-        let rate = if n == 0 { 0.0 } else { failed as f64 / n as f64 };
+        let rate = if n == 0 {
+            0.0
+        } else {
+            failed as f64 / n as f64
+        };
         let enough = n >= self.config.min_sample;
         self.firing = if self.firing {
             enough && rate > self.config.clear_rate
@@ -235,7 +239,11 @@ pub fn alert_from_counts(
     policy: &Policy,
 ) -> AlertState {
     let n = succeeded.saturating_add(failed);
-    let rate = if n == 0 { 0.0 } else { failed as f64 / n as f64 };
+    let rate = if n == 0 {
+        0.0
+    } else {
+        failed as f64 / n as f64
+    };
     let enough = n >= policy.min_sample;
     let firing = if was_firing {
         enough && rate > policy.alert_clear_rate
@@ -276,15 +284,15 @@ mod tests {
             for &(t, f) in &self.events {
                 let i = t / width;
                 if i >= oldest && i <= newest && i >= evict_below {
-                    if f {
-                        failed += 1
-                    } else {
-                        ok += 1
-                    }
+                    if f { failed += 1 } else { ok += 1 }
                 }
             }
             let n = ok + failed;
-            let rate = if n == 0 { 0.0 } else { failed as f64 / n as f64 };
+            let rate = if n == 0 {
+                0.0
+            } else {
+                failed as f64 / n as f64
+            };
             let enough = n >= self.config.min_sample;
             self.firing = if self.firing {
                 enough && rate > self.config.clear_rate

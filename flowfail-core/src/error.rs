@@ -105,7 +105,9 @@ impl Error {
     /// [`Error::transient`] / [`Error::permanent`] when the backend knows better.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let retry = match kind {
-            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::RateLimited => Retry::Transient,
+            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::RateLimited => {
+                Retry::Transient
+            }
             _ => Retry::Permanent,
         };
         Error {
@@ -271,6 +273,9 @@ mod tests {
     fn source_chain_is_kept() {
         let io = std::io::Error::other("socket closed");
         let e = Error::new(ErrorKind::Unavailable, "read failed").with_source(io);
-        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("socket closed"));
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("socket closed")
+        );
     }
 }

@@ -1,14 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+pub mod breaker;
 pub mod classify;
 pub mod clock;
+pub mod decide;
 pub mod detect;
 pub mod error;
 pub mod memory;
 pub mod model;
 pub mod policy;
-pub mod prune;
 pub mod ports;
+pub mod prune;
+pub mod replay;
+pub mod report;
+pub mod respond;
+pub mod schema;
 
 pub use classify::{Classification, classify};
 pub use clock::Clock;
@@ -20,7 +26,7 @@ pub use model::{
 };
 pub use policy::{Fallback, Policy};
 pub use ports::{
-    Bundle, BundleMeta, BundleStore, BundleVersion, DeploymentController, Delivery, Epoch,
+    Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
     Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore, TimelineEntry,
 };

@@ -33,7 +33,7 @@ use crate::model::{
     TaskId, TaskStatus, Timestamp, VendorStatus,
 };
 use crate::ports::{
-    Bundle, BundleMeta, BundleStore, BundleVersion, DeploymentController, Delivery, Epoch,
+    Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
     Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore, TimelineEntry,
 };
@@ -147,9 +147,12 @@ impl Faults {
 impl Ticket {
     fn finish<T>(self, op: &'static str, value: T) -> Result<T> {
         if self.lose_reply {
-            Err(Error::new(ErrorKind::Unavailable, "injected fault: reply lost after the effect applied")
-                .with_operation(op)
-                .with_backend(BACKEND))
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "injected fault: reply lost after the effect applied",
+            )
+            .with_operation(op)
+            .with_backend(BACKEND))
         } else {
             Ok(value)
         }
@@ -186,11 +189,19 @@ impl CallLog {
     }
     /// Calls that change state.
     pub fn mutations(&self) -> Vec<Call> {
-        lock(&self.0).iter().filter(|c| c.mutation).cloned().collect()
+        lock(&self.0)
+            .iter()
+            .filter(|c| c.mutation)
+            .cloned()
+            .collect()
     }
     /// Calls of one operation.
     pub fn of(&self, op: &str) -> Vec<Call> {
-        lock(&self.0).iter().filter(|c| c.op == op).cloned().collect()
+        lock(&self.0)
+            .iter()
+            .filter(|c| c.op == op)
+            .cloned()
+            .collect()
     }
 }
 
@@ -346,7 +357,11 @@ impl MemoryTaskStore {
 
     /// A snapshot of every stored task.
     pub fn tasks(&self) -> Vec<Task> {
-        lock(&self.db).tasks.values().map(|e| e.task.clone()).collect()
+        lock(&self.db)
+            .tasks
+            .values()
+            .map(|e| e.task.clone())
+            .collect()
     }
 }
 
@@ -364,7 +379,11 @@ impl TaskStore for MemoryTaskStore {
             .filter(|e| e.task.status == TaskStatus::Failed)
             .map(|e| e.task.clone())
             .collect();
-        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.task_id.cmp(&b.task_id)));
+        v.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.task_id.cmp(&b.task_id))
+        });
         v.truncate(limit);
         t.finish("task.recent_failed", v)
     }
@@ -395,7 +414,10 @@ impl TaskStore for MemoryTaskStore {
     }
 
     async fn get(&self, id: &TaskId) -> Result<Task> {
-        let t = enter(&self.log, &self.faults, "task.get", false, || id.to_string()).await?;
+        let t = enter(&self.log, &self.faults, "task.get", false, || {
+            id.to_string()
+        })
+        .await?;
         let r = lock(&self.db)
             .tasks
             .get(id)
@@ -405,7 +427,10 @@ impl TaskStore for MemoryTaskStore {
     }
 
     async fn task_object(&self, id: &TaskId) -> Result<Option<serde_json::Value>> {
-        let t = enter(&self.log, &self.faults, "task.task_object", false, || id.to_string()).await?;
+        let t = enter(&self.log, &self.faults, "task.task_object", false, || {
+            id.to_string()
+        })
+        .await?;
         let r = lock(&self.db)
             .tasks
             .get(id)
@@ -415,13 +440,19 @@ impl TaskStore for MemoryTaskStore {
     }
 
     async fn schedule_retries(&self, requests: &[RetryRequest]) -> Result<Vec<RetryOutcome>> {
-        let t = enter(&self.log, &self.faults, "task.schedule_retries", true, || {
-            requests
-                .iter()
-                .map(|r| format!("{}@{}", r.task_id, r.expected_attempts))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "task.schedule_retries",
+            true,
+            || {
+                requests
+                    .iter()
+                    .map(|r| format!("{}@{}", r.task_id, r.expected_attempts))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+        )
         .await?;
         let mut db = lock(&self.db);
         let mut out = Vec::with_capacity(requests.len());
@@ -556,7 +587,10 @@ fn version(v: u64) -> BundleVersion {
 #[async_trait]
 impl BundleStore for MemoryBundleStore {
     async fn head(&self, id: &TaskId) -> Result<BundleMeta> {
-        let t = enter(&self.log, &self.faults, "bundle.head", false, || id.to_string()).await?;
+        let t = enter(&self.log, &self.faults, "bundle.head", false, || {
+            id.to_string()
+        })
+        .await?;
         let r = lock(&self.db)
             .live
             .get(id)
@@ -566,7 +600,10 @@ impl BundleStore for MemoryBundleStore {
     }
 
     async fn get(&self, id: &TaskId, max_bytes: u64) -> Result<Bundle> {
-        let t = enter(&self.log, &self.faults, "bundle.get", false, || id.to_string()).await?;
+        let t = enter(&self.log, &self.faults, "bundle.get", false, || {
+            id.to_string()
+        })
+        .await?;
         let r = {
             let db = lock(&self.db);
             let (b, v) = db
@@ -576,7 +613,10 @@ impl BundleStore for MemoryBundleStore {
             if b.len() as u64 > max_bytes {
                 return Err(Error::new(
                     ErrorKind::TooLarge,
-                    format!("bundle {id} is {} bytes, over the {max_bytes}-byte limit", b.len()),
+                    format!(
+                        "bundle {id} is {} bytes, over the {max_bytes}-byte limit",
+                        b.len()
+                    ),
                 )
                 .with_operation("bundle.get")
                 .with_backend(BACKEND));
@@ -617,7 +657,9 @@ impl BundleStore for MemoryBundleStore {
             let b = db
                 .archives
                 .get(&(id.clone(), checksum.to_owned()))
-                .ok_or_else(|| not_found("bundle.get_archive", format!("archive {checksum} of {id}")))?;
+                .ok_or_else(|| {
+                    not_found("bundle.get_archive", format!("archive {checksum} of {id}"))
+                })?;
             if b.len() as u64 > max_bytes {
                 return Err(Error::new(ErrorKind::TooLarge, "archive over the limit")
                     .with_operation("bundle.get_archive")
@@ -634,9 +676,13 @@ impl BundleStore for MemoryBundleStore {
         bytes: &[u8],
         expected: &BundleVersion,
     ) -> Result<BundleVersion> {
-        let t = enter(&self.log, &self.faults, "bundle.put_if_version", true, || {
-            format!("{id} if {} ({} bytes)", expected.0, bytes.len())
-        })
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "bundle.put_if_version",
+            true,
+            || format!("{id} if {} ({} bytes)", expected.0, bytes.len()),
+        )
         .await?;
         let v = {
             let mut db = lock(&self.db);
@@ -688,7 +734,10 @@ impl MemoryQuota {
 #[async_trait]
 impl QuotaChecker for MemoryQuota {
     async fn quota(&self, vendor: &str) -> Result<Quota> {
-        let t = enter(&self.log, &self.faults, "quota.quota", false, || vendor.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "quota.quota", false, || {
+            vendor.to_owned()
+        })
+        .await?;
         let q = lock(&self.quotas)
             .get(vendor)
             .cloned()
@@ -720,7 +769,10 @@ impl MemoryStatusPage {
 #[async_trait]
 impl StatusPage for MemoryStatusPage {
     async fn health(&self, vendor: &str) -> Result<VendorStatus> {
-        let t = enter(&self.log, &self.faults, "status.health", false, || vendor.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "status.health", false, || {
+            vendor.to_owned()
+        })
+        .await?;
         let s = lock(&self.statuses)
             .get(vendor)
             .cloned()
@@ -825,6 +877,20 @@ impl MemoryDeployment {
         new_revision(&mut db, env, now);
     }
 
+    /// A new revision is deployed (a human's `kubectl apply`): the current one joins the history.
+    pub fn deploy(&self, revision: u64, at: Timestamp) {
+        let mut db = lock(&self.db);
+        let env = db.state.env.clone();
+        let old = db.state.revision;
+        let old_at = db.state.deployed_at;
+        db.state.history.push(RevisionInfo::new(old, old_at));
+        db.templates.insert(revision, env);
+        db.state.revision = revision;
+        db.state.deployed_at = Some(at);
+        db.rollout_polls_left = db.rollout_polls;
+        bump(&mut db);
+    }
+
     /// How many status polls a rollout takes before it completes (default 1).
     pub fn set_rollout_polls(&self, polls: u32) {
         lock(&self.db).rollout_polls = polls;
@@ -866,11 +932,17 @@ fn new_revision(db: &mut DeployDb, env: BTreeMap<String, String>, now: Timestamp
 #[async_trait]
 impl DeploymentController for MemoryDeployment {
     async fn state(&self, name: &str) -> Result<DeploymentState> {
-        let t = enter(&self.log, &self.faults, "deployment.state", false, || name.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "deployment.state", false, || {
+            name.to_owned()
+        })
+        .await?;
         let s = {
             let db = lock(&self.db);
             if db.state.name != name {
-                return Err(not_found("deployment.state", format!("deployment {name:?}")));
+                return Err(not_found(
+                    "deployment.state",
+                    format!("deployment {name:?}"),
+                ));
             }
             db.state.clone()
         };
@@ -898,7 +970,10 @@ impl DeploymentController for MemoryDeployment {
         let s = {
             let mut db = lock(&self.db);
             if db.state.name != name {
-                return Err(not_found("deployment.set_env", format!("deployment {name:?}")));
+                return Err(not_found(
+                    "deployment.set_env",
+                    format!("deployment {name:?}"),
+                ));
             }
             if let Some(rv) = &precondition
                 && *rv != db.state.resource_version
@@ -948,7 +1023,10 @@ impl DeploymentController for MemoryDeployment {
                     .with_backend(BACKEND)
             };
             if db.state.name != name {
-                return Err(not_found("deployment.rollback", format!("deployment {name:?}")));
+                return Err(not_found(
+                    "deployment.rollback",
+                    format!("deployment {name:?}"),
+                ));
             }
             if db.state.resource_version != expected_resource_version {
                 return Err(err(
@@ -960,7 +1038,10 @@ impl DeploymentController for MemoryDeployment {
                 ));
             }
             if db.state.paused {
-                return Err(err(ErrorKind::Refused, format!("deployment {name} is paused")));
+                return Err(err(
+                    ErrorKind::Refused,
+                    format!("deployment {name} is paused"),
+                ));
             }
             if to_revision == db.state.revision {
                 return Err(err(
@@ -984,14 +1065,21 @@ impl DeploymentController for MemoryDeployment {
     }
 
     async fn rollout_status(&self, name: &str) -> Result<RolloutStatus> {
-        let t = enter(&self.log, &self.faults, "deployment.rollout_status", false, || {
-            name.to_owned()
-        })
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "deployment.rollout_status",
+            false,
+            || name.to_owned(),
+        )
         .await?;
         let s = {
             let mut db = lock(&self.db);
             if db.state.name != name {
-                return Err(not_found("deployment.rollout_status", format!("deployment {name:?}")));
+                return Err(not_found(
+                    "deployment.rollout_status",
+                    format!("deployment {name:?}"),
+                ));
             }
             if db.rollout_polls_left > 0 {
                 db.rollout_polls_left -= 1;
@@ -1053,9 +1141,11 @@ impl Pager for MemoryPager {
         })
         .await?;
         if !self.targets.contains(&page.target) {
-            return Err(Error::refused(format!("page target {:?} is not configured", page.target))
-                .with_operation("pager.page")
-                .with_backend(BACKEND));
+            return Err(
+                Error::refused(format!("page target {:?} is not configured", page.target))
+                    .with_operation("pager.page")
+                    .with_backend(BACKEND),
+            );
         }
         let d = {
             let mut pages = lock(&self.pages);
@@ -1070,7 +1160,10 @@ impl Pager for MemoryPager {
     }
 
     async fn resolve(&self, dedup_key: &str) -> Result<()> {
-        let t = enter(&self.log, &self.faults, "pager.resolve", true, || dedup_key.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "pager.resolve", true, || {
+            dedup_key.to_owned()
+        })
+        .await?;
         lock(&self.resolved).push(dedup_key.to_owned());
         t.finish("pager.resolve", ())
     }
@@ -1194,7 +1287,10 @@ impl IncidentStore for MemoryIncidentStore {
     }
 
     async fn claim(&self, key: &str) -> Result<Epoch> {
-        let t = enter(&self.log, &self.faults, "incident.claim", true, || key.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "incident.claim", true, || {
+            key.to_owned()
+        })
+        .await?;
         let e = {
             let mut all = lock(&self.incidents);
             let r = all
@@ -1207,7 +1303,10 @@ impl IncidentStore for MemoryIncidentStore {
     }
 
     async fn get(&self, key: &str) -> Result<IncidentRecord> {
-        let t = enter(&self.log, &self.faults, "incident.get", false, || key.to_owned()).await?;
+        let t = enter(&self.log, &self.faults, "incident.get", false, || {
+            key.to_owned()
+        })
+        .await?;
         let r = lock(&self.incidents)
             .get(key)
             .cloned()
@@ -1232,9 +1331,13 @@ impl IncidentStore for MemoryIncidentStore {
     }
 
     async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool> {
-        let t = enter(&self.log, &self.faults, "incident.reserve_effect", true, || {
-            format!("{key}@{epoch} {effect}")
-        })
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.reserve_effect",
+            true,
+            || format!("{key}@{epoch} {effect}"),
+        )
         .await?;
         let fresh = {
             let mut all = lock(&self.incidents);

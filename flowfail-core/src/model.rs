@@ -73,6 +73,25 @@ pub(crate) fn describe_untrusted(s: &str) -> String {
     }
 }
 
+/// Outside text made safe to show a human: at most `max` bytes (cut on a character boundary,
+/// marked with `…`), control characters (newlines, ANSI escapes, NUL) escaped.
+pub fn sanitize(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 3);
+    for c in s.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        if out.len() + piece.len() > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -180,7 +199,12 @@ pub struct Task {
 
 impl Task {
     /// A task with the given id, flow, status and creation time; no error, no attempts.
-    pub fn new(task_id: TaskId, flow_type: FlowType, status: TaskStatus, created_at: Timestamp) -> Self {
+    pub fn new(
+        task_id: TaskId,
+        flow_type: FlowType,
+        status: TaskStatus,
+        created_at: Timestamp,
+    ) -> Self {
         Task {
             task_id,
             flow_type,
@@ -705,14 +729,33 @@ mod tests {
         }
         let long = "x".repeat(10_000);
         for bad in [
-            "", "../x", "a/b", "%2F", "a%2Fb", "'", "\"q\"", "a\0b", "a\nb", "\u{1b}[31m", "-a", "_a",
-            &"x".repeat(65), &long, "a b", "é",
+            "",
+            "../x",
+            "a/b",
+            "%2F",
+            "a%2Fb",
+            "'",
+            "\"q\"",
+            "a\0b",
+            "a\nb",
+            "\u{1b}[31m",
+            "-a",
+            "_a",
+            &"x".repeat(65),
+            &long,
+            "a b",
+            "é",
         ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }
         let e = TaskId::parse(&long).unwrap_err();
         assert!(e.to_string().len() < 200, "error message stays short");
-        assert!(!TaskId::parse("a\u{1b}[31m").unwrap_err().to_string().contains('\u{1b}'));
+        assert!(
+            !TaskId::parse("a\u{1b}[31m")
+                .unwrap_err()
+                .to_string()
+                .contains('\u{1b}')
+        );
     }
 
     #[test]
@@ -737,7 +780,10 @@ mod tests {
     #[test]
     fn task_ids_are_extracted_from_log_lines() {
         let id = |m: &str| extract_task_id(m).map(|t| t.to_string());
-        assert_eq!(id("ERROR t-00000 Task timed out").as_deref(), Some("t-00000"));
+        assert_eq!(
+            id("ERROR t-00000 Task timed out").as_deref(),
+            Some("t-00000")
+        );
         assert_eq!(id("task_id=abc_9 failed").as_deref(), Some("abc_9"));
         assert_eq!(id(r#"{"task_id":"t-7","x":1}"#).as_deref(), Some("t-7"));
         assert_eq!(id("ERROR no id here"), None);
@@ -746,7 +792,10 @@ mod tests {
 
     #[test]
     fn vendor_health_parses_statuspage_and_incident_io() {
-        assert_eq!(VendorHealth::from_status("full_outage"), VendorHealth::MajorOutage);
+        assert_eq!(
+            VendorHealth::from_status("full_outage"),
+            VendorHealth::MajorOutage
+        );
         assert_eq!(VendorHealth::from_status("weird"), VendorHealth::Unknown);
         assert!(!VendorHealth::Unknown.is_degraded());
         assert!(!VendorHealth::Unknown.is_operational());

@@ -132,7 +132,10 @@ impl Default for Policy {
     fn default() -> Self {
         let mut fallbacks = BTreeMap::new();
         fallbacks.insert("anthropic".into(), Fallback::new("openai", "gpt-4-turbo"));
-        fallbacks.insert("openai".into(), Fallback::new("anthropic", "claude-sonnet-4-5"));
+        fallbacks.insert(
+            "openai".into(),
+            Fallback::new("anthropic", "claude-sonnet-4-5"),
+        );
         fallbacks.insert("google".into(), Fallback::new("openai", "gpt-4-turbo"));
         Policy {
             alert_failure_rate: 0.01,
@@ -194,7 +197,9 @@ impl Policy {
     pub fn with_overrides(&self, overrides: &serde_json::Value) -> Result<Self> {
         let mut base = serde_json::to_value(self)?;
         let (Some(b), Some(o)) = (base.as_object_mut(), overrides.as_object()) else {
-            return Err(Error::invalid_input("policy overrides must be a JSON object"));
+            return Err(Error::invalid_input(
+                "policy overrides must be a JSON object",
+            ));
         };
         for (k, v) in o {
             b.insert(k.clone(), v.clone());
@@ -232,7 +237,8 @@ impl Policy {
             problems.push("quota_breaker_clear must not exceed quota_breaker_threshold".into());
         }
         if self.quota_critical_threshold < self.quota_breaker_threshold {
-            problems.push("quota_critical_threshold must not be below quota_breaker_threshold".into());
+            problems
+                .push("quota_critical_threshold must not be below quota_breaker_threshold".into());
         }
         if self.widespread_failure_rate < self.alert_failure_rate {
             problems.push("widespread_failure_rate must not be below alert_failure_rate".into());
@@ -280,7 +286,8 @@ impl Policy {
             }
         }
         if self.page_targets.is_empty() {
-            problems.push("page_targets must not be empty (an empty set never means \"all\")".into());
+            problems
+                .push("page_targets must not be empty (an empty set never means \"all\")".into());
         }
         if self.outage_page_targets.is_empty() {
             problems.push("outage_page_targets must not be empty".into());
@@ -301,7 +308,10 @@ impl Policy {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::invalid_input(format!("invalid policy: {}", problems.join("; "))))
+            Err(Error::invalid_input(format!(
+                "invalid policy: {}",
+                problems.join("; ")
+            )))
         }
     }
 
@@ -360,6 +370,10 @@ mod tests {
             .unwrap();
         assert_eq!(p.min_sample, 50);
         assert_eq!(p.prune_target.bytes(), 102_400);
-        assert!(Policy::default().with_overrides(&serde_json::json!({"nope": 1})).is_err());
+        assert!(
+            Policy::default()
+                .with_overrides(&serde_json::json!({"nope": 1}))
+                .is_err()
+        );
     }
 }

@@ -270,8 +270,12 @@ pub trait BundleStore: Send + Sync + Debug + 'static {
     ///
     /// **Behavior**
     /// 1. A missing archive is `NotFound`.
-    async fn get_archive(&self, task_id: &TaskId, checksum: &str, max_bytes: u64)
-    -> Result<Vec<u8>>;
+    async fn get_archive(
+        &self,
+        task_id: &TaskId,
+        checksum: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>>;
 
     /// Replaces the task's bundle with `bytes` only if its version is still `expected`.
     ///

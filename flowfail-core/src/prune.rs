@@ -194,8 +194,11 @@ pub fn prune(input: &[u8], budget: u64, options: &PruneOptions) -> Result<Pruned
     let max_depth = options.max_depth.min(HARD_MAX_DEPTH);
     check_depth(input, max_depth)?;
     std::str::from_utf8(input).map_err(|e| {
-        Error::invalid_input(format!("input is not valid UTF-8 (at byte {})", e.valid_up_to()))
-            .with_operation("prune")
+        Error::invalid_input(format!(
+            "input is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+        .with_operation("prune")
     })?;
     let pointers = options
         .pinned
@@ -251,8 +254,10 @@ pub fn prune(input: &[u8], budget: u64, options: &PruneOptions) -> Result<Pruned
     debug_assert_eq!(bytes.len() as u64, tree.total());
     if bytes.len() as u64 > budget {
         // The floor check makes this unreachable; refuse rather than return an oversize bundle.
-        return Err(Error::new(ErrorKind::Unexpected, "pruning did not reach the budget")
-            .with_operation("prune"));
+        return Err(
+            Error::new(ErrorKind::Unexpected, "pruning did not reach the budget")
+                .with_operation("prune"),
+        );
     }
     manifest.output_bytes = bytes.len() as u64;
     manifest.changed = true;
@@ -893,7 +898,11 @@ impl<'a> Tree<'a> {
             if p.kind == Kind::Object {
                 parts.push(escape_token(&self.key_text(i)));
             } else {
-                let idx = self.children(n.parent).iter().position(|&k| k == i).unwrap_or(0);
+                let idx = self
+                    .children(n.parent)
+                    .iter()
+                    .position(|&k| k == i)
+                    .unwrap_or(0);
                 parts.push(idx.to_string());
             }
             i = n.parent;
@@ -1000,22 +1009,20 @@ fn scan_string(src: &[u8], pos: usize) -> Result<usize> {
         }
         match src.get(i) {
             Some(b'"') => return Ok(i + 1),
-            Some(b'\\') => {
-                match src.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                    Some(b'u') => {
-                        let hex = src
-                            .get(i + 2..i + 6)
-                            .ok_or_else(|| syntax("unexpected end of input in an escape", i))?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return Err(syntax("invalid \\u escape", i));
-                        }
-                        i += 6;
+            Some(b'\\') => match src.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => {
+                    let hex = src
+                        .get(i + 2..i + 6)
+                        .ok_or_else(|| syntax("unexpected end of input in an escape", i))?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(syntax("invalid \\u escape", i));
                     }
-                    Some(_) => return Err(syntax("invalid escape", i)),
-                    None => return Err(syntax("unexpected end of input in a string", i)),
+                    i += 6;
                 }
-            }
+                Some(_) => return Err(syntax("invalid escape", i)),
+                None => return Err(syntax("unexpected end of input in a string", i)),
+            },
             Some(_) => return Err(syntax("control character in a string", i)),
             None => return Err(syntax("unexpected end of input in a string", i)),
         }
@@ -1144,28 +1151,51 @@ mod tests {
         let input = chat(2000, 400);
         let out = prune(&input, 180_000, &opts()).unwrap();
         assert!(out.bytes.len() <= 180_000);
-        assert!(out.bytes.len() >= 162_000, "uses the budget: {}", out.bytes.len());
+        assert!(
+            out.bytes.len() >= 162_000,
+            "uses the budget: {}",
+            out.bytes.len()
+        );
         let v: Value = serde_json::from_slice(&out.bytes).unwrap();
         assert_eq!(v["task"]["task_id"], "t-1");
         assert_eq!(v["system_prompt"], "be good");
         let msgs = v["messages"].as_array().unwrap();
-        assert!(msgs.last().unwrap()["content"].as_str().unwrap().starts_with("turn 1999 "));
-        assert!(matches!(out.manifest.removed[0], Removal::DroppedOldest { ref pointer, .. } if pointer == "/messages"));
+        assert!(
+            msgs.last().unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("turn 1999 ")
+        );
+        assert!(
+            matches!(out.manifest.removed[0], Removal::DroppedOldest { ref pointer, .. } if pointer == "/messages")
+        );
     }
 
     #[test]
     fn one_huge_string_is_truncated_with_a_marker() {
-        let input = serde_json::to_vec(&json!({"task": {"id": 1}, "dump": "é".repeat(400_000)})).unwrap();
+        let input =
+            serde_json::to_vec(&json!({"task": {"id": 1}, "dump": "é".repeat(400_000)})).unwrap();
         let out = prune(&input, 180_000, &opts()).unwrap();
-        assert!(out.bytes.len() <= 180_000 && out.bytes.len() > 179_000, "{}", out.bytes.len());
+        assert!(
+            out.bytes.len() <= 180_000 && out.bytes.len() > 179_000,
+            "{}",
+            out.bytes.len()
+        );
         let v: Value = serde_json::from_slice(&out.bytes).unwrap();
-        assert!(v["dump"].as_str().unwrap().ends_with("[truncated: original 800000 bytes]"));
+        assert!(
+            v["dump"]
+                .as_str()
+                .unwrap()
+                .ends_with("[truncated: original 800000 bytes]")
+        );
     }
 
     #[test]
     fn large_file_dumps_use_the_budget() {
         let files: Vec<Value> = (0..12)
-            .map(|i| json!({"path": format!("src/f{i}.rs"), "content": "fn x() {}\n".repeat(5_000)}))
+            .map(
+                |i| json!({"path": format!("src/f{i}.rs"), "content": "fn x() {}\n".repeat(5_000)}),
+            )
             .collect();
         let input = serde_json::to_vec(&json!({"task": {}, "files": files})).unwrap();
         let out = prune(&input, 180_000, &opts()).unwrap();
@@ -1174,7 +1204,10 @@ mod tests {
         let v: Value = serde_json::from_slice(&out.bytes).unwrap();
         let files = v["files"].as_array().unwrap();
         assert_eq!(files.last().unwrap()["path"], "src/f11.rs");
-        assert_eq!(files.last().unwrap()["content"].as_str().unwrap().len(), 50_000);
+        assert_eq!(
+            files.last().unwrap()["content"].as_str().unwrap().len(),
+            50_000
+        );
     }
 
     #[test]
@@ -1187,7 +1220,12 @@ mod tests {
     #[test]
     fn pinned_values_are_byte_identical_even_pretty_printed() {
         let input = br#"{ "keep" : { "b" : 1.50, "a" : [ 1 , 2 ] }, "junk": [ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" ] }"#;
-        let out = prune(input, 100, &PruneOptions::without_default_pins().keep("/keep")).unwrap();
+        let out = prune(
+            input,
+            100,
+            &PruneOptions::without_default_pins().keep("/keep"),
+        )
+        .unwrap();
         let s = String::from_utf8(out.bytes).unwrap();
         assert!(s.contains(r#"{ "b" : 1.50, "a" : [ 1 , 2 ] }"#), "{s}");
         assert!(s.len() <= 100);
@@ -1196,13 +1234,28 @@ mod tests {
     #[test]
     fn hostile_input_is_refused_cleanly() {
         let deep = "[".repeat(100_000);
-        assert!(prune(deep.as_bytes(), 10, &opts()).unwrap_err().to_string().contains("nested"));
+        assert!(
+            prune(deep.as_bytes(), 10, &opts())
+                .unwrap_err()
+                .to_string()
+                .contains("nested")
+        );
         assert!(prune(b"{\"a\": [1, 2", 10, &opts()).is_err());
-        assert!(prune(b"{\"a\": \"\xff\xfe\"}", 10, &opts()).unwrap_err().to_string().contains("UTF-8"));
+        assert!(
+            prune(b"{\"a\": \"\xff\xfe\"}", 10, &opts())
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-8")
+        );
         assert!(prune(b"{} x", 10, &opts()).is_err());
         assert!(prune(b"", 10, &opts()).is_err());
         let big = vec![b' '; 100];
-        assert_eq!(prune(&big, 10, &opts().max_input_bytes(50)).unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            prune(&big, 10, &opts().max_input_bytes(50))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::TooLarge
+        );
         assert!(prune(b"{}", 10, &opts().keep("no-slash")).is_err());
     }
 
