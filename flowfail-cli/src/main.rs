@@ -1,1 +1,340 @@
-fn main() {}
+//! `flowfail`: the Flow Failure Response runbook on the command line.
+
+mod fs_store;
+
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flowfail_core::prune::{PruneOptions, prune};
+use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail_core::respond::{PruneContextOutcome, prune_context};
+use flowfail_core::schema::SchemaSet;
+use flowfail_core::{ByteSize, TaskId, classify};
+
+#[derive(Parser)]
+#[command(
+    name = "flowfail",
+    version,
+    about = "Automates the Flow Failure Response runbook for FlowEngine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify failures: JSON Lines `{"message": "...", "status": 429}` on stdin, one
+    /// `{"kind", "retryable", "rule"}` line per input line on stdout.
+    Classify {
+        /// Read raw text lines instead of JSON Lines.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Validate TaskObject JSON files against the known schemas; one JSON line per file.
+    Validate {
+        /// Extra or replacement schemas as VERSION=PATH (e.g. 2=task_object.v2.schema.json).
+        #[arg(long = "schema", value_name = "VERSION=PATH")]
+        schemas: Vec<String>,
+        /// TaskObject files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Prune a context bundle (stdin) to a byte budget (stdout).
+    Prune {
+        /// The budget, e.g. 180KB (1000-based) or 180KiB (1024-based).
+        #[arg(long)]
+        max_size: ByteSize,
+        /// JSON pointers to keep byte for byte (repeatable), in addition to the defaults.
+        #[arg(long = "keep", value_name = "POINTER")]
+        keep: Vec<String>,
+        /// Do not pin the default pointers (/task, /system_prompt, /system).
+        #[arg(long)]
+        no_default_keep: bool,
+        /// Write the manifest here instead of stderr.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Refuse inputs larger than this.
+        #[arg(long, default_value = "64MiB")]
+        max_input: ByteSize,
+    },
+    /// Prune a task's stored bundle safely: archive, verify, write only if unchanged.
+    PruneContext {
+        /// The task.
+        #[arg(long)]
+        task_id: String,
+        /// The budget.
+        #[arg(long)]
+        max_size: ByteSize,
+        /// A directory holding `<task_id>.json` bundles.
+        #[arg(long)]
+        bundle_dir: PathBuf,
+    },
+    /// Replay an incident scenario on the in-memory backends, in virtual time.
+    Respond {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Decide and report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the JSON report.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print the post-incident record as Markdown.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOWFAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Classify { plain } => cmd_classify(plain),
+        Command::Validate { schemas, files } => cmd_validate(&schemas, &files),
+        Command::Prune {
+            max_size,
+            keep,
+            no_default_keep,
+            manifest,
+            max_input,
+        } => cmd_prune(max_size, keep, no_default_keep, manifest, max_input),
+        Command::PruneContext {
+            task_id,
+            max_size,
+            bundle_dir,
+        } => cmd_prune_context(&task_id, max_size, bundle_dir),
+        Command::Respond {
+            scenario,
+            dry_run,
+            json,
+            markdown,
+        } => cmd_respond(&scenario, dry_run, json, markdown),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flowfail: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+#[derive(serde::Deserialize)]
+struct ClassifyLine {
+    message: String,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+fn cmd_classify(plain: bool) -> CliResult {
+    let stdin = std::io::stdin().lock();
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut bad = 0u64;
+    for line in stdin.split(b'\n') {
+        let mut line = line?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let parsed: Result<(String, Option<u16>), String> = if plain {
+            Ok((String::from_utf8_lossy(&line).into_owned(), None))
+        } else {
+            serde_json::from_slice::<ClassifyLine>(&line)
+                .map(|l| (l.message, l.status))
+                .map_err(|e| format!("invalid input line: {e}"))
+        };
+        match parsed {
+            Ok((m, s)) => {
+                let c = classify(&m, s);
+                writeln!(
+                    out,
+                    r#"{{"kind":"{}","retryable":{},"rule":"{}"}}"#,
+                    c.kind, c.retryable, c.rule
+                )?;
+            }
+            Err(e) => {
+                bad += 1;
+                serde_json::to_writer(&mut out, &serde_json::json!({ "error": e }))?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    if bad > 0 {
+        eprintln!("flowfail: {bad} malformed input line(s)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_validate(schemas: &[String], files: &[PathBuf]) -> CliResult {
+    let set = if schemas.is_empty() {
+        SchemaSet::builtin()
+    } else {
+        let mut v = Vec::new();
+        for s in schemas {
+            let (ver, path) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--schema {s:?}: expected VERSION=PATH"))?;
+            let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+            v.push((ver.to_owned(), json));
+        }
+        SchemaSet::new(v)?
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads);
+    let results: Vec<Vec<(String, bool)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk.max(1))
+            .map(|part| {
+                let set = &set;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| validate_file(set, f))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut invalid = 0usize;
+    for (line, ok) in results.into_iter().flatten() {
+        if !ok {
+            invalid += 1;
+        }
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(if invalid > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn validate_file(set: &SchemaSet, f: &std::path::Path) -> (String, bool) {
+    let file = f.display().to_string();
+    let v = std::fs::read(f).map_err(|e| e.to_string()).and_then(|b| {
+        serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| format!("invalid JSON: {e}"))
+    });
+    match v {
+        Ok(v) => {
+            let r = set.validate(&v);
+            let ok = r.valid;
+            let line = serde_json::json!({"file": file, "valid": r.valid, "declared_version": r.declared_version,
+                "errors": r.errors, "version_mismatch": r.version_mismatch});
+            (line.to_string(), ok)
+        }
+        Err(e) => (
+            serde_json::json!({"file": file, "valid": false, "error": e}).to_string(),
+            false,
+        ),
+    }
+}
+
+fn cmd_prune(
+    max: ByteSize,
+    keep: Vec<String>,
+    no_default: bool,
+    manifest: Option<PathBuf>,
+    max_input: ByteSize,
+) -> CliResult {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(max_input.bytes() + 1)
+        .read_to_end(&mut input)?;
+    let mut opts = if no_default {
+        PruneOptions::without_default_pins()
+    } else {
+        PruneOptions::default()
+    };
+    opts = opts.max_input_bytes(max_input.bytes());
+    for k in keep {
+        opts = opts.keep(k);
+    }
+    let pruned = prune(&input, max.bytes(), &opts)?;
+    let m = serde_json::to_string_pretty(&pruned.manifest)?;
+    match manifest {
+        Some(path) => std::fs::write(path, m)?,
+        None => eprintln!("{m}"),
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&pruned.bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_prune_context(task_id: &str, max: ByteSize, dir: PathBuf) -> CliResult {
+    let id = TaskId::parse(task_id)?;
+    let store = fs_store::FsBundleStore::new(dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let r = rt.block_on(prune_context(
+        &store,
+        &id,
+        max,
+        ByteSize::new(256 << 20),
+        &PruneOptions::default(),
+    ))?;
+    match r {
+        PruneContextOutcome::Pruned {
+            from_bytes,
+            to_bytes,
+            archive_checksum,
+            manifest,
+        } => {
+            println!(
+                "{}",
+                serde_json::json!({"task_id": id, "outcome": "pruned", "from_bytes": from_bytes, "to_bytes": to_bytes,
+                    "archive_sha256": archive_checksum, "manifest": manifest})
+            );
+        }
+        PruneContextOutcome::AlreadySmall { bytes } => {
+            println!(
+                "{}",
+                serde_json::json!({"task_id": id, "outcome": "already_within_budget", "bytes": bytes})
+            );
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_respond(path: &std::path::Path, dry_run: bool, json: bool, markdown: bool) -> CliResult {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sc = Scenario::from_json(&text)?;
+    let opts = ReplayOptions::default()
+        .dry_run(dry_run)
+        .base_dir(path.parent().map(PathBuf::from));
+    let (report, _) = replay_blocking(&sc, &opts)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if markdown {
+        write!(out, "{}", report.to_markdown())?;
+    } else {
+        write!(out, "{}", report.to_text())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

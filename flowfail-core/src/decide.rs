@@ -87,6 +87,18 @@ pub struct ObservedTask {
     pub schema: Option<SchemaObs>,
 }
 
+impl ObservedTask {
+    /// A task with its classification and no evidence yet.
+    pub fn from_parts(task: Task, class: Classification) -> Self {
+        ObservedTask {
+            task,
+            class,
+            bundle: BundleObs::NotChecked,
+            schema: None,
+        }
+    }
+}
+
 /// Everything one pass observed. A read that failed is `None` (or `Unknown`) and listed in
 /// `gaps`: the engine never decides on data it does not have.
 #[derive(Debug, Clone, PartialEq, Serialize)]

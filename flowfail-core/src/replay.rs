@@ -404,6 +404,19 @@ pub struct ReplayOptions {
     pub base_dir: Option<PathBuf>,
 }
 
+impl ReplayOptions {
+    /// Sets dry run.
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+    /// Sets the directory relative paths resolve against.
+    pub fn base_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.base_dir = dir;
+        self
+    }
+}
+
 /// Replays a scenario. Must run on a tokio runtime with paused time (see [`replay_blocking`]).
 pub async fn replay(sc: &Scenario, opts: &ReplayOptions) -> Result<(Report, World)> {
     let policy = sc.policy()?;

@@ -1,0 +1,194 @@
+//! Criterion benches of flowfail's engine. Comparisons sit in the same group so criterion
+//! reports them side by side:
+//!
+//! - `prune_5MB`: pruning a 5 MB bundle to 180 KB next to a plain serde_json parse, and
+//!   parse + serialize, of the same bytes;
+//! - `classify`, `detect`, `schema`, `decide` (10k and 100k failed tasks), `replay` (the four
+//!   scenarios end to end on the in-memory backends, virtual time).
+//!
+//! `cargo bench --bench core`
+
+use std::hint::black_box;
+
+use chrono::{TimeDelta, Utc};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use flowfail::decide::{
+    BundleObs, IncidentState, Observation, ObservedTask, classification, decide,
+};
+use flowfail::detect::{Detector, DetectorConfig};
+use flowfail::prune::{PruneOptions, prune};
+use flowfail::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail::schema::SchemaSet;
+use flowfail::{
+    FlowType, Policy, Quota, QuotaUsage, StatusCounts, Task, TaskId, TaskStatus, classify,
+};
+use serde_json::json;
+
+fn bundle_5mb() -> Vec<u8> {
+    let msgs: Vec<_> = (0..2500)
+        .map(|i| json!({"role": if i % 2 == 0 {"user"} else {"assistant"}, "turn": i, "content": format!("{} {}", i, "lorem ipsum dolor sit amet ".repeat(77))}))
+        .collect();
+    serde_json::to_vec(&json!({"task": {"task_id": "t-1", "instructions": "do it"}, "system_prompt": "be good", "messages": msgs})).unwrap()
+}
+
+fn bench_prune(c: &mut Criterion) {
+    let input = bundle_5mb();
+    let mut g = c.benchmark_group("prune_5MB");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("flowfail_prune_to_180KB", |b| {
+        b.iter(|| prune(black_box(&input), 180_000, &PruneOptions::default()).unwrap())
+    });
+    g.bench_function("serde_json_parse", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&input)).unwrap())
+    });
+    g.bench_function("serde_json_parse_serialize", |b| {
+        b.iter(|| {
+            serde_json::to_vec(
+                &serde_json::from_slice::<serde_json::Value>(black_box(&input)).unwrap(),
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn corpus() -> Vec<(String, Option<u16>)> {
+    include_str!("../testdata/corpus/errors-sample.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["message"].as_str().unwrap_or("").to_owned(),
+                v["status"].as_u64().map(|s| s as u16),
+            )
+        })
+        .collect()
+}
+
+fn bench_classify(c: &mut Criterion) {
+    let msgs = corpus();
+    let bytes: usize = msgs.iter().map(|m| m.0.len()).sum();
+    let mut g = c.benchmark_group("classify");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("corpus", |b| {
+        b.iter(|| {
+            for (m, s) in &msgs {
+                black_box(classify(m, *s));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn bench_detect(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detect");
+    let n = 1_000_000u64;
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("record_1M", |b| {
+        b.iter(|| {
+            let mut d = Detector::new(DetectorConfig::default());
+            for i in 0..n {
+                d.record(i / 300, i % 97 == 0);
+            }
+            black_box(d.evaluate(n / 300))
+        })
+    });
+    g.finish();
+}
+
+fn bench_schema(c: &mut Criterion) {
+    let set = SchemaSet::builtin();
+    let objs: Vec<_> = (0..1000)
+        .map(|i| json!({"schema_version": "2.0.0", "task_id": format!("t-{i}"), "flow_type": "impl",
+            "created_at": "2025-11-13T09:00:00Z", "inputs": {"repo_url": "https://example.com/r.git", "instructions": "x"}}))
+        .collect();
+    let mut g = c.benchmark_group("schema");
+    g.throughput(Throughput::Elements(objs.len() as u64));
+    g.bench_function("validate_1000_taskobjects", |b| {
+        b.iter(|| objs.iter().filter(|o| set.validate(o).valid).count())
+    });
+    g.finish();
+}
+
+fn observation(n: usize) -> (Observation, IncidentState) {
+    let now = Utc::now();
+    let kinds = [
+        ("Task timed out after 45.00 seconds", None),
+        (
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            Some(529),
+        ),
+        ("KeyError: 'context_refs'", None),
+    ];
+    let failed: Vec<ObservedTask> = (0..n)
+        .map(|i| {
+            let (m, s) = kinds[i % kinds.len()];
+            let t = Task::new(
+                TaskId::parse(&format!("t-{i}")).unwrap(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::minutes(5),
+            )
+            .with_error(m, s);
+            let class = classify(m, s);
+            let mut o = flowfail::decide::ObservedTask::from_parts(t, class);
+            o.bundle = BundleObs::Size { bytes: 100_000 };
+            o
+        })
+        .collect();
+    let mut obs = Observation::new(now);
+    obs.counts = Some(StatusCounts::new(10 * n as u64, n as u64));
+    obs.quota = Quota::Known(QuotaUsage::from_ratio(0.3));
+    let alert = flowfail::decide::alert(obs.counts.as_ref().unwrap(), false, &Policy::default());
+    let state = IncidentState::open(
+        "flowengine-x".into(),
+        now,
+        alert,
+        classification(&failed),
+        None,
+    );
+    obs.failed = Some(failed);
+    (obs, state)
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let policy = Policy::default();
+    let mut g = c.benchmark_group("decide");
+    g.sample_size(20);
+    for n in [10_000usize, 100_000] {
+        let (obs, state) = observation(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| decide(&obs, &state, &policy))
+        });
+    }
+    g.finish();
+}
+
+fn bench_replay(c: &mut Criterion) {
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(20);
+    for name in ["pilot-timeout", "rate-limit", "vendor-outage", "bad-deploy"] {
+        let text = std::fs::read_to_string(format!(
+            "{}/testdata/scenarios/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let sc = Scenario::from_json(&text).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| replay_blocking(&sc, &ReplayOptions::default()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_prune,
+    bench_classify,
+    bench_detect,
+    bench_schema,
+    bench_decide,
+    bench_replay
+);
+criterion_main!(benches);
