@@ -8,6 +8,8 @@
 //!
 //! `cargo bench --bench core`
 
+#![allow(missing_docs, clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use chrono::{TimeDelta, Utc};

@@ -432,6 +432,19 @@ pub struct Skip {
     pub examples: Vec<String>,
 }
 
+impl Skip {
+    /// A skip of one subject.
+    pub fn new(action: &str, subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        let s = subject.into();
+        Skip {
+            action: action.to_owned(),
+            reason: reason.into(),
+            count: 1,
+            examples: if s.is_empty() { Vec::new() } else { vec![s] },
+        }
+    }
+}
+
 /// Something found and reported, not acted on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]

@@ -59,7 +59,10 @@ impl DetectorConfig {
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.buckets == 0 || self.window_s == 0 || self.window_s % self.buckets as u64 != 0 {
+        if self.buckets == 0
+            || self.window_s == 0
+            || !self.window_s.is_multiple_of(self.buckets as u64)
+        {
             return Err(Error::invalid_input(
                 "detector window must be a positive multiple of the bucket count",
             ));

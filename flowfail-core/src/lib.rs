@@ -3,6 +3,8 @@
 pub mod breaker;
 pub mod classify;
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod decide;
 pub mod detect;
 pub mod error;

@@ -1412,7 +1412,11 @@ pub fn synthesize_bundle(task_id: &TaskId, size: u64) -> Vec<u8> {
         let prefix = format!(
             r#"{}{{"role":"{}","turn":{turn},"content":""#,
             if turn == 0 { "" } else { "," },
-            if turn % 2 == 0 { "user" } else { "assistant" }
+            if turn.is_multiple_of(2) {
+                "user"
+            } else {
+                "assistant"
+            }
         );
         let suffix = r#""}"#;
         let fixed = out.len() + prefix.len() + suffix.len() + tail.len();

@@ -598,7 +598,7 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     ) -> Result<()>;
 }
 
-#[allow(dead_code)]
+#[allow(dead_code, clippy::too_many_arguments)]
 fn _dyn_compatible(
     _: &dyn LogSource,
     _: &dyn TaskStore,

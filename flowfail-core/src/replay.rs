@@ -247,9 +247,11 @@ impl Scenario {
 
     /// The policy: defaults, the scenario's deployment and primary vendor, then its overrides.
     pub fn policy(&self) -> Result<Policy> {
-        let mut p = Policy::default();
-        p.deployment = self.deployment.name.clone();
-        p.primary_vendor = self.primary_vendor.clone();
+        let p = Policy {
+            deployment: self.deployment.name.clone(),
+            primary_vendor: self.primary_vendor.clone(),
+            ..Policy::default()
+        };
         match &self.policy {
             Some(o) => p.with_overrides(o),
             None => {

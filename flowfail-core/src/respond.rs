@@ -426,7 +426,7 @@ pub async fn prune_context(
     Err(
         Error::conflict(format!("bundle {task_id} kept changing while being pruned"))
             .with_operation("prune_context")
-            .with_source(last_conflict.map_or_else(|| Error::conflict("conflict"), |e| e)),
+            .with_source(last_conflict.unwrap_or_else(|| Error::conflict("conflict"))),
     )
 }
 
@@ -494,7 +494,8 @@ impl Responder {
             if let Some(e) = next_event.filter(|e| *e > now) {
                 wake = wake.min(e);
             }
-            wake = wake.min(end);
+            // Passes are at least a second apart, whatever falls due in between.
+            wake = wake.max(now + TimeDelta::seconds(1)).min(end);
             let d = (wake - now).to_std().unwrap_or(Duration::from_millis(1));
             tokio::time::sleep(d.max(Duration::from_millis(1))).await;
         }
@@ -951,12 +952,13 @@ impl Responder {
                 Action::Page { .. } | Action::Notify { .. } | Action::VerifyRollout { .. }
             );
             if !exempt && !self.take_token(now) {
-                record(
-                    fields,
-                    Outcome::Skipped,
-                    Some("action rate limit: deferred to the next pass".into()),
-                    &mut entries,
+                // Deferred, not dropped: the next pass decides it again.
+                let skip = crate::decide::Skip::new(
+                    a.kind(),
+                    subject(a),
+                    "action rate limit: deferred to the next pass",
                 );
+                lock(&self.inner).report.skips(now, &[skip]);
                 continue;
             }
             let span = tracing::info_span!("action", incident = %next.key, kind = a.kind());
@@ -1342,14 +1344,6 @@ impl Responder {
                 record(fields, Outcome::DryRun, None);
                 continue;
             }
-            if !self.take_token(now) {
-                record(
-                    fields,
-                    Outcome::Skipped,
-                    Some("action rate limit: deferred to the next pass".into()),
-                );
-                continue;
-            }
             requests.push(RetryRequest::new(task_id.clone(), *expected_attempts, now));
             sent.push(a);
         }
@@ -1408,6 +1402,19 @@ impl Responder {
                 }
             }
         }
+    }
+}
+
+fn subject(a: &Action) -> String {
+    match a {
+        Action::PruneContext { task_id, .. } | Action::RetryTask { task_id, .. } => {
+            task_id.to_string()
+        }
+        Action::SetEnv { name, .. } => name.clone(),
+        Action::Rollback { to_revision, .. } => format!("revision {to_revision}"),
+        Action::VerifyRollout { deployment } => deployment.clone(),
+        Action::Page { target, .. } => target.clone(),
+        Action::Notify { audience, .. } => audience.clone(),
     }
 }
 

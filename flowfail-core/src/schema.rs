@@ -248,7 +248,7 @@ mod tests {
         assert!(
             r.errors
                 .iter()
-                .any(|e| e.pointer == "" || e.pointer == "/inputs")
+                .any(|e| e.pointer.is_empty() || e.pointer == "/inputs")
         );
         let t1 = json!({"schema_version": "1.4.0", "task_id": "t-1", "flow_type": "plan",
                         "inputs": {"repo": "r", "instructions": "x"}});

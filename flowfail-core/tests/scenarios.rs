@@ -1,0 +1,227 @@
+//! The four incident scenarios, replayed end to end, with the runbook's semantics asserted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::TimeDelta;
+use flowfail_core::TaskId;
+use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail_core::report::{ActionFields, ActionRecord, Outcome, Report};
+use flowfail_core::respond::World;
+
+fn load(name: &str) -> Scenario {
+    let p = format!(
+        "{}/../testdata/scenarios/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn run(name: &str) -> (Report, World) {
+    replay_blocking(&load(name), &ReplayOptions::default()).unwrap()
+}
+
+fn applied<'a>(r: &'a Report, kind: &str) -> Vec<&'a ActionRecord> {
+    r.actions
+        .iter()
+        .filter(|a| a.action.kind() == kind && a.outcome == Outcome::Applied)
+        .collect()
+}
+
+#[test]
+fn pilot_timeout_prunes_three_bundles_retries_each_and_resolves() {
+    let (r, w) = run("pilot-timeout");
+    assert!(r.alert.firing);
+    assert_eq!(r.classification[&flowfail_core::FailureKind::Timeout], 3);
+    let prunes = applied(&r, "prune_context");
+    assert_eq!(prunes.len(), 3);
+    for p in &prunes {
+        let ActionFields::PruneContext {
+            task_id,
+            from_bytes,
+            to_bytes,
+        } = &p.action
+        else {
+            unreachable!()
+        };
+        assert!(
+            *from_bytes > 500_000 && *to_bytes <= 180_000,
+            "{from_bytes} -> {to_bytes}"
+        );
+        // Each prune is followed by a retry of the same task.
+        let i = r.actions.iter().position(|a| std::ptr::eq(a, *p)).unwrap();
+        assert!(r.actions[i + 1..].iter().any(|a| matches!(&a.action,
+            ActionFields::RetryTask { task_id: t, attempt: 1, .. } if t == task_id)
+            && a.outcome == Outcome::Applied));
+        // The original is archived and verifiable; the live bundle is valid JSON within budget.
+        let id = TaskId::parse(task_id).unwrap();
+        let archives = w.bundles.archives(&id);
+        assert_eq!(archives.len(), 1);
+        assert_eq!(archives[0].1.len() as u64, *from_bytes);
+        let live = w.bundles.bytes(&id).unwrap();
+        assert!(live.len() <= 180_000);
+        serde_json::from_slice::<serde_json::Value>(&live).unwrap();
+    }
+    assert!(applied(&r, "rollback").is_empty());
+    assert!(applied(&r, "page").is_empty());
+    assert!(r.resolved);
+    let mttr = r.post_incident.mttr_seconds.unwrap();
+    assert!(mttr <= 10, "MTTR {mttr}s");
+}
+
+#[test]
+fn rate_limit_enables_breaker_once_and_waits_for_half_open() {
+    let (r, w) = run("rate-limit");
+    let flips: Vec<_> = applied(&r, "set_env")
+        .into_iter()
+        .filter(|a| matches!(&a.action, ActionFields::SetEnv { name, value: Some(v), .. } if name == "ENABLE_CIRCUIT_BREAKER" && v == "true"))
+        .collect();
+    assert_eq!(flips.len(), 1, "breaker enabled exactly once");
+    let t0 = flips[0].at;
+    let retries = applied(&r, "retry_task");
+    assert!(!retries.is_empty());
+    assert!(
+        retries.iter().all(|a| a.at - t0 >= TimeDelta::seconds(60)),
+        "no retry within 60 s of the breaker"
+    );
+    // Half-open admits one probe before the rest.
+    let first = retries[0];
+    assert!(matches!(
+        first.action,
+        ActionFields::RetryTask { probe: true, .. }
+    ));
+    assert!(retries[1..].iter().all(|a| a.at > first.at));
+    assert!(applied(&r, "rollback").is_empty());
+    assert_eq!(
+        w.deployment.snapshot().env["ENABLE_CIRCUIT_BREAKER"],
+        "true"
+    );
+    assert!(r.resolved);
+    assert!(r.post_incident.mttr_seconds.unwrap() <= 90);
+}
+
+#[test]
+fn vendor_outage_falls_back_pages_after_30_min_and_recovers() {
+    let (r, w) = run("vendor-outage");
+    let start = r.detected_at.unwrap();
+    let fb: Vec<_> = applied(&r, "set_env")
+        .into_iter()
+        .filter(|a| matches!(&a.action, ActionFields::SetEnv { name, value: Some(v), .. } if name == "FALLBACK_MODEL" && v == "gpt-4-turbo"))
+        .collect();
+    assert_eq!(fb.len(), 1);
+    assert_eq!(fb[0].at, start);
+    let pages = applied(&r, "page");
+    let targets: Vec<&str> = pages
+        .iter()
+        .map(|a| match &a.action {
+            ActionFields::Page { target, .. } => target.as_str(),
+            _ => "",
+        })
+        .collect();
+    assert!(
+        targets.contains(&"sre") && targets.contains(&"tech_lead"),
+        "{targets:?}"
+    );
+    assert_eq!(targets.len(), 2, "each paged once");
+    for p in &pages {
+        let after = p.at - start;
+        assert!(
+            after >= TimeDelta::minutes(30) && after < TimeDelta::minutes(31),
+            "paged after {after}"
+        );
+    }
+    assert_eq!(applied(&r, "notify").len(), 1);
+    assert!(applied(&r, "rollback").is_empty());
+    // No retry during the outage; the fallback is undone on recovery and tasks retried.
+    let recovery = start + TimeDelta::seconds(2700);
+    assert!(applied(&r, "retry_task").iter().all(|a| a.at >= recovery));
+    assert!(applied(&r, "set_env").iter().any(|a| matches!(&a.action, ActionFields::SetEnv { name, value: None, .. } if name == "FALLBACK_MODEL")));
+    assert!(!w.deployment.snapshot().env.contains_key("FALLBACK_MODEL"));
+    assert!(
+        !w.deployment
+            .snapshot()
+            .env
+            .contains_key("MANUAL_REVIEW_MODE")
+    );
+    assert!(r.resolved);
+}
+
+#[test]
+fn bad_deploy_rolls_back_exactly_once_8_to_7() {
+    let (r, w) = run("bad-deploy");
+    let rollbacks: Vec<_> = r
+        .actions
+        .iter()
+        .filter(|a| a.action.kind() == "rollback")
+        .collect();
+    assert_eq!(rollbacks.len(), 1);
+    assert!(matches!(
+        rollbacks[0].action,
+        ActionFields::Rollback {
+            from_revision: 8,
+            to_revision: 7,
+            ..
+        }
+    ));
+    assert_eq!(rollbacks[0].outcome, Outcome::Applied);
+    assert!(r.actions.iter().any(
+        |a| matches!(&a.action, ActionFields::VerifyRollout { status, .. } if status == "complete")
+    ));
+    assert_eq!(w.deployment.calls().of("deployment.rollback").len(), 1);
+    // The unknown failure mode is paged once to on-call.
+    let pages = applied(&r, "page");
+    assert_eq!(pages.len(), 1);
+    assert!(!r.post_incident.new_failure_modes.is_empty());
+    // Tasks are retried only after the rollback, and no task beyond the policy's attempts.
+    let rb_at = rollbacks[0].at;
+    assert!(applied(&r, "retry_task").iter().all(|a| a.at > rb_at));
+    assert!(w.tasks.tasks().iter().all(|t| t.attempts <= 3));
+    assert!(r.resolved);
+}
+
+#[test]
+fn dry_run_mutates_nothing_and_reports_what_it_would_do() {
+    for name in ["pilot-timeout", "rate-limit", "vendor-outage", "bad-deploy"] {
+        let (r, w) = replay_blocking(&load(name), &ReplayOptions::default().dry_run(true)).unwrap();
+        assert!(w.mutations().is_empty(), "{name}: {:?}", w.mutations());
+        assert!(!r.actions.is_empty(), "{name}");
+        assert!(
+            r.actions.iter().all(|a| a.outcome == Outcome::DryRun),
+            "{name}"
+        );
+        assert_eq!(r.post_incident.status, "dry_run");
+    }
+}
+
+#[test]
+fn reports_serialize_with_the_required_fields() {
+    let (r, _) = run("bad-deploy");
+    let v = serde_json::to_value(&r).unwrap();
+    for f in [
+        "alert",
+        "classification",
+        "actions",
+        "findings",
+        "resolved",
+        "detected_at",
+        "resolved_at",
+        "post_incident",
+    ] {
+        assert!(v.get(f).is_some(), "missing {f}");
+    }
+    for f in ["firing", "failure_rate", "window_tasks"] {
+        assert!(v["alert"].get(f).is_some());
+    }
+    for k in [
+        "timeout",
+        "rate_limit",
+        "validation",
+        "model_api_5xx",
+        "unknown",
+    ] {
+        assert!(v["classification"].get(k).is_some());
+    }
+    let a = &v["actions"][0];
+    assert!(a["at"].is_string() && a["kind"].is_string() && a["outcome"].is_string());
+    assert!(v["post_incident"]["mttr_seconds"].is_i64());
+    assert!(r.to_markdown().contains("# Post-incident review"));
+}
