@@ -161,7 +161,7 @@ static PATTERNS: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             "pattern:validation",
             Validation,
             false,
-            r"(?i)validation (?:error|failed)|failed (?:schema )?validation|schema validation|is not valid under|is a required property|is not one of \[|additional properties are not allowed|is not of type|failed validating|does not match '|missing field `|unknown field `|invalid type: |unknown variant `|duplicate field `|invalid value: |schema[_ ]version|schema mismatch|\[type=[a-z_]+|field required|extra fields not permitted|input should be|string should match|value is not a valid|invalid taskobject|taskobject (?:is )?invalid|eof while parsing|trailing characters at line|expected value at line",
+            r"(?i)validation (?:error|failed)|failed (?:schema )?validation|schema validation|is not valid under|is a required property|is not one of \[|additional properties are not allowed|is not of type|failed validating|does not match '|missing field `|unknown field `|invalid type: |unknown variant `|duplicate field `|invalid value: |schema[_ ]version|schema mismatch|\[type=[a-z_]+|field required|extra fields not permitted|input should be|string should match|value is not a valid|invalid taskobject|taskobject (?:is )?invalid|eof while parsing|trailing characters at line|expected value at line|is (?:less|greater) than (?:or equal to )?the (?:minimum|maximum)|is too (?:long|short)|is not valid under any of the given schemas|should be non-empty|has non-unique elements|enumeration member",
         ),
         rule("pattern:quota_exhausted", RateLimit, false, QUOTA_EXHAUSTED),
         rule(
@@ -188,7 +188,7 @@ static PATTERNS: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// Stage 4: HTTP statuses written in recognisable places.
 static STATUS_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?:error code|status(?:[ _]?code)?|http(?:/\d(?:\.\d)?)?|response code|returned|responded with|['"]code['"])\s*[:=]?\s*['"]?([1-5]\d\d)\b|^\s*(?:error:?\s*)?([1-5]\d\d)\s+[a-z]|\b([1-5]\d\d)\s+(?:too many requests|service unavailable|bad gateway|gateway time-?out|internal server error|request time-?out)"#,
+        r#"(?i)(?:error code|status(?:[ _]?code)?|http(?:/\d(?:\.\d)?)?|response code|returned|responded with|['"]code['"])\s*[:=]?\s*['"]?([1-5]\d\d)\b|^\s*(?:error:?\s*)?([1-5]\d\d)\s+[a-z]|(?-i:\w(?:Error|Exception|Exceeded|Unavailable|Exhausted|Timeout|Gateway|Found|Denied|Argument):\s*([1-5]\d\d)\s+[A-Z])|\b([1-5]\d\d)\s+(?:too many requests|service unavailable|bad gateway|gateway time-?out|internal server error|request time-?out)"#,
     )
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
@@ -251,6 +251,10 @@ pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
 fn refine(r: &'static Rule, text: &str) -> Classification {
     let exhausted = QUOTA_EXHAUSTED_RE.is_match(text);
     match r.kind {
+        // A deadline the vendor answered with a 504 is the vendor failing, not our timeout.
+        Timeout if status_in_text(text) == Some(504) => {
+            Classification::new(ModelApi5xx, true, "status_in_message:504")
+        }
         RateLimit if exhausted => Classification::new(RateLimit, false, "quota_exhausted"),
         Unknown if exhausted => Classification::new(RateLimit, false, "spend_limit"),
         Unknown => {
@@ -286,7 +290,7 @@ fn by_status(status: u16, text: &str, source: &'static str) -> Option<Classifica
 
 fn status_in_text(text: &str) -> Option<u16> {
     let caps = STATUS_IN_TEXT.captures(text)?;
-    (1..=3)
+    (1..=4)
         .find_map(|i| caps.get(i))
         .and_then(|m| m.as_str().parse().ok())
 }
@@ -320,7 +324,11 @@ mod tests {
 
     #[test]
     fn labelled_corpus_is_classified_correctly() {
-        let corpus = include_str!("../../testdata/corpus/errors-sample.jsonl");
+        let corpus = [
+            include_str!("../../testdata/corpus/errors-sample.jsonl"),
+            include_str!("../../testdata/corpus/errors-extended.jsonl"),
+        ]
+        .concat();
         let mut wrong = Vec::new();
         for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
             let l: Labelled = serde_json::from_str(line).unwrap();
@@ -448,6 +456,12 @@ mod tests {
             ),
             (
                 "google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.DeadlineExceeded: Deadline of 60.0s exceeded",
                 None,
                 Timeout,
                 true,

@@ -758,6 +758,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn task_id_validation_is_exactly_the_pattern(s in "\\PC{0,70}|[A-Za-z0-9][A-Za-z0-9_-]{0,70}") {
+            let re = regex::Regex::new("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$").unwrap();
+            proptest::prop_assert_eq!(TaskId::parse(&s).is_ok(), re.is_match(&s));
+        }
+
+        #[test]
+        fn hostile_fragments_are_always_rejected(
+            head in "[A-Za-z0-9]{1,20}",
+            bad in proptest::sample::select(vec!["../x", "a/b", "%2F", "'", "\"", "\0", "\n", "\r", "\u{1b}[31m", " ", "\\", ";", "é"]),
+            tail in "[A-Za-z0-9]{0,20}",
+        ) {
+            let candidate = format!("{head}{bad}{tail}");
+            proptest::prop_assert!(TaskId::parse(&candidate).is_err(), "{:?}", candidate);
+        }
+    }
+
     #[test]
     fn byte_size_units() {
         let p = |s: &str| s.parse::<ByteSize>().map(ByteSize::bytes);

@@ -162,6 +162,24 @@ impl SchemaSet {
             .unwrap_or_default();
         let newest = self.versions.last().map(|c| c.major.clone());
         let known = |m: &str| self.versions.iter().any(|c| c.major == m);
+        // Which other version's shape the object has, ignoring its declared version.
+        let shaped_as = |skip: &str| -> Vec<String> {
+            self.versions
+                .iter()
+                .filter(|c| c.major != skip)
+                .filter(|c| {
+                    let mut o = object.clone();
+                    if let Some(m) = o.as_object_mut() {
+                        m.insert(
+                            "schema_version".into(),
+                            Value::String(format!("{}.0.0", c.major)),
+                        );
+                    }
+                    c.validator.is_valid(&o)
+                })
+                .map(|c| c.major.clone())
+                .collect()
+        };
         let version_mismatch = match (&declared_major, &declared) {
             (None, _) => Some("TaskObject declares no schema_version".to_owned()),
             (Some(m), Some(d)) if !known(m) => {
@@ -175,12 +193,21 @@ impl SchemaSet {
                     format!("schema_version {d} is not a known schema version")
                 })
             }
-            (Some(m), Some(d)) if !valid_against.contains(m) && !valid_against.is_empty() => {
-                Some(format!(
-                    "declares schema_version {d} but is valid against v{}: producer and schema disagree",
-                    valid_against.join(", v")
-                ))
+            (Some(m), Some(d)) if !errors.is_empty() => {
+                let shapes = shaped_as(m);
+                if shapes.is_empty() {
+                    None
+                } else {
+                    Some(format!(
+                        "declares schema_version {d} but has the shape of v{}: producer and schema disagree",
+                        shapes.join(", v")
+                    ))
+                }
             }
+            (Some(m), Some(d)) if newest.as_deref().is_some_and(|n| n != m) => Some(format!(
+                "declares schema_version {d}, but the current schema is v{}",
+                newest.as_deref().unwrap_or("?")
+            )),
             _ => None,
         };
         SchemaReport {

@@ -1,0 +1,418 @@
+//! The `flowfail` binary, end to end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn flowfail(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("flowfail-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn classify_labels_the_corpus_one_line_per_input() {
+    let corpus = std::fs::read(repo().join("testdata/corpus/errors-sample.jsonl")).unwrap();
+    let out = flowfail(&["classify"], &corpus);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inputs: Vec<Value> = corpus
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let outputs: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(inputs.len(), outputs.len());
+    for (i, o) in inputs.iter().zip(&outputs) {
+        assert_eq!(o["kind"], i["expect"], "{}", i["message"]);
+        assert!(o["retryable"].is_boolean() && o["rule"].is_string());
+    }
+}
+
+#[test]
+fn classify_reports_malformed_lines_in_place_and_fails_at_the_end() {
+    let input = b"{\"message\": \"Task timed out after 45.00 seconds\"}\nnot json\n{\"status\": 500}\n\xff\xfe\n{\"message\": \"x\", \"status\": 429, \"extra\": [1]}\n";
+    let out = flowfail(&["classify"], input);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["kind"], "timeout");
+    assert!(lines[1]["error"].is_string());
+    assert!(lines[2]["error"].is_string(), "message is required");
+    assert!(lines[3]["error"].is_string());
+    assert_eq!(lines[4]["kind"], "rate_limit");
+}
+
+#[test]
+fn classify_plain_takes_raw_lines() {
+    let out = flowfail(
+        &["classify", "--plain"],
+        b"502 Bad Gateway\nIndexError: list index out of range\n",
+    );
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    let kinds: Vec<Value> = s
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())
+        .collect();
+    assert_eq!(kinds, vec![json!("model_api_5xx"), json!("unknown")]);
+}
+
+fn chat_bundle() -> Vec<u8> {
+    let msgs: Vec<Value> = (0..3000)
+        .map(|i| json!({"role": "user", "content": format!("turn {i} {}", "z".repeat(200))}))
+        .collect();
+    serde_json::to_vec(&json!({"task": {"task_id": "t-9", "note": "keep me"}, "meta": {"owner": "sre"}, "messages": msgs})).unwrap()
+}
+
+#[test]
+fn prune_fits_the_budget_keeps_pins_and_is_idempotent() {
+    let input = chat_bundle();
+    let out = flowfail(&["prune", "--max-size", "180KB", "--keep", "/meta"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() <= 180_000 && out.stdout.len() >= 162_000,
+        "{}",
+        out.stdout.len()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["meta"], json!({"owner": "sre"}));
+    assert_eq!(v["task"]["note"], "keep me");
+    assert!(
+        v["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("turn 2999 ")
+    );
+    let manifest: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(manifest["budget"], 180_000);
+    let again = flowfail(
+        &["prune", "--max-size", "180KB", "--keep", "/meta"],
+        &out.stdout,
+    );
+    assert_eq!(again.stdout, out.stdout, "idempotent");
+}
+
+#[test]
+fn prune_refuses_bad_input_with_nothing_on_stdout() {
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", b"{\"messages\": [\"a\", \"b\"".to_vec()),
+        ("deep", deep.into_bytes()),
+        ("invalid utf-8", b"{\"a\": \"\xc3\x28\"}".to_vec()),
+        ("empty", Vec::new()),
+        (
+            "pinned too large",
+            serde_json::to_vec(&json!({"task": "x".repeat(300_000)})).unwrap(),
+        ),
+    ];
+    for (name, input) in cases {
+        let out = flowfail(&["prune", "--max-size", "180KB"], &input);
+        assert!(!out.status.success(), "{name}");
+        assert!(out.stdout.is_empty(), "{name}: stdout must be empty");
+        assert!(!out.stderr.is_empty(), "{name}: an error message");
+    }
+    let bad_size = flowfail(&["prune", "--max-size", "lots"], b"{}");
+    assert!(!bad_size.status.success() && bad_size.stdout.is_empty());
+}
+
+#[test]
+fn prune_context_archives_then_replaces() {
+    let dir = temp_dir("prune-context");
+    let original = chat_bundle();
+    std::fs::write(dir.join("t-9.json"), &original).unwrap();
+    let out = flowfail(
+        &[
+            "prune-context",
+            "--task-id",
+            "t-9",
+            "--max-size",
+            "180KB",
+            "--bundle-dir",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outcome"], "pruned");
+    let sum = r["archive_sha256"].as_str().unwrap();
+    let archived = std::fs::read(dir.join("archive").join(format!("t-9.{sum}.json"))).unwrap();
+    assert_eq!(archived, original, "the original is archived byte for byte");
+    let live = std::fs::read(dir.join("t-9.json")).unwrap();
+    assert!(live.len() <= 180_000);
+    // Again: already within budget, nothing changes.
+    let out = flowfail(
+        &[
+            "prune-context",
+            "--task-id",
+            "t-9",
+            "--max-size",
+            "180KB",
+            "--bundle-dir",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["outcome"],
+        "already_within_budget"
+    );
+    // Hostile ids never reach the filesystem.
+    for bad in ["../t-9", "t-9/../../etc", "t 9", ""] {
+        let out = flowfail(
+            &[
+                "prune-context",
+                "--task-id",
+                bad,
+                "--max-size",
+                "180KB",
+                "--bundle-dir",
+                dir.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(out.stdout.is_empty());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn validate_reports_pointers_and_mismatches() {
+    let dir = temp_dir("validate");
+    let good = json!({"schema_version": "2.0.0", "task_id": "t-1", "flow_type": "docs", "created_at": "2025-11-13T09:00:00Z",
+        "inputs": {"repo_url": "https://example.com/r.git", "instructions": "x"}});
+    let mut bad = good.clone();
+    bad["flow_type"] = json!("refactor");
+    std::fs::write(dir.join("good.json"), good.to_string()).unwrap();
+    std::fs::write(dir.join("bad.json"), bad.to_string()).unwrap();
+    std::fs::write(dir.join("broken.json"), "{").unwrap();
+    let files: Vec<String> = ["good.json", "bad.json", "broken.json"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = flowfail(&args, b"");
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[1]["valid"], false);
+    assert_eq!(lines[1]["errors"][0]["pointer"], "/flow_type");
+    assert_eq!(lines[2]["valid"], false);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn respond(path: &Path) -> Value {
+    let out = flowfail(
+        &["respond", "--scenario", path.to_str().unwrap(), "--json"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn actions<'a>(r: &'a Value, kind: &str) -> Vec<&'a Value> {
+    r["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind && a["outcome"] == "applied")
+        .collect()
+}
+
+#[test]
+fn respond_replays_the_four_scenarios_as_json() {
+    let dir = repo().join("testdata/scenarios");
+    let pilot = respond(&dir.join("pilot-timeout.json"));
+    assert_eq!(actions(&pilot, "prune_context").len(), 3);
+    assert!(
+        actions(&pilot, "prune_context")
+            .iter()
+            .all(|a| a["to_bytes"].as_u64().unwrap() <= 180_000)
+    );
+    assert_eq!(pilot["resolved"], true);
+    let rl = respond(&dir.join("rate-limit.json"));
+    assert_eq!(actions(&rl, "set_env").len(), 1);
+    let outage = respond(&dir.join("vendor-outage.json"));
+    let targets: Vec<&Value> = actions(&outage, "page")
+        .iter()
+        .map(|a| &a["target"])
+        .collect();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(actions(&outage, "notify").len(), 1);
+    let bad = respond(&dir.join("bad-deploy.json"));
+    let rb = actions(&bad, "rollback");
+    assert_eq!(rb.len(), 1);
+    assert_eq!(
+        (
+            rb[0]["from_revision"].as_u64(),
+            rb[0]["to_revision"].as_u64()
+        ),
+        (Some(8), Some(7))
+    );
+}
+
+#[test]
+fn respond_handles_the_other_branches() {
+    let dir = repo().join("testdata/scenarios/extra");
+    let r = respond(&dir.join("timeout-small-bundle.json"));
+    assert!(actions(&r, "prune_context").is_empty());
+    assert!(!actions(&r, "retry_task").is_empty());
+    let r = respond(&dir.join("rate-limit-quota-unknown.json"));
+    assert!(
+        actions(&r, "set_env").is_empty(),
+        "unknown quota flips nothing"
+    );
+    assert!(
+        r["not_taken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["reason"].as_str().unwrap().contains("quota unknown"))
+    );
+    let r = respond(&dir.join("rate-limit-critical.json"));
+    assert!(
+        actions(&r, "page")
+            .iter()
+            .any(|p| p["target"] == "on_call" && p["reason"] == "quota_critical")
+    );
+    let r = respond(&dir.join("validation.json"));
+    assert!(
+        actions(&r, "retry_task").is_empty(),
+        "validation is never retried"
+    );
+    let findings = r["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 20);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["details"]["schema"]["errors"][0]["pointer"] == "/flow_type")
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["details"]["schema"]["version_mismatch"].is_string())
+    );
+    let r = respond(&dir.join("outage-no-healthy-fallback.json"));
+    assert!(
+        actions(&r, "set_env")
+            .iter()
+            .any(|a| a["name"] == "MANUAL_REVIEW_MODE" && a["value"] == "true")
+    );
+    assert!(
+        !actions(&r, "set_env")
+            .iter()
+            .any(|a| a["name"] == "FALLBACK_MODEL")
+    );
+    let r = respond(&dir.join("outage-status-unknown.json"));
+    assert!(
+        actions(&r, "set_env").is_empty(),
+        "unknown status is not an outage"
+    );
+    for f in ["bad-deploy-no-history.json", "bad-deploy-old.json"] {
+        let r = respond(&dir.join(f));
+        assert!(actions(&r, "rollback").is_empty(), "{f}");
+        assert!(!actions(&r, "page").is_empty(), "{f}");
+    }
+    let r = respond(&dir.join("bad-deploy-rollback-does-not-help.json"));
+    assert_eq!(actions(&r, "rollback").len(), 1);
+    assert!(
+        actions(&r, "page")
+            .iter()
+            .any(|p| p["reason"] == "failures_persist_after_rollback")
+    );
+    assert_eq!(r["escalated"], true);
+    for f in ["below-threshold.json", "below-min-sample.json"] {
+        let r = respond(&dir.join(f));
+        assert_eq!(r["alert"]["firing"], false, "{f}");
+        assert!(r["actions"].as_array().unwrap().is_empty(), "{f}");
+    }
+    let r = respond(&dir.join("mixed.json"));
+    assert_eq!(actions(&r, "prune_context").len(), 1);
+    assert_eq!(r["resolved"], true);
+}
+
+#[test]
+fn respond_rejects_bad_scenarios_cleanly() {
+    let dir = temp_dir("bad-scenario");
+    for (name, body) in [
+        ("truncated.json", "{\"now\": \"2025-11-13T10:00:00Z\""),
+        (
+            "hostile-id.json",
+            r#"{"now": "2025-11-13T10:00:00Z", "deployment": {"revision": 1}, "tasks": [{"task_id": "../../etc", "flow_type": "plan", "status": "failed", "created_at": "2025-11-13T10:00:00Z"}]}"#,
+        ),
+        (
+            "bad-status.json",
+            r#"{"now": "2025-11-13T10:00:00Z", "deployment": {"revision": 1}, "vendors": {"anthropic": "on fire"}}"#,
+        ),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        let out = flowfail(
+            &["respond", "--scenario", p.to_str().unwrap(), "--json"],
+            b"",
+        );
+        assert!(!out.status.success(), "{name}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
