@@ -1,3 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub use flowfail_core::*;
+
+/// PostgreSQL adapters: the TaskDB and the incident ledger (feature `pg`).
+#[cfg(feature = "pg")]
+pub use flowfail_pg as pg;

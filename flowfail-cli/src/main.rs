@@ -72,6 +72,37 @@ enum Command {
         #[arg(long)]
         bundle_dir: PathBuf,
     },
+    /// The runbook's triage: failed tasks in the TaskDB (newest first), classified, and the
+    /// failure-rate alert over the last hour.
+    Triage {
+        /// TaskDB URL (`postgres://user@host:port/db`).
+        #[arg(long, env = "FLOWFAIL_PG_URL")]
+        pg: String,
+        /// How many failed tasks to list (the runbook's LIMIT).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Schema of the tasks table.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry one failed task with backoff, fenced on its attempt count.
+    Retry {
+        /// The task.
+        #[arg(long)]
+        task_id: String,
+        /// Refuse when the task already had this many retries.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// TaskDB URL.
+        #[arg(long, env = "FLOWFAIL_PG_URL")]
+        pg: String,
+        /// Schema of the tasks table.
+        #[arg(long)]
+        schema: Option<String>,
+    },
     /// Replay an incident scenario on the in-memory backends, in virtual time.
     Respond {
         /// The scenario file.
@@ -113,6 +144,18 @@ fn main() -> ExitCode {
             max_size,
             bundle_dir,
         } => cmd_prune_context(&task_id, max_size, bundle_dir),
+        Command::Triage {
+            pg,
+            limit,
+            schema,
+            json,
+        } => cmd_triage(&pg, limit, schema, json),
+        Command::Retry {
+            task_id,
+            max_attempts,
+            pg,
+            schema,
+        } => cmd_retry(&task_id, max_attempts, &pg, schema),
         Command::Respond {
             scenario,
             dry_run,
@@ -337,4 +380,143 @@ fn cmd_respond(path: &std::path::Path, dry_run: bool, json: bool, markdown: bool
         write!(out, "{}", report.to_text())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn pg_tasks(
+    url: &str,
+    schema: Option<String>,
+) -> Result<flowfail_pg::PgTaskStore, flowfail_core::Error> {
+    let pool = flowfail_pg::connect(url, 2)?;
+    let table = match schema {
+        Some(s) => flowfail_pg::TaskTable::in_schema(s),
+        None => flowfail_pg::TaskTable::default(),
+    };
+    flowfail_pg::PgTaskStore::new(pool, &table)
+}
+
+fn cmd_triage(url: &str, limit: usize, schema: Option<String>, json: bool) -> CliResult {
+    use flowfail_core::TaskStore;
+    let store = pg_tasks(url, schema)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let now = chrono::Utc::now();
+    let policy = flowfail_core::Policy::default();
+    let (counts, failed) = rt.block_on(async {
+        let counts = store
+            .counts(
+                now - chrono::TimeDelta::seconds(policy.alert_window_s as i64),
+                now,
+            )
+            .await?;
+        let failed = store.recent_failed(limit).await?;
+        Ok::<_, flowfail_core::Error>((counts, failed))
+    })?;
+    let alert = flowfail_core::decide::alert(&counts, false, &policy);
+    let rows: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|t| {
+            let c = classify(t.error_message.as_deref().unwrap_or(""), t.http_status);
+            serde_json::json!({"task_id": t.task_id, "flow_type": t.flow_type, "attempts": t.attempts,
+                "error_message": t.error_message.as_deref().map(|m| flowfail_core::model::sanitize(m, 200)),
+                "kind": c.kind, "retryable": c.retryable, "rule": c.rule})
+        })
+        .collect();
+    let mut by_kind = std::collections::BTreeMap::new();
+    for r in &rows {
+        *by_kind
+            .entry(r["kind"].as_str().unwrap_or("unknown").to_owned())
+            .or_insert(0u64) += 1;
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({"alert": alert, "classification": by_kind, "failed": rows}),
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "alert: {} — {:.2}% failures over {} tasks in the last hour (threshold {:.2}%, min sample {})",
+            if alert.firing { "FIRING" } else { "not firing" },
+            alert.failure_rate * 100.0,
+            alert.window_tasks,
+            policy.alert_failure_rate * 100.0,
+            policy.min_sample
+        )?;
+        writeln!(
+            out,
+            "{:<24} {:<7} {:<14} {:<9} error",
+            "task_id", "flow", "kind", "retryable"
+        )?;
+        for r in &rows {
+            writeln!(
+                out,
+                "{:<24} {:<7} {:<14} {:<9} {}",
+                r["task_id"].as_str().unwrap_or(""),
+                r["flow_type"].as_str().unwrap_or(""),
+                r["kind"].as_str().unwrap_or(""),
+                r["retryable"],
+                r["error_message"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>) -> CliResult {
+    use flowfail_core::TaskStore;
+    let id = TaskId::parse(task_id)?;
+    let store = pg_tasks(url, schema)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let task = rt.block_on(store.get(&id))?;
+    let c = classify(
+        task.error_message.as_deref().unwrap_or(""),
+        task.http_status,
+    );
+    let refuse = |why: String| {
+        println!(
+            "{}",
+            serde_json::json!({"task_id": id, "outcome": "refused", "reason": why})
+        );
+        Ok(ExitCode::from(1))
+    };
+    if task.status != flowfail_core::TaskStatus::Failed {
+        return refuse(format!("task is {:?}, not failed", task.status));
+    }
+    if task.attempts >= max_attempts {
+        return refuse(format!(
+            "attempts exhausted ({}/{max_attempts})",
+            task.attempts
+        ));
+    }
+    if !c.retryable {
+        return refuse(format!(
+            "{} failure is not safe to retry as-is ({})",
+            c.kind, c.rule
+        ));
+    }
+    let policy = flowfail_core::Policy::default();
+    let attempt = task.attempts + 1;
+    let not_before = chrono::Utc::now() + flowfail_core::decide::backoff(&policy, &id, attempt);
+    let out = rt.block_on(store.schedule_retries(&[flowfail_core::RetryRequest::new(
+        id.clone(),
+        task.attempts,
+        not_before,
+    )]))?;
+    let outcome = out.into_iter().next();
+    println!(
+        "{}",
+        serde_json::json!({"task_id": id, "attempt": attempt, "not_before": not_before, "result": outcome})
+    );
+    Ok(
+        if matches!(outcome, Some(flowfail_core::RetryOutcome::Scheduled { .. })) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

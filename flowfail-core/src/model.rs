@@ -63,7 +63,12 @@ impl TaskId {
 }
 
 /// A short, printable description of untrusted text for an error message: at most 32
-/// characters, control characters escaped, and the total length.
+/// characters, control characters escaped, and the total length. For adapters that must
+/// mention an id they could not validate.
+pub fn describe_untrusted_pub(s: &str) -> String {
+    describe_untrusted(s)
+}
+
 pub(crate) fn describe_untrusted(s: &str) -> String {
     let shown: String = s.chars().take(32).flat_map(char::escape_default).collect();
     if s.chars().count() > 32 {

@@ -531,6 +531,29 @@ pub struct IncidentRecord {
     pub post_incident: Option<serde_json::Value>,
 }
 
+impl IncidentRecord {
+    /// A new open incident at epoch 0 with no effects and an empty timeline (adapters fill in
+    /// the rest from their storage).
+    pub fn new(
+        key: impl Into<String>,
+        scope: impl Into<String>,
+        opened_at: Timestamp,
+        state: serde_json::Value,
+    ) -> Self {
+        IncidentRecord {
+            key: key.into(),
+            scope: scope.into(),
+            epoch: 0,
+            opened_at,
+            state,
+            effects: Vec::new(),
+            timeline: Vec::new(),
+            closed_at: None,
+            post_incident: None,
+        }
+    }
+}
+
 /// The incident ledger: where replicas agree on one incident and one effect per action.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

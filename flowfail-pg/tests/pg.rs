@@ -1,0 +1,472 @@
+//! flowfail-pg against a real PostgreSQL server (`FLOWFAIL_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each test works in a fresh schema. Without a
+//! server the tests skip, unless `FLOWFAIL_PG_REQUIRED=1` (CI), where they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{TimeDelta, Utc};
+use flowfail_core::conformance;
+use flowfail_core::{
+    ErrorKind, FlowType, IncidentStore, RetryOutcome, RetryRequest, Task, TaskId, TaskStatus,
+    TaskStore,
+};
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskColumns, TaskTable, connect};
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn url() -> String {
+    std::env::var("FLOWFAIL_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh schema with both stores migrated, or `None` (skip) when no server answers and
+/// none is required.
+async fn fresh() -> Option<(
+    PgTaskStore,
+    PgIncidentStore,
+    String,
+    deadpool_postgres::Pool,
+)> {
+    let pool = connect(&url(), 8).unwrap();
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
+                panic!(
+                    "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
+                    url()
+                );
+            }
+            eprintln!("skipping: PostgreSQL unreachable at {}: {e}", url());
+            return None;
+        }
+    };
+    let schema = format!(
+        "ff_test_{}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    drop(client);
+    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
+    let ledger = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
+    tasks.migrate().await.unwrap();
+    ledger.migrate().await.unwrap();
+    Some((tasks, ledger, schema, pool))
+}
+
+struct Fixture(PgTaskStore);
+
+#[async_trait::async_trait]
+impl conformance::TaskFixture for Fixture {
+    fn store(&self) -> std::sync::Arc<dyn TaskStore> {
+        std::sync::Arc::new(self.0.clone())
+    }
+    async fn seed(&self, tasks: &[Task], objects: &[(TaskId, serde_json::Value)]) {
+        self.0.insert(tasks, objects).await.unwrap();
+    }
+}
+
+fn failed(n: usize, prefix: &str) -> Vec<Task> {
+    let now = Utc::now();
+    (0..n)
+        .map(|i| {
+            Task::new(
+                TaskId::parse(&format!("{prefix}-{i}")).unwrap(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::seconds(i as i64),
+            )
+            .with_error("Task timed out after 45.00 seconds", None)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn task_store_passes_the_conformance_suite() {
+    let Some((tasks, ..)) = fresh().await else {
+        return;
+    };
+    conformance::task_store(&Fixture(tasks)).await;
+}
+
+#[tokio::test]
+async fn incident_store_passes_the_conformance_suite() {
+    let Some((_, ledger, ..)) = fresh().await else {
+        return;
+    };
+    conformance::incident_store(&ledger).await;
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_safe_concurrently() {
+    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+        return;
+    };
+    tasks.migrate().await.unwrap();
+    ledger.migrate().await.unwrap();
+    let other = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
+    let (a, b) = tokio::join!(ledger.migrate(), other.migrate());
+    a.unwrap();
+    b.unwrap();
+    let c = pool.get().await.unwrap();
+    let n: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.flowfail_migrations"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_claiming_retries_each_get_every_task_once() {
+    let Some((tasks, _, schema, _)) = fresh().await else {
+        return;
+    };
+    let all = failed(400, "c");
+    tasks.insert(&all, &[]).await.unwrap();
+    let reqs: Vec<RetryRequest> = all
+        .iter()
+        .map(|t| RetryRequest::new(t.task_id.clone(), 0, Utc::now() - TimeDelta::seconds(1)))
+        .collect();
+    tasks.schedule_retries(&reqs).await.unwrap();
+    // Two replicas, separate pools, claiming in small rounds at the same time.
+    let a = PgTaskStore::new(
+        connect(&url(), 2).unwrap(),
+        &TaskTable::in_schema(schema.clone()),
+    )
+    .unwrap();
+    let b = PgTaskStore::new(
+        connect(&url(), 2).unwrap(),
+        &TaskTable::in_schema(schema.clone()),
+    )
+    .unwrap();
+    let claim = |s: PgTaskStore, w: &'static str| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_due_retries(17, w, Utc::now()).await.unwrap();
+            if batch.is_empty() {
+                break got;
+            }
+            got.extend(batch.into_iter().map(|(id, _)| id));
+        }
+    };
+    let (ga, gb) = tokio::join!(
+        tokio::spawn(claim(a, "replica-a")),
+        tokio::spawn(claim(b, "replica-b"))
+    );
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    let sa: HashSet<_> = ga.iter().cloned().collect();
+    let sb: HashSet<_> = gb.iter().cloned().collect();
+    assert!(sa.is_disjoint(&sb), "a task was claimed twice");
+    assert_eq!(sa.len() + sb.len(), 400, "every task claimed");
+    assert_eq!(ga.len() + gb.len(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retry_scheduling_applies_each_retry_once() {
+    let Some((tasks, _, schema, _)) = fresh().await else {
+        return;
+    };
+    let all = failed(300, "r");
+    tasks.insert(&all, &[]).await.unwrap();
+    let reqs: Vec<RetryRequest> = all
+        .iter()
+        .map(|t| RetryRequest::new(t.task_id.clone(), 0, Utc::now()))
+        .collect();
+    let other =
+        PgTaskStore::new(connect(&url(), 2).unwrap(), &TaskTable::in_schema(schema)).unwrap();
+    let (ra, rb) = tokio::join!(tasks.schedule_retries(&reqs), other.schedule_retries(&reqs));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    for (a, b) in ra.iter().zip(&rb) {
+        let scheduled = [a, b]
+            .iter()
+            .filter(|o| matches!(o, RetryOutcome::Scheduled { .. }))
+            .count();
+        assert_eq!(scheduled, 1, "{a:?} / {b:?}");
+    }
+    for t in &all {
+        assert_eq!(tasks.get(&t.task_id).await.unwrap().attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_epoch_is_rejected_across_stores() {
+    let Some((_, ledger, schema, pool)) = fresh().await else {
+        return;
+    };
+    let other = PgIncidentStore::new(pool, Some(&schema)).unwrap();
+    let now = Utc::now();
+    ledger
+        .open("flowengine", "inc-1", now, &serde_json::json!({}))
+        .await
+        .unwrap();
+    let old = ledger.claim("inc-1").await.unwrap();
+    let new = other.claim("inc-1").await.unwrap();
+    assert!(new > old);
+    for r in [
+        ledger
+            .save_state("inc-1", old, &serde_json::json!({"x": 1}))
+            .await
+            .map(|_| ()),
+        ledger
+            .reserve_effect("inc-1", old, "rollback")
+            .await
+            .map(|_| ()),
+        ledger
+            .append(
+                "inc-1",
+                old,
+                &[flowfail_core::TimelineEntry::new(
+                    now,
+                    "x",
+                    serde_json::json!(1),
+                )],
+            )
+            .await,
+        ledger
+            .close("inc-1", old, now, &serde_json::json!({}))
+            .await,
+    ] {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Conflict);
+    }
+    assert!(
+        other
+            .reserve_effect("inc-1", new, "rollback")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .reserve_effect("inc-1", new, "rollback")
+            .await
+            .unwrap(),
+        "one rollback per incident"
+    );
+}
+
+#[tokio::test]
+async fn hostile_ids_and_identifiers_never_reach_sql_text() {
+    let Some((tasks, _, schema, pool)) = fresh().await else {
+        return;
+    };
+    // Identifiers come only from configuration, and are validated.
+    for bad in ["tasks; DROP TABLE x", "t\"x", "", "a b", "x--"] {
+        let mut t = TaskTable::in_schema(schema.clone());
+        t.table = bad.into();
+        assert_eq!(
+            PgTaskStore::new(pool.clone(), &t).unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{bad:?}"
+        );
+    }
+    assert!(PgIncidentStore::new(pool.clone(), Some("x'; --")).is_err());
+    // A hostile id written by someone else into the table is read as data and skipped.
+    let c = pool.get().await.unwrap();
+    let hostile = "x'); DROP TABLE tasks; --";
+    c.execute(
+        &format!("INSERT INTO {schema}.tasks (task_id, flow_type, status, created_at) VALUES ($1, 'plan', 'failed', now())"),
+        &[&hostile],
+    )
+    .await
+    .unwrap();
+    tasks.insert(&failed(2, "ok"), &[]).await.unwrap();
+    let got = tasks.recent_failed(10).await.unwrap();
+    assert_eq!(got.len(), 2, "the invalid id is skipped, the rest read");
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {schema}.tasks"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3, "nothing dropped");
+    // Ids that parse are only ever bound parameters: a quote-free but odd id round-trips.
+    let odd = TaskId::parse("a--b_c").unwrap();
+    tasks
+        .insert(
+            &[Task::new(
+                odd.clone(),
+                FlowType::Docs,
+                TaskStatus::Failed,
+                Utc::now(),
+            )],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(tasks.get(&odd).await.unwrap().task_id, odd);
+}
+
+#[tokio::test]
+async fn configurable_table_and_column_names() {
+    let Some((_, _, schema, pool)) = fresh().await else {
+        return;
+    };
+    let mut cols = TaskColumns::default();
+    cols.task_id = "id".into();
+    cols.status = "state".into();
+    cols.attempts = "retries".into();
+    let mut t = TaskTable::in_schema(schema.clone());
+    t.table = "flow_tasks".into();
+    t.columns = cols;
+    let s = PgTaskStore::new(pool, &t).unwrap();
+    s.migrate().await.unwrap();
+    s.insert(&failed(3, "k"), &[]).await.unwrap();
+    assert_eq!(s.recent_failed(10).await.unwrap().len(), 3);
+    let out = s
+        .schedule_retries(&[RetryRequest::new(
+            TaskId::parse("k-0").unwrap(),
+            0,
+            Utc::now(),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(out[0], RetryOutcome::Scheduled { attempts: 1 });
+}
+
+#[tokio::test]
+async fn batched_retries_scale_to_ten_thousand_tasks() {
+    let Some((tasks, ..)) = fresh().await else {
+        return;
+    };
+    let all = failed(10_000, "b");
+    tasks.insert(&all, &[]).await.unwrap();
+    let mut reqs: Vec<RetryRequest> = all
+        .iter()
+        .map(|t| RetryRequest::new(t.task_id.clone(), 0, Utc::now()))
+        .collect();
+    reqs.push(RetryRequest::new(
+        TaskId::parse("b-0").unwrap(),
+        0,
+        Utc::now(),
+    )); // duplicate in one batch
+    let out = tasks.schedule_retries(&reqs).await.unwrap();
+    assert_eq!(out.len(), 10_001);
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, RetryOutcome::Scheduled { attempts: 1 }))
+            .count(),
+        10_000
+    );
+    assert!(
+        matches!(out[10_000], RetryOutcome::Conflict { .. }),
+        "the duplicate does not apply twice"
+    );
+    let c = tasks
+        .counts(Utc::now() - TimeDelta::hours(1), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(c.in_flight, 10_000);
+    // The row-by-row path agrees.
+    let again = tasks.schedule_retries_row_by_row(&reqs[..3]).await.unwrap();
+    assert!(
+        again.iter().all(|o| *o
+            == RetryOutcome::Conflict {
+                current_attempts: 1
+            }),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn counts_follow_the_window_and_finish_times() {
+    let Some((tasks, ..)) = fresh().await else {
+        return;
+    };
+    let now = Utc::now();
+    let mut t = Vec::new();
+    for (i, (st, mins)) in [
+        (TaskStatus::Succeeded, 5),
+        (TaskStatus::Failed, 10),
+        (TaskStatus::FailedFinal, 20),
+        (TaskStatus::Succeeded, 90),
+        (TaskStatus::Running, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut task = Task::new(
+            TaskId::parse(&format!("w-{i}")).unwrap(),
+            FlowType::Plan,
+            st,
+            now - TimeDelta::hours(3),
+        );
+        task.finished_at = Some(now - TimeDelta::minutes(mins));
+        t.push(task);
+    }
+    tasks.insert(&t, &[]).await.unwrap();
+    let c = tasks.counts(now - TimeDelta::hours(1), now).await.unwrap();
+    assert_eq!((c.succeeded, c.failed, c.in_flight), (1, 2, 1));
+}
+
+/// A TCP proxy that forwards the client's bytes and cuts the connection after the server has
+/// sent `limit` bytes.
+async fn cutting_proxy(limit: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target: tokio_postgres::Config = url().parse().unwrap();
+    let host = match &target.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = target.get_ports().first().copied().unwrap_or(5432);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut server = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 8192];
+                    loop {
+                        let n = sr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 || sent + n > limit {
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                };
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    let db = target.get_dbname().unwrap_or("postgres").to_owned();
+    let user = target.get_user().unwrap_or("postgres").to_owned();
+    format!("postgres://{user}@{addr}/{db}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_read_is_an_error_not_a_short_list() {
+    let Some((tasks, _, schema, _)) = fresh().await else {
+        return;
+    };
+    let mut many = failed(5_000, "d");
+    for t in &mut many {
+        t.error_message = Some("x".repeat(200));
+    }
+    tasks.insert(&many, &[]).await.unwrap();
+    // Enough for the startup and the first rows, not for 5,000 rows of 200+ bytes.
+    let proxy = cutting_proxy(64 * 1024).await;
+    let cut = PgTaskStore::new(connect(&proxy, 1).unwrap(), &TaskTable::in_schema(schema)).unwrap();
+    let r = cut.recent_failed(5_000).await;
+    let e = r.expect_err("a cut connection must not return a partial list");
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+}
