@@ -5,3 +5,7 @@ pub use flowfail_core::*;
 /// PostgreSQL adapters: the TaskDB and the incident ledger (feature `pg`).
 #[cfg(feature = "pg")]
 pub use flowfail_pg as pg;
+
+/// HTTP adapters: vendor quota, status pages, PagerDuty, webhooks (feature `http`).
+#[cfg(feature = "http")]
+pub use flowfail_http as http;

@@ -77,7 +77,25 @@ enum Command {
     Triage {
         /// TaskDB URL (`postgres://user@host:port/db`).
         #[arg(long, env = "FLOWFAIL_PG_URL")]
-        pg: String,
+        pg: Option<String>,
+        /// Check Anthropic quota (key from ANTHROPIC_API_KEY, never from the command line).
+        #[arg(long)]
+        quota_anthropic: bool,
+        /// Anthropic API base URL.
+        #[arg(long, default_value = "https://api.anthropic.com")]
+        anthropic_url: String,
+        /// Check OpenAI quota (key from OPENAI_API_KEY).
+        #[arg(long)]
+        quota_openai: bool,
+        /// OpenAI API base URL.
+        #[arg(long, default_value = "https://api.openai.com")]
+        openai_url: String,
+        /// Check the vendors' status pages.
+        #[arg(long)]
+        status: bool,
+        /// Override a vendor's status page base URL (VENDOR=URL, repeatable).
+        #[arg(long = "status-url", value_name = "VENDOR=URL")]
+        status_urls: Vec<String>,
         /// How many failed tasks to list (the runbook's LIMIT).
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -149,7 +167,24 @@ fn main() -> ExitCode {
             limit,
             schema,
             json,
-        } => cmd_triage(&pg, limit, schema, json),
+            quota_anthropic,
+            anthropic_url,
+            quota_openai,
+            openai_url,
+            status,
+            status_urls,
+        } => cmd_triage(&TriageArgs {
+            pg,
+            limit,
+            schema,
+            json,
+            quota_anthropic,
+            anthropic_url,
+            quota_openai,
+            openai_url,
+            status,
+            status_urls,
+        }),
         Command::Retry {
             task_id,
             max_attempts,
@@ -394,75 +429,150 @@ fn pg_tasks(
     flowfail_pg::PgTaskStore::new(pool, &table)
 }
 
-fn cmd_triage(url: &str, limit: usize, schema: Option<String>, json: bool) -> CliResult {
-    use flowfail_core::TaskStore;
-    let store = pg_tasks(url, schema)?;
+struct TriageArgs {
+    pg: Option<String>,
+    limit: usize,
+    schema: Option<String>,
+    json: bool,
+    quota_anthropic: bool,
+    anthropic_url: String,
+    quota_openai: bool,
+    openai_url: String,
+    status: bool,
+    status_urls: Vec<String>,
+}
+
+fn secret_env(var: &str) -> Result<secrecy::SecretString, String> {
+    std::env::var(var)
+        .map(secrecy::SecretString::from)
+        .map_err(|_| format!("{var} is not set"))
+}
+
+fn cmd_triage(a: &TriageArgs) -> CliResult {
+    use flowfail_core::{QuotaChecker, StatusPage, TaskStore};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let now = chrono::Utc::now();
     let policy = flowfail_core::Policy::default();
-    let (counts, failed) = rt.block_on(async {
-        let counts = store
-            .counts(
-                now - chrono::TimeDelta::seconds(policy.alert_window_s as i64),
-                now,
-            )
-            .await?;
-        let failed = store.recent_failed(limit).await?;
-        Ok::<_, flowfail_core::Error>((counts, failed))
-    })?;
-    let alert = flowfail_core::decide::alert(&counts, false, &policy);
-    let rows: Vec<serde_json::Value> = failed
-        .iter()
-        .map(|t| {
-            let c = classify(t.error_message.as_deref().unwrap_or(""), t.http_status);
-            serde_json::json!({"task_id": t.task_id, "flow_type": t.flow_type, "attempts": t.attempts,
-                "error_message": t.error_message.as_deref().map(|m| flowfail_core::model::sanitize(m, 200)),
-                "kind": c.kind, "retryable": c.retryable, "rule": c.rule})
-        })
-        .collect();
-    let mut by_kind = std::collections::BTreeMap::new();
-    for r in &rows {
-        *by_kind
-            .entry(r["kind"].as_str().unwrap_or("unknown").to_owned())
-            .or_insert(0u64) += 1;
-    }
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(
-            &mut out,
-            &serde_json::json!({"alert": alert, "classification": by_kind, "failed": rows}),
-        )?;
-        writeln!(out)?;
-    } else {
-        writeln!(
-            out,
-            "alert: {} — {:.2}% failures over {} tasks in the last hour (threshold {:.2}%, min sample {})",
+    let mut report = serde_json::Map::new();
+    let mut text = String::new();
+    if let Some(url) = &a.pg {
+        let store = pg_tasks(url, a.schema.clone())?;
+        let (counts, failed) = rt.block_on(async {
+            let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
+            let counts = store.counts(now - window, now).await?;
+            let failed = store.recent_failed(a.limit).await?;
+            Ok::<_, flowfail_core::Error>((counts, failed))
+        })?;
+        let alert = flowfail_core::decide::alert(&counts, false, &policy);
+        let rows: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|t| {
+                let c = classify(t.error_message.as_deref().unwrap_or(""), t.http_status);
+                serde_json::json!({"task_id": t.task_id, "flow_type": t.flow_type, "attempts": t.attempts,
+                    "error_message": t.error_message.as_deref().map(|m| flowfail_core::model::sanitize(m, 200)),
+                    "kind": c.kind, "retryable": c.retryable, "rule": c.rule})
+            })
+            .collect();
+        let mut by_kind = std::collections::BTreeMap::new();
+        for r in &rows {
+            *by_kind
+                .entry(r["kind"].as_str().unwrap_or("unknown").to_owned())
+                .or_insert(0u64) += 1;
+        }
+        text.push_str(&format!(
+            "alert: {} — {:.2}% failures over {} tasks in the last hour (threshold {:.2}%, min sample {})\n",
             if alert.firing { "FIRING" } else { "not firing" },
             alert.failure_rate * 100.0,
             alert.window_tasks,
             policy.alert_failure_rate * 100.0,
             policy.min_sample
-        )?;
-        writeln!(
-            out,
-            "{:<24} {:<7} {:<14} {:<9} error",
+        ));
+        text.push_str(&format!(
+            "{:<24} {:<7} {:<14} {:<9} error\n",
             "task_id", "flow", "kind", "retryable"
-        )?;
+        ));
         for r in &rows {
-            writeln!(
-                out,
-                "{:<24} {:<7} {:<14} {:<9} {}",
+            text.push_str(&format!(
+                "{:<24} {:<7} {:<14} {:<9} {}\n",
                 r["task_id"].as_str().unwrap_or(""),
                 r["flow_type"].as_str().unwrap_or(""),
                 r["kind"].as_str().unwrap_or(""),
                 r["retryable"],
                 r["error_message"].as_str().unwrap_or("")
-            )?;
+            ));
         }
+        report.insert("alert".into(), serde_json::to_value(alert)?);
+        report.insert("classification".into(), serde_json::to_value(by_kind)?);
+        report.insert("failed".into(), serde_json::Value::Array(rows));
+    } else {
+        text.push_str("TaskDB: not configured (--pg or FLOWFAIL_PG_URL)\n");
+    }
+    let opts = flowfail_http::HttpOptions::default();
+    let mut quotas = serde_json::Map::new();
+    if a.quota_anthropic {
+        let q = flowfail_http::AnthropicQuota::new(
+            &a.anthropic_url,
+            secret_env("ANTHROPIC_API_KEY")?,
+            opts.clone(),
+        )?;
+        let v = rt.block_on(q.quota("anthropic"))?;
+        text.push_str(&format!("quota anthropic: {}\n", describe_quota(&v)));
+        quotas.insert("anthropic".into(), serde_json::to_value(v)?);
+    }
+    if a.quota_openai {
+        let q = flowfail_http::OpenAiQuota::new(
+            &a.openai_url,
+            secret_env("OPENAI_API_KEY")?,
+            opts.clone(),
+        )?;
+        let v = rt.block_on(q.quota("openai"))?;
+        text.push_str(&format!("quota openai: {}\n", describe_quota(&v)));
+        quotas.insert("openai".into(), serde_json::to_value(v)?);
+    }
+    if !quotas.is_empty() {
+        report.insert("quota".into(), serde_json::Value::Object(quotas));
+    }
+    if a.status {
+        let mut cfg = flowfail_http::StatusPageConfig::defaults();
+        for o in &a.status_urls {
+            let (v, u) = o
+                .split_once('=')
+                .ok_or_else(|| format!("--status-url {o:?}: expected VENDOR=URL"))?;
+            let components = cfg.get(v).map(|c| c.components.clone()).unwrap_or_default();
+            cfg.insert(
+                v.to_owned(),
+                flowfail_http::StatusPageConfig::new(u, components),
+            );
+        }
+        let vendors: Vec<String> = cfg.keys().cloned().collect();
+        let pages = flowfail_http::StatusPages::new(cfg, opts)?;
+        let mut out = serde_json::Map::new();
+        for v in vendors {
+            let s = rt.block_on(pages.health(&v))?;
+            let since = s.since.map(|t| format!(" since {t}")).unwrap_or_default();
+            text.push_str(&format!("vendor {v}: {:?}{since}\n", s.health));
+            out.insert(v, serde_json::to_value(s)?);
+        }
+        report.insert("vendors".into(), serde_json::Value::Object(out));
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::Value::Object(report))?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{text}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn describe_quota(q: &flowfail_core::Quota) -> String {
+    match q {
+        flowfail_core::Quota::Known(u) => format!("{:.1}% used", u.used_ratio * 100.0),
+        flowfail_core::Quota::Unknown { reason } => format!("unknown ({reason})"),
+        _ => "unknown".into(),
+    }
 }
 
 fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>) -> CliResult {

@@ -1,0 +1,75 @@
+//! `flowfail triage` with quota and vendor health from local HTTP servers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triage_shows_quota_and_vendor_health() {
+    let api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages/count_tokens"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("anthropic-ratelimit-tokens-limit", "1000")
+                .insert_header("anthropic-ratelimit-tokens-remaining", "140"),
+        )
+        .mount(&api)
+        .await;
+    let status = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/summary.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "components": [{"name": "Claude API", "status": "major_outage"}],
+            "incidents": [{"status": "investigating", "started_at": "2025-11-13T09:40:00Z", "components": [{"name": "Claude API"}]}]
+        })))
+        .mount(&status)
+        .await;
+    let dead = "http://127.0.0.1:9";
+    let key = "sk-ant-canary-in-env-only";
+    let out = tokio::task::spawn_blocking({
+        let (api, status) = (api.uri(), status.uri());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_flowfail"))
+                .args([
+                    "triage",
+                    "--json",
+                    "--quota-anthropic",
+                    "--anthropic-url",
+                    &api,
+                    "--status",
+                ])
+                .args([
+                    "--status-url",
+                    &format!("anthropic={status}"),
+                    "--status-url",
+                    &format!("openai={dead}"),
+                    "--status-url",
+                    &format!("google={dead}"),
+                ])
+                .env_remove("FLOWFAIL_PG_URL")
+                .env("ANTHROPIC_API_KEY", key)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains(key) && !String::from_utf8_lossy(&out.stderr).contains(key));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["quota"]["anthropic"]["state"], "known");
+    assert!((v["quota"]["anthropic"]["used_ratio"].as_f64().unwrap() - 0.86).abs() < 1e-9);
+    assert_eq!(v["vendors"]["anthropic"]["health"], "major_outage");
+    assert_eq!(v["vendors"]["anthropic"]["since"], "2025-11-13T09:40:00Z");
+    assert_eq!(
+        v["vendors"]["openai"]["health"], "unknown",
+        "an unreachable page is unknown, not an outage"
+    );
+}
