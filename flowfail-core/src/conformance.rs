@@ -832,6 +832,15 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         ErrorKind::NotFound,
         "get rule 1"
     );
+    let found = s.find_open(&scope).await.expect("find_open");
+    assert_eq!(found.map(|r| r.key), Some(key.clone()), "find_open rule 1");
+    assert!(
+        s.find_open(&unique("empty-scope"))
+            .await
+            .expect("find_open")
+            .is_none(),
+        "find_open rule 1: none"
+    );
 
     let e1 = s.claim(&key).await.expect("claim");
     let e2 = s.claim(&key).await.expect("claim");
@@ -920,6 +929,10 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         closed.post_incident.expect("record")["root_cause"],
         "x",
         "close rule 2: first record kept"
+    );
+    assert!(
+        s.find_open(&scope).await.expect("find_open").is_none(),
+        "find_open rule 1: closed"
     );
     let (r3, created3) = s
         .open(&scope, &unique("inc-next"), now, &st)

@@ -1286,6 +1286,18 @@ impl IncidentStore for MemoryIncidentStore {
         t.finish("incident.open", r)
     }
 
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        let t = enter(&self.log, &self.faults, "incident.find_open", false, || {
+            scope.to_owned()
+        })
+        .await?;
+        let r = lock(&self.incidents)
+            .values()
+            .find(|r| r.scope == scope && r.closed_at.is_none())
+            .cloned();
+        t.finish("incident.find_open", r)
+    }
+
     async fn claim(&self, key: &str) -> Result<Epoch> {
         let t = enter(&self.log, &self.faults, "incident.claim", true, || {
             key.to_owned()

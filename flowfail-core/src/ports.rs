@@ -573,6 +573,12 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
         state: &serde_json::Value,
     ) -> Result<(IncidentRecord, bool)>;
 
+    /// The open incident in `scope`, if any (how a restarted responder finds its incident).
+    ///
+    /// **Behavior**
+    /// 1. Returns the incident `open` would return for the scope, or `None` when none is open.
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>>;
+
     /// Claims the incident for a pass: increments and returns its epoch.
     ///
     /// **Behavior**

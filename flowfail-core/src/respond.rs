@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::TimeDelta;
+use futures_util::FutureExt;
 use sha2::{Digest, Sha256};
 
 use crate::classify::{Classification, classify};
@@ -556,7 +557,7 @@ impl Responder {
         tracing::debug!(actions = decision.actions.len(), "decided");
         drop(_e);
         let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
-        let entries = self
+        let (entries, panicked) = self
             .act(&decision, &obs, &mut next, epoch, now, halted)
             .await;
         {
@@ -569,7 +570,13 @@ impl Responder {
                 inner.report.halted = true;
             }
         }
-        let settled = decision.settle;
+        // A panic in the remediator is an incident of its own: stop automating this one.
+        let settled = if panicked && decision.settle.is_none() {
+            next.escalated_at = Some(now);
+            Some(Settle::Escalated)
+        } else {
+            decision.settle
+        };
         if let Some(epoch) = epoch {
             let state_json = serde_json::to_value(&next).unwrap_or_default();
             let write = async {
@@ -641,6 +648,28 @@ impl Responder {
                     Ok(Some(s))
                 }
             };
+        }
+        if self.mutating(halted) {
+            // A restarted responder (or another replica) carries on with the open incident.
+            match self
+                .ports
+                .incidents
+                .find_open(&self.policy.deployment)
+                .await
+            {
+                Ok(Some(rec)) => {
+                    if let Ok(state) = serde_json::from_value::<IncidentState>(rec.state) {
+                        return Ok(Some(state));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    lock(&self.inner)
+                        .report
+                        .gap(obs.now, format!("incident ledger: {e}"));
+                    return Ok(None);
+                }
+            }
         }
         let (Some(counts), Some(failed)) = (&obs.counts, &obs.failed) else {
             return Ok(None);
@@ -898,7 +927,8 @@ impl Responder {
         epoch: Option<u64>,
         now: Timestamp,
         halted: bool,
-    ) -> Vec<TimelineEntry> {
+    ) -> (Vec<TimelineEntry>, bool) {
+        let mut panicked = false;
         let mut entries = Vec::new();
         let mut pruned_now: Vec<TaskId> = Vec::new();
         let record = |fields: ActionFields,
@@ -964,6 +994,9 @@ impl Responder {
             let span = tracing::info_span!("action", incident = %next.key, kind = a.kind());
             let _e = span.enter();
             drop(_e);
+            let mut recs: Vec<(ActionFields, Outcome, Option<String>)> = Vec::new();
+            let fields_if_panic = fields.clone();
+            let run = std::panic::AssertUnwindSafe(async {
             match a {
                 Action::PruneContext {
                     task_id,
@@ -998,8 +1031,7 @@ impl Responder {
                                 },
                             );
                             pruned_now.push(task_id.clone());
-                            record(
-                                ActionFields::PruneContext {
+                            recs.push((ActionFields::PruneContext {
                                     task_id: task_id.to_string(),
                                     from_bytes: f,
                                     to_bytes,
@@ -1008,28 +1040,23 @@ impl Responder {
                                 Some(format!(
                                     "original archived as sha256 {}",
                                     &archive_checksum[..16]
-                                )),
-                                &mut entries,
-                            );
+                                ))));
                         }
                         Ok(PruneContextOutcome::AlreadySmall { bytes }) => {
                             pruned_now.push(task_id.clone());
-                            record(
-                                ActionFields::PruneContext {
+                            recs.push((ActionFields::PruneContext {
                                     task_id: task_id.to_string(),
                                     from_bytes: *from_bytes,
                                     to_bytes: bytes,
                                 },
                                 Outcome::Skipped,
-                                Some("bundle already within budget".into()),
-                                &mut entries,
-                            );
+                                Some("bundle already within budget".into())));
                         }
                         Err(e) => {
                             if e.kind() != ErrorKind::Conflict && !e.is_transient() {
                                 next.prune_failed.insert(task_id.clone(), e.to_string());
                             }
-                            record(fields, Outcome::Failed, Some(e.to_string()), &mut entries);
+                            recs.push((fields, Outcome::Failed, Some(e.to_string())));
                         }
                     }
                 }
@@ -1092,7 +1119,7 @@ impl Responder {
                             {
                                 next.breaker_enabled_at = None;
                             }
-                            record(fields, Outcome::Applied, None, &mut entries);
+                            recs.push((fields, Outcome::Applied, None));
                         }
                         Err(e) => {
                             if name == &self.policy.breaker_env && value.as_deref() == Some("true")
@@ -1100,7 +1127,7 @@ impl Responder {
                                 next.breaker_enabled_at = None;
                                 next.breaker = crate::breaker::Breaker::Closed;
                             }
-                            record(fields, Outcome::Failed, Some(e.to_string()), &mut entries);
+                            recs.push((fields, Outcome::Failed, Some(e.to_string())));
                         }
                     }
                 }
@@ -1110,7 +1137,7 @@ impl Responder {
                     to_revision,
                     expected_resource_version,
                 } => {
-                    let Some(epoch) = epoch else { continue };
+                    let Some(epoch) = epoch else { return };
                     match self
                         .ports
                         .incidents
@@ -1119,7 +1146,7 @@ impl Responder {
                     {
                         Ok(true) => {}
                         Ok(false) => {
-                            record(fields, Outcome::Skipped, Some("rollback already reserved for this incident (another responder or an earlier pass)".into()), &mut entries);
+                            recs.push((fields, Outcome::Skipped, Some("rollback already reserved for this incident (another responder or an earlier pass)".into())));
                             if next.rollback.is_none() {
                                 next.rollback = Some(RollbackRecord {
                                     at: now,
@@ -1131,16 +1158,13 @@ impl Responder {
                                     verified_at: Some(now),
                                 });
                             }
-                            continue;
+                            return;
                         }
                         Err(e) => {
-                            record(
-                                fields,
+                            recs.push((fields,
                                 Outcome::Failed,
-                                Some(format!("could not reserve the rollback: {e}")),
-                                &mut entries,
-                            );
-                            continue;
+                                Some(format!("could not reserve the rollback: {e}"))));
+                            return;
                         }
                     }
                     let r = self
@@ -1180,7 +1204,7 @@ impl Responder {
                                 rollout: None,
                                 verified_at: None,
                             });
-                            record(fields, Outcome::Applied, None, &mut entries);
+                            recs.push((fields, Outcome::Applied, None));
                         }
                         Err(e) => {
                             // Reserved and not applied: never attempted again in this incident.
@@ -1191,13 +1215,13 @@ impl Responder {
                                 rollout: Some(format!("rollback failed: {}", e.message())),
                                 verified_at: Some(now),
                             });
-                            record(fields, Outcome::Failed, Some(e.to_string()), &mut entries);
+                            recs.push((fields, Outcome::Failed, Some(e.to_string())));
                         }
                     }
                 }
                 Action::VerifyRollout { deployment } => {
                     let Some(rb) = next.rollback.clone() else {
-                        continue;
+                        return;
                     };
                     let status = self
                         .step("deployment.rollout_status", || {
@@ -1217,8 +1241,7 @@ impl Responder {
                     };
                     if let Some(v) = verdict {
                         let ok = v == "complete";
-                        record(
-                            ActionFields::VerifyRollout {
+                        recs.push((ActionFields::VerifyRollout {
                                 deployment: deployment.clone(),
                                 status: v.clone(),
                             },
@@ -1227,9 +1250,7 @@ impl Responder {
                             } else {
                                 Outcome::Failed
                             },
-                            None,
-                            &mut entries,
-                        );
+                            None));
                         next.rollback = Some(RollbackRecord {
                             rollout: Some(if ok { "complete".into() } else { v }),
                             verified_at: Some(now),
@@ -1260,16 +1281,13 @@ impl Responder {
                     {
                         Ok(d) => {
                             next.effects.insert(key);
-                            record(
-                                fields,
+                            recs.push((fields,
                                 Outcome::Applied,
                                 (d == crate::ports::Delivery::Deduplicated)
-                                    .then(|| "deduplicated by the pager".into()),
-                                &mut entries,
-                            );
+                                    .then(|| "deduplicated by the pager".into())));
                         }
                         Err(e) => {
-                            record(fields, Outcome::Failed, Some(e.to_string()), &mut entries)
+                            recs.push((fields, Outcome::Failed, Some(e.to_string())))
                         }
                     }
                 }
@@ -1286,14 +1304,36 @@ impl Responder {
                     {
                         Ok(_) => {
                             next.effects.insert(key);
-                            record(fields, Outcome::Applied, None, &mut entries);
+                            recs.push((fields, Outcome::Applied, None));
                         }
                         Err(e) => {
-                            record(fields, Outcome::Failed, Some(e.to_string()), &mut entries)
+                            recs.push((fields, Outcome::Failed, Some(e.to_string())))
                         }
                     }
                 }
                 Action::RetryTask { .. } => {}
+            }
+            })
+            .catch_unwind()
+            .await;
+            for (f, o, det) in recs {
+                record(f, o, det, &mut entries);
+            }
+            if let Err(panic) = run {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(incident = %next.key, kind = a.kind(), "action panicked; contained");
+                record(
+                    fields_if_panic,
+                    Outcome::Failed,
+                    Some(format!("panicked: {}", crate::model::sanitize(&what, 200))),
+                    &mut entries,
+                );
+                self.escalate_panic(next, a, now, &mut entries).await;
+                panicked = true;
             }
         }
         for f in &d.findings {
@@ -1303,7 +1343,51 @@ impl Responder {
                 serde_json::to_value(f).unwrap_or_default(),
             ));
         }
-        entries
+        (entries, panicked)
+    }
+
+    /// Pages on-call once per incident when an action panicked (the panic is contained).
+    async fn escalate_panic(
+        &self,
+        next: &mut IncidentState,
+        a: &Action,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let key = format!("page:{}:action_panicked", self.policy.on_call_target);
+        if next.effects.contains(&key) {
+            return;
+        }
+        let page = Page::new(
+            self.policy.on_call_target.clone(),
+            dedup_key(&next.key, &key),
+            format!(
+                "flowfail: a {} action panicked and was contained; a human should look",
+                a.kind()
+            ),
+            serde_json::json!({"incident": next.key, "action": a.kind()}),
+        );
+        let outcome = self
+            .step("pager.page", || self.ports.pager.page(&page))
+            .await;
+        let fields = ActionFields::Page {
+            target: self.policy.on_call_target.clone(),
+            reason: "action_panicked".into(),
+            summary: page.summary.clone(),
+        };
+        let (o, det) = match outcome {
+            Ok(_) => {
+                next.effects.insert(key);
+                (Outcome::Applied, None)
+            }
+            Err(e) => (Outcome::Failed, Some(e.to_string())),
+        };
+        entries.push(TimelineEntry::new(
+            now,
+            "action",
+            serde_json::json!({"action": &fields, "outcome": o}),
+        ));
+        lock(&self.inner).report.action(now, fields, o, det);
     }
 
     async fn retry_batch(

@@ -881,6 +881,15 @@ impl IncidentStore for PgIncidentStore {
             .transient())
     }
 
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        let c = self.client("incident.find_open").await?;
+        let r = c
+            .query_opt(&self.sql.open_in_scope, &[&scope])
+            .await
+            .map_err(|e| pg_err("incident.find_open", e))?;
+        Ok(r.as_ref().map(row_to_incident))
+    }
+
     async fn claim(&self, key: &str) -> Result<Epoch> {
         let c = self.client("incident.claim").await?;
         let r = c
