@@ -9,3 +9,7 @@ pub use flowfail_pg as pg;
 /// HTTP adapters: vendor quota, status pages, PagerDuty, webhooks (feature `http`).
 #[cfg(feature = "http")]
 pub use flowfail_http as http;
+
+/// AWS adapters: CloudWatch Logs and S3 context bundles (feature `aws`).
+#[cfg(feature = "aws")]
+pub use flowfail_aws as aws;

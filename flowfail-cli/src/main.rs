@@ -69,8 +69,17 @@ enum Command {
         #[arg(long)]
         max_size: ByteSize,
         /// A directory holding `<task_id>.json` bundles.
+        #[arg(long, conflicts_with = "s3_bucket")]
+        bundle_dir: Option<PathBuf>,
+        /// An S3 bucket holding `<prefix><task_id>.json` bundles (standard AWS configuration).
         #[arg(long)]
-        bundle_dir: PathBuf,
+        s3_bucket: Option<String>,
+        /// Key prefix of the bundles in the bucket.
+        #[arg(long, default_value = "")]
+        s3_prefix: String,
+        /// AWS endpoint override (a local AWS API).
+        #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
+        aws_endpoint: Option<String>,
     },
     /// The runbook's triage: failed tasks in the TaskDB (newest first), classified, and the
     /// failure-rate alert over the last hour.
@@ -96,6 +105,13 @@ enum Command {
         /// Override a vendor's status page base URL (VENDOR=URL, repeatable).
         #[arg(long = "status-url", value_name = "VENDOR=URL")]
         status_urls: Vec<String>,
+        /// Read ERROR events of the last hour from this CloudWatch Logs group
+        /// (e.g. /aws/lambda/flowengine; standard AWS configuration).
+        #[arg(long)]
+        cloudwatch_log_group: Option<String>,
+        /// AWS endpoint override (a local AWS API).
+        #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
+        aws_endpoint: Option<String>,
         /// How many failed tasks to list (the runbook's LIMIT).
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -161,7 +177,17 @@ fn main() -> ExitCode {
             task_id,
             max_size,
             bundle_dir,
-        } => cmd_prune_context(&task_id, max_size, bundle_dir),
+            s3_bucket,
+            s3_prefix,
+            aws_endpoint,
+        } => cmd_prune_context(
+            &task_id,
+            max_size,
+            bundle_dir,
+            s3_bucket,
+            s3_prefix,
+            aws_endpoint,
+        ),
         Command::Triage {
             pg,
             limit,
@@ -173,6 +199,8 @@ fn main() -> ExitCode {
             openai_url,
             status,
             status_urls,
+            cloudwatch_log_group,
+            aws_endpoint,
         } => cmd_triage(&TriageArgs {
             pg,
             limit,
@@ -184,6 +212,8 @@ fn main() -> ExitCode {
             openai_url,
             status,
             status_urls,
+            cloudwatch_log_group,
+            aws_endpoint,
         }),
         Command::Retry {
             task_id,
@@ -361,14 +391,45 @@ fn cmd_prune(
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_prune_context(task_id: &str, max: ByteSize, dir: PathBuf) -> CliResult {
+fn aws_options(endpoint: Option<String>) -> flowfail_aws::AwsOptions {
+    match endpoint {
+        Some(e) => {
+            let mut o = flowfail_aws::AwsOptions::local(e);
+            // Explicit credentials from the environment win over the local defaults.
+            if let (Ok(id), Ok(secret)) = (
+                std::env::var("AWS_ACCESS_KEY_ID"),
+                std::env::var("AWS_SECRET_ACCESS_KEY"),
+            ) {
+                o.static_credentials = Some((id, secret));
+            }
+            o
+        }
+        None => flowfail_aws::AwsOptions::standard(),
+    }
+}
+
+fn cmd_prune_context(
+    task_id: &str,
+    max: ByteSize,
+    dir: Option<PathBuf>,
+    bucket: Option<String>,
+    prefix: String,
+    endpoint: Option<String>,
+) -> CliResult {
     let id = TaskId::parse(task_id)?;
-    let store = fs_store::FsBundleStore::new(dir);
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()?;
+    let store: Box<dyn flowfail_core::BundleStore> = match (dir, bucket) {
+        (Some(d), None) => Box::new(fs_store::FsBundleStore::new(d)),
+        (None, Some(b)) => {
+            let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(endpoint)));
+            Box::new(flowfail_aws::S3BundleStore::new(&cfg, b).prefix(prefix))
+        }
+        _ => return Err("prune-context needs --bundle-dir or --s3-bucket".into()),
+    };
     let r = rt.block_on(prune_context(
-        &store,
+        store.as_ref(),
         &id,
         max,
         ByteSize::new(256 << 20),
@@ -440,6 +501,8 @@ struct TriageArgs {
     openai_url: String,
     status: bool,
     status_urls: Vec<String>,
+    cloudwatch_log_group: Option<String>,
+    aws_endpoint: Option<String>,
 }
 
 fn secret_env(var: &str) -> Result<secrecy::SecretString, String> {
@@ -508,6 +571,40 @@ fn cmd_triage(a: &TriageArgs) -> CliResult {
         report.insert("failed".into(), serde_json::Value::Array(rows));
     } else {
         text.push_str("TaskDB: not configured (--pg or FLOWFAIL_PG_URL)\n");
+    }
+    if let Some(group) = &a.cloudwatch_log_group {
+        use flowfail_core::LogSource;
+        let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(
+            a.aws_endpoint.clone(),
+        )));
+        let src = flowfail_aws::CloudWatchLogSource::new(&cfg, group.clone());
+        let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
+        let batch = rt.block_on(src.errors(&flowfail_core::LogQuery::errors(now - window, now)))?;
+        let mut by_kind = std::collections::BTreeMap::new();
+        let mut rows = Vec::new();
+        for e in &batch.events {
+            let c = classify(&e.message, None);
+            *by_kind.entry(c.kind.as_str().to_owned()).or_insert(0u64) += 1;
+            if rows.len() < a.limit {
+                rows.push(
+                    serde_json::json!({"timestamp": e.timestamp, "task_id": e.task_id,
+                    "message": flowfail_core::model::sanitize(&e.message, 200), "kind": c.kind}),
+                );
+            }
+        }
+        text.push_str(&format!(
+            "error logs ({group}, last hour): {} events{}\n",
+            batch.events.len(),
+            if batch.truncated { " (truncated)" } else { "" }
+        ));
+        for (k, n) in &by_kind {
+            text.push_str(&format!("  {k}: {n}\n"));
+        }
+        report.insert(
+            "logs".into(),
+            serde_json::json!({"log_group": group, "events": batch.events.len(), "truncated": batch.truncated,
+                "classification": by_kind, "recent": rows}),
+        );
     }
     let opts = flowfail_http::HttpOptions::default();
     let mut quotas = serde_json::Map::new();

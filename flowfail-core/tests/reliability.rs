@@ -706,18 +706,45 @@ fn a6b_a_crash_between_acting_and_recording_does_nothing_twice() {
         for n in 1..=3u64 {
             paused(async {
                 let s = setup(&load(name));
-                s.world.incidents.faults().fail_nth("incident.save_state", n, ErrorKind::Unavailable);
-                let r = responder(&s, s.world.ports()).run(Duration::from_secs(2 * 3600)).await.unwrap();
-                assert!(s.world.deployment.calls().of("deployment.rollback").len() <= 1, "{name}/{n}");
+                s.world.incidents.faults().fail_nth(
+                    "incident.save_state",
+                    n,
+                    ErrorKind::Unavailable,
+                );
+                let r = responder(&s, s.world.ports())
+                    .run(Duration::from_secs(2 * 3600))
+                    .await
+                    .unwrap();
+                assert!(
+                    s.world.deployment.calls().of("deployment.rollback").len() <= 1,
+                    "{name}/{n}"
+                );
                 let puts = s.world.bundles.calls().of("bundle.put_if_version");
-                let mut ids: Vec<&str> = puts.iter().map(|c| c.detail.split(' ').next().unwrap()).collect();
+                let mut ids: Vec<&str> = puts
+                    .iter()
+                    .map(|c| c.detail.split(' ').next().unwrap())
+                    .collect();
                 let total = ids.len();
                 ids.dedup();
                 assert_eq!(total, ids.len(), "{name}/{n}: a bundle pruned twice");
-                assert!(s.world.tasks.tasks().iter().all(|t| t.attempts <= 3), "{name}/{n}");
-                let on = s.world.deployment.calls().of("deployment.set_env").iter().filter(|c| c.detail.contains("=true")).count();
+                assert!(
+                    s.world.tasks.tasks().iter().all(|t| t.attempts <= 3),
+                    "{name}/{n}"
+                );
+                let on = s
+                    .world
+                    .deployment
+                    .calls()
+                    .of("deployment.set_env")
+                    .iter()
+                    .filter(|c| c.detail.contains("=true"))
+                    .count();
                 assert!(on <= 1, "{name}/{n}");
-                assert!(r.resolved || r.escalated, "{name}/{n}: {}", r.post_incident.status);
+                assert!(
+                    r.resolved || r.escalated,
+                    "{name}/{n}: {}",
+                    r.post_incident.status
+                );
             });
         }
     }
