@@ -13,3 +13,7 @@ pub use flowfail_http as http;
 /// AWS adapters: CloudWatch Logs and S3 context bundles (feature `aws`).
 #[cfg(feature = "aws")]
 pub use flowfail_aws as aws;
+
+/// Kubernetes adapter: the FlowEngine Deployment (feature `k8s`).
+#[cfg(feature = "k8s")]
+pub use flowfail_k8s as k8s;

@@ -666,6 +666,24 @@ pub struct DeploymentState {
 }
 
 impl DeploymentState {
+    /// A Deployment at `revision` with `resource_version`; no env, not paused, no history
+    /// (adapters fill in the rest).
+    pub fn new(
+        name: impl Into<String>,
+        revision: u64,
+        resource_version: impl Into<String>,
+    ) -> Self {
+        DeploymentState {
+            name: name.into(),
+            revision,
+            deployed_at: None,
+            resource_version: resource_version.into(),
+            env: BTreeMap::new(),
+            paused: false,
+            history: Vec::new(),
+        }
+    }
+
     /// The newest revision older than the current one, if any.
     pub fn previous_revision(&self) -> Option<u64> {
         self.history

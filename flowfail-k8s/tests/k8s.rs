@@ -1,0 +1,350 @@
+//! The Kubernetes controller against the in-process fake API server, and the fake proven
+//! faithful with the real kubectl.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use flowfail_core::conformance;
+use flowfail_core::{DeploymentController, EnvChange, ErrorKind, RolloutStatus};
+use flowfail_k8s::KubeDeploymentController;
+use flowfail_k8s::fake::{FakeApiServer, RolloutMode};
+use serde_json::json;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn env() -> BTreeMap<String, String> {
+    let mut e = BTreeMap::new();
+    e.insert("MODE".to_owned(), "a".to_owned());
+    e.insert("ENABLE_CIRCUIT_BREAKER".to_owned(), "false".to_owned());
+    e
+}
+
+struct Fixture {
+    server: FakeApiServer,
+}
+
+#[async_trait]
+impl conformance::DeploymentFixture for Fixture {
+    async fn create(&self) -> (Arc<dyn DeploymentController>, String) {
+        let name = format!("flowengine-{}", N.fetch_add(1, Ordering::Relaxed));
+        self.server
+            .add_deployment("default", &name, "flowengine", &env(), 3);
+        (
+            Arc::new(KubeDeploymentController::for_url(&self.server.url(), "default").unwrap()),
+            name,
+        )
+    }
+    async fn pause(&self, name: &str) {
+        self.server
+            .edit("default", name, |d| d["spec"]["paused"] = json!(true));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_passes_the_conformance_suite() {
+    let f = Fixture {
+        server: FakeApiServer::start().await.unwrap(),
+    };
+    conformance::deployment_controller(&f).await;
+}
+
+async fn setup() -> (FakeApiServer, KubeDeploymentController) {
+    let s = FakeApiServer::start().await.unwrap();
+    s.add_deployment("default", "flowengine", "flowengine", &env(), 8);
+    let c = KubeDeploymentController::for_url(&s.url(), "default")
+        .unwrap()
+        .container("flowengine");
+    (s, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_reads_revision_env_and_history() {
+    let (_s, c) = setup().await;
+    let st = c.state("flowengine").await.unwrap();
+    assert_eq!(st.revision, 8);
+    assert_eq!(st.previous_revision(), Some(7));
+    assert_eq!(st.history.len(), 7);
+    assert_eq!(st.env["MODE"], "a");
+    assert!(!st.paused);
+    assert_eq!(
+        c.state("nope").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_goes_to_the_given_revision_exactly_once_under_concurrency() {
+    let (s, c) = setup().await;
+    let other = KubeDeploymentController::for_url(&s.url(), "default").unwrap();
+    let st = c.state("flowengine").await.unwrap();
+    let (a, b) = tokio::join!(
+        c.rollback("flowengine", 7, &st.resource_version),
+        other.rollback("flowengine", 7, &st.resource_version)
+    );
+    let oks = [a.is_ok(), b.is_ok()].iter().filter(|x| **x).count();
+    assert_eq!(oks, 1, "exactly one rollback applies: {a:?} {b:?}");
+    let err = a.err().or(b.err()).unwrap();
+    // The loser saw either the moved resourceVersion or the target already gone from history.
+    assert!(
+        matches!(err.kind(), ErrorKind::Conflict | ErrorKind::Refused),
+        "{err}"
+    );
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flowengine:7"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "9",
+        "revision 7's template runs as revision 9"
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]["labels"]
+            .get("pod-template-hash")
+            .is_none()
+    );
+    // Rolling back "again" to 7 is refused: it is gone from the history (it is the current one).
+    let st = c.state("flowengine").await.unwrap();
+    assert_eq!(
+        c.rollback("flowengine", 7, &st.resource_version)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Refused
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_change_between_decide_and_act_is_never_overwritten() {
+    let (s, c) = setup().await;
+    let seen = c.state("flowengine").await.unwrap();
+    s.edit("default", "flowengine", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("flowengine:hotfix")
+    });
+    let e = c
+        .rollback("flowengine", 7, &seen.resource_version)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    let e = c
+        .set_env(
+            "flowengine",
+            &[EnvChange::set("X", "1")],
+            Some(seen.resource_version.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flowengine:hotfix"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_refused_when_paused_or_gone_and_status_follows_kubectl_rules() {
+    let (s, c) = setup().await;
+    s.forget_revision("default", "flowengine", 7);
+    let st = c.state("flowengine").await.unwrap();
+    assert_eq!(
+        c.rollback("flowengine", 7, &st.resource_version)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Refused
+    );
+    s.set_rollout_mode(RolloutMode::Fail);
+    let st = c
+        .set_env(
+            "flowengine",
+            &[EnvChange::set("FALLBACK_MODEL", "gpt-4-turbo")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.env["FALLBACK_MODEL"], "gpt-4-turbo");
+    assert!(matches!(
+        c.rollout_status("flowengine").await.unwrap(),
+        RolloutStatus::Failed { .. }
+    ));
+    s.set_rollout_mode(RolloutMode::Hang);
+    c.set_env("flowengine", &[EnvChange::unset("FALLBACK_MODEL")], None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.rollout_status("flowengine").await.unwrap(),
+        RolloutStatus::Progressing { .. }
+    ));
+    s.edit("default", "flowengine", |d| {
+        d["spec"]["paused"] = json!(true)
+    });
+    let st = c.state("flowengine").await.unwrap();
+    assert_eq!(
+        c.rollback("flowengine", 6, &st.resource_version)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Refused
+    );
+}
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The fake is faithful: real kubectl drives it, and the controller agrees with what kubectl did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_set_env_rollout_undo_and_status_work_against_the_fake() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        if std::env::var("FLOWFAIL_KUBECTL_REQUIRED").is_ok_and(|v| v == "1") {
+            panic!("kubectl is required but not installed");
+        }
+        eprintln!("skipping: kubectl not installed");
+        return;
+    }
+    let (s, c) = setup().await;
+    let dir = std::env::temp_dir().join(format!("flowfail-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, s.kubeconfig()).unwrap();
+    let kc2 = kc.clone();
+
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &kc2,
+            &[
+                "set",
+                "env",
+                "deployment/flowengine",
+                "ENABLE_CIRCUIT_BREAKER=true",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "set env: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.requests().join("\n")
+    );
+    let st = c.state("flowengine").await.unwrap();
+    assert_eq!(st.env["ENABLE_CIRCUIT_BREAKER"], "true");
+    assert_eq!(st.env["MODE"], "a", "other variables untouched");
+    assert_eq!(st.revision, 9, "an env change is a new revision");
+
+    let kc2 = kc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(&kc2, &["set", "env", "deployment/flowengine", "MODE-"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "unset: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !c.state("flowengine")
+            .await
+            .unwrap()
+            .env
+            .contains_key("MODE")
+    );
+
+    let kc2 = kc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(&kc2, &["rollout", "undo", "deployment/flowengine"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "undo: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.requests().join("\n")
+    );
+    let d = s.deployment("default", "flowengine").unwrap();
+    // kubectl's relative undo went back to revision 9's template (MODE still set).
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "MODE")
+            .count(),
+        1
+    );
+    assert_eq!(c.state("flowengine").await.unwrap().revision, 11);
+    // A second relative undo rolls *forward* again: exactly the hazard flowfail avoids.
+    let kc2 = kc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(&kc2, &["rollout", "undo", "deployment/flowengine"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !c.state("flowengine")
+            .await
+            .unwrap()
+            .env
+            .contains_key("MODE"),
+        "the second undo undid the first"
+    );
+
+    let kc2 = kc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &kc2,
+            &[
+                "rollout",
+                "status",
+                "deployment/flowengine",
+                "--timeout=20s",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "status: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.requests().join("\n")
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
+    assert_eq!(
+        c.rollout_status("flowengine").await.unwrap(),
+        RolloutStatus::Complete
+    );
+
+    // And flowfail's guarded rollback to a recorded revision, on the state kubectl left.
+    let st = c.state("flowengine").await.unwrap();
+    let after = c
+        .rollback("flowengine", 8, &st.resource_version)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.deployment("default", "flowengine").unwrap()["spec"]["template"]["spec"]["containers"][0]
+            ["image"],
+        "flowengine:8"
+    );
+    assert!(after.revision > st.revision);
+    let _ = std::fs::remove_dir_all(dir);
+}
