@@ -929,6 +929,7 @@ impl Responder {
         halted: bool,
     ) -> (Vec<TimelineEntry>, bool) {
         let mut panicked = false;
+        let mut deferred = 0usize;
         let mut entries = Vec::new();
         let mut pruned_now: Vec<TaskId> = Vec::new();
         let record = |fields: ActionFields,
@@ -989,6 +990,7 @@ impl Responder {
                     "action rate limit: deferred to the next pass",
                 );
                 lock(&self.inner).report.skips(now, &[skip]);
+                deferred += 1;
                 continue;
             }
             let span = tracing::info_span!("action", incident = %next.key, kind = a.kind());
@@ -1343,6 +1345,15 @@ impl Responder {
                 serde_json::to_value(f).unwrap_or_default(),
             ));
         }
+        if deferred > 0 {
+            // Excess is escalated, never dropped: the deferred actions are decided again next pass.
+            let summary = format!(
+                "flowfail hit its action rate limit ({} a minute): {deferred} action(s) deferred; a human may want to look",
+                self.policy.max_actions_per_minute
+            );
+            self.escalate(next, "action_rate_limited", summary, now, &mut entries)
+                .await;
+        }
         (entries, panicked)
     }
 
@@ -1354,25 +1365,39 @@ impl Responder {
         now: Timestamp,
         entries: &mut Vec<TimelineEntry>,
     ) {
-        let key = format!("page:{}:action_panicked", self.policy.on_call_target);
-        if next.effects.contains(&key) {
+        let summary = format!(
+            "flowfail: a {} action panicked and was contained; a human should look",
+            a.kind()
+        );
+        self.escalate(next, "action_panicked", summary, now, entries)
+            .await;
+    }
+
+    /// Pages on-call once per incident for `reason`.
+    async fn escalate(
+        &self,
+        next: &mut IncidentState,
+        reason: &str,
+        summary: String,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let key = format!("page:{}:{reason}", self.policy.on_call_target);
+        if next.effects.contains(&key) || self.dry_run || self.kill.is_on() {
             return;
         }
         let page = Page::new(
             self.policy.on_call_target.clone(),
             dedup_key(&next.key, &key),
-            format!(
-                "flowfail: a {} action panicked and was contained; a human should look",
-                a.kind()
-            ),
-            serde_json::json!({"incident": next.key, "action": a.kind()}),
+            summary,
+            serde_json::json!({"incident": next.key, "reason": reason}),
         );
         let outcome = self
             .step("pager.page", || self.ports.pager.page(&page))
             .await;
         let fields = ActionFields::Page {
             target: self.policy.on_call_target.clone(),
-            reason: "action_panicked".into(),
+            reason: reason.to_owned(),
             summary: page.summary.clone(),
         };
         let (o, det) = match outcome {

@@ -428,6 +428,15 @@ fn b4_rate_limited_actions_are_deferred_not_dropped() {
                 .iter()
                 .any(|n| n.skip.reason.contains("rate limit"))
         );
+        // The excess is escalated once, not dropped.
+        let escalations = s
+            .world
+            .pager
+            .pages()
+            .iter()
+            .filter(|p| p.dedup_key.ends_with("action_rate_limited"))
+            .count();
+        assert_eq!(escalations, 1);
         assert!(r.resolved);
         // Never more than 10 mutations of bundles or the deployment in any minute.
         let mut times: Vec<DateTime<Utc>> = r
