@@ -247,6 +247,40 @@ fn unknown(reason: impl Into<String>) -> Quota {
     }
 }
 
+/// The most used of a vendor's rate limits, from `limit`/`remaining`/`reset` headers named by
+/// `name(kind, part)`; limits that are missing, zero or inconsistent are ignored.
+fn tightest_limit(
+    h: &HeaderMap,
+    kinds: &[&str],
+    name: impl Fn(&str, &str) -> String,
+    reset: impl Fn(&str) -> Option<DateTime<Utc>>,
+) -> Option<QuotaUsage> {
+    let mut best: Option<QuotaUsage> = None;
+    for kind in kinds {
+        let (Some(limit), Some(remaining)) = (
+            header_u64(h, &name(kind, "limit")),
+            header_u64(h, &name(kind, "remaining")),
+        ) else {
+            continue;
+        };
+        if limit == 0 || remaining > limit {
+            continue;
+        }
+        let mut u = QuotaUsage::from_ratio(1.0 - remaining as f64 / limit as f64);
+        if best.as_ref().is_some_and(|b| b.used_ratio >= u.used_ratio) {
+            continue;
+        }
+        u.limit = Some(limit);
+        u.remaining = Some(remaining);
+        u.reset_at = h
+            .get(name(kind, "reset"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(&reset);
+        best = Some(u);
+    }
+    best
+}
+
 fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
@@ -310,40 +344,25 @@ impl AnthropicQuota {
             Ok(r) => r,
             Err(e) => return Ok(unknown(format!("anthropic quota unreadable: {e}"))),
         };
-        let mut best: Option<(f64, u64, u64, Option<DateTime<Utc>>)> = None;
-        for kind in ["requests", "tokens", "input-tokens", "output-tokens"] {
-            let limit = header_u64(&r.headers, &format!("anthropic-ratelimit-{kind}-limit"));
-            let remaining =
-                header_u64(&r.headers, &format!("anthropic-ratelimit-{kind}-remaining"));
-            if let (Some(l), Some(rem)) = (limit, remaining)
-                && l > 0
-                && rem <= l
-            {
-                let used = 1.0 - rem as f64 / l as f64;
-                let reset = r
-                    .headers
-                    .get(format!("anthropic-ratelimit-{kind}-reset"))
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|d| d.with_timezone(&Utc));
-                if best.is_none_or(|b| used > b.0) {
-                    best = Some((used, l, rem, reset));
-                }
-            }
-        }
-        Ok(match best {
-            Some((used, limit, remaining, reset)) => {
-                let mut u = QuotaUsage::from_ratio(used);
-                u.limit = Some(limit);
-                u.remaining = Some(remaining);
-                u.reset_at = reset;
-                Quota::Known(u)
-            }
-            None => unknown(format!(
-                "HTTP {} without anthropic-ratelimit headers",
-                r.status
-            )),
-        })
+        Ok(tightest_limit(
+            &r.headers,
+            &["requests", "tokens", "input-tokens", "output-tokens"],
+            |kind, part| format!("anthropic-ratelimit-{kind}-{part}"),
+            |v| {
+                DateTime::parse_from_rfc3339(v)
+                    .ok()
+                    .map(|d| d.with_timezone(&Utc))
+            },
+        )
+        .map_or_else(
+            || {
+                unknown(format!(
+                    "HTTP {} without anthropic-ratelimit headers",
+                    r.status
+                ))
+            },
+            Quota::Known,
+        ))
     }
 
     async fn read_usage_report(&self, admin: &SecretString, budget: u64) -> Result<Quota> {
@@ -540,37 +559,20 @@ impl QuotaChecker for OpenAiQuota {
             Ok(r) => r,
             Err(e) => return Ok(unknown(format!("openai quota unreadable: {e}"))),
         };
-        let mut best: Option<(f64, u64, u64, Option<DateTime<Utc>>)> = None;
-        for kind in ["requests", "tokens"] {
-            let l = header_u64(&r.headers, &format!("x-ratelimit-limit-{kind}"));
-            let rem = header_u64(&r.headers, &format!("x-ratelimit-remaining-{kind}"));
-            if let (Some(l), Some(rem)) = (l, rem)
-                && l > 0
-                && rem <= l
-            {
-                let used = 1.0 - rem as f64 / l as f64;
-                let reset = r
-                    .headers
-                    .get(format!("x-ratelimit-reset-{kind}"))
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_reset)
+        Ok(tightest_limit(
+            &r.headers,
+            &["requests", "tokens"],
+            |kind, part| format!("x-ratelimit-{part}-{kind}"),
+            |v| {
+                parse_reset(v)
                     .and_then(|d| TimeDelta::from_std(d).ok())
-                    .map(|d| Utc::now() + d);
-                if best.is_none_or(|b| used > b.0) {
-                    best = Some((used, l, rem, reset));
-                }
-            }
-        }
-        Ok(match best {
-            Some((used, limit, remaining, reset)) => {
-                let mut u = QuotaUsage::from_ratio(used);
-                u.limit = Some(limit);
-                u.remaining = Some(remaining);
-                u.reset_at = reset;
-                Quota::Known(u)
-            }
-            None => unknown(format!("HTTP {} without x-ratelimit headers", r.status)),
-        })
+                    .map(|d| Utc::now() + d)
+            },
+        )
+        .map_or_else(
+            || unknown(format!("HTTP {} without x-ratelimit headers", r.status)),
+            Quota::Known,
+        ))
     }
 }
 
