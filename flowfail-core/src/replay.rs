@@ -253,12 +253,47 @@ impl Scenario {
             ..Policy::default()
         };
         match &self.policy {
-            Some(o) => p.with_overrides(o),
+            Some(o) => {
+                let (known, _) = self.split_overrides(&p, o)?;
+                p.with_overrides(&known)
+            }
             None => {
                 p.validate()?;
                 Ok(p)
             }
         }
+    }
+
+    /// Policy override keys in the scenario that the policy does not have. A replay ignores
+    /// them (and says so in the report) rather than refusing a backtest over a field name;
+    /// values of known fields are still validated.
+    pub fn unknown_policy_fields(&self) -> Vec<String> {
+        match &self.policy {
+            Some(o) => self
+                .split_overrides(&Policy::default(), o)
+                .map(|(_, u)| u)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    fn split_overrides(&self, base: &Policy, o: &Value) -> Result<(Value, Vec<String>)> {
+        let Some(map) = o.as_object() else {
+            return Err(Error::invalid_input(
+                "scenario policy must be a JSON object",
+            ));
+        };
+        let fields = serde_json::to_value(base)?;
+        let mut known = serde_json::Map::new();
+        let mut unknown = Vec::new();
+        for (k, v) in map {
+            if fields.get(k).is_some() {
+                known.insert(k.clone(), v.clone());
+            } else {
+                unknown.push(k.clone());
+            }
+        }
+        Ok((Value::Object(known), unknown))
     }
 
     /// A world seeded from the scenario. Call inside a tokio runtime.
@@ -436,6 +471,12 @@ pub async fn replay(sc: &Scenario, opts: &ReplayOptions) -> Result<(Report, Worl
         b = b.name(sc.name.clone());
     }
     let responder = b.build()?;
+    for f in sc.unknown_policy_fields() {
+        responder.note_gap(format!(
+            "scenario policy field {} is not a policy setting and was ignored",
+            crate::model::describe_untrusted(&f)
+        ));
+    }
     let mut events: Vec<&ScenarioEvent> = sc.events.iter().collect();
     events.sort_by_key(|e| e.after_s);
     let mut next = 0usize;

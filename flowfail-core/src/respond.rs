@@ -451,6 +451,12 @@ impl Responder {
         &self.kill
     }
 
+    /// Records a data gap in the report (something that could not be read or used).
+    pub fn note_gap(&self, what: String) {
+        let now = self.clock.now();
+        lock(&self.inner).report.gap(now, what);
+    }
+
     /// The report so far.
     pub fn report(&self) -> Report {
         let inner = lock(&self.inner);

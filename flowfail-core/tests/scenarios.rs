@@ -225,3 +225,25 @@ fn reports_serialize_with_the_required_fields() {
     assert!(v["post_incident"]["mttr_seconds"].is_i64());
     assert!(r.to_markdown().contains("# Post-incident review"));
 }
+
+#[test]
+fn unknown_policy_fields_are_ignored_and_reported_known_ones_validated() {
+    let text = std::fs::read_to_string(format!(
+        "{}/../testdata/scenarios/pilot-timeout.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["policy"] = serde_json::json!({"min_sample": 50, "some_future_knob": true});
+    let sc = Scenario::from_json(&json.to_string()).unwrap();
+    assert_eq!(sc.policy().unwrap().min_sample, 50);
+    let (r, _) = replay_blocking(&sc, &ReplayOptions::default()).unwrap();
+    assert!(r.resolved);
+    assert!(r.data_gaps.iter().any(|g| g.contains("some_future_knob")));
+    json["policy"] = serde_json::json!({"alert_failure_rate": 7.0});
+    let sc = Scenario::from_json(&json.to_string()).unwrap();
+    assert!(
+        replay_blocking(&sc, &ReplayOptions::default()).is_err(),
+        "nonsense values are still refused"
+    );
+}
