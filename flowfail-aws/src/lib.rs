@@ -9,7 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use flowfail_core::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Error, ErrorKind, LogBatch, LogEvent, LogQuery,
     LogSource, Result, TaskId,
@@ -470,10 +470,4 @@ impl BundleStore for S3BundleStore {
             },
         }
     }
-}
-
-/// Milliseconds of a window, for tools that build queries by hand.
-pub fn window_ms(end: DateTime<Utc>, len: Duration) -> (i64, i64) {
-    let start = end - TimeDelta::from_std(len).unwrap_or(TimeDelta::hours(1));
-    (ms(start), ms(end))
 }

@@ -83,45 +83,7 @@ enum Command {
     },
     /// The runbook's triage: failed tasks in the TaskDB (newest first), classified, and the
     /// failure-rate alert over the last hour.
-    Triage {
-        /// TaskDB URL (`postgres://user@host:port/db`).
-        #[arg(long, env = "FLOWFAIL_PG_URL")]
-        pg: Option<String>,
-        /// Check Anthropic quota (key from ANTHROPIC_API_KEY, never from the command line).
-        #[arg(long)]
-        quota_anthropic: bool,
-        /// Anthropic API base URL.
-        #[arg(long, default_value = "https://api.anthropic.com")]
-        anthropic_url: String,
-        /// Check OpenAI quota (key from OPENAI_API_KEY).
-        #[arg(long)]
-        quota_openai: bool,
-        /// OpenAI API base URL.
-        #[arg(long, default_value = "https://api.openai.com")]
-        openai_url: String,
-        /// Check the vendors' status pages.
-        #[arg(long)]
-        status: bool,
-        /// Override a vendor's status page base URL (VENDOR=URL, repeatable).
-        #[arg(long = "status-url", value_name = "VENDOR=URL")]
-        status_urls: Vec<String>,
-        /// Read ERROR events of the last hour from this CloudWatch Logs group
-        /// (e.g. /aws/lambda/flowengine; standard AWS configuration).
-        #[arg(long)]
-        cloudwatch_log_group: Option<String>,
-        /// AWS endpoint override (a local AWS API).
-        #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
-        aws_endpoint: Option<String>,
-        /// How many failed tasks to list (the runbook's LIMIT).
-        #[arg(long, default_value_t = 10)]
-        limit: usize,
-        /// Schema of the tasks table.
-        #[arg(long)]
-        schema: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Triage(TriageArgs),
     /// Retry one failed task with backoff, fenced on its attempt count.
     Retry {
         /// The task.
@@ -188,33 +150,7 @@ fn main() -> ExitCode {
             s3_prefix,
             aws_endpoint,
         ),
-        Command::Triage {
-            pg,
-            limit,
-            schema,
-            json,
-            quota_anthropic,
-            anthropic_url,
-            quota_openai,
-            openai_url,
-            status,
-            status_urls,
-            cloudwatch_log_group,
-            aws_endpoint,
-        } => cmd_triage(&TriageArgs {
-            pg,
-            limit,
-            schema,
-            json,
-            quota_anthropic,
-            anthropic_url,
-            quota_openai,
-            openai_url,
-            status,
-            status_urls,
-            cloudwatch_log_group,
-            aws_endpoint,
-        }),
+        Command::Triage(args) => cmd_triage(&args),
         Command::Retry {
             task_id,
             max_attempts,
@@ -490,19 +426,46 @@ fn pg_tasks(
     flowfail_pg::PgTaskStore::new(pool, &table)
 }
 
+/// Arguments of `flowfail triage`.
+#[derive(clap::Args)]
 struct TriageArgs {
+    /// TaskDB URL (`postgres://user@host:port/db`).
+    #[arg(long, env = "FLOWFAIL_PG_URL")]
     pg: Option<String>,
-    limit: usize,
-    schema: Option<String>,
-    json: bool,
+    /// Check Anthropic quota (key from ANTHROPIC_API_KEY, never from the command line).
+    #[arg(long)]
     quota_anthropic: bool,
+    /// Anthropic API base URL.
+    #[arg(long, default_value = "https://api.anthropic.com")]
     anthropic_url: String,
+    /// Check OpenAI quota (key from OPENAI_API_KEY).
+    #[arg(long)]
     quota_openai: bool,
+    /// OpenAI API base URL.
+    #[arg(long, default_value = "https://api.openai.com")]
     openai_url: String,
+    /// Check the vendors' status pages.
+    #[arg(long)]
     status: bool,
+    /// Override a vendor's status page base URL (VENDOR=URL, repeatable).
+    #[arg(long = "status-url", value_name = "VENDOR=URL")]
     status_urls: Vec<String>,
+    /// Read ERROR events of the last hour from this CloudWatch Logs group
+    /// (e.g. /aws/lambda/flowengine; standard AWS configuration).
+    #[arg(long)]
     cloudwatch_log_group: Option<String>,
+    /// AWS endpoint override (a local AWS API).
+    #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
     aws_endpoint: Option<String>,
+    /// How many failed tasks to list (the runbook's LIMIT).
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Schema of the tasks table.
+    #[arg(long)]
+    schema: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn secret_env(var: &str) -> Result<secrecy::SecretString, String> {

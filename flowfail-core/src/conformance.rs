@@ -29,8 +29,8 @@ use chrono::{TimeDelta, Utc};
 
 use crate::error::ErrorKind;
 use crate::memory::{
-    MemoryBundleStore, MemoryDeployment, MemoryIncidentStore, MemoryLogSource, MemoryNotifier,
-    MemoryPager, MemoryQuota, MemoryStatusPage, MemoryTaskStore,
+    MemoryBundleStore, MemoryDeployment, MemoryLogSource, MemoryQuota, MemoryStatusPage,
+    MemoryTaskStore,
 };
 use crate::model::{
     EnvChange, FlowType, LogEvent, Quota, QuotaUsage, RevisionInfo, RolloutStatus, Task, TaskId,
@@ -956,55 +956,10 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         let st = st.clone();
         async move { s.open(&scope2, &k, now, &st).await }
     });
-    let results = futures_join_all(opens).await;
+    let results = futures_util::future::join_all(opens).await;
     let created: usize = results
         .iter()
         .filter(|r| matches!(r, Ok((_, true))))
         .count();
     assert_eq!(created, 1, "open rule 1: concurrent opens create one");
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    fs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(f);
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Poll them together on the current task.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = set.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.extend(done.into_iter().flatten());
-    out
-}
-
-/// Runs every suite against fresh in-memory backends.
-pub async fn memory_backends() {
-    log_source(&MemoryLogSource::new()).await;
-    task_store(&MemoryTaskStore::new()).await;
-    bundle_store(&MemoryBundleStore::new()).await;
-    quota_checker(&MemoryQuotaFixture::default()).await;
-    status_page(&MemoryStatusFixture::default()).await;
-    deployment_controller(&MemoryDeploymentFixture::default()).await;
-    pager(&MemoryPager::new(["on_call"]), "on_call").await;
-    notifier(&MemoryNotifier::new()).await;
-    incident_store(&MemoryIncidentStore::new()).await;
 }

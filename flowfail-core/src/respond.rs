@@ -999,9 +999,6 @@ impl Responder {
                 deferred += 1;
                 continue;
             }
-            let span = tracing::info_span!("action", incident = %next.key, kind = a.kind());
-            let _e = span.enter();
-            drop(_e);
             let mut recs: Vec<(ActionFields, Outcome, Option<String>)> = Vec::new();
             let fields_if_panic = fields.clone();
             let run = std::panic::AssertUnwindSafe(async {

@@ -213,15 +213,23 @@ fn a6_a_restart_after_every_pass_converges_with_effects_at_most_once() {
     }
 }
 
-/// A deployment controller where a human edits the Deployment just before flowfail's rollback
-/// lands.
-#[derive(Debug)]
-struct HumanRace(flowfail_core::memory::MemoryDeployment);
+/// A deployment controller where the world changes just before flowfail's rollback lands:
+/// `before_rollback(deployment, target revision)` runs first.
+struct BeforeRollback {
+    inner: flowfail_core::memory::MemoryDeployment,
+    before_rollback: fn(&flowfail_core::memory::MemoryDeployment, u64),
+}
+
+impl std::fmt::Debug for BeforeRollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeRollback").finish_non_exhaustive()
+    }
+}
 
 #[async_trait]
-impl DeploymentController for HumanRace {
+impl DeploymentController for BeforeRollback {
     async fn state(&self, n: &str) -> Result<DeploymentState> {
-        self.0.state(n).await
+        self.inner.state(n).await
     }
     async fn set_env(
         &self,
@@ -229,14 +237,14 @@ impl DeploymentController for HumanRace {
         c: &[EnvChange],
         p: Option<String>,
     ) -> Result<DeploymentState> {
-        self.0.set_env(n, c, p).await
+        self.inner.set_env(n, c, p).await
     }
     async fn rollback(&self, n: &str, to: u64, rv: &str) -> Result<DeploymentState> {
-        self.0.human_set_env("HOTFIX", "applied-by-human");
-        self.0.rollback(n, to, rv).await
+        (self.before_rollback)(&self.inner, to);
+        self.inner.rollback(n, to, rv).await
     }
     async fn rollout_status(&self, n: &str) -> Result<RolloutStatus> {
-        self.0.rollout_status(n).await
+        self.inner.rollout_status(n).await
     }
 }
 
@@ -247,7 +255,10 @@ fn a7_a_human_change_during_remediation_is_never_overwritten() {
     paused(async {
         let s = setup(&load("bad-deploy"));
         let mut ports = s.world.ports();
-        ports.deployment = Arc::new(HumanRace(s.world.deployment.clone()));
+        ports.deployment = Arc::new(BeforeRollback {
+            inner: s.world.deployment.clone(),
+            before_rollback: |d, _| d.human_set_env("HOTFIX", "applied-by-human"),
+        });
         let r = responder(&s, ports)
             .run(Duration::from_secs(3600))
             .await
@@ -270,32 +281,6 @@ fn a7_a_human_change_during_remediation_is_never_overwritten() {
         );
         assert!(r.escalated);
     });
-}
-
-/// A deployment controller whose rollback target disappears just before the rollback.
-#[derive(Debug)]
-struct RevisionGone(flowfail_core::memory::MemoryDeployment);
-
-#[async_trait]
-impl DeploymentController for RevisionGone {
-    async fn state(&self, n: &str) -> Result<DeploymentState> {
-        self.0.state(n).await
-    }
-    async fn set_env(
-        &self,
-        n: &str,
-        c: &[EnvChange],
-        p: Option<String>,
-    ) -> Result<DeploymentState> {
-        self.0.set_env(n, c, p).await
-    }
-    async fn rollback(&self, n: &str, to: u64, rv: &str) -> Result<DeploymentState> {
-        self.0.forget_revision(to);
-        self.0.rollback(n, to, rv).await
-    }
-    async fn rollout_status(&self, n: &str) -> Result<RolloutStatus> {
-        self.0.rollout_status(n).await
-    }
 }
 
 /// A8, A9: rollback refused when the Deployment is paused or the revision is gone.
@@ -322,7 +307,10 @@ fn a8_a9_rollback_refused_when_paused_or_revision_gone() {
     paused(async {
         let s = setup(&load("bad-deploy"));
         let mut ports = s.world.ports();
-        ports.deployment = Arc::new(RevisionGone(s.world.deployment.clone()));
+        ports.deployment = Arc::new(BeforeRollback {
+            inner: s.world.deployment.clone(),
+            before_rollback: |d, to| d.forget_revision(to),
+        });
         let r = responder(&s, ports)
             .run(Duration::from_secs(3600))
             .await
