@@ -1,6 +1,9 @@
 //! `flowfail`: the Flow Failure Response runbook on the command line.
 
 mod fs_store;
+mod scan;
+
+use scan::{ClassCounts, write_class};
 
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -29,9 +32,17 @@ enum Command {
     /// Classify failures: JSON Lines `{"message": "...", "status": 429}` on stdin, one
     /// `{"kind", "retryable", "rule"}` line per input line on stdout.
     Classify {
-        /// Read raw text lines instead of JSON Lines.
+        /// Read raw text lines (a log) instead of JSON Lines; lines without evidence for any
+        /// rule are found with one scan, and the work is spread over all cores.
         #[arg(long)]
         plain: bool,
+        /// Print one JSON object of counts (lines, by kind, by rule) instead of a line per line.
+        #[arg(long)]
+        count: bool,
+        /// Log files to read instead of stdin (with --plain). With --count, each file is split
+        /// at line ends and read by all cores at once.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Validate TaskObject JSON files against the known schemas; one JSON line per file.
     Validate {
@@ -126,7 +137,22 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Classify { plain } => cmd_classify(plain),
+        Command::Classify {
+            plain: true,
+            count,
+            files,
+        } => scan::cmd_classify_plain(count, &files),
+        Command::Classify {
+            plain: false,
+            count,
+            files,
+        } => {
+            if files.is_empty() {
+                cmd_classify(count)
+            } else {
+                Err("FILE arguments need --plain (JSON Lines are read from stdin)".into())
+            }
+        }
         Command::Validate { schemas, files } => cmd_validate(&schemas, &files),
         Command::Prune {
             max_size,
@@ -182,30 +208,27 @@ struct ClassifyLine {
     status: Option<u16>,
 }
 
-fn cmd_classify(plain: bool) -> CliResult {
+fn cmd_classify(count: bool) -> CliResult {
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut counts = ClassCounts::default();
     let mut bad = 0u64;
     for line in stdin.split(b'\n') {
         let mut line = line?;
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        let parsed: Result<(String, Option<u16>), String> = if plain {
-            Ok((String::from_utf8_lossy(&line).into_owned(), None))
-        } else {
-            serde_json::from_slice::<ClassifyLine>(&line)
-                .map(|l| (l.message, l.status))
-                .map_err(|e| format!("invalid input line: {e}"))
-        };
+        let parsed = serde_json::from_slice::<ClassifyLine>(&line)
+            .map(|l| (l.message, l.status))
+            .map_err(|e| format!("invalid input line: {e}"));
         match parsed {
             Ok((m, s)) => {
                 let c = classify(&m, s);
-                writeln!(
-                    out,
-                    r#"{{"kind":"{}","retryable":{},"rule":"{}"}}"#,
-                    c.kind, c.retryable, c.rule
-                )?;
+                if count {
+                    counts.add(c);
+                } else {
+                    write_class(&mut out, c)?;
+                }
             }
             Err(e) => {
                 bad += 1;
@@ -213,6 +236,9 @@ fn cmd_classify(plain: bool) -> CliResult {
                 out.write_all(b"\n")?;
             }
         }
+    }
+    if count {
+        counts.write(&mut out)?;
     }
     out.flush()?;
     if bad > 0 {

@@ -96,6 +96,49 @@ fn classify_plain_takes_raw_lines() {
     assert_eq!(kinds, vec![json!("model_api_5xx"), json!("unknown")]);
 }
 
+#[test]
+fn classify_plain_count_of_a_file_matches_the_lines_from_stdin() {
+    let dir = temp_dir("classify-count");
+    let mut log = Vec::new();
+    for i in 0..20_000 {
+        log.extend_from_slice(match i % 5 {
+            0 => b"2026-11-13T09:50:00Z ERROR Task timed out after 45.00 seconds\n".as_slice(),
+            1 => b"2026-11-13T09:50:00Z ERROR {\"error\":{\"type\":\"overloaded_error\"}}\r\n",
+            2 => "2026-11-13T09:50:00Z WARN caf\u{e9} slow, priority 429\n".as_bytes(),
+            _ => b"2026-11-13T09:50:00Z INFO step ok latency_ms=500\n",
+        });
+    }
+    log.extend_from_slice(b"no final newline: 503 Service Unavailable");
+    let path = dir.join("flowengine.log");
+    std::fs::write(&path, &log).unwrap();
+
+    let per_line = flowfail(&["classify", "--plain"], &log);
+    assert!(per_line.status.success());
+    let mut want = std::collections::BTreeMap::<String, u64>::new();
+    for l in String::from_utf8(per_line.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        *want
+            .entry(v["rule"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let counted = flowfail(
+        &["classify", "--plain", "--count", path.to_str().unwrap()],
+        b"",
+    );
+    assert!(counted.status.success());
+    let v: Value = serde_json::from_slice(&counted.stdout).unwrap();
+    assert_eq!(v["lines"], 20_001);
+    assert_eq!(v["by_kind"]["timeout"], 4000);
+    assert_eq!(v["by_kind"]["model_api_5xx"], 4001);
+    let got: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(v["by_rule"].clone()).unwrap();
+    assert_eq!(got, want);
+
+    let missing = flowfail(&["classify", "--plain", "--count", "/nonexistent/log"], b"");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/log"));
+}
+
 fn chat_bundle() -> Vec<u8> {
     let msgs: Vec<Value> = (0..3000)
         .map(|i| json!({"role": "user", "content": format!("turn {i} {}", "z".repeat(200))}))

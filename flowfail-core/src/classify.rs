@@ -186,35 +186,130 @@ static PATTERNS: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 });
 
 /// Stage 4: HTTP statuses written in recognisable places.
+const STATUS_IN_TEXT_PATTERN: &str = r#"(?i)(?:error code|status(?:[ _]?code)?|http(?:/\d(?:\.\d)?)?|response code|returned|responded with|['"]code['"])\s*[:=]?\s*['"]?([1-5]\d\d)\b|^\s*(?:error:?\s*)?([1-5]\d\d)\s+[a-z]|(?-i:\w(?:Error|Exception|Exceeded|Unavailable|Exhausted|Timeout|Gateway|Found|Denied|Argument):\s*([1-5]\d\d)\s+[A-Z])|\b([1-5]\d\d)\s+(?:too many requests|service unavailable|bad gateway|gateway time-?out|internal server error|request time-?out)"#;
+
 static STATUS_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?i)(?:error code|status(?:[ _]?code)?|http(?:/\d(?:\.\d)?)?|response code|returned|responded with|['"]code['"])\s*[:=]?\s*['"]?([1-5]\d\d)\b|^\s*(?:error:?\s*)?([1-5]\d\d)\s+[a-z]|(?-i:\w(?:Error|Exception|Exceeded|Unavailable|Exhausted|Timeout|Gateway|Found|Denied|Argument):\s*([1-5]\d\d)\s+[A-Z])|\b([1-5]\d\d)\s+(?:too many requests|service unavailable|bad gateway|gateway time-?out|internal server error|request time-?out)"#,
-    )
-    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(STATUS_IN_TEXT_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
-struct Stage {
-    set: RegexSet,
-    rules: &'static [Rule],
+/// Every rule of stages 2, 3 and 5 and the stage-4 status pattern in one set, so that a message
+/// is read once: the stages are then answered from which members matched, in stage order.
+///
+/// The set is compiled twice: as written, and with Unicode off for ASCII messages (most of
+/// them), where `\b`, `\w`, `\d`, `\s` and `(?i)` mean the same and the automaton is far
+/// smaller.
+struct Rules {
+    unicode: RegexSet,
+    ascii: regex::bytes::RegexSet,
+    ascii_status: regex::bytes::Regex,
+    /// `set` index ranges of the stages.
+    vendor: std::ops::Range<usize>,
+    exceptions: std::ops::Range<usize>,
+    patterns: std::ops::Range<usize>,
+    status: usize,
+    quota_exhausted: usize,
 }
 
-impl Stage {
-    fn new(rules: &'static [Rule]) -> Self {
-        let set = RegexSet::new(rules.iter().map(|r| r.pattern))
-            .unwrap_or_else(|e| unreachable!("static regex set: {e}"));
-        Stage { set, rules }
+static RULES: LazyLock<Rules> = LazyLock::new(|| {
+    let all: Vec<&str> = VENDOR_CODES
+        .iter()
+        .chain(EXCEPTIONS.iter())
+        .chain(PATTERNS.iter())
+        .map(|r| r.pattern)
+        .chain([STATUS_IN_TEXT_PATTERN])
+        .collect();
+    // The evidence is kept as a bit set.
+    const _: () = assert!(usize::BITS >= 64);
+    let unicode = RegexSet::new(&all).unwrap_or_else(|e| unreachable!("static regex set: {e}"));
+    let ascii = regex::bytes::RegexSetBuilder::new(&all)
+        .unicode(false)
+        .build()
+        .unwrap_or_else(|e| unreachable!("static regex set: {e}"));
+    let ascii_status = regex::bytes::RegexBuilder::new(STATUS_IN_TEXT_PATTERN)
+        .unicode(false)
+        .build()
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"));
+    let (v, e, p) = (VENDOR_CODES.len(), EXCEPTIONS.len(), PATTERNS.len());
+    assert!(v + e + p < 64, "evidence bit set too small");
+    let quota_exhausted = v
+        + e
+        + PATTERNS
+            .iter()
+            .position(|r| r.pattern == QUOTA_EXHAUSTED)
+            .unwrap_or_else(|| unreachable!("the quota-exhausted rule is a pattern rule"));
+    Rules {
+        unicode,
+        ascii,
+        ascii_status,
+        vendor: 0..v,
+        exceptions: v..v + e,
+        patterns: v + e..v + e + p,
+        status: v + e + p,
+        quota_exhausted,
     }
+});
 
-    fn first(&self, text: &str) -> Option<&'static Rule> {
-        self.set.matches(text).iter().next().map(|i| &self.rules[i])
-    }
+/// Which rules matched one message.
+struct Evidence<'t> {
+    text: &'t str,
+    /// Bit `i` set: member `i` of the rule set matched.
+    hits: u64,
 }
 
-static VENDOR_STAGE: LazyLock<Stage> = LazyLock::new(|| Stage::new(&VENDOR_CODES));
-static EXCEPTION_STAGE: LazyLock<Stage> = LazyLock::new(|| Stage::new(&EXCEPTIONS));
-static PATTERN_STAGE: LazyLock<Stage> = LazyLock::new(|| Stage::new(&PATTERNS));
-static QUOTA_EXHAUSTED_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(QUOTA_EXHAUSTED).unwrap_or_else(|e| unreachable!("{e}")));
+impl<'t> Evidence<'t> {
+    fn read(text: &'t str) -> Self {
+        let hits = if text.is_ascii() {
+            RULES
+                .ascii
+                .matches(text.as_bytes())
+                .iter()
+                .fold(0, |h, i| h | 1 << i)
+        } else {
+            RULES
+                .unicode
+                .matches(text)
+                .iter()
+                .fold(0, |h, i| h | 1 << i)
+        };
+        Evidence { text, hits }
+    }
+
+    fn matched(&self, i: usize) -> bool {
+        self.hits & (1 << i) != 0
+    }
+
+    /// The first rule of a stage that matched.
+    fn first(
+        &self,
+        stage: &std::ops::Range<usize>,
+        rules: &'static [Rule],
+    ) -> Option<&'static Rule> {
+        stage
+            .clone()
+            .find(|i| self.matched(*i))
+            .map(|i| &rules[i - stage.start])
+    }
+
+    fn exhausted(&self) -> bool {
+        self.matched(RULES.quota_exhausted)
+    }
+
+    fn status_in_text(&self) -> Option<u16> {
+        if !self.matched(RULES.status) {
+            return None;
+        }
+        let digits = if self.text.is_ascii() {
+            let caps = RULES.ascii_status.captures(self.text.as_bytes())?;
+            (1..=4).find_map(|i| caps.get(i)).map(|m| m.as_bytes())?
+        } else {
+            let caps = STATUS_IN_TEXT.captures(self.text)?;
+            (1..=4)
+                .find_map(|i| caps.get(i))
+                .map(|m| m.as_str().as_bytes())?
+        };
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+}
 
 /// Messages longer than this are classified on their first bytes only (evidence sits at the start).
 pub const MAX_CLASSIFY_BYTES: usize = 16 * 1024;
@@ -222,20 +317,24 @@ pub const MAX_CLASSIFY_BYTES: usize = 16 * 1024;
 /// Classifies one failure from its message and, when known, its HTTP status.
 pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
     let text = truncate_at_char(message, MAX_CLASSIFY_BYTES);
+    let ev = Evidence::read(text);
 
-    if let Some(c) = http_status.and_then(|s| by_status(s, text, "http_status")) {
+    if let Some(c) = http_status.and_then(|s| by_status(s, &ev, "http_status")) {
         return c;
     }
-    if let Some(r) = VENDOR_STAGE.first(text) {
-        return refine(r, text);
+    if let Some(r) = ev.first(&RULES.vendor, &VENDOR_CODES) {
+        return refine(r, &ev);
     }
-    if let Some(r) = EXCEPTION_STAGE.first(text) {
-        return refine(r, text);
+    if let Some(r) = ev.first(&RULES.exceptions, &EXCEPTIONS) {
+        return refine(r, &ev);
     }
-    if let Some(c) = status_in_text(text).and_then(|s| by_status(s, text, "status_in_message")) {
+    if let Some(c) = ev
+        .status_in_text()
+        .and_then(|s| by_status(s, &ev, "status_in_message"))
+    {
         return c;
     }
-    if let Some(r) = PATTERN_STAGE.first(text) {
+    if let Some(r) = ev.first(&RULES.patterns, &PATTERNS) {
         return Classification::new(r.kind, r.retryable, r.name);
     }
     match http_status {
@@ -246,20 +345,110 @@ pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
     }
 }
 
+/// Every pattern of every stage in one ASCII, multi-line regex: a line on which it finds nothing
+/// has no evidence for any rule, so [`classify`] would answer `no_rule` for it.
+///
+/// On ASCII text the ASCII forms of `\b`, `\w`, `\d`, `\s` and `(?i)` mean exactly what the
+/// Unicode forms mean, so the union is exact there; lines with other bytes are always classified
+/// in full. Matches that run past the end of a line only cost a full classification of that line.
+static EVIDENCE: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    let union = VENDOR_CODES
+        .iter()
+        .chain(EXCEPTIONS.iter())
+        .chain(PATTERNS.iter())
+        .map(|r| r.pattern)
+        .chain([STATUS_IN_TEXT_PATTERN])
+        .map(|p| format!("(?:{p})"))
+        .collect::<Vec<_>>()
+        .join("|");
+    regex::bytes::RegexBuilder::new(&union)
+        .unicode(false)
+        .multi_line(true)
+        .size_limit(64 << 20)
+        .dfa_size_limit(64 << 20)
+        .build()
+        .unwrap_or_else(|e| unreachable!("static evidence regex: {e}"))
+});
+
+/// Classifies every line of a log (lines end with `\n`; a trailing `\r` is dropped), calling
+/// `each` once per line, in order, with the line and what [`classify`] says of it with no HTTP
+/// status. A final line without `\n` counts; an empty input has no lines.
+///
+/// The result for every line is exactly `classify(line, None)` (invalid UTF-8 is read lossily),
+/// but lines without any evidence are found with one scan of the whole buffer instead of being
+/// classified one at a time: on a typical log, where few lines are errors, this runs at
+/// memory-scan speed.
+///
+/// ```
+/// use flowfail_core::{classify_lines, FailureKind};
+/// let log = b"INFO all good\nERROR Task timed out after 45.00 seconds\nINFO done\n";
+/// let mut kinds = Vec::new();
+/// classify_lines(log, |_line, c| kinds.push(c.kind));
+/// assert_eq!(kinds, [FailureKind::Unknown, FailureKind::Timeout, FailureKind::Unknown]);
+/// ```
+pub fn classify_lines(log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
+    const QUIET: Classification = Classification::new(Unknown, false, "no_rule");
+    let line_end =
+        |from: usize| memchr::memchr(b'\n', &log[from..]).map_or(log.len(), |i| from + i);
+    let strip_cr = |l: &[u8]| -> usize { l.len() - usize::from(l.last() == Some(&b'\r')) };
+    let full = |line: &[u8], each: &mut dyn FnMut(&[u8], Classification)| {
+        let line = &line[..strip_cr(line)];
+        let c = match std::str::from_utf8(line) {
+            Ok(text) => classify(text, None),
+            Err(_) => classify(&String::from_utf8_lossy(line), None),
+        };
+        each(line, c);
+    };
+    let mut pos = 0;
+    while pos < log.len() {
+        // The first line, from `pos` on, where some rule may match.
+        let hit = EVIDENCE.find_at(log, pos).map(|m| {
+            let start = m.start();
+            memchr::memrchr(b'\n', &log[pos..start]).map_or(pos, |i| pos + i + 1)
+        });
+        let quiet_end = hit.unwrap_or(log.len());
+        // Lines before it have no evidence, unless they hold non-ASCII text.
+        let quiet = &log[pos..quiet_end];
+        let all_ascii = quiet.is_ascii();
+        let mut q = 0;
+        for nl in memchr::memchr_iter(b'\n', quiet).chain(
+            // A last line without a newline.
+            (quiet_end == log.len() && !quiet.ends_with(b"\n") && !quiet.is_empty())
+                .then_some(quiet.len()),
+        ) {
+            let line = &quiet[q..nl];
+            if all_ascii || line.is_ascii() {
+                each(&line[..strip_cr(line)], QUIET);
+            } else {
+                full(line, &mut each);
+            }
+            q = nl + 1;
+        }
+        match hit {
+            Some(start) => {
+                let end = line_end(start);
+                full(&log[start..end], &mut each);
+                pos = end + 1;
+            }
+            None => break,
+        }
+    }
+}
+
 /// A rule's verdict, corrected for quota exhaustion (a rate limit that must not be retried) and
 /// for vendor request errors that are really spend limits (Anthropic sends those as 400).
-fn refine(r: &'static Rule, text: &str) -> Classification {
-    let exhausted = QUOTA_EXHAUSTED_RE.is_match(text);
+fn refine(r: &'static Rule, ev: &Evidence<'_>) -> Classification {
+    let exhausted = ev.exhausted();
     match r.kind {
         // A deadline the vendor answered with a 504 is the vendor failing, not our timeout.
-        Timeout if status_in_text(text) == Some(504) => {
+        Timeout if ev.status_in_text() == Some(504) => {
             Classification::new(ModelApi5xx, true, "status_in_message:504")
         }
         RateLimit if exhausted => Classification::new(RateLimit, false, "quota_exhausted"),
         Unknown if exhausted => Classification::new(RateLimit, false, "spend_limit"),
         Unknown => {
             // A client error wrapping a schema problem of our own TaskObject is still validation.
-            match PATTERN_STAGE.first(text) {
+            match ev.first(&RULES.patterns, &PATTERNS) {
                 Some(p) if p.kind == Validation && !r.name.starts_with("vendor_code") => {
                     Classification::new(Validation, false, p.name)
                 }
@@ -270,8 +459,8 @@ fn refine(r: &'static Rule, text: &str) -> Classification {
     }
 }
 
-fn by_status(status: u16, text: &str, source: &'static str) -> Option<Classification> {
-    let exhausted = || QUOTA_EXHAUSTED_RE.is_match(text);
+fn by_status(status: u16, ev: &Evidence<'_>, source: &'static str) -> Option<Classification> {
+    let exhausted = || ev.exhausted();
     let c = match (status, source) {
         (429, _) if exhausted() => Classification::new(RateLimit, false, "quota_exhausted"),
         (429, "http_status") => Classification::new(RateLimit, true, "http_status:429"),
@@ -286,13 +475,6 @@ fn by_status(status: u16, text: &str, source: &'static str) -> Option<Classifica
         _ => return None,
     };
     Some(c)
-}
-
-fn status_in_text(text: &str) -> Option<u16> {
-    let caps = STATUS_IN_TEXT.captures(text)?;
-    (1..=4)
-        .find_map(|i| caps.get(i))
-        .and_then(|m| m.as_str().parse().ok())
 }
 
 fn truncate_at_char(s: &str, max: usize) -> &str {
@@ -579,6 +761,89 @@ mod tests {
                 "{m} (rule {})",
                 c.rule
             );
+        }
+    }
+
+    /// The reference: split, strip `\r`, classify each line on its own.
+    fn one_by_one(log: &[u8]) -> Vec<(Vec<u8>, Classification)> {
+        let mut lines: Vec<&[u8]> = log.split(|b| *b == b'\n').collect();
+        if log.is_empty() || log.ends_with(b"\n") {
+            lines.pop();
+        }
+        lines
+            .into_iter()
+            .map(|l| {
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                (l.to_vec(), classify(&String::from_utf8_lossy(l), None))
+            })
+            .collect()
+    }
+
+    fn scanned(log: &[u8]) -> Vec<(Vec<u8>, Classification)> {
+        let mut v = Vec::new();
+        classify_lines(log, |l, c| v.push((l.to_vec(), c)));
+        v
+    }
+
+    fn corpus_messages() -> Vec<String> {
+        [
+            include_str!("../../testdata/corpus/errors-sample.jsonl"),
+            include_str!("../../testdata/corpus/errors-extended.jsonl"),
+        ]
+        .iter()
+        .flat_map(|c| c.lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["message"].as_str().unwrap().to_owned()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn scanning_a_log_agrees_with_classifying_each_line() {
+        let mut log = String::new();
+        for (i, m) in corpus_messages().iter().enumerate() {
+            log.push_str(&format!(
+                "2026-11-13T09:50:{:02}Z INFO step ok latency_ms=500\n",
+                i % 60
+            ));
+            log.push_str(&format!("2026-11-13T09:50:{:02}Z ERROR {m}\r\n", i % 60));
+            log.push_str("WARN priority 429, 500ms\n\n");
+        }
+        log.push_str("503 Service Unavailable"); // no final newline
+        let want = one_by_one(log.as_bytes());
+        assert!(want.iter().filter(|(_, c)| c.rule != "no_rule").count() > 60);
+        assert_eq!(scanned(log.as_bytes()), want);
+        assert!(scanned(b"").is_empty());
+        assert_eq!(scanned(b"\n").len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scanning_agrees_on_arbitrary_logs(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(corpus_messages()),
+                    "[ -~]{0,40}",
+                    "\\PC{0,12}",
+                    proptest::sample::select(vec![
+                        "\n".to_owned(), "\r\n".to_owned(), "\n\n".to_owned(), " ".to_owned(),
+                        "K".to_owned(), "\u{212A}".to_owned(), "é".to_owned(), "ſ".to_owned(),
+                        "429 ".to_owned(), "Error code: ".to_owned(), "status".to_owned(),
+                        "timed out".to_owned(), "RateLimitError".to_owned(),
+                    ]),
+                ],
+                0..24,
+            ),
+            invalid_utf8 in proptest::bool::ANY,
+        ) {
+            let mut log = parts.concat().into_bytes();
+            if invalid_utf8 && !log.is_empty() {
+                let at = log.len() / 2;
+                log.insert(at, 0xff);
+            }
+            proptest::prop_assert_eq!(scanned(&log), one_by_one(&log));
         }
     }
 

@@ -18,7 +18,7 @@ pub mod report;
 pub mod respond;
 pub mod schema;
 
-pub use classify::{Classification, classify};
+pub use classify::{Classification, classify, classify_lines};
 pub use clock::Clock;
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use model::{
