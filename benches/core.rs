@@ -26,12 +26,9 @@ use flowfail::{
 };
 use serde_json::json;
 
-fn bundle_5mb() -> Vec<u8> {
-    let msgs: Vec<_> = (0..2500)
-        .map(|i| json!({"role": if i % 2 == 0 {"user"} else {"assistant"}, "turn": i, "content": format!("{} {}", i, "lorem ipsum dolor sit amet ".repeat(77))}))
-        .collect();
-    serde_json::to_vec(&json!({"task": {"task_id": "t-1", "instructions": "do it"}, "system_prompt": "be good", "messages": msgs})).unwrap()
-}
+#[path = "support/bundle.rs"]
+mod bundle;
+use bundle::bundle_5mb;
 
 fn bench_prune(c: &mut Criterion) {
     let input = bundle_5mb();
@@ -101,13 +98,26 @@ fn bench_detect(c: &mut Criterion) {
 fn bench_schema(c: &mut Criterion) {
     let set = SchemaSet::builtin();
     let objs: Vec<_> = (0..1000)
-        .map(|i| json!({"schema_version": "2.0.0", "task_id": format!("t-{i}"), "flow_type": "impl",
-            "created_at": "2025-11-13T09:00:00Z", "inputs": {"repo_url": "https://example.com/r.git", "instructions": "x"}}))
+        .map(|i| json!({"schema_version": "2.1.0", "task_id": format!("t-{i:06}"), "flow_type": "impl",
+            "priority": i % 6, "created_at": "2025-11-13T09:00:00Z",
+            "inputs": {"repo_url": "https://git.example.com/team/service.git",
+                "instructions": "Implement the next step of the migration plan.",
+                "files": [{"path": "src/lib.rs", "sha": "0123456789abcdef0123456789abcdef01234567"}]},
+            "context_bundle": {"key": format!("bundles/t-{i:06}.json"), "size_bytes": 734_003},
+            "model": {"primary": "claude-sonnet-4", "fallback": "gpt-4.1"}, "attempts": i % 3}))
         .collect();
+    // The floor: the v2 validator alone, `is_valid` and nothing else.
+    let bare = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&serde_json::from_str(flowfail::schema::TASK_OBJECT_V2).unwrap())
+        .unwrap();
     let mut g = c.benchmark_group("schema");
     g.throughput(Throughput::Elements(objs.len() as u64));
     g.bench_function("validate_1000_taskobjects", |b| {
         b.iter(|| objs.iter().filter(|o| set.validate(o).valid).count())
+    });
+    g.bench_function("bare_jsonschema_is_valid_1000", |b| {
+        b.iter(|| objs.iter().filter(|o| bare.is_valid(o)).count())
     });
     g.finish();
 }

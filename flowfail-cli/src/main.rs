@@ -262,37 +262,56 @@ fn cmd_validate(schemas: &[String], files: &[PathBuf]) -> CliResult {
         }
         SchemaSet::new(v)?
     };
+    // Files are taken in small batches from a shared counter, so a slow file or disk on one
+    // core does not leave the other idle; results are put back in input order.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let chunk = files.len().div_ceil(threads);
-    let results: Vec<Vec<(String, bool)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk.max(1))
-            .map(|part| {
-                let set = &set;
+        .min(files.len().div_ceil(BATCH).max(1));
+    const BATCH: usize = 32;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Vec<u8>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (set, next) = (&set, &next);
                 s.spawn(move || {
-                    part.iter()
-                        .map(|f| validate_file(set, f))
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    let mut buf = Vec::new();
+                    loop {
+                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        if start >= files.len() {
+                            break;
+                        }
+                        let mut text = Vec::with_capacity(BATCH * 128);
+                        let mut invalid = 0;
+                        for f in &files[start..(start + BATCH).min(files.len())] {
+                            if !validate_file(set, f, &mut buf, &mut text) {
+                                invalid += 1;
+                            }
+                        }
+                        done.push((start, text, invalid));
+                    }
+                    done
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
+    results.sort_unstable_by_key(|r| r.0);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut invalid = 0usize;
-    for (line, ok) in results.into_iter().flatten() {
-        if !ok {
-            invalid += 1;
-        }
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
+    let mut seen = 0;
+    for (_, text, bad) in results {
+        invalid += bad;
+        seen += text.iter().filter(|b| **b == b'\n').count();
+        out.write_all(&text)?;
     }
     out.flush()?;
+    if seen != files.len() {
+        return Err(format!("validated {seen} of {} files: a worker failed", files.len()).into());
+    }
     Ok(if invalid > 0 {
         ExitCode::from(1)
     } else {
@@ -300,24 +319,94 @@ fn cmd_validate(schemas: &[String], files: &[PathBuf]) -> CliResult {
     })
 }
 
-fn validate_file(set: &SchemaSet, f: &std::path::Path) -> (String, bool) {
-    let file = f.display().to_string();
-    let v = std::fs::read(f).map_err(|e| e.to_string()).and_then(|b| {
-        serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| format!("invalid JSON: {e}"))
-    });
-    match v {
-        Ok(v) => {
-            let r = set.validate(&v);
-            let ok = r.valid;
-            let line = serde_json::json!({"file": file, "valid": r.valid, "declared_version": r.declared_version,
-                "errors": r.errors, "version_mismatch": r.version_mismatch});
-            (line.to_string(), ok)
-        }
-        Err(e) => (
-            serde_json::json!({"file": file, "valid": false, "error": e}).to_string(),
-            false,
-        ),
+/// One result line of `validate`: a report, or why the file could not be read.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ValidateLine<'a> {
+    Checked {
+        file: &'a str,
+        valid: bool,
+        declared_version: Option<&'a str>,
+        errors: &'a [flowfail_core::schema::SchemaError],
+        version_mismatch: Option<&'a str>,
+    },
+    Unreadable {
+        file: &'a str,
+        valid: bool,
+        error: &'a str,
+    },
+}
+
+/// TaskObjects larger than this are refused unread.
+const MAX_TASK_OBJECT: usize = 16 << 20;
+
+/// Reads a whole file into the reused, already-initialised `buf` (grown when needed) with plain
+/// reads: no size probing, which costs two system calls per file. Returns the length.
+fn read_whole(mut file: std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.len() < 64 << 10 {
+        buf.resize(64 << 10, 0);
     }
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= MAX_TASK_OBJECT {
+                return Err(std::io::Error::other(format!(
+                    "larger than {} MiB: not a TaskObject",
+                    MAX_TASK_OBJECT >> 20
+                )));
+            }
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Validates one file, appending its result line to `out`; `buf` is a reused read buffer.
+fn validate_file(
+    set: &SchemaSet,
+    f: &std::path::Path,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let parsed = std::fs::File::open(f)
+        .and_then(|file| read_whole(file, buf))
+        .map_err(|e| e.to_string())
+        .and_then(|n| {
+            serde_json::from_slice::<serde_json::Value>(&buf[..n])
+                .map_err(|e| format!("invalid JSON: {e}"))
+        });
+    let file = f.to_string_lossy();
+    let (line, ok) = match &parsed {
+        Ok(v) => {
+            let r = set.validate(v);
+            let ok = r.valid;
+            (Ok(r), ok)
+        }
+        Err(e) => (Err(e), false),
+    };
+    let line = match &line {
+        Ok(r) => ValidateLine::Checked {
+            file: &file,
+            valid: r.valid,
+            declared_version: r.declared_version.as_deref(),
+            errors: &r.errors,
+            version_mismatch: r.version_mismatch.as_deref(),
+        },
+        Err(e) => ValidateLine::Unreadable {
+            file: &file,
+            valid: false,
+            error: e,
+        },
+    };
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+    ok
 }
 
 fn cmd_prune(

@@ -51,7 +51,9 @@ pub struct SchemaReport {
     pub declared_version: Option<String>,
     /// The schema version it was validated against.
     pub checked_against: Option<String>,
-    /// Known versions it is valid against.
+    /// Known versions it is valid against. When it is valid against the version it was checked
+    /// against, that is the only one listed: the others are not checked (nothing needs
+    /// explaining), which keeps validating a valid object to one pass of one validator.
     pub valid_against: Vec<String>,
     /// Errors against `checked_against` (at most [`MAX_ERRORS`]).
     pub errors: Vec<SchemaError>,
@@ -136,31 +138,34 @@ impl SchemaSet {
                 .split('.')
                 .next()
                 .unwrap_or_default()
-                .to_owned()
         });
-        let valid_against: Vec<String> = self
-            .versions
-            .iter()
-            .filter(|c| c.validator.is_valid(object))
-            .map(|c| c.major.clone())
-            .collect();
         let target = declared_major
-            .as_deref()
             .and_then(|m| self.versions.iter().find(|c| c.major == m))
             .or_else(|| self.versions.last());
-        let errors: Vec<SchemaError> = target
-            .map(|c| {
-                c.validator
-                    .iter_errors(object)
-                    .take(MAX_ERRORS)
-                    .map(|e| SchemaError {
-                        pointer: e.instance_path().as_str().to_owned(),
-                        message: truncate(&e.to_string(), 300),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let newest = self.versions.last().map(|c| c.major.clone());
+        // The target is checked once; its errors are collected only when it is not valid.
+        let target_valid = target.map(|c| c.validator.is_valid(object));
+        let valid_against: Vec<String> = match target {
+            Some(t) if target_valid == Some(true) => vec![t.major.clone()],
+            _ => self
+                .versions
+                .iter()
+                .filter(|c| c.validator.is_valid(object))
+                .map(|c| c.major.clone())
+                .collect(),
+        };
+        let errors: Vec<SchemaError> = match target {
+            Some(c) if target_valid == Some(false) => c
+                .validator
+                .iter_errors(object)
+                .take(MAX_ERRORS)
+                .map(|e| SchemaError {
+                    pointer: e.instance_path().as_str().to_owned(),
+                    message: truncate(&e.to_string(), 300),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let newest = self.versions.last().map(|c| c.major.as_str());
         let known = |m: &str| self.versions.iter().any(|c| c.major == m);
         // Which other version's shape the object has, ignoring its declared version.
         let shaped_as = |skip: &str| -> Vec<String> {
@@ -180,14 +185,14 @@ impl SchemaSet {
                 .map(|c| c.major.clone())
                 .collect()
         };
-        let version_mismatch = match (&declared_major, &declared) {
+        let version_mismatch = match (declared_major, &declared) {
             (None, _) => Some("TaskObject declares no schema_version".to_owned()),
             (Some(m), Some(d)) if !known(m) => {
-                let newer = matches!((m.parse::<u64>(), newest.as_deref().map(str::parse::<u64>)), (Ok(a), Some(Ok(b))) if a > b);
+                let newer = matches!((m.parse::<u64>(), newest.map(str::parse::<u64>)), (Ok(a), Some(Ok(b))) if a > b);
                 Some(if newer {
                     format!(
                         "schema_version {d} is newer than the newest known schema (v{}): update flowfail's schemas or roll back the producer",
-                        newest.as_deref().unwrap_or("?")
+                        newest.unwrap_or("?")
                     )
                 } else {
                     format!("schema_version {d} is not a known schema version")
@@ -204,14 +209,14 @@ impl SchemaSet {
                     ))
                 }
             }
-            (Some(m), Some(d)) if newest.as_deref().is_some_and(|n| n != m) => Some(format!(
+            (Some(m), Some(d)) if newest.is_some_and(|n| n != m) => Some(format!(
                 "declares schema_version {d}, but the current schema is v{}",
-                newest.as_deref().unwrap_or("?")
+                newest.unwrap_or("?")
             )),
             _ => None,
         };
         SchemaReport {
-            valid: errors.is_empty() && target.is_some(),
+            valid: target_valid == Some(true),
             declared_version: declared,
             checked_against: target.map(|c| c.major.clone()),
             valid_against,
