@@ -32,6 +32,7 @@ use regex::{Regex, RegexSet};
 use serde::Serialize;
 
 use crate::model::FailureKind;
+use crate::prefilter::Prefilter;
 
 /// The verdict on one failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -387,18 +388,97 @@ static EVIDENCE: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
 /// assert_eq!(kinds, [FailureKind::Unknown, FailureKind::Timeout, FailureKind::Unknown]);
 /// ```
 pub fn classify_lines(log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
-    const QUIET: Classification = Classification::new(Unknown, false, "no_rule");
+    match &*PREFILTER {
+        Some(p) => classify_lines_prefiltered(p, log, &mut each),
+        None => classify_lines_scanned(log, &mut each),
+    }
+}
+
+/// The needles of every rule, for [`classify_lines`]; `None` if the rules ever stop allowing
+/// a sound one (a test makes sure they do not).
+pub(crate) static PREFILTER: LazyLock<Option<Prefilter>> = LazyLock::new(|| {
+    let all: Vec<&str> = VENDOR_CODES
+        .iter()
+        .chain(EXCEPTIONS.iter())
+        .chain(PATTERNS.iter())
+        .map(|r| r.pattern)
+        .chain([STATUS_IN_TEXT_PATTERN])
+        .collect();
+    Prefilter::build(&all)
+});
+
+const QUIET: Classification = Classification::new(Unknown, false, "no_rule");
+
+fn strip_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// `classify` of one raw line (`\r` already stripped), read lossily when not UTF-8.
+fn classify_raw(line: &[u8]) -> Classification {
+    match std::str::from_utf8(line) {
+        Ok(text) => classify(text, None),
+        Err(_) => classify(&String::from_utf8_lossy(line), None),
+    }
+}
+
+/// The lines of `text` (a final line needs no `\n`), as (start, end) without the `\n`.
+fn lines_of(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let last = (!text.is_empty() && !text.ends_with(b"\n")).then_some(text.len());
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text)
+        .chain(last)
+        .map(move |end| {
+            let line = (start, end);
+            start = end + 1;
+            line
+        })
+}
+
+/// Blocks of about 64 KiB of whole lines are lowercased into a scratch buffer and searched for
+/// the needles; a line with a needle is checked with the full evidence regex, a line without
+/// only against the line-anchored rules, a non-ASCII line is classified in full.
+fn classify_lines_prefiltered(
+    p: &Prefilter,
+    log: &[u8],
+    each: &mut dyn FnMut(&[u8], Classification),
+) {
+    const BLOCK: usize = 64 << 10;
+    let mut lowered = Vec::with_capacity(BLOCK + 1024);
+    let mut candidates = Vec::new();
+    let mut pos = 0;
+    while pos < log.len() {
+        let cut = (pos + BLOCK).min(log.len());
+        let end = memchr::memchr(b'\n', &log[cut..]).map_or(log.len(), |i| cut + i + 1);
+        let block = &log[pos..end];
+        lowered.clear();
+        lowered.extend_from_slice(block);
+        lowered.make_ascii_lowercase();
+        candidates.clear();
+        p.candidate_lines(&lowered, |start| candidates.push(start));
+        let mut next = candidates.iter().copied().peekable();
+        for (s, e) in lines_of(block) {
+            let line = strip_cr(&block[s..e]);
+            let candidate = next.next_if_eq(&s).is_some();
+            let c = if !line.is_ascii() {
+                classify_raw(line)
+            } else if (candidate && EVIDENCE.is_match(line)) || p.anchored_match(line) {
+                classify(
+                    std::str::from_utf8(line).unwrap_or_else(|_| unreachable!("ASCII")),
+                    None,
+                )
+            } else {
+                QUIET
+            };
+            each(line, c);
+        }
+        pos = end;
+    }
+}
+
+/// Without needles: the whole evidence regex finds the next line worth classifying.
+fn classify_lines_scanned(log: &[u8], each: &mut dyn FnMut(&[u8], Classification)) {
     let line_end =
         |from: usize| memchr::memchr(b'\n', &log[from..]).map_or(log.len(), |i| from + i);
-    let strip_cr = |l: &[u8]| -> usize { l.len() - usize::from(l.last() == Some(&b'\r')) };
-    let full = |line: &[u8], each: &mut dyn FnMut(&[u8], Classification)| {
-        let line = &line[..strip_cr(line)];
-        let c = match std::str::from_utf8(line) {
-            Ok(text) => classify(text, None),
-            Err(_) => classify(&String::from_utf8_lossy(line), None),
-        };
-        each(line, c);
-    };
     let mut pos = 0;
     while pos < log.len() {
         // The first line, from `pos` on, where some rule may match.
@@ -410,24 +490,19 @@ pub fn classify_lines(log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
         // Lines before it have no evidence, unless they hold non-ASCII text.
         let quiet = &log[pos..quiet_end];
         let all_ascii = quiet.is_ascii();
-        let mut q = 0;
-        for nl in memchr::memchr_iter(b'\n', quiet).chain(
-            // A last line without a newline.
-            (quiet_end == log.len() && !quiet.ends_with(b"\n") && !quiet.is_empty())
-                .then_some(quiet.len()),
-        ) {
-            let line = &quiet[q..nl];
+        for (s, e) in lines_of(quiet) {
+            let line = strip_cr(&quiet[s..e]);
             if all_ascii || line.is_ascii() {
-                each(&line[..strip_cr(line)], QUIET);
+                each(line, QUIET);
             } else {
-                full(line, &mut each);
+                each(line, classify_raw(line));
             }
-            q = nl + 1;
         }
         match hit {
             Some(start) => {
                 let end = line_end(start);
-                full(&log[start..end], &mut each);
+                let line = strip_cr(&log[start..end]);
+                each(line, classify_raw(line));
                 pos = end + 1;
             }
             None => break,
@@ -779,10 +854,22 @@ mod tests {
             .collect()
     }
 
+    /// Both scanning paths, which must agree; the prefiltered one is what `classify_lines` uses.
     fn scanned(log: &[u8]) -> Vec<(Vec<u8>, Classification)> {
         let mut v = Vec::new();
         classify_lines(log, |l, c| v.push((l.to_vec(), c)));
+        let mut w = Vec::new();
+        classify_lines_scanned(log, &mut |l, c| w.push((l.to_vec(), c)));
+        assert_eq!(v, w, "prefiltered and full scans disagree");
         v
+    }
+
+    #[test]
+    fn the_rules_allow_a_sound_prefilter() {
+        assert!(
+            PREFILTER.is_some(),
+            "no needles could be derived from the rules"
+        );
     }
 
     fn corpus_messages() -> Vec<String> {

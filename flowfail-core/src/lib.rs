@@ -12,6 +12,7 @@ pub mod memory;
 pub mod model;
 pub mod policy;
 pub mod ports;
+mod prefilter;
 pub mod prune;
 pub mod replay;
 pub mod report;
