@@ -912,6 +912,13 @@ mod tests {
             parts in proptest::collection::vec(
                 proptest::prop_oneof![
                     proptest::sample::select(corpus_messages()),
+                    // Case must not matter to the scan where it does not matter to the rules.
+                    proptest::sample::select(
+                        corpus_messages()
+                            .iter()
+                            .flat_map(|m| [m.to_uppercase(), m.to_lowercase()])
+                            .collect::<Vec<_>>()
+                    ),
                     "[ -~]{0,40}",
                     "\\PC{0,12}",
                     proptest::sample::select(vec![
