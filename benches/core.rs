@@ -116,6 +116,9 @@ fn bench_schema(c: &mut Criterion) {
     g.bench_function("validate_1000_taskobjects", |b| {
         b.iter(|| objs.iter().filter(|o| set.validate(o).valid).count())
     });
+    g.bench_function("flowfail_is_valid_1000", |b| {
+        b.iter(|| objs.iter().filter(|o| set.is_valid(o)).count())
+    });
     g.bench_function("bare_jsonschema_is_valid_1000", |b| {
         b.iter(|| objs.iter().filter(|o| bare.is_valid(o)).count())
     });

@@ -31,6 +31,7 @@ pub(crate) struct Prefilter {
     needles: Needles,
     #[cfg(test)]
     needle_count: usize,
+
     /// The line-anchored alternatives, case-insensitive, matched against one line at a time.
     anchored: Option<regex::bytes::Regex>,
 }
@@ -65,6 +66,11 @@ impl Prefilter {
         }
         #[cfg(test)]
         let needle_count = needles.len();
+        #[cfg(test)]
+        let needles_dbg: Vec<String> = needles
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
         let needles = match aho_corasick::packed::Config::new()
             .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
             // Up to 64 needles by default; fat Teddy's 16 buckets still beat an automaton here.
@@ -95,6 +101,7 @@ impl Prefilter {
             needles,
             #[cfg(test)]
             needle_count,
+
             anchored,
         })
     }

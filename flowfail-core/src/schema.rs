@@ -126,6 +126,39 @@ impl SchemaSet {
         self.versions.iter().map(|c| c.major.as_str()).collect()
     }
 
+    /// Whether a TaskObject is valid against the schema of its declared version (the newest
+    /// when it declares none): the verdict of [`validate`](Self::validate) without the report —
+    /// one validator pass and no allocation (for a string `schema_version`). For admission
+    /// checks on the hot path; call `validate` when the answer is no and a person needs to know
+    /// why.
+    ///
+    /// ```
+    /// use flowfail_core::schema::SchemaSet;
+    /// let schemas = SchemaSet::builtin();
+    /// let task = serde_json::json!({
+    ///     "schema_version": "2.0.0", "task_id": "t-1", "flow_type": "impl",
+    ///     "created_at": "2025-11-13T09:00:00Z",
+    ///     "inputs": {"repo_url": "https://example.com/r.git", "instructions": "x"}
+    /// });
+    /// assert!(schemas.is_valid(&task));
+    /// assert_eq!(schemas.is_valid(&task), schemas.validate(&task).valid);
+    /// ```
+    pub fn is_valid(&self, object: &Value) -> bool {
+        let target = match object.get("schema_version") {
+            Some(Value::String(d)) => self.target_for(Some(major_of(d))),
+            Some(other) => self.target_for(Some(major_of(&other.to_string()))),
+            None => self.target_for(None),
+        };
+        target.is_some_and(|c| c.validator.is_valid(object))
+    }
+
+    /// The schema an object declaring this major version is checked against.
+    fn target_for(&self, declared_major: Option<&str>) -> Option<&Compiled> {
+        declared_major
+            .and_then(|m| self.versions.iter().find(|c| c.major == m))
+            .or_else(|| self.versions.last())
+    }
+
     /// Validates a TaskObject against the schema of its declared version (the newest when it
     /// declares none) and checks the others to explain a version mismatch.
     pub fn validate(&self, object: &Value) -> SchemaReport {
@@ -133,15 +166,8 @@ impl SchemaSet {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
-        let declared_major = declared.as_deref().map(|d| {
-            d.trim_start_matches('v')
-                .split('.')
-                .next()
-                .unwrap_or_default()
-        });
-        let target = declared_major
-            .and_then(|m| self.versions.iter().find(|c| c.major == m))
-            .or_else(|| self.versions.last());
+        let declared_major = declared.as_deref().map(major_of);
+        let target = self.target_for(declared_major);
         // The target is checked once; its errors are collected only when it is not valid.
         let target_valid = target.map(|c| c.validator.is_valid(object));
         let valid_against: Vec<String> = match target {
@@ -226,6 +252,15 @@ impl SchemaSet {
     }
 }
 
+/// `"v2.1.0"` → `"2"`.
+fn major_of(version: &str) -> &str {
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .unwrap_or_default()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -248,6 +283,33 @@ mod tests {
             "created_at": "2025-11-13T09:00:00Z",
             "inputs": {"repo_url": "https://example.com/r.git", "instructions": "write docs"}
         })
+    }
+
+    #[test]
+    fn is_valid_agrees_with_validate() {
+        let set = SchemaSet::builtin();
+        let mut cases = vec![v2(), json!({}), json!([]), json!("x"), json!(null)];
+        for version in [
+            json!("1.4.0"),
+            json!("v2.0.0"),
+            json!(2),
+            json!(3.1),
+            json!("9.0.0"),
+        ] {
+            let mut o = v2();
+            o["schema_version"] = version;
+            cases.push(o);
+        }
+        let mut no_version = v2();
+        no_version.as_object_mut().unwrap().remove("schema_version");
+        cases.push(no_version);
+        let mut bad = v2();
+        bad["flow_type"] = json!("refactor");
+        cases.push(bad);
+        for c in &cases {
+            assert_eq!(set.is_valid(c), set.validate(c).valid, "{c}");
+        }
+        assert!(set.is_valid(&v2()));
     }
 
     #[test]
