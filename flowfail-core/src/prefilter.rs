@@ -66,11 +66,6 @@ impl Prefilter {
         }
         #[cfg(test)]
         let needle_count = needles.len();
-        #[cfg(test)]
-        let needles_dbg: Vec<String> = needles
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect();
         let needles = match aho_corasick::packed::Config::new()
             .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
             // Up to 64 needles by default; fat Teddy's 16 buckets still beat an automaton here.
