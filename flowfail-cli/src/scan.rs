@@ -356,6 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn a_line_longer_than_a_block_counts_once_by_its_head() {
+        let mut log = b"Task timed out after 45.00 seconds ".to_vec();
+        log.extend(std::iter::repeat_n(b'x', 3 * BLOCK + 17));
+        log.extend_from_slice(b"\nINFO ok\n502 Bad Gateway");
+        let mut counts = ClassCounts::default();
+        scan_stream(log.as_slice(), 2, &mut Sink::<Vec<u8>>::Count(&mut counts)).unwrap();
+        let mut out = Vec::new();
+        counts.write(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["lines"], 3);
+        assert_eq!(v["by_kind"]["timeout"], 1);
+        assert_eq!(v["by_kind"]["model_api_5xx"], 1);
+        assert_eq!(v["by_kind"]["unknown"], 1);
+    }
+
+    #[test]
     fn a_file_counted_in_parallel_counts_like_one_pass() {
         let dir = std::env::temp_dir().join(format!("ff-scan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

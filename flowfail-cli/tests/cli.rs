@@ -139,6 +139,40 @@ fn classify_plain_count_of_a_file_matches_the_lines_from_stdin() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/log"));
 }
 
+#[test]
+fn validate_refuses_a_huge_file_unread_and_goes_on() {
+    let dir = temp_dir("validate-huge");
+    let huge = dir.join("huge.json");
+    std::fs::write(&huge, vec![b' '; 17 << 20]).unwrap();
+    let ok = dir.join("ok.json");
+    std::fs::write(
+        &ok,
+        br#"{"schema_version": "2.0.0", "task_id": "t-1", "flow_type": "impl",
+            "created_at": "2025-11-13T09:00:00Z",
+            "inputs": {"repo_url": "https://example.com/r.git", "instructions": "x"}}"#,
+    )
+    .unwrap();
+    let out = flowfail(
+        &["validate", huge.to_str().unwrap(), ok.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["valid"], false);
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a TaskObject")
+    );
+    assert_eq!(lines[1]["valid"], true);
+}
+
 fn chat_bundle() -> Vec<u8> {
     let msgs: Vec<Value> = (0..3000)
         .map(|i| json!({"role": "user", "content": format!("turn {i} {}", "z".repeat(200))}))
