@@ -123,10 +123,12 @@ say "   wall time per replay (whole CLI process): pilot $(mean_ms "$work/p6.json
 
 if [ -z "${SKIP_CRITERION:-}" ]; then
   echo "== criterion: in-process groups"
-  cargo bench --quiet -p flowfail --bench core -- 'prune_5MB|schema' 2>&1 | grep -E '^(prune|schema)|time:' | tee -a "$summary"
+  # Criterion redraws its progress line with carriage returns; keep names and medians only.
+  criterion_lines() { tr '\r' '\n' | grep -E "^($1)|time:" | grep -v -e '^Benchmarking' -e '%'; }
+  cargo bench --quiet -p flowfail --bench core -- 'prune_5MB|schema' 2>&1 | criterion_lines 'prune_5MB|schema' | tee -a "$summary"
   if [ -n "${FLOWFAIL_PG_URL:-}" ]; then
     echo "== P7: retry scheduling in PostgreSQL"
-    cargo bench --quiet -p flowfail-pg --bench retry 2>&1 | grep -E '^retry|time:' | tee -a "$summary"
+    cargo bench --quiet -p flowfail-pg --bench retry 2>&1 | criterion_lines schedule_retries | tee -a "$summary"
   else
     say "P7 skipped: set FLOWFAIL_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
   fi
