@@ -3,7 +3,9 @@
 //!
 //! - `prune_5MB`: pruning a 5 MB bundle to 180 KB next to a plain serde_json parse, and
 //!   parse + serialize, of the same bytes;
-//! - `classify`, `detect`, `schema`, `decide` (10k and 100k failed tasks), `replay` (the four
+//! - `classify` (the labelled corpus), `classify_log_10MB` (`classify_lines` next to classifying
+//!   line by line), `detect`, `schema` (flowfail's `validate` and `is_valid` next to a bare
+//!   jsonschema-rs validator), `decide` (10k and 100k failed tasks), `replay` (the four
 //!   scenarios end to end on the in-memory backends, virtual time).
 //!
 //! `cargo bench --bench core`
@@ -23,11 +25,14 @@ use flowfail::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail::schema::SchemaSet;
 use flowfail::{
     FlowType, Policy, Quota, QuotaUsage, StatusCounts, Task, TaskId, TaskStatus, classify,
+    classify_lines,
 };
 use serde_json::json;
 
 #[path = "support/bundle.rs"]
 mod bundle;
+#[path = "support/log.rs"]
+mod log;
 use bundle::bundle_5mb;
 
 fn bench_prune(c: &mut Criterion) {
@@ -74,6 +79,31 @@ fn bench_classify(c: &mut Criterion) {
             for (m, s) in &msgs {
                 black_box(classify(m, *s));
             }
+        })
+    });
+    g.finish();
+
+    // A whole log: the needle scan of `classify_lines` next to classifying line by line.
+    let mut text = Vec::new();
+    log::write_log(10_000_000, &mut text).unwrap();
+    let mut g = c.benchmark_group("classify_log_10MB");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.sample_size(10);
+    g.bench_function("classify_lines", |b| {
+        b.iter(|| {
+            let mut errors = 0u32;
+            classify_lines(black_box(&text), |_, c| {
+                errors += u32::from(c.rule != "no_rule");
+            });
+            errors
+        })
+    });
+    g.bench_function("classify_each_line", |b| {
+        b.iter(|| {
+            let lines = std::str::from_utf8(&text).unwrap().lines();
+            lines
+                .filter(|l| classify(black_box(l), None).rule != "no_rule")
+                .count()
         })
     });
     g.finish();
