@@ -11,13 +11,11 @@ use std::time::Instant;
 
 use flowfail::detect::{Detector, DetectorConfig};
 
+#[path = "support/mod.rs"]
+mod support;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: u64 = match std::env::args().nth(1) {
-        Some(a) => a
-            .parse()
-            .map_err(|_| format!("a count expected, got {a:?}"))?,
-        None => 1_000_000,
-    };
+    let n: u64 = support::number_arg(1_000_000)?;
     let mut d = Detector::new(DetectorConfig::default());
     let start = Instant::now();
     // One outcome per 300 in a second of virtual time; about 1 % fail.
@@ -31,19 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64() * 1e3,
         n as f64 / elapsed.as_secs_f64() / 1e6,
         std::mem::size_of_val(&d),
-        peak_rss_kib()
+        support::peak_rss_kib()
     );
     Ok(())
-}
-
-/// The process's peak resident set (`VmHWM`), in KiB; 0 where `/proc` is not there.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -15,13 +15,11 @@ use std::io::{BufWriter, Write};
 #[path = "../benches/support/log.rs"]
 mod log;
 
+#[path = "support/mod.rs"]
+mod support;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let megabytes: u64 = match std::env::args().nth(1) {
-        Some(a) => a
-            .parse()
-            .map_err(|_| format!("size in MB expected, got {a:?}"))?,
-        None => 100,
-    };
+    let megabytes: u64 = support::number_arg(100)?;
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     log::write_log(megabytes * 1_000_000, &mut out)?;
     out.flush()?;

@@ -25,13 +25,11 @@ const CORPUS: [&str; 2] = [
     include_str!("../testdata/corpus/errors-extended.jsonl"),
 ];
 
+#[path = "support/mod.rs"]
+mod support;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(a) => a
-            .parse()
-            .map_err(|_| format!("a count expected, got {a:?}"))?,
-        None => 10_000,
-    };
+    let n: usize = support::number_arg(10_000)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -79,7 +77,7 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     world
         .status
         .set("anthropic", VendorStatus::new(VendorHealth::Operational));
-    let seeded_kib = peak_rss_kib();
+    let seeded_kib = support::peak_rss_kib();
 
     let responder = Responder::builder()
         .ports(world.ports())
@@ -97,22 +95,10 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64() * 1e3,
         outcome.incident_open,
         report.actions.len(),
-        peak_rss_kib(),
+        support::peak_rss_kib(),
         seeded_kib,
     );
     // Nothing waits in a dry run; a stray timer would show up here.
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(())
-}
-
-/// The process's peak resident set (`VmHWM`), in KiB; 0 where `/proc` is not there.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

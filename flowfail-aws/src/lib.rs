@@ -118,15 +118,11 @@ where
         (Some(s), c) => format!("HTTP {s} {c}"),
         (None, _) => format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)),
     };
-    let err = Error::new(kind, msg)
+    Error::new(kind, msg)
         .with_operation(op)
         .with_backend(backend)
-        .with_source(e);
-    if transient {
-        err.transient()
-    } else {
-        err.permanent()
-    }
+        .with_source(e)
+        .transient_if(transient)
 }
 
 // ---------------------------------------------------------------------------------------------

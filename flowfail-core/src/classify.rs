@@ -211,14 +211,20 @@ struct Rules {
     quota_exhausted: usize,
 }
 
-static RULES: LazyLock<Rules> = LazyLock::new(|| {
-    let all: Vec<&str> = VENDOR_CODES
+/// Every pattern of stages 2, 3 and 5, then the stage-4 status pattern: the order of the
+/// members of [`Rules`]' sets, and what the log scan's evidence regex and needles cover.
+fn all_patterns() -> Vec<&'static str> {
+    VENDOR_CODES
         .iter()
         .chain(EXCEPTIONS.iter())
         .chain(PATTERNS.iter())
         .map(|r| r.pattern)
         .chain([STATUS_IN_TEXT_PATTERN])
-        .collect();
+        .collect()
+}
+
+static RULES: LazyLock<Rules> = LazyLock::new(|| {
+    let all = all_patterns();
     // The evidence is kept as a bit set.
     const _: () = assert!(usize::BITS >= 64);
     let unicode = RegexSet::new(&all).unwrap_or_else(|e| unreachable!("static regex set: {e}"));
@@ -253,13 +259,16 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
 /// Which rules matched one message.
 struct Evidence<'t> {
     text: &'t str,
+    /// Read with the ASCII build of the rules.
+    ascii: bool,
     /// Bit `i` set: member `i` of the rule set matched.
     hits: u64,
 }
 
 impl<'t> Evidence<'t> {
     fn read(text: &'t str) -> Self {
-        let hits = if text.is_ascii() {
+        let ascii = text.is_ascii();
+        let hits = if ascii {
             RULES
                 .ascii
                 .matches(text.as_bytes())
@@ -272,7 +281,7 @@ impl<'t> Evidence<'t> {
                 .iter()
                 .fold(0, |h, i| h | 1 << i)
         };
-        Evidence { text, hits }
+        Evidence { text, ascii, hits }
     }
 
     fn matched(&self, i: usize) -> bool {
@@ -299,7 +308,7 @@ impl<'t> Evidence<'t> {
         if !self.matched(RULES.status) {
             return None;
         }
-        let digits = if self.text.is_ascii() {
+        let digits = if self.ascii {
             let caps = RULES.ascii_status.captures(self.text.as_bytes())?;
             (1..=4).find_map(|i| caps.get(i)).map(|m| m.as_bytes())?
         } else {
@@ -353,12 +362,8 @@ pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
 /// Unicode forms mean, so the union is exact there; lines with other bytes are always classified
 /// in full. Matches that run past the end of a line only cost a full classification of that line.
 static EVIDENCE: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
-    let union = VENDOR_CODES
+    let union = all_patterns()
         .iter()
-        .chain(EXCEPTIONS.iter())
-        .chain(PATTERNS.iter())
-        .map(|r| r.pattern)
-        .chain([STATUS_IN_TEXT_PATTERN])
         .map(|p| format!("(?:{p})"))
         .collect::<Vec<_>>()
         .join("|");
@@ -396,16 +401,8 @@ pub fn classify_lines(log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
 
 /// The needles of every rule, for [`classify_lines`]; `None` if the rules ever stop allowing
 /// a sound one (a test makes sure they do not).
-pub(crate) static PREFILTER: LazyLock<Option<Prefilter>> = LazyLock::new(|| {
-    let all: Vec<&str> = VENDOR_CODES
-        .iter()
-        .chain(EXCEPTIONS.iter())
-        .chain(PATTERNS.iter())
-        .map(|r| r.pattern)
-        .chain([STATUS_IN_TEXT_PATTERN])
-        .collect();
-    Prefilter::build(&all)
-});
+pub(crate) static PREFILTER: LazyLock<Option<Prefilter>> =
+    LazyLock::new(|| Prefilter::build(&all_patterns()));
 
 const QUIET: Classification = Classification::new(Unknown, false, "no_rule");
 

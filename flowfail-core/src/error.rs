@@ -152,6 +152,16 @@ impl Error {
         self
     }
 
+    /// Marks the error transient when `yes`, permanent otherwise: for adapters that classify
+    /// a backend's error into a kind and a retryability in one place.
+    pub fn transient_if(self, yes: bool) -> Self {
+        if yes {
+            self.transient()
+        } else {
+            self.permanent()
+        }
+    }
+
     /// Records the operation that failed, e.g. `"bundle.get"`.
     pub fn with_operation(mut self, operation: &'static str) -> Self {
         self.operation = operation;

@@ -98,14 +98,10 @@ fn req_err(op: &'static str, e: reqwest::Error) -> Error {
         ErrorKind::Unexpected
     };
     let transient = e.is_timeout() || e.is_connect() || e.is_request();
-    let err = Error::new(kind, e.to_string())
+    Error::new(kind, e.to_string())
         .with_operation(op)
-        .with_backend(BACKEND);
-    if transient {
-        err.transient()
-    } else {
-        err.permanent()
-    }
+        .with_backend(BACKEND)
+        .transient_if(transient)
 }
 
 fn status_err(op: &'static str, status: u16) -> Error {

@@ -65,15 +65,11 @@ fn kube_err(op: &'static str, e: kube::Error) -> Error {
         Some(_) => (ErrorKind::InvalidInput, false),
         None => (ErrorKind::Unavailable, true),
     };
-    let err = Error::new(kind, e.to_string())
+    Error::new(kind, e.to_string())
         .with_operation(op)
         .with_backend(BACKEND)
-        .with_source(e);
-    if transient {
-        err.transient()
-    } else {
-        err.permanent()
-    }
+        .with_source(e)
+        .transient_if(transient)
 }
 
 fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {

@@ -62,15 +62,11 @@ fn pg_err(op: &'static str, e: tokio_postgres::Error) -> Error {
         None if e.is_closed() => (ErrorKind::Unavailable, true),
         None => (ErrorKind::Unavailable, true),
     };
-    let err = Error::new(kind, e.to_string())
+    Error::new(kind, e.to_string())
         .with_operation(op)
         .with_backend(BACKEND)
-        .with_source(e);
-    if transient {
-        err.transient()
-    } else {
-        err.permanent()
-    }
+        .with_source(e)
+        .transient_if(transient)
 }
 
 fn pool_err(op: &'static str, e: deadpool_postgres::PoolError) -> Error {
