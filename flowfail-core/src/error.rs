@@ -5,7 +5,10 @@
 //! - a [`ErrorKind`] saying *what* went wrong, in terms a caller can act on (`NotFound`,
 //!   `Conflict`, `Refused`, ...);
 //! - a [`Retry`] status saying whether trying again can help (`Transient`) or not (`Permanent`),
-//!   set explicitly by whoever creates the error, never guessed from the kind later;
+//!   set explicitly by whoever creates the error, never guessed from the kind: an error is
+//!   permanent unless its creator marks it [`Error::transient`];
+//! - when the backend said how long to wait (`Retry-After`), that delay, so the one retry loop
+//!   (the responder's) honours it instead of a loop inside the adapter;
 //! - the operation (`"bundle.put_if_version"`) and the backend (`"memory"`, `"s3"`, `"postgres"`)
 //!   it happened in;
 //! - a message safe to log (no secrets, no raw outside data beyond validated ids), and
@@ -15,6 +18,7 @@
 //! [`Error::with_source`].
 
 use std::fmt;
+use std::time::Duration;
 
 /// What went wrong, in terms a caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +97,7 @@ pub struct Error {
     operation: &'static str,
     backend: &'static str,
     message: String,
+    retry_after: Option<Duration>,
     source: Option<Source>,
 }
 
@@ -100,22 +105,17 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A new error. The retry status defaults from the kind (`Timeout`, `Unavailable` and
-    /// `RateLimited` are transient, everything else permanent); change it with
-    /// [`Error::transient`] / [`Error::permanent`] when the backend knows better.
+    /// A new, permanent error. The kind never implies a retry status: whoever knows that the
+    /// same call may succeed later (a timeout, a 503, a throttle) says so with
+    /// [`Error::transient`] or [`Error::transient_if`].
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        let retry = match kind {
-            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::RateLimited => {
-                Retry::Transient
-            }
-            _ => Retry::Permanent,
-        };
         Error {
             kind,
-            retry,
+            retry: Retry::Permanent,
             operation: "",
             backend: "",
             message: message.into(),
+            retry_after: None,
             source: None,
         }
     }
@@ -160,6 +160,20 @@ impl Error {
         } else {
             self.permanent()
         }
+    }
+
+    /// Records how long the backend asked callers to wait before trying again (an HTTP
+    /// `Retry-After`). The responder's retry loop waits at least this long; it also marks the
+    /// error transient.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self.retry = Retry::Transient;
+        self
+    }
+
+    /// How long the backend asked callers to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Records the operation that failed, e.g. `"bundle.get"`.
@@ -238,7 +252,8 @@ impl fmt::Debug for Error {
             .field("retry", &self.retry)
             .field("operation", &self.operation)
             .field("backend", &self.backend)
-            .field("message", &self.message);
+            .field("message", &self.message)
+            .field("retry_after", &self.retry_after);
         if let Some(source) = &self.source {
             d.field("source", &format_args!("{source}"));
         }
@@ -269,7 +284,8 @@ mod tests {
     fn display_names_kind_operation_backend_and_retry() {
         let e = Error::new(ErrorKind::Timeout, "no answer in 5s")
             .with_operation("bundle.get")
-            .with_backend("s3");
+            .with_backend("s3")
+            .transient();
         assert_eq!(
             e.to_string(),
             "timeout in bundle.get (s3) [transient]: no answer in 5s"
@@ -277,6 +293,16 @@ mod tests {
         assert!(e.is_transient());
         assert!(!Error::conflict("x").is_transient());
         assert!(Error::conflict("x").transient().is_transient());
+    }
+
+    #[test]
+    fn retryability_is_never_guessed_from_the_kind() {
+        for kind in [ErrorKind::Timeout, ErrorKind::Unavailable, ErrorKind::RateLimited] {
+            assert!(!Error::new(kind, "x").is_transient(), "{kind}");
+        }
+        let e = Error::new(ErrorKind::RateLimited, "429").with_retry_after(Duration::from_secs(7));
+        assert!(e.is_transient());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
     }
 
     #[test]

@@ -133,7 +133,14 @@ impl Faults {
             match a {
                 FaultAction::Delay(d) => tokio::time::sleep(d).await,
                 FaultAction::Fail(kind) => {
+                    // A fault of a kind that real backends report for passing trouble is
+                    // injected as transient, every other kind as permanent.
+                    let transient = matches!(
+                        kind,
+                        ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::RateLimited
+                    );
                     return Err(Error::new(kind, "injected fault")
+                        .transient_if(transient)
                         .with_operation(op)
                         .with_backend(BACKEND));
                 }
@@ -151,6 +158,7 @@ impl Ticket {
                 ErrorKind::Unavailable,
                 "injected fault: reply lost after the effect applied",
             )
+            .transient()
             .with_operation(op)
             .with_backend(BACKEND))
         } else {

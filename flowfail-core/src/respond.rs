@@ -743,6 +743,7 @@ impl Responder {
                             ErrorKind::Timeout,
                             format!("no answer within {}s", deadline.as_secs()),
                         )
+                        .transient()
                         .with_operation(op))
                     })
             }
@@ -767,6 +768,7 @@ impl Responder {
                     ErrorKind::Timeout,
                     format!("no answer within {}s", deadline.as_secs()),
                 )
+                .transient()
                 .with_operation(op))
             })
     }
