@@ -1,5 +1,6 @@
 //! The HTTP adapters against local HTTP servers (wiremock): the conformance suite for each,
-//! hostile and malformed responses, retries, and the canary-secret test.
+//! hostile and malformed responses, one attempt per call by default, explicit retries,
+//! `Retry-After` on the error, and the canary-secret test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flowfail_core::conformance;
 use flowfail_core::{
-    Notification, Notifier, Page, Pager, Quota, QuotaChecker, StatusPage, VendorHealth,
+    Delivery, ErrorKind, Notification, Notifier, Page, Pager, Quota, QuotaChecker, StatusPage,
+    VendorHealth,
 };
 use flowfail_http::{
     AnthropicQuota, HttpOptions, OpenAiQuota, PagerDuty, StatusPageConfig, StatusPages,
@@ -23,10 +25,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CANARY: &str = "CANARY-sk-ant-api03-DO-NOT-LEAK-7f3a9c";
 
+/// The defaults (one attempt per call) with a shorter timeout.
 fn opts() -> HttpOptions {
-    HttpOptions::default()
-        .max_retries(0)
-        .timeout(Duration::from_secs(5))
+    HttpOptions::default().timeout(Duration::from_secs(5))
 }
 
 fn secret(s: &str) -> SecretString {
@@ -424,6 +425,145 @@ async fn a_pager_answering_429_then_5xx_pages_exactly_once() {
     let pd = pagerduty(&bad, 3).await;
     assert!(pd.page(&page).await.is_err());
     assert_eq!(bad.received_requests().await.unwrap().len(), 1);
+}
+
+/// How many requests `server` received.
+async fn requests(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn one_request_per_call_by_default() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+
+    // A notification: one POST, a transient error for the caller to retry or not.
+    let hook = Webhook::new(
+        secret(&format!("{}/hook", server.uri())),
+        HttpOptions::default(),
+    )
+    .unwrap();
+    let e = hook
+        .notify(&Notification::new("stakeholders", "k", "m"))
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert_eq!(requests(&server).await, 1, "one webhook POST, no retry");
+
+    // A page: one POST.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .mount(&server)
+        .await;
+    let mut keys = BTreeMap::new();
+    keys.insert("on_call".to_owned(), secret("rk"));
+    let pd = PagerDuty::new(server.uri(), keys, HttpOptions::default()).unwrap();
+    let e = pd
+        .page(&Page::new("on_call", "k", "s", serde_json::Value::Null))
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.retry_after(), None, "no Retry-After was sent");
+    assert_eq!(requests(&server).await, 1, "one PagerDuty POST, no retry");
+
+    // A read: one GET; the responder's loop is the only one that retries it.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let mut v = BTreeMap::new();
+    v.insert(
+        "anthropic".to_owned(),
+        StatusPageConfig::new(server.uri(), ["Claude API"]),
+    );
+    let pages = StatusPages::new(v, HttpOptions::default()).unwrap();
+    assert_eq!(
+        pages.health("anthropic").await.unwrap().health,
+        VendorHealth::Unknown
+    );
+    assert_eq!(requests(&server).await, 1, "one status page GET, no retry");
+}
+
+#[tokio::test]
+async fn explicit_max_retries_still_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let retrying = || opts().max_retries(2).base_backoff(Duration::from_millis(1));
+    let hook = Webhook::new(secret(&format!("{}/hook", server.uri())), retrying()).unwrap();
+    assert_eq!(
+        hook.notify(&Notification::new("stakeholders", "k", "m"))
+            .await
+            .unwrap(),
+        Delivery::Sent
+    );
+    assert_eq!(requests(&server).await, 2, "503, then accepted");
+
+    // Retries run out: the first attempt and two retries, then the error.
+    let down = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&down)
+        .await;
+    let hook = Webhook::new(secret(&format!("{}/hook", down.uri())), retrying()).unwrap();
+    let e = hook
+        .notify(&Notification::new("stakeholders", "k", "m"))
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(requests(&down).await, 3);
+}
+
+#[tokio::test]
+async fn retry_after_travels_on_the_error_capped() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/enqueue"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "3600"))
+        .mount(&server)
+        .await;
+    let pd = pagerduty(&server, 0).await;
+    let e = pd
+        .page(&Page::new("on_call", "k", "s", serde_json::Value::Null))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(
+        requests(&server).await,
+        1,
+        "no wait and retry inside the adapter"
+    );
+
+    // A longer wait is capped at `retry_after_cap` (60 s by default).
+    let hook = Webhook::new(secret(&format!("{}/hook", server.uri())), opts()).unwrap();
+    let e = hook
+        .notify(&Notification::new("stakeholders", "k", "m"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(requests(&server).await, 2);
 }
 
 #[tokio::test]

@@ -334,6 +334,43 @@ async fn configurable_table_and_column_names() {
 }
 
 #[tokio::test]
+async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
+    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+        return;
+    };
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.tasks ALTER COLUMN attempts TYPE BIGINT;
+             ALTER TABLE {schema}.flowfail_incidents
+               ALTER COLUMN effects DROP DEFAULT,
+               ALTER COLUMN effects TYPE TEXT USING array_to_string(effects, ',');"
+        ))
+        .await
+        .unwrap();
+    let pending = Task::new(
+        TaskId::parse("p-0").unwrap(),
+        FlowType::Impl,
+        TaskStatus::Pending,
+        Utc::now(),
+    );
+    tasks.insert(&[pending], &[]).await.unwrap();
+    let e = tasks
+        .claim_due_retries(10, "w", Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unexpected, "{e}");
+    assert!(!e.is_transient(), "{e}");
+    let e = ledger
+        .open("scope", "inc-1", Utc::now(), &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unexpected, "{e}");
+    assert!(!e.is_transient(), "{e}");
+}
+
+#[tokio::test]
 async fn batched_retries_scale_to_ten_thousand_tasks() {
     let Some((tasks, ..)) = fresh().await else {
         return;

@@ -1,0 +1,332 @@
+//! The HTTP client every adapter shares: [`HttpOptions`], sending with the size limit, the
+//! mapping of transport errors and statuses to flowfail's [`Error`], and `Retry-After`.
+//!
+//! One call is one attempt unless the caller asks for retries ([`HttpOptions::max_retries`]):
+//! the responder's read loop is flowfail's only retry loop, and a page or a notification must
+//! not go out twice because the adapter tried again on its own. A throttled or unavailable
+//! answer's `Retry-After` travels on the returned error ([`Error::retry_after`]) instead.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flowfail_core::{Error, ErrorKind, Result};
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+
+pub(crate) const BACKEND: &str = "http";
+
+/// Timeouts, size limits and (opt-in) retries shared by every adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Deadline of one request, connection included.
+    pub timeout: Duration,
+    /// Refuse response bodies larger than this.
+    pub max_response_bytes: usize,
+    /// Retries after the first attempt, only on 408, 429, 5xx and connection errors. Default
+    /// 0: one attempt per call, since the responder retries transient reads itself and a page
+    /// or notification must not be sent twice.
+    pub max_retries: u32,
+    /// First backoff of an explicit retry; doubles per retry (when the server gives no
+    /// `Retry-After`).
+    pub base_backoff: Duration,
+    /// The longest `Retry-After` honoured, and the cap on the delay an error carries.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 1 << 20,
+            max_retries: 0,
+            base_backoff: Duration::from_millis(500),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Sets the request timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+    /// Sets the response size limit.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+    /// Sets the retry count (default 0: one attempt per call).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+    /// Sets the first backoff.
+    pub fn base_backoff(mut self, d: Duration) -> Self {
+        self.base_backoff = d;
+        self
+    }
+}
+
+/// How long to wait before retry `attempt` (0-based): the server's `Retry-After` capped at
+/// `retry_after_cap`, or exponential backoff.
+pub fn retry_wait(headers: &HeaderMap, attempt: u32, opts: &HttpOptions) -> Duration {
+    let backoff = opts.base_backoff.saturating_mul(1u32 << attempt.min(10));
+    retry_after(headers).map_or(backoff, |d| d.min(opts.retry_after_cap))
+}
+
+/// An HTTP client with flowfail's limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    opts: HttpOptions,
+}
+
+/// A response whose body was read within the size limit.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+fn req_err(op: &'static str, e: reqwest::Error) -> Error {
+    // Never let a URL (webhook URLs carry secrets) into an error.
+    let e = e.without_url();
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() || e.is_request() {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Unexpected
+    };
+    let transient = e.is_timeout() || e.is_connect() || e.is_request();
+    Error::new(kind, e.to_string())
+        .with_operation(op)
+        .with_backend(BACKEND)
+        .transient_if(transient)
+}
+
+fn status_err(op: &'static str, status: u16) -> Error {
+    let (kind, transient) = match status {
+        401 | 403 => (ErrorKind::PermissionDenied, false),
+        404 => (ErrorKind::NotFound, false),
+        408 => (ErrorKind::Timeout, true),
+        429 => (ErrorKind::RateLimited, true),
+        500..=599 => (ErrorKind::Unavailable, true),
+        _ => (ErrorKind::InvalidInput, false),
+    };
+    Error::new(kind, format!("HTTP {status}"))
+        .with_operation(op)
+        .with_backend(BACKEND)
+        .transient_if(transient)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(s) = v.parse::<f64>() {
+        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(86_400.0)));
+    }
+    let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
+    (at - Utc::now()).to_std().ok()
+}
+
+impl Http {
+    pub(crate) fn new(opts: HttpOptions) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("flowfail/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| req_err("http.client", e))?;
+        Ok(Http { client, opts })
+    }
+
+    /// Sends once, or, when the caller configured `max_retries`, retries on 429 (when
+    /// `retry_429`), 408, 5xx and connection errors; reads the body up to the size limit.
+    pub(crate) async fn send(
+        &self,
+        op: &'static str,
+        retry_429: bool,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response> {
+        let mut attempt = 0u32;
+        loop {
+            let backoff = retry_wait(&HeaderMap::new(), attempt, &self.opts);
+            match build(&self.client).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retryable = (status == 429 && retry_429)
+                        || (500..=599).contains(&status)
+                        || status == 408;
+                    if retryable && attempt < self.opts.max_retries {
+                        let wait = retry_wait(resp.headers(), attempt, &self.opts);
+                        tracing::debug!(
+                            op,
+                            status,
+                            attempt,
+                            wait_ms = wait.as_millis() as u64,
+                            "retrying"
+                        );
+                        drop(resp);
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    let headers = resp.headers().clone();
+                    let body = self.read_body(op, resp).await?;
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Err(e) => {
+                    let e = req_err(op, e);
+                    if e.is_transient() && attempt < self.opts.max_retries {
+                        tokio::time::sleep(backoff).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A non-2xx answer as an error: kind and retryability from the status. A transient one
+    /// (408, 429, 5xx) carries the server's `Retry-After`, capped at `retry_after_cap`, for the
+    /// caller's retry loop.
+    pub(crate) fn status_err(&self, op: &'static str, r: &Response) -> Error {
+        let e = status_err(op, r.status);
+        match retry_after(&r.headers) {
+            Some(d) if e.is_transient() => e.with_retry_after(d.min(self.opts.retry_after_cap)),
+            _ => e,
+        }
+    }
+
+    async fn read_body(&self, op: &'static str, mut resp: reqwest::Response) -> Result<Vec<u8>> {
+        let max = self.opts.max_response_bytes;
+        let too_large = || {
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("response body over {max} bytes"),
+            )
+            .with_operation(op)
+            .with_backend(BACKEND)
+        };
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| req_err(op, e))? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// A configured key as a sensitive header value.
+pub(crate) fn secret_header(s: &SecretString) -> Result<HeaderValue> {
+    let mut v = HeaderValue::from_str(s.expose_secret()).map_err(|_| {
+        Error::invalid_input("a configured key is not a valid header value").with_backend(BACKEND)
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// `Bearer <key>` as a sensitive header value.
+pub(crate) fn bearer(s: &SecretString) -> Result<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", s.expose_secret())).map_err(|_| {
+        Error::invalid_input("a configured key is not a valid header value").with_backend(BACKEND)
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Outside text made safe to send or log, at most `max` bytes.
+pub(crate) fn cut(s: &str, max: usize) -> String {
+    flowfail_core::model::sanitize(s, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let o = HttpOptions::default();
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_wait(&h, 0, &o), Duration::from_millis(500));
+        assert_eq!(retry_wait(&h, 2, &o), Duration::from_millis(2000));
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_wait(&h, 0, &o), Duration::from_secs(7));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("3600"),
+        );
+        assert_eq!(retry_wait(&h, 0, &o), Duration::from_secs(60));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("garbage"),
+        );
+        assert_eq!(retry_wait(&h, 0, &o), Duration::from_millis(500));
+        let date = (Utc::now() + TimeDelta::seconds(30)).to_rfc2822();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_str(&date).unwrap(),
+        );
+        let w = retry_wait(&h, 0, &o);
+        assert!(
+            w <= Duration::from_secs(30) && w >= Duration::from_secs(28),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn one_attempt_by_default() {
+        assert_eq!(HttpOptions::default().max_retries, 0);
+        assert_eq!(HttpOptions::default().max_retries(2).max_retries, 2);
+    }
+
+    #[test]
+    fn only_transient_status_errors_carry_retry_after() {
+        let http = Http::new(HttpOptions::default()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("3600"),
+        );
+        let answer = |status| Response {
+            status,
+            headers: headers.clone(),
+            body: Vec::new(),
+        };
+        for status in [408, 429, 500, 503] {
+            let e = http.status_err("op", &answer(status));
+            assert!(e.is_transient(), "{status}");
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(60)), "{status}");
+        }
+        for status in [400, 401, 404] {
+            let e = http.status_err("op", &answer(status));
+            assert!(!e.is_transient(), "{status}");
+            assert_eq!(e.retry_after(), None, "{status}");
+        }
+        let e = http.status_err(
+            "op",
+            &Response {
+                status: 503,
+                headers: HeaderMap::new(),
+                body: Vec::new(),
+            },
+        );
+        assert!(e.is_transient());
+        assert_eq!(e.retry_after(), None);
+    }
+}

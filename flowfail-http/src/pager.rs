@@ -1,0 +1,121 @@
+//! Paging on-call: [`PagerDuty`] on the Events API v2.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use flowfail_core::{Delivery, Error, Page, Pager, Result};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::client::{BACKEND, Http, HttpOptions, cut};
+
+/// PagerDuty Events API v2.
+#[derive(Debug)]
+pub struct PagerDuty {
+    http: Http,
+    base_url: String,
+    routing_keys: BTreeMap<String, SecretString>,
+    source: String,
+    sent: Mutex<HashMap<String, String>>,
+}
+
+impl PagerDuty {
+    /// Targets (`on_call`, `sre`, `tech_lead`) → integration routing keys, against `base_url`
+    /// (`https://events.pagerduty.com`).
+    pub fn new(
+        base_url: impl Into<String>,
+        routing_keys: BTreeMap<String, SecretString>,
+        opts: HttpOptions,
+    ) -> Result<Self> {
+        Ok(PagerDuty {
+            http: Http::new(opts)?,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            routing_keys,
+            source: "flowfail".into(),
+            sent: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        key: &SecretString,
+        body: serde_json::Value,
+        op: &'static str,
+    ) -> Result<()> {
+        let url = format!("{}/v2/enqueue", self.base_url);
+        let mut body = body;
+        body["routing_key"] = serde_json::Value::String(key.expose_secret().to_owned());
+        let r = self
+            .http
+            .send(op, true, |c| c.post(&url).json(&body))
+            .await?;
+        if (200..300).contains(&r.status) {
+            Ok(())
+        } else {
+            Err(self.http.status_err(op, &r))
+        }
+    }
+}
+
+#[async_trait]
+impl Pager for PagerDuty {
+    async fn page(&self, page: &Page) -> Result<Delivery> {
+        let Some(key) = self.routing_keys.get(&page.target) else {
+            return Err(
+                Error::refused(format!("page target {:?} is not configured", page.target))
+                    .with_operation("pager.page")
+                    .with_backend(BACKEND),
+            );
+        };
+        let dedup = cut(&page.dedup_key, 255);
+        if self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&dedup)
+        {
+            return Ok(Delivery::Deduplicated);
+        }
+        let body = serde_json::json!({
+            "event_action": "trigger",
+            "dedup_key": dedup,
+            "payload": {
+                "summary": cut(&page.summary, 1024),
+                "source": self.source,
+                "severity": "critical",
+                "custom_details": page.details,
+            },
+        });
+        self.enqueue(key, body, "pager.page").await?;
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dedup, page.target.clone());
+        Ok(Delivery::Sent)
+    }
+
+    async fn resolve(&self, dedup_key: &str) -> Result<()> {
+        let dedup = cut(dedup_key, 255);
+        let target = self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&dedup)
+            .cloned();
+        let keys: Vec<&SecretString> = match target.as_ref().and_then(|t| self.routing_keys.get(t))
+        {
+            Some(k) => vec![k],
+            // Not paged by this process (a restart): resolve on every service; unknown keys are ignored.
+            None => self.routing_keys.values().collect(),
+        };
+        for k in keys {
+            self.enqueue(
+                k,
+                serde_json::json!({"event_action": "resolve", "dedup_key": dedup}),
+                "pager.resolve",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

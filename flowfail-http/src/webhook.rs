@@ -1,0 +1,62 @@
+//! Stakeholder notifications: [`Webhook`] posts a Slack-compatible JSON body.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use flowfail_core::{Delivery, Notification, Notifier, Result};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::client::{Http, HttpOptions, cut};
+
+/// A JSON webhook (Slack-compatible body: `{"text": …}`). The URL is a secret: chat webhook
+/// URLs carry their token.
+#[derive(Debug)]
+pub struct Webhook {
+    http: Http,
+    url: SecretString,
+    sent: Mutex<HashSet<String>>,
+}
+
+impl Webhook {
+    /// A webhook at `url`.
+    pub fn new(url: SecretString, opts: HttpOptions) -> Result<Self> {
+        Ok(Webhook {
+            http: Http::new(opts)?,
+            url,
+            sent: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl Notifier for Webhook {
+    async fn notify(&self, n: &Notification) -> Result<Delivery> {
+        if self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&n.dedup_key)
+        {
+            return Ok(Delivery::Deduplicated);
+        }
+        let body = serde_json::json!({
+            "text": format!("[{}] {}", n.audience, cut(&n.message, 3000)),
+            "audience": n.audience,
+            "dedup_key": n.dedup_key,
+        });
+        let url = self.url.expose_secret().to_owned();
+        let r = self
+            .http
+            .send("notifier.notify", true, |c| c.post(&url).json(&body))
+            .await?;
+        if !(200..300).contains(&r.status) {
+            return Err(self.http.status_err("notifier.notify", &r));
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n.dedup_key.clone());
+        Ok(Delivery::Sent)
+    }
+}

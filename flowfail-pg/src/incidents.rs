@@ -1,0 +1,385 @@
+//! The ledger side: [`PgIncidentStore`], flowfail's incident ledger, and its migration.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use flowfail_core::model::describe_untrusted_pub as describe;
+use flowfail_core::{
+    Epoch, Error, IncidentRecord, IncidentStore, Result, TimelineEntry, Timestamp,
+};
+
+use crate::conn::{BACKEND, LEDGER_MIGRATION_LOCK, client, decode_err, ident, pg_err, qualified};
+
+#[derive(Debug)]
+struct IncidentSql {
+    migrate: String,
+    insert: String,
+    by_key: String,
+    open_in_scope: String,
+    claim: String,
+    epoch_for_share: String,
+    save_state: String,
+    reserve: String,
+    append: String,
+    timeline: String,
+    close: String,
+}
+
+impl IncidentSql {
+    fn new(schema: Option<&str>) -> Result<Self> {
+        let inc = qualified(schema, "flowfail_incidents")?;
+        let tl = qualified(schema, "flowfail_incident_timeline")?;
+        let mig = qualified(schema, "flowfail_migrations")?;
+        let schema_stmt = match schema {
+            Some(s) => format!("CREATE SCHEMA IF NOT EXISTS {};", ident(s)?),
+            None => String::new(),
+        };
+        let cols = "key, scope, epoch, opened_at, state, effects, closed_at, post_incident";
+        Ok(IncidentSql {
+            migrate: format!(
+                "{schema_stmt}
+                 CREATE TABLE IF NOT EXISTS {mig} (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 CREATE TABLE IF NOT EXISTS {inc} (
+                   key TEXT PRIMARY KEY,
+                   scope TEXT NOT NULL,
+                   epoch BIGINT NOT NULL DEFAULT 0,
+                   opened_at TIMESTAMPTZ NOT NULL,
+                   state JSONB NOT NULL,
+                   effects TEXT[] NOT NULL DEFAULT '{{}}',
+                   closed_at TIMESTAMPTZ,
+                   post_incident JSONB);
+                 CREATE UNIQUE INDEX IF NOT EXISTS flowfail_incidents_one_open ON {inc} (scope) WHERE closed_at IS NULL;
+                 CREATE TABLE IF NOT EXISTS {tl} (
+                   id BIGSERIAL PRIMARY KEY,
+                   key TEXT NOT NULL REFERENCES {inc} (key),
+                   at TIMESTAMPTZ NOT NULL,
+                   kind TEXT NOT NULL,
+                   detail JSONB NOT NULL);
+                 CREATE INDEX IF NOT EXISTS flowfail_incident_timeline_key ON {tl} (key, id);
+                 INSERT INTO {mig} (version) VALUES (1) ON CONFLICT DO NOTHING;"
+            ),
+            insert: format!(
+                "INSERT INTO {inc} (key, scope, epoch, opened_at, state) VALUES ($1, $2, 0, $3, $4)
+                 ON CONFLICT DO NOTHING RETURNING {cols}"
+            ),
+            by_key: format!("SELECT {cols} FROM {inc} WHERE key = $1"),
+            open_in_scope: format!("SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NULL"),
+            claim: format!("UPDATE {inc} SET epoch = epoch + 1 WHERE key = $1 RETURNING epoch"),
+            epoch_for_share: format!("SELECT epoch FROM {inc} WHERE key = $1 FOR SHARE"),
+            save_state: format!("UPDATE {inc} SET state = $3 WHERE key = $1 AND epoch <= $2 RETURNING 1"),
+            reserve: format!(
+                "UPDATE {inc} SET effects = array_append(effects, $3) WHERE key = $1 AND epoch <= $2 AND NOT ($3 = ANY(effects)) RETURNING 1"
+            ),
+            append: format!(
+                "INSERT INTO {tl} (key, at, kind, detail)
+                 SELECT $1, at, kind, detail FROM unnest($2::timestamptz[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(at, kind, detail, ord) ORDER BY ord"
+            ),
+            timeline: format!("SELECT at, kind, detail FROM {tl} WHERE key = $1 ORDER BY id"),
+            close: format!(
+                "UPDATE {inc} SET closed_at = coalesce(closed_at, $3), post_incident = coalesce(post_incident, $4)
+                 WHERE key = $1 AND epoch <= $2 RETURNING 1"
+            ),
+        })
+    }
+}
+
+/// [`IncidentStore`] on PostgreSQL: one row per incident (a partial unique index keeps one open
+/// incident per scope), an append-only timeline table, epochs checked in the same statement as
+/// every write.
+#[derive(Clone)]
+pub struct PgIncidentStore {
+    pool: Pool,
+    sql: Arc<IncidentSql>,
+}
+
+impl std::fmt::Debug for PgIncidentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgIncidentStore").finish_non_exhaustive()
+    }
+}
+
+/// An incident row (columns in `IncidentSql`'s `cols` order), without its timeline.
+fn row_to_incident(r: &tokio_postgres::Row, op: &'static str) -> Result<IncidentRecord> {
+    let key: String = r.try_get(0).map_err(|e| decode_err(op, e))?;
+    let scope: String = r.try_get(1).map_err(|e| decode_err(op, e))?;
+    let opened_at: Timestamp = r.try_get(3).map_err(|e| decode_err(op, e))?;
+    let state: serde_json::Value = r.try_get(4).map_err(|e| decode_err(op, e))?;
+    let mut rec = IncidentRecord::new(key, scope, opened_at, state);
+    rec.epoch = epoch_column(r, 2, op)?;
+    rec.effects = r.try_get(5).map_err(|e| decode_err(op, e))?;
+    rec.closed_at = r.try_get(6).map_err(|e| decode_err(op, e))?;
+    rec.post_incident = r.try_get(7).map_err(|e| decode_err(op, e))?;
+    Ok(rec)
+}
+
+/// The epoch (BIGINT) in column `i` of `r`.
+fn epoch_column(r: &tokio_postgres::Row, i: usize, op: &'static str) -> Result<Epoch> {
+    let v: i64 = r.try_get(i).map_err(|e| decode_err(op, e))?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+impl PgIncidentStore {
+    /// A ledger in `schema` (None: the search path).
+    pub fn new(pool: Pool, schema: Option<&str>) -> Result<Self> {
+        Ok(PgIncidentStore {
+            pool,
+            sql: Arc::new(IncidentSql::new(schema)?),
+        })
+    }
+
+    async fn client(&self, op: &'static str) -> Result<deadpool_postgres::Object> {
+        client(&self.pool, op).await
+    }
+
+    /// Creates the ledger's schema, tables and indexes if missing; records the migration
+    /// version. Idempotent and safe to run from several replicas at once.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut c = self.client("incident.migrate").await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(|e| pg_err("incident.migrate", e))?;
+        tx.execute(
+            &format!("SELECT pg_advisory_xact_lock({LEDGER_MIGRATION_LOCK})"),
+            &[],
+        )
+        .await
+        .map_err(|e| pg_err("incident.migrate", e))?;
+        tx.batch_execute(&self.sql.migrate)
+            .await
+            .map_err(|e| pg_err("incident.migrate", e))?;
+        tx.commit().await.map_err(|e| pg_err("incident.migrate", e))
+    }
+
+    fn stale(op: &'static str, key: &str, epoch: Epoch) -> Error {
+        Error::conflict(format!(
+            "stale writer: epoch {epoch} is older than incident {}'s",
+            describe(key)
+        ))
+        .with_operation(op)
+        .with_backend(BACKEND)
+    }
+
+    async fn exists(
+        &self,
+        c: &deadpool_postgres::Object,
+        key: &str,
+        op: &'static str,
+    ) -> Result<bool> {
+        Ok(c.query_opt(&self.sql.by_key, &[&key])
+            .await
+            .map_err(|e| pg_err(op, e))?
+            .is_some())
+    }
+
+    async fn epoch_failure(
+        &self,
+        c: &deadpool_postgres::Object,
+        key: &str,
+        epoch: Epoch,
+        op: &'static str,
+    ) -> Error {
+        match self.exists(c, key, op).await {
+            Ok(true) => Self::stale(op, key, epoch),
+            Ok(false) => Error::not_found(format!("incident {} not found", describe(key)))
+                .with_operation(op)
+                .with_backend(BACKEND),
+            Err(e) => e,
+        }
+    }
+}
+
+fn epoch_param(e: Epoch) -> i64 {
+    i64::try_from(e).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl IncidentStore for PgIncidentStore {
+    async fn open(
+        &self,
+        scope: &str,
+        key: &str,
+        opened_at: Timestamp,
+        state: &serde_json::Value,
+    ) -> Result<(IncidentRecord, bool)> {
+        let c = self.client("incident.open").await?;
+        for _ in 0..5 {
+            let inserted = c
+                .query_opt(&self.sql.insert, &[&key, &scope, &opened_at, state])
+                .await
+                .map_err(|e| pg_err("incident.open", e))?;
+            if let Some(r) = inserted {
+                return Ok((row_to_incident(&r, "incident.open")?, true));
+            }
+            if let Some(r) = c
+                .query_opt(&self.sql.by_key, &[&key])
+                .await
+                .map_err(|e| pg_err("incident.open", e))?
+            {
+                return Ok((row_to_incident(&r, "incident.open")?, false));
+            }
+            if let Some(r) = c
+                .query_opt(&self.sql.open_in_scope, &[&scope])
+                .await
+                .map_err(|e| pg_err("incident.open", e))?
+            {
+                return Ok((row_to_incident(&r, "incident.open")?, false));
+            }
+            // The open incident closed between our insert and our read: try again.
+        }
+        Err(Error::conflict("incident kept changing while opening")
+            .with_operation("incident.open")
+            .with_backend(BACKEND)
+            .transient())
+    }
+
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        let c = self.client("incident.find_open").await?;
+        let r = c
+            .query_opt(&self.sql.open_in_scope, &[&scope])
+            .await
+            .map_err(|e| pg_err("incident.find_open", e))?;
+        r.map(|r| row_to_incident(&r, "incident.find_open"))
+            .transpose()
+    }
+
+    async fn claim(&self, key: &str) -> Result<Epoch> {
+        let c = self.client("incident.claim").await?;
+        let r = c
+            .query_opt(&self.sql.claim, &[&key])
+            .await
+            .map_err(|e| pg_err("incident.claim", e))?;
+        let r = r.ok_or_else(|| {
+            Error::not_found(format!("incident {} not found", describe(key)))
+                .with_operation("incident.claim")
+                .with_backend(BACKEND)
+        })?;
+        epoch_column(&r, 0, "incident.claim")
+    }
+
+    async fn get(&self, key: &str) -> Result<IncidentRecord> {
+        let c = self.client("incident.get").await?;
+        let r = c
+            .query_opt(&self.sql.by_key, &[&key])
+            .await
+            .map_err(|e| pg_err("incident.get", e))?
+            .ok_or_else(|| {
+                Error::not_found(format!("incident {} not found", describe(key)))
+                    .with_operation("incident.get")
+                    .with_backend(BACKEND)
+            })?;
+        let mut rec = row_to_incident(&r, "incident.get")?;
+        let rows = c
+            .query(&self.sql.timeline, &[&key])
+            .await
+            .map_err(|e| pg_err("incident.get", e))?;
+        rec.timeline = rows
+            .iter()
+            .map(|r| {
+                let at: Timestamp = r.try_get(0).map_err(|e| decode_err("incident.get", e))?;
+                let kind: String = r.try_get(1).map_err(|e| decode_err("incident.get", e))?;
+                let detail: serde_json::Value =
+                    r.try_get(2).map_err(|e| decode_err("incident.get", e))?;
+                Ok(TimelineEntry::new(at, kind, detail))
+            })
+            .collect::<Result<_>>()?;
+        Ok(rec)
+    }
+
+    async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {
+        let c = self.client("incident.save_state").await?;
+        let r = c
+            .query_opt(&self.sql.save_state, &[&key, &epoch_param(epoch), state])
+            .await
+            .map_err(|e| pg_err("incident.save_state", e))?;
+        match r {
+            Some(_) => Ok(()),
+            None => Err(self
+                .epoch_failure(&c, key, epoch, "incident.save_state")
+                .await),
+        }
+    }
+
+    async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool> {
+        let c = self.client("incident.reserve_effect").await?;
+        let r = c
+            .query_opt(&self.sql.reserve, &[&key, &epoch_param(epoch), &effect])
+            .await
+            .map_err(|e| pg_err("incident.reserve_effect", e))?;
+        if r.is_some() {
+            return Ok(true);
+        }
+        let rec = c
+            .query_opt(&self.sql.by_key, &[&key])
+            .await
+            .map_err(|e| pg_err("incident.reserve_effect", e))?;
+        match rec {
+            None => Err(
+                Error::not_found(format!("incident {} not found", describe(key)))
+                    .with_backend(BACKEND),
+            ),
+            Some(r) => {
+                if epoch_column(&r, 2, "incident.reserve_effect")? > epoch {
+                    Err(Self::stale("incident.reserve_effect", key, epoch))
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {
+        let mut c = self.client("incident.append").await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(|e| pg_err("incident.append", e))?;
+        let cur = tx
+            .query_opt(&self.sql.epoch_for_share, &[&key])
+            .await
+            .map_err(|e| pg_err("incident.append", e))?
+            .map(|r| epoch_column(&r, 0, "incident.append"))
+            .transpose()?;
+        match cur {
+            None => {
+                return Err(
+                    Error::not_found(format!("incident {} not found", describe(key)))
+                        .with_operation("incident.append")
+                        .with_backend(BACKEND),
+                );
+            }
+            Some(e) if e > epoch => return Err(Self::stale("incident.append", key, epoch)),
+            Some(_) => {}
+        }
+        let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at).collect();
+        let kind: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+        let detail: Vec<&serde_json::Value> = entries.iter().map(|e| &e.detail).collect();
+        tx.execute(&self.sql.append, &[&key, &at, &kind, &detail])
+            .await
+            .map_err(|e| pg_err("incident.append", e))?;
+        tx.commit().await.map_err(|e| pg_err("incident.append", e))
+    }
+
+    async fn close(
+        &self,
+        key: &str,
+        epoch: Epoch,
+        closed_at: Timestamp,
+        post_incident: &serde_json::Value,
+    ) -> Result<()> {
+        let c = self.client("incident.close").await?;
+        let r = c
+            .query_opt(
+                &self.sql.close,
+                &[&key, &epoch_param(epoch), &closed_at, post_incident],
+            )
+            .await
+            .map_err(|e| pg_err("incident.close", e))?;
+        match r {
+            Some(_) => Ok(()),
+            None => Err(self.epoch_failure(&c, key, epoch, "incident.close").await),
+        }
+    }
+}

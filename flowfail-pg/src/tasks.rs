@@ -1,0 +1,618 @@
+//! The TaskDB side: [`PgTaskStore`] over FlowEngine's `tasks` table, configured by
+//! [`TaskTable`] and [`TaskColumns`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use flowfail_core::model::describe_untrusted_pub as describe;
+use flowfail_core::{
+    Error, ErrorKind, FlowType, Result, RetryOutcome, RetryRequest, StatusCounts, Task, TaskId,
+    TaskStatus, TaskStore, Timestamp,
+};
+
+use crate::conn::{BACKEND, TASK_MIGRATION_LOCK, client, decode_err, ident, pg_err, qualified};
+
+const OP_CLAIM: &str = "task.claim_due_retries";
+const OP_SCHEDULE: &str = "task.schedule_retries";
+
+fn status_str(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Pending => "pending",
+        TaskStatus::Running => "running",
+        TaskStatus::Succeeded => "succeeded",
+        TaskStatus::Failed => "failed",
+        TaskStatus::FailedFinal => "failed_final",
+        _ => "failed",
+    }
+}
+
+fn parse_status(s: &str) -> Option<TaskStatus> {
+    Some(match s {
+        "pending" | "queued" => TaskStatus::Pending,
+        "running" => TaskStatus::Running,
+        "succeeded" | "success" | "completed" => TaskStatus::Succeeded,
+        "failed" => TaskStatus::Failed,
+        "failed_final" => TaskStatus::FailedFinal,
+        _ => return None,
+    })
+}
+
+fn flow_str(f: FlowType) -> &'static str {
+    match f {
+        FlowType::Plan => "plan",
+        FlowType::Impl => "impl",
+        FlowType::Review => "review",
+        FlowType::Docs => "docs",
+        _ => "plan",
+    }
+}
+
+fn parse_flow(s: &str) -> Option<FlowType> {
+    Some(match s {
+        "plan" => FlowType::Plan,
+        "impl" => FlowType::Impl,
+        "review" => FlowType::Review,
+        "docs" => FlowType::Docs,
+        _ => return None,
+    })
+}
+
+/// Column names of FlowEngine's `tasks` table. Only ever taken from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskColumns {
+    /// Task id (text, primary key).
+    pub task_id: String,
+    /// Flow type (text).
+    pub flow_type: String,
+    /// Status (text: pending, running, succeeded, failed, failed_final).
+    pub status: String,
+    /// Last error message (text, nullable).
+    pub error_message: String,
+    /// HTTP status of the last failure (integer, nullable).
+    pub http_status: String,
+    /// Creation time (timestamptz).
+    pub created_at: String,
+    /// Finish time (timestamptz, nullable).
+    pub finished_at: String,
+    /// Retries so far (integer).
+    pub attempts: String,
+    /// The TaskObject (jsonb, nullable).
+    pub task_object: String,
+    /// Earliest time a scheduled retry may run (timestamptz, nullable).
+    pub retry_not_before: String,
+    /// Worker that claimed a retry (text, nullable).
+    pub claimed_by: String,
+}
+
+impl Default for TaskColumns {
+    fn default() -> Self {
+        TaskColumns {
+            task_id: "task_id".into(),
+            flow_type: "flow_type".into(),
+            status: "status".into(),
+            error_message: "error_message".into(),
+            http_status: "http_status".into(),
+            created_at: "created_at".into(),
+            finished_at: "finished_at".into(),
+            attempts: "attempts".into(),
+            task_object: "task_object".into(),
+            retry_not_before: "retry_not_before".into(),
+            claimed_by: "claimed_by".into(),
+        }
+    }
+}
+
+/// Where the TaskDB lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskTable {
+    /// Schema (None: the search path).
+    pub schema: Option<String>,
+    /// Table name.
+    pub table: String,
+    /// Column names.
+    pub columns: TaskColumns,
+}
+
+impl Default for TaskTable {
+    fn default() -> Self {
+        TaskTable {
+            schema: None,
+            table: "tasks".into(),
+            columns: TaskColumns::default(),
+        }
+    }
+}
+
+impl TaskTable {
+    /// The default table in `schema`.
+    pub fn in_schema(schema: impl Into<String>) -> Self {
+        TaskTable {
+            schema: Some(schema.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Every SQL statement of the task store, built once from the validated configuration.
+#[derive(Debug)]
+struct TaskSql {
+    create: String,
+    recent_failed: String,
+    counts: String,
+    get: String,
+    task_object: String,
+    schedule_batch: String,
+    current_many: String,
+    schedule_one: String,
+    current: String,
+    mark_final: String,
+    claim_due: String,
+    insert: String,
+}
+
+impl TaskSql {
+    fn new(t: &TaskTable) -> Result<Self> {
+        let tbl = qualified(t.schema.as_deref(), &t.table)?;
+        let c = &t.columns;
+        let (id, flow, st, err, http, created, fin, att, obj, nb, by) = (
+            ident(&c.task_id)?,
+            ident(&c.flow_type)?,
+            ident(&c.status)?,
+            ident(&c.error_message)?,
+            ident(&c.http_status)?,
+            ident(&c.created_at)?,
+            ident(&c.finished_at)?,
+            ident(&c.attempts)?,
+            ident(&c.task_object)?,
+            ident(&c.retry_not_before)?,
+            ident(&c.claimed_by)?,
+        );
+        let idx = ident(&format!(
+            "{}_status_created_idx",
+            t.table.chars().take(40).collect::<String>()
+        ))?;
+        let select_cols = format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}");
+        Ok(TaskSql {
+            create: format!(
+                "CREATE TABLE IF NOT EXISTS {tbl} (
+                    {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
+                    {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
+                    {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
+                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);"
+            ),
+            recent_failed: format!(
+                "SELECT {select_cols} FROM {tbl} WHERE {st} = 'failed' ORDER BY {created} DESC, {id} LIMIT $1"
+            ),
+            counts: format!(
+                "SELECT
+                   count(*) FILTER (WHERE {st} = 'succeeded' AND coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2),
+                   count(*) FILTER (WHERE {st} IN ('failed', 'failed_final') AND coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2),
+                   count(*) FILTER (WHERE {st} IN ('pending', 'running'))
+                 FROM {tbl}
+                 WHERE coalesce({fin}, {created}) >= $1 OR {st} IN ('pending', 'running')"
+            ),
+            get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1"),
+            task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1"),
+            // One UPDATE joined to the request arrays, returning the request's position. No
+            // join between CTEs: with statistics that lag the table (all rows just flipped from
+            // failed to pending), PostgreSQL plans such a join as a nested loop over the CTE,
+            // quadratic in the batch — seconds for 10,000 tasks.
+            schedule_batch: format!(
+                "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
+                 FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
+                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
+                 RETURNING r.ord, t.{att}"
+            ),
+            current_many: format!(
+                "SELECT {id}, {st}, {att} FROM {tbl} WHERE {id} = ANY($1::text[])"
+            ),
+            schedule_one: format!(
+                "UPDATE {tbl} SET {st} = 'pending', {att} = {att} + 1, {nb} = $3, {by} = NULL
+                 WHERE {id} = $1 AND {att} = $2 AND {st} = 'failed' RETURNING {att}"
+            ),
+            current: format!("SELECT {st}, {att} FROM {tbl} WHERE {id} = $1"),
+            mark_final: format!(
+                "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
+            ),
+            claim_due: format!(
+                "UPDATE {tbl} SET {st} = 'running', {by} = $2
+                 WHERE {id} IN (
+                   SELECT {id} FROM {tbl}
+                   WHERE {st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3)
+                   ORDER BY {nb} NULLS FIRST, {id}
+                   LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+                 RETURNING {id}, {att}"
+            ),
+            insert: format!(
+                "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[], $9::jsonb[])
+                 ON CONFLICT ({id}) DO UPDATE SET {flow} = EXCLUDED.{flow}, {st} = EXCLUDED.{st}, {err} = EXCLUDED.{err},
+                   {http} = EXCLUDED.{http}, {created} = EXCLUDED.{created}, {fin} = EXCLUDED.{fin}, {att} = EXCLUDED.{att}, {obj} = EXCLUDED.{obj}"
+            ),
+        })
+    }
+}
+
+/// [`TaskStore`] over FlowEngine's `tasks` table.
+///
+/// Every value is a bound parameter; table and column names come only from [`TaskTable`]
+/// (validated identifiers, quoted). Retries are scheduled in one statement for any number of
+/// tasks (`unnest`), each fenced on its attempt count; workers claim due retries with
+/// `FOR UPDATE SKIP LOCKED`, so two claimers never take the same task.
+#[derive(Clone)]
+pub struct PgTaskStore {
+    pool: Pool,
+    sql: Arc<TaskSql>,
+}
+
+impl std::fmt::Debug for PgTaskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTaskStore").finish_non_exhaustive()
+    }
+}
+
+/// A task row, or `None` (logged) for an id, flow type or status flowfail cannot use.
+// Decode failures here go through `pg_err` (transient `Unavailable`), as they always have;
+// the later `try_get` conversions use `decode_err` (permanent `Unexpected`).
+fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
+    let raw_id: String = r.try_get(0).map_err(|e| pg_err("task.decode", e))?;
+    let Ok(id) = TaskId::parse(&raw_id) else {
+        tracing::warn!(task_id = %describe(&raw_id), "skipping a task whose id is not a valid TaskId");
+        return Ok(None);
+    };
+    let flow: String = r.try_get(1).map_err(|e| pg_err("task.decode", e))?;
+    let status: String = r.try_get(2).map_err(|e| pg_err("task.decode", e))?;
+    let (Some(flow), Some(status)) = (parse_flow(&flow), parse_status(&status)) else {
+        tracing::warn!(task_id = %id, "skipping a task with an unknown flow type or status");
+        return Ok(None);
+    };
+    let err: Option<String> = r.try_get(3).map_err(|e| pg_err("task.decode", e))?;
+    let http: Option<i32> = r.try_get(4).map_err(|e| pg_err("task.decode", e))?;
+    let created: DateTime<Utc> = r.try_get(5).map_err(|e| pg_err("task.decode", e))?;
+    let fin: Option<DateTime<Utc>> = r.try_get(6).map_err(|e| pg_err("task.decode", e))?;
+    let att: i32 = r.try_get(7).map_err(|e| pg_err("task.decode", e))?;
+    let mut t = Task::new(id, flow, status, created).with_attempts(u32::try_from(att).unwrap_or(0));
+    if let Some(m) = err {
+        t = t.with_error(m, http.and_then(|h| u16::try_from(h).ok()));
+    } else {
+        t.http_status = http.and_then(|h| u16::try_from(h).ok());
+    }
+    t.finished_at = fin;
+    Ok(Some(t))
+}
+
+impl PgTaskStore {
+    /// A store over `table` using `pool`. Identifiers are validated here.
+    pub fn new(pool: Pool, table: &TaskTable) -> Result<Self> {
+        Ok(PgTaskStore {
+            pool,
+            sql: Arc::new(TaskSql::new(table)?),
+        })
+    }
+
+    async fn client(&self, op: &'static str) -> Result<deadpool_postgres::Object> {
+        client(&self.pool, op).await
+    }
+
+    /// Creates the table and its index if missing (for development and tests: in production
+    /// the table is FlowEngine's). Idempotent.
+    pub async fn migrate(&self) -> Result<()> {
+        let c = self.client("task.migrate").await?;
+        c.batch_execute(&format!(
+            "SELECT pg_advisory_lock({TASK_MIGRATION_LOCK}); {} SELECT pg_advisory_unlock({TASK_MIGRATION_LOCK});",
+            self.sql.create
+        ))
+        .await
+        .map_err(|e| pg_err("task.migrate", e))
+    }
+
+    /// Inserts or replaces tasks in one statement, with optional TaskObjects (for tests,
+    /// backfills and replays).
+    pub async fn insert(
+        &self,
+        tasks: &[Task],
+        objects: &[(TaskId, serde_json::Value)],
+    ) -> Result<u64> {
+        let c = self.client("task.insert").await?;
+        let obj = |id: &TaskId| {
+            objects
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, o)| o.clone())
+        };
+        let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let flows: Vec<&str> = tasks.iter().map(|t| flow_str(t.flow_type)).collect();
+        let sts: Vec<&str> = tasks.iter().map(|t| status_str(t.status)).collect();
+        let errs: Vec<Option<&str>> = tasks.iter().map(|t| t.error_message.as_deref()).collect();
+        let https: Vec<Option<i32>> = tasks.iter().map(|t| t.http_status.map(i32::from)).collect();
+        let created: Vec<DateTime<Utc>> = tasks.iter().map(|t| t.created_at).collect();
+        let fin: Vec<Option<DateTime<Utc>>> = tasks.iter().map(|t| t.finished_at).collect();
+        let att: Vec<i32> = tasks
+            .iter()
+            .map(|t| i32::try_from(t.attempts).unwrap_or(i32::MAX))
+            .collect();
+        let objs: Vec<Option<serde_json::Value>> = tasks.iter().map(|t| obj(&t.task_id)).collect();
+        c.execute(
+            &self.sql.insert,
+            &[
+                &ids, &flows, &sts, &errs, &https, &created, &fin, &att, &objs,
+            ],
+        )
+        .await
+        .map_err(|e| pg_err("task.insert", e))
+    }
+
+    /// Claims up to `limit` due retries for `worker` (`FOR UPDATE SKIP LOCKED`): they become
+    /// `running`. Two claimers never receive the same task. Returns (task, attempts).
+    pub async fn claim_due_retries(
+        &self,
+        limit: usize,
+        worker: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(TaskId, u32)>> {
+        let c = self.client(OP_CLAIM).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = c
+            .query(&self.sql.claim_due, &[&limit, &worker, &now])
+            .await
+            .map_err(|e| pg_err(OP_CLAIM, e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get(0).map_err(|e| decode_err(OP_CLAIM, e))?;
+            let att: i32 = r.try_get(1).map_err(|e| decode_err(OP_CLAIM, e))?;
+            if let Ok(i) = TaskId::parse(&id) {
+                out.push((i, u32::try_from(att).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Schedules retries one statement per task (what a naive implementation does). Same
+    /// semantics as [`TaskStore::schedule_retries`]; kept to measure the batched path against.
+    pub async fn schedule_retries_row_by_row(
+        &self,
+        requests: &[RetryRequest],
+    ) -> Result<Vec<RetryOutcome>> {
+        let c = self.client(OP_SCHEDULE).await?;
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            let expected = i32::try_from(r.expected_attempts).unwrap_or(i32::MAX);
+            let rows = c
+                .query(
+                    &self.sql.schedule_one,
+                    &[&r.task_id.as_str(), &expected, &r.not_before],
+                )
+                .await
+                .map_err(|e| pg_err(OP_SCHEDULE, e))?;
+            if let Some(row) = rows.first() {
+                let a: i32 = row.try_get(0).map_err(|e| decode_err(OP_SCHEDULE, e))?;
+                out.push(RetryOutcome::Scheduled {
+                    attempts: u32::try_from(a).unwrap_or(0),
+                });
+                continue;
+            }
+            let cur = c
+                .query_opt(&self.sql.current, &[&r.task_id.as_str()])
+                .await
+                .map_err(|e| pg_err(OP_SCHEDULE, e))?;
+            let cur = cur
+                .map(|row| status_and_attempts(&row, 0, OP_SCHEDULE))
+                .transpose()?;
+            out.push(outcome_without_update(cur, r.expected_attempts));
+        }
+        Ok(out)
+    }
+}
+
+/// The status (text) and attempt count (integer) in columns `first` and `first + 1` of `row`.
+fn status_and_attempts(
+    row: &tokio_postgres::Row,
+    first: usize,
+    op: &'static str,
+) -> Result<(String, i32)> {
+    let status: String = row.try_get(first).map_err(|e| decode_err(op, e))?;
+    let attempts: i32 = row.try_get(first + 1).map_err(|e| decode_err(op, e))?;
+    Ok((status, attempts))
+}
+
+/// The outcome of a request whose fenced update matched no row: a moved attempt count is a
+/// conflict (someone else retried), otherwise the task is not in a retryable state.
+fn outcome_without_update(current: Option<(String, i32)>, expected: u32) -> RetryOutcome {
+    match current {
+        None => RetryOutcome::NotFound,
+        Some((st, att)) => {
+            let att = u32::try_from(att).unwrap_or(0);
+            match parse_status(&st) {
+                _ if att != expected => RetryOutcome::Conflict {
+                    current_attempts: att,
+                },
+                Some(TaskStatus::Failed) => RetryOutcome::Conflict {
+                    current_attempts: att,
+                },
+                Some(s) => RetryOutcome::NotRetryable { status: s },
+                None => RetryOutcome::NotRetryable {
+                    status: TaskStatus::Running,
+                },
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for PgTaskStore {
+    async fn recent_failed(&self, limit: usize) -> Result<Vec<Task>> {
+        let c = self.client("task.recent_failed").await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // `query` collects every row before returning: a connection lost mid-read is an error,
+        // never a shorter list.
+        let rows = c
+            .query(&self.sql.recent_failed, &[&limit])
+            .await
+            .map_err(|e| pg_err("task.recent_failed", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(t) = row_to_task(r)? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts> {
+        let c = self.client("task.counts").await?;
+        let r = c
+            .query_one(&self.sql.counts, &[&since, &until])
+            .await
+            .map_err(|e| pg_err("task.counts", e))?;
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.try_get(i).map_err(|e| decode_err("task.counts", e))?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        let mut s = StatusCounts::new(n(0)?, n(1)?);
+        s.in_flight = n(2)?;
+        Ok(s)
+    }
+
+    async fn get(&self, task_id: &TaskId) -> Result<Task> {
+        let c = self.client("task.get").await?;
+        let row = c
+            .query_opt(&self.sql.get, &[&task_id.as_str()])
+            .await
+            .map_err(|e| pg_err("task.get", e))?;
+        row.as_ref()
+            .map(row_to_task)
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| {
+                Error::not_found(format!("task {task_id} not found"))
+                    .with_operation("task.get")
+                    .with_backend(BACKEND)
+            })
+    }
+
+    async fn task_object(&self, task_id: &TaskId) -> Result<Option<serde_json::Value>> {
+        let c = self.client("task.task_object").await?;
+        let row = c
+            .query_opt(&self.sql.task_object, &[&task_id.as_str()])
+            .await
+            .map_err(|e| pg_err("task.task_object", e))?
+            .ok_or_else(|| {
+                Error::not_found(format!("task {task_id} not found"))
+                    .with_operation("task.task_object")
+                    .with_backend(BACKEND)
+            })?;
+        row.try_get::<_, Option<serde_json::Value>>(0)
+            .map_err(|e| pg_err("task.task_object", e))
+    }
+
+    async fn schedule_retries(&self, requests: &[RetryRequest]) -> Result<Vec<RetryOutcome>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The same task twice in one batch: only its first request may apply.
+        let mut seen = HashSet::new();
+        let firsts: Vec<bool> = requests
+            .iter()
+            .map(|r| seen.insert(r.task_id.clone()))
+            .collect();
+        let ids: Vec<&str> = requests
+            .iter()
+            .zip(&firsts)
+            .map(|(r, f)| if *f { r.task_id.as_str() } else { "" })
+            .collect();
+        let exp: Vec<i32> = requests
+            .iter()
+            .map(|r| i32::try_from(r.expected_attempts).unwrap_or(i32::MAX))
+            .collect();
+        let nb: Vec<DateTime<Utc>> = requests.iter().map(|r| r.not_before).collect();
+        let c = self.client(OP_SCHEDULE).await?;
+        let rows = c
+            .query(&self.sql.schedule_batch, &[&ids, &exp, &nb])
+            .await
+            .map_err(|e| pg_err(OP_SCHEDULE, e))?;
+        // Position (1-based, from `WITH ORDINALITY`) -> attempts after the update.
+        let mut updated: Vec<Option<u32>> = vec![None; requests.len()];
+        for row in &rows {
+            let ord: i64 = row.try_get(0).map_err(|e| decode_err(OP_SCHEDULE, e))?;
+            let attempts: i32 = row.try_get(1).map_err(|e| decode_err(OP_SCHEDULE, e))?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| updated.get_mut(i))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        "retry batch returned a position outside the batch",
+                    )
+                    .with_operation(OP_SCHEDULE)
+                    .with_backend(BACKEND)
+                })?;
+            *slot = Some(u32::try_from(attempts).unwrap_or(0));
+        }
+        // Why the others were not scheduled: their current state, read once for all.
+        let missed: Vec<&str> = requests
+            .iter()
+            .zip(&firsts)
+            .zip(&updated)
+            .filter(|((_, first), u)| **first && u.is_none())
+            .map(|((r, _), _)| r.task_id.as_str())
+            .collect();
+        let mut current = HashMap::new();
+        if !missed.is_empty() {
+            let rows = c
+                .query(&self.sql.current_many, &[&missed])
+                .await
+                .map_err(|e| pg_err(OP_SCHEDULE, e))?;
+            for row in &rows {
+                let id: String = row.try_get(0).map_err(|e| decode_err(OP_SCHEDULE, e))?;
+                current.insert(id, status_and_attempts(row, 1, OP_SCHEDULE)?);
+            }
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        for ((req, first), upd) in requests.iter().zip(&firsts).zip(updated) {
+            out.push(match (first, upd) {
+                (true, Some(attempts)) => RetryOutcome::Scheduled { attempts },
+                (false, _) => RetryOutcome::Conflict {
+                    current_attempts: req.expected_attempts + 1,
+                },
+                (true, None) => outcome_without_update(
+                    current.remove(req.task_id.as_str()),
+                    req.expected_attempts,
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn mark_final(&self, task_id: &TaskId, expected_attempts: u32) -> Result<()> {
+        let c = self.client("task.mark_final").await?;
+        let exp = i32::try_from(expected_attempts).unwrap_or(i32::MAX);
+        let rows = c
+            .query(&self.sql.mark_final, &[&task_id.as_str(), &exp])
+            .await
+            .map_err(|e| pg_err("task.mark_final", e))?;
+        if !rows.is_empty() {
+            return Ok(());
+        }
+        let cur = c
+            .query_opt(&self.sql.current, &[&task_id.as_str()])
+            .await
+            .map_err(|e| pg_err("task.mark_final", e))?;
+        let cur = cur
+            .map(|r| status_and_attempts(&r, 0, "task.mark_final"))
+            .transpose()?;
+        Err(match cur {
+            None => Error::not_found(format!("task {task_id} not found")),
+            Some((status, attempts)) => Error::conflict(format!(
+                "task {task_id} is {status} with {attempts} attempts, expected failed with {expected_attempts}"
+            )),
+        }
+        .with_operation("task.mark_final")
+        .with_backend(BACKEND))
+    }
+}
