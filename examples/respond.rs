@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use flowfail::memory::World;
 use flowfail::memory::{MemoryDeployment, synthesize_bundle};
-use flowfail::respond::{Responder, World};
+use flowfail::respond::Responder;
 use flowfail::{
     Clock, FlowType, LogEvent, Policy, Quota, QuotaUsage, RevisionInfo, Task, TaskId, TaskStatus,
     VendorHealth, VendorStatus,

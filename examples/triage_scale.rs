@@ -13,8 +13,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use flowfail::memory::World;
 use flowfail::memory::synthesize_bundle;
-use flowfail::respond::{Responder, World};
+use flowfail::respond::Responder;
 use flowfail::{
     Clock, FlowType, Policy, Quota, QuotaUsage, Task, TaskId, TaskStatus, VendorHealth,
     VendorStatus,

@@ -15,10 +15,10 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{TimeDelta, Utc};
 use flowfail_aws::{AwsOptions, CloudWatchLogSource, S3BundleStore, load_config};
+use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome};
 use flowfail_core::conformance;
 use flowfail_core::memory::synthesize_bundle;
 use flowfail_core::prune::PruneOptions;
-use flowfail_core::respond::{PruneContextOutcome, prune_context};
 use flowfail_core::{
     Bundle, BundleMeta, BundleStore, BundleVersion, ByteSize, ErrorKind, LogEvent, LogQuery,
     LogSource, Result, TaskId,
@@ -291,15 +291,15 @@ async fn a_bundle_pruned_through_s3_is_never_lost_and_a_concurrent_writer_never_
         inner: s.clone(),
         left: AtomicU32::new(1),
     };
-    let out = prune_context(
-        &racer,
-        &id,
-        ByteSize::kb(180),
-        ByteSize::mb(64),
-        &PruneOptions::default(),
-    )
-    .await
-    .unwrap();
+    let out = racer
+        .prune_context(
+            &id,
+            ByteSize::kb(180),
+            ByteSize::mb(64),
+            &PruneOptions::default(),
+        )
+        .await
+        .unwrap();
     let PruneContextOutcome::Pruned {
         from_bytes,
         to_bytes,
@@ -332,15 +332,15 @@ async fn a_bundle_pruned_through_s3_is_never_lost_and_a_concurrent_writer_never_
         left: AtomicU32::new(10),
     };
     conformance::BundleFixture::put_live(&S3Fixture(s.clone()), &id, &original).await;
-    let e = prune_context(
-        &racer,
-        &id,
-        ByteSize::kb(180),
-        ByteSize::mb(64),
-        &PruneOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = racer
+        .prune_context(
+            &id,
+            ByteSize::kb(180),
+            ByteSize::mb(64),
+            &PruneOptions::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         s.head(&id).await.unwrap().size > 650_000,

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome};
 use flowfail_core::prune::{PruneOptions, prune};
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
-use flowfail_core::respond::{PruneContextOutcome, prune_context};
 use flowfail_core::schema::SchemaSet;
 use flowfail_core::{ByteSize, TaskId, classify};
 
@@ -475,8 +475,7 @@ fn cmd_prune_context(
         }
         _ => return Err("prune-context needs --bundle-dir or --s3-bucket".into()),
     };
-    let r = rt.block_on(prune_context(
-        store.as_ref(),
+    let r = rt.block_on(store.prune_context(
         &id,
         max,
         ByteSize::new(256 << 20),
@@ -585,15 +584,46 @@ fn secret_env(var: &str) -> Result<secrecy::SecretString, String> {
         .map_err(|_| format!("{var} is not set"))
 }
 
+/// What `flowfail triage` gathers, section by section.
+struct Triage<'a> {
+    args: &'a TriageArgs,
+    rt: &'a tokio::runtime::Runtime,
+    now: flowfail_core::Timestamp,
+    policy: flowfail_core::Policy,
+    report: serde_json::Map<String, serde_json::Value>,
+    text: String,
+}
+
 fn cmd_triage(a: &TriageArgs) -> CliResult {
-    use flowfail_core::{QuotaChecker, StatusPage, TaskStore};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let now = chrono::Utc::now();
-    let policy = flowfail_core::Policy::default();
-    let mut report = serde_json::Map::new();
-    let mut text = String::new();
+    let mut t = Triage {
+        args: a,
+        rt: &rt,
+        now: chrono::Utc::now(),
+        policy: flowfail_core::Policy::default(),
+        report: serde_json::Map::new(),
+        text: String::new(),
+    };
+    triage_tasks(&mut t)?;
+    triage_logs(&mut t)?;
+    triage_vendors(&mut t)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::Value::Object(t.report))?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", t.text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The alert and the failed tasks, from the TaskDB.
+fn triage_tasks(t: &mut Triage<'_>) -> Result<(), Box<dyn std::error::Error>> {
+    use flowfail_core::TaskStore;
+    let (a, rt, now, policy) = (t.args, t.rt, t.now, &t.policy);
+    let (report, text) = (&mut t.report, &mut t.text);
     if let Some(url) = &a.pg {
         let store = pg_tasks(url, a.schema.clone())?;
         let (counts, failed) = rt.block_on(async {
@@ -602,7 +632,7 @@ fn cmd_triage(a: &TriageArgs) -> CliResult {
             let failed = store.recent_failed(a.limit).await?;
             Ok::<_, flowfail_core::Error>((counts, failed))
         })?;
-        let alert = flowfail_core::decide::alert(&counts, false, &policy);
+        let alert = flowfail_core::decide::alert(&counts, false, policy);
         let rows: Vec<serde_json::Value> = failed
             .iter()
             .map(|t| {
@@ -646,6 +676,13 @@ fn cmd_triage(a: &TriageArgs) -> CliResult {
     } else {
         text.push_str("TaskDB: not configured (--pg or FLOWFAIL_PG_URL)\n");
     }
+    Ok(())
+}
+
+/// Error logs of the last hour, from CloudWatch Logs.
+fn triage_logs(t: &mut Triage<'_>) -> Result<(), Box<dyn std::error::Error>> {
+    let (a, rt, now, policy) = (t.args, t.rt, t.now, &t.policy);
+    let (report, text) = (&mut t.report, &mut t.text);
     if let Some(group) = &a.cloudwatch_log_group {
         use flowfail_core::LogSource;
         let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(
@@ -680,6 +717,14 @@ fn cmd_triage(a: &TriageArgs) -> CliResult {
                 "classification": by_kind, "recent": rows}),
         );
     }
+    Ok(())
+}
+
+/// Vendor quota and status pages.
+fn triage_vendors(t: &mut Triage<'_>) -> Result<(), Box<dyn std::error::Error>> {
+    use flowfail_core::{QuotaChecker, StatusPage};
+    let (a, rt) = (t.args, t.rt);
+    let (report, text) = (&mut t.report, &mut t.text);
     let opts = flowfail_http::HttpOptions::default();
     let mut quotas = serde_json::Map::new();
     if a.quota_anthropic {
@@ -728,14 +773,7 @@ fn cmd_triage(a: &TriageArgs) -> CliResult {
         }
         report.insert("vendors".into(), serde_json::Value::Object(out));
     }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::Value::Object(report))?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{text}")?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn describe_quota(q: &flowfail_core::Quota) -> String {
@@ -754,35 +792,30 @@ fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>
         .enable_all()
         .build()?;
     let task = rt.block_on(store.get(&id))?;
-    let c = classify(
+    let class = classify(
         task.error_message.as_deref().unwrap_or(""),
         task.http_status,
     );
-    let refuse = |why: String| {
-        println!(
-            "{}",
-            serde_json::json!({"task_id": id, "outcome": "refused", "reason": why})
-        );
-        Ok(ExitCode::from(1))
+    let mut policy = flowfail_core::Policy::default();
+    policy.max_attempts = max_attempts;
+    let incident = open_incident(&rt, url, &policy);
+    let observed = flowfail_core::decide::ObservedTask::from_parts(task.clone(), class);
+    let now = chrono::Utc::now();
+    // The responder's own gates: kind, attempts, the open incident's breaker and outage hold.
+    let (action, not_before) =
+        match flowfail_core::decide::manual_retry(&observed, incident.as_ref(), &policy, now) {
+            Ok(r) => r,
+            Err(why) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"task_id": id, "outcome": "refused", "reason": why})
+                );
+                return Ok(ExitCode::from(1));
+            }
+        };
+    let flowfail_core::decide::Action::RetryTask { attempt, .. } = action else {
+        return Err("no retry decided".into());
     };
-    if task.status != flowfail_core::TaskStatus::Failed {
-        return refuse(format!("task is {:?}, not failed", task.status));
-    }
-    if task.attempts >= max_attempts {
-        return refuse(format!(
-            "attempts exhausted ({}/{max_attempts})",
-            task.attempts
-        ));
-    }
-    if !c.retryable {
-        return refuse(format!(
-            "{} failure is not safe to retry as-is ({})",
-            c.kind, c.rule
-        ));
-    }
-    let policy = flowfail_core::Policy::default();
-    let attempt = task.attempts + 1;
-    let not_before = chrono::Utc::now() + flowfail_core::decide::backoff(&policy, &id, attempt);
     let out = rt.block_on(store.schedule_retries(&[flowfail_core::RetryRequest::new(
         id.clone(),
         task.attempts,
@@ -800,4 +833,35 @@ fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>
             ExitCode::from(1)
         },
     )
+}
+
+/// The open incident of the policy's Deployment in the ledger beside the TaskDB, if the ledger
+/// exists there and has one: its breaker and outage hold gate manual retries too.
+fn open_incident(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    policy: &flowfail_core::Policy,
+) -> Option<flowfail_core::decide::IncidentState> {
+    use flowfail_core::IncidentStore;
+    let read = flowfail_pg::connect(url, 1)
+        .and_then(|pool| flowfail_pg::PgIncidentStore::new(pool, None))
+        .map(|ledger| rt.block_on(ledger.find_open(&policy.deployment)));
+    match read {
+        Ok(Ok(Some(rec))) => match serde_json::from_value(rec.state) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                eprintln!(
+                    "flowfail: note: the open incident's state is unreadable ({e}): only the task's own gates apply"
+                );
+                None
+            }
+        },
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!(
+                "flowfail: note: no incident ledger read ({e}): only the task's own gates apply"
+            );
+            None
+        }
+    }
 }

@@ -297,7 +297,11 @@ mod tests {
 
     #[test]
     fn retryability_is_never_guessed_from_the_kind() {
-        for kind in [ErrorKind::Timeout, ErrorKind::Unavailable, ErrorKind::RateLimited] {
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::Unavailable,
+            ErrorKind::RateLimited,
+        ] {
             assert!(!Error::new(kind, "x").is_transient(), "{kind}");
         }
         let e = Error::new(ErrorKind::RateLimited, "429").with_retry_after(Duration::from_secs(7));

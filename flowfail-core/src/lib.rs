@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod breaker;
+pub mod bundle;
 pub mod classify;
 pub mod clock;
 #[cfg(feature = "conformance")]
@@ -19,6 +20,7 @@ pub mod report;
 pub mod respond;
 pub mod schema;
 
+pub use bundle::{BundleStoreExt, PruneContextOutcome};
 pub use classify::{Classification, classify, classify_lines};
 pub use clock::Clock;
 pub use error::{Error, ErrorKind, Result, Retry};
@@ -31,5 +33,6 @@ pub use policy::{Fallback, Policy};
 pub use ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
-    Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore, TimelineEntry,
+    Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
+    TimelineEntry,
 };

@@ -32,10 +32,12 @@ use crate::model::{
     DeploymentState, EnvChange, LogEvent, Quota, RevisionInfo, RolloutStatus, StatusCounts, Task,
     TaskId, TaskStatus, Timestamp, VendorStatus,
 };
+use crate::policy::Policy;
 use crate::ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
-    Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore, TimelineEntry,
+    Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
+    TimelineEntry,
 };
 
 const BACKEND: &str = "memory";
@@ -1459,6 +1461,97 @@ pub fn synthesize_bundle(task_id: &TaskId, size: u64) -> Vec<u8> {
     }
     out.extend_from_slice(tail.as_bytes());
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// A whole world
+
+/// A world of in-memory backends, one per port, sharing a clock: for replays, examples and
+/// tests. Keep the `World` to seed it and to inspect what the responder did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct World {
+    /// Logs.
+    pub logs: MemoryLogSource,
+    /// TaskDB.
+    pub tasks: MemoryTaskStore,
+    /// Bundles.
+    pub bundles: MemoryBundleStore,
+    /// Quota.
+    pub quota: MemoryQuota,
+    /// Deployment.
+    pub deployment: MemoryDeployment,
+    /// Status pages.
+    pub status: MemoryStatusPage,
+    /// Pager.
+    pub pager: MemoryPager,
+    /// Notifier.
+    pub notifier: MemoryNotifier,
+    /// Ledger.
+    pub incidents: MemoryIncidentStore,
+}
+
+impl World {
+    /// An empty world: the policy's Deployment at revision 1 with no history, no tasks, no
+    /// vendors.
+    pub fn new(policy: &Policy, clock: Clock) -> Self {
+        World {
+            logs: MemoryLogSource::new(),
+            tasks: MemoryTaskStore::new(),
+            bundles: MemoryBundleStore::new(),
+            quota: MemoryQuota::new(),
+            deployment: MemoryDeployment::new(
+                &policy.deployment,
+                1,
+                None,
+                BTreeMap::new(),
+                Vec::new(),
+                clock,
+            ),
+            status: MemoryStatusPage::new(),
+            pager: MemoryPager::new(policy.page_targets.iter().cloned()),
+            notifier: MemoryNotifier::new(),
+            incidents: MemoryIncidentStore::new(),
+        }
+    }
+
+    /// The ports, sharing this world's state.
+    pub fn ports(&self) -> Ports {
+        self.ports_builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("every port is set"))
+    }
+
+    /// A [`PortsBuilder`] with every port set to this world's backends: replace the ones a test
+    /// wants to wrap or swap, then build.
+    pub fn ports_builder(&self) -> PortsBuilder {
+        Ports::builder()
+            .logs(Arc::new(self.logs.clone()))
+            .tasks(Arc::new(self.tasks.clone()))
+            .bundles(Arc::new(self.bundles.clone()))
+            .quota(Arc::new(self.quota.clone()))
+            .deployment(Arc::new(self.deployment.clone()))
+            .status(Arc::new(self.status.clone()))
+            .pager(Arc::new(self.pager.clone()))
+            .notifier(Arc::new(self.notifier.clone()))
+            .incidents(Arc::new(self.incidents.clone()))
+    }
+
+    /// Every mutating call any backend received, in backend order.
+    pub fn mutations(&self) -> Vec<Call> {
+        [
+            self.logs.calls().mutations(),
+            self.tasks.calls().mutations(),
+            self.bundles.calls().mutations(),
+            self.quota.calls().mutations(),
+            self.deployment.calls().mutations(),
+            self.status.calls().mutations(),
+            self.pager.calls().mutations(),
+            self.notifier.calls().mutations(),
+            self.incidents.calls().mutations(),
+        ]
+        .concat()
+    }
 }
 
 #[cfg(test)]

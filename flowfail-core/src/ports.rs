@@ -12,10 +12,15 @@
 //! conformance suite checks. Ids reach a port only as [`TaskId`]; every error is a
 //! [`crate::Error`] whose [`crate::ErrorKind`] the rules name.
 //!
-//! The traits are deliberately minimal (no provided methods): wrappers and conveniences live in
-//! the responder, not in implementors' way.
+//! The traits are deliberately minimal (no provided methods): conveniences built on them live
+//! in extension traits with blanket impls ([`crate::bundle::BundleStoreExt`]), not in
+//! implementors' way.
+//!
+//! [`Ports`] bundles one implementation of each trait for the responder; build it with
+//! [`Ports::builder`] from any mix of adapters and in-memory backends.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -79,7 +84,6 @@ impl LogBatch {
 }
 
 /// Error log events (CloudWatch Logs `FilterLogEvents`).
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait LogSource: Send + Sync + Debug + 'static {
     /// Error events matching `query.pattern` in `[query.start, query.end)`.
@@ -239,7 +243,6 @@ impl Bundle {
 }
 
 /// Where context bundles live (`s3://context-bundles/<task_id>.json`).
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait BundleStore: Send + Sync + Debug + 'static {
     /// Size and version of the task's bundle.
@@ -296,7 +299,6 @@ pub trait BundleStore: Send + Sync + Debug + 'static {
 // Quota
 
 /// Model-vendor quota usage.
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait QuotaChecker: Send + Sync + Debug + 'static {
     /// The vendor's quota usage.
@@ -365,7 +367,6 @@ pub trait DeploymentController: Send + Sync + Debug + 'static {
 // Vendor status pages
 
 /// Model-vendor status pages.
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait StatusPage: Send + Sync + Debug + 'static {
     /// The vendor's health.
@@ -422,7 +423,6 @@ pub enum Delivery {
 }
 
 /// The pager (PagerDuty Events API v2).
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Pager: Send + Sync + Debug + 'static {
     /// Triggers a page.
@@ -467,7 +467,6 @@ impl Notification {
 }
 
 /// Stakeholder notifications (a chat webhook).
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Notifier: Send + Sync + Debug + 'static {
     /// Sends a notification.
@@ -555,7 +554,6 @@ impl IncidentRecord {
 }
 
 /// The incident ledger: where replicas agree on one incident and one effect per action.
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait IncidentStore: Send + Sync + Debug + 'static {
     /// Opens an incident in `scope` under `key`, unless one is already open in that scope.
@@ -625,6 +623,185 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
         closed_at: Timestamp,
         post_incident: &serde_json::Value,
     ) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// All of them
+
+/// Every port the responder uses, one implementation each.
+///
+/// ```
+/// use std::sync::Arc;
+/// use flowfail_core::memory::{MemoryTaskStore, World};
+/// use flowfail_core::{Clock, Policy, ports::Ports};
+///
+/// let world = World::new(&Policy::default(), Clock::system());
+/// // Start from any implementations; here the in-memory ones, with the TaskDB swapped.
+/// let from_world = world.ports();
+/// let ports = Ports::builder()
+///     .logs(from_world.logs.clone())
+///     .tasks(Arc::new(MemoryTaskStore::new()))
+///     .bundles(from_world.bundles.clone())
+///     .quota(from_world.quota.clone())
+///     .deployment(from_world.deployment.clone())
+///     .status(from_world.status.clone())
+///     .pager(from_world.pager.clone())
+///     .notifier(from_world.notifier.clone())
+///     .incidents(from_world.incidents.clone())
+///     .build()
+///     .unwrap();
+/// # let _ = ports;
+///
+/// // A missing port is named.
+/// let e = Ports::builder().build().unwrap_err();
+/// assert!(e.to_string().contains("logs"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Ports {
+    /// Error logs.
+    pub logs: Arc<dyn LogSource>,
+    /// The TaskDB.
+    pub tasks: Arc<dyn TaskStore>,
+    /// Context bundles.
+    pub bundles: Arc<dyn BundleStore>,
+    /// Vendor quota.
+    pub quota: Arc<dyn QuotaChecker>,
+    /// The Deployment.
+    pub deployment: Arc<dyn DeploymentController>,
+    /// Vendor status pages.
+    pub status: Arc<dyn StatusPage>,
+    /// The pager.
+    pub pager: Arc<dyn Pager>,
+    /// Stakeholder notifications.
+    pub notifier: Arc<dyn Notifier>,
+    /// The incident ledger.
+    pub incidents: Arc<dyn IncidentStore>,
+}
+
+impl Ports {
+    /// A builder; every port is required.
+    pub fn builder() -> PortsBuilder {
+        PortsBuilder::default()
+    }
+}
+
+/// Builds [`Ports`]. Every port is required: [`PortsBuilder::build`] names the ones missing.
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct PortsBuilder {
+    logs: Option<Arc<dyn LogSource>>,
+    tasks: Option<Arc<dyn TaskStore>>,
+    bundles: Option<Arc<dyn BundleStore>>,
+    quota: Option<Arc<dyn QuotaChecker>>,
+    deployment: Option<Arc<dyn DeploymentController>>,
+    status: Option<Arc<dyn StatusPage>>,
+    pager: Option<Arc<dyn Pager>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    incidents: Option<Arc<dyn IncidentStore>>,
+}
+
+impl PortsBuilder {
+    /// Error logs (CloudWatch Logs in production).
+    pub fn logs(mut self, p: Arc<dyn LogSource>) -> Self {
+        self.logs = Some(p);
+        self
+    }
+    /// The TaskDB (PostgreSQL in production).
+    pub fn tasks(mut self, p: Arc<dyn TaskStore>) -> Self {
+        self.tasks = Some(p);
+        self
+    }
+    /// Context bundles (S3 in production).
+    pub fn bundles(mut self, p: Arc<dyn BundleStore>) -> Self {
+        self.bundles = Some(p);
+        self
+    }
+    /// Vendor quota.
+    pub fn quota(mut self, p: Arc<dyn QuotaChecker>) -> Self {
+        self.quota = Some(p);
+        self
+    }
+    /// The Deployment (Kubernetes in production).
+    pub fn deployment(mut self, p: Arc<dyn DeploymentController>) -> Self {
+        self.deployment = Some(p);
+        self
+    }
+    /// Vendor status pages.
+    pub fn status(mut self, p: Arc<dyn StatusPage>) -> Self {
+        self.status = Some(p);
+        self
+    }
+    /// The pager (PagerDuty in production).
+    pub fn pager(mut self, p: Arc<dyn Pager>) -> Self {
+        self.pager = Some(p);
+        self
+    }
+    /// Stakeholder notifications (a webhook in production).
+    pub fn notifier(mut self, p: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(p);
+        self
+    }
+    /// The incident ledger (PostgreSQL in production).
+    pub fn incidents(mut self, p: Arc<dyn IncidentStore>) -> Self {
+        self.incidents = Some(p);
+        self
+    }
+
+    /// The ports, or an [`crate::ErrorKind::InvalidInput`] error naming every missing one.
+    pub fn build(self) -> Result<Ports> {
+        let missing: Vec<&str> = [
+            ("logs", self.logs.is_none()),
+            ("tasks", self.tasks.is_none()),
+            ("bundles", self.bundles.is_none()),
+            ("quota", self.quota.is_none()),
+            ("deployment", self.deployment.is_none()),
+            ("status", self.status.is_none()),
+            ("pager", self.pager.is_none()),
+            ("notifier", self.notifier.is_none()),
+            ("incidents", self.incidents.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        match (
+            self.logs,
+            self.tasks,
+            self.bundles,
+            self.quota,
+            self.deployment,
+            self.status,
+            self.pager,
+            self.notifier,
+            self.incidents,
+        ) {
+            (
+                Some(logs),
+                Some(tasks),
+                Some(bundles),
+                Some(quota),
+                Some(deployment),
+                Some(status),
+                Some(pager),
+                Some(notifier),
+                Some(incidents),
+            ) => Ok(Ports {
+                logs,
+                tasks,
+                bundles,
+                quota,
+                deployment,
+                status,
+                pager,
+                notifier,
+                incidents,
+            }),
+            _ => Err(
+                crate::Error::invalid_input(format!("ports missing: {}", missing.join(", ")))
+                    .with_operation("ports.build"),
+            ),
+        }
+    }
 }
 
 #[allow(dead_code, clippy::too_many_arguments)]

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::memory::World;
 use crate::memory::{MemoryDeployment, synthesize_bundle};
 use crate::model::{
     FlowType, LogEvent, Quota, QuotaUsage, RevisionInfo, Task, TaskId, TaskStatus, Timestamp,
@@ -36,7 +37,7 @@ use crate::model::{
 };
 use crate::policy::Policy;
 use crate::report::Report;
-use crate::respond::{KillSwitch, Responder, World};
+use crate::respond::{KillSwitch, Responder};
 use crate::schema::SchemaSet;
 
 /// The largest bundle a scenario may ask the fake store to synthesise.

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::decide::{Action, Finding, IncidentState, Skip};
+use crate::decide::{Action, ActionOutcome, Applied, Finding, IncidentState, Skip};
 use crate::detect::AlertState;
 use crate::model::{FailureKind, Timestamp};
 
@@ -192,6 +192,90 @@ impl ActionFields {
             ActionFields::Notify { .. } => "notify",
         }
     }
+}
+
+/// How the report shows an action and what came of it: its fields (with what the action
+/// returned: a pruned size, a rollout verdict), the outcome and the detail. `None` for what the
+/// report does not show (a rollout check in a dry run, a rollout still in progress).
+pub fn rendered(
+    action: &Action,
+    outcome: &ActionOutcome,
+) -> Option<(ActionFields, Outcome, Option<String>)> {
+    let fields = ActionFields::from_action(action);
+    Some(match outcome {
+        ActionOutcome::Applied(applied) => return rendered_applied(action, fields, applied),
+        ActionOutcome::DryRun if matches!(action, Action::VerifyRollout { .. }) => return None,
+        ActionOutcome::DryRun => (fields, Outcome::DryRun, None),
+        ActionOutcome::Refused { reason } | ActionOutcome::DoneElsewhere { reason } => {
+            (fields, Outcome::Skipped, Some(reason.clone()))
+        }
+        ActionOutcome::Failed { reason, .. } | ActionOutcome::Unknown { reason } => {
+            (fields, Outcome::Failed, Some(reason.clone()))
+        }
+    })
+}
+
+fn rendered_applied(
+    action: &Action,
+    fields: ActionFields,
+    applied: &Applied,
+) -> Option<(ActionFields, Outcome, Option<String>)> {
+    Some(match (action, applied) {
+        (
+            Action::PruneContext { task_id, .. },
+            Applied::Pruned {
+                from_bytes,
+                to_bytes,
+                archive_checksum,
+            },
+        ) => (
+            ActionFields::PruneContext {
+                task_id: task_id.to_string(),
+                from_bytes: *from_bytes,
+                to_bytes: *to_bytes,
+            },
+            Outcome::Applied,
+            Some(format!(
+                "original archived as sha256 {}",
+                archive_checksum.get(..16).unwrap_or(archive_checksum)
+            )),
+        ),
+        (
+            Action::PruneContext {
+                task_id,
+                from_bytes,
+                ..
+            },
+            Applied::AlreadySmall { bytes },
+        ) => (
+            ActionFields::PruneContext {
+                task_id: task_id.to_string(),
+                from_bytes: *from_bytes,
+                to_bytes: *bytes,
+            },
+            Outcome::Skipped,
+            Some("bundle already within budget".into()),
+        ),
+        (Action::VerifyRollout { deployment }, Applied::RolloutVerdict { verdict }) => (
+            ActionFields::VerifyRollout {
+                deployment: deployment.clone(),
+                status: verdict.clone(),
+            },
+            if verdict == "complete" {
+                Outcome::Applied
+            } else {
+                Outcome::Failed
+            },
+            None,
+        ),
+        (_, Applied::RolloutPending) => return None,
+        (Action::Page { .. }, Applied::Delivered { deduplicated: true }) => (
+            fields,
+            Outcome::Applied,
+            Some("deduplicated by the pager".into()),
+        ),
+        _ => (fields, Outcome::Applied, None),
+    })
 }
 
 /// A finding with the time it was made.

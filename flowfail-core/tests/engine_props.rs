@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use flowfail_core::memory::World;
 use flowfail_core::memory::{MemoryDeployment, synthesize_bundle};
-use flowfail_core::respond::{KillSwitch, Responder, World};
+use flowfail_core::respond::{KillSwitch, Responder};
 use flowfail_core::{
     Clock, FailureKind, FlowType, Policy, Quota, QuotaUsage, RevisionInfo, Task, TaskId,
     TaskStatus, VendorHealth, VendorStatus, classify,

@@ -6,9 +6,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
+use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome};
 use flowfail_core::memory::{MemoryBundleStore, synthesize_bundle};
 use flowfail_core::prune::PruneOptions;
-use flowfail_core::respond::{PruneContextOutcome, prune_context};
 use flowfail_core::{
     Bundle, BundleMeta, BundleStore, BundleVersion, ByteSize, ErrorKind, Result, TaskId,
 };
@@ -26,14 +26,14 @@ fn id() -> TaskId {
 }
 
 async fn run(store: &dyn BundleStore) -> Result<PruneContextOutcome> {
-    prune_context(
-        store,
-        &id(),
-        ByteSize::kb(180),
-        ByteSize::mb(64),
-        &PruneOptions::default(),
-    )
-    .await
+    store
+        .prune_context(
+            &id(),
+            ByteSize::kb(180),
+            ByteSize::mb(64),
+            &PruneOptions::default(),
+        )
+        .await
 }
 
 /// A store where another writer replaces the bundle right before each of our conditional
@@ -236,14 +236,14 @@ async fn hostile_bundles_are_refused_and_kept() {
     // Over the read limit: refused before reading the body.
     let s = MemoryBundleStore::new();
     s.put(&id(), synthesize_bundle(&id(), 2_000_000));
-    let e = prune_context(
-        &s,
-        &id(),
-        ByteSize::kb(180),
-        ByteSize::mb(1),
-        &PruneOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = s
+        .prune_context(
+            &id(),
+            ByteSize::kb(180),
+            ByteSize::mb(1),
+            &PruneOptions::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use flowfail_core::memory::World;
 use flowfail_core::memory::synthesize_bundle;
+use flowfail_core::ports::Ports;
 use flowfail_core::replay::Scenario;
 use flowfail_core::report::{Outcome, Report};
-use flowfail_core::respond::{Ports, Responder, World};
+use flowfail_core::respond::Responder;
 use flowfail_core::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Clock, DeploymentController, DeploymentState,
     EnvChange, ErrorKind, FlowType, Policy, Result, RolloutStatus, Task, TaskId, TaskStatus,

@@ -4,9 +4,9 @@
 
 use chrono::TimeDelta;
 use flowfail_core::TaskId;
+use flowfail_core::memory::World;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail_core::report::{ActionFields, ActionRecord, Outcome, Report};
-use flowfail_core::respond::World;
 
 fn load(name: &str) -> Scenario {
     let p = format!(

@@ -1,0 +1,120 @@
+//! Rate limits: quota, the circuit-breaker env var, flowfail's own breaker.
+
+use super::{Action, Builder, Ctx, IncidentState, pct};
+use crate::breaker::Breaker;
+use crate::model::{FailureKind, Quota, TaskStatus};
+
+/// Advances the breaker with what the pass observed (its clock, the probe's result, a breaker
+/// env found already on), plans the breaker env change, and returns the breaker *as planned*
+/// for this pass: open when this pass enables the breaker env, so no rate-limited retry goes
+/// out beside it. The state records the opening only when the env change is applied.
+pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) -> Breaker {
+    let (now, policy, state) = (cx.now, cx.policy, cx.state);
+    next.breaker.tick(now);
+    if let Some(p) = next.breaker.probe().cloned() {
+        match cx.obs.watched.get(&p).map(|t| t.status) {
+            Some(TaskStatus::Succeeded) => {
+                next.breaker
+                    .probe_result(true, now, policy.half_open_after_s)
+            }
+            Some(TaskStatus::Failed | TaskStatus::FailedFinal) => {
+                next.breaker
+                    .probe_result(false, now, policy.half_open_after_s)
+            }
+            _ => {}
+        }
+    }
+    let mut plan = next.breaker.clone();
+    if cx.classes[&FailureKind::RateLimit] > 0 {
+        match &cx.obs.quota {
+            Quota::Known(u) => {
+                if u.used_ratio > policy.quota_breaker_threshold
+                    && state.breaker_enabled_at.is_none()
+                {
+                    match cx.env {
+                        Some(env)
+                            if env.get(&policy.breaker_env).map(String::as_str) == Some("true") =>
+                        {
+                            b.skip(
+                                "set_env",
+                                policy.breaker_env.clone(),
+                                "circuit breaker already enabled",
+                            );
+                            next.breaker_enabled_at = Some(now);
+                            next.breaker = Breaker::open(now, policy.half_open_after_s);
+                            plan = next.breaker.clone();
+                        }
+                        Some(_) => {
+                            b.actions.push(Action::SetEnv {
+                                deployment: policy.deployment.clone(),
+                                name: policy.breaker_env.clone(),
+                                value: Some("true".into()),
+                                purpose: format!(
+                                    "quota {} above {}: enable circuit breaker",
+                                    pct(u.used_ratio),
+                                    pct(policy.quota_breaker_threshold)
+                                ),
+                            });
+                            plan = Breaker::open(now, policy.half_open_after_s);
+                        }
+                        None => b.skip(
+                            "set_env",
+                            policy.breaker_env.clone(),
+                            "deployment state unreadable",
+                        ),
+                    }
+                } else if u.used_ratio <= policy.quota_breaker_threshold
+                    && state.breaker_enabled_at.is_none()
+                {
+                    b.skip(
+                        "set_env",
+                        policy.breaker_env.clone(),
+                        format!(
+                            "quota {} is not above {}: breaker not needed",
+                            pct(u.used_ratio),
+                            pct(policy.quota_breaker_threshold)
+                        ),
+                    );
+                }
+                if u.used_ratio >= policy.quota_critical_threshold {
+                    b.page(
+                        state,
+                        policy,
+                        &policy.on_call_target,
+                        "quota_critical",
+                        format!(
+                            "{} quota at {}: request a vendor limit increase",
+                            policy.primary_vendor,
+                            pct(u.used_ratio)
+                        ),
+                    );
+                }
+            }
+            Quota::Unknown { reason } => b.skip(
+                "set_env",
+                policy.breaker_env.clone(),
+                format!(
+                    "quota unknown ({reason}): not enabling the breaker on rate-limit errors alone"
+                ),
+            ),
+        }
+    }
+    // Undo a breaker flowfail enabled once quota is comfortably low (hysteresis).
+    if let (Some(rec), Quota::Known(u)) =
+        (state.env_changes.get(&policy.breaker_env), &cx.obs.quota)
+        && rec.value.as_deref() == Some("true")
+        && u.used_ratio <= policy.quota_breaker_clear
+        && matches!(plan, Breaker::Closed)
+    {
+        b.actions.push(Action::SetEnv {
+            deployment: policy.deployment.clone(),
+            name: policy.breaker_env.clone(),
+            value: rec.previous.clone(),
+            purpose: format!(
+                "quota back to {}: restore circuit breaker setting",
+                pct(u.used_ratio)
+            ),
+        });
+    }
+    plan
+}

@@ -1,0 +1,479 @@
+//! The engine's inputs (what a pass observed), the incident state, and its outputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::Breaker;
+use crate::classify::Classification;
+use crate::detect::AlertState;
+use crate::model::{
+    DeploymentState, FailureKind, Quota, StatusCounts, Task, TaskId, Timestamp, VendorHealth,
+    VendorStatus,
+};
+use crate::schema::SchemaReport;
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// What flowfail knows about a context bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BundleObs {
+    /// Not looked at (not a timeout).
+    NotChecked,
+    /// There is no bundle for the task.
+    Missing,
+    /// The bundle's size.
+    Size {
+        /// Bytes.
+        bytes: u64,
+    },
+    /// The size could not be read.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What flowfail knows about a task's TaskObject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SchemaObs {
+    /// Validated.
+    Checked(SchemaReport),
+    /// The TaskDB holds no TaskObject for the task.
+    Missing,
+    /// It could not be read.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A failed task with the evidence gathered about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ObservedTask {
+    /// The task.
+    pub task: Task,
+    /// Its classification.
+    pub class: Classification,
+    /// Its bundle (timeouts only).
+    pub bundle: BundleObs,
+    /// Its TaskObject validation (validation failures only).
+    pub schema: Option<SchemaObs>,
+}
+
+impl ObservedTask {
+    /// A task with its classification and no evidence yet.
+    pub fn from_parts(task: Task, class: Classification) -> Self {
+        ObservedTask {
+            task,
+            class,
+            bundle: BundleObs::NotChecked,
+            schema: None,
+        }
+    }
+}
+
+/// Everything one pass observed. A read that failed is `None` (or `Unknown`) and listed in
+/// `gaps`: the engine never decides on data it does not have.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Observation {
+    /// When.
+    pub now: Timestamp,
+    /// Finished tasks in the alert window.
+    pub counts: Option<StatusCounts>,
+    /// Failed tasks (the runbook's query), with evidence.
+    pub failed: Option<Vec<ObservedTask>>,
+    /// `true` when the failed-task read hit `triage_limit`.
+    pub failed_truncated: bool,
+    /// Tasks flowfail is watching (the breaker's probe), by id.
+    pub watched: BTreeMap<TaskId, Task>,
+    /// Error log events in the window (count), and whether the read was truncated.
+    pub log_events: Option<(usize, bool)>,
+    /// The primary vendor's quota.
+    pub quota: Quota,
+    /// Vendor health, for the primary and fallback vendors.
+    pub vendors: BTreeMap<String, VendorStatus>,
+    /// The Deployment.
+    pub deployment: Option<DeploymentState>,
+    /// Reads that failed.
+    pub gaps: Vec<String>,
+}
+
+impl Observation {
+    /// An empty observation at `now`: nothing read yet.
+    pub fn new(now: Timestamp) -> Self {
+        Observation {
+            now,
+            counts: None,
+            failed: None,
+            failed_truncated: false,
+            watched: BTreeMap::new(),
+            log_events: None,
+            quota: Quota::Unknown {
+                reason: "not read".into(),
+            },
+            vendors: BTreeMap::new(),
+            deployment: None,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// A vendor's health; missing means unknown.
+    pub fn vendor(&self, v: &str) -> VendorHealth {
+        self.vendors
+            .get(v)
+            .map_or(VendorHealth::Unknown, |s| s.health)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incident state
+
+/// The Deployment as it was when the incident opened: the rollback target is decided from this,
+/// never from a later state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DeploymentAtOpen {
+    /// Revision running then.
+    pub revision: u64,
+    /// When it was deployed.
+    pub deployed_at: Option<Timestamp>,
+    /// Its resourceVersion then.
+    pub resource_version: String,
+    /// The previous revision then (the rollback target).
+    pub previous_revision: Option<u64>,
+}
+
+/// An env var flowfail set, with the value it replaced (for undo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EnvRecord {
+    /// Value set (`None`: unset).
+    pub value: Option<String>,
+    /// Value before flowfail touched it.
+    pub previous: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The rollback flowfail performed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RollbackRecord {
+    /// When.
+    pub at: Timestamp,
+    /// From revision.
+    pub from_revision: u64,
+    /// To revision.
+    pub to_revision: u64,
+    /// Rollout verdict: `None` while verifying, then `complete`, `failed` or `timeout`.
+    pub rollout: Option<String>,
+    /// When the verdict came.
+    pub verified_at: Option<Timestamp>,
+}
+
+/// Retries flowfail scheduled for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RetryRecord {
+    /// Attempt count after the last retry flowfail scheduled.
+    pub attempts: u32,
+    /// When.
+    pub last_at: Timestamp,
+}
+
+/// A bundle flowfail pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PruneRecord {
+    /// When.
+    pub at: Timestamp,
+    /// Size before.
+    pub from_bytes: u64,
+    /// Size after.
+    pub to_bytes: u64,
+}
+
+/// Everything flowfail remembers about an open incident. It lives in the incident ledger, not
+/// in memory, so a restarted responder (or another replica) carries on where the last pass
+/// stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IncidentState {
+    /// Deterministic incident key.
+    pub key: String,
+    /// When the alert was first seen firing.
+    pub detected_at: Timestamp,
+    /// The alert at detection.
+    pub alert_at_detection: AlertState,
+    /// Failed tasks by kind at detection.
+    pub classification_at_detection: BTreeMap<FailureKind, u64>,
+    /// Whether the alert fired at the last pass (hysteresis).
+    pub alert_firing: bool,
+    /// The Deployment when the incident opened.
+    pub deployment_at_open: Option<DeploymentAtOpen>,
+    /// The resourceVersion flowfail last saw or produced; a different one means someone else
+    /// changed the Deployment.
+    pub known_resource_version: Option<String>,
+    /// Someone other than flowfail changed the Deployment during the incident: no rollback.
+    #[serde(default)]
+    pub deployment_changed_externally: bool,
+    /// Env vars flowfail set.
+    pub env_changes: BTreeMap<String, EnvRecord>,
+    /// flowfail's breaker for rate-limited retries.
+    pub breaker: Breaker,
+    /// When the circuit breaker env was enabled (by flowfail or found enabled).
+    pub breaker_enabled_at: Option<Timestamp>,
+    /// First time each vendor was seen degraded.
+    pub outage_seen: BTreeMap<String, Timestamp>,
+    /// The rollback, if one was performed.
+    pub rollback: Option<RollbackRecord>,
+    /// Pages and notifications sent (effect keys).
+    pub effects: BTreeSet<String>,
+    /// Bundles pruned.
+    pub pruned: BTreeMap<TaskId, PruneRecord>,
+    /// Bundles that could not be pruned, and why (never tried again in this incident).
+    pub prune_failed: BTreeMap<TaskId, String>,
+    /// Retries scheduled.
+    pub retries: BTreeMap<TaskId, RetryRecord>,
+    /// Tasks whose validation findings were reported.
+    pub findings_reported: BTreeSet<TaskId>,
+    /// When the incident was escalated to humans.
+    pub escalated_at: Option<Timestamp>,
+    /// When it resolved.
+    pub resolved_at: Option<Timestamp>,
+}
+
+impl IncidentState {
+    /// A new incident detected at `now`.
+    pub fn open(
+        key: String,
+        now: Timestamp,
+        alert: AlertState,
+        classification: BTreeMap<FailureKind, u64>,
+        deployment: Option<&DeploymentState>,
+    ) -> Self {
+        IncidentState {
+            key,
+            detected_at: now,
+            alert_at_detection: alert,
+            classification_at_detection: classification,
+            alert_firing: alert.firing,
+            deployment_at_open: deployment.map(|d| DeploymentAtOpen {
+                revision: d.revision,
+                deployed_at: d.deployed_at,
+                resource_version: d.resource_version.clone(),
+                previous_revision: d.previous_revision(),
+            }),
+            known_resource_version: deployment.map(|d| d.resource_version.clone()),
+            deployment_changed_externally: false,
+            env_changes: BTreeMap::new(),
+            breaker: Breaker::Closed,
+            breaker_enabled_at: None,
+            outage_seen: BTreeMap::new(),
+            rollback: None,
+            effects: BTreeSet::new(),
+            pruned: BTreeMap::new(),
+            prune_failed: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            findings_reported: BTreeSet::new(),
+            escalated_at: None,
+            resolved_at: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Prune the task's context bundle to `max_bytes`.
+    PruneContext {
+        /// Task.
+        task_id: TaskId,
+        /// Bundle size seen.
+        from_bytes: u64,
+        /// Budget.
+        max_bytes: u64,
+    },
+    /// Set (or, with `value: None`, unset) an env var on the Deployment.
+    SetEnv {
+        /// Deployment.
+        deployment: String,
+        /// Variable.
+        name: String,
+        /// New value.
+        value: Option<String>,
+        /// Why, in the runbook's words.
+        purpose: String,
+    },
+    /// Retry a task, fenced on its attempt count.
+    RetryTask {
+        /// Task.
+        task_id: TaskId,
+        /// The attempt this is (1-based).
+        attempt: u32,
+        /// Attempt count the retry is fenced on.
+        expected_attempts: u32,
+        /// The failure being retried.
+        failure_kind: FailureKind,
+        /// Only if the bundle was pruned in this pass (or needs no prune).
+        after_prune: bool,
+        /// The breaker's half-open probe.
+        probe: bool,
+    },
+    /// Roll back to a recorded revision, only if the Deployment is unchanged.
+    Rollback {
+        /// Deployment.
+        deployment: String,
+        /// Current revision.
+        from_revision: u64,
+        /// Target revision (the previous one when the incident opened).
+        to_revision: u64,
+        /// Precondition.
+        expected_resource_version: String,
+    },
+    /// Check the rollout after a rollback.
+    VerifyRollout {
+        /// Deployment.
+        deployment: String,
+    },
+    /// Page a human.
+    Page {
+        /// Configured target.
+        target: String,
+        /// Short machine-readable reason (`quota_critical`, `outage_30min`, …).
+        reason: String,
+        /// Human summary.
+        summary: String,
+    },
+    /// Notify an audience.
+    Notify {
+        /// Audience.
+        audience: String,
+        /// Message.
+        message: String,
+    },
+}
+
+impl Action {
+    /// The report's `kind` of this action.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::PruneContext { .. } => "prune_context",
+            Action::SetEnv { .. } => "set_env",
+            Action::RetryTask { .. } => "retry_task",
+            Action::Rollback { .. } => "rollback",
+            Action::VerifyRollout { .. } => "verify_rollout",
+            Action::Page { .. } => "page",
+            Action::Notify { .. } => "notify",
+        }
+    }
+
+    /// Whether carrying it out changes anything.
+    pub fn is_mutation(&self) -> bool {
+        !matches!(self, Action::VerifyRollout { .. })
+    }
+
+    /// The effect key used for at-most-once reservations and dedup keys (pages, notifications,
+    /// rollback).
+    pub fn effect_key(&self) -> Option<String> {
+        match self {
+            Action::Page { target, reason, .. } => Some(format!("page:{target}:{reason}")),
+            Action::Notify { audience, .. } => Some(format!("notify:{audience}")),
+            Action::Rollback { .. } => Some("rollback".into()),
+            _ => None,
+        }
+    }
+}
+
+/// An action considered and not taken, with the reason. Repeated reasons are aggregated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Skip {
+    /// The action kind not taken (`retry_task`, `rollback`, `set_env`, …).
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// How many subjects.
+    pub count: usize,
+    /// Up to 10 subjects (task ids, env names).
+    pub examples: Vec<String>,
+}
+
+impl Skip {
+    /// A skip of one subject.
+    pub fn new(action: &str, subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        let s = subject.into();
+        Skip {
+            action: action.to_owned(),
+            reason: reason.into(),
+            count: 1,
+            examples: if s.is_empty() { Vec::new() } else { vec![s] },
+        }
+    }
+}
+
+/// Something found and reported, not acted on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Finding {
+    /// `validation`, `new_failure_mode`, …
+    pub kind: String,
+    /// The task, if about one.
+    pub task_id: Option<TaskId>,
+    /// What.
+    pub summary: String,
+    /// Evidence (validation errors with pointers, version mismatch, samples).
+    pub details: serde_json::Value,
+}
+
+/// How an incident ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Settle {
+    /// The alert cleared.
+    Resolved,
+    /// Nothing automated remains; humans have it.
+    Escalated,
+}
+
+/// The result of [`decide`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The alert this pass (None when the counts could not be read).
+    pub alert: Option<AlertState>,
+    /// Failed tasks by kind.
+    pub classification: BTreeMap<FailureKind, u64>,
+    /// What to do, in order.
+    pub actions: Vec<Action>,
+    /// What was considered and not done.
+    pub skipped: Vec<Skip>,
+    /// What was found.
+    pub findings: Vec<Finding>,
+    /// What the incident waits for (non-empty keeps it open).
+    pub waiting: Vec<String>,
+    /// Earliest time something becomes due.
+    pub wake_at: Option<Timestamp>,
+    /// Resolved or escalated.
+    pub settle: Option<Settle>,
+    /// The incident state with what this pass *observed*: the alert's hysteresis, the breaker's
+    /// clock and probe result, changes made by others, when an outage was first seen, and the
+    /// settlement. It holds nothing about the actions, which have not happened yet: their
+    /// outcomes are applied one by one with [`super::apply_outcome`].
+    #[serde(skip)]
+    pub state: Option<IncidentState>,
+}

@@ -1,0 +1,571 @@
+//! Act: carry out a decision's actions, each through the [guard](super::guard), and report one
+//! [`ActionOutcome`] per action. The outcome enters the incident state only through
+//! [`apply_outcome`]; it is recorded in the report and in the ledger's timeline.
+
+use chrono::TimeDelta;
+
+use super::guard::{Budget, Gate};
+use super::{Responder, dedup_key, lock};
+use crate::bundle::{BundleStoreExt, PruneContextOutcome};
+use crate::decide::{
+    Action, ActionOutcome, Applied, Decision, IncidentState, Observation, Skip, apply_outcome,
+    escalate_after_panic,
+};
+use crate::error::{ErrorKind, Result};
+use crate::model::{ByteSize, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp};
+use crate::ports::{Epoch, Notification, Page, RetryOutcome, RetryRequest, TimelineEntry};
+
+/// What acting on one decision produced.
+pub(super) struct Acted {
+    /// Timeline entries for the ledger.
+    pub(super) entries: Vec<TimelineEntry>,
+    /// An action panicked (contained): the incident goes to humans.
+    pub(super) panicked: bool,
+}
+
+/// What one action came to.
+enum Done {
+    /// An outcome to apply and record.
+    Outcome(ActionOutcome),
+    /// Held back by the action rate limit: not recorded as an action; decided again next pass.
+    Deferred,
+    /// Nothing to record (a dry-run rollout check, a rollout still in progress).
+    Nothing,
+}
+
+/// The state of one act phase.
+struct Pass<'a> {
+    obs: &'a Observation,
+    epoch: Option<Epoch>,
+    now: Timestamp,
+    entries: Vec<TimelineEntry>,
+    /// Tasks whose bundle was pruned (or found small) in this pass: their retry may go.
+    pruned_now: Vec<TaskId>,
+    deferred: usize,
+    panicked: bool,
+}
+
+/// The outcome of a call the guard did not let run to completion.
+fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
+    match gate {
+        Gate::Ran(t) => Ok(t),
+        Gate::Halted => Err(Done::Outcome(refused("kill switch is on"))),
+        Gate::DryRun => Err(Done::Outcome(ActionOutcome::DryRun)),
+        Gate::Deferred => Err(Done::Deferred),
+        Gate::TimedOut(e) => Err(Done::Outcome(failed(e.to_string(), false))),
+        Gate::Panicked(what) => Err(Done::Outcome(ActionOutcome::Unknown {
+            reason: format!("panicked: {what}"),
+        })),
+    }
+}
+
+fn refused(reason: impl Into<String>) -> ActionOutcome {
+    ActionOutcome::Refused {
+        reason: reason.into(),
+    }
+}
+
+fn failed(reason: String, final_for_incident: bool) -> ActionOutcome {
+    ActionOutcome::Failed {
+        reason,
+        final_for_incident,
+    }
+}
+
+impl Responder {
+    /// Carries out `d`'s actions in order; consecutive retries go to the store as one batch.
+    pub(super) async fn act(
+        &self,
+        d: &Decision,
+        obs: &Observation,
+        state: &mut IncidentState,
+        epoch: Option<Epoch>,
+        now: Timestamp,
+    ) -> Acted {
+        let mut pass = Pass {
+            obs,
+            epoch,
+            now,
+            entries: Vec::new(),
+            pruned_now: Vec::new(),
+            deferred: 0,
+            panicked: false,
+        };
+        let mut i = 0;
+        while i < d.actions.len() {
+            if let Action::RetryTask { .. } = d.actions[i] {
+                let start = i;
+                while matches!(d.actions.get(i), Some(Action::RetryTask { .. })) {
+                    i += 1;
+                }
+                self.retry_batch(&d.actions[start..i], state, &mut pass)
+                    .await;
+                continue;
+            }
+            let a = &d.actions[i];
+            i += 1;
+            let done = self.execute(a, state, &mut pass).await;
+            if self.finish(a, done, state, &mut pass) {
+                let summary = format!(
+                    "flowfail: a {} action panicked and was contained; a human should look",
+                    a.kind()
+                );
+                self.escalate("action_panicked", summary, state, &mut pass)
+                    .await;
+            }
+        }
+        for f in &d.findings {
+            pass.entries.push(TimelineEntry::new(
+                now,
+                "finding",
+                serde_json::to_value(f).unwrap_or_default(),
+            ));
+        }
+        if pass.deferred > 0 {
+            // Excess is escalated, never dropped: the deferred actions are decided again.
+            let summary = format!(
+                "flowfail hit its action rate limit ({} a minute): {} action(s) deferred; a human may want to look",
+                self.policy.max_actions_per_minute, pass.deferred
+            );
+            self.escalate("action_rate_limited", summary, state, &mut pass)
+                .await;
+        }
+        Acted {
+            entries: pass.entries,
+            panicked: pass.panicked,
+        }
+    }
+
+    async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut Pass<'_>) -> Done {
+        let r = match a {
+            Action::PruneContext { .. } => self.prune(a, pass).await,
+            Action::SetEnv { .. } => self.set_env(a, pass).await,
+            Action::Rollback { .. } => self.rollback(a, state, pass).await,
+            Action::VerifyRollout { deployment } => self.verify(deployment, state, pass).await,
+            Action::Page { .. } | Action::Notify { .. } => self.deliver(a, state, pass).await,
+            Action::RetryTask { .. } => Ok(Done::Nothing),
+        };
+        r.unwrap_or_else(|done| done)
+    }
+
+    /// Applies and records one outcome. Returns `true` when the action panicked.
+    fn finish(
+        &self,
+        a: &Action,
+        done: Done,
+        state: &mut IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> bool {
+        match done {
+            Done::Nothing => false,
+            Done::Deferred => {
+                let skip = Skip::new(
+                    a.kind(),
+                    subject(a),
+                    "action rate limit: deferred to the next pass",
+                );
+                lock(&self.inner).report.skips(pass.now, &[skip]);
+                pass.deferred += 1;
+                false
+            }
+            Done::Outcome(o) => {
+                apply_outcome(state, a, &o, &self.policy, pass.now);
+                self.record_action(a, &o, pass);
+                let panicked = matches!(o, ActionOutcome::Unknown { .. });
+                if panicked {
+                    tracing::error!(incident = %state.key, kind = a.kind(), "action panicked; contained");
+                    escalate_after_panic(state, pass.now);
+                    pass.panicked = true;
+                }
+                panicked
+            }
+        }
+    }
+
+    fn record_action(&self, a: &Action, o: &ActionOutcome, pass: &mut Pass<'_>) {
+        let Some((fields, outcome, detail)) = crate::report::rendered(a, o) else {
+            return;
+        };
+        if outcome != crate::report::Outcome::DryRun {
+            tracing::info!(action = a.kind(), outcome = ?outcome, "action");
+        }
+        pass.entries.push(TimelineEntry::new(
+            pass.now,
+            "action",
+            serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
+        ));
+        lock(&self.inner)
+            .report
+            .action(pass.now, fields, outcome, detail);
+    }
+
+    async fn prune(&self, a: &Action, pass: &mut Pass<'_>) -> std::result::Result<Done, Done> {
+        let Action::PruneContext {
+            task_id, max_bytes, ..
+        } = a
+        else {
+            return Ok(Done::Nothing);
+        };
+        let gate = self
+            .guarded("prune_context", Budget::Limited, pass.now, || {
+                self.ports.bundles.prune_context(
+                    task_id,
+                    ByteSize::new(*max_bytes),
+                    self.policy.max_bundle_size,
+                    &self.prune_options,
+                )
+            })
+            .await;
+        Ok(Done::Outcome(match stopped(gate)? {
+            Ok(PruneContextOutcome::Pruned {
+                from_bytes,
+                to_bytes,
+                archive_checksum,
+                ..
+            }) => {
+                pass.pruned_now.push(task_id.clone());
+                ActionOutcome::Applied(Applied::Pruned {
+                    from_bytes,
+                    to_bytes,
+                    archive_checksum,
+                })
+            }
+            Ok(PruneContextOutcome::AlreadySmall { bytes }) => {
+                pass.pruned_now.push(task_id.clone());
+                ActionOutcome::Applied(Applied::AlreadySmall { bytes })
+            }
+            Err(e) => {
+                let final_for_incident = e.kind() != ErrorKind::Conflict && !e.is_transient();
+                failed(e.to_string(), final_for_incident)
+            }
+        }))
+    }
+
+    async fn set_env(&self, a: &Action, pass: &mut Pass<'_>) -> std::result::Result<Done, Done> {
+        let Action::SetEnv {
+            deployment,
+            name,
+            value,
+            ..
+        } = a
+        else {
+            return Ok(Done::Nothing);
+        };
+        let change = match value {
+            Some(v) => EnvChange::set(name.clone(), v.clone()),
+            None => EnvChange::unset(name.clone()),
+        };
+        let previous = pass
+            .obs
+            .deployment
+            .as_ref()
+            .and_then(|d| d.env.get(name).cloned());
+        let pre = pass
+            .obs
+            .deployment
+            .as_ref()
+            .map(|d| d.resource_version.clone());
+        let gate = self
+            .guarded("deployment.set_env", Budget::Limited, pass.now, || {
+                self.ports
+                    .deployment
+                    .set_env(deployment, std::slice::from_ref(&change), pre)
+            })
+            .await;
+        let r = match gate {
+            Gate::TimedOut(e) => Err(e),
+            other => stopped(other)?,
+        };
+        let r = match r {
+            // A lost reply? Look before reporting failure.
+            Err(e) if e.kind() != ErrorKind::Conflict => {
+                match self.ports.deployment.state(deployment).await {
+                    Ok(s) if s.env.get(name) == value.as_ref() => Ok(s),
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        };
+        Ok(Done::Outcome(match r {
+            Ok(s) => ActionOutcome::Applied(Applied::EnvSet {
+                resource_version: s.resource_version,
+                previous,
+            }),
+            Err(e) => failed(e.to_string(), false),
+        }))
+    }
+
+    /// Reserved in the ledger first (at most once per incident across replicas), then applied
+    /// only if the resourceVersion is unchanged; a failure is final for the incident.
+    async fn rollback(
+        &self,
+        a: &Action,
+        state: &IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> std::result::Result<Done, Done> {
+        let Action::Rollback {
+            deployment,
+            from_revision,
+            to_revision,
+            expected_resource_version,
+        } = a
+        else {
+            return Ok(Done::Nothing);
+        };
+        let epoch = pass.epoch;
+        let gate = self
+            .guarded("deployment.rollback", Budget::Limited, pass.now, || async {
+                // Mutations run only under a ledger claim; without one, nothing is reserved.
+                let Some(epoch) = epoch else {
+                    return Err(crate::Error::refused("no ledger claim for this pass"));
+                };
+                match self
+                    .ports
+                    .incidents
+                    .reserve_effect(&state.key, epoch, "rollback")
+                    .await
+                {
+                    Ok(true) => Ok(Some(
+                        self.ports
+                            .deployment
+                            .rollback(deployment, *to_revision, expected_resource_version)
+                            .await,
+                    )),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        let r: Result<DeploymentState> = match gate {
+            Gate::Ran(Ok(Some(r))) => r,
+            Gate::Ran(Ok(None)) => {
+                return Ok(Done::Outcome(ActionOutcome::DoneElsewhere {
+                    reason: "rollback already reserved for this incident (another responder or an earlier pass)".into(),
+                }));
+            }
+            Gate::Ran(Err(e)) => {
+                return Ok(Done::Outcome(failed(
+                    format!("could not reserve the rollback: {e}"),
+                    false,
+                )));
+            }
+            Gate::TimedOut(e) => Err(e),
+            other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
+        };
+        let r = match r {
+            Err(e) if e.is_transient() => match self.ports.deployment.state(deployment).await {
+                Ok(s)
+                    if s.revision != *from_revision
+                        && !s.history.iter().any(|h| h.revision == *to_revision) =>
+                {
+                    Ok(s)
+                }
+                _ => Err(e),
+            },
+            r => r,
+        };
+        Ok(Done::Outcome(match r {
+            Ok(s) => ActionOutcome::Applied(Applied::RolledBack {
+                resource_version: s.resource_version,
+            }),
+            Err(e) => failed(e.to_string(), true),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        deployment: &str,
+        state: &IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> std::result::Result<Done, Done> {
+        let Some(rb) = &state.rollback else {
+            return Ok(Done::Nothing);
+        };
+        let gate = self
+            .guarded(
+                "deployment.rollout_status",
+                Budget::Exempt,
+                pass.now,
+                || {
+                    self.read("deployment.rollout_status", || {
+                        self.ports.deployment.rollout_status(deployment)
+                    })
+                },
+            )
+            .await;
+        let status = match gate {
+            Gate::DryRun => return Ok(Done::Nothing),
+            Gate::TimedOut(e) => Err(e),
+            other => stopped(other)?,
+        };
+        let timeout = TimeDelta::seconds(
+            i64::try_from(self.policy.rollout_timeout_s).unwrap_or(i64::MAX / 1000),
+        );
+        let verdict = match status {
+            Ok(RolloutStatus::Complete) => "complete".to_owned(),
+            Ok(RolloutStatus::Failed { message }) => format!("failed: {message}"),
+            Ok(_) | Err(_) if pass.now - rb.at > timeout => "timeout".to_owned(),
+            _ => return Ok(Done::Nothing),
+        };
+        Ok(Done::Outcome(ActionOutcome::Applied(
+            Applied::RolloutVerdict { verdict },
+        )))
+    }
+
+    /// Pages and notifications: never held back by the rate limit; deduplicated by key.
+    async fn deliver(
+        &self,
+        a: &Action,
+        state: &IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> std::result::Result<Done, Done> {
+        let key = a.effect_key().unwrap_or_default();
+        let dk = dedup_key(&state.key, &key);
+        let gate = match a {
+            Action::Page {
+                target,
+                reason,
+                summary,
+            } => {
+                let page = Page::new(
+                    target.clone(),
+                    dk,
+                    summary.clone(),
+                    serde_json::json!({
+                        "incident": state.key,
+                        "reason": reason,
+                        "classification": state.classification_at_detection,
+                        "alert": state.alert_at_detection,
+                    }),
+                );
+                self.guarded("pager.page", Budget::Exempt, pass.now, || {
+                    self.read("pager.page", || self.ports.pager.page(&page))
+                })
+                .await
+            }
+            Action::Notify { audience, message } => {
+                let n = Notification::new(audience.clone(), dk, message.clone());
+                self.guarded("notifier.notify", Budget::Exempt, pass.now, || {
+                    self.read("notifier.notify", || self.ports.notifier.notify(&n))
+                })
+                .await
+            }
+            _ => return Ok(Done::Nothing),
+        };
+        Ok(Done::Outcome(match stopped(gate)? {
+            Ok(d) => ActionOutcome::Applied(Applied::Delivered {
+                deduplicated: d == crate::ports::Delivery::Deduplicated,
+            }),
+            Err(e) => failed(e.to_string(), false),
+        }))
+    }
+
+    /// Pages on-call once per incident for `reason` (flowfail's own trouble).
+    async fn escalate(
+        &self,
+        reason: &str,
+        summary: String,
+        state: &mut IncidentState,
+        pass: &mut Pass<'_>,
+    ) {
+        let target = self.policy.on_call_target.clone();
+        let key = format!("page:{target}:{reason}");
+        if state.effects.contains(&key) || self.dry_run || self.kill.is_on() {
+            return;
+        }
+        let a = Action::Page {
+            target,
+            reason: reason.to_owned(),
+            summary,
+        };
+        let done = self.execute(&a, state, pass).await;
+        self.finish(&a, done, state, pass);
+    }
+
+    async fn retry_batch(&self, batch: &[Action], state: &mut IncidentState, pass: &mut Pass<'_>) {
+        let mut requests = Vec::new();
+        let mut sent: Vec<&Action> = Vec::new();
+        for a in batch {
+            let Action::RetryTask {
+                task_id,
+                expected_attempts,
+                after_prune,
+                ..
+            } = a
+            else {
+                continue;
+            };
+            let may_call = !self.kill.is_on() && !self.dry_run;
+            if may_call && *after_prune && !pass.pruned_now.contains(task_id) {
+                let o = refused("bundle was not pruned: not retrying into the same timeout");
+                self.finish(a, Done::Outcome(o), state, pass);
+                continue;
+            }
+            requests.push(RetryRequest::new(
+                task_id.clone(),
+                *expected_attempts,
+                pass.now,
+            ));
+            sent.push(a);
+        }
+        if requests.is_empty() {
+            return;
+        }
+        let gate = self
+            .guarded("task.schedule_retries", Budget::Limited, pass.now, || {
+                self.ports.tasks.schedule_retries(&requests)
+            })
+            .await;
+        let outcomes = match stopped(gate) {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => {
+                for a in sent {
+                    self.finish(a, Done::Outcome(failed(e.to_string(), false)), state, pass);
+                }
+                return;
+            }
+            Err(done) => {
+                let panicked = matches!(done, Done::Outcome(ActionOutcome::Unknown { .. }));
+                for a in &sent {
+                    let d = match &done {
+                        Done::Outcome(o) => Done::Outcome(o.clone()),
+                        Done::Deferred => Done::Deferred,
+                        Done::Nothing => Done::Nothing,
+                    };
+                    self.finish(a, d, state, pass);
+                }
+                if panicked {
+                    let summary = "flowfail: a retry_task action panicked and was contained; a human should look".to_owned();
+                    self.escalate("action_panicked", summary, state, pass).await;
+                }
+                return;
+            }
+        };
+        for (a, o) in sent.into_iter().zip(outcomes) {
+            let o = match o {
+                RetryOutcome::Scheduled { attempts } => {
+                    ActionOutcome::Applied(Applied::Retried { attempts })
+                }
+                RetryOutcome::Conflict { current_attempts } => ActionOutcome::DoneElsewhere {
+                    reason: format!("attempt count is now {current_attempts}: retried elsewhere"),
+                },
+                RetryOutcome::NotRetryable { status } => refused(format!("task is {status:?}")),
+                RetryOutcome::NotFound => failed("task not found".into(), false),
+            };
+            self.finish(a, Done::Outcome(o), state, pass);
+        }
+    }
+}
+
+fn subject(a: &Action) -> String {
+    match a {
+        Action::PruneContext { task_id, .. } | Action::RetryTask { task_id, .. } => {
+            task_id.to_string()
+        }
+        Action::SetEnv { name, .. } => name.clone(),
+        Action::Rollback { to_revision, .. } => format!("revision {to_revision}"),
+        Action::VerifyRollout { deployment } => deployment.clone(),
+        Action::Page { target, .. } => target.clone(),
+        Action::Notify { audience, .. } => audience.clone(),
+    }
+}

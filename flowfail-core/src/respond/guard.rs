@@ -1,0 +1,108 @@
+//! The one guard every mutation passes through.
+//!
+//! In this order: the kill switch, re-read right before the call → dry run → the action rate
+//! limit → the step deadline → panic containment. Prunes, env changes, the rollback, retry
+//! batches, pages, notifications and page resolutions all go through [`Responder::guarded`];
+//! nothing reaches a port's mutating method any other way.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use futures_util::FutureExt;
+
+use super::{Responder, lock};
+use crate::error::{Error, ErrorKind};
+use crate::model::Timestamp;
+
+/// Whether a mutation counts against the action rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Budget {
+    /// Counts: one token per call (a retry batch is one call).
+    Limited,
+    /// Never held back: pages, notifications, page resolutions, rollout checks.
+    Exempt,
+}
+
+/// What the guard did with a call.
+#[derive(Debug)]
+pub(super) enum Gate<T> {
+    /// The call ran to completion and returned this.
+    Ran(T),
+    /// The kill switch is on: not called.
+    Halted,
+    /// Dry run: not called.
+    DryRun,
+    /// The action rate limit is reached: not called; the next pass decides again.
+    Deferred,
+    /// No answer within the step deadline: the call was abandoned.
+    TimedOut(Error),
+    /// The call panicked; the panic was contained.
+    Panicked(String),
+}
+
+impl Responder {
+    /// Runs `call` if every safeguard lets it through. See the [module docs](self).
+    pub(super) async fn guarded<T, Fut>(
+        &self,
+        op: &'static str,
+        budget: Budget,
+        now: Timestamp,
+        call: impl FnOnce() -> Fut,
+    ) -> Gate<T>
+    where
+        Fut: Future<Output = T>,
+    {
+        if self.kill.is_on() {
+            return Gate::Halted;
+        }
+        if self.dry_run {
+            return Gate::DryRun;
+        }
+        if budget == Budget::Limited && !self.take_token(now) {
+            return Gate::Deferred;
+        }
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        let run =
+            std::panic::AssertUnwindSafe(
+                async move { tokio::time::timeout(deadline, call()).await },
+            )
+            .catch_unwind()
+            .await;
+        match run {
+            Ok(Ok(t)) => Gate::Ran(t),
+            Ok(Err(_)) => Gate::TimedOut(timeout_error(op, deadline)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(op, "mutation panicked; contained");
+                Gate::Panicked(crate::model::sanitize(&what, 200))
+            }
+        }
+    }
+
+    /// Whether the action rate limit lets one more mutation through.
+    fn take_token(&self, now: Timestamp) -> bool {
+        let mut inner = lock(&self.inner);
+        let minute_ago = now - TimeDelta::seconds(60);
+        inner.spent.retain(|t| *t > minute_ago);
+        if inner.spent.len() >= self.policy.max_actions_per_minute as usize {
+            return false;
+        }
+        inner.spent.push(now);
+        true
+    }
+}
+
+/// The error of a call abandoned at the step deadline.
+pub(super) fn timeout_error(op: &'static str, deadline: Duration) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("no answer within {}s", deadline.as_secs()),
+    )
+    .transient()
+    .with_operation(op)
+}

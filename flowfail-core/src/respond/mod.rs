@@ -1,0 +1,561 @@
+//! The responder: observe → decide → act → verify → record, until resolved or escalated.
+//!
+//! A [`Responder`] holds the ports as `Arc<dyn …>`, a [`Policy`] and a [`Clock`]. Each
+//! [`Responder::pass`] is level-triggered: it re-reads the world and the incident's state from
+//! the ledger, asks [`decide`] what to do, carries it out, and writes the new state back. Nothing
+//! important lives only in memory, so a restarted responder, or another replica, converges.
+//!
+//! The data path of one pass, each step in its own file:
+//!
+//! ```text
+//! observe (observe.rs) → decide (crate::decide) → guard (guard.rs) → act (act.rs)
+//!     → apply outcome (crate::decide::apply_outcome) → record (the ledger and the report)
+//! ```
+//!
+//! Safety, in the order the one [guard](guard) applies it to every mutation:
+//!
+//! - **kill switch** ([`KillSwitch`]): re-read right before each call; when on, no mutation
+//!   reaches any port (the ledger included); the pass still reports what it would have done,
+//!   and the run halts;
+//! - **dry run**: nothing is mutated; one pass reports what would be done;
+//! - **action rate limit**: at most `max_actions_per_minute` mutating calls per responder (a
+//!   retry batch is one call); the rest wait for the next pass (pages and notifications are
+//!   never held back);
+//! - **preconditions**: retries are fenced on the attempt count, bundles on their version, env
+//!   changes and the rollback on the Deployment's resourceVersion, ledger writes on the epoch;
+//! - **at most once**: the rollback is reserved in the ledger before it is attempted;
+//!   pages and notifications carry dedup keys derived from the incident key;
+//! - **per-step deadlines**: every port call has `step_timeout_s`; transient read errors are
+//!   retried twice with jittered backoff (`backon`), honouring a backend's `Retry-After` — the
+//!   only retry loop; adapters make one attempt per call;
+//! - **panic containment**: a panicking call is contained, recorded, and the incident is
+//!   handed to on-call.
+//!
+//! ```
+//! use flowfail_core::memory::World;
+//! use flowfail_core::respond::Responder;
+//! use flowfail_core::{Clock, Policy};
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! let clock = Clock::tokio_anchored(chrono::Utc::now());
+//! let world = World::new(&Policy::default(), clock.clone());
+//! let responder = Responder::builder().ports(world.ports()).clock(clock).build().unwrap();
+//! let report = responder.run(std::time::Duration::from_secs(600)).await.unwrap();
+//! assert!(!report.alert.firing); // an empty world has no incident
+//! # });
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use crate::classify::Classification;
+use crate::clock::Clock;
+use crate::decide::{IncidentState, Observation, Settle, classification, decide};
+use crate::error::{Error, Result};
+use crate::model::Timestamp;
+use crate::policy::Policy;
+use crate::ports::{Epoch, Ports, TimelineEntry};
+use crate::prune::PruneOptions;
+use crate::report::{Report, ReportBuilder};
+use crate::schema::SchemaSet;
+
+mod act;
+mod guard;
+mod observe;
+
+/// Stops every mutation when on. Cheap to clone; clones share the switch.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(Arc<AtomicBool>);
+
+impl KillSwitch {
+    /// A switch, off.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Turns it on (or off).
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Builds a [`Responder`].
+#[derive(Debug, Default)]
+pub struct ResponderBuilder {
+    ports: Option<Ports>,
+    policy: Option<Policy>,
+    clock: Option<Clock>,
+    schemas: Option<Arc<SchemaSet>>,
+    dry_run: bool,
+    kill: Option<KillSwitch>,
+    name: Option<String>,
+    prune_options: Option<PruneOptions>,
+}
+
+impl ResponderBuilder {
+    /// The ports (required).
+    pub fn ports(mut self, ports: Ports) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+    /// The policy (default: the runbook's).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The TaskObject schemas (default: the built-in v1 and v2).
+    pub fn schemas(mut self, schemas: Arc<SchemaSet>) -> Self {
+        self.schemas = Some(schemas);
+        self
+    }
+    /// Dry run: decide and report, mutate nothing.
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+    /// A kill switch shared with whoever may pull it.
+    pub fn kill_switch(mut self, k: KillSwitch) -> Self {
+        self.kill = Some(k);
+        self
+    }
+    /// A name for the report.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Pruning options for prune-context.
+    pub fn prune_options(mut self, o: PruneOptions) -> Self {
+        self.prune_options = Some(o);
+        self
+    }
+    /// Builds the responder; the policy is validated.
+    pub fn build(self) -> Result<Responder> {
+        let ports = self
+            .ports
+            .ok_or_else(|| Error::invalid_input("responder needs ports"))?;
+        let policy = self.policy.unwrap_or_default();
+        policy.validate()?;
+        let report = ReportBuilder {
+            name: self.name,
+            dry_run: self.dry_run,
+            ..ReportBuilder::default()
+        };
+        Ok(Responder {
+            ports,
+            clock: self.clock.unwrap_or_else(Clock::system),
+            schemas: self
+                .schemas
+                .unwrap_or_else(|| Arc::new(SchemaSet::builtin())),
+            dry_run: self.dry_run,
+            kill: self.kill.unwrap_or_default(),
+            prune_options: self.prune_options.unwrap_or_default(),
+            inner: Mutex::new(Inner {
+                incident: None,
+                report,
+                spent: Vec::new(),
+                class_cache: HashMap::new(),
+            }),
+            pass_lock: tokio::sync::Mutex::new(()),
+            policy,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The incident this responder works on, and its last known state.
+    incident: Option<IncidentState>,
+    report: ReportBuilder,
+    /// Times of recent mutations (action rate limit).
+    spent: Vec<Timestamp>,
+    class_cache: HashMap<(String, Option<u16>), Classification>,
+}
+
+/// What one pass ended with.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PassOutcome {
+    /// Resolved or escalated, when the incident settled.
+    pub settled: Option<Settle>,
+    /// Whether an incident is open.
+    pub incident_open: bool,
+    /// When something becomes due (the next pass should not be later).
+    pub wake_at: Option<Timestamp>,
+    /// The run should stop (kill switch, dry run, settled).
+    pub stop: bool,
+}
+
+/// Carries out the runbook. See the [module docs](self).
+#[derive(Debug)]
+pub struct Responder {
+    ports: Ports,
+    policy: Policy,
+    clock: Clock,
+    schemas: Arc<SchemaSet>,
+    dry_run: bool,
+    kill: KillSwitch,
+    prune_options: PruneOptions,
+    inner: Mutex<Inner>,
+    pass_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Responder {
+    /// A builder.
+    pub fn builder() -> ResponderBuilder {
+        ResponderBuilder::default()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The kill switch.
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill
+    }
+
+    /// Records a data gap in the report (something that could not be read or used).
+    pub fn note_gap(&self, what: String) {
+        let now = self.clock.now();
+        lock(&self.inner).report.gap(now, what);
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> Report {
+        let inner = lock(&self.inner);
+        inner
+            .report
+            .build(inner.incident.as_ref(), self.clock.now())
+    }
+
+    /// Runs passes until the incident settles, the run is stopped, or `max` (clock time) passes.
+    pub async fn run(&self, max: Duration) -> Result<Report> {
+        self.run_with(max, |_| None).await
+    }
+
+    /// Like [`Responder::run`], calling `before_pass(now)` before each pass (a replay applies
+    /// its world events there); it returns the next time it wants to be called, if any.
+    pub async fn run_with(
+        &self,
+        max: Duration,
+        mut before_pass: impl FnMut(Timestamp) -> Option<Timestamp>,
+    ) -> Result<Report> {
+        let start = self.clock.now();
+        let end = start + TimeDelta::from_std(max).unwrap_or(TimeDelta::MAX);
+        loop {
+            let now = self.clock.now();
+            let next_event = before_pass(now);
+            let out = self.pass().await?;
+            if out.stop {
+                break;
+            }
+            // The first pass that sees no alert and no incident ends a run that never fired.
+            if !out.incident_open && out.settled.is_none() {
+                break;
+            }
+            let now = self.clock.now();
+            if now >= end {
+                break;
+            }
+            let mut wake = now + TimeDelta::seconds(self.policy.poll_interval_s as i64);
+            if let Some(w) = out.wake_at.filter(|w| *w > now) {
+                wake = wake.min(w);
+            }
+            if let Some(e) = next_event.filter(|e| *e > now) {
+                wake = wake.min(e);
+            }
+            // Passes are at least a second apart, whatever falls due in between.
+            wake = wake.max(now + TimeDelta::seconds(1)).min(end);
+            let d = (wake - now).to_std().unwrap_or(Duration::from_millis(1));
+            tokio::time::sleep(d.max(Duration::from_millis(1))).await;
+        }
+        Ok(self.report())
+    }
+
+    /// Runs one observe → decide → act → record pass. Passes never overlap: a pass started
+    /// while another runs is refused.
+    pub async fn pass(&self) -> Result<PassOutcome> {
+        let _guard = self
+            .pass_lock
+            .try_lock()
+            .map_err(|_| Error::refused("a pass is already running"))?;
+        let now = self.clock.now();
+        let halted = self.kill.is_on();
+        let obs = self.observe(now).await;
+        {
+            let mut inner = lock(&self.inner);
+            inner.report.passes += 1;
+            for g in &obs.gaps {
+                inner.report.gap(now, g.clone());
+            }
+        }
+        let Some(state) = self.incident_state(&obs, halted).await? else {
+            let mut inner = lock(&self.inner);
+            if let Some(c) = &obs.counts {
+                inner.report.last_alert = Some(crate::decide::alert(c, false, &self.policy));
+            }
+            return Ok(PassOutcome {
+                settled: None,
+                incident_open: false,
+                wake_at: None,
+                stop: halted || self.dry_run,
+            });
+        };
+        let epoch = if self.mutating(halted) {
+            match self.ports.incidents.claim(&state.key).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.note_gap(format!("incident ledger: {e}"));
+                    return Ok(PassOutcome {
+                        settled: None,
+                        incident_open: true,
+                        wake_at: None,
+                        stop: false,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let decision = decide(&obs, &state, &self.policy);
+        tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
+        let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
+        let acted = self.act(&decision, &obs, &mut next, epoch, now).await;
+        {
+            let mut inner = lock(&self.inner);
+            inner.report.skips(now, &decision.skipped);
+            for f in &decision.findings {
+                inner.report.finding(now, f.clone());
+            }
+            if halted {
+                inner.report.halted = true;
+            }
+        }
+        // A panic in the remediator is an incident of its own: stop automating this one.
+        let settled = if acted.panicked && decision.settle.is_none() {
+            Some(Settle::Escalated)
+        } else {
+            decision.settle
+        };
+        if let Some(epoch) = epoch {
+            self.record(&next, epoch, &acted.entries, settled.is_some(), now)
+                .await;
+        }
+        if settled == Some(Settle::Resolved) {
+            self.resolve_pages(&next, now).await;
+        }
+        lock(&self.inner).incident = Some(next);
+        Ok(PassOutcome {
+            settled,
+            incident_open: true,
+            wake_at: decision.wake_at,
+            stop: settled.is_some() || halted || self.dry_run,
+        })
+    }
+
+    /// Writes the pass to the ledger: timeline entries, the state, and — when the incident
+    /// settled — the post-incident record. A stale epoch means another replica took over this
+    /// pass: the next pass re-reads.
+    async fn record(
+        &self,
+        next: &IncidentState,
+        epoch: Epoch,
+        entries: &[TimelineEntry],
+        settled: bool,
+        now: Timestamp,
+    ) {
+        let write = async {
+            let state_json = serde_json::to_value(next)?;
+            self.ports
+                .incidents
+                .append(&next.key, epoch, entries)
+                .await?;
+            self.ports
+                .incidents
+                .save_state(&next.key, epoch, &state_json)
+                .await?;
+            if settled {
+                let report = lock(&self.inner).report.build(Some(next), now);
+                let post = serde_json::to_value(&report.post_incident)?;
+                self.ports
+                    .incidents
+                    .close(&next.key, epoch, now, &post)
+                    .await?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = write.await {
+            self.note_gap(format!("incident ledger write: {e}"));
+        }
+    }
+
+    /// Resolves the pages of a resolved incident, each through the guard.
+    async fn resolve_pages(&self, next: &IncidentState, now: Timestamp) {
+        for k in next.effects.iter().filter(|k| k.starts_with("page:")) {
+            let dk = dedup_key(&next.key, k);
+            let _ = self
+                .guarded("pager.resolve", guard::Budget::Exempt, now, || {
+                    self.read("pager.resolve", || self.ports.pager.resolve(&dk))
+                })
+                .await;
+        }
+    }
+
+    fn mutating(&self, halted: bool) -> bool {
+        !self.dry_run && !halted
+    }
+
+    /// The incident's state from the ledger's JSON; a state that does not parse is a gap, never
+    /// a silent reset.
+    fn parse_state(&self, json: serde_json::Value, now: Timestamp) -> Option<IncidentState> {
+        match serde_json::from_value(json) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                lock(&self.inner)
+                    .report
+                    .gap(now, format!("incident ledger: state unreadable: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The incident's current state: from the ledger when one is open, a new one when the alert
+    /// fires, none otherwise.
+    async fn incident_state(
+        &self,
+        obs: &Observation,
+        halted: bool,
+    ) -> Result<Option<IncidentState>> {
+        let known = lock(&self.inner).incident.clone();
+        if let Some(s) = known {
+            if !self.mutating(halted) {
+                return Ok(Some(s));
+            }
+            // Level-triggered: the ledger is the truth (another replica may have moved it on).
+            return Ok(Some(match self.ports.incidents.get(&s.key).await {
+                Ok(rec) => self.parse_state(rec.state, obs.now).unwrap_or(s),
+                Err(e) => {
+                    self.note_gap(format!("incident ledger: {e}"));
+                    s
+                }
+            }));
+        }
+        if self.mutating(halted) {
+            // A restarted responder (or another replica) carries on with the open incident.
+            match self
+                .ports
+                .incidents
+                .find_open(&self.policy.deployment)
+                .await
+            {
+                Ok(Some(rec)) => {
+                    if let Some(state) = self.parse_state(rec.state, obs.now) {
+                        return Ok(Some(state));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.note_gap(format!("incident ledger: {e}"));
+                    return Ok(None);
+                }
+            }
+        }
+        self.open_incident(obs, halted).await
+    }
+
+    /// Opens an incident when the alert fires (in the ledger unless mutations are off); joins
+    /// the one another replica opened first.
+    async fn open_incident(
+        &self,
+        obs: &Observation,
+        halted: bool,
+    ) -> Result<Option<IncidentState>> {
+        let (Some(counts), Some(failed)) = (&obs.counts, &obs.failed) else {
+            return Ok(None);
+        };
+        let alert = crate::decide::alert(counts, false, &self.policy);
+        if !alert.firing {
+            return Ok(None);
+        }
+        let key = format!(
+            "{}-{}",
+            self.policy.deployment,
+            obs.now.format("%Y%m%dT%H%MZ")
+        );
+        let state = IncidentState::open(
+            key.clone(),
+            obs.now,
+            alert,
+            classification(failed),
+            obs.deployment.as_ref(),
+        );
+        lock(&self.inner).report.note(
+            obs.now,
+            format!(
+                "alert FlowFailureRate firing: {:.2}% failures over {} tasks (threshold {:.2}%, min sample {})",
+                alert.failure_rate * 100.0,
+                alert.window_tasks,
+                self.policy.alert_failure_rate * 100.0,
+                self.policy.min_sample
+            ),
+        );
+        if !self.mutating(halted) {
+            return Ok(Some(state));
+        }
+        let json = serde_json::to_value(&state)?;
+        let (rec, created) = self
+            .ports
+            .incidents
+            .open(&self.policy.deployment, &key, obs.now, &json)
+            .await?;
+        if created {
+            return Ok(Some(state));
+        }
+        // Another replica opened it first: join it.
+        Ok(Some(self.parse_state(rec.state, obs.now).unwrap_or(state)))
+    }
+}
+
+/// The pager dedup key of an effect: `<incident key>:<effect>`, at most 255 bytes (cut at a
+/// character boundary).
+pub fn dedup_key(incident: &str, effect: &str) -> String {
+    let mut k = format!("{incident}:{effect}");
+    if k.len() > 255 {
+        let mut cut = 255;
+        while !k.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        k.truncate(cut);
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_key;
+
+    #[test]
+    fn dedup_key_is_cut_at_a_character_boundary() {
+        let incident = "é".repeat(200);
+        let k = dedup_key(&incident, "page:on_call:x");
+        assert!(k.len() <= 255);
+        assert!(k.starts_with('é'));
+        assert_eq!(dedup_key("inc", "page:x"), "inc:page:x");
+    }
+}

@@ -1,0 +1,195 @@
+//! Observe: one read of everything the runbook looks at. A read that fails after the retry
+//! loop becomes a *gap*, never a default that looks healthy.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::TimeDelta;
+
+use super::guard::timeout_error;
+use super::{Responder, lock};
+use crate::classify::{Classification, classify};
+use crate::decide::{BundleObs, Observation, ObservedTask, SchemaObs};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{FailureKind, Quota, Timestamp};
+use crate::ports::LogQuery;
+
+impl Responder {
+    /// A read with the step deadline; transient errors are retried twice with jittered
+    /// backoff, waiting at least what the backend asked for (`Retry-After`, capped at the
+    /// deadline). This is flowfail's only retry loop: adapters make one attempt per call.
+    pub(super) async fn read<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        let mut f = f;
+        let call = || {
+            let fut = f();
+            async move {
+                tokio::time::timeout(deadline, fut)
+                    .await
+                    .unwrap_or_else(|_| Err(timeout_error(op, deadline)))
+            }
+        };
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_times(2)
+                .with_jitter(),
+        )
+        .when(|e: &Error| e.is_transient())
+        .adjust(move |e: &Error, delay| {
+            delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
+        })
+        .await
+    }
+
+    pub(super) async fn observe(&self, now: Timestamp) -> Observation {
+        let p = &self.policy;
+        let mut obs = Observation::new(now);
+        let window = TimeDelta::seconds(i64::try_from(p.alert_window_s).unwrap_or(i64::MAX / 1000));
+        let since = now.checked_sub_signed(window).unwrap_or(now);
+        let until = now + TimeDelta::milliseconds(1);
+        match self
+            .read("task.counts", || self.ports.tasks.counts(since, until))
+            .await
+        {
+            Ok(c) => obs.counts = Some(c),
+            Err(e) => obs.gaps.push(format!("TaskDB counts: {e}")),
+        }
+        self.observe_failed(&mut obs).await;
+        let q = LogQuery::errors(since, until).max_events(10_000);
+        match self
+            .read("logs.errors", || self.ports.logs.errors(&q))
+            .await
+        {
+            Ok(b) => obs.log_events = Some((b.events.len(), b.truncated)),
+            Err(e) => obs.gaps.push(format!("error logs: {e}")),
+        }
+        self.observe_vendors(&mut obs).await;
+        match self
+            .read("deployment.state", || {
+                self.ports.deployment.state(&p.deployment)
+            })
+            .await
+        {
+            Ok(d) => obs.deployment = Some(d),
+            Err(e) => obs.gaps.push(format!("deployment: {e}")),
+        }
+        let probe = lock(&self.inner)
+            .incident
+            .as_ref()
+            .and_then(|s| s.breaker.probe().cloned());
+        if let Some(id) = probe
+            && let Ok(t) = self.read("task.get", || self.ports.tasks.get(&id)).await
+        {
+            obs.watched.insert(id, t);
+        }
+        obs
+    }
+
+    /// The runbook's failed-task query, classified, with evidence per task: bundle sizes for
+    /// timeouts, TaskObjects for validation failures.
+    async fn observe_failed(&self, obs: &mut Observation) {
+        let limit = self.policy.triage_limit;
+        let tasks = match self
+            .read("task.recent_failed", || {
+                self.ports.tasks.recent_failed(limit)
+            })
+            .await
+        {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                obs.gaps.push(format!("TaskDB failed tasks: {e}"));
+                return;
+            }
+        };
+        obs.failed_truncated = tasks.len() >= limit;
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let class =
+                self.classify_cached(t.error_message.as_deref().unwrap_or(""), t.http_status);
+            out.push(ObservedTask::from_parts(t, class));
+        }
+        for t in out.iter_mut() {
+            let id = t.task.task_id.clone();
+            match t.class.kind {
+                FailureKind::Timeout => {
+                    t.bundle = match self
+                        .read("bundle.head", || self.ports.bundles.head(&id))
+                        .await
+                    {
+                        Ok(m) => BundleObs::Size { bytes: m.size },
+                        Err(e) if e.kind() == ErrorKind::NotFound => BundleObs::Missing,
+                        Err(e) => BundleObs::Unreadable {
+                            reason: e.to_string(),
+                        },
+                    };
+                }
+                FailureKind::Validation => {
+                    let read = self
+                        .read("task.task_object", || self.ports.tasks.task_object(&id))
+                        .await;
+                    t.schema = Some(match read {
+                        Ok(Some(v)) => SchemaObs::Checked(self.schemas.validate(&v)),
+                        Ok(None) => SchemaObs::Missing,
+                        Err(e) => SchemaObs::Unreadable {
+                            reason: e.to_string(),
+                        },
+                    });
+                }
+                _ => {}
+            }
+        }
+        obs.failed = Some(out);
+    }
+
+    /// The primary vendor's quota; the primary's and the fallback's status pages.
+    async fn observe_vendors(&self, obs: &mut Observation) {
+        let p = &self.policy;
+        obs.quota = match self
+            .read("quota.quota", || self.ports.quota.quota(&p.primary_vendor))
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => {
+                obs.gaps.push(format!("quota: {e}"));
+                Quota::Unknown {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let mut vendors = vec![p.primary_vendor.clone()];
+        if let Some(f) = p.fallbacks.get(&p.primary_vendor) {
+            vendors.push(f.vendor.clone());
+        }
+        for v in vendors {
+            match self
+                .read("status.health", || self.ports.status.health(&v))
+                .await
+            {
+                Ok(s) => {
+                    obs.vendors.insert(v, s);
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => obs.gaps.push(format!("status page {v}: {e}")),
+            }
+        }
+    }
+
+    fn classify_cached(&self, message: &str, status: Option<u16>) -> Classification {
+        let mut inner = lock(&self.inner);
+        let key = (message.to_owned(), status);
+        if let Some(c) = inner.class_cache.get(&key) {
+            return *c;
+        }
+        let c = classify(message, status);
+        if inner.class_cache.len() < 100_000 {
+            inner.class_cache.insert(key, c);
+        }
+        c
+    }
+}
