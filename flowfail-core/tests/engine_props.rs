@@ -228,3 +228,262 @@ proptest! {
         prop_assert!(report.actions.iter().all(|a| a.outcome == flowfail_core::report::Outcome::DryRun));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The outcome function: the one writer of action effects into the incident state.
+
+mod outcomes {
+    use super::*;
+    use flowfail_core::breaker::Breaker;
+    use flowfail_core::decide::{Action, ActionOutcome, Applied, IncidentState, apply_outcome};
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-11-13T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn state() -> IncidentState {
+        let alert = flowfail_core::detect::alert_from_counts(400, 100, false, &Policy::default());
+        IncidentState::open("flowengine-x".into(), t0(), alert, BTreeMap::new(), None)
+    }
+
+    fn id(n: u8) -> TaskId {
+        TaskId::parse(&format!("t-{n}")).unwrap()
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        let p = Policy::default();
+        let envs = vec![
+            p.breaker_env.clone(),
+            p.fallback_env.clone(),
+            p.manual_review_env.clone(),
+            "OTHER".to_owned(),
+        ];
+        prop_oneof![
+            (0u8..4, 500_000u64..900_000).prop_map(|(n, b)| Action::PruneContext {
+                task_id: id(n),
+                from_bytes: b,
+                max_bytes: 180_000
+            }),
+            (
+                proptest::sample::select(envs),
+                proptest::option::of(proptest::sample::select(vec!["true", "false", "m-2"]))
+            )
+                .prop_map(|(name, v)| Action::SetEnv {
+                    deployment: "flowengine".into(),
+                    name,
+                    value: v.map(str::to_owned),
+                    purpose: "p".into()
+                }),
+            (0u8..4, 0u32..3, any::<bool>()).prop_map(|(n, a, probe)| Action::RetryTask {
+                task_id: id(n),
+                attempt: a + 1,
+                expected_attempts: a,
+                failure_kind: FailureKind::RateLimit,
+                after_prune: false,
+                probe
+            }),
+            Just(Action::Rollback {
+                deployment: "flowengine".into(),
+                from_revision: 8,
+                to_revision: 7,
+                expected_resource_version: "100".into()
+            }),
+            Just(Action::VerifyRollout {
+                deployment: "flowengine".into()
+            }),
+            (0u8..3).prop_map(|r| Action::Page {
+                target: "on_call".into(),
+                reason: format!("r{r}"),
+                summary: "s".into()
+            }),
+            Just(Action::Notify {
+                audience: "stakeholders".into(),
+                message: "m".into()
+            }),
+        ]
+    }
+
+    /// Outcomes that change nothing in the world.
+    fn no_effect() -> impl Strategy<Value = ActionOutcome> {
+        prop_oneof![
+            Just(ActionOutcome::DryRun),
+            Just(ActionOutcome::Refused {
+                reason: "kill switch is on".into()
+            }),
+            Just(ActionOutcome::Failed {
+                reason: "unavailable".into(),
+                final_for_incident: false
+            }),
+        ]
+    }
+
+    /// The outcome an action of this kind reports when it was applied.
+    fn applied_for(a: &Action) -> ActionOutcome {
+        ActionOutcome::Applied(match a {
+            Action::PruneContext { from_bytes, .. } => Applied::Pruned {
+                from_bytes: *from_bytes,
+                to_bytes: 170_000,
+                archive_checksum: "ab".repeat(32),
+            },
+            Action::SetEnv { .. } => Applied::EnvSet {
+                resource_version: "101".into(),
+                previous: Some("before".into()),
+            },
+            Action::RetryTask {
+                expected_attempts, ..
+            } => Applied::Retried {
+                attempts: expected_attempts + 1,
+            },
+            Action::Rollback { .. } => Applied::RolledBack {
+                resource_version: "102".into(),
+            },
+            Action::VerifyRollout { .. } => Applied::RolloutVerdict {
+                verdict: "complete".into(),
+            },
+            _ => Applied::Delivered {
+                deduplicated: false,
+            },
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Refused, dry-run and retryable failures leave the state exactly as it was, whatever
+        /// happened before: the next pass decides the action again.
+        #[test]
+        fn an_outcome_without_effect_changes_nothing(
+            history in proptest::collection::vec(action(), 0..12),
+            a in action(),
+            o in no_effect(),
+        ) {
+            let p = Policy::default();
+            let mut s = state();
+            for (i, h) in history.iter().enumerate() {
+                apply_outcome(&mut s, h, &applied_for(h), &p, t0() + TimeDelta::seconds(i as i64));
+            }
+            let before = s.clone();
+            apply_outcome(&mut s, &a, &o, &p, t0() + TimeDelta::hours(1));
+            prop_assert_eq!(s, before);
+        }
+
+        /// Applying the same applied outcome twice is the same as once.
+        #[test]
+        fn an_applied_outcome_is_idempotent(
+            history in proptest::collection::vec(action(), 0..12),
+            a in action(),
+        ) {
+            let p = Policy::default();
+            let mut s = state();
+            for h in &history {
+                apply_outcome(&mut s, h, &applied_for(h), &p, t0());
+            }
+            let o = applied_for(&a);
+            let now = t0() + TimeDelta::minutes(5);
+            apply_outcome(&mut s, &a, &o, &p, now);
+            let once = s.clone();
+            apply_outcome(&mut s, &a, &o, &p, now);
+            prop_assert_eq!(s, once);
+        }
+
+        /// Each applied kind leaves its mark: a retry its attempts, a page its effect key, a
+        /// breaker enabled its opening, a rollback its record (which a later outcome of the
+        /// rollback never erases: never twice in one incident).
+        #[test]
+        fn applied_outcomes_are_recorded(
+            history in proptest::collection::vec(action(), 0..12),
+            a in action(),
+        ) {
+            let p = Policy::default();
+            let mut s = state();
+            for h in &history {
+                apply_outcome(&mut s, h, &applied_for(h), &p, t0());
+            }
+            let had_rollback = s.rollback.is_some();
+            let half_open = matches!(s.breaker, Breaker::HalfOpen { .. });
+            let now = t0() + TimeDelta::minutes(5);
+            apply_outcome(&mut s, &a, &applied_for(&a), &p, now);
+            match &a {
+                Action::RetryTask { task_id, expected_attempts, probe, .. } => {
+                    prop_assert_eq!(s.retries[task_id].attempts, expected_attempts + 1);
+                    prop_assert_eq!(s.retries[task_id].last_at, now);
+                    // A probe is only ever planned while the breaker is half-open.
+                    if *probe && half_open {
+                        prop_assert_eq!(s.breaker.probe(), Some(task_id));
+                    }
+                }
+                Action::PruneContext { task_id, .. } => prop_assert!(s.pruned.contains_key(task_id)),
+                Action::Page { .. } | Action::Notify { .. } => {
+                    prop_assert!(s.effects.contains(&a.effect_key().unwrap()));
+                }
+                Action::SetEnv { name, value, .. } if *name == p.breaker_env => {
+                    if value.as_deref() == Some("true") {
+                        prop_assert_eq!(s.breaker_enabled_at, Some(now));
+                        let is_open = matches!(s.breaker, Breaker::Open { .. });
+                        prop_assert!(is_open);
+                    } else {
+                        prop_assert_eq!(s.breaker_enabled_at, None);
+                    }
+                }
+                Action::Rollback { .. } | Action::VerifyRollout { .. } => {
+                    prop_assert!(s.rollback.is_some() || !had_rollback);
+                }
+                _ => {}
+            }
+            // Whatever comes next for a rollback, a recorded one is never erased.
+            if s.rollback.is_some() {
+                let rb = Action::Rollback {
+                    deployment: "flowengine".into(),
+                    from_revision: 8,
+                    to_revision: 7,
+                    expected_resource_version: "100".into(),
+                };
+                for o in [
+                    ActionOutcome::DoneElsewhere { reason: "reserved".into() },
+                    ActionOutcome::Refused { reason: "kill switch is on".into() },
+                    ActionOutcome::DryRun,
+                ] {
+                    apply_outcome(&mut s, &rb, &o, &p, now);
+                    prop_assert!(s.rollback.is_some());
+                }
+            }
+        }
+
+        /// An env change flowfail applied and then undid (restoring the value it found) leaves
+        /// no record behind: nothing is "left in place".
+        #[test]
+        fn set_then_undo_leaves_no_env_record(
+            v in proptest::sample::select(vec!["true", "m-2"]),
+            previous in proptest::option::of(proptest::sample::select(vec!["false", "m-1"])),
+        ) {
+            let p = Policy::default();
+            let mut s = state();
+            let set = Action::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: Some(v.to_owned()), purpose: "p".into() };
+            apply_outcome(&mut s, &set, &ActionOutcome::Applied(Applied::EnvSet { resource_version: "1".into(), previous: previous.map(str::to_owned) }), &p, t0());
+            prop_assert!(s.env_changes.contains_key(&p.fallback_env));
+            let undo = Action::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: previous.map(str::to_owned), purpose: "undo".into() };
+            apply_outcome(&mut s, &undo, &ActionOutcome::Applied(Applied::EnvSet { resource_version: "2".into(), previous: Some(v.to_owned()) }), &p, t0());
+            prop_assert!(!s.env_changes.contains_key(&p.fallback_env));
+            prop_assert_eq!(s.known_resource_version.as_deref(), Some("2"));
+        }
+
+        /// A failed rollback (reserved, then refused by the API) or one that panicked is final.
+        #[test]
+        fn a_failed_rollback_is_never_retried(final_failure in any::<bool>()) {
+            let p = Policy::default();
+            let mut s = state();
+            let rb = Action::Rollback { deployment: "flowengine".into(), from_revision: 8, to_revision: 7, expected_resource_version: "100".into() };
+            let o = if final_failure {
+                ActionOutcome::Failed { reason: "conflict".into(), final_for_incident: true }
+            } else {
+                ActionOutcome::Unknown { reason: "panicked: boom".into() }
+            };
+            apply_outcome(&mut s, &rb, &o, &p, t0());
+            let rec = s.rollback.clone().unwrap();
+            prop_assert!(rec.rollout.unwrap().starts_with("rollback failed"));
+            prop_assert!(rec.verified_at.is_some());
+        }
+    }
+}

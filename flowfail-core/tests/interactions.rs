@@ -1,0 +1,143 @@
+//! Claims about exact interactions, checked with mocks (feature `mock`): a dry run never calls
+//! `rollback` or `set_env`; a validation failure never reaches `schedule_retries`. The other
+//! ports are the scenario's in-memory world; the mocked one is swapped in with the public
+//! `Ports` builder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowfail_core::ports::{MockDeploymentController, MockTaskStore};
+use flowfail_core::replay::Scenario;
+use flowfail_core::report::Outcome;
+use flowfail_core::respond::Responder;
+use flowfail_core::{Clock, RolloutStatus, StatusCounts, TaskStatus, TaskStore};
+
+fn scenario(name: &str) -> Scenario {
+    let p = format!(
+        "{}/../testdata/scenarios/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_dry_run_never_calls_rollback_or_set_env() {
+    let sc = scenario("bad-deploy.json");
+    let policy = sc.policy().unwrap();
+    runtime().block_on(async {
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let snapshot = world.deployment.snapshot();
+        let mut deployment = MockDeploymentController::new();
+        deployment
+            .expect_state()
+            .returning(move |_| Ok(snapshot.clone()));
+        deployment
+            .expect_rollout_status()
+            .returning(|_| Ok(RolloutStatus::Complete));
+        deployment.expect_rollback().never();
+        deployment.expect_set_env().never();
+        let ports = world
+            .ports_builder()
+            .deployment(Arc::new(deployment))
+            .build()
+            .unwrap();
+        let responder = Responder::builder()
+            .ports(ports)
+            .policy(policy)
+            .clock(clock)
+            .dry_run(true)
+            .build()
+            .unwrap();
+        let report = responder.run(Duration::from_secs(600)).await.unwrap();
+        // Not vacuous: the rollback was decided, and reported as a dry run.
+        assert!(
+            report
+                .actions
+                .iter()
+                .any(|a| a.action.kind() == "rollback" && a.outcome == Outcome::DryRun),
+            "{:#?}",
+            report.actions
+        );
+    });
+}
+
+#[test]
+fn a_validation_failure_never_reaches_schedule_retries() {
+    let sc = scenario("extra/validation.json");
+    let policy = sc.policy().unwrap();
+    runtime().block_on(async {
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let failed: Vec<_> = world
+            .tasks
+            .tasks()
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Failed)
+            .collect();
+        assert!(!failed.is_empty());
+        let mut objects = HashMap::new();
+        for t in &failed {
+            objects.insert(
+                t.task_id.clone(),
+                world.tasks.task_object(&t.task_id).await.unwrap(),
+            );
+        }
+        let counts = world
+            .tasks
+            .counts(sc.now - chrono::TimeDelta::hours(1), sc.now)
+            .await
+            .unwrap();
+        let (succeeded, n_failed) = (counts.succeeded, counts.failed);
+        let mut tasks = MockTaskStore::new();
+        tasks
+            .expect_counts()
+            .returning(move |_, _| Ok(StatusCounts::new(succeeded, n_failed)));
+        tasks
+            .expect_recent_failed()
+            .returning(move |_| Ok(failed.clone()));
+        tasks
+            .expect_task_object()
+            .returning(move |id| Ok(objects.get(id).cloned().flatten()));
+        tasks.expect_schedule_retries().never();
+        tasks.expect_mark_final().never();
+        let ports = world
+            .ports_builder()
+            .tasks(Arc::new(tasks))
+            .build()
+            .unwrap();
+        let responder = Responder::builder()
+            .ports(ports)
+            .policy(policy)
+            .clock(clock)
+            .build()
+            .unwrap();
+        let report = responder.run(Duration::from_secs(600)).await.unwrap();
+        // Not vacuous: validation failures were found and reported.
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.finding.kind == "validation"),
+            "{:#?}",
+            report.findings
+        );
+        assert!(
+            report
+                .actions
+                .iter()
+                .all(|a| a.action.kind() != "retry_task")
+        );
+    });
+}

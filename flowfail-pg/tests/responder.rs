@@ -1,0 +1,180 @@
+//! The responder built from its own `Ports` (the public builder, outside flowfail-core): the
+//! TaskDB and the incident ledger on a real PostgreSQL, the other ports in memory. One pass
+//! prunes and retries the pilot's timeouts; assertions read PostgreSQL, not the report.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use flowfail_core::memory::{World, synthesize_bundle};
+use flowfail_core::ports::Ports;
+use flowfail_core::respond::Responder;
+use flowfail_core::{
+    Clock, FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus, TaskStore, decide::Settle,
+};
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
+
+fn url() -> String {
+    std::env::var("FLOWFAIL_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn fresh() -> Option<(
+    PgTaskStore,
+    PgIncidentStore,
+    String,
+    deadpool_postgres::Pool,
+)> {
+    let pool = connect(&url(), 4).unwrap();
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
+                panic!(
+                    "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
+                    url()
+                );
+            }
+            eprintln!(
+                "skipped 1 test: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
+                url()
+            );
+            return None;
+        }
+    };
+    let schema = format!(
+        "ff_test_resp_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos()
+    );
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
+    let ledger = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
+    tasks.migrate().await.unwrap();
+    ledger.migrate().await.unwrap();
+    Some((tasks, ledger, schema, pool))
+}
+
+#[tokio::test]
+async fn a_responder_built_from_its_own_ports_runs_on_postgres() {
+    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+        return;
+    };
+    let policy = Policy::default();
+    let now = Utc::now();
+    let mut seed: Vec<Task> = (0..150)
+        .map(|i| {
+            Task::new(
+                TaskId::parse(&format!("ok-{i}")).unwrap(),
+                FlowType::Plan,
+                TaskStatus::Succeeded,
+                now - TimeDelta::seconds(120),
+            )
+        })
+        .collect();
+    let failed: Vec<TaskId> = (0..5)
+        .map(|i| TaskId::parse(&format!("t-{i}")).unwrap())
+        .collect();
+    for id in &failed {
+        seed.push(
+            Task::new(
+                id.clone(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::seconds(60),
+            )
+            .with_error("Task timed out after 45.00 seconds", None),
+        );
+    }
+    tasks.insert(&seed, &[]).await.unwrap();
+
+    // Everything else in memory; the bundles of the failed tasks are oversized.
+    let world = World::new(&policy, Clock::system());
+    let originals: Vec<Vec<u8>> = failed
+        .iter()
+        .map(|id| {
+            let b = synthesize_bundle(id, 600_000);
+            world.bundles.put(id, b.clone());
+            b
+        })
+        .collect();
+    let ports = Ports::builder()
+        .logs(Arc::new(world.logs.clone()))
+        .tasks(Arc::new(tasks.clone()))
+        .bundles(Arc::new(world.bundles.clone()))
+        .quota(Arc::new(world.quota.clone()))
+        .deployment(Arc::new(world.deployment.clone()))
+        .status(Arc::new(world.status.clone()))
+        .pager(Arc::new(world.pager.clone()))
+        .notifier(Arc::new(world.notifier.clone()))
+        .incidents(Arc::new(ledger.clone()))
+        .build()
+        .unwrap();
+    let responder = Responder::builder()
+        .ports(ports)
+        .policy(policy.clone())
+        .clock(Clock::system())
+        .build()
+        .unwrap();
+
+    let first = responder.pass().await.unwrap();
+    assert!(first.incident_open);
+    assert_eq!(first.settled, None);
+    // PostgreSQL: every failed task retried exactly once, fenced.
+    for id in &failed {
+        let t = tasks.get(id).await.unwrap();
+        assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1), "{id}");
+    }
+    // The bundles: pruned to the budget, each original archived byte for byte.
+    for (id, original) in failed.iter().zip(&originals) {
+        assert!(world.bundles.bytes(id).unwrap().len() <= 180_000);
+        let archives = world.bundles.archives(id);
+        assert_eq!(archives.len(), 1);
+        assert_eq!(&archives[0].1, original);
+    }
+    // The ledger in PostgreSQL: one open incident with the actions in its timeline.
+    let key = ledger
+        .find_open(&policy.deployment)
+        .await
+        .unwrap()
+        .unwrap()
+        .key;
+    let open = ledger.get(&key).await.unwrap();
+    assert!(open.epoch >= 1);
+    let actions = open.timeline.iter().filter(|e| e.kind == "action").count();
+    assert_eq!(actions, 10, "{:#?}", open.timeline);
+
+    // FlowEngine runs the retries and they succeed: the alert clears.
+    let c = pool.get().await.unwrap();
+    let n = c
+        .execute(
+            &format!(
+                "UPDATE {schema}.tasks SET status = 'succeeded', finished_at = now() WHERE task_id LIKE 't-%'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 5);
+    let second = responder.pass().await.unwrap();
+    assert_eq!(second.settled, Some(Settle::Resolved));
+    let closed = ledger.get(&open.key).await.unwrap();
+    assert!(closed.closed_at.is_some());
+    let post = closed.post_incident.unwrap();
+    assert_eq!(post["status"], "resolved", "{post:#}");
+    assert!(
+        ledger
+            .find_open(&policy.deployment)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nothing retried twice.
+    for id in &failed {
+        assert_eq!(tasks.get(id).await.unwrap().attempts, 1);
+    }
+}
