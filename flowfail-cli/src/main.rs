@@ -787,7 +787,7 @@ fn describe_quota(q: &flowfail_core::Quota) -> String {
 fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>) -> CliResult {
     use flowfail_core::TaskStore;
     let id = TaskId::parse(task_id)?;
-    let store = pg_tasks(url, schema)?;
+    let store = pg_tasks(url, schema.clone())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -798,7 +798,7 @@ fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>
     );
     let mut policy = flowfail_core::Policy::default();
     policy.max_attempts = max_attempts;
-    let incident = open_incident(&rt, url, &policy);
+    let incident = open_incident(&rt, url, schema.as_deref(), &policy);
     let observed = flowfail_core::decide::ObservedTask::from_parts(task.clone(), class);
     let now = chrono::Utc::now();
     // The responder's own gates: kind, attempts, the open incident's breaker and outage hold.
@@ -835,16 +835,18 @@ fn cmd_retry(task_id: &str, max_attempts: u32, url: &str, schema: Option<String>
     )
 }
 
-/// The open incident of the policy's Deployment in the ledger beside the TaskDB, if the ledger
-/// exists there and has one: its breaker and outage hold gate manual retries too.
+/// The open incident of the policy's Deployment in the ledger beside the TaskDB (same database,
+/// same schema), if the ledger exists there and has one: its breaker and outage hold gate manual
+/// retries too.
 fn open_incident(
     rt: &tokio::runtime::Runtime,
     url: &str,
+    schema: Option<&str>,
     policy: &flowfail_core::Policy,
 ) -> Option<flowfail_core::decide::IncidentState> {
     use flowfail_core::IncidentStore;
     let read = flowfail_pg::connect(url, 1)
-        .and_then(|pool| flowfail_pg::PgIncidentStore::new(pool, None))
+        .and_then(|pool| flowfail_pg::PgIncidentStore::new(pool, schema))
         .map(|ledger| rt.block_on(ledger.find_open(&policy.deployment)));
     match read {
         Ok(Ok(Some(rec))) => match serde_json::from_value(rec.state) {

@@ -1,0 +1,143 @@
+//! `flowfail retry` asks the responder's own gates (`decide::manual_retry`): with an open
+//! incident in the ledger beside the TaskDB, a rate-limited task is refused while the
+//! incident's breaker is open, and a 5xx task while flowfail routes around an outage. Against a
+//! real PostgreSQL; the assertions read the task's row.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use chrono::{TimeDelta, Utc};
+use flowfail_core::breaker::Breaker;
+use flowfail_core::decide::{EnvRecord, IncidentState};
+use flowfail_core::{
+    FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus, TaskStore, detect::alert_from_counts,
+};
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
+
+fn url() -> String {
+    std::env::var("FLOWFAIL_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn stores() -> Option<(PgTaskStore, PgIncidentStore, String)> {
+    let pool = connect(&url(), 2).unwrap();
+    let Ok(c) = pool.get().await else {
+        if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
+            panic!(
+                "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL is unreachable at {}",
+                url()
+            );
+        }
+        eprintln!(
+            "skipped 1 test: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
+            url()
+        );
+        return None;
+    };
+    let schema = format!(
+        "ff_cli_gates_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos()
+    );
+    c.batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
+    tasks.migrate().await.unwrap();
+    let ledger = PgIncidentStore::new(pool, Some(&schema)).unwrap();
+    ledger.migrate().await.unwrap();
+    let old = Utc::now() - TimeDelta::minutes(10);
+    tasks
+        .insert(
+            &[
+                Task::new(TaskId::parse("rl-1").unwrap(), FlowType::Impl, TaskStatus::Failed, old)
+                    .with_error(
+                        r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+                        Some(429),
+                    ),
+                Task::new(TaskId::parse("x5-1").unwrap(), FlowType::Plan, TaskStatus::Failed, old)
+                    .with_error(
+                        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                        Some(529),
+                    ),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    Some((tasks, ledger, schema))
+}
+
+fn retry(id: &str, schema: &str) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        .args([
+            "retry",
+            "--task-id",
+            id,
+            "--max-attempts",
+            "3",
+            "--schema",
+            schema,
+        ])
+        .env("FLOWFAIL_PG_URL", url())
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v)
+}
+
+#[tokio::test]
+async fn retry_honours_the_open_incidents_breaker_and_outage_hold() {
+    let Some((tasks, ledger, schema)) = stores().await else {
+        return;
+    };
+    let policy = Policy::default();
+    let now = Utc::now();
+    let mut state = IncidentState::open(
+        format!("{}-gates", policy.deployment),
+        now,
+        alert_from_counts(90, 10, false, &policy),
+        Default::default(),
+        None,
+    );
+    state.breaker = Breaker::open(now, 600);
+    state.env_changes.insert(
+        policy.fallback_env.clone(),
+        serde_json::from_value::<EnvRecord>(serde_json::json!({
+            "value": "gpt-4o", "previous": null, "at": now
+        }))
+        .unwrap(),
+    );
+    let json = serde_json::to_value(&state).unwrap();
+    ledger
+        .open(&policy.deployment, &state.key, now, &json)
+        .await
+        .unwrap();
+
+    let (code, v) = retry("rl-1", &schema);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["outcome"], "refused");
+    assert!(v["reason"].as_str().unwrap().contains("breaker"), "{v}");
+    let (code, v) = retry("x5-1", &schema);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("outage"), "{v}");
+    // Nothing reached the TaskDB.
+    for id in ["rl-1", "x5-1"] {
+        let t = tasks.get(&TaskId::parse(id).unwrap()).await.unwrap();
+        assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 0), "{id}");
+    }
+
+    // The incident closes: the same retries go through, once each.
+    let epoch = ledger.claim(&state.key).await.unwrap();
+    ledger
+        .close(&state.key, epoch, now, &serde_json::json!({}))
+        .await
+        .unwrap();
+    for id in ["rl-1", "x5-1"] {
+        let (code, v) = retry(id, &schema);
+        assert_eq!(code, Some(0), "{id}: {v}");
+        let t = tasks.get(&TaskId::parse(id).unwrap()).await.unwrap();
+        assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1), "{id}");
+    }
+}
