@@ -141,3 +141,57 @@ fn a_validation_failure_never_reaches_schedule_retries() {
         );
     });
 }
+
+/// A quota read throttled with `Retry-After: 7` the first time.
+#[derive(Debug, Default)]
+struct ThrottledOnce(std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl flowfail_core::QuotaChecker for ThrottledOnce {
+    async fn quota(&self, _vendor: &str) -> flowfail_core::Result<flowfail_core::Quota> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return Err(
+                flowfail_core::Error::new(flowfail_core::ErrorKind::RateLimited, "429")
+                    .with_retry_after(Duration::from_secs(7)),
+            );
+        }
+        Ok(flowfail_core::Quota::Known(
+            flowfail_core::QuotaUsage::from_ratio(0.5),
+        ))
+    }
+}
+
+#[test]
+fn the_one_retry_loop_waits_what_the_backend_asked() {
+    let sc = scenario("rate-limit.json");
+    let policy = sc.policy().unwrap();
+    runtime().block_on(async {
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let quota = Arc::new(ThrottledOnce::default());
+        let ports = world.ports_builder().quota(quota.clone()).build().unwrap();
+        let responder = Responder::builder()
+            .ports(ports)
+            .policy(policy)
+            .clock(clock)
+            .dry_run(true)
+            .build()
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        responder.pass().await.unwrap();
+        // Read twice: throttled, then answered after at least the 7 s asked for.
+        assert_eq!(quota.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            start.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            responder
+                .report()
+                .data_gaps
+                .iter()
+                .all(|g| !g.contains("quota"))
+        );
+    });
+}
