@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decide::{Action, ActionOutcome, Applied, Finding, IncidentState, Skip};
 use crate::detect::AlertState;
 use crate::model::{FailureKind, Timestamp};
 
 /// What happened to an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {
@@ -47,7 +47,7 @@ pub struct ActionRecord {
 
 /// The report's fields of an action (per the scenario format: `prune_context` has `task_id`,
 /// `from_bytes`, `to_bytes`; `set_env` has `deployment`, `name`, `value`; …).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ActionFields {
@@ -80,7 +80,7 @@ pub enum ActionFields {
         /// Failure retried.
         failure_kind: FailureKind,
         /// Half-open probe.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         probe: bool,
     },
     /// See [`Action::Rollback`].
@@ -349,6 +349,9 @@ pub struct Report {
     pub name: Option<String>,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Whether this was a shadow run: decided and recorded, nothing changed in the world.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// The alert at detection (or at the last pass when it never fired).
     pub alert: AlertState,
     /// Failed tasks by kind at detection.
@@ -382,6 +385,8 @@ pub struct ReportBuilder {
     pub name: Option<String>,
     /// Dry run.
     pub dry_run: bool,
+    /// Shadow mode.
+    pub shadow: bool,
     /// Last alert.
     pub last_alert: Option<AlertState>,
     /// Actions.
@@ -465,6 +470,48 @@ impl ReportBuilder {
     /// Adds a timeline line.
     pub fn note(&mut self, at: Timestamp, event: String) {
         self.timeline.push(TimelineLine { at, event });
+    }
+
+    /// This builder with its actions and findings taken from the incident ledger's timeline,
+    /// when the ledger holds more of them than this process saw (it restarted mid-incident):
+    /// the post-incident record is then the whole incident's, not this process's.
+    pub fn with_ledger_timeline(&self, entries: &[crate::ports::TimelineEntry]) -> ReportBuilder {
+        let ledger_actions = entries.iter().filter(|e| e.kind == "action").count();
+        if ledger_actions <= self.actions.len() {
+            return self.clone();
+        }
+        let mut b = ReportBuilder {
+            name: self.name.clone(),
+            dry_run: self.dry_run,
+            shadow: self.shadow,
+            last_alert: self.last_alert,
+            not_taken: self.not_taken.clone(),
+            passes: self.passes,
+            halted: self.halted,
+            ..ReportBuilder::default()
+        };
+        for g in &self.gaps {
+            b.gaps.push(g.clone());
+        }
+        for e in entries {
+            match e.kind.as_str() {
+                "action" => {
+                    let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone());
+                    let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone());
+                    if let (Ok(f), Ok(o)) = (fields, outcome) {
+                        let detail = e.detail["detail"].as_str().map(str::to_owned);
+                        b.action(e.at, f, o, detail);
+                    }
+                }
+                "finding" => {
+                    if let Ok(f) = serde_json::from_value::<Finding>(e.detail.clone()) {
+                        b.finding(e.at, f);
+                    }
+                }
+                _ => {}
+            }
+        }
+        b
     }
 
     /// Builds the report from the incident state (if an incident opened).
@@ -578,6 +625,7 @@ impl ReportBuilder {
         Report {
             name: self.name.clone(),
             dry_run: self.dry_run,
+            shadow: self.shadow,
             alert,
             classification: classification.clone(),
             actions: self.actions.clone(),

@@ -49,6 +49,10 @@ fn every_scenario_replays_to_its_golden_report() {
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
         if got != want {
+            // The actual report, for `diff`.
+            let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/golden-actual");
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join(format!("{name}.json")), &got).unwrap();
             let line = got
                 .lines()
                 .zip(want.lines())
@@ -59,6 +63,6 @@ fn every_scenario_replays_to_its_golden_report() {
     }
     assert!(
         differ.is_empty(),
-        "reports differ from testdata/golden: {differ:?}"
+        "reports differ from testdata/golden (actual reports in target/golden-actual): {differ:?}"
     );
 }

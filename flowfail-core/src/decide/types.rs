@@ -426,7 +426,7 @@ impl Skip {
 }
 
 /// Something found and reported, not acted on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Finding {
     /// `validation`, `new_failure_mode`, …

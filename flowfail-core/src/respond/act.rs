@@ -186,6 +186,13 @@ impl Responder {
         let Some((fields, outcome, detail)) = crate::report::rendered(a, o) else {
             return;
         };
+        if self.shadow && outcome == crate::report::Outcome::DryRun {
+            // A shadow run decides the same actions pass after pass: record each once.
+            let key = serde_json::to_string(&fields).unwrap_or_default();
+            if !lock(&self.inner).shadow_seen.insert(key) {
+                return;
+            }
+        }
         if outcome != crate::report::Outcome::DryRun {
             tracing::info!(action = a.kind(), outcome = ?outcome, "action");
         }
@@ -470,7 +477,7 @@ impl Responder {
     ) {
         let target = self.policy.on_call_target.clone();
         let key = format!("page:{target}:{reason}");
-        if state.effects.contains(&key) || self.dry_run || self.kill.is_on() {
+        if state.effects.contains(&key) || self.dry_run || self.shadow || self.kill.is_on() {
             return;
         }
         let a = Action::Page {
@@ -495,7 +502,7 @@ impl Responder {
             else {
                 continue;
             };
-            let may_call = !self.kill.is_on() && !self.dry_run;
+            let may_call = !self.kill.is_on() && !self.dry_run && !self.shadow;
             if may_call && *after_prune && !pass.pruned_now.contains(task_id) {
                 let o = refused("bundle was not pruned: not retrying into the same timeout");
                 self.finish(a, Done::Outcome(o), state, pass);

@@ -1,7 +1,8 @@
 //! The one guard every mutation passes through.
 //!
-//! In this order: the kill switch, re-read right before the call → dry run → the action rate
-//! limit → the step deadline → panic containment. Prunes, env changes, the rollback, retry
+//! In this order: the kill switch, re-read right before the call → dry run (and shadow mode) →
+//! the action rate
+//! rate limit → the step deadline → panic containment. Prunes, env changes, the rollback, retry
 //! batches, pages, notifications and page resolutions all go through [`Responder::guarded`];
 //! nothing reaches a port's mutating method any other way.
 
@@ -56,7 +57,7 @@ impl Responder {
         if self.kill.is_on() {
             return Gate::Halted;
         }
-        if self.dry_run {
+        if self.dry_run || self.shadow {
             return Gate::DryRun;
         }
         if budget == Budget::Limited && !self.take_token(now) {

@@ -44,7 +44,7 @@
 //! # });
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,6 +65,9 @@ use crate::schema::SchemaSet;
 mod act;
 mod guard;
 mod observe;
+mod supervisor;
+
+pub use supervisor::{Supervisor, SupervisorBuilder};
 
 /// Stops every mutation when on. Cheap to clone; clones share the switch.
 #[derive(Debug, Clone, Default)]
@@ -85,14 +88,16 @@ impl KillSwitch {
     }
 }
 
-/// Builds a [`Responder`].
-#[derive(Debug, Default)]
+/// Builds a [`Responder`]. `Clone`, so a [`Supervisor`] can build a fresh responder per
+/// incident from the same settings.
+#[derive(Debug, Default, Clone)]
 pub struct ResponderBuilder {
     ports: Option<Ports>,
     policy: Option<Policy>,
     clock: Option<Clock>,
     schemas: Option<Arc<SchemaSet>>,
     dry_run: bool,
+    shadow: bool,
     kill: Option<KillSwitch>,
     name: Option<String>,
     prune_options: Option<PruneOptions>,
@@ -124,6 +129,14 @@ impl ResponderBuilder {
         self.dry_run = on;
         self
     }
+    /// Shadow mode: observe, decide, record in the ledger and report — change nothing in the
+    /// world (no prune, env change, rollback, retry or page). Unlike a dry run it keeps
+    /// running and keeps the ledger, so a shadow run's records can be compared with what `act`
+    /// would do. A decision repeated pass after pass is recorded once.
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.shadow = on;
+        self
+    }
     /// A kill switch shared with whoever may pull it.
     pub fn kill_switch(mut self, k: KillSwitch) -> Self {
         self.kill = Some(k);
@@ -149,6 +162,7 @@ impl ResponderBuilder {
         let report = ReportBuilder {
             name: self.name,
             dry_run: self.dry_run,
+            shadow: self.shadow,
             ..ReportBuilder::default()
         };
         Ok(Responder {
@@ -158,6 +172,7 @@ impl ResponderBuilder {
                 .schemas
                 .unwrap_or_else(|| Arc::new(SchemaSet::builtin())),
             dry_run: self.dry_run,
+            shadow: self.shadow,
             kill: self.kill.unwrap_or_default(),
             prune_options: self.prune_options.unwrap_or_default(),
             inner: Mutex::new(Inner {
@@ -165,6 +180,7 @@ impl ResponderBuilder {
                 report,
                 spent: Vec::new(),
                 class_cache: HashMap::new(),
+                shadow_seen: HashSet::new(),
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -180,6 +196,8 @@ struct Inner {
     /// Times of recent mutations (action rate limit).
     spent: Vec<Timestamp>,
     class_cache: HashMap<(String, Option<u16>), Classification>,
+    /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
+    shadow_seen: HashSet<String>,
 }
 
 /// What one pass ended with.
@@ -204,6 +222,7 @@ pub struct Responder {
     clock: Clock,
     schemas: Arc<SchemaSet>,
     dry_run: bool,
+    shadow: bool,
     kill: KillSwitch,
     prune_options: PruneOptions,
     inner: Mutex<Inner>,
@@ -257,7 +276,10 @@ impl Responder {
         mut before_pass: impl FnMut(Timestamp) -> Option<Timestamp>,
     ) -> Result<Report> {
         let start = self.clock.now();
-        let end = start + TimeDelta::from_std(max).unwrap_or(TimeDelta::MAX);
+        // No end when `max` is beyond what the clock can represent.
+        let end = TimeDelta::from_std(max)
+            .ok()
+            .and_then(|d| start.checked_add_signed(d));
         loop {
             let now = self.clock.now();
             let next_event = before_pass(now);
@@ -270,22 +292,35 @@ impl Responder {
                 break;
             }
             let now = self.clock.now();
-            if now >= end {
+            if end.is_some_and(|end| now >= end) {
                 break;
             }
-            let mut wake = now + TimeDelta::seconds(self.policy.poll_interval_s as i64);
-            if let Some(w) = out.wake_at.filter(|w| *w > now) {
-                wake = wake.min(w);
-            }
-            if let Some(e) = next_event.filter(|e| *e > now) {
-                wake = wake.min(e);
-            }
-            // Passes are at least a second apart, whatever falls due in between.
-            wake = wake.max(now + TimeDelta::seconds(1)).min(end);
-            let d = (wake - now).to_std().unwrap_or(Duration::from_millis(1));
-            tokio::time::sleep(d.max(Duration::from_millis(1))).await;
+            let next = [out.wake_at, next_event].into_iter().flatten().min();
+            tokio::time::sleep(self.sleep_before_next_pass(now, next, end)).await;
         }
         Ok(self.report())
+    }
+
+    /// How long to sleep before the next pass: until the next poll or the earliest due time,
+    /// whichever is sooner, never less than a second, never past `end`. No overflow for any
+    /// policy value.
+    pub(crate) fn sleep_before_next_pass(
+        &self,
+        now: Timestamp,
+        due: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Duration {
+        let poll = Duration::from_secs(self.policy.poll_interval_s.max(1));
+        let mut d = poll;
+        if let Some(due) = due.filter(|w| *w > now) {
+            d = d.min((due - now).to_std().unwrap_or(poll));
+        }
+        // Passes are at least a second apart, whatever falls due in between.
+        d = d.max(Duration::from_secs(1));
+        if let Some(end) = end {
+            d = d.min((end - now).to_std().unwrap_or(Duration::ZERO));
+        }
+        d.max(Duration::from_millis(1))
     }
 
     /// Runs one observe → decide → act → record pass. Passes never overlap: a pass started
@@ -391,7 +426,10 @@ impl Responder {
                 .save_state(&next.key, epoch, &state_json)
                 .await?;
             if settled {
-                let report = lock(&self.inner).report.build(Some(next), now);
+                // The record is the ledger's whole timeline, not only this process's passes.
+                let timeline = self.ports.incidents.get(&next.key).await?.timeline;
+                let builder = lock(&self.inner).report.with_ledger_timeline(&timeline);
+                let report = builder.build(Some(next), now);
                 let post = serde_json::to_value(&report.post_incident)?;
                 self.ports
                     .incidents

@@ -60,7 +60,13 @@ impl Responder {
             Ok(c) => obs.counts = Some(c),
             Err(e) => obs.gaps.push(format!("TaskDB counts: {e}")),
         }
-        self.observe_failed(&mut obs).await;
+        // Failures count from the alert window before detection: a long incident keeps its
+        // early failures; a task that failed long before is not this incident's.
+        let detected = lock(&self.inner).incident.as_ref().map(|s| s.detected_at);
+        let failed_since = detected
+            .and_then(|d| d.checked_sub_signed(window))
+            .map_or(since, |d| d.min(since));
+        self.observe_failed(&mut obs, failed_since).await;
         let q = LogQuery::errors(since, until).max_events(10_000);
         match self
             .read("logs.errors", || self.ports.logs.errors(&q))
@@ -92,8 +98,9 @@ impl Responder {
     }
 
     /// The runbook's failed-task query, classified, with evidence per task: bundle sizes for
-    /// timeouts, TaskObjects for validation failures.
-    async fn observe_failed(&self, obs: &mut Observation) {
+    /// timeouts, TaskObjects for validation failures. Only failures inside the alert window
+    /// count: a task that failed long ago is not this incident's to retry.
+    async fn observe_failed(&self, obs: &mut Observation, since: Timestamp) {
         let limit = self.policy.triage_limit;
         let tasks = match self
             .read("task.recent_failed", || {
@@ -109,7 +116,10 @@ impl Responder {
         };
         obs.failed_truncated = tasks.len() >= limit;
         let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
+        for t in tasks
+            .into_iter()
+            .filter(|t| t.finished_or_created() >= since)
+        {
             let class =
                 self.classify_cached(t.error_message.as_deref().unwrap_or(""), t.http_status);
             out.push(ObservedTask::from_parts(t, class));

@@ -1,0 +1,288 @@
+//! The supervisor: flowfail running for real, across incidents, until told to stop.
+//!
+//! A [`Supervisor`] watches the failure rate with one cheap read per poll (the TaskDB's window
+//! counts — no logs, quota or status pages) and, when the alert fires, hands the incident to a
+//! *fresh* [`Responder`] built from the same settings; when the incident settles it goes back to
+//! watching. After an escalation it waits for the alert to clear (with the policy's hysteresis)
+//! before it opens another incident, so a persisting failure is one incident, not one a poll.
+//! At start it picks up an incident a previous process left open in the ledger.
+//!
+//! Shutdown is cooperative: cancel the [`CancellationToken`] passed to [`Supervisor::run`]. A
+//! pass in progress gets a grace period (3 s by default) to finish and record; past it the pass
+//! is abandoned (every effect is fenced or idempotent, so the next process converges), and
+//! `run` returns.
+//!
+//! ```no_run
+//! use flowfail_core::memory::World;
+//! use flowfail_core::respond::{Responder, Supervisor};
+//! use flowfail_core::{Clock, Policy};
+//! use tokio_util::sync::CancellationToken;
+//! # async fn f() -> flowfail_core::Result<()> {
+//! let world = World::new(&Policy::default(), Clock::system()); // real adapters in production
+//! let supervisor = Supervisor::builder()
+//!     .responder(Responder::builder().ports(world.ports()).shadow(true))
+//!     .on_settled(|report| println!("{}", report.to_text()))
+//!     .build()?;
+//! let stop = CancellationToken::new();
+//! let task = tokio::spawn({
+//!     let stop = stop.clone();
+//!     async move { supervisor.run(stop).await }
+//! });
+//! // … on SIGTERM:
+//! stop.cancel();
+//! task.await.ok();
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio_util::sync::CancellationToken;
+
+use super::{Responder, ResponderBuilder};
+use crate::clock::Clock;
+use crate::decide::Settle;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::ports::Ports;
+use crate::report::Report;
+
+type OnSettled = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// Builds a [`Supervisor`].
+#[derive(Default, Clone)]
+#[must_use]
+pub struct SupervisorBuilder {
+    responder: Option<ResponderBuilder>,
+    on_settled: Option<OnSettled>,
+    grace: Option<Duration>,
+}
+
+impl std::fmt::Debug for SupervisorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("responder", &self.responder)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SupervisorBuilder {
+    /// How each incident's responder is built (ports, policy, clock, shadow mode, …): required.
+    pub fn responder(mut self, b: ResponderBuilder) -> Self {
+        self.responder = Some(b);
+        self
+    }
+    /// Called with the report of every incident when it settles.
+    pub fn on_settled(mut self, f: impl Fn(&Report) + Send + Sync + 'static) -> Self {
+        self.on_settled = Some(Arc::new(f));
+        self
+    }
+    /// How long a pass in progress may run on after shutdown is asked for (default 3 s).
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.grace = Some(d);
+        self
+    }
+    /// The supervisor; the responder settings are checked by building one responder.
+    pub fn build(self) -> Result<Supervisor> {
+        let template = self
+            .responder
+            .ok_or_else(|| Error::invalid_input("supervisor needs a responder builder"))?;
+        let probe = template.clone().build()?;
+        Ok(Supervisor {
+            ports: probe.ports.clone(),
+            policy: probe.policy.clone(),
+            clock: probe.clock.clone(),
+            template,
+            on_settled: self.on_settled,
+            grace: self.grace.unwrap_or(Duration::from_secs(3)),
+        })
+    }
+}
+
+/// Runs the runbook for as long as it is asked to. See the [module docs](self).
+pub struct Supervisor {
+    template: ResponderBuilder,
+    ports: Ports,
+    policy: Policy,
+    clock: Clock,
+    on_settled: Option<OnSettled>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("policy", &self.policy)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the supervisor is doing between passes.
+enum Watch {
+    /// No incident: one count read per poll.
+    Idle,
+    /// An incident, with its own responder.
+    Incident(Box<Responder>),
+    /// An incident was escalated: wait for the alert to clear before opening another.
+    Cooling,
+}
+
+impl Supervisor {
+    /// A builder.
+    pub fn builder() -> SupervisorBuilder {
+        SupervisorBuilder::default()
+    }
+
+    /// Watches until `shutdown` is cancelled; returns `Ok` then. Errors of single passes are
+    /// logged and retried at the next poll, never returned.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
+        let mut watch = self.resume().await;
+        while !shutdown.is_cancelled() {
+            let sleep = match watch {
+                Watch::Incident(responder) => {
+                    let (next, sleep) = self.incident_pass(*responder, &shutdown).await;
+                    watch = next;
+                    sleep
+                }
+                Watch::Idle | Watch::Cooling => {
+                    let cooling = matches!(watch, Watch::Cooling);
+                    watch = self.idle_pass(cooling).await;
+                    if matches!(watch, Watch::Incident(_)) {
+                        continue; // the alert fired: the first incident pass runs now
+                    }
+                    self.poll()
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!("flowfail supervisor stopped");
+        Ok(())
+    }
+
+    /// At start: an incident left open in the ledger (by a previous process) is continued.
+    async fn resume(&self) -> Watch {
+        match self
+            .ports
+            .incidents
+            .find_open(&self.policy.deployment)
+            .await
+        {
+            Ok(Some(rec)) => {
+                tracing::info!(incident = %rec.key, "continuing the open incident");
+                self.responder().map_or(Watch::Idle, Watch::Incident)
+            }
+            Ok(None) => Watch::Idle,
+            Err(e) => {
+                tracing::warn!(error = %e, "incident ledger unreadable at start");
+                Watch::Idle
+            }
+        }
+    }
+
+    fn responder(&self) -> Option<Box<Responder>> {
+        match self.template.clone().build() {
+            Ok(r) => Some(Box::new(r)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build a responder");
+                None
+            }
+        }
+    }
+
+    fn poll(&self) -> Duration {
+        Duration::from_secs(self.policy.poll_interval_s.max(1))
+    }
+
+    /// One count read: does the alert fire (or, cooling, has it cleared)?
+    async fn idle_pass(&self, cooling: bool) -> Watch {
+        let now = self.clock.now();
+        let window = TimeDelta::seconds(
+            i64::try_from(self.policy.alert_window_s).unwrap_or(i64::MAX / 1000),
+        );
+        let since = now.checked_sub_signed(window).unwrap_or(now);
+        let until = now + TimeDelta::milliseconds(1);
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        let read = tokio::time::timeout(deadline, self.ports.tasks.counts(since, until)).await;
+        let counts = match read {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "TaskDB counts unreadable");
+                return if cooling { Watch::Cooling } else { Watch::Idle };
+            }
+            Err(_) => {
+                tracing::warn!("TaskDB counts: no answer within the step deadline");
+                return if cooling { Watch::Cooling } else { Watch::Idle };
+            }
+        };
+        let alert = crate::decide::alert(&counts, cooling, &self.policy);
+        tracing::debug!(
+            firing = alert.firing,
+            failure_rate = alert.failure_rate,
+            window_tasks = alert.window_tasks,
+            cooling,
+            "idle pass"
+        );
+        match (alert.firing, cooling) {
+            (true, false) => {
+                tracing::info!(failure_rate = alert.failure_rate, "alert firing: incident");
+                self.responder().map_or(Watch::Idle, Watch::Incident)
+            }
+            (true, true) => Watch::Cooling,
+            (false, _) => Watch::Idle,
+        }
+    }
+
+    /// One pass of the incident's responder, with a grace period on shutdown.
+    async fn incident_pass(
+        &self,
+        responder: Responder,
+        shutdown: &CancellationToken,
+    ) -> (Watch, Duration) {
+        let out = {
+            let pass = responder.pass();
+            tokio::pin!(pass);
+            tokio::select! {
+                out = &mut pass => Some(out),
+                () = shutdown.cancelled() => tokio::time::timeout(self.grace, &mut pass).await.ok(),
+            }
+        };
+        let Some(out) = out else {
+            tracing::warn!("shutdown: the pass in progress was abandoned");
+            return (Watch::Idle, Duration::ZERO);
+        };
+        let now = self.clock.now();
+        match out {
+            Ok(out) => {
+                tracing::debug!(incident_open = out.incident_open, settled = ?out.settled, "incident pass");
+                if let Some(settle) = out.settled {
+                    let report = responder.report();
+                    tracing::info!(status = %report.post_incident.status, incident = ?report.post_incident.incident_key, "incident settled");
+                    if let Some(f) = &self.on_settled {
+                        f(&report);
+                    }
+                    let next = if settle == Settle::Escalated {
+                        Watch::Cooling
+                    } else {
+                        Watch::Idle
+                    };
+                    return (next, self.poll());
+                }
+                if !out.incident_open {
+                    return (Watch::Idle, self.poll());
+                }
+                let sleep = responder.sleep_before_next_pass(now, out.wake_at, None);
+                (Watch::Incident(Box::new(responder)), sleep)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "incident pass failed; trying again next poll");
+                (Watch::Incident(Box::new(responder)), self.poll())
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The supervisor across incidents, in virtual time on the in-memory backends: a fresh state
+//! per incident, cheap idle passes, no second incident while an escalated one's alert still
+//! fires, the open incident picked up after a restart, old failures left alone, shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use flowfail_core::memory::World;
+use flowfail_core::respond::{Responder, Supervisor};
+use flowfail_core::{Clock, FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus};
+use tokio_util::sync::CancellationToken;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-11-13T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// `n` failed tasks `prefix-i` at `at` whose retries succeed (`timeout`) or fail for good
+/// (`unknown`: a failure mode flowfail does not know).
+fn fail(w: &World, prefix: &str, n: usize, at: DateTime<Utc>, unknown: bool) -> Vec<TaskId> {
+    (0..n)
+        .map(|i| {
+            let id = TaskId::parse(&format!("{prefix}-{i}")).unwrap();
+            let msg = if unknown {
+                "KeyError: 'context_refs'"
+            } else {
+                "Task timed out after 45.00 seconds"
+            };
+            w.tasks.insert(
+                Task::new(id.clone(), FlowType::Impl, TaskStatus::Failed, at).with_error(msg, None),
+            );
+            w.tasks.script_retries(&id, [TaskStatus::Succeeded]);
+            id
+        })
+        .collect()
+}
+
+fn supervisor(w: &World, clock: &Clock, reports: &Arc<Mutex<Vec<String>>>) -> Supervisor {
+    let reports = reports.clone();
+    Supervisor::builder()
+        .responder(
+            Responder::builder()
+                .ports(w.ports())
+                .policy(Policy::default())
+                .clock(clock.clone()),
+        )
+        .on_settled(move |r| reports.lock().unwrap().push(r.post_incident.status.clone()))
+        .build()
+        .unwrap()
+}
+
+fn closed(w: &World) -> Vec<(String, bool)> {
+    w.incidents
+        .incidents()
+        .into_iter()
+        .map(|r| (r.key, r.closed_at.is_some()))
+        .collect()
+}
+
+#[test]
+fn two_incidents_in_a_row_each_get_a_fresh_state() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        let first = fail(&w, "a", 5, t0() - TimeDelta::minutes(1), false);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(*reports.lock().unwrap(), ["resolved"]);
+        for id in &first {
+            assert_eq!(
+                w.tasks
+                    .tasks()
+                    .iter()
+                    .find(|t| &t.task_id == id)
+                    .unwrap()
+                    .attempts,
+                1
+            );
+        }
+        // Idle: only the window counts are read.
+        let reads = |op: &str| {
+            w.tasks.calls().of(op).len()
+                + w.logs.calls().of(op).len()
+                + w.quota.calls().of(op).len()
+                + w.status.calls().of(op).len()
+        };
+        let (logs, quota, status, counts) = (
+            reads("logs.errors"),
+            reads("quota.quota"),
+            reads("status.health"),
+            reads("task.counts"),
+        );
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(
+            (
+                reads("logs.errors"),
+                reads("quota.quota"),
+                reads("status.health")
+            ),
+            (logs, quota, status),
+            "idle passes read only the counts"
+        );
+        assert!(
+            reads("task.counts") >= counts + 50,
+            "one count read per 5 s poll"
+        );
+
+        // A second incident: a new key, a fresh state, its own retries.
+        let second = fail(&w, "b", 5, clock.now(), false);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(*reports.lock().unwrap(), ["resolved", "resolved"]);
+        let incidents = closed(&w);
+        assert_eq!(incidents.len(), 2, "{incidents:?}");
+        assert!(incidents.iter().all(|(_, closed)| *closed));
+        assert_ne!(incidents[0].0, incidents[1].0);
+        for id in second.iter().chain(&first) {
+            assert_eq!(
+                w.tasks
+                    .tasks()
+                    .iter()
+                    .find(|t| &t.task_id == id)
+                    .unwrap()
+                    .attempts,
+                1,
+                "{id}"
+            );
+        }
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn an_escalated_incident_is_not_reopened_while_its_alert_fires() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        fail(&w, "u", 10, t0() - TimeDelta::minutes(1), true);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1200)).await;
+        assert_eq!(*reports.lock().unwrap(), ["escalated"]);
+        assert_eq!(closed(&w).len(), 1, "{:?}", closed(&w));
+        let pages = w.pager.calls().of("pager.page").len();
+        assert_eq!(pages, 1, "on-call paged once: {:?}", w.pager.pages());
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_restarted_supervisor_continues_the_open_incident() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        let ids = fail(&w, "r", 5, t0() - TimeDelta::minutes(1), false);
+        // The first process opens the incident and retries; its first retry fails again; then
+        // the process dies (dropped) with the incident open in the ledger.
+        w.tasks.script_retries(&ids[0], [TaskStatus::Failed]);
+        let first = Responder::builder()
+            .ports(w.ports())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(first.pass().await.unwrap().incident_open);
+        drop(first);
+        let key = w
+            .incidents
+            .find_open("flowengine")
+            .await
+            .unwrap()
+            .unwrap()
+            .key;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        let rec = w.incidents.get(&key).await.unwrap();
+        assert!(
+            rec.closed_at.is_some(),
+            "the same incident was continued and closed"
+        );
+        assert_eq!(closed(&w).len(), 1, "{:?}", closed(&w));
+        // The record is built from the ledger: it holds the first process's retries too.
+        let post = rec.post_incident.unwrap();
+        assert_eq!(
+            post["actions_summary"]["retry_task"]["applied"], 5,
+            "{post:#}"
+        );
+        assert_eq!(*reports.lock().unwrap(), ["resolved"]);
+        // Nothing done twice.
+        for id in &ids[1..] {
+            let t = w
+                .tasks
+                .tasks()
+                .into_iter()
+                .find(|t| &t.task_id == id)
+                .unwrap();
+            assert_eq!(t.attempts, 1, "{id}");
+        }
+    });
+}
+
+#[test]
+fn a_task_that_failed_long_ago_is_not_retried_by_todays_incident() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        let old = fail(&w, "old", 1, t0() - TimeDelta::days(30), false);
+        let recent = fail(&w, "new", 5, t0() - TimeDelta::minutes(1), false);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(*reports.lock().unwrap(), ["resolved"]);
+        let attempts = |id: &TaskId| {
+            w.tasks
+                .tasks()
+                .into_iter()
+                .find(|t| &t.task_id == id)
+                .unwrap()
+                .attempts
+        };
+        assert_eq!(attempts(&old[0]), 0, "30-day-old failure retried");
+        assert!(recent.iter().all(|id| attempts(id) == 1));
+    });
+}
+
+#[test]
+fn the_supervisor_is_send_and_stops_when_cancelled() {
+    // A multi-thread runtime: `tokio::spawn` there needs a `Send` future.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let clock = Clock::system();
+        let w = World::new(&Policy::default(), clock.clone());
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        stop.cancel();
+        let done = tokio::time::timeout(Duration::from_secs(5), run).await;
+        done.expect("stopped within 5 s").unwrap().unwrap();
+        assert!(w.mutations().is_empty());
+    });
+}
+
+#[test]
+fn durations_never_overflow() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        let r = Responder::builder()
+            .ports(w.ports())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        // An empty world: the run ends after one pass whatever `max` is.
+        let report = r.run(Duration::MAX).await.unwrap();
+        assert_eq!(report.passes, 1);
+    });
+}
