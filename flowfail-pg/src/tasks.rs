@@ -176,6 +176,10 @@ impl TaskSql {
             "{}_status_created_idx",
             t.table.chars().take(40).collect::<String>()
         ))?;
+        let done_idx = ident(&format!(
+            "{}_done_at_idx",
+            t.table.chars().take(40).collect::<String>()
+        ))?;
         let select_cols = format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}");
         Ok(TaskSql {
             create: format!(
@@ -183,18 +187,23 @@ impl TaskSql {
                     {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
                     {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
                     {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
-                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);"
+                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);
+                 CREATE INDEX IF NOT EXISTS {done_idx} ON {tbl} ((coalesce({fin}, {created}))) INCLUDE ({st}, {fin}, {created});"
             ),
             recent_failed: format!(
                 "SELECT {select_cols} FROM {tbl} WHERE {st} = 'failed' ORDER BY {created} DESC, {id} LIMIT $1"
             ),
+            // Two independent counts, each served by its own index: the window by the expression
+            // index `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the
+            // tasks in flight by `<table>_status_created_idx`. One scan filtered on `window OR in
+            // flight` read the whole table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
             counts: format!(
-                "SELECT
-                   count(*) FILTER (WHERE {st} = 'succeeded' AND coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2),
-                   count(*) FILTER (WHERE {st} IN ('failed', 'failed_final') AND coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2),
-                   count(*) FILTER (WHERE {st} IN ('pending', 'running'))
-                 FROM {tbl}
-                 WHERE coalesce({fin}, {created}) >= $1 OR {st} IN ('pending', 'running')"
+                "SELECT w.succeeded, w.failed, f.in_flight FROM
+                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
+                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
+                      FROM {tbl}
+                     WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
+                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
             ),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1"),
@@ -300,8 +309,15 @@ impl PgTaskStore {
         client(&self.pool, op).await
     }
 
-    /// Creates the table and its index if missing (for development and tests: in production
+    /// Creates the table and its indexes if missing (for development and tests: in production
     /// the table is FlowEngine's). Idempotent.
+    ///
+    /// The indexes are what the queries need: `(status, created_at DESC)` for
+    /// `recent_failed` and the tasks in flight, and an expression index on
+    /// `coalesce(finished_at, created_at)` (INCLUDE status and both times, for an index-only
+    /// scan) for the alert window of `counts`. On FlowEngine's real table they are created by
+    /// its owners (`CREATE INDEX CONCURRENTLY`, same definitions); without the second one every
+    /// idle check reads the whole table.
     pub async fn migrate(&self) -> Result<()> {
         let c = self.client("task.migrate").await?;
         c.batch_execute(&format!(
