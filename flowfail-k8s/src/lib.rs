@@ -46,6 +46,12 @@ impl std::fmt::Debug for KubeDeploymentController {
 }
 
 fn kube_err(op: &'static str, e: kube::Error) -> Error {
+    let message = e.to_string();
+    kube_err_message(op, e, message)
+}
+
+/// [`kube_err`]'s kind and retryability with a message of the caller's.
+fn kube_err_message(op: &'static str, e: kube::Error, message: String) -> Error {
     let code = match &e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
@@ -65,7 +71,7 @@ fn kube_err(op: &'static str, e: kube::Error) -> Error {
         Some(_) => (ErrorKind::InvalidInput, false),
         None => (ErrorKind::Unavailable, true),
     };
-    Error::new(kind, e.to_string())
+    Error::new(kind, message)
         .with_operation(op)
         .with_backend(BACKEND)
         .with_source(e)
@@ -166,6 +172,94 @@ impl KubeDeploymentController {
             Some(n) => spec.containers.iter().find(|c| &c.name == n),
             None => spec.containers.first(),
         }
+    }
+
+    /// Proves that Deployment `name` can be read and patched, without changing it — for
+    /// `flowfail check-config`.
+    ///
+    /// It reads the Deployment, finds the main container (the configured one, else the
+    /// first), then sends the kind of patch [`DeploymentController::set_env`] sends — a
+    /// strategic-merge patch of that container's `env` — as a server-side dry run
+    /// (`dryRun=All`). The API server authenticates, authorizes (RBAC `patch`), runs admission
+    /// (webhooks and policies included) and validates the result as for a real patch, and
+    /// persists nothing. The env change is empty, so even a server that ignored `dryRun` would
+    /// leave the Deployment as it was.
+    ///
+    /// Errors name the Deployment and what is missing: `NotFound` when there is no such
+    /// Deployment in the namespace or it has no such container, `PermissionDenied` when the
+    /// credentials may not `get` or `patch` it, and the kinds of the other calls otherwise.
+    pub async fn check_patchable(&self, name: &str) -> Result<()> {
+        const OP: &str = "deployment.check_patchable";
+        let target = format!("deployment {}/{name}", self.namespace);
+        let d = self
+            .deployments()
+            .get(name)
+            .await
+            .map_err(|e| self.explain(OP, e, "get", name))?;
+        let container = self
+            .main_container(&d)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                let names: Vec<String> = d
+                    .spec
+                    .template
+                    .spec
+                    .as_ref()
+                    .map(|p| {
+                        p.containers
+                            .iter()
+                            .map(|c| format!("{:?}", c.name))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let wanted = match &self.container {
+                    Some(c) => format!("no container {c:?}"),
+                    None => "no containers".to_owned(),
+                };
+                let has = if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (its containers: {})", names.join(", "))
+                };
+                Error::not_found(format!("{target} has {wanted}{has}"))
+                    .with_operation(OP)
+                    .with_backend(BACKEND)
+            })?;
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "env": []}]}}}});
+        let params = PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        };
+        self.deployments()
+            .patch(name, &params, &Patch::Strategic(patch))
+            .await
+            .map_err(|e| self.explain(OP, e, "patch", name))?;
+        Ok(())
+    }
+
+    /// A failed `verb` on Deployment `name`, with what to check.
+    fn explain(&self, op: &'static str, e: kube::Error, verb: &str, name: &str) -> Error {
+        let (code, detail) = match &e {
+            kube::Error::Api(s) => (s.code, s.message.clone()),
+            other => (0, other.to_string()),
+        };
+        let hint = match code {
+            401 => " — the API server did not accept flowfail's credentials".to_owned(),
+            403 => format!(
+                " — the Role bound to flowfail's service account must allow {verb} on deployments (apps) named {name:?} in namespace {:?}",
+                self.namespace
+            ),
+            404 => format!(
+                " — check [kubernetes] namespace ({:?}) and deployment in the configuration",
+                self.namespace
+            ),
+            _ => String::new(),
+        };
+        let message = format!(
+            "cannot {verb} deployment {}/{name}: {detail}{hint}",
+            self.namespace
+        );
+        kube_err_message(op, e, message)
     }
 
     /// Waits until the rollout completes or fails, up to `timeout` (polling every second).

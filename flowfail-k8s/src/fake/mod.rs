@@ -1,28 +1,49 @@
-//! An in-process fake of the few `apps/v1` endpoints flowfail and kubectl use, faithful enough
-//! that real `kubectl set env`, `kubectl rollout undo` and `kubectl rollout status` work
-//! against it (a test proves it):
+//! An in-process fake of the Kubernetes API endpoints flowfail and kubectl use, faithful enough
+//! that real `kubectl set env`, `kubectl rollout undo`, `kubectl rollout status` and
+//! `kubectl apply` (server-side dry run included) work against it (tests prove it):
 //!
-//! - discovery: `/api`, `/apis`, `/api/v1`, `/apis/apps/v1`;
-//! - Deployments: get, list (with `fieldSelector=metadata.name=…`), watch, patch (strategic
-//!   merge, JSON merge and JSON Patch); `resourceVersion` on every write, `409 Conflict` when a
-//!   patch carries a stale one (or a JSON Patch `test` fails), `generation` on spec changes;
-//! - ReplicaSets: created when the pod template changes, with
+//! - discovery: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}` for the kinds
+//!   it serves — Deployment and ReplicaSet (`apps/v1`), ServiceAccount, ConfigMap and Secret
+//!   (`v1`), Role and RoleBinding (`rbac.authorization.k8s.io/v1`) — and the OpenAPI v3 index
+//!   and group-version documents, which tell kubectl that the server validates fields itself
+//!   (`fieldValidation`), so kubectl sends `fieldValidation=Strict` instead of validating
+//!   client-side. No schemas are served: `/openapi/v2` defines nothing, and the list of
+//!   CustomResourceDefinitions is empty, which is what kubectl reads about a kind it meets no
+//!   v3 document for (a wrong apiVersion) before failing to map it, as against a real server;
+//! - get, list (label and `metadata.name` field selectors), watch, create and patch (strategic
+//!   merge, JSON merge and JSON Patch) of those kinds, ReplicaSets read-only; `resourceVersion`
+//!   on every write, `409 Conflict` when a patch carries a stale one (or a JSON Patch `test`
+//!   fails), `generation` on spec changes;
+//! - `dryRun=All` on create and patch: the answer is the object as it would be stored (a
+//!   created object without `resourceVersion`, a patched one with the current one), and nothing
+//!   is stored, no `resourceVersion` is used up, no controller reacts;
+//! - validation as the API server does it: a body that does not decode as its kind is
+//!   `400 BadRequest`; with `fieldValidation=Strict`, so is any field the kind does not have
+//!   (decoding is k8s-openapi's, generated from the Kubernetes OpenAPI schema); a few semantic
+//!   rules are `422 Invalid` (see `validate.rs`); Secret `stringData` is folded into `data`;
+//! - optionally RBAC: [`FakeApiServer::enforce_role`] answers `403 Forbidden`, worded as the
+//!   real authorizer words it, to every resource request the given Role's rules do not allow;
+//!   every resource request is recorded ([`FakeApiServer::accesses`]);
+//! - the Deployment controller: ReplicaSets created when the pod template changes, with
 //!   `deployment.kubernetes.io/revision`; an old template reused gets the next revision number,
-//!   as the real controller does; listed by label selector;
-//! - rollout progress in `status`, complete as soon as the controller "observes" the change,
-//!   unless told to hang or fail.
+//!   as the real controller does; rollout progress in `status`, complete as soon as the
+//!   controller "observes" the change, unless told to hang or fail.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde_json::{Value, json};
+
+mod kinds;
+mod objects;
+mod patch;
+mod rbac;
+mod validate;
 
 /// Rollout behaviour of the fake controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,13 +57,37 @@ pub enum RolloutMode {
     Fail,
 }
 
+/// Objects of one resource, by (namespace, name).
+type Store = BTreeMap<(String, String), Value>;
+
 #[derive(Debug, Default)]
 struct Cluster {
     rv: u64,
-    deployments: BTreeMap<(String, String), Value>,
-    replicasets: BTreeMap<(String, String), Value>,
+    deployments: Store,
+    replicasets: Store,
+    /// Every other kind, by resource (`secrets`, `roles`, ...).
+    objects: BTreeMap<String, Store>,
     rollout: RolloutMode,
     requests: Vec<String>,
+    role: Option<rbac::EnforcedRole>,
+    accesses: Vec<Access>,
+}
+
+/// One resource request as the fake's authorizer saw it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    /// The RBAC verb: `get`, `list`, `watch`, `create` or `patch`.
+    pub verb: String,
+    /// The API group (`""` for the core group).
+    pub group: String,
+    /// The resource (`deployments`).
+    pub resource: String,
+    /// The namespace of the request.
+    pub namespace: String,
+    /// The object's name: from the path, or from a `metadata.name=` field selector of a list.
+    pub name: Option<String>,
+    /// Whether the request was allowed (always, unless a Role is enforced).
+    pub allowed: bool,
 }
 
 /// The fake API server. Dropping it stops it.
@@ -66,8 +111,16 @@ fn lock(s: &Shared) -> MutexGuard<'_, Cluster> {
 }
 
 fn status(code: u16, reason: &str, message: String) -> Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+    status_with(code, reason, message, None)
+}
+
+/// A `Status` answer with `details` (name, group, kind, causes), as the API server sends.
+fn status_with(code: u16, reason: &str, message: String, details: Option<Value>) -> Response {
+    let mut body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code});
+    if let Some(d) = details {
+        body["details"] = d;
+    }
     (
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", "application/json")],
@@ -77,12 +130,11 @@ fn status(code: u16, reason: &str, message: String) -> Response {
 }
 
 fn ok(v: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    answer(StatusCode::OK, v)
+}
+
+fn answer(code: StatusCode, v: Value) -> Response {
+    (code, [("content-type", "application/json")], v.to_string()).into_response()
 }
 
 fn hash(v: &Value) -> String {
@@ -120,6 +172,23 @@ impl Cluster {
     fn next_rv(&mut self) -> String {
         self.rv += 1;
         self.rv.to_string()
+    }
+
+    /// The objects of `resource`.
+    fn store(&mut self, resource: &str) -> &mut Store {
+        match resource {
+            "deployments" => &mut self.deployments,
+            "replicasets" => &mut self.replicasets,
+            r => self.objects.entry(r.to_owned()).or_default(),
+        }
+    }
+
+    fn stored(&self, resource: &str) -> Option<&Store> {
+        match resource {
+            "deployments" => Some(&self.deployments),
+            "replicasets" => Some(&self.replicasets),
+            r => self.objects.get(r),
+        }
     }
 
     fn owned_sets(&self, ns: &str, uid: &str) -> Vec<(String, Value)> {
@@ -229,22 +298,35 @@ impl FakeApiServer {
     pub async fn start() -> std::io::Result<Self> {
         let state: Shared = Arc::new(Mutex::new(Cluster::default()));
         let app = Router::new()
-            .route("/api", get(api_versions))
-            .route("/apis", get(api_groups))
-            .route("/api/v1", get(core_resources))
-            .route("/apis/apps/v1", get(apps_resources))
+            .route("/version", get(kinds::version))
+            .route("/api", get(kinds::api_versions))
+            .route("/apis", get(kinds::api_groups))
+            .route("/api/{version}", get(kinds::core_resources))
+            .route("/apis/{group}/{version}", get(kinds::group_resources))
+            .route("/openapi/v2", get(kinds::openapi_v2))
+            .route("/openapi/v3", get(kinds::openapi_index))
+            .route("/openapi/v3/{*path}", get(kinds::openapi_group_version))
             .route(
-                "/apis/apps/v1/namespaces/{ns}/deployments",
-                get(list_deployments),
+                "/api/{version}/namespaces/{ns}/{resource}",
+                any(objects::request),
             )
             .route(
-                "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-                get(get_deployment).patch(patch_deployment),
+                "/api/{version}/namespaces/{ns}/{resource}/{name}",
+                any(objects::request),
             )
             .route(
-                "/apis/apps/v1/namespaces/{ns}/replicasets",
-                get(list_replicasets),
+                "/apis/{group}/{version}/{resource}",
+                any(objects::cluster_request),
             )
+            .route(
+                "/apis/{group}/{version}/namespaces/{ns}/{resource}",
+                any(objects::request),
+            )
+            .route(
+                "/apis/{group}/{version}/namespaces/{ns}/{resource}/{name}",
+                any(objects::request),
+            )
+            .fallback(unhandled)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -373,317 +455,61 @@ impl FakeApiServer {
     pub fn requests(&self) -> Vec<String> {
         lock(&self.state).requests.clone()
     }
+
+    /// Any stored object, by resource (`deployments`, `secrets`, `roles`, ...).
+    pub fn object(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        lock(&self.state)
+            .stored(resource)?
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// The stored objects of `resource` in namespace `ns`.
+    pub fn objects(&self, resource: &str, ns: &str) -> Vec<Value> {
+        lock(&self.state)
+            .stored(resource)
+            .map(|s| {
+                s.iter()
+                    .filter(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The latest `resourceVersion` handed out: unchanged when nothing was written.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.state).rv
+    }
+
+    /// From now on, authorizes every resource request as RBAC would for a `user` bound to
+    /// `role` (a Role object: its `metadata.namespace` and `rules`) and nothing else: a request
+    /// the rules do not allow gets `403 Forbidden`. Discovery, `/version` and `/openapi` stay
+    /// open, as `system:discovery` keeps them for every authenticated user.
+    pub fn enforce_role(&self, user: &str, role: &Value) {
+        lock(&self.state).role = Some(rbac::EnforcedRole::new(user, role));
+    }
+
+    /// Every resource request received, as the authorizer saw it, in order.
+    pub fn accesses(&self) -> Vec<Access> {
+        lock(&self.state).accesses.clone()
+    }
 }
 
-async fn api_versions(State(_s): State<Shared>) -> Response {
-    ok(
-        json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
-    )
-}
-
-async fn api_groups() -> Response {
-    ok(
-        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{"name": "apps",
-        "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
-    )
-}
-
-async fn core_resources() -> Response {
-    ok(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
-        {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": ["get", "list"]}]}),
-    )
-}
-
-async fn apps_resources() -> Response {
-    let verbs = json!(["get", "list", "watch", "patch", "update"]);
-    ok(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
-        {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": verbs, "shortNames": ["deploy"]},
-        {"name": "deployments/status", "singularName": "", "namespaced": true, "kind": "Deployment", "verbs": ["get", "patch", "update"]},
-        {"name": "replicasets", "singularName": "replicaset", "namespaced": true, "kind": "ReplicaSet", "verbs": verbs, "shortNames": ["rs"]}]}),
+/// Anything the fake does not serve: logged, and answered `404` as the API server does.
+async fn unhandled(
+    axum::extract::State(s): axum::extract::State<Shared>,
+    method: axum::http::Method,
+    uri: Uri,
+) -> Response {
+    log_request(&s, format!("UNHANDLED {method} {uri}"));
+    status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource".into(),
     )
 }
 
 fn log_request(s: &Shared, what: String) {
     lock(s).requests.push(what);
-}
-
-async fn get_deployment(
-    State(s): State<Shared>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Response {
-    log_request(&s, format!("GET deployments/{name}"));
-    match lock(&s).deployments.get(&(ns, name.clone())) {
-        Some(d) => ok(d.clone()),
-        None => status(
-            404,
-            "NotFound",
-            format!("deployments.apps \"{name}\" not found"),
-        ),
-    }
-}
-
-async fn list_deployments(
-    State(s): State<Shared>,
-    Path(ns): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    log_request(&s, format!("LIST deployments {q:?}"));
-    let c = lock(&s);
-    let wanted = q
-        .get("fieldSelector")
-        .and_then(|f| f.strip_prefix("metadata.name="))
-        .map(str::to_owned);
-    let items: Vec<Value> = c
-        .deployments
-        .iter()
-        .filter(|((n, name), _)| *n == ns && wanted.as_ref().is_none_or(|w| w == name))
-        .map(|(_, d)| d.clone())
-        .collect();
-    let rv = c.rv.to_string();
-    drop(c);
-    if q.get("watch").map(String::as_str) == Some("true")
-        || q.get("watch").map(String::as_str) == Some("1")
-    {
-        // One event per object, then the stream ends (clients re-list and watch again).
-        let body: String = items
-            .iter()
-            .map(|o| format!("{}\n", json!({"type": "ADDED", "object": o})))
-            .collect();
-        return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
-    }
-    ok(
-        json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"resourceVersion": rv}, "items": items}),
-    )
-}
-
-fn selector_matches(labels: &Value, selector: &str) -> bool {
-    selector
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .all(|p| match p.split_once('=') {
-            Some((k, v)) => {
-                labels.get(k.trim_end_matches('=')).and_then(Value::as_str)
-                    == Some(v.trim_start_matches('='))
-            }
-            None => labels.get(p).is_some(),
-        })
-}
-
-async fn list_replicasets(
-    State(s): State<Shared>,
-    Path(ns): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    log_request(&s, format!("LIST replicasets {q:?}"));
-    let c = lock(&s);
-    let sel = q.get("labelSelector").cloned().unwrap_or_default();
-    let items: Vec<Value> = c
-        .replicasets
-        .iter()
-        .filter(|((n, _), rs)| *n == ns && selector_matches(&rs["metadata"]["labels"], &sel))
-        .map(|(_, rs)| rs.clone())
-        .collect();
-    ok(
-        json!({"kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {"resourceVersion": c.rv.to_string()}, "items": items}),
-    )
-}
-
-/// Strategic merge for the lists a Deployment's pod template has, merged by their keys.
-fn merge_key(field: &str) -> Option<&'static str> {
-    match field {
-        "containers" | "initContainers" | "env" | "volumes" | "imagePullSecrets" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "ports" => Some("containerPort"),
-        _ => None,
-    }
-}
-
-fn strategic_merge(target: &mut Value, patch: &Value) {
-    let Some(p) = patch.as_object() else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    for (k, v) in p {
-        if k.starts_with('$') {
-            continue; // directives: $setElementOrder/…, $retainKeys, $patch on maps
-        }
-        if v.is_null() {
-            if let Some(t) = target.as_object_mut() {
-                t.remove(k);
-            }
-            continue;
-        }
-        match (merge_key(k), v.as_array()) {
-            (Some(key), Some(items)) => {
-                let list = target[k].as_array().cloned().unwrap_or_default();
-                let mut list = list;
-                for item in items {
-                    let id = item.get(key).cloned();
-                    let pos = list.iter().position(|e| e.get(key) == id.as_ref());
-                    if item.get("$patch").and_then(Value::as_str) == Some("delete") {
-                        if let Some(i) = pos {
-                            list.remove(i);
-                        }
-                    } else if let Some(i) = pos {
-                        strategic_merge(&mut list[i], item);
-                    } else {
-                        let mut clean = item.clone();
-                        strategic_merge(&mut clean, item);
-                        list.push(clean);
-                    }
-                }
-                target[k] = Value::Array(list);
-            }
-            _ if v.is_object() && target.get(k).is_some_and(Value::is_object) => {
-                if let Some(t) = target.get_mut(k) {
-                    strategic_merge(t, v);
-                }
-            }
-            _ => {
-                let mut clean = v.clone();
-                if clean.is_object() {
-                    let mut fresh = json!({});
-                    strategic_merge(&mut fresh, v);
-                    clean = fresh;
-                }
-                target[k] = clean;
-            }
-        }
-    }
-}
-
-fn merge_patch(target: &mut Value, patch: &Value) {
-    if let Some(p) = patch.as_object() {
-        if !target.is_object() {
-            *target = json!({});
-        }
-        for (k, v) in p {
-            if v.is_null() {
-                if let Some(t) = target.as_object_mut() {
-                    t.remove(k);
-                }
-            } else if let Some(t) = target.get_mut(k).filter(|t| t.is_object() && v.is_object()) {
-                merge_patch(t, v);
-            } else {
-                target[k] = v.clone();
-            }
-        }
-    } else {
-        *target = patch.clone();
-    }
-}
-
-async fn patch_deployment(
-    State(s): State<Shared>,
-    Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    log_request(&s, format!("PATCH deployments/{name} {q:?} {ct}"));
-    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "patch is not JSON".into());
-    };
-    let mut c = lock(&s);
-    let key = (ns.clone(), name.clone());
-    let Some(current) = c.deployments.get(&key).cloned() else {
-        return status(
-            404,
-            "NotFound",
-            format!("deployments.apps \"{name}\" not found"),
-        );
-    };
-    let conflict = || {
-        status(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-            ),
-        )
-    };
-    let mut next = current.clone();
-    if ct.starts_with("application/json-patch+json") {
-        let Ok(p) = serde_json::from_value::<json_patch::Patch>(patch) else {
-            return status(400, "BadRequest", "invalid JSON Patch".into());
-        };
-        if let Err(e) = json_patch::patch(&mut next, &p) {
-            if e.to_string().contains("test") {
-                return conflict();
-            }
-            return status(
-                422,
-                "Invalid",
-                format!("JSON Patch could not be applied: {e}"),
-            );
-        }
-    } else if ct.starts_with("application/merge-patch+json") {
-        merge_patch(&mut next, &patch);
-    } else if ct.starts_with("application/strategic-merge-patch+json") {
-        strategic_merge(&mut next, &patch);
-    } else {
-        return status(
-            415,
-            "UnsupportedMediaType",
-            format!("unsupported patch type {ct}"),
-        );
-    }
-    // Optimistic concurrency: a resourceVersion in the patched object must be the current one.
-    let want = next
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let have = current
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if want.is_some() && want != have {
-        return conflict();
-    }
-    if next == current {
-        return ok(current);
-    }
-    if next["spec"] != current["spec"] {
-        let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
-        next["metadata"]["generation"] = json!(g + 1);
-    }
-    c.deployments.insert(key, next);
-    c.reconcile(&ns, &name);
-    let d = c
-        .deployments
-        .get(&(ns, name))
-        .cloned()
-        .unwrap_or(Value::Null);
-    ok(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strategic_merge_merges_containers_and_env_by_name() {
-        let mut t = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "K", "value": "1"}, {"name": "D", "value": "2"}]}]}}}});
-        let p = json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "a"}],
-            "containers": [{"name": "a", "$setElementOrder/env": [{"name": "K"}, {"name": "N"}],
-                "env": [{"name": "K", "value": "9"}, {"name": "N", "value": "3"}, {"$patch": "delete", "name": "D"}]}]}}}});
-        strategic_merge(&mut t, &p);
-        let env = &t["spec"]["template"]["spec"]["containers"][0]["env"];
-        assert_eq!(
-            env,
-            &json!([{"name": "K", "value": "9"}, {"name": "N", "value": "3"}])
-        );
-        assert_eq!(t["spec"]["template"]["spec"]["containers"][0]["image"], "x");
-    }
 }
