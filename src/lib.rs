@@ -17,3 +17,8 @@ pub use flowfail_aws as aws;
 /// Kubernetes adapter: the FlowEngine Deployment (feature `k8s`).
 #[cfg(feature = "k8s")]
 pub use flowfail_k8s as k8s;
+
+/// Running flowfail for real: `flowfail.toml`, the adapters wired, the supervisor (feature
+/// `live`).
+#[cfg(feature = "live")]
+pub mod live;

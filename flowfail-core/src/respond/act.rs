@@ -100,6 +100,7 @@ impl Responder {
                 }
                 self.retry_batch(&d.actions[start..i], state, &mut pass)
                     .await;
+                self.checkpoint(state, &mut pass).await;
                 continue;
             }
             let a = &d.actions[i];
@@ -113,6 +114,7 @@ impl Responder {
                 self.escalate("action_panicked", summary, state, &mut pass)
                     .await;
             }
+            self.checkpoint(state, &mut pass).await;
         }
         for f in &d.findings {
             pass.entries.push(TimelineEntry::new(
@@ -133,6 +135,38 @@ impl Responder {
         Acted {
             entries: pass.entries,
             panicked: pass.panicked,
+        }
+    }
+
+    /// Writes what happened so far to the ledger (its timeline entries and the state), so a
+    /// process that dies mid-pass loses at most the action in flight from the record. A write
+    /// that fails keeps the entries for the pass's final write.
+    async fn checkpoint(&self, state: &IncidentState, pass: &mut Pass<'_>) {
+        let Some(epoch) = pass.epoch else { return };
+        if pass.entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .ports
+            .incidents
+            .append(&state.key, epoch, &pass.entries)
+            .await
+        {
+            tracing::warn!(error = %e, "incident ledger checkpoint failed");
+            return;
+        }
+        pass.entries.clear();
+        let saved = match serde_json::to_value(state) {
+            Ok(json) => {
+                self.ports
+                    .incidents
+                    .save_state(&state.key, epoch, &json)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "incident ledger checkpoint failed");
         }
     }
 

@@ -1,0 +1,167 @@
+//! `flowfail run` and `flowfail check-config`: flowfail as a service, from `flowfail.toml`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowfail::live::{Config, Live, Mode};
+use tokio_util::sync::CancellationToken;
+
+use crate::CliResult;
+use crate::failure::{Exit, Failure};
+
+/// Arguments of `flowfail run`.
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// The config file (see flowfail.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Shadow mode whatever the config says: observe, decide, record; change nothing.
+    #[arg(long)]
+    shadow: bool,
+    /// Log line format (stderr); the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// Arguments of `flowfail check-config`.
+#[derive(clap::Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate only: connect to nothing.
+    #[arg(long)]
+    offline: bool,
+}
+
+/// Log line format of `flowfail run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // A second subscriber (tests calling twice) is not an error worth stopping for.
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.with_ansi(false).try_init(),
+    };
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `flowfail run --config F [--shadow]`: the supervisor until SIGTERM / Ctrl-C. A config that
+/// does not validate exits 1; a backend that cannot be prepared (the ledger's tables) exits 3.
+pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
+    init_tracing(a.log_format);
+    let config = Config::load(&a.config).map_err(Failure::wanting)?;
+    let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
+    rt.block_on(async {
+        let live = config.connect().await?;
+        live.prepare().await.map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
+        let shadow = a.shadow || live.config.mode == Mode::Shadow;
+        let supervisor = flowfail_core::respond::Supervisor::builder()
+            .responder(live.responder(a.shadow))
+            .on_settled(|r| {
+                tracing::info!(
+                    incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
+                    status = %r.post_incident.status,
+                    mttr_seconds = r.post_incident.mttr_seconds,
+                    actions = r.actions.len(),
+                    "incident settled"
+                );
+            })
+            .build()
+            .map_err(Failure::wanting)?;
+        tracing::info!(
+            mode = if shadow { "shadow" } else { "act" },
+            deployment = %live.config.kubernetes.deployment,
+            "flowfail running"
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { supervisor.run(stop).await }
+        });
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+        // The supervisor gives a pass in progress 3 s; never wait past 4.
+        match tokio::time::timeout(Duration::from_secs(4), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "supervisor ended with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
+            Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
+        }
+        Ok(Exit::Ok)
+    })
+}
+
+/// `flowfail check-config --config F [--offline]`: validate, then probe every backend
+/// read-only; one line per port. Exit 1 when the config or a probe fails.
+pub(crate) fn cmd_check_config(a: &CheckConfigArgs) -> CliResult {
+    let config = Config::load(&a.config).map_err(Failure::wanting)?;
+    println!(
+        "ok    config      valid; mode {}",
+        match config.mode {
+            Mode::Act => "act",
+            _ => "shadow",
+        }
+    );
+    if a.offline {
+        return Ok(Exit::Ok);
+    }
+    let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
+    let probes = rt.block_on(async {
+        let live: Live = config.connect().await?;
+        Ok::<_, Failure>(live.check().await)
+    })?;
+    let mut failed = false;
+    for p in &probes {
+        failed |= !p.ok;
+        println!(
+            "{:<5} {:<15} {}",
+            if p.ok { "ok" } else { "FAIL" },
+            p.port,
+            p.detail
+        );
+    }
+    Ok(if failed { Exit::Wanting } else { Exit::Ok })
+}

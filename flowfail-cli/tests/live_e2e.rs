@@ -1,0 +1,793 @@
+//! The real `flowfail run --config F` against every real peer at once: PostgreSQL (TaskDB and
+//! ledger), the local AWS API (S3 bundles, CloudWatch logs), the fake Kubernetes API server
+//! (started here), and local HTTP servers for quota, status pages, PagerDuty and the webhook.
+//! The test plays FlowEngine's worker (a retried task succeeds) and asserts on the peers, never
+//! on flowfail's own report: bundles in S3, attempts in PostgreSQL, env and revisions on the
+//! Deployment, requests at the pager, the incident closed in the ledger.
+//!
+//! Needs PostgreSQL (`FLOWFAIL_PG_URL`) and the local AWS API (`FLOWFAIL_AWS_ENDPOINT`); skips
+//! without them unless `FLOWFAIL_PG_REQUIRED=1` / `FLOWFAIL_AWS_REQUIRED=1` (CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{TimeDelta, Utc};
+use flowfail_aws::{AwsOptions, load_config};
+use flowfail_core::memory::synthesize_bundle;
+use flowfail_core::{FlowType, IncidentStore, Task, TaskId, TaskStatus, TaskStore};
+use flowfail_k8s::fake::FakeApiServer;
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn pg_url() -> String {
+    std::env::var("FLOWFAIL_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
+/// One world: every peer, seeded for one scenario.
+struct World {
+    name: String,
+    schema: String,
+    pool: deadpool_postgres::Pool,
+    tasks: PgTaskStore,
+    ledger: PgIncidentStore,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    group: String,
+    aws_endpoint: String,
+    k8s: FakeApiServer,
+    quota: MockServer,
+    status: MockServer,
+    pager: MockServer,
+    webhook: MockServer,
+    dir: PathBuf,
+}
+
+async fn world(name: &str) -> Option<World> {
+    let Some(aws_endpoint) = std::env::var("FLOWFAIL_AWS_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        assert!(
+            !required("FLOWFAIL_AWS_REQUIRED"),
+            "FLOWFAIL_AWS_REQUIRED=1 but FLOWFAIL_AWS_ENDPOINT is not set"
+        );
+        eprintln!(
+            "skipped: no local AWS API (FLOWFAIL_AWS_ENDPOINT; FLOWFAIL_AWS_REQUIRED=1 fails instead)"
+        );
+        return None;
+    };
+    let pool = connect(&pg_url(), 4).unwrap();
+    let c = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                !required("FLOWFAIL_PG_REQUIRED"),
+                "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
+                pg_url()
+            );
+            eprintln!(
+                "skipped: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
+                pg_url()
+            );
+            return None;
+        }
+    };
+    let n = Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let schema = format!("ff_test_e2e_{name}_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .await
+    .unwrap();
+    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
+    tasks.migrate().await.unwrap();
+    let ledger = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
+
+    let aws = load_config(&AwsOptions::local(aws_endpoint.clone())).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("e2e-{name}-{n}");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws);
+    let group = format!("/aws/lambda/flowengine-e2e-{name}-{n}");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+
+    let k8s = FakeApiServer::start().await.unwrap();
+    let (quota, status, pager, webhook) = (
+        MockServer::start().await,
+        MockServer::start().await,
+        MockServer::start().await,
+        MockServer::start().await,
+    );
+    for s in [&status] {
+        Mock::given(method("GET"))
+            .and(path("/api/v2/summary.json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(summary("operational")))
+            .mount(s)
+            .await;
+    }
+    set_quota(&quota, 20).await;
+    Mock::given(method("POST"))
+        .and(path("/v2/enqueue"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .set_body_json(json!({"status": "success", "message": "Event processed"})),
+        )
+        .mount(&pager)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&webhook)
+        .await;
+    let dir = std::env::temp_dir().join(format!("flowfail-e2e-{name}-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), "e2e-secret-key\n").unwrap();
+    Some(World {
+        name: name.to_owned(),
+        schema,
+        pool,
+        tasks,
+        ledger,
+        s3,
+        bucket,
+        group,
+        aws_endpoint,
+        k8s,
+        quota,
+        status,
+        pager,
+        webhook,
+        dir,
+    })
+}
+
+fn summary(component: &str) -> serde_json::Value {
+    json!({
+        "page": {"id": "x", "name": "Vendor"},
+        "status": {"indicator": "none", "description": "All Systems Operational"},
+        "components": [{"name": "Claude API", "status": component}, {"name": "API", "status": component},
+                       {"name": "Chat Completions", "status": component}],
+        "incidents": []
+    })
+}
+
+/// The primary vendor's quota, as its rate-limit headers say it.
+async fn set_quota(server: &MockServer, used_percent: u64) {
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages/count_tokens"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("anthropic-ratelimit-requests-limit", "100")
+                .insert_header(
+                    "anthropic-ratelimit-requests-remaining",
+                    (100 - used_percent).to_string().as_str(),
+                )
+                .set_body_json(json!({"input_tokens": 1})),
+        )
+        .mount(server)
+        .await;
+}
+
+impl World {
+    /// The config of `flowfail run` for this world.
+    fn config(&self, mode: &str) -> PathBuf {
+        let key = self.dir.join("key");
+        let k = key.display();
+        let text = format!(
+            r#"mode = "{mode}"
+
+[postgres]
+url = "{pg}"
+schema = "{schema}"
+
+[aws]
+region = "us-east-1"
+endpoint = "{aws}"
+log_group = "{group}"
+bucket = "{bucket}"
+
+[kubernetes]
+api_url = "{k8s}"
+namespace = "default"
+deployment = "flowengine"
+container = "flowengine"
+
+[vendors]
+primary = "anthropic"
+[vendors.anthropic]
+quota = "anthropic"
+api_url = "{quota}"
+api_key_file = "{k}"
+status_url = "{status}"
+[vendors.openai]
+quota = "none"
+status_url = "{status}"
+
+[pager]
+url = "{pager}"
+[pager.routing_keys]
+on_call = {{ file = "{k}" }}
+sre = {{ file = "{k}" }}
+tech_lead = {{ file = "{k}" }}
+
+[notifier]
+url_file = "{hook}"
+
+[policy]
+poll_interval_s = 1
+half_open_after_s = 2
+retry_base_delay_s = 1
+retry_max_delay_s = 2
+step_timeout_s = 10
+"#,
+            pg = pg_url(),
+            schema = self.schema,
+            aws = self.aws_endpoint,
+            group = self.group,
+            bucket = self.bucket,
+            k8s = self.k8s.url(),
+            quota = self.quota.uri(),
+            status = self.status.uri(),
+            pager = self.pager.uri(),
+            hook = {
+                let p = self.dir.join("hook-url");
+                std::fs::write(&p, format!("{}/hook\n", self.webhook.uri())).unwrap();
+                p.display().to_string()
+            },
+        );
+        let p = self.dir.join(format!("flowfail-{mode}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Starts `flowfail run`; its log goes to a file in the world's folder.
+    fn run(&self, mode: &str, tag: &str) -> Child {
+        let log = std::fs::File::create(self.dir.join(format!("run-{tag}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_flowfail"))
+            .args(["run", "--config"])
+            .arg(self.config(mode))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self, tag: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("run-{tag}.log"))).unwrap_or_default()
+    }
+
+    async fn seed_tasks(&self, succeeded: usize, failed: &[(&str, &str, Option<u16>)]) {
+        let now = Utc::now();
+        let mut all: Vec<Task> = (0..succeeded)
+            .map(|i| {
+                Task::new(
+                    TaskId::parse(&format!("ok-{i}")).unwrap(),
+                    FlowType::Plan,
+                    TaskStatus::Succeeded,
+                    now - TimeDelta::minutes(10),
+                )
+            })
+            .collect();
+        for (id, msg, status) in failed {
+            all.push(
+                Task::new(
+                    TaskId::parse(id).unwrap(),
+                    FlowType::Impl,
+                    TaskStatus::Failed,
+                    now - TimeDelta::minutes(2),
+                )
+                .with_error(*msg, *status),
+            );
+        }
+        self.tasks.insert(&all, &[]).await.unwrap();
+    }
+
+    async fn put_bundle(&self, id: &str, size: u64) -> Vec<u8> {
+        let bytes = synthesize_bundle(&TaskId::parse(id).unwrap(), size);
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{id}.json"))
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await
+            .unwrap();
+        bytes
+    }
+
+    async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let o = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        Some(o.body.collect().await.unwrap().into_bytes().to_vec())
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let l = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        l.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    async fn task(&self, id: &str) -> Task {
+        self.tasks.get(&TaskId::parse(id).unwrap()).await.unwrap()
+    }
+
+    /// FlowEngine's worker: every retried (pending) task runs and succeeds.
+    async fn work(&self) {
+        let c = self.pool.get().await.unwrap();
+        c.execute(
+            &format!("UPDATE {}.tasks SET status = 'succeeded', finished_at = now() WHERE status = 'pending'", self.schema),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Closed incidents in the ledger, with their records.
+    async fn closed(&self) -> Vec<serde_json::Value> {
+        let c = self.pool.get().await.unwrap();
+        let rows = c
+            .query(
+                &format!("SELECT key FROM {}.flowfail_incidents WHERE closed_at IS NOT NULL ORDER BY opened_at", self.schema),
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for r in rows {
+            let key: String = r.get(0);
+            let rec = self.ledger.get(&key).await.unwrap();
+            out.push(
+                json!({"key": key, "post_incident": rec.post_incident, "timeline": rec.timeline}),
+            );
+        }
+        out
+    }
+
+    /// Task ids of the retries recorded as applied in the ledger, open or closed incidents.
+    async fn recorded_retries(&self) -> Vec<String> {
+        let c = self.pool.get().await.unwrap();
+        let rows = c
+            .query(&format!("SELECT key FROM {}.flowfail_incidents", self.schema), &[])
+            .await
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for r in rows {
+            let key: String = r.get(0);
+            for e in self.ledger.get(&key).await.unwrap().timeline {
+                if e.kind == "action"
+                    && e.detail["action"]["kind"] == "retry_task"
+                    && e.detail["outcome"] == "applied"
+                {
+                    out.push(e.detail["action"]["task_id"].as_str().unwrap_or("").to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    async fn open_incident(&self) -> bool {
+        matches!(self.ledger.find_open("flowengine").await, Ok(Some(_)))
+    }
+
+    fn env(&self) -> BTreeMap<String, String> {
+        let d = self.k8s.deployment("default", "flowengine").unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["value"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn image(&self) -> String {
+        let d = self.k8s.deployment("default", "flowengine").unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn resource_version(&self) -> String {
+        let d = self.k8s.deployment("default", "flowengine").unwrap();
+        d["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Page triggers the pager received, by dedup key.
+    async fn pages(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in self.pager.received_requests().await.unwrap_or_default() {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            if v["event_action"] == "trigger" {
+                *out.entry(v["dedup_key"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = &self.name;
+    }
+}
+
+/// Polls `cond` (and plays the worker) every 200 ms until it holds or `secs` pass.
+async fn until<F, Fut>(w: &World, secs: u64, what: &str, child: &mut Child, tag: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "flowfail exited ({status}) while waiting for {what}:\n{}",
+                w.log(tag)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}:\n{}",
+            w.log(tag)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM, then the exit status within 5 s.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+const TIMEOUT: &str = "Task timed out after 45.00 seconds";
+
+/// (a) The pilot's timeout incident: three oversized bundles; killed -9 after the first
+/// prune, restarted; then SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_incident_with_oversized_bundles_end_to_end() {
+    let Some(w) = world("timeout").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    let ids = ["t-0", "t-1", "t-2"];
+    w.seed_tasks(200, &ids.map(|i| (i, TIMEOUT, None))).await;
+    let mut originals = Vec::new();
+    for id in ids {
+        originals.push(w.put_bundle(id, 600_000).await);
+    }
+    let mut first = w.run("act", "a1");
+    // Kill -9 once the first bundle is pruned (mid-incident).
+    until(
+        &w,
+        60,
+        "a first pruned bundle",
+        &mut first,
+        "a1",
+        || async { w.keys().await.iter().any(|k| k.starts_with("archive/")) },
+    )
+    .await;
+    kill9(&mut first);
+    // What the first process did that its record does not hold: at most the action in flight.
+    let recorded_at_kill = w.recorded_retries().await;
+    let mut unrecorded = 0;
+    for id in ids {
+        if w.task(id).await.attempts == 1 && !recorded_at_kill.contains(&id.to_owned()) {
+            unrecorded += 1;
+        }
+    }
+    let mut second = w.run("act", "a2");
+    until(&w, 90, "the incident closed", &mut second, "a2", || async {
+        w.work().await;
+        !w.closed().await.is_empty() && !w.open_incident().await
+    })
+    .await;
+    assert_eq!(terminate(&mut second).code(), Some(0), "{}", w.log("a2"));
+
+    // S3: every bundle within the budget, its original archived byte for byte, once.
+    let keys = w.keys().await;
+    for (id, original) in ids.iter().zip(&originals) {
+        let live = w.object(&format!("{id}.json")).await.unwrap();
+        assert!(live.len() <= 180_000, "{id}: {} bytes", live.len());
+        serde_json::from_slice::<serde_json::Value>(&live).expect("pruned bundle is JSON");
+        let sum: String = Sha256::digest(original)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let archives: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with(&format!("archive/{id}.")))
+            .collect();
+        assert_eq!(archives.len(), 1, "{id}: {keys:?}");
+        assert_eq!(archives[0], &format!("archive/{id}.{sum}.json"));
+        assert_eq!(
+            &w.object(archives[0]).await.unwrap(),
+            original,
+            "{id}: archive differs"
+        );
+    }
+    // PostgreSQL: each retried exactly once (nothing done twice across the kill).
+    for id in ids {
+        let t = w.task(id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+    }
+    // The ledger: one incident, closed, with the record built from the whole timeline.
+    let closed = w.closed().await;
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    let post = &closed[0]["post_incident"];
+    assert_eq!(post["status"], "resolved", "{post:#}");
+    // Every retry on the TaskDB is in the record, but for those in flight at the kill.
+    assert_eq!(
+        post["actions_summary"]["retry_task"]["applied"]
+            .as_u64()
+            .unwrap_or(0)
+            + unrecorded,
+        3,
+        "{post:#}"
+    );
+    // Nobody paged for a timeout incident that resolved; the Deployment untouched.
+    assert!(w.pages().await.is_empty());
+    assert_eq!(w.image(), "flowengine:2");
+}
+
+/// (b) A rate-limit incident: quota at 86 %, then falling. The breaker goes on, retries wait
+/// for half-open, the breaker setting is restored when quota is back under 70 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_rate_limit_incident_end_to_end() {
+    let Some(w) = world("ratelimit").await else {
+        return;
+    };
+    w.k8s.add_deployment(
+        "default",
+        "flowengine",
+        "flowengine",
+        &BTreeMap::from([("ENABLE_CIRCUIT_BREAKER".to_owned(), "false".to_owned())]),
+        2,
+    );
+    set_quota(&w.quota, 86).await;
+    let rl = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+    let ids = ["r-0", "r-1", "r-2", "r-3"];
+    w.seed_tasks(200, &ids.map(|i| (i, rl, Some(429)))).await;
+    let mut p = w.run("act", "b");
+    until(&w, 30, "the breaker enabled", &mut p, "b", || async {
+        w.env().get("ENABLE_CIRCUIT_BREAKER").map(String::as_str) == Some("true")
+    })
+    .await;
+    // No retry while the breaker is open.
+    for id in ids {
+        assert_eq!(
+            w.task(id).await.attempts,
+            0,
+            "{id} retried while the breaker was open"
+        );
+    }
+    set_quota(&w.quota, 50).await;
+    until(&w, 90, "the incident closed", &mut p, "b", || async {
+        w.work().await;
+        !w.closed().await.is_empty() && !w.open_incident().await
+    })
+    .await;
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("b"));
+    for id in ids {
+        let t = w.task(id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+    }
+    assert_eq!(
+        w.env().get("ENABLE_CIRCUIT_BREAKER").map(String::as_str),
+        Some("false"),
+        "breaker restored"
+    );
+    assert!(w.pages().await.is_empty(), "quota never critical: no page");
+}
+
+/// (c) A bad deploy: widespread unknown failures after a recent deploy. Rolled back once to the
+/// revision recorded at open (killed -9 right after the rollback, restarted: never twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_bad_deploy_end_to_end() {
+    let Some(w) = world("baddeploy").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    assert_eq!(w.image(), "flowengine:2");
+    let ids: Vec<String> = (0..60).map(|i| format!("u-{i}")).collect();
+    let failed: Vec<(&str, &str, Option<u16>)> = ids
+        .iter()
+        .map(|i| (i.as_str(), "KeyError: 'context_refs'", None))
+        .collect();
+    w.seed_tasks(140, &failed).await;
+    let mut first = w.run("act", "c1");
+    until(&w, 60, "the rollback", &mut first, "c1", || async {
+        w.image() == "flowengine:1"
+    })
+    .await;
+    kill9(&mut first);
+    let replicasets = w.k8s.replicasets("default").len();
+    let mut second = w.run("act", "c2");
+    until(&w, 90, "the incident closed", &mut second, "c2", || async {
+        w.work().await;
+        !w.closed().await.is_empty() && !w.open_incident().await
+    })
+    .await;
+    assert_eq!(terminate(&mut second).code(), Some(0), "{}", w.log("c2"));
+    // The Deployment: rolled back to revision 1's template, exactly once.
+    assert_eq!(w.image(), "flowengine:1");
+    assert_eq!(
+        w.k8s.replicasets("default").len(),
+        replicasets,
+        "a second rollout happened"
+    );
+    let patches = w
+        .k8s
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH deployments/flowengine"))
+        .count();
+    assert_eq!(patches, 1, "{:?}", w.k8s.requests());
+    // Unknown failures retried only after the verified rollback, once each.
+    for id in &ids {
+        let t = w.task(id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+    }
+    // On-call paged once for the new failure mode, and only once across the restart.
+    let pages = w.pages().await;
+    assert!(pages.values().all(|n| *n == 1), "{pages:?}");
+    let closed = w.closed().await;
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        closed[0]["post_incident"]["actions_summary"]["rollback"]["applied"], 1,
+        "{:#}",
+        closed[0]
+    );
+}
+
+/// Shadow mode on (a)'s world: zero changes on every peer, the same decisions in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_changes_nothing_and_records_the_decisions() {
+    let Some(w) = world("shadow").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    let ids = ["s-0", "s-1", "s-2"];
+    w.seed_tasks(200, &ids.map(|i| (i, TIMEOUT, None))).await;
+    let mut originals = Vec::new();
+    for id in ids {
+        originals.push(w.put_bundle(id, 600_000).await);
+    }
+    let rv = w.resource_version();
+    let mut p = w.run("shadow", "s");
+    until(&w, 60, "decisions in the ledger", &mut p, "s", || async {
+        let Ok(Some(open)) = w.ledger.find_open("flowengine").await else {
+            return false;
+        };
+        let Ok(rec) = w.ledger.get(&open.key).await else {
+            return false;
+        };
+        let dry: Vec<_> = rec
+            .timeline
+            .iter()
+            .filter(|e| e.kind == "action" && e.detail["outcome"] == "dry_run")
+            .collect();
+        dry.iter()
+            .filter(|e| e.detail["action"]["kind"] == "prune_context")
+            .count()
+            == 3
+            && dry
+                .iter()
+                .filter(|e| e.detail["action"]["kind"] == "retry_task")
+                .count()
+                == 3
+    })
+    .await;
+    // A few more passes: still nothing changes, decisions not repeated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("s"));
+    for (id, original) in ids.iter().zip(&originals) {
+        assert_eq!(
+            &w.object(&format!("{id}.json")).await.unwrap(),
+            original,
+            "{id} changed"
+        );
+        assert_eq!(w.task(id).await.attempts, 0, "{id} retried");
+    }
+    assert!(
+        w.keys().await.iter().all(|k| !k.starts_with("archive/")),
+        "archived in shadow mode"
+    );
+    assert_eq!(w.resource_version(), rv, "the Deployment changed");
+    assert!(
+        w.pager
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(
+        w.webhook
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    let rec = w.ledger.get(&open.key).await.unwrap();
+    let actions = rec.timeline.iter().filter(|e| e.kind == "action").count();
+    assert_eq!(
+        actions, 6,
+        "each decision recorded once: {:#?}",
+        rec.timeline
+    );
+}

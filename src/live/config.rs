@@ -1,0 +1,476 @@
+//! `flowfail.toml`: the backend of every port, the policy and the mode, parsed and validated
+//! before anything connects.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use flowfail_core::{Error, Policy, Result};
+
+/// `shadow` (the default) or `act`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Mode {
+    /// Observe, decide, record in the ledger, report — change nothing in the world.
+    #[default]
+    Shadow,
+    /// Carry the decisions out.
+    Act,
+}
+
+/// A secret, by reference: an environment variable or a file. Never inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretRef {
+    /// The value of this environment variable.
+    Env(String),
+    /// The contents of this file (trailing newline removed), e.g. a mounted Secret.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ref {
+            env: Option<String>,
+            file: Option<PathBuf>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ref(Ref),
+            Inline(serde::de::IgnoredAny),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Ref(Ref {
+                env: Some(e),
+                file: None,
+            }) => Ok(SecretRef::Env(e)),
+            Raw::Ref(Ref {
+                env: None,
+                file: Some(f),
+            }) => Ok(SecretRef::File(f)),
+            Raw::Ref(_) => Err(serde::de::Error::custom(
+                "a secret reference names exactly one of `env` or `file`",
+            )),
+            Raw::Inline(_) => Err(serde::de::Error::custom(
+                "a secret given inline is refused: write { env = \"VAR\" } or { file = \"/path\" }",
+            )),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret (offline: the environment or a local file).
+    pub fn resolve(&self, what: &str) -> Result<SecretString> {
+        let value = match self {
+            SecretRef::Env(var) => std::env::var(var).map_err(|_| {
+                Error::invalid_input(format!("{what}: environment variable {var} is not set"))
+            })?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::invalid_input(format!("{what}: cannot read {}: {e}", path.display()))
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(Error::invalid_input(format!("{what}: the secret is empty")));
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+/// The TaskDB and the incident ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db` — without a password.
+    pub url: String,
+    /// The password, from an environment variable.
+    pub password_env: Option<String>,
+    /// The password, from a file.
+    pub password_file: Option<PathBuf>,
+    /// Refused: a password is never written in the config.
+    pub password: Option<toml::Value>,
+    /// Schema of the tasks table (default: the search path).
+    pub schema: Option<String>,
+    /// Schema of the ledger (default: `schema`).
+    pub ledger_schema: Option<String>,
+    /// The tasks table (default `tasks`).
+    pub table: Option<String>,
+    /// Column names where FlowEngine's differ.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Connections in the pool (default 4).
+    pub pool_size: Option<usize>,
+}
+
+/// CloudWatch Logs and S3.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AwsConfig {
+    /// Region.
+    pub region: String,
+    /// Endpoint override (a local AWS API in tests).
+    pub endpoint: Option<String>,
+    /// CloudWatch Logs group of FlowEngine's errors.
+    pub log_group: String,
+    /// Bucket of the context bundles.
+    pub bucket: String,
+    /// Key prefix of the bundles in the bucket.
+    #[serde(default)]
+    pub key_prefix: String,
+}
+
+/// The FlowEngine Deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KubernetesConfig {
+    /// A kubeconfig file (default: in-cluster, or KUBECONFIG / ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    /// An API server URL reached without credentials (`kubectl proxy`, tests).
+    pub api_url: Option<String>,
+    /// Namespace.
+    pub namespace: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// The container whose env flowfail changes (default: the first).
+    pub container: Option<String>,
+}
+
+/// How a vendor's quota is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum QuotaSource {
+    /// Anthropic's rate-limit headers.
+    Anthropic,
+    /// OpenAI's `x-ratelimit-*` headers.
+    Openai,
+    /// Not read: quota is unknown (the breaker never flips on errors alone).
+    None,
+}
+
+/// One model vendor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VendorConfig {
+    /// How its quota is read.
+    pub quota: QuotaSource,
+    /// Its API base URL.
+    pub api_url: Option<String>,
+    /// Its API key, from an environment variable.
+    pub api_key_env: Option<String>,
+    /// Its API key, from a file.
+    pub api_key_file: Option<PathBuf>,
+    /// Refused: a key is never written in the config.
+    pub api_key: Option<toml::Value>,
+    /// Its Statuspage v2 base URL.
+    pub status_url: Option<String>,
+}
+
+/// Model vendors.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct VendorsConfig {
+    /// The primary vendor (must be configured below).
+    pub primary: String,
+    /// Vendors by name.
+    #[serde(flatten)]
+    pub vendors: BTreeMap<String, VendorConfig>,
+}
+
+/// PagerDuty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PagerConfig {
+    /// Events API base URL (default `https://events.pagerduty.com`).
+    pub url: Option<String>,
+    /// A routing key per page target of the policy.
+    pub routing_keys: BTreeMap<String, SecretRef>,
+}
+
+/// Stakeholder webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifierConfig {
+    /// The webhook URL (it carries a token), from an environment variable.
+    pub url_env: Option<String>,
+    /// The webhook URL, from a file.
+    pub url_file: Option<PathBuf>,
+    /// Refused: the URL carries a token.
+    pub url: Option<toml::Value>,
+}
+
+/// The whole `flowfail.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Shadow (default) or act.
+    #[serde(default)]
+    pub mode: Mode,
+    /// TaskDB and ledger.
+    pub postgres: PostgresConfig,
+    /// Logs and bundles.
+    pub aws: AwsConfig,
+    /// The Deployment.
+    pub kubernetes: KubernetesConfig,
+    /// Model vendors.
+    pub vendors: VendorsConfig,
+    /// The pager.
+    pub pager: PagerConfig,
+    /// Stakeholder notifications (none: notifications are refused and reported).
+    pub notifier: Option<NotifierConfig>,
+    /// The runbook's thresholds.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid_input(format!("{}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+            .map_err(|e| Error::invalid_input(format!("{}: {}", path.display(), e.message())))
+    }
+
+    /// Parses and validates a config. An unknown key is an error naming its path.
+    pub fn from_toml_str(text: &str) -> Result<Config> {
+        let value: toml::Value =
+            toml::from_str(text).map_err(|e| Error::invalid_input(format!("invalid TOML: {e}")))?;
+        let policy_names = |key: &str| value.get("policy").and_then(|p| p.get(key)).is_some();
+        let (names_deployment, names_vendor) =
+            (policy_names("deployment"), policy_names("primary_vendor"));
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            Error::invalid_input(format!("{path}: {}", e.inner()))
+        })?;
+        if !names_deployment {
+            config.policy.deployment = config.kubernetes.deployment.clone();
+        }
+        if !names_vendor {
+            config.policy.primary_vendor = config.vendors.primary.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn invalid(what: &str, why: impl std::fmt::Display) -> Error {
+    Error::invalid_input(format!("{what}: {why}"))
+}
+
+fn http_url(what: &str, url: &str) -> Result<()> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() > "https://".len()
+        && !url.contains(char::is_whitespace)
+        && !url.contains('@');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(what, "expected an http(s) URL without credentials"))
+    }
+}
+
+/// A Kubernetes object name (DNS-1123 label).
+fn k8s_name(what: &str, s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(what, "not a valid Kubernetes name"))
+    }
+}
+
+fn one_secret(
+    what: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    inline: &Option<toml::Value>,
+    inline_key: &str,
+) -> Result<Option<SecretRef>> {
+    if inline.is_some() {
+        return Err(invalid(
+            &format!("{what}.{inline_key}"),
+            format!("a secret given inline is refused: use {inline_key}_env or {inline_key}_file"),
+        ));
+    }
+    match (env, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            what,
+            format!("give one of {inline_key}_env and {inline_key}_file"),
+        )),
+        (Some(e), None) => Ok(Some(SecretRef::Env(e.clone()))),
+        (None, Some(f)) => Ok(Some(SecretRef::File(f.clone()))),
+        (None, None) => Ok(None),
+    }
+}
+
+impl PostgresConfig {
+    /// The password reference: `password_env`, `password_file`, or none (PGPASSFILE, or
+    /// trust authentication).
+    pub fn password_ref(&self) -> Result<Option<SecretRef>> {
+        one_secret(
+            "postgres",
+            &self.password_env,
+            &self.password_file,
+            &self.password,
+            "password",
+        )
+    }
+}
+
+impl VendorConfig {
+    /// The API key reference, if any.
+    pub fn api_key_ref(&self, vendor: &str) -> Result<Option<SecretRef>> {
+        one_secret(
+            &format!("vendors.{vendor}"),
+            &self.api_key_env,
+            &self.api_key_file,
+            &self.api_key,
+            "api_key",
+        )
+    }
+}
+
+impl NotifierConfig {
+    /// The webhook URL reference.
+    pub fn url_ref(&self) -> Result<SecretRef> {
+        one_secret("notifier", &self.url_env, &self.url_file, &self.url, "url")?
+            .ok_or_else(|| invalid("notifier", "give url_env or url_file"))
+    }
+}
+
+impl Config {
+    /// Checks every value; reads no network. Secrets are resolved (environment, files) so a
+    /// missing one is reported now, by name, never by value.
+    pub fn validate(&self) -> Result<()> {
+        self.policy.validate()?;
+        let pg = &self.postgres;
+        let parsed: tokio_postgres::Config = pg
+            .url
+            .parse()
+            .map_err(|e| invalid("postgres.url", format!("not a PostgreSQL URL ({e})")))?;
+        if parsed.get_password().is_some() {
+            return Err(invalid(
+                "postgres.url",
+                "carries a password: give it by reference (password_env, password_file or PGPASSFILE)",
+            ));
+        }
+        if let Some(r) = pg.password_ref()? {
+            r.resolve("postgres password")?;
+        }
+        if pg.pool_size == Some(0) {
+            return Err(invalid("postgres.pool_size", "must be at least 1"));
+        }
+        let aws = &self.aws;
+        for (what, v) in [
+            ("aws.region", &aws.region),
+            ("aws.log_group", &aws.log_group),
+            ("aws.bucket", &aws.bucket),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(what, "must not be empty"));
+            }
+        }
+        if let Some(e) = &aws.endpoint {
+            http_url("aws.endpoint", e)?;
+        }
+        let k = &self.kubernetes;
+        k8s_name("kubernetes.namespace", &k.namespace)?;
+        k8s_name("kubernetes.deployment", &k.deployment)?;
+        if let Some(u) = &k.api_url {
+            http_url("kubernetes.api_url", u)?;
+        }
+        if k.api_url.is_some() && k.kubeconfig.is_some() {
+            return Err(invalid(
+                "kubernetes",
+                "give kubeconfig or api_url, not both",
+            ));
+        }
+        if self.policy.deployment != k.deployment {
+            return Err(invalid(
+                "policy.deployment",
+                format!("must be kubernetes.deployment ({:?})", k.deployment),
+            ));
+        }
+        self.validate_vendors()?;
+        self.validate_pager()
+    }
+
+    fn validate_vendors(&self) -> Result<()> {
+        let v = &self.vendors;
+        if !v.vendors.contains_key(&v.primary) {
+            return Err(invalid(
+                "vendors.primary",
+                format!("{:?} has no [vendors.{}] section", v.primary, v.primary),
+            ));
+        }
+        if self.policy.primary_vendor != v.primary {
+            return Err(invalid(
+                "policy.primary_vendor",
+                format!("must be vendors.primary ({:?})", v.primary),
+            ));
+        }
+        for (name, c) in &v.vendors {
+            let at = format!("vendors.{name}");
+            if let Some(u) = &c.api_url {
+                http_url(&format!("{at}.api_url"), u)?;
+            }
+            if let Some(u) = &c.status_url {
+                http_url(&format!("{at}.status_url"), u)?;
+            }
+            let key = c.api_key_ref(name)?;
+            if c.quota != QuotaSource::None {
+                let key = key.ok_or_else(|| {
+                    invalid(
+                        &at,
+                        "quota is read with the API key: give api_key_env or api_key_file",
+                    )
+                })?;
+                key.resolve(&format!("{at} API key"))?;
+                if c.api_url.is_none() {
+                    return Err(invalid(&format!("{at}.api_url"), "needed to read quota"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_pager(&self) -> Result<()> {
+        if let Some(u) = &self.pager.url {
+            http_url("pager.url", u)?;
+        }
+        for t in &self.policy.page_targets {
+            let r = self.pager.routing_keys.get(t).ok_or_else(|| {
+                invalid(
+                    "pager.routing_keys",
+                    format!("no routing key for the page target {t:?}"),
+                )
+            })?;
+            r.resolve(&format!("pager.routing_keys.{t}"))?;
+        }
+        if let Some(n) = &self.notifier {
+            n.url_ref()?.resolve("notifier url")?;
+        }
+        Ok(())
+    }
+}

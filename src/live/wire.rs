@@ -1,0 +1,300 @@
+//! From a validated [`Config`] to real adapters, a supervisor, and read-only probes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use flowfail_core::ports::Ports;
+use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor};
+use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
+
+use super::config::{Config, Mode, QuotaSource, SecretRef};
+
+/// The real adapters a config names, connected lazily (building them reads no network).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Live {
+    /// The config.
+    pub config: Config,
+    /// Every port, for the responder.
+    pub ports: Ports,
+    /// The TaskDB (for probes and migrations).
+    pub tasks: flowfail_pg::PgTaskStore,
+    /// The incident ledger (created by [`Live::prepare`]).
+    pub ledger: flowfail_pg::PgIncidentStore,
+    /// The Deployment.
+    pub deployment: Arc<flowfail_k8s::KubeDeploymentController>,
+}
+
+/// One line of `flowfail check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probe {
+    /// The port or backend (`postgres`, `logs`, `bundles`, …).
+    pub port: String,
+    /// Whether it answered as needed.
+    pub ok: bool,
+    /// What was checked, or why it failed.
+    pub detail: String,
+}
+
+fn pg_password(config: &Config, cfg: &tokio_postgres::Config) -> Result<Option<String>> {
+    if let Some(r) = config.postgres.password_ref()? {
+        return Ok(Some(
+            r.resolve("postgres password")?.expose_secret().to_owned(),
+        ));
+    }
+    let Ok(path) = std::env::var("PGPASSFILE") else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::invalid_input(format!("PGPASSFILE {path}: {e}")))?;
+    Ok(pgpass_lookup(&text, cfg))
+}
+
+/// The password for `cfg` in a libpq password file (`host:port:db:user:password`, `*`
+/// matches anything, `\:` and `\\` escape).
+fn pgpass_lookup(text: &str, cfg: &tokio_postgres::Config) -> Option<String> {
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".to_owned(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432).to_string();
+    let user = cfg.get_user().unwrap_or_default().to_owned();
+    let db = cfg.get_dbname().unwrap_or(&user).to_owned();
+    let want = [host, port, db, user];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        if fields.len() == 4 && fields.iter().zip(&want).all(|(f, w)| f == "*" || f == w) {
+            return Some(cur);
+        }
+    }
+    None
+}
+
+impl Config {
+    /// Builds every adapter. Reads files (kubeconfig, secrets) but no network: connections
+    /// open on first use.
+    pub async fn connect(&self) -> Result<Live> {
+        let (tasks, ledger) = self.postgres_stores()?;
+        let aws = {
+            let mut o = flowfail_aws::AwsOptions::standard();
+            o.endpoint = self.aws.endpoint.clone();
+            o.region = Some(self.aws.region.clone());
+            o.operation_timeout = Some(Duration::from_secs(30));
+            flowfail_aws::load_config(&o).await
+        };
+        let logs = flowfail_aws::CloudWatchLogSource::new(&aws, self.aws.log_group.clone());
+        let bundles = flowfail_aws::S3BundleStore::new(&aws, self.aws.bucket.clone())
+            .prefix(self.aws.key_prefix.clone());
+        let deployment = Arc::new(self.kube().await?);
+        let opts = flowfail_http::HttpOptions::default();
+        let pager = flowfail_http::PagerDuty::new(
+            self.pager
+                .url
+                .clone()
+                .unwrap_or_else(|| "https://events.pagerduty.com".into()),
+            self.pager
+                .routing_keys
+                .iter()
+                .map(|(t, r)| Ok((t.clone(), r.resolve(&format!("pager.routing_keys.{t}"))?)))
+                .collect::<Result<BTreeMap<_, _>>>()?,
+            opts.clone(),
+        )?;
+        let notifier: Arc<dyn flowfail_core::Notifier> = match &self.notifier {
+            Some(n) => Arc::new(flowfail_http::Webhook::new(
+                n.url_ref()?.resolve("notifier url")?,
+                opts.clone(),
+            )?),
+            None => Arc::new(NoNotifier),
+        };
+        let ports = Ports::builder()
+            .logs(Arc::new(logs))
+            .tasks(Arc::new(tasks.clone()))
+            .bundles(Arc::new(bundles))
+            .quota(Arc::new(self.quota(&opts)?))
+            .deployment(deployment.clone())
+            .status(Arc::new(self.status_pages(&opts)?))
+            .pager(Arc::new(pager))
+            .notifier(notifier)
+            .incidents(Arc::new(ledger.clone()))
+            .build()?;
+        Ok(Live {
+            config: self.clone(),
+            ports,
+            tasks,
+            ledger,
+            deployment,
+        })
+    }
+
+    fn postgres_stores(&self) -> Result<(flowfail_pg::PgTaskStore, flowfail_pg::PgIncidentStore)> {
+        let pg = &self.postgres;
+        let mut cfg: tokio_postgres::Config = pg
+            .url
+            .parse()
+            .map_err(|e| Error::invalid_input(format!("postgres.url: {e}")))?;
+        if let Some(p) = pg_password(self, &cfg)? {
+            cfg.password(p);
+        }
+        let pool = flowfail_pg::connect_config(cfg, pg.pool_size.unwrap_or(4))?;
+        let mut table = flowfail_pg::TaskTable::default();
+        table.schema = pg.schema.clone();
+        if let Some(t) = &pg.table {
+            table.table = t.clone();
+        }
+        for (k, v) in &pg.columns {
+            let c = &mut table.columns;
+            let slot = match k.as_str() {
+                "task_id" => &mut c.task_id,
+                "flow_type" => &mut c.flow_type,
+                "status" => &mut c.status,
+                "error_message" => &mut c.error_message,
+                "http_status" => &mut c.http_status,
+                "created_at" => &mut c.created_at,
+                "finished_at" => &mut c.finished_at,
+                "attempts" => &mut c.attempts,
+                "task_object" => &mut c.task_object,
+                "retry_not_before" => &mut c.retry_not_before,
+                "claimed_by" => &mut c.claimed_by,
+                other => {
+                    return Err(Error::invalid_input(format!(
+                        "postgres.columns.{other}: not a column flowfail reads"
+                    )));
+                }
+            };
+            *slot = v.clone();
+        }
+        let tasks = flowfail_pg::PgTaskStore::new(pool.clone(), &table)?;
+        let ledger_schema = pg.ledger_schema.as_deref().or(pg.schema.as_deref());
+        let ledger = flowfail_pg::PgIncidentStore::new(pool, ledger_schema)?;
+        Ok((tasks, ledger))
+    }
+
+    async fn kube(&self) -> Result<flowfail_k8s::KubeDeploymentController> {
+        let k = &self.kubernetes;
+        let c = match (&k.api_url, &k.kubeconfig) {
+            (Some(url), _) => flowfail_k8s::KubeDeploymentController::for_url(url, &k.namespace)?,
+            (None, Some(path)) => {
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    Error::invalid_input(format!("kubernetes.kubeconfig {}: {e}", path.display()))
+                })?;
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| Error::invalid_input(format!("kubernetes.kubeconfig: {e}")))?;
+                let client = kube::Client::try_from(cfg)
+                    .map_err(|e| Error::invalid_input(format!("kubernetes client: {e}")))?;
+                flowfail_k8s::KubeDeploymentController::new(client, &k.namespace)
+            }
+            (None, None) => flowfail_k8s::KubeDeploymentController::infer(&k.namespace).await?,
+        };
+        Ok(match &k.container {
+            Some(name) => c.container(name.clone()),
+            None => c,
+        })
+    }
+
+    fn quota(&self, opts: &flowfail_http::HttpOptions) -> Result<flowfail_http::VendorQuotas> {
+        let mut q = flowfail_http::VendorQuotas::new();
+        for (name, v) in &self.vendors.vendors {
+            let key = || -> Result<secrecy::SecretString> {
+                v.api_key_ref(name)?
+                    .unwrap_or_else(|| SecretRef::Env(String::new()))
+                    .resolve(&format!("vendors.{name} API key"))
+            };
+            let url = v.api_url.clone().unwrap_or_default();
+            let checker: Arc<dyn QuotaChecker> = match v.quota {
+                QuotaSource::Anthropic => Arc::new(flowfail_http::AnthropicQuota::new(
+                    url,
+                    key()?,
+                    opts.clone(),
+                )?),
+                QuotaSource::Openai => {
+                    Arc::new(flowfail_http::OpenAiQuota::new(url, key()?, opts.clone())?)
+                }
+                QuotaSource::None => Arc::new(UnknownQuota),
+            };
+            q = q.with(name.clone(), checker);
+        }
+        Ok(q)
+    }
+
+    fn status_pages(
+        &self,
+        opts: &flowfail_http::HttpOptions,
+    ) -> Result<flowfail_http::StatusPages> {
+        let defaults = flowfail_http::StatusPageConfig::defaults();
+        let mut pages = BTreeMap::new();
+        for (name, v) in &self.vendors.vendors {
+            if let Some(url) = &v.status_url {
+                let components = defaults
+                    .get(name)
+                    .map(|d| d.components.clone())
+                    .unwrap_or_default();
+                pages.insert(
+                    name.clone(),
+                    flowfail_http::StatusPageConfig::new(url, components),
+                );
+            }
+        }
+        flowfail_http::StatusPages::new(pages, opts.clone())
+    }
+}
+
+/// A vendor whose quota is not read: always unknown, never 0 % or 100 %.
+#[derive(Debug)]
+struct UnknownQuota;
+
+#[async_trait::async_trait]
+impl QuotaChecker for UnknownQuota {
+    async fn quota(&self, _vendor: &str) -> Result<Quota> {
+        Ok(Quota::Unknown {
+            reason: "quota is not read for this vendor (quota = \"none\")".into(),
+        })
+    }
+}
+
+/// No stakeholder webhook configured: notifications are refused, and the report says so.
+#[derive(Debug)]
+struct NoNotifier;
+
+#[async_trait::async_trait]
+impl flowfail_core::Notifier for NoNotifier {
+    async fn notify(&self, _n: &flowfail_core::Notification) -> Result<flowfail_core::Delivery> {
+        Err(Error::refused("no [notifier] is configured").with_operation("notifier.notify"))
+    }
+}
+
+impl Live {
+    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently).
+    pub async fn prepare(&self) -> Result<()> {
+        self.ledger.migrate().await
+    }
+
+    /// A responder builder with this config's ports, policy and mode (`shadow` forces shadow).
+    pub fn responder(&self, shadow: bool) -> ResponderBuilder {
+        Responder::builder()
+            .ports(self.ports.clone())
+            .policy(self.config.policy.clone())
+            .clock(Clock::system())
+            .shadow(shadow || self.config.mode == Mode::Shadow)
+    }
+
+    /// A supervisor with this config (see [`Live::responder`]).
+    pub fn supervisor(&self, shadow: bool) -> Result<Supervisor> {
+        Supervisor::builder()
+            .responder(self.responder(shadow))
+            .build()
+    }
+}
