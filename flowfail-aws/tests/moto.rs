@@ -1,5 +1,6 @@
 //! flowfail-aws against a local AWS API (moto's server mode, `FLOWFAIL_AWS_ENDPOINT`, started
-//! by `.ci/run`). Without an endpoint the tests skip, unless `FLOWFAIL_AWS_REQUIRED=1` (CI).
+//! by `scripts/test-peers.sh`). Without one that answers, the tests skip with one line on stderr
+//! (`skipped N tests: no local AWS API …`), unless `FLOWFAIL_AWS_REQUIRED=1` (CI).
 //!
 //! moto implements `FilterLogEvents` (plain-term patterns), `HeadObject`, `GetObject`, and S3
 //! conditional writes on `PutObject` (`If-None-Match: *`, `If-Match`): every path here runs
@@ -37,16 +38,7 @@ fn unique(p: &str) -> String {
 }
 
 async fn endpoint() -> Option<AwsOptions> {
-    match std::env::var("FLOWFAIL_AWS_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(AwsOptions::local(e)),
-        _ => {
-            if std::env::var("FLOWFAIL_AWS_REQUIRED").is_ok_and(|v| v == "1") {
-                panic!("FLOWFAIL_AWS_REQUIRED=1 but FLOWFAIL_AWS_ENDPOINT is not set");
-            }
-            eprintln!("skipping: FLOWFAIL_AWS_ENDPOINT not set");
-            None
-        }
-    }
+    flowfail_testkit::aws_endpoint().map(AwsOptions::local)
 }
 
 async fn bucket_store() -> Option<S3BundleStore> {
@@ -359,4 +351,37 @@ async fn s3_get_refuses_bodies_over_the_limit() {
         s.get(&id, 1000).await.unwrap_err().kind(),
         ErrorKind::TooLarge
     );
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_told_apart_from_a_missing_bundle_in_the_servers_words() {
+    let Some(s) = bucket_store().await else {
+        return;
+    };
+    let id = TaskId::parse("t-1").unwrap();
+    // The bucket exists, the bundle does not: NotFound with no cause.
+    let e = s.head(&id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.message(), "bundle t-1 not found");
+    assert!(std::error::Error::source(&e).is_none());
+    // No such bucket: the HEAD's bare 404 is explained by the server's code and message.
+    let Some(opts) = endpoint().await else {
+        return;
+    };
+    let cfg = load_config(&opts).await;
+    let gone = S3BundleStore::new(&cfg, unique("no-such-bucket").to_lowercase());
+    for e in [
+        gone.head(&id).await.unwrap_err(),
+        gone.get(&id, 1 << 20).await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert_eq!(
+            e.message(),
+            "HTTP 404 NoSuchBucket: The specified bucket does not exist"
+        );
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the SDK's error is kept"
+        );
+    }
 }

@@ -56,8 +56,25 @@ fn io(op: &'static str, e: std::io::Error) -> Error {
         .with_backend("fs")
 }
 
+/// Opens `path` for `op`; a missing file is `NotFound` naming the bundle and the path (and,
+/// like a missing S3 key, with no cause: the bundle itself is missing).
+fn open(path: &Path, op: &'static str) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            let name = path.file_name().map_or_else(String::new, |n| {
+                n.to_string_lossy().trim_end_matches(".json").to_owned()
+            });
+            Error::not_found(format!("bundle {name} not found at {}", path.display()))
+                .with_operation(op)
+                .with_backend("fs")
+        } else {
+            io(op, e)
+        }
+    })
+}
+
 fn read_bounded(path: &Path, max: u64, op: &'static str) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(path).map_err(|e| io(op, e))?;
+    let f = open(path, op)?;
     let mut buf = Vec::new();
     f.take(max + 1)
         .read_to_end(&mut buf)

@@ -11,11 +11,11 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use flowfail_core::{Classification, FailureKind, classify, classify_lines};
 
 use crate::CliResult;
+use crate::failure::{Exit, Failure};
 
 /// Counts of classified lines, for `classify --count`.
 ///
@@ -100,24 +100,30 @@ pub(crate) fn cmd_classify_plain(count: bool, files: &[PathBuf]) -> CliResult {
     if files.is_empty() {
         let stdin = std::io::stdin().lock();
         if count {
-            scan_stream(stdin, threads, &mut Sink::<Vec<u8>>::Count(&mut counts))?;
+            scan_stream(stdin, threads, &mut Sink::<Vec<u8>>::Count(&mut counts))
         } else {
-            scan_stream(stdin, threads, &mut Sink::Lines(&mut out))?;
+            scan_stream(stdin, threads, &mut Sink::Lines(&mut out))
         }
+        .map_err(|e| Failure::io("classifying stdin", e))?;
     }
     for path in files {
-        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file =
+            File::open(path).map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
         if count {
-            counts.merge(count_file_parallel(&file, threads)?);
+            count_file_parallel(&file, threads).map(|c| counts.merge(c))
         } else {
-            scan_stream(&file, threads, &mut Sink::Lines(&mut out))?;
+            scan_stream(&file, threads, &mut Sink::Lines(&mut out))
         }
+        .map_err(|e| Failure::io(format!("classifying {}", path.display()), e))?;
     }
     if count {
-        counts.write(&mut out)?;
+        counts.write(&mut out)
+    } else {
+        Ok(())
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    .and_then(|()| out.flush())
+    .map_err(|e| Failure::io("writing to stdout", e))?;
+    Ok(Exit::Ok)
 }
 
 /// Reads `r` in blocks of whole lines; each block is split at line ends over `threads` threads

@@ -1,5 +1,6 @@
 //! `flowfail triage --cloudwatch-log-group` and `flowfail prune-context --s3-bucket` against a
-//! local AWS API (moto, `FLOWFAIL_AWS_ENDPOINT`).
+//! local AWS API (moto, `FLOWFAIL_AWS_ENDPOINT`): what they do, and how their errors reach the
+//! terminal (the AWS error code and message, advice, the exit code).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,15 +12,7 @@ use flowfail_core::TaskId;
 use flowfail_core::memory::synthesize_bundle;
 
 fn endpoint() -> Option<String> {
-    match std::env::var("FLOWFAIL_AWS_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            if std::env::var("FLOWFAIL_AWS_REQUIRED").is_ok_and(|v| v == "1") {
-                panic!("FLOWFAIL_AWS_REQUIRED=1 but FLOWFAIL_AWS_ENDPOINT is not set");
-            }
-            None
-        }
-    }
+    flowfail_testkit::aws_endpoint()
 }
 
 fn flowfail(args: &[&str], endpoint: &str) -> (i32, serde_json::Value, String) {
@@ -153,4 +146,89 @@ async fn triage_reads_cloudwatch_and_prune_context_works_on_s3() {
         .await
         .unwrap();
     assert_eq!(a.content_length(), Some(734_003));
+}
+
+fn prune_context(bucket: &str, task: &str, ep: &str) -> (i32, serde_json::Value, String) {
+    flowfail(
+        &[
+            "prune-context",
+            "--task-id",
+            task,
+            "--max-size",
+            "1KB",
+            "--s3-bucket",
+            bucket,
+        ],
+        ep,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_or_log_group_reaches_the_terminal_in_the_servers_words() {
+    let Some(ep) = endpoint() else { return };
+    let n = Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let bucket = format!("no-such-bundles-{n}");
+    let (code, v, err) = tokio::task::spawn_blocking({
+        let (ep, bucket) = (ep.clone(), bucket.clone());
+        move || prune_context(&bucket, "t-1", &ep)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(v, serde_json::Value::Null, "nothing on stdout");
+    // The HEAD of the bundle says only 404; the server's reason is asked for and shown.
+    assert!(
+        err.starts_with(
+            "flowfail: not_found in bundle.head (s3): HTTP 404 NoSuchBucket: The specified bucket does not exist"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "advice: check --s3-bucket {bucket} and the region (AWS_REGION): the bucket is not there"
+        )),
+        "{err}"
+    );
+
+    // The bucket exists, the task's bundle does not: the input found wanting, exit 1.
+    let cfg = load_config(&AwsOptions::local(ep.clone())).await;
+    let s3 = flowfail_aws::S3BundleStore::new(&cfg, bucket.clone());
+    s3.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let (ep, bucket) = (ep.clone(), bucket.clone());
+        move || prune_context(&bucket, "t-404", &ep)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "flowfail: not_found in bundle.head (s3): bundle t-404 not found"
+    );
+
+    let group = format!("/aws/lambda/no-such-group-{n}");
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let (ep, group) = (ep.clone(), group.clone());
+        move || flowfail(&["triage", "--cloudwatch-log-group", &group], &ep)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.starts_with(
+            "flowfail: not_found in logs.errors (cloudwatch): HTTP 400 ResourceNotFoundException: The specified log group does not exist."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "advice: there is no log group {group} in this region: check --cloudwatch-log-group and AWS_REGION"
+        )),
+        "{err}"
+    );
 }

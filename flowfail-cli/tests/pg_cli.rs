@@ -1,8 +1,10 @@
-//! `flowfail triage` and `flowfail retry` against a real PostgreSQL TaskDB.
+//! `flowfail triage` and `flowfail retry` against a real PostgreSQL TaskDB: what they do, and
+//! how PostgreSQL's errors reach the terminal (message, SQLSTATE, hint, advice, exit code).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{TimeDelta, Utc};
 use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore};
@@ -10,26 +12,25 @@ use flowfail_pg::{PgTaskStore, TaskTable, connect};
 use serde_json::Value;
 
 fn url() -> String {
-    std::env::var("FLOWFAIL_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    flowfail_testkit::pg_url()
 }
+
+static N: AtomicU32 = AtomicU32::new(0);
 
 async fn seeded() -> Option<(PgTaskStore, String)> {
     let pool = connect(&url(), 2).unwrap();
-    let Ok(c) = pool.get().await else {
-        if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!(
-                "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL is unreachable at {}",
-                url()
-            );
+    let c = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            flowfail_testkit::pg_unreachable(&url(), &e);
+            return None;
         }
-        eprintln!("skipping: PostgreSQL unreachable");
-        return None;
     };
     let schema = format!(
-        "ff_cli_{}_{}",
+        "ff_cli_{}_{}_{}",
         std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
+        Utc::now().timestamp_subsec_nanos(),
+        N.fetch_add(1, Ordering::Relaxed)
     );
     c.batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
@@ -80,13 +81,26 @@ async fn seeded() -> Option<(PgTaskStore, String)> {
 }
 
 fn flowfail(args: &[&str]) -> (i32, Value) {
+    let (code, v, _) = flowfail_at(args, &url());
+    (code, v)
+}
+
+/// Runs the binary with `FLOWFAIL_PG_URL=pg`: exit code, stdout as JSON, stderr.
+fn flowfail_at(args: &[&str], pg: &str) -> (i32, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
         .args(args)
-        .env("FLOWFAIL_PG_URL", url())
+        .env("FLOWFAIL_PG_URL", pg)
         .output()
         .unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v)
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(
+        code,
+        101,
+        "a panic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, v, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[tokio::test]
@@ -152,4 +166,102 @@ async fn retry_schedules_once_and_refuses_what_the_runbook_forbids() {
     assert!(v["reason"].as_str().unwrap().contains("exhausted"), "{v}");
     let (code, _) = flowfail(&["retry", "--task-id", "../t-1", "--schema", &schema]);
     assert_ne!(code, 0);
+}
+
+/// `url` with the search path set to `schema` only, as a session whose TaskDB table lives
+/// elsewhere sees it.
+fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+#[tokio::test]
+async fn postgres_errors_reach_the_terminal_in_the_servers_words_with_advice() {
+    let Some((store, schema)) = seeded().await else {
+        return;
+    };
+    let pool = connect(&url(), 1).unwrap();
+    let c = pool.get().await.unwrap();
+    // Forgot --schema: the table is not on the search path (here: an empty schema).
+    let empty = format!("{schema}_empty");
+    c.batch_execute(&format!("CREATE SCHEMA {empty}"))
+        .await
+        .unwrap();
+    let (code, v, err) = flowfail_at(
+        &["retry", "--task-id", "t-old", "--max-attempts", "3"],
+        &with_search_path(&url(), &empty),
+    );
+    assert_eq!((code, v), (3, Value::Null), "{err}");
+    let first = err.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "flowfail: unexpected in task.get (postgres): relation \"tasks\" does not exist (SQLSTATE 42P01)"
+    );
+    assert!(
+        err.contains("advice: the TaskDB table is not on the search path: pass --schema SCHEMA"),
+        "{err}"
+    );
+    // The same for triage, the other command on the TaskDB.
+    let (code, _, err) = flowfail_at(&["triage"], &with_search_path(&url(), &empty));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("(SQLSTATE 42P01)") && err.contains("--schema SCHEMA"),
+        "{err}"
+    );
+
+    // A table mapped with different column names: PostgreSQL's hint reaches the terminal.
+    c.batch_execute(&format!(
+        "ALTER TABLE {schema}.tasks RENAME COLUMN attempts TO attempt"
+    ))
+    .await
+    .unwrap();
+    let (code, _, err) = flowfail_at(&["retry", "--task-id", "t-1", "--schema", &schema], &url());
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("column \"attempts\" does not exist (SQLSTATE 42703)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "caused by: HINT: Perhaps you meant to reference the column \"tasks.attempt\"."
+        ),
+        "the server's hint: {err}"
+    );
+    assert!(err.contains("advice: the table lacks a column"), "{err}");
+
+    // The table dropped: the schema given, the table not in it.
+    c.batch_execute(&format!("DROP TABLE {schema}.tasks"))
+        .await
+        .unwrap();
+    let (code, _, err) = flowfail_at(&["retry", "--task-id", "t-1", "--schema", &schema], &url());
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "flowfail: unexpected in task.get (postgres): relation \"{schema}.tasks\" does not exist (SQLSTATE 42P01)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "advice: there is no such table in schema {schema}: check --schema"
+        )),
+        "{err}"
+    );
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_task_that_is_not_there_is_the_input_found_wanting() {
+    let Some((_, schema)) = seeded().await else {
+        return;
+    };
+    let (code, v, err) = flowfail_at(
+        &["retry", "--task-id", "t-nowhere", "--schema", &schema],
+        &url(),
+    );
+    assert_eq!((code, v), (1, Value::Null), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "flowfail: not_found in task.get (postgres): task t-nowhere not found"
+    );
 }

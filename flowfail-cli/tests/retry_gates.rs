@@ -16,24 +16,17 @@ use flowfail_core::{
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 
 fn url() -> String {
-    std::env::var("FLOWFAIL_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    flowfail_testkit::pg_url()
 }
 
 async fn stores() -> Option<(PgTaskStore, PgIncidentStore, String)> {
     let pool = connect(&url(), 2).unwrap();
-    let Ok(c) = pool.get().await else {
-        if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!(
-                "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL is unreachable at {}",
-                url()
-            );
+    let c = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            flowfail_testkit::pg_unreachable(&url(), &e);
+            return None;
         }
-        eprintln!(
-            "skipped 1 test: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
-            url()
-        );
-        return None;
     };
     let schema = format!(
         "ff_cli_gates_{}_{}",

@@ -101,10 +101,102 @@ fn req_err(op: &'static str, e: reqwest::Error) -> Error {
         ErrorKind::Unexpected
     };
     let transient = e.is_timeout() || e.is_connect() || e.is_request();
+    // The cause chain (down to the OS error) holds no URL: `without_url` above.
     Error::new(kind, e.to_string())
         .with_operation(op)
         .with_backend(BACKEND)
+        .with_source(e)
         .transient_if(transient)
+}
+
+/// What an error body says, made safe to show and log: for JSON the usual error fields
+/// (`error.type`, `error.message`, `message`, `detail`, `errors`), otherwise the text with its
+/// whitespace collapsed; anything that looks like a key or token replaced by `[redacted]`,
+/// control characters escaped, at most 200 bytes. Empty for an empty body.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => json_words(&v).unwrap_or_else(|| v.to_string()),
+        Err(_) => String::from_utf8_lossy(body)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    cut(&redact(&text), 200)
+}
+
+/// `type: message` from the error shapes vendors use.
+fn json_words(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let err = v.get("error");
+    let kind = err
+        .and_then(|e| e.get("type").or_else(|| e.get("code")))
+        .and_then(Value::as_str);
+    let msg = err
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .or_else(|| err.and_then(Value::as_str))
+        .or_else(|| v.get("message").and_then(Value::as_str))
+        .or_else(|| v.get("detail").and_then(Value::as_str))
+        .or_else(|| v.get("title").and_then(Value::as_str));
+    let mut out = match (kind, msg) {
+        (Some(k), Some(m)) => format!("{k}: {m}"),
+        (None, Some(m)) => m.to_owned(),
+        (Some(k), None) => k.to_owned(),
+        (None, None) => return None,
+    };
+    if let Some(list) = v.get("errors").and_then(Value::as_array) {
+        let items: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        if !items.is_empty() {
+            out.push_str(&format!(" ({})", items.join("; ")));
+        }
+    }
+    Some(out)
+}
+
+/// `text` with every run that looks like a key or token (`sk-…`, or 20 or more characters of
+/// letters and digits mixed) replaced by `[redacted]`: error bodies sometimes echo the key.
+pub(crate) fn redact(text: &str) -> String {
+    let token = |c: char| c.is_ascii_alphanumeric() || "-_.+/=*~".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let secretish = run.starts_with("sk-")
+            || run.starts_with("sk_")
+            || (run.len() >= 20
+                && run.bytes().any(|b| b.is_ascii_digit())
+                && run.bytes().any(|b| b.is_ascii_alphabetic()));
+        if secretish {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if token(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// `e` with its causes, `: `-separated, each said once: for reasons kept as text.
+pub(crate) fn chain_text(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 fn status_err(op: &'static str, status: u16) -> Error {
@@ -201,6 +293,16 @@ impl Http {
     /// caller's retry loop.
     pub(crate) fn status_err(&self, op: &'static str, r: &Response) -> Error {
         let e = status_err(op, r.status);
+        let said = excerpt(&r.body);
+        let e = if said.is_empty() {
+            e
+        } else {
+            let m = format!("{}: {said}", e.message());
+            Error::new(e.kind(), m)
+                .with_operation(op)
+                .with_backend(BACKEND)
+                .transient_if(e.is_transient())
+        };
         match retry_after(&r.headers) {
             Some(d) if e.is_transient() => e.with_retry_after(d.min(self.opts.retry_after_cap)),
             _ => e,
@@ -286,6 +388,53 @@ mod tests {
         assert!(
             w <= Duration::from_secs(30) && w >= Duration::from_secs(28),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_excerpted_without_keys() {
+        let anthropic = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
+        assert_eq!(
+            excerpt(anthropic),
+            "authentication_error: invalid x-api-key"
+        );
+        let openai = br#"{"error":{"message":"Incorrect API key provided: sk-proj-abc***xyz9. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let e = excerpt(openai);
+        assert!(
+            e.starts_with("invalid_request_error: Incorrect API key provided: [redacted] You"),
+            "{e}"
+        );
+        let pd = br#"{"status":"invalid event","message":"Event object is invalid","errors":["Length of 'routing_key' is incorrect"]}"#;
+        assert_eq!(
+            excerpt(pd),
+            "Event object is invalid (Length of 'routing_key' is incorrect)"
+        );
+        assert_eq!(
+            excerpt(b"<html>\n<h1>502   Bad Gateway</h1>\n</html>"),
+            "<html> <h1>502 Bad Gateway</h1> </html>"
+        );
+        assert_eq!(excerpt(b""), "");
+        assert_eq!(
+            redact("token R2d2C3poR2d2C3poR2d2 ok"),
+            "token [redacted] ok"
+        );
+        assert!(excerpt(&vec![b'x'; 5000]).len() <= 203);
+    }
+
+    #[test]
+    fn status_errors_say_what_the_server_said() {
+        let http = Http::new(HttpOptions::default()).unwrap();
+        let r = Response {
+            status: 401,
+            headers: HeaderMap::new(),
+            body: br#"{"error": {"type": "authentication_error", "message": "invalid x-api-key"}}"#
+                .to_vec(),
+        };
+        let e = http.status_err("quota.anthropic", &r);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.to_string(),
+            "permission_denied in quota.anthropic (http): HTTP 401: authentication_error: invalid x-api-key"
         );
     }
 

@@ -11,7 +11,7 @@ use flowfail_core::{Error, Quota, QuotaChecker, QuotaUsage, Result};
 use reqwest::header::HeaderMap;
 use secrecy::SecretString;
 
-use crate::client::{BACKEND, Http, HttpOptions, bearer, secret_header};
+use crate::client::{BACKEND, Http, HttpOptions, bearer, chain_text, secret_header};
 
 fn unknown(reason: impl Into<String>) -> Quota {
     Quota::Unknown {
@@ -96,11 +96,22 @@ impl AnthropicQuota {
         self
     }
 
+    /// The quota, or the error that kept it from being read: the transport's (down to the OS
+    /// error), or the server's answer with its status and what its body said (a refused key,
+    /// a 5xx). [`QuotaChecker::quota`] reports such an error as [`Quota::Unknown`] with the
+    /// error as its reason; callers that explain errors use this.
+    pub async fn read(&self) -> Result<Quota> {
+        match &self.admin {
+            Some((key, budget)) => self.read_usage_report(key, *budget).await,
+            None => self.read_headers().await,
+        }
+    }
+
     async fn read_headers(&self) -> Result<Quota> {
         let key = secret_header(&self.api_key)?;
         let url = format!("{}/v1/messages/count_tokens", self.base_url);
         let body = serde_json::json!({"model": self.model, "messages": [{"role": "user", "content": "ping"}]});
-        let r = match self
+        let r = self
             .http
             .send("quota.anthropic", false, |c| {
                 c.post(&url)
@@ -108,12 +119,8 @@ impl AnthropicQuota {
                     .header("anthropic-version", "2023-06-01")
                     .json(&body)
             })
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Ok(unknown(format!("anthropic quota unreadable: {e}"))),
-        };
-        Ok(tightest_limit(
+            .await?;
+        let limit = tightest_limit(
             &r.headers,
             &["requests", "tokens", "input-tokens", "output-tokens"],
             |kind, part| format!("anthropic-ratelimit-{kind}-{part}"),
@@ -122,16 +129,17 @@ impl AnthropicQuota {
                     .ok()
                     .map(|d| d.with_timezone(&Utc))
             },
-        )
-        .map_or_else(
-            || {
-                unknown(format!(
-                    "HTTP {} without anthropic-ratelimit headers",
-                    r.status
-                ))
-            },
-            Quota::Known,
-        ))
+        );
+        match limit {
+            Some(u) => Ok(Quota::Known(u)),
+            None if !(200..300).contains(&r.status) => {
+                Err(self.http.status_err("quota.anthropic", &r))
+            }
+            None => Ok(unknown(format!(
+                "HTTP {} without anthropic-ratelimit headers",
+                r.status
+            ))),
+        }
     }
 
     async fn read_usage_report(&self, admin: &SecretString, budget: u64) -> Result<Quota> {
@@ -163,13 +171,8 @@ impl AnthropicQuota {
                 .await
             {
                 Ok(r) if (200..300).contains(&r.status) => r,
-                Ok(r) => {
-                    return Ok(unknown(format!(
-                        "anthropic usage report: HTTP {}",
-                        r.status
-                    )));
-                }
-                Err(e) => return Ok(unknown(format!("anthropic usage report unreadable: {e}"))),
+                Ok(r) => return Err(self.http.status_err("quota.anthropic_usage", &r)),
+                Err(e) => return Err(e),
             };
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
                 return Ok(unknown("anthropic usage report is not JSON"));
@@ -232,10 +235,12 @@ impl QuotaChecker for AnthropicQuota {
                     .with_backend(BACKEND),
             );
         }
-        match &self.admin {
-            Some((key, budget)) => self.read_usage_report(key, *budget).await,
-            None => self.read_headers().await,
-        }
+        self.read().await.or_else(|e| {
+            Ok(unknown(format!(
+                "anthropic quota unreadable: {}",
+                chain_text(&e)
+            )))
+        })
     }
 }
 
@@ -303,6 +308,41 @@ pub fn parse_reset(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total.min(86_400.0 * 31.0)))
 }
 
+impl OpenAiQuota {
+    /// The quota, or the error that kept it from being read (see [`AnthropicQuota::read`]).
+    pub async fn read(&self) -> Result<Quota> {
+        let auth = bearer(&self.api_key)?;
+        let url = format!("{}{}", self.base_url, self.probe_path);
+        let r = self
+            .http
+            .send("quota.openai", false, |c| {
+                c.get(&url)
+                    .header(reqwest::header::AUTHORIZATION, auth.clone())
+            })
+            .await?;
+        let limit = tightest_limit(
+            &r.headers,
+            &["requests", "tokens"],
+            |kind, part| format!("x-ratelimit-{part}-{kind}"),
+            |v| {
+                parse_reset(v)
+                    .and_then(|d| TimeDelta::from_std(d).ok())
+                    .map(|d| Utc::now() + d)
+            },
+        );
+        match limit {
+            Some(u) => Ok(Quota::Known(u)),
+            None if !(200..300).contains(&r.status) => {
+                Err(self.http.status_err("quota.openai", &r))
+            }
+            None => Ok(unknown(format!(
+                "HTTP {} without x-ratelimit headers",
+                r.status
+            ))),
+        }
+    }
+}
+
 #[async_trait]
 impl QuotaChecker for OpenAiQuota {
     async fn quota(&self, vendor: &str) -> Result<Quota> {
@@ -312,33 +352,12 @@ impl QuotaChecker for OpenAiQuota {
                     .with_backend(BACKEND),
             );
         }
-        let auth = bearer(&self.api_key)?;
-        let url = format!("{}{}", self.base_url, self.probe_path);
-        let r = match self
-            .http
-            .send("quota.openai", false, |c| {
-                c.get(&url)
-                    .header(reqwest::header::AUTHORIZATION, auth.clone())
-            })
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Ok(unknown(format!("openai quota unreadable: {e}"))),
-        };
-        Ok(tightest_limit(
-            &r.headers,
-            &["requests", "tokens"],
-            |kind, part| format!("x-ratelimit-{part}-{kind}"),
-            |v| {
-                parse_reset(v)
-                    .and_then(|d| TimeDelta::from_std(d).ok())
-                    .map(|d| Utc::now() + d)
-            },
-        )
-        .map_or_else(
-            || unknown(format!("HTTP {} without x-ratelimit headers", r.status)),
-            Quota::Known,
-        ))
+        self.read().await.or_else(|e| {
+            Ok(unknown(format!(
+                "openai quota unreadable: {}",
+                chain_text(&e)
+            )))
+        })
     }
 }
 

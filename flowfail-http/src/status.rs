@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flowfail_core::{Error, Result, StatusPage, VendorHealth, VendorStatus};
+use flowfail_core::{Error, ErrorKind, Result, StatusPage, VendorHealth, VendorStatus};
 use serde::Deserialize;
 
-use crate::client::{BACKEND, Http, HttpOptions};
+use crate::client::{BACKEND, Http, HttpOptions, chain_text};
 
 /// Where a vendor's status page is and which of its components FlowEngine depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,35 +181,51 @@ impl StatusPages {
     }
 }
 
-#[async_trait]
-impl StatusPage for StatusPages {
-    async fn health(&self, vendor: &str) -> Result<VendorStatus> {
+impl StatusPages {
+    /// The vendor's health, or the error that kept it from being read: the transport's (down
+    /// to the OS error), the server's answer with its status and what its body said, or what
+    /// is wrong with the page. [`StatusPage::health`] reports such an error as
+    /// [`VendorHealth::Unknown`]; callers that explain errors use this.
+    pub async fn read(&self, vendor: &str) -> Result<VendorStatus> {
         let Some(cfg) = self.vendors.get(vendor) else {
             return Err(
                 Error::not_found(format!("vendor {vendor:?} is not configured"))
                     .with_backend(BACKEND),
             );
         };
+        const OP: &str = "status.summary";
         let url = format!("{}/api/v2/summary.json", cfg.base_url);
-        let unknown = |why: String| {
-            tracing::warn!(vendor, reason = %why, "status page unreadable: vendor health unknown");
-            Ok(VendorStatus::new(VendorHealth::Unknown))
+        let r = self.http.send(OP, true, |c| c.get(&url)).await?;
+        if !(200..300).contains(&r.status) {
+            return Err(self.http.status_err(OP, &r));
+        }
+        let page_err = |why: String| {
+            Error::new(ErrorKind::Unexpected, why)
+                .with_operation(OP)
+                .with_backend(BACKEND)
         };
-        let r = match self
-            .http
-            .send("status.summary", true, |c| c.get(&url))
-            .await
-        {
-            Ok(r) if (200..300).contains(&r.status) => r,
-            Ok(r) => return unknown(format!("HTTP {}", r.status)),
-            Err(e) => return unknown(e.to_string()),
-        };
-        let Ok(summary) = serde_json::from_slice::<Summary>(&r.body) else {
-            return unknown("summary.json is not the expected JSON".into());
-        };
-        match Self::judge(cfg, &summary) {
+        let summary = serde_json::from_slice::<Summary>(&r.body)
+            .map_err(|e| page_err("summary.json is not the expected JSON".into()).with_source(e))?;
+        Self::judge(cfg, &summary).map_err(page_err)
+    }
+}
+
+#[async_trait]
+impl StatusPage for StatusPages {
+    async fn health(&self, vendor: &str) -> Result<VendorStatus> {
+        if !self.vendors.contains_key(vendor) {
+            return Err(
+                Error::not_found(format!("vendor {vendor:?} is not configured"))
+                    .with_backend(BACKEND),
+            );
+        }
+        match self.read(vendor).await {
             Ok(s) => Ok(s),
-            Err(why) => unknown(why),
+            Err(e) => {
+                let why = chain_text(&e);
+                tracing::warn!(vendor, reason = %why, "status page unreadable: vendor health unknown");
+                Ok(VendorStatus::new(VendorHealth::Unknown))
+            }
         }
     }
 }

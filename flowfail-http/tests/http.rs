@@ -689,3 +689,63 @@ async fn canary_secrets_never_appear_in_logs_errors_or_debug_output() {
         assert!(!s.contains(CANARY), "canary in output: {s}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_quota_or_status_says_why_in_the_servers_words_without_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "type": "error",
+            "error": {"type": "authentication_error", "message": format!("invalid x-api-key {CANARY}")}
+        })))
+        .mount(&server)
+        .await;
+    let q = AnthropicQuota::new(server.uri(), secret(CANARY), opts()).unwrap();
+    let e = q.read().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(
+        e.message(),
+        "HTTP 401: authentication_error: invalid x-api-key [redacted]"
+    );
+    let Quota::Unknown { reason } = q.quota("anthropic").await.unwrap() else {
+        panic!("a refused key is unknown quota")
+    };
+    assert!(
+        reason.contains("HTTP 401: authentication_error"),
+        "{reason}"
+    );
+    assert!(!reason.contains("CANARY"), "{reason}");
+
+    // Nothing listening: the cause chain goes down to the OS error.
+    let dead = AnthropicQuota::new("http://127.0.0.1:9", secret(CANARY), opts()).unwrap();
+    let e = dead.read().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let os = std::iter::successors(std::error::Error::source(&e), |c| c.source())
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .expect("the chain reaches the OS error");
+    assert_eq!(os.kind(), std::io::ErrorKind::ConnectionRefused);
+    let Quota::Unknown { reason } = dead.quota("anthropic").await.unwrap() else {
+        panic!()
+    };
+    assert!(reason.contains("Connection refused"), "{reason}");
+
+    // A status page answering 503 with a body: status and excerpt.
+    let page = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream\n  overloaded"))
+        .mount(&page)
+        .await;
+    let mut cfg = BTreeMap::new();
+    cfg.insert(
+        "anthropic".to_owned(),
+        StatusPageConfig::new(page.uri(), ["Claude API"]),
+    );
+    let pages = StatusPages::new(cfg, opts()).unwrap();
+    let e = pages.read("anthropic").await.unwrap_err();
+    assert_eq!(e.message(), "HTTP 503: upstream overloaded");
+    assert!(e.is_transient());
+    assert_eq!(
+        pages.health("anthropic").await.unwrap().health,
+        VendorHealth::Unknown
+    );
+}

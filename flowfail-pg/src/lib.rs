@@ -4,6 +4,6 @@ mod conn;
 mod incidents;
 mod tasks;
 
-pub use conn::connect;
+pub use conn::{connect, connect_config, sql_state};
 pub use incidents::PgIncidentStore;
 pub use tasks::{PgTaskStore, TaskColumns, TaskTable};

@@ -1,6 +1,7 @@
 //! flowfail-pg against a real PostgreSQL server (`FLOWFAIL_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Each test works in a fresh schema. Without a
-//! server the tests skip, unless `FLOWFAIL_PG_REQUIRED=1` (CI), where they fail.
+//! server the tests skip with one line on stderr (`skipped N tests: no PostgreSQL at URL …`),
+//! unless `FLOWFAIL_PG_REQUIRED=1` (CI), where they fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,8 +19,7 @@ use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskColumns, TaskTable, connect}
 static N: AtomicU64 = AtomicU64::new(0);
 
 fn url() -> String {
-    std::env::var("FLOWFAIL_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    flowfail_testkit::pg_url()
 }
 
 /// A fresh schema with both stores migrated, or `None` (skip) when no server answers and
@@ -34,13 +34,7 @@ async fn fresh() -> Option<(
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
-                panic!(
-                    "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
-                    url()
-                );
-            }
-            eprintln!("skipping: PostgreSQL unreachable at {}: {e}", url());
+            flowfail_testkit::pg_unreachable(&url(), &e);
             return None;
         }
     };
@@ -506,4 +500,63 @@ async fn a_connection_dropped_mid_read_is_an_error_not_a_short_list() {
     let e = r.expect_err("a cut connection must not return a partial list");
     assert!(e.is_transient(), "{e}");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+}
+
+#[tokio::test]
+async fn server_errors_keep_the_servers_words_sqlstate_and_hint() {
+    let Some((tasks, _, schema, pool)) = fresh().await else {
+        return;
+    };
+    let c = pool.get().await.unwrap();
+    let id = TaskId::parse("t-1").unwrap();
+    c.batch_execute(&format!(
+        "ALTER TABLE {schema}.tasks RENAME COLUMN attempts TO attempt"
+    ))
+    .await
+    .unwrap();
+    let e = tasks.get(&id).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "column \"attempts\" does not exist (SQLSTATE 42703)"
+    );
+    assert_eq!(flowfail_pg::sql_state(&e), Some("42703"));
+    // The cause is the server's own error, with its hint.
+    let cause = std::error::Error::source(&e).unwrap().to_string();
+    assert!(
+        cause.contains("HINT: Perhaps you meant to reference the column \"tasks.attempt\"."),
+        "{cause}"
+    );
+    c.batch_execute(&format!("DROP TABLE {schema}.tasks"))
+        .await
+        .unwrap();
+    let e = tasks.get(&id).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        format!("relation \"{schema}.tasks\" does not exist (SQLSTATE 42P01)")
+    );
+    assert_eq!(flowfail_pg::sql_state(&e), Some("42P01"));
+    assert_eq!(e.kind(), ErrorKind::Unexpected);
+    assert!(!e.is_transient());
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_a_transient_error_down_to_the_os() {
+    // A port nothing listens on answers like a stopped server: the OS refuses the connection.
+    let Some(_) = fresh().await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"), 1).unwrap();
+    let tasks = PgTaskStore::new(pool, &TaskTable::default()).unwrap();
+    let e = tasks.get(&TaskId::parse("t-1").unwrap()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_transient());
+    let os = std::iter::successors(std::error::Error::source(&e), |c| c.source())
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .expect("the chain reaches the OS error");
+    assert_eq!(os.kind(), std::io::ErrorKind::ConnectionRefused);
 }

@@ -1,0 +1,276 @@
+//! The commands that change a backend: `retry` (the TaskDB) and `prune-context` (S3 or a
+//! directory), and what they share with `triage`.
+
+use std::path::PathBuf;
+
+use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome};
+use flowfail_core::prune::PruneOptions;
+use flowfail_core::{ByteSize, ErrorKind, TaskId, classify};
+
+use crate::CliResult;
+use crate::advice::{Context, explained};
+use crate::failure::{Exit, Failure, object_missing, render};
+use crate::fs_store;
+
+/// A current-thread runtime for one command.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io("starting the runtime", e))
+}
+
+/// A task id from the command line; a malformed one is a usage error.
+fn task_id(s: &str) -> Result<TaskId, Failure> {
+    TaskId::parse(s).map_err(|e| Failure::usage(e).doing("--task-id"))
+}
+
+pub(crate) fn pg_tasks(
+    url: &str,
+    schema: Option<String>,
+) -> Result<flowfail_pg::PgTaskStore, flowfail_core::Error> {
+    let pool = flowfail_pg::connect(url, 2)?;
+    let table = match schema {
+        Some(s) => flowfail_pg::TaskTable::in_schema(s),
+        None => flowfail_pg::TaskTable::default(),
+    };
+    flowfail_pg::PgTaskStore::new(pool, &table)
+}
+
+pub(crate) fn aws_options(endpoint: Option<String>) -> flowfail_aws::AwsOptions {
+    match endpoint {
+        Some(e) => {
+            let mut o = flowfail_aws::AwsOptions::local(e);
+            // Explicit credentials from the environment win over the local defaults.
+            if let (Ok(id), Ok(secret)) = (
+                std::env::var("AWS_ACCESS_KEY_ID"),
+                std::env::var("AWS_SECRET_ACCESS_KEY"),
+            ) {
+                o.static_credentials = Some((id, secret));
+            }
+            o
+        }
+        None => flowfail_aws::AwsOptions::standard(),
+    }
+}
+
+/// Arguments of `flowfail retry`.
+#[derive(clap::Args)]
+pub(crate) struct RetryArgs {
+    /// The task.
+    #[arg(long)]
+    task_id: String,
+    /// Refuse when the task already had this many retries.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// TaskDB URL.
+    #[arg(long, env = "FLOWFAIL_PG_URL", hide_env_values = true)]
+    pg: String,
+    /// Schema of the tasks table (default: the search path).
+    #[arg(long)]
+    schema: Option<String>,
+}
+
+pub(crate) fn cmd_retry(a: &RetryArgs) -> CliResult {
+    let ctx = Context::pg(&a.pg, a.schema.as_deref());
+    retry(a).map_err(|f| explained(f, &ctx))
+}
+
+fn retry(a: &RetryArgs) -> CliResult {
+    use flowfail_core::TaskStore;
+    let id = task_id(&a.task_id)?;
+    let store = pg_tasks(&a.pg, a.schema.clone())?;
+    let rt = runtime()?;
+    let task = rt.block_on(store.get(&id)).map_err(|e| {
+        let f = Failure::from(e);
+        if object_missing(&f) {
+            Failure::wanting(f.into_error())
+        } else {
+            f
+        }
+    })?;
+    let class = classify(
+        task.error_message.as_deref().unwrap_or(""),
+        task.http_status,
+    );
+    let mut policy = flowfail_core::Policy::default();
+    policy.max_attempts = a.max_attempts;
+    let incident = open_incident(&rt, &a.pg, a.schema.as_deref(), &policy);
+    let observed = flowfail_core::decide::ObservedTask::from_parts(task.clone(), class);
+    let now = chrono::Utc::now();
+    // The responder's own gates: kind, attempts, the open incident's breaker and outage hold.
+    let (action, not_before) =
+        match flowfail_core::decide::manual_retry(&observed, incident.as_ref(), &policy, now) {
+            Ok(r) => r,
+            Err(why) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"task_id": id, "outcome": "refused", "reason": why})
+                );
+                return Ok(Exit::Wanting);
+            }
+        };
+    let flowfail_core::decide::Action::RetryTask { attempt, .. } = action else {
+        return Err(Failure::from("no retry decided"));
+    };
+    let out = rt.block_on(store.schedule_retries(&[flowfail_core::RetryRequest::new(
+        id.clone(),
+        task.attempts,
+        not_before,
+    )]))?;
+    let outcome = out.into_iter().next();
+    println!(
+        "{}",
+        serde_json::json!({"task_id": id, "attempt": attempt, "not_before": not_before, "result": outcome})
+    );
+    Ok(
+        if matches!(outcome, Some(flowfail_core::RetryOutcome::Scheduled { .. })) {
+            Exit::Ok
+        } else {
+            Exit::Wanting
+        },
+    )
+}
+
+/// The open incident of the policy's Deployment in the ledger beside the TaskDB (same database,
+/// same schema), if the ledger exists there and has one: its breaker and outage hold gate manual
+/// retries too.
+fn open_incident(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    schema: Option<&str>,
+    policy: &flowfail_core::Policy,
+) -> Option<flowfail_core::decide::IncidentState> {
+    use flowfail_core::IncidentStore;
+    let read = flowfail_pg::connect(url, 1)
+        .and_then(|pool| flowfail_pg::PgIncidentStore::new(pool, schema))
+        .map(|ledger| rt.block_on(ledger.find_open(&policy.deployment)));
+    let note = |doing: &str, e: &(dyn std::error::Error + 'static)| {
+        eprintln!("{}", render("flowfail: note: ", Some(doing), e, None));
+    };
+    match read {
+        Ok(Ok(Some(rec))) => match serde_json::from_value(rec.state) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                note(
+                    "the open incident's state is unreadable, only the task's own gates apply",
+                    &e,
+                );
+                None
+            }
+        },
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) | Err(e) => {
+            note(
+                "no incident ledger read, only the task's own gates apply",
+                &e,
+            );
+            None
+        }
+    }
+}
+
+/// Arguments of `flowfail prune-context`.
+#[derive(clap::Args)]
+pub(crate) struct PruneContextArgs {
+    /// The task.
+    #[arg(long)]
+    task_id: String,
+    /// The budget.
+    #[arg(long)]
+    max_size: ByteSize,
+    /// A directory holding `<task_id>.json` bundles.
+    #[arg(long, conflicts_with = "s3_bucket")]
+    bundle_dir: Option<PathBuf>,
+    /// An S3 bucket holding `<prefix><task_id>.json` bundles (standard AWS configuration).
+    #[arg(long)]
+    s3_bucket: Option<String>,
+    /// Key prefix of the bundles in the bucket.
+    #[arg(long, default_value = "")]
+    s3_prefix: String,
+    /// AWS endpoint override (a local AWS API).
+    #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+}
+
+pub(crate) fn cmd_prune_context(a: &PruneContextArgs) -> CliResult {
+    let ctx = Context {
+        aws_endpoint: a.aws_endpoint.clone(),
+        s3_bucket: a.s3_bucket.clone(),
+        s3_key: Some(format!("{}{}.json", a.s3_prefix, a.task_id)),
+        ..Context::default()
+    };
+    prune_context(a).map_err(|f| explained(f, &ctx))
+}
+
+fn prune_context(a: &PruneContextArgs) -> CliResult {
+    let id = task_id(&a.task_id)?;
+    let rt = runtime()?;
+    let store: Box<dyn flowfail_core::BundleStore> = match (&a.bundle_dir, &a.s3_bucket) {
+        (Some(d), None) => {
+            if !d.is_dir() {
+                return Err(Failure::usage(format!(
+                    "--bundle-dir {}: not a directory",
+                    d.display()
+                )));
+            }
+            Box::new(fs_store::FsBundleStore::new(d))
+        }
+        (None, Some(b)) => {
+            let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(
+                a.aws_endpoint.clone(),
+            )));
+            Box::new(flowfail_aws::S3BundleStore::new(&cfg, b).prefix(a.s3_prefix.clone()))
+        }
+        _ => {
+            return Err(Failure::usage(
+                "prune-context needs --bundle-dir or --s3-bucket",
+            ));
+        }
+    };
+    let r = rt
+        .block_on(store.prune_context(
+            &id,
+            a.max_size,
+            ByteSize::new(256 << 20),
+            &PruneOptions::default(),
+        ))
+        .map_err(prune_context_failure)?;
+    match r {
+        PruneContextOutcome::Pruned {
+            from_bytes,
+            to_bytes,
+            archive_checksum,
+            manifest,
+        } => {
+            println!(
+                "{}",
+                serde_json::json!({"task_id": id, "outcome": "pruned", "from_bytes": from_bytes, "to_bytes": to_bytes,
+                    "archive_sha256": archive_checksum, "manifest": manifest})
+            );
+        }
+        PruneContextOutcome::AlreadySmall { bytes } => {
+            println!(
+                "{}",
+                serde_json::json!({"task_id": id, "outcome": "already_within_budget", "bytes": bytes})
+            );
+        }
+        _ => {}
+    }
+    Ok(Exit::Ok)
+}
+
+/// A task with no bundle, or a bundle that cannot be pruned (not JSON, pinned parts over the
+/// budget), is the input found wanting; a store that failed is a backend (or I/O) failure.
+fn prune_context_failure(e: flowfail_core::Error) -> Failure {
+    let f = Failure::from(e);
+    let content = f.backend_error().is_none()
+        && crate::failure::flowfail_errors(f.error())
+            .next()
+            .is_some_and(|e| matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge));
+    if object_missing(&f) || content {
+        Failure::wanting(f.into_error())
+    } else {
+        f
+    }
+}

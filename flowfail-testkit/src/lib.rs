@@ -1,0 +1,309 @@
+//! Test support for flowfail: tests that need a peer (PostgreSQL, the local AWS API, kubectl)
+//! and cannot reach it skip *visibly*.
+//!
+//! libtest captures what a passing test prints, so a test that returns early looks like every
+//! other `ok`. [`skip`] writes one line per peer per test binary straight to the process's
+//! stderr (past the capture), at the first skip:
+//!
+//! ```text
+//! skipped 14 tests: no PostgreSQL at postgres://postgres@127.0.0.1:5432/postgres (FLOWFAIL_PG_REQUIRED=1 fails instead)
+//! ```
+//!
+//! The count is the number of tests of the binary the run selects (the binary lists itself with
+//! the run's filters), so [`skip`] is for binaries whose every test needs the peer and
+//! [`skip_named`] for the others. With the peer's `*_REQUIRED=1` (CI) a skip is a failure.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Once;
+
+/// A server or tool that some tests need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// PostgreSQL at `FLOWFAIL_PG_URL`.
+    Postgres,
+    /// A local AWS API (moto's server mode) at `FLOWFAIL_AWS_ENDPOINT`.
+    LocalAws,
+    /// The `kubectl` binary.
+    Kubectl,
+}
+
+impl Peer {
+    /// The peer's name in the skip line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Postgres => "PostgreSQL",
+            Peer::LocalAws => "local AWS API",
+            Peer::Kubectl => "kubectl",
+        }
+    }
+
+    /// The variable that turns a skip into a failure when it is `1`.
+    pub fn required_var(self) -> &'static str {
+        match self {
+            Peer::Postgres => "FLOWFAIL_PG_REQUIRED",
+            Peer::LocalAws => "FLOWFAIL_AWS_REQUIRED",
+            Peer::Kubectl => "FLOWFAIL_KUBECTL_REQUIRED",
+        }
+    }
+
+    /// Whether a missing peer fails the test instead of skipping it.
+    pub fn required(self) -> bool {
+        std::env::var(self.required_var()).is_ok_and(|v| v == "1")
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Peer::Postgres => 0,
+            Peer::LocalAws => 1,
+            Peer::Kubectl => 2,
+        }
+    }
+}
+
+/// The PostgreSQL URL when `FLOWFAIL_PG_URL` is not set (trust auth, as `.ci/run` and
+/// `scripts/test-peers.sh` set it up).
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `FLOWFAIL_PG_URL`, or [`DEFAULT_PG_URL`].
+pub fn pg_url() -> String {
+    match std::env::var("FLOWFAIL_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => DEFAULT_PG_URL.to_owned(),
+    }
+}
+
+/// The calling test cannot reach PostgreSQL at `url` (`why` says what happened): skip, or fail
+/// with `FLOWFAIL_PG_REQUIRED=1`. For binaries whose every test needs PostgreSQL.
+pub fn pg_unreachable(url: &str, why: &dyn std::fmt::Display) {
+    skip(Peer::Postgres, &format!("at {}", redact_url(url)), why);
+}
+
+/// `FLOWFAIL_AWS_ENDPOINT` when it is set and something accepts connections there; otherwise
+/// `None` after [`skip`] (or a failure with `FLOWFAIL_AWS_REQUIRED=1`). For binaries whose
+/// every test needs the local AWS API.
+pub fn aws_endpoint() -> Option<String> {
+    match std::env::var("FLOWFAIL_AWS_ENDPOINT") {
+        Ok(e) if !e.is_empty() => match answers(&e) {
+            Ok(()) => Some(e),
+            Err(why) => {
+                skip(Peer::LocalAws, &format!("at {}", redact_url(&e)), &why);
+                None
+            }
+        },
+        _ => {
+            skip(
+                Peer::LocalAws,
+                ": FLOWFAIL_AWS_ENDPOINT is not set",
+                &"scripts/test-peers.sh starts moto and sets it",
+            );
+            None
+        }
+    }
+}
+
+/// Whether a TCP connection to the `host:port` of `url` (`http://127.0.0.1:5000`) opens.
+fn answers(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let target = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:80")
+    };
+    let addrs = target
+        .to_socket_addrs()
+        .map_err(|e| format!("{target}: {e}"))?;
+    let mut last = format!("{target}: no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// The calling test cannot use `peer`, found missing `place` ("at URL", "on PATH"; a place
+/// starting with `:` follows the name directly), because of `why`. With the peer's
+/// `*_REQUIRED=1` this panics, failing the test; otherwise the test should return, and the
+/// binary's skip line is printed once, counting every test the run selected in this binary.
+pub fn skip(peer: Peer, place: &str, why: &dyn std::fmt::Display) {
+    skip_counting(peer, place, why, None);
+}
+
+/// [`skip`] for a binary where only some tests need `peer`: those whose name contains
+/// `name_part` are counted.
+pub fn skip_named(peer: Peer, place: &str, why: &dyn std::fmt::Display, name_part: &str) {
+    skip_counting(peer, place, why, Some(name_part));
+}
+
+// Failing the calling test is this function's job when the peer is required.
+#[allow(clippy::panic)]
+fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Option<&str>) {
+    if peer.required() {
+        panic!(
+            "{}=1 but no {} {place}: {why}",
+            peer.required_var(),
+            peer.name()
+        );
+    }
+    static PRINTED: [Once; 3] = [Once::new(), Once::new(), Once::new()];
+    PRINTED[peer.index()].call_once(|| {
+        let line = skip_line(peer, place, selected_tests(part));
+        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+}
+
+/// The skip line: `skipped N tests: no PEER PLACE (VAR=1 fails instead)`.
+pub fn skip_line(peer: Peer, place: &str, tests: Option<usize>) -> String {
+    let what = match tests {
+        Some(1) => "1 test".to_owned(),
+        Some(n) => format!("{n} tests"),
+        None => "the tests that need it".to_owned(),
+    };
+    let sep = if place.starts_with(':') { "" } else { " " };
+    format!(
+        "skipped {what}: no {}{sep}{place} ({}=1 fails instead)",
+        peer.name(),
+        peer.required_var()
+    )
+}
+
+/// How many tests of this binary the run selects (with `part`: whose name contains it), by
+/// asking the binary itself with the run's filters and `--list`.
+fn selected_tests(part: Option<&str>) -> Option<usize> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .args(filter_args(std::env::args().skip(1)))
+        .args(["--list", "--format", "terse"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .filter(|name| part.is_none_or(|p| name.contains(p)))
+            .count(),
+    )
+}
+
+/// The arguments of a libtest run that select tests (filters, `--exact`, `--skip`, `--ignored`,
+/// `--include-ignored`), without those that only shape the output or the run.
+fn filter_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const WITH_VALUE: [&str; 6] = [
+        "--test-threads",
+        "--format",
+        "--color",
+        "--logfile",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    let mut out = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--exact" | "--ignored" | "--include-ignored" => out.push(a),
+            "--skip" => {
+                out.push(a);
+                out.extend(it.next());
+            }
+            s if s.starts_with("--skip=") => out.push(a),
+            s if WITH_VALUE.contains(&s) => {
+                it.next();
+            }
+            s if s.starts_with('-') => {}
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// `url` with any password replaced by `***` (`scheme://user:***@host`, `password=***`).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_skip_line_names_peer_place_count_and_the_switch() {
+        assert_eq!(
+            skip_line(Peer::Postgres, &format!("at {DEFAULT_PG_URL}"), Some(14)),
+            "skipped 14 tests: no PostgreSQL at postgres://postgres@127.0.0.1:5432/postgres (FLOWFAIL_PG_REQUIRED=1 fails instead)"
+        );
+        assert_eq!(
+            skip_line(
+                Peer::LocalAws,
+                ": FLOWFAIL_AWS_ENDPOINT is not set",
+                Some(4)
+            ),
+            "skipped 4 tests: no local AWS API: FLOWFAIL_AWS_ENDPOINT is not set (FLOWFAIL_AWS_REQUIRED=1 fails instead)"
+        );
+        assert_eq!(
+            skip_line(Peer::Kubectl, "on PATH", Some(1)),
+            "skipped 1 test: no kubectl on PATH (FLOWFAIL_KUBECTL_REQUIRED=1 fails instead)"
+        );
+    }
+
+    #[test]
+    fn only_selecting_arguments_are_passed_on_to_the_listing() {
+        let got = filter_args(strings(&[
+            "--test-threads",
+            "2",
+            "retry",
+            "--nocapture",
+            "--format=pretty",
+            "--skip",
+            "slow",
+            "--exact",
+            "-q",
+            "--color",
+            "never",
+        ]));
+        assert_eq!(got, strings(&["retry", "--skip", "slow", "--exact"]));
+    }
+
+    #[test]
+    fn passwords_never_reach_the_line() {
+        assert_eq!(
+            redact_url("postgres://ff:s3cret@db:5432/x?sslmode=disable"),
+            "postgres://ff:***@db:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("host=db user=ff password=s3cret dbname=x"),
+            "host=db user=ff password=*** dbname=x"
+        );
+        assert_eq!(redact_url(DEFAULT_PG_URL), DEFAULT_PG_URL);
+        assert_eq!(redact_url("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
+    }
+}
