@@ -28,12 +28,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn pg_url() -> String {
-    std::env::var("FLOWFAIL_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn required(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| v == "1")
+    flowfail_testkit::pg_url()
 }
 
 /// One world: every peer, seeded for one scenario.
@@ -56,32 +51,13 @@ struct World {
 }
 
 async fn world(name: &str) -> Option<World> {
-    let Some(aws_endpoint) = std::env::var("FLOWFAIL_AWS_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-    else {
-        assert!(
-            !required("FLOWFAIL_AWS_REQUIRED"),
-            "FLOWFAIL_AWS_REQUIRED=1 but FLOWFAIL_AWS_ENDPOINT is not set"
-        );
-        eprintln!(
-            "skipped: no local AWS API (FLOWFAIL_AWS_ENDPOINT; FLOWFAIL_AWS_REQUIRED=1 fails instead)"
-        );
-        return None;
-    };
+    // A missing peer: one visible skip line per binary (or a failure with *_REQUIRED=1).
+    let aws_endpoint = flowfail_testkit::aws_endpoint()?;
     let pool = connect(&pg_url(), 4).unwrap();
     let c = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            assert!(
-                !required("FLOWFAIL_PG_REQUIRED"),
-                "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
-                pg_url()
-            );
-            eprintln!(
-                "skipped: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
-                pg_url()
-            );
+            flowfail_testkit::pg_unreachable(&pg_url(), &e);
             return None;
         }
     };

@@ -52,10 +52,12 @@ fn kubectl_present() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("FLOWFAIL_KUBECTL_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!("kubectl is required but `kubectl version --client` did not run");
-        }
-        eprintln!("skipping: kubectl not installed");
+        // One visible skip line for the binary (or a failure with FLOWFAIL_KUBECTL_REQUIRED=1).
+        flowfail_testkit::skip(
+            flowfail_testkit::Peer::Kubectl,
+            "on PATH",
+            &"`kubectl version --client` did not run",
+        );
     }
     ok
 }
