@@ -87,15 +87,26 @@ async fn shutdown_signal() {
     }
 }
 
+/// The config: an unreadable file is an I/O error (2), one that does not validate is found
+/// wanting (1).
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
+    Config::from_toml_str(&text)
+        .map_err(|e| Failure::wanting(format!("{}: {}", path.display(), e.message())))
+}
+
 /// `flowfail run --config F [--shadow]`: the supervisor until SIGTERM / Ctrl-C. A config that
 /// does not validate exits 1; a backend that cannot be prepared (the ledger's tables) exits 3.
 pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
     init_tracing(a.log_format);
-    let config = Config::load(&a.config).map_err(Failure::wanting)?;
+    let config = load(&a.config)?;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
         let live = config.connect().await?;
-        live.prepare().await.map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
+        live.prepare()
+            .await
+            .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
         let shadow = a.shadow || live.config.mode == Mode::Shadow;
         let supervisor = flowfail_core::respond::Supervisor::builder()
             .responder(live.responder(a.shadow))
@@ -137,7 +148,7 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
 /// `flowfail check-config --config F [--offline]`: validate, then probe every backend
 /// read-only; one line per port. Exit 1 when the config or a probe fails.
 pub(crate) fn cmd_check_config(a: &CheckConfigArgs) -> CliResult {
-    let config = Config::load(&a.config).map_err(Failure::wanting)?;
+    let config = load(&a.config)?;
     println!(
         "ok    config      valid; mode {}",
         match config.mode {

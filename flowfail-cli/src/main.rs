@@ -8,6 +8,7 @@
 mod advice;
 mod failure;
 mod fs_store;
+mod live;
 mod remote;
 mod scan;
 mod triage;
@@ -105,6 +106,13 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Run the runbook as a service from a config file: watch the failure rate, respond to
+    /// incidents, record everything in the ledger. `mode = "shadow"` (the default) changes
+    /// nothing in the world. SIGTERM or Ctrl-C stop it within 5 s.
+    Run(live::RunArgs),
+    /// Validate a config file, then probe every backend read-only: one line per port, exit 1
+    /// when anything fails.
+    CheckConfig(live::CheckConfigArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `flowfail completions bash > /etc/bash_completion.d/flowfail`.
     Completions {
@@ -131,18 +139,21 @@ fn command() -> clap::Command {
 type CliResult = Result<Exit, Failure>;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOWFAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     // Usage errors exit 2 and help exits 0, from clap.
     let cli = match Cli::from_arg_matches(&command().get_matches()) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    // `run` sets up its own logging (level from RUST_LOG, text or JSON lines).
+    if !matches!(cli.command, Command::Run(_)) {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("FLOWFAIL_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .init();
+    }
     match run(cli.command) {
         Ok(exit) => exit.into(),
         Err(f) => {
@@ -189,6 +200,8 @@ fn run(cmd: Command) -> CliResult {
             json,
             markdown,
         } => cmd_respond(&scenario, dry_run, json, markdown),
+        Command::Run(a) => live::cmd_run(&a),
+        Command::CheckConfig(a) => live::cmd_check_config(&a),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut command(), "flowfail", &mut out);

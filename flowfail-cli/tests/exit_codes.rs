@@ -78,6 +78,7 @@ fn cases(dir: &Path) -> Vec<Case> {
     let pilot = repo().join("testdata/scenarios/pilot-timeout.json");
     let dead_pg = format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port());
     let dead_aws = format!("http://127.0.0.1:{}", closed_port());
+    let (live_cfg, typo_cfg, dead_cfg) = live_configs(dir, &dead_pg);
     let b = bundles.display().to_string();
     let pc = |task: &str, dir: &str| {
         vec![
@@ -203,6 +204,42 @@ fn cases(dir: &Path) -> Vec<Case> {
             b"",
             "Connection refused",
         ),
+        case(
+            "check-config",
+            0,
+            &["check-config", "--offline", "--config", &live_cfg],
+            b"",
+            "",
+        ),
+        case(
+            "check-config",
+            1,
+            &["check-config", "--offline", "--config", &typo_cfg],
+            b"",
+            "colums",
+        ),
+        case(
+            "check-config",
+            2,
+            &["check-config", "--config", &p("no-such.toml")],
+            b"",
+            "no-such.toml",
+        ),
+        case("run", 1, &["run", "--config", &typo_cfg], b"", "colums"),
+        case(
+            "run",
+            2,
+            &["run", "--config", &p("no-such.toml")],
+            b"",
+            "no-such.toml",
+        ),
+        case(
+            "run",
+            3,
+            &["run", "--config", &dead_cfg],
+            b"",
+            "Connection refused",
+        ),
         case("completions", 0, &["completions", "bash"], b"", ""),
         case("completions", 2, &["completions", "tcsh"], b"", "tcsh"),
         case("man", 0, &["man"], b"", ""),
@@ -224,8 +261,62 @@ fn cases(dir: &Path) -> Vec<Case> {
     v
 }
 
+/// `flowfail.toml` files for `run` and `check-config`: valid (the TaskDB on `pg`), with an
+/// unknown key, and valid but with nothing listening at `pg` (for exit 3).
+fn live_configs(dir: &Path, dead_pg: &str) -> (String, String, String) {
+    let key = dir.join("key");
+    std::fs::write(&key, "x-test\n").unwrap();
+    let k = key.display();
+    let text = |pg: &str| {
+        format!(
+            r#"[postgres]
+url = "{pg}"
+[aws]
+region = "us-east-1"
+endpoint = "http://127.0.0.1:9"
+log_group = "g"
+bucket = "b"
+[kubernetes]
+api_url = "http://127.0.0.1:9"
+namespace = "default"
+deployment = "flowengine"
+[vendors]
+primary = "anthropic"
+[vendors.anthropic]
+quota = "none"
+[pager.routing_keys]
+on_call = {{ file = "{k}" }}
+sre = {{ file = "{k}" }}
+tech_lead = {{ file = "{k}" }}
+"#
+        )
+    };
+    let write = |name: &str, t: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, t).unwrap();
+        p.display().to_string()
+    };
+    (
+        write(
+            "live.toml",
+            text("postgres://flowfail@127.0.0.1:5432/postgres"),
+        ),
+        write(
+            "typo.toml",
+            text("postgres://flowfail@127.0.0.1:5432/postgres")
+                .replace("[aws]", "colums = 1\n[aws]"),
+        ),
+        write("dead.toml", text(dead_pg)),
+    )
+}
+
 /// Cells of the README's table checked elsewhere, with the test that checks them.
-const ELSEWHERE: [(&str, u8, &str); 2] = [("retry", 0, "pg_cli.rs"), ("retry", 1, "pg_cli.rs")];
+const ELSEWHERE: [(&str, u8, &str); 4] = [
+    ("retry", 0, "pg_cli.rs"),
+    ("retry", 1, "pg_cli.rs"),
+    ("run", 0, "live_e2e.rs (SIGTERM)"),
+    ("check-config", 1, "live_e2e.rs (a probe fails)"),
+];
 
 /// The (command, code) cells the README's per-command table marks.
 fn readme_cells() -> BTreeSet<(String, u8)> {

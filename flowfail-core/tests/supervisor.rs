@@ -307,3 +307,31 @@ fn durations_never_overflow() {
         assert_eq!(report.passes, 1);
     });
 }
+
+#[test]
+fn a_new_incident_in_the_same_minute_as_a_closed_one_gets_its_own_key() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        fail(&w, "a", 5, t0() - TimeDelta::minutes(1), false);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let s = supervisor(&w, &clock, &reports);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { s.run(stop).await }
+        });
+        // Resolved within seconds; a second burst of failures in the same minute.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(*reports.lock().unwrap(), ["resolved"]);
+        fail(&w, "b", 5, clock.now(), false);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(*reports.lock().unwrap(), ["resolved", "resolved"]);
+        let keys: Vec<String> = closed(&w).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(keys[1], format!("{}-2", keys[0]));
+    });
+}

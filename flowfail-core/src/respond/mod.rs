@@ -556,17 +556,31 @@ impl Responder {
         if !self.mutating(halted) {
             return Ok(Some(state));
         }
-        let json = serde_json::to_value(&state)?;
-        let (rec, created) = self
-            .ports
-            .incidents
-            .open(&self.policy.deployment, &key, obs.now, &json)
-            .await?;
-        if created {
-            return Ok(Some(state));
+        let mut state = state;
+        // A key is the Deployment and the minute; an incident closed earlier in the same minute
+        // keeps its key, and the new one takes the next free suffix.
+        for n in 1..=20u32 {
+            if n > 1 {
+                state.key = format!("{key}-{n}");
+            }
+            let json = serde_json::to_value(&state)?;
+            let (rec, created) = self
+                .ports
+                .incidents
+                .open(&self.policy.deployment, &state.key, obs.now, &json)
+                .await?;
+            if created {
+                return Ok(Some(state));
+            }
+            if rec.closed_at.is_none() {
+                // Another replica opened it first: join it.
+                return Ok(Some(self.parse_state(rec.state, obs.now).unwrap_or(state)));
+            }
         }
-        // Another replica opened it first: join it.
-        Ok(Some(self.parse_state(rec.state, obs.now).unwrap_or(state)))
+        Err(Error::conflict(format!(
+            "twenty incidents of {} closed within one minute: not opening another",
+            self.policy.deployment
+        )))
     }
 }
 
