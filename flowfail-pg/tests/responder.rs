@@ -16,8 +16,7 @@ use flowfail_core::{
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 
 fn url() -> String {
-    std::env::var("FLOWFAIL_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    flowfail_testkit::pg_url()
 }
 
 async fn fresh() -> Option<(
@@ -30,16 +29,7 @@ async fn fresh() -> Option<(
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            if std::env::var("FLOWFAIL_PG_REQUIRED").is_ok_and(|v| v == "1") {
-                panic!(
-                    "FLOWFAIL_PG_REQUIRED=1 but PostgreSQL at {} is unreachable: {e}",
-                    url()
-                );
-            }
-            eprintln!(
-                "skipped 1 test: no PostgreSQL at {} (FLOWFAIL_PG_REQUIRED=1 fails instead)",
-                url()
-            );
+            flowfail_testkit::pg_unreachable(&url(), &e);
             return None;
         }
     };
