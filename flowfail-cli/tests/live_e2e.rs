@@ -687,6 +687,12 @@ async fn c_bad_deploy_end_to_end() {
     }
     // On-call paged once for the new failure mode, and only once across the restart.
     let pages = w.pages().await;
+    assert!(
+        pages
+            .keys()
+            .any(|k| k.ends_with(":page:on_call:new_failure_mode")),
+        "{pages:?}"
+    );
     assert!(pages.values().all(|n| *n == 1), "{pages:?}");
     let closed = w.closed().await;
     assert_eq!(closed.len(), 1);
