@@ -40,6 +40,9 @@ impl Fallback {
     }
 }
 
+/// The longest duration any `*_s` setting may have: a year.
+pub const MAX_DURATION_S: u64 = 365 * 24 * 3600;
+
 /// The runbook's thresholds. `Policy::default()` is the runbook as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -252,6 +255,25 @@ impl Policy {
         ] {
             if v == 0 {
                 problems.push(format!("{name} must be above 0"));
+            }
+        }
+        // Every duration is bounded (a year), so no time computed from the policy overflows.
+        for (name, v) in [
+            ("alert_window_s", self.alert_window_s),
+            ("poll_interval_s", self.poll_interval_s),
+            ("step_timeout_s", self.step_timeout_s),
+            ("rollout_timeout_s", self.rollout_timeout_s),
+            ("retry_base_delay_s", self.retry_base_delay_s),
+            ("retry_max_delay_s", self.retry_max_delay_s),
+            ("half_open_after_s", self.half_open_after_s),
+            ("outage_escalation_after_s", self.outage_escalation_after_s),
+            ("rollback_max_deploy_age_s", self.rollback_max_deploy_age_s),
+            ("rollback_verify_after_s", self.rollback_verify_after_s),
+        ] {
+            if v > MAX_DURATION_S {
+                problems.push(format!(
+                    "{name} must be at most {MAX_DURATION_S} (a year), not {v}"
+                ));
             }
         }
         if self.min_sample == 0 {

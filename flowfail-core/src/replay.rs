@@ -226,6 +226,9 @@ pub struct ScenarioEvent {
     pub deployment: Option<Value>,
 }
 
+/// The longest a scenario may span in virtual time: ten years.
+pub const MAX_SCENARIO_SPAN_S: u64 = 10 * 365 * 24 * 3600;
+
 impl Scenario {
     /// Parses a scenario.
     pub fn from_json(s: &str) -> Result<Self> {
@@ -242,6 +245,20 @@ impl Scenario {
         }
         for v in sc.vendors.values() {
             check_status(v)?;
+        }
+        // Virtual time is bounded: a scenario spans at most ten years, so no time ever added
+        // to `now` can overflow.
+        if sc.max_virtual_s > MAX_SCENARIO_SPAN_S {
+            return Err(Error::invalid_input(format!(
+                "max_virtual_s {} is over the limit of {MAX_SCENARIO_SPAN_S} s (ten years)",
+                sc.max_virtual_s
+            )));
+        }
+        if let Some(e) = sc.events.iter().find(|e| e.after_s > MAX_SCENARIO_SPAN_S) {
+            return Err(Error::invalid_input(format!(
+                "an event's after_s {} is over the limit of {MAX_SCENARIO_SPAN_S} s (ten years)",
+                e.after_s
+            )));
         }
         Ok(sc)
     }
