@@ -4,6 +4,7 @@
 pub mod fake;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,12 @@ use serde_json::{Value, json};
 
 const BACKEND: &str = "kubernetes";
 const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The annotation `kubectl rollout history` shows as CHANGE-CAUSE.
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// The field manager of every patch flowfail sends (the API server's `managedFields`).
+pub const FIELD_MANAGER: &str = "flowfail";
+/// Longest change cause written (the text is cut at a character boundary).
+const MAX_CAUSE: usize = 1024;
 
 /// [`DeploymentController`] on the Kubernetes API (kube + k8s-openapi).
 ///
@@ -29,11 +36,20 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 /// one. It is refused when the Deployment is paused or the revision is gone. There is no
 /// relative "undo" anywhere: `kubectl rollout undo` picks "the previous revision" at the moment
 /// it runs, so two replicas undoing at once roll forward again.
+///
+/// Every patch is attributed: it is sent with field manager [`FIELD_MANAGER`] (`flowfail`),
+/// and env changes and rollbacks set [`CHANGE_CAUSE`] on the Deployment, which the Deployment
+/// controller copies onto the new ReplicaSet, so `kubectl rollout history` says what flowfail
+/// did — `flowfail: set ENABLE_CIRCUIT_BREAKER=true`, `flowfail: roll back to revision 7` —
+/// and why, when a reason was given with [`KubeDeploymentController::set_reason`]
+/// (`… (incident flowengine-20251113T1000Z)`).
 #[derive(Clone)]
 pub struct KubeDeploymentController {
     client: kube::Client,
     namespace: String,
     container: Option<String>,
+    /// Why flowfail acts (`incident <key>`), shared by clones; appended to the change cause.
+    reason: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for KubeDeploymentController {
@@ -41,6 +57,7 @@ impl std::fmt::Debug for KubeDeploymentController {
         f.debug_struct("KubeDeploymentController")
             .field("namespace", &self.namespace)
             .field("container", &self.container)
+            .field("reason", &self.current_reason())
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +95,42 @@ fn kube_err_message(op: &'static str, e: kube::Error, message: String) -> Error 
         .transient_if(transient)
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, with `…` when cut.
+fn cut_chars(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// What an env change does, as the change cause says it: `set A=1, unset B`.
+pub fn describe_env_changes(changes: &[EnvChange]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| match &c.value {
+            Some(v) => format!("set {}={v}", c.name),
+            None => format!("unset {}", c.name),
+        })
+        .collect();
+    if parts.is_empty() {
+        "no env change".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Patch parameters with flowfail's field manager.
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
     meta.annotations.as_ref()?.get(REVISION)?.parse().ok()
 }
@@ -89,7 +142,38 @@ impl KubeDeploymentController {
             client,
             namespace: namespace.into(),
             container: None,
+            reason: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Why the next changes are made, e.g. `incident flowengine-20251113T1000Z`: appended to
+    /// the change cause in parentheses. Shared by every clone of this controller (the one the
+    /// responder holds included); `None` clears it. The port's methods carry no incident key,
+    /// so this is for an embedder that knows the incident it is acting for.
+    pub fn set_reason(&self, reason: Option<String>) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// [`KubeDeploymentController::set_reason`] as a builder.
+    pub fn reason(self, reason: impl Into<String>) -> Self {
+        self.set_reason(Some(reason.into()));
+        self
+    }
+
+    fn current_reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The change cause of `what` (`set X=1, unset Y`, `roll back to revision 7`).
+    fn cause(&self, what: &str) -> String {
+        let text = match self.current_reason() {
+            Some(r) if !r.trim().is_empty() => format!("flowfail: {what} ({})", r.trim()),
+            _ => format!("flowfail: {what}"),
+        };
+        cut_chars(&text, MAX_CAUSE)
     }
 
     /// A controller from the standard configuration (kubeconfig or in-cluster).
@@ -228,7 +312,7 @@ impl KubeDeploymentController {
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "env": []}]}}}});
         let params = PatchParams {
             dry_run: true,
-            ..PatchParams::default()
+            ..patch_params()
         };
         self.deployments()
             .patch(name, &params, &Patch::Strategic(patch))
@@ -405,12 +489,16 @@ impl DeploymentController for KubeDeploymentController {
                 None => json!({"name": c.name, "$patch": "delete"}),
             })
             .collect();
-        let mut patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}});
+        let cause = self.cause(&describe_env_changes(changes));
+        let mut patch = json!({
+            "metadata": {"annotations": {CHANGE_CAUSE: cause}},
+            "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}},
+        });
         if let Some(rv) = precondition {
-            patch["metadata"] = json!({"resourceVersion": rv});
+            patch["metadata"]["resourceVersion"] = json!(rv);
         }
         self.deployments()
-            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .patch(name, &patch_params(), &Patch::Strategic(patch))
             .await
             .map_err(|e| kube_err("deployment.set_env", e))?;
         self.state(name).await
@@ -467,15 +555,23 @@ impl DeploymentController for KubeDeploymentController {
         {
             l.remove("pod-template-hash");
         }
+        let cause = self.cause(&format!("roll back to revision {to_revision}"));
+        // `add` replaces an existing member; the annotations map itself may be missing.
+        let annotate = if d.metadata.annotations.is_some() {
+            json!({"op": "add", "path": "/metadata/annotations/kubernetes.io~1change-cause", "value": cause})
+        } else {
+            json!({"op": "add", "path": "/metadata/annotations", "value": {CHANGE_CAUSE: cause}})
+        };
         let ops = json!([
             {"op": "test", "path": "/metadata/resourceVersion", "value": expected_resource_version},
             {"op": "replace", "path": "/metadata/resourceVersion", "value": expected_resource_version},
+            annotate,
             {"op": "replace", "path": "/spec/template", "value": template},
         ]);
         let patch: json_patch::Patch = serde_json::from_value(ops)
             .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()).with_backend(BACKEND))?;
         self.deployments()
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .patch(name, &patch_params(), &Patch::<()>::Json(patch))
             .await
             .map_err(|e| kube_err("deployment.rollback", e))?;
         self.state(name).await

@@ -56,8 +56,9 @@ async fn check_patchable_proves_get_and_patch_and_changes_nothing() {
         assert_eq!(reqs[reqs.len() - 2], "GET deployments/flowengine");
         let patch = reqs.last().unwrap();
         assert!(
-            patch.starts_with("PATCH deployments/flowengine {\"dryRun\": \"All\"}")
-                && patch.ends_with("application/strategic-merge-patch+json"),
+            patch.starts_with(
+                "PATCH deployments/flowengine {\"dryRun\": \"All\", \"fieldManager\": \"flowfail\"}"
+            ) && patch.ends_with("application/strategic-merge-patch+json"),
             "{patch}"
         );
     }

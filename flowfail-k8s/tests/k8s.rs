@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use flowfail_core::conformance;
 use flowfail_core::{DeploymentController, EnvChange, ErrorKind, RolloutStatus};
-use flowfail_k8s::KubeDeploymentController;
 use flowfail_k8s::fake::{FakeApiServer, RolloutMode};
+use flowfail_k8s::{CHANGE_CAUSE, KubeDeploymentController};
 use serde_json::json;
 
 static N: AtomicU32 = AtomicU32::new(0);
@@ -348,5 +348,180 @@ async fn kubectl_set_env_rollout_undo_and_status_work_against_the_fake() {
         "flowengine:8"
     );
     assert!(after.revision > st.revision);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every patch flowfail sends names field manager `flowfail`; env changes and rollbacks say
+/// what was done (and why, when a reason is set) in `kubernetes.io/change-cause`, which the
+/// controller copies onto the new ReplicaSet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_attributed_with_field_manager_and_change_cause() {
+    let (s, c) = setup().await;
+    c.check_patchable("flowengine").await.unwrap();
+    let c = c.reason("incident flowengine-20251113T1000Z");
+    let st = c.state("flowengine").await.unwrap();
+    let st = c
+        .set_env(
+            "flowengine",
+            &[
+                EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true"),
+                EnvChange::unset("MODE"),
+            ],
+            Some(st.resource_version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.revision, 9);
+    let cause = "flowfail: set ENABLE_CIRCUIT_BREAKER=true, unset MODE (incident flowengine-20251113T1000Z)";
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(d["metadata"]["annotations"][CHANGE_CAUSE], cause);
+    let managers: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["flowfail"]);
+    assert_eq!(rs_cause(&s, 9).as_deref(), Some(cause));
+    assert_eq!(
+        rs_cause(&s, 8),
+        None,
+        "older revisions keep their own cause"
+    );
+
+    // A rollback without a reason says only what it did.
+    c.set_reason(None);
+    let st = c
+        .rollback("flowengine", 7, &st.resource_version)
+        .await
+        .unwrap();
+    assert_eq!(st.revision, 10);
+    let rollback_cause = "flowfail: roll back to revision 7";
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(d["metadata"]["annotations"][CHANGE_CAUSE], rollback_cause);
+    assert_eq!(rs_cause(&s, 10).as_deref(), Some(rollback_cause));
+    assert_eq!(rs_cause(&s, 9).as_deref(), Some(cause));
+
+    let writes = s.writes();
+    let patches: Vec<(Option<&str>, bool)> = writes
+        .iter()
+        .filter(|w| w.verb == "patch" && w.resource == "deployments")
+        .map(|w| (w.field_manager.as_deref(), w.dry_run))
+        .collect();
+    assert_eq!(
+        patches,
+        [
+            (Some("flowfail"), true),
+            (Some("flowfail"), false),
+            (Some("flowfail"), false)
+        ],
+        "the dry run, the env change, the rollback"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_change_cause_is_cut_and_the_next_change_replaces_it() {
+    let (s, c) = setup().await;
+    let long = "x".repeat(5000);
+    let st = c
+        .set_env("flowengine", &[EnvChange::set("LONG", &long)], None)
+        .await
+        .unwrap();
+    let d = s.deployment("default", "flowengine").unwrap();
+    let cause = d["metadata"]["annotations"][CHANGE_CAUSE].as_str().unwrap();
+    assert!(cause.starts_with("flowfail: set LONG=xxx") && cause.ends_with('…'));
+    assert!(cause.len() <= 1024, "{}", cause.len());
+    c.rollback("flowengine", 7, &st.resource_version)
+        .await
+        .unwrap();
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(
+        d["metadata"]["annotations"][CHANGE_CAUSE],
+        "flowfail: roll back to revision 7"
+    );
+}
+
+fn rs_cause(s: &FakeApiServer, revision: u64) -> Option<String> {
+    s.replicasets("default")
+        .into_iter()
+        .find(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .and_then(|r| r.parse::<u64>().ok())
+                == Some(revision)
+        })
+        .and_then(|rs| {
+            rs["metadata"]["annotations"][CHANGE_CAUSE]
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+/// The change cause as an operator sees it: the real `kubectl rollout history`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_history_shows_what_flowfail_did_and_why() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        flowfail_testkit::skip_named(
+            flowfail_testkit::Peer::Kubectl,
+            "on PATH",
+            &"`kubectl version --client` did not run",
+            "kubectl_rollout_history",
+        );
+        return;
+    }
+    let (s, c) = setup().await;
+    let c = c.reason("incident flowengine-20251113T1000Z");
+    let st = c
+        .set_env(
+            "flowengine",
+            &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
+            None,
+        )
+        .await
+        .unwrap();
+    c.rollback("flowengine", 7, &st.resource_version)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("flowfail-history-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, s.kubeconfig()).unwrap();
+    let kc2 = kc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kubectl(&kc2, &["rollout", "history", "deployment/flowengine"])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "history: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.requests().join("\n")
+    );
+    println!("{stdout}");
+    let line = |rev: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(rev))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(
+        line("9").as_deref(),
+        Some("flowfail: set ENABLE_CIRCUIT_BREAKER=true (incident flowengine-20251113T1000Z)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        line("10").as_deref(),
+        Some("flowfail: roll back to revision 7 (incident flowengine-20251113T1000Z)"),
+        "{stdout}"
+    );
+    assert_eq!(line("8").as_deref(), Some("<none>"), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }

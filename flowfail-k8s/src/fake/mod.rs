@@ -71,6 +71,24 @@ struct Cluster {
     requests: Vec<String>,
     role: Option<rbac::EnforcedRole>,
     accesses: Vec<Access>,
+    writes: Vec<Write>,
+}
+
+/// One write (create or patch) with the field manager it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// `create` or `patch`.
+    pub verb: String,
+    /// The resource (`deployments`).
+    pub resource: String,
+    /// The namespace of the request.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// The `fieldManager` query parameter, if any.
+    pub field_manager: Option<String>,
+    /// Whether it was a dry run (`dryRun=All`).
+    pub dry_run: bool,
 }
 
 /// One resource request as the fake's authorizer saw it.
@@ -161,6 +179,16 @@ fn stripped(template: &Value) -> Value {
     t
 }
 
+/// The annotation `kubectl rollout history` shows; the Deployment controller copies it from
+/// the Deployment onto its new ReplicaSet (as it copies every annotation but its own).
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+
+fn change_cause(d: &Value) -> Option<Value> {
+    d.pointer("/metadata/annotations/kubernetes.io~1change-cause")
+        .filter(|v| v.is_string())
+        .cloned()
+}
+
 fn revision_of(v: &Value) -> u64 {
     v.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
         .and_then(Value::as_str)
@@ -232,6 +260,18 @@ impl Cluster {
             .find(|(_, rs)| stripped(&rs["spec"]["template"]) == template);
         let current_rev = current.map(|(_, rs)| revision_of(rs)).unwrap_or(0);
         let rev = if current.is_some() && current_rev == max {
+            // The controller keeps the new ReplicaSet's change cause in step with the
+            // Deployment's, even when only the annotation changed.
+            if let (Some((rs_name, rs)), Some(cause)) = (current, change_cause(&d))
+                && rs.pointer("/metadata/annotations/kubernetes.io~1change-cause") != Some(&cause)
+            {
+                let key = (ns.to_owned(), rs_name.clone());
+                let rv = self.next_rv();
+                if let Some(stored) = self.replicasets.get_mut(&key) {
+                    stored["metadata"]["annotations"][CHANGE_CAUSE] = cause;
+                    stored["metadata"]["resourceVersion"] = json!(rv);
+                }
+            }
             max
         } else {
             let h = hash(&template);
@@ -248,11 +288,16 @@ impl Cluster {
                 .unwrap_or_else(|| {
                     json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 });
+            let mut annotations =
+                json!({"deployment.kubernetes.io/revision": (max + 1).to_string()});
+            if let Some(cause) = change_cause(&d) {
+                annotations[CHANGE_CAUSE] = cause;
+            }
             let rs = json!({
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {"name": rs_name, "namespace": ns, "uid": format!("uid-rs-{h}"), "resourceVersion": rv,
                     "labels": labels, "creationTimestamp": created,
-                    "annotations": {"deployment.kubernetes.io/revision": (max + 1).to_string()},
+                    "annotations": annotations,
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
                 "spec": {"replicas": d["spec"]["replicas"].clone(), "selector": {"matchLabels": sel}, "template": t},
                 "status": {"replicas": 0}
@@ -488,6 +533,13 @@ impl FakeApiServer {
     /// open, as `system:discovery` keeps them for every authenticated user.
     pub fn enforce_role(&self, user: &str, role: &Value) {
         lock(&self.state).role = Some(rbac::EnforcedRole::new(user, role));
+    }
+
+    /// Every create and patch received (after authorization), with its field manager, in
+    /// order. Stored objects also carry a `metadata.managedFields` entry per manager, as the
+    /// API server keeps them.
+    pub fn writes(&self) -> Vec<Write> {
+        lock(&self.state).writes.clone()
     }
 
     /// Every resource request received, as the authorizer saw it, in order.

@@ -166,6 +166,39 @@ fn strict(query: &BTreeMap<String, String>) -> bool {
     query.get("fieldValidation").map(String::as_str) == Some("Strict")
 }
 
+/// Records a write and its field manager.
+fn record_write(s: &Shared, verb: &str, r: &Request<'_>, name: &str, dry: bool) {
+    lock(s).writes.push(super::Write {
+        verb: verb.to_owned(),
+        resource: r.kind.resource.to_owned(),
+        namespace: r.ns.to_owned(),
+        name: name.to_owned(),
+        field_manager: r.query.get("fieldManager").cloned(),
+        dry_run: dry,
+    });
+}
+
+/// The `managedFields` entry of this request's field manager (`operation: Update`), replacing
+/// the manager's previous one, as the API server keeps them (the field sets are left empty).
+fn manage(obj: &mut Value, r: &Request<'_>) {
+    let manager = r
+        .query
+        .get("fieldManager")
+        .map_or("unknown", String::as_str);
+    let entry = json!({"manager": manager, "operation": "Update",
+        "apiVersion": r.kind.api_version(),
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "fieldsType": "FieldsV1", "fieldsV1": {}});
+    let mut entries: Vec<Value> = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|e| e["manager"].as_str() != Some(manager));
+    entries.push(entry);
+    obj["metadata"]["managedFields"] = Value::Array(entries);
+}
+
 fn get(s: &Shared, r: &Request<'_>) -> Response {
     let name = r.name.unwrap_or_default();
     log_request(s, format!("GET {}/{name}", r.kind.resource));
@@ -296,6 +329,12 @@ fn create(s: &Shared, r: &Request<'_>, body: &[u8]) -> Response {
     let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
         return status(400, "BadRequest", "the body is not JSON".into());
     };
+    let named = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    record_write(s, "create", r, &named, dry);
     if let Err(e) = check_identity(r, &mut obj) {
         return bad_request(e);
     }
@@ -332,6 +371,7 @@ fn create(s: &Shared, r: &Request<'_>, body: &[u8]) -> Response {
         obj["metadata"]["generation"] = json!(1);
         obj["status"] = json!({});
     }
+    manage(&mut obj, r);
     if dry {
         // As the API server answers a dry-run create: the object as it would be stored,
         // without a resourceVersion (none was used up).
@@ -363,6 +403,7 @@ fn patch(s: &Shared, r: &Request<'_>, content_type: &str, body: &[u8]) -> Respon
         Ok(d) => d,
         Err(e) => return bad_request(e),
     };
+    record_write(s, "patch", r, name, dry);
     let mut c = lock(s);
     let key = (r.ns.to_owned(), name.to_owned());
     let Some(current) = c
@@ -408,6 +449,7 @@ fn patch(s: &Shared, r: &Request<'_>, content_type: &str, body: &[u8]) -> Respon
     {
         next["metadata"]["generation"] = json!(g + 1);
     }
+    manage(&mut next, r);
     if dry {
         // As the API server answers a dry-run patch: the object as it would be stored, with
         // the resourceVersion it has now; nothing stored, no controller reacts.
