@@ -10,12 +10,17 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::client::{BACKEND, Http, HttpOptions, cut};
 
 /// PagerDuty Events API v2.
+///
+/// Every trigger carries the configured severity ([`PagerDuty::severity`], default `error`)
+/// and links ([`PagerDuty::link`]: the runbook, a dashboard), sent as the event's `links`.
 #[derive(Debug)]
 pub struct PagerDuty {
     http: Http,
     base_url: String,
     routing_keys: BTreeMap<String, SecretString>,
     source: String,
+    severity: &'static str,
+    links: Vec<(String, String)>,
     sent: Mutex<HashMap<String, String>>,
 }
 
@@ -32,8 +37,35 @@ impl PagerDuty {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             routing_keys,
             source: "flowfail".into(),
+            severity: Self::DEFAULT_SEVERITY,
+            links: Vec::new(),
             sent: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The severities of the Events API v2, most severe first.
+    pub const SEVERITIES: [&'static str; 4] = ["critical", "error", "warning", "info"];
+
+    /// The severity when none is set: `error` (the runbook's alert is a P2).
+    pub const DEFAULT_SEVERITY: &'static str = "error";
+
+    /// The severity of every trigger: one of [`PagerDuty::SEVERITIES`], else `InvalidInput`.
+    pub fn severity(mut self, severity: &str) -> Result<Self> {
+        let Some(s) = Self::SEVERITIES.iter().find(|s| **s == severity) else {
+            return Err(Error::invalid_input(format!(
+                "PagerDuty severity {severity:?} is not one of {}",
+                Self::SEVERITIES.join(", ")
+            ))
+            .with_backend(BACKEND));
+        };
+        self.severity = s;
+        Ok(self)
+    }
+
+    /// A link sent with every trigger (`href` shown as `text`), in the order added.
+    pub fn link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
+        self.links.push((href.into(), text.into()));
+        self
     }
 
     async fn enqueue(
@@ -76,16 +108,23 @@ impl Pager for PagerDuty {
         {
             return Ok(Delivery::Deduplicated);
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "event_action": "trigger",
             "dedup_key": dedup,
             "payload": {
                 "summary": cut(&page.summary, 1024),
                 "source": self.source,
-                "severity": "critical",
+                "severity": self.severity,
                 "custom_details": page.details,
             },
         });
+        if !self.links.is_empty() {
+            body["links"] = self
+                .links
+                .iter()
+                .map(|(href, text)| serde_json::json!({"href": href, "text": text}))
+                .collect();
+        }
         self.enqueue(key, body, "pager.page").await?;
         self.sent
             .lock()
