@@ -335,3 +335,49 @@ fn a_new_incident_in_the_same_minute_as_a_closed_one_gets_its_own_key() {
         assert_eq!(keys[1], format!("{}-2", keys[0]));
     });
 }
+
+/// A responder run on a world whose ledger fails `op` once (transiently).
+async fn run_with_ledger_fault(op: &str) -> (World, flowfail_core::report::Report) {
+    let clock = Clock::tokio_anchored(t0());
+    let w = World::new(&Policy::default(), clock.clone());
+    w.tasks.set_background(300, 0);
+    fail(&w, "f", 5, t0() - TimeDelta::minutes(1), false);
+    w.incidents
+        .faults()
+        .fail_nth(op, 1, flowfail_core::ErrorKind::Unavailable);
+    let r = Responder::builder()
+        .ports(w.ports())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let report = r.run(Duration::from_secs(600)).await.unwrap();
+    (w, report)
+}
+
+#[test]
+fn a_transient_error_opening_the_incident_does_not_end_the_run() {
+    paused().block_on(async {
+        let (w, report) = run_with_ledger_fault("incident.open").await;
+        assert_eq!(
+            report.post_incident.status, "resolved",
+            "{:?}",
+            report.data_gaps
+        );
+        assert_eq!(closed(&w).len(), 1);
+        assert!(closed(&w)[0].1, "closed in the ledger");
+    });
+}
+
+#[test]
+fn an_incident_is_resolved_only_once_the_ledger_has_closed_it() {
+    paused().block_on(async {
+        let (w, report) = run_with_ledger_fault("incident.close").await;
+        assert_eq!(report.post_incident.status, "resolved");
+        let incidents = closed(&w);
+        assert_eq!(incidents.len(), 1);
+        assert!(
+            incidents[0].1,
+            "the run ended with the incident still open in the ledger"
+        );
+    });
+}

@@ -340,7 +340,21 @@ impl Responder {
                 inner.report.gap(now, g.clone());
             }
         }
-        let Some(state) = self.incident_state(&obs, halted).await? else {
+        let state = match self.incident_state(&obs, halted).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The alert fires but the incident could not be opened: try again next pass,
+                // never end the run over it.
+                self.note_gap(format!("incident ledger: could not open the incident: {e}"));
+                return Ok(PassOutcome {
+                    settled: None,
+                    incident_open: true,
+                    wake_at: None,
+                    stop: halted || self.dry_run,
+                });
+            }
+        };
+        let Some(state) = state else {
             let mut inner = lock(&self.inner);
             if let Some(c) = &obs.counts {
                 inner.report.last_alert = Some(crate::decide::alert(c, false, &self.policy));
@@ -388,9 +402,15 @@ impl Responder {
         } else {
             decision.settle
         };
-        if let Some(epoch) = epoch {
-            self.record(&next, epoch, &acted.entries, settled.is_some(), now)
-                .await;
+        let mut settled = settled;
+        if let Some(epoch) = epoch
+            && !self
+                .record(&next, epoch, &acted.entries, settled.is_some(), now)
+                .await
+            && settled.is_some()
+        {
+            // Not settled until the ledger says so: the next pass decides and closes again.
+            settled = None;
         }
         if settled == Some(Settle::Resolved) {
             self.resolve_pages(&next, now).await;
@@ -414,7 +434,7 @@ impl Responder {
         entries: &[TimelineEntry],
         settled: bool,
         now: Timestamp,
-    ) {
+    ) -> bool {
         let write = async {
             let state_json = serde_json::to_value(next)?;
             self.ports
@@ -438,8 +458,12 @@ impl Responder {
             }
             Ok::<(), Error>(())
         };
-        if let Err(e) = write.await {
-            self.note_gap(format!("incident ledger write: {e}"));
+        match write.await {
+            Ok(()) => true,
+            Err(e) => {
+                self.note_gap(format!("incident ledger write: {e}"));
+                false
+            }
         }
     }
 
