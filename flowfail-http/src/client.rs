@@ -5,6 +5,12 @@
 //! the responder's read loop is flowfail's only retry loop, and a page or a notification must
 //! not go out twice because the adapter tried again on its own. A throttled or unavailable
 //! answer's `Retry-After` travels on the returned error ([`Error::retry_after`]) instead.
+//!
+//! Secrets travel in headers (`x-api-key`), bodies (PagerDuty's routing key) and paths (webhook
+//! tokens), so the client never follows a redirect (a 3xx is an error naming the status and the
+//! `Location`'s host, never its path), never sends a `Referer`, and sends plain `http://` only
+//! to a loopback host (127.0.0.0/8, `::1`, `localhost`): anything else is refused before a
+//! connection is opened.
 
 use std::time::Duration;
 
@@ -214,6 +220,56 @@ fn status_err(op: &'static str, status: u16) -> Error {
         .transient_if(transient)
 }
 
+/// Plain `http://` only to a loopback host (127.0.0.0/8, `::1`, `localhost`: local test
+/// servers); `https://` anywhere; any other scheme refused. The refusal names the host (never
+/// the path or query, where webhooks keep their token) and happens before any connection.
+fn check_scheme(op: &'static str, url: &reqwest::Url) -> Result<()> {
+    let host = url.host_str().unwrap_or("");
+    let loopback = || {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        h.eq_ignore_ascii_case("localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback() => Ok(()),
+        scheme => Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "refusing {scheme}:// to {}: only https (plain http to a loopback host only)",
+                cut(host, 100)
+            ),
+        )
+        .with_operation(op)
+        .with_backend(BACKEND)),
+    }
+}
+
+/// A 3xx answer as an error: redirects are never followed (they would carry the key and the
+/// body to another host). Names the status and the `Location`'s host, never its path or query.
+fn redirect_err(op: &'static str, resp: &reqwest::Response) -> Error {
+    let target = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|loc| resp.url().join(loc).ok())
+        .and_then(|u| u.host_str().map(|h| cut(h, 100)));
+    let to = match target {
+        Some(h) => format!(" to host {h}"),
+        None => " without a usable Location".to_owned(),
+    };
+    Error::new(
+        ErrorKind::Refused,
+        format!(
+            "HTTP {}: redirect{to} not followed (check the configured URL)",
+            resp.status().as_u16()
+        ),
+    )
+    .with_operation(op)
+    .with_backend(BACKEND)
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -229,7 +285,10 @@ impl Http {
         let client = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            // Never follow: reqwest strips `Authorization` on a cross-host redirect but not
+            // `x-api-key`, and a 307/308 resends the body (PagerDuty's routing key).
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .user_agent(concat!("flowfail/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| req_err("http.client", e))?;
@@ -247,9 +306,14 @@ impl Http {
         let mut attempt = 0u32;
         loop {
             let backoff = retry_wait(&HeaderMap::new(), attempt, &self.opts);
-            match build(&self.client).send().await {
+            let req = build(&self.client).build().map_err(|e| req_err(op, e))?;
+            check_scheme(op, req.url())?;
+            match self.client.execute(req).await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    if (300..400).contains(&status) {
+                        return Err(redirect_err(op, &resp));
+                    }
                     let retryable = (status == 429 && retry_429)
                         || (500..=599).contains(&status)
                         || status == 408;
