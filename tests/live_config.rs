@@ -8,12 +8,19 @@ use std::path::PathBuf;
 
 use flowfail::live::{Config, Mode};
 
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A secret in a file of its own (tests cannot set environment variables safely).
 fn secret_file(name: &str, value: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flowfail-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
-    std::fs::write(&p, format!("{value}\n")).unwrap();
+    // Written aside and renamed: tests run in parallel, and a reader must never see the file
+    // truncated by another test rewriting it.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{n}.tmp"));
+    std::fs::write(&tmp, format!("{value}\n")).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
     p
 }
 
@@ -176,4 +183,127 @@ fn the_example_in_the_repo_is_a_valid_config() {
     let c = Config::from_toml_str(&text).unwrap();
     assert_eq!(c.mode, Mode::Shadow);
     assert_eq!(c.policy.deployment, c.kubernetes.deployment);
+    assert_eq!(c.pager.severity, "error");
+    assert!(c.pager.runbook_url.is_some() && c.pager.grafana_url.is_some());
+}
+
+/// `base()` with these lines in its `[pager]` section.
+fn with_pager(lines: &str) -> String {
+    base().replace(
+        "[pager.routing_keys]",
+        &format!("[pager]\n{lines}\n[pager.routing_keys]"),
+    )
+}
+
+#[test]
+fn pager_severity_defaults_to_error_and_only_events_v2_severities_are_accepted() {
+    let c = Config::from_toml_str(&base()).unwrap();
+    assert_eq!(c.pager.severity, "error", "the runbook's alert is a P2");
+    assert_eq!((c.pager.runbook_url, c.pager.grafana_url), (None, None));
+    for s in ["critical", "error", "warning", "info"] {
+        let c = Config::from_toml_str(&with_pager(&format!("severity = \"{s}\""))).unwrap();
+        assert_eq!(c.pager.severity, s);
+    }
+    for bad in ["\"fatal\"", "\"Critical\"", "\"\"", "2"] {
+        let e = err(&with_pager(&format!("severity = {bad}")));
+        assert!(e.contains("pager.severity"), "{bad}: {e}");
+    }
+    let e = err(&with_pager("severity = \"P2\""));
+    assert!(
+        e.contains("\"P2\"") && e.contains("critical, error, warning, info"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pager_links_are_http_urls() {
+    let c = Config::from_toml_str(&with_pager(
+        "runbook_url = \"https://wiki.internal/runbooks/flow-failure\"\ngrafana_url = \"http://grafana:3000/d/flowengine\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.pager.runbook_url.as_deref(),
+        Some("https://wiki.internal/runbooks/flow-failure")
+    );
+    assert_eq!(
+        c.pager.grafana_url.as_deref(),
+        Some("http://grafana:3000/d/flowengine")
+    );
+    for (key, bad) in [
+        ("runbook_url", "wiki/runbooks"),
+        ("runbook_url", "ftp://wiki/runbook"),
+        ("grafana_url", "https://admin:pw@grafana/d/x"),
+        ("grafana_url", "https://grafana/d/a b"),
+    ] {
+        let e = err(&with_pager(&format!("{key} = \"{bad}\"")));
+        assert!(e.contains(&format!("pager.{key}")), "{key} = {bad}: {e}");
+    }
+    let e = err(&with_pager("runbook = \"https://wiki\""));
+    assert!(e.contains("pager") && e.contains("runbook"), "{e}");
+}
+
+/// A one-request HTTP server on a thread: answers `202` and hands back the request's body.
+fn one_request_server() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = reader.into_inner();
+        stream
+            .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .unwrap();
+        String::from_utf8(body).unwrap()
+    });
+    (url, handle)
+}
+
+/// `[pager]` reaches PagerDuty through `Config::connect`: the severity and the links are on
+/// the trigger the pager port sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pager_section_is_wired_into_the_pager_port() {
+    let (url, server) = one_request_server();
+    let text = with_pager(&format!(
+        "url = \"{url}\"\nseverity = \"warning\"\nrunbook_url = \"https://wiki.internal/runbooks/ffr\"\ngrafana_url = \"https://grafana.internal/d/flowengine\""
+    ))
+    .replace(
+        "deployment = \"flowengine\"",
+        "deployment = \"flowengine\"\napi_url = \"http://127.0.0.1:9\"",
+    );
+    let live = Config::from_toml_str(&text)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let page = flowfail::Page::new("on_call", "inc-1:page", "summary", serde_json::Value::Null);
+    assert_eq!(
+        live.ports.pager.page(&page).await.unwrap(),
+        flowfail::Delivery::Sent
+    );
+    let body: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
+    assert_eq!(body["payload"]["severity"], "warning", "{body}");
+    assert_eq!(
+        body["links"],
+        serde_json::json!([
+            {"href": "https://wiki.internal/runbooks/ffr", "text": "Runbook: Flow Failure Response"},
+            {"href": "https://grafana.internal/d/flowengine", "text": "Grafana dashboard"},
+        ])
+    );
+    assert_eq!(body["routing_key"], "s3cr3t-canary-value");
 }

@@ -198,6 +198,18 @@ pub struct PagerConfig {
     pub url: Option<String>,
     /// A routing key per page target of the policy.
     pub routing_keys: BTreeMap<String, SecretRef>,
+    /// The severity of every page: `critical`, `error` (the default: the runbook's alert is
+    /// a P2), `warning` or `info`.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    /// The runbook, linked from every page.
+    pub runbook_url: Option<String>,
+    /// The Grafana dashboard, linked from every page.
+    pub grafana_url: Option<String>,
+}
+
+fn default_severity() -> String {
+    flowfail_http::PagerDuty::DEFAULT_SEVERITY.to_owned()
 }
 
 /// Stakeholder webhook.
@@ -456,8 +468,22 @@ impl Config {
     }
 
     fn validate_pager(&self) -> Result<()> {
-        if let Some(u) = &self.pager.url {
-            http_url("pager.url", u)?;
+        let p = &self.pager;
+        for (what, url) in [
+            ("pager.url", &p.url),
+            ("pager.runbook_url", &p.runbook_url),
+            ("pager.grafana_url", &p.grafana_url),
+        ] {
+            if let Some(u) = url {
+                http_url(what, u)?;
+            }
+        }
+        let severities = flowfail_http::PagerDuty::SEVERITIES;
+        if !severities.contains(&p.severity.as_str()) {
+            return Err(invalid(
+                "pager.severity",
+                format!("{:?} is not one of {}", p.severity, severities.join(", ")),
+            ));
         }
         for t in &self.policy.page_targets {
             let r = self.pager.routing_keys.get(t).ok_or_else(|| {

@@ -100,18 +100,7 @@ impl Config {
             .prefix(self.aws.key_prefix.clone());
         let deployment = Arc::new(self.kube().await?);
         let opts = flowfail_http::HttpOptions::default();
-        let pager = flowfail_http::PagerDuty::new(
-            self.pager
-                .url
-                .clone()
-                .unwrap_or_else(|| "https://events.pagerduty.com".into()),
-            self.pager
-                .routing_keys
-                .iter()
-                .map(|(t, r)| Ok((t.clone(), r.resolve(&format!("pager.routing_keys.{t}"))?)))
-                .collect::<Result<BTreeMap<_, _>>>()?,
-            opts.clone(),
-        )?;
+        let pager = self.pager(&opts)?;
         let notifier: Arc<dyn flowfail_core::Notifier> = match &self.notifier {
             Some(n) => Arc::new(flowfail_http::Webhook::new(
                 n.url_ref()?.resolve("notifier url")?,
@@ -203,6 +192,30 @@ impl Config {
             Some(name) => c.container(name.clone()),
             None => c,
         })
+    }
+
+    /// PagerDuty, with the `[pager]` section's severity and links.
+    fn pager(&self, opts: &flowfail_http::HttpOptions) -> Result<flowfail_http::PagerDuty> {
+        let p = &self.pager;
+        let keys = p
+            .routing_keys
+            .iter()
+            .map(|(t, r)| Ok((t.clone(), r.resolve(&format!("pager.routing_keys.{t}"))?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let url = p
+            .url
+            .clone()
+            .unwrap_or_else(|| "https://events.pagerduty.com".into());
+        let mut pager = flowfail_http::PagerDuty::new(url, keys, opts.clone())?
+            .severity(&p.severity)
+            .map_err(|e| Error::invalid_input(format!("pager.severity: {}", e.message())))?;
+        if let Some(u) = &p.runbook_url {
+            pager = pager.link(u.clone(), "Runbook: Flow Failure Response");
+        }
+        if let Some(u) = &p.grafana_url {
+            pager = pager.link(u.clone(), "Grafana dashboard");
+        }
+        Ok(pager)
     }
 
     fn quota(&self, opts: &flowfail_http::HttpOptions) -> Result<flowfail_http::VendorQuotas> {
