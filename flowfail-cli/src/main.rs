@@ -105,6 +105,10 @@ enum Command {
         /// Print the post-incident record as Markdown.
         #[arg(long)]
         markdown: bool,
+        /// In the human timeline, every action on a line of its own (by default per-task
+        /// actions of the same kind, outcome and attempt at the same time share one line).
+        #[arg(long, conflicts_with_all = ["json", "markdown"])]
+        verbose: bool,
     },
     /// Run the runbook as a service from a config file: watch the failure rate, respond to
     /// incidents, record everything in the ledger. `mode = "shadow"` (the default) changes
@@ -199,7 +203,8 @@ fn run(cmd: Command) -> CliResult {
             dry_run,
             json,
             markdown,
-        } => cmd_respond(&scenario, dry_run, json, markdown),
+            verbose,
+        } => cmd_respond(&scenario, dry_run, json, markdown, verbose),
         Command::Run(a) => live::cmd_run(&a),
         Command::CheckConfig(a) => live::cmd_check_config(&a),
         Command::Completions { shell } => {
@@ -365,7 +370,13 @@ fn check_pointer(p: &str) -> Result<(), Failure> {
     }
 }
 
-fn cmd_respond(path: &std::path::Path, dry_run: bool, json: bool, markdown: bool) -> CliResult {
+fn cmd_respond(
+    path: &std::path::Path,
+    dry_run: bool,
+    json: bool,
+    markdown: bool,
+    verbose: bool,
+) -> CliResult {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
     let sc = Scenario::from_json(&text).map_err(|e| Failure::wanting(e).doing(path.display()))?;
@@ -386,6 +397,8 @@ fn cmd_respond(path: &std::path::Path, dry_run: bool, json: bool, markdown: bool
         v
     } else if markdown {
         report.to_markdown().into_bytes()
+    } else if verbose {
+        report.to_text_verbose().into_bytes()
     } else {
         report.to_text().into_bytes()
     };

@@ -5,7 +5,7 @@
 //! reason, and the post-incident record (root cause, timeline, MTTR, new failure modes), which
 //! also renders as Markdown for the incident tracker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -751,9 +751,285 @@ fn describe(a: &ActionFields, outcome: Outcome, detail: Option<&str>) -> String 
     }
 }
 
+/// Text from outside (error messages, vendor names, env values, summaries) made safe to show on
+/// a terminal: line breaks and tabs become spaces; control characters (ANSI escapes start with
+/// one) and invisible format characters (bidi overrides such as U+202E, zero-width characters)
+/// are dropped.
+pub fn clean_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}') {
+            out.push(' ');
+        } else if !(c.is_control() || is_format_char(c)) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Unicode general category Cf (format characters: bidi controls, zero-width characters, tags).
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Text from outside made inert in Markdown (CommonMark, GFM tables, Slack-style `<!channel>`):
+/// [`clean_text`] first (so nothing can start a new line: no heading, list or quote injection),
+/// then `&`, `<`, `>` as entities (no HTML, no autolink, no `<!channel>`) and every other
+/// character with a meaning inline (`` ` ``, `*`, `_`, `[`, `]`, `(`, `)`, `#`, `|`, `!`, `~`,
+/// `\`, …) behind a backslash; a leading `-`, `+`, `=` or `1.` cannot start a block either.
+pub fn md_escape(s: &str) -> String {
+    let clean = clean_text(s);
+    let mut out = String::with_capacity(clean.len() + 8);
+    let digits = clean.chars().take_while(char::is_ascii_digit).count();
+    for (i, c) in clean.chars().enumerate() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '~' | '{' | '}'
+            | '$' | '^' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' | '+' | '=' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            '.' if i == digits && digits > 0 => out.push_str("\\."),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a run of actions at the same time is grouped by in the human timeline: per-task
+/// actions of the same kind, outcome, attempt and failure kind (and the same reason, when one
+/// was given). Pages, env changes and the rollback are never grouped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct GroupKey<'a> {
+    kind: &'static str,
+    outcome: Outcome,
+    attempt: u32,
+    failure_kind: Option<FailureKind>,
+    detail: Option<&'a str>,
+}
+
+fn group_key(a: &ActionRecord) -> Option<GroupKey<'_>> {
+    match &a.action {
+        ActionFields::RetryTask {
+            attempt,
+            failure_kind,
+            probe: false,
+            ..
+        } => Some(GroupKey {
+            kind: "retry_task",
+            outcome: a.outcome,
+            attempt: *attempt,
+            failure_kind: Some(*failure_kind),
+            detail: a.detail.as_deref(),
+        }),
+        ActionFields::PruneContext { .. } => Some(GroupKey {
+            kind: "prune_context",
+            outcome: a.outcome,
+            attempt: 0,
+            failure_kind: None,
+            // Applied prunes differ only in their archive checksums (in the JSON report).
+            detail: if a.outcome == Outcome::Applied {
+                None
+            } else {
+                a.detail.as_deref()
+            },
+        }),
+        _ => None,
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Applied => "applied",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "FAILED",
+        Outcome::DryRun => "dry run",
+    }
+}
+
+/// One line for a group of two or more actions with the same key.
+fn describe_group(key: &GroupKey<'_>, members: &[&ActionRecord]) -> String {
+    let mut ids = Vec::with_capacity(members.len());
+    let (mut from, mut to) = (0u64, 0u64);
+    for m in members {
+        match &m.action {
+            ActionFields::RetryTask { task_id, .. } => ids.push(task_id.as_str()),
+            ActionFields::PruneContext {
+                task_id,
+                from_bytes,
+                to_bytes,
+            } => {
+                ids.push(task_id.as_str());
+                from = from.saturating_add(*from_bytes);
+                to = to.saturating_add(*to_bytes);
+            }
+            _ => {}
+        }
+    }
+    let n = members.len();
+    let what = match key.failure_kind {
+        Some(k) => format!("{} {n} tasks ({k}), attempt {}", key.kind, key.attempt),
+        None => format!("{} {n} tasks: {from} -> {to} bytes", key.kind),
+    };
+    let outcome = match (key.detail, key.kind, key.outcome) {
+        (Some(d), _, o) => format!("{} ({d})", outcome_word(o)),
+        (None, "prune_context", Outcome::Applied) => "applied, originals archived".to_owned(),
+        (None, _, o) => outcome_word(o).to_owned(),
+    };
+    format!("{what} — {outcome}: {}", collapse_ids(&ids))
+}
+
+/// A task id split into a prefix and its trailing number (with the number's digits).
+#[derive(Debug, Clone, Copy)]
+struct NumberedId<'a> {
+    id: &'a str,
+    prefix: &'a str,
+    number: Option<u64>,
+    digits: &'a str,
+}
+
+impl<'a> NumberedId<'a> {
+    fn new(id: &'a str) -> Self {
+        let start = id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (prefix, digits) = id.split_at(start);
+        NumberedId {
+            id,
+            prefix,
+            number: digits.parse::<u64>().ok(),
+            digits,
+        }
+    }
+
+    /// Whether `self` is numbered right after `prev` (`t-00009` → `t-00010`, `t-9` → `t-10`).
+    fn follows(&self, prev: &NumberedId<'_>) -> bool {
+        match (prev.number, self.number) {
+            (Some(p), Some(n)) => {
+                self.prefix == prev.prefix
+                    && p.checked_add(1) == Some(n)
+                    && (self.digits.len() == prev.digits.len() || !self.digits.starts_with('0'))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Task ids, sorted, as ranges where they are numbered consecutively (`t-00000…t-00249`), or
+/// the first few and a count (`t-1, t-7, t-9 and 247 more`).
+fn collapse_ids(ids: &[&str]) -> String {
+    let mut sorted: Vec<NumberedId<'_>> = ids.iter().map(|id| NumberedId::new(id)).collect();
+    sorted.sort_by(|a, b| (a.prefix, a.number, a.id).cmp(&(b.prefix, b.number, b.id)));
+    sorted.dedup_by(|a, b| a.id == b.id);
+    // Runs of consecutive numbers: (first id, last id, length).
+    let mut runs: Vec<(&str, &str, usize)> = Vec::new();
+    let mut prev: Option<NumberedId<'_>> = None;
+    for n in &sorted {
+        match runs.last_mut() {
+            Some(run) if prev.is_some_and(|p| n.follows(&p)) => {
+                run.1 = n.id;
+                run.2 += 1;
+            }
+            _ => runs.push((n.id, n.id, 1)),
+        }
+        prev = Some(*n);
+    }
+    let show = |r: &(&str, &str, usize)| match r.2 {
+        1 => r.0.to_owned(),
+        2 => format!("{}, {}", r.0, r.1),
+        _ => format!("{}…{}", r.0, r.1),
+    };
+    const SHOWN: usize = 3;
+    if runs.len() <= SHOWN {
+        return runs.iter().map(show).collect::<Vec<_>>().join(", ");
+    }
+    let shown: Vec<String> = runs.iter().take(SHOWN).map(show).collect();
+    let rest: usize = runs.iter().skip(SHOWN).map(|r| r.2).sum();
+    format!("{} and {rest} more", shown.join(", "))
+}
+
 impl Report {
-    /// The human-readable timeline (`flowfail respond` without `--json`).
+    /// The human-readable timeline (`flowfail respond` without `--json`): per-task actions of
+    /// the same kind, outcome and attempt at the same time on one line each (pages never).
     pub fn to_text(&self) -> String {
+        self.render_text(false)
+    }
+
+    /// The human-readable timeline with every action on a line of its own
+    /// (`flowfail respond --verbose`).
+    pub fn to_text_verbose(&self) -> String {
+        self.render_text(true)
+    }
+
+    /// The timeline's lines for the human timeline, grouped unless `verbose`; not yet cleaned.
+    fn text_timeline(&self, verbose: bool) -> Vec<(Timestamp, String)> {
+        let p = &self.post_incident;
+        let mut out = Vec::with_capacity(p.timeline.len());
+        if verbose {
+            out.extend(p.timeline.iter().map(|l| (l.at, l.event.clone())));
+            return out;
+        }
+        // Which timeline lines are actions: the line an action wrote (same time, same text).
+        let described: Vec<String> = self
+            .actions
+            .iter()
+            .map(|a| describe(&a.action, a.outcome, a.detail.as_deref()))
+            .collect();
+        let mut by_line: HashMap<(Timestamp, &str), VecDeque<usize>> = HashMap::new();
+        for (i, (a, d)) in self.actions.iter().zip(&described).enumerate() {
+            by_line.entry((a.at, d.as_str())).or_default().push_back(i);
+        }
+        let mut block: Vec<&ActionRecord> = Vec::new();
+        for l in &p.timeline {
+            let action = by_line
+                .get_mut(&(l.at, l.event.as_str()))
+                .and_then(VecDeque::pop_front)
+                .and_then(|i| self.actions.get(i));
+            match action {
+                Some(a) if group_key(a).is_some() => {
+                    if block.first().is_some_and(|b| b.at != a.at) {
+                        flush_block(&mut block, &mut out);
+                    }
+                    block.push(a);
+                }
+                _ => {
+                    flush_block(&mut block, &mut out);
+                    out.push((l.at, l.event.clone()));
+                }
+            }
+        }
+        flush_block(&mut block, &mut out);
+        out
+    }
+
+    fn render_text(&self, verbose: bool) -> String {
         let mut s = String::new();
         let p = &self.post_incident;
         let _ = writeln!(
@@ -761,10 +1037,10 @@ impl Report {
             "{}incident {} — {}",
             self.name
                 .as_deref()
-                .map(|n| format!("[{n}] "))
+                .map(|n| format!("[{}] ", clean_text(n)))
                 .unwrap_or_default(),
-            p.incident_key.as_deref().unwrap_or("(none)"),
-            p.status
+            clean_text(p.incident_key.as_deref().unwrap_or("(none)")),
+            clean_text(&p.status)
         );
         let _ = writeln!(
             s,
@@ -793,8 +1069,13 @@ impl Report {
             }
         );
         let _ = writeln!(s, "\ntimeline:");
-        for l in &p.timeline {
-            let _ = writeln!(s, "  {}  {}", l.at.format("%Y-%m-%d %H:%M:%S"), l.event);
+        for (at, event) in self.text_timeline(verbose) {
+            let _ = writeln!(
+                s,
+                "  {}  {}",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                clean_text(&event)
+            );
         }
         if !self.not_taken.is_empty() {
             let _ = writeln!(s, "\nnot done, and why:");
@@ -802,25 +1083,21 @@ impl Report {
                 let ex = if r.skip.examples.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        " (e.g. {})",
-                        r.skip
-                            .examples
-                            .iter()
-                            .take(3)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    let ex: Vec<&str> =
+                        r.skip.examples.iter().take(3).map(String::as_str).collect();
+                    format!(" (e.g. {})", clean_text(&ex.join(", ")))
                 };
                 let _ = writeln!(
                     s,
                     "  {} x{}: {}{}",
-                    r.skip.action, r.skip.count, r.skip.reason, ex
+                    clean_text(&r.skip.action),
+                    r.skip.count,
+                    clean_text(&r.skip.reason),
+                    ex
                 );
             }
         }
-        let _ = writeln!(s, "\nroot cause: {}", p.root_cause);
+        let _ = writeln!(s, "\nroot cause: {}", clean_text(&p.root_cause));
         match p.mttr_seconds {
             Some(m) => {
                 let _ = writeln!(s, "MTTR: {m} s");
@@ -830,22 +1107,25 @@ impl Report {
             }
         }
         for l in &p.left_in_place {
-            let _ = writeln!(s, "left in place: {l}");
+            let _ = writeln!(s, "left in place: {}", clean_text(l));
         }
         s
     }
 
-    /// The post-incident record as Markdown, for the incident tracker.
+    /// The post-incident record as Markdown, for the incident tracker. Every piece of text in
+    /// it passes [`md_escape`]: error messages, vendor names, env values and summaries come
+    /// from outside and render as plain text.
     pub fn to_markdown(&self) -> String {
         let p = &self.post_incident;
+        let e = md_escape;
         let mut s = String::new();
         let _ = writeln!(
             s,
             "# Post-incident review: {}\n",
-            p.incident_key.as_deref().unwrap_or("no incident")
+            e(p.incident_key.as_deref().unwrap_or("no incident"))
         );
-        let _ = writeln!(s, "- **Status:** {}", p.status);
-        let _ = writeln!(s, "- **Root cause:** {}", p.root_cause);
+        let _ = writeln!(s, "- **Status:** {}", e(&p.status));
+        let _ = writeln!(s, "- **Root cause:** {}", e(&p.root_cause));
         if let Some(d) = p.detected_at {
             let _ = writeln!(s, "- **Detected:** {d}");
         }
@@ -864,38 +1144,51 @@ impl Report {
         let _ = writeln!(s, "## Timeline\n");
         let _ = writeln!(s, "| time | event |\n|---|---|");
         for l in &p.timeline {
-            let _ = writeln!(
-                s,
-                "| {} | {} |",
-                l.at.format("%H:%M:%S"),
-                l.event.replace('|', "\\|")
-            );
+            let _ = writeln!(s, "| {} | {} |", l.at.format("%H:%M:%S"), e(&l.event));
         }
         let _ = writeln!(s, "\n## Actions\n");
         let _ = writeln!(s, "| action | outcome | count |\n|---|---|---|");
         for (k, m) in &p.actions_summary {
             for (o, n) in m {
-                let _ = writeln!(s, "| {k} | {o} | {n} |");
+                let _ = writeln!(s, "| {} | {} | {n} |", e(k), e(o));
             }
         }
-        if !p.new_failure_modes.is_empty() {
-            let _ = writeln!(s, "\n## New failure modes\n");
-            for f in &p.new_failure_modes {
-                let _ = writeln!(s, "- `{}`", f.replace('`', "'"));
-            }
-        }
-        if !p.left_in_place.is_empty() {
-            let _ = writeln!(s, "\n## Left in place\n");
-            for l in &p.left_in_place {
-                let _ = writeln!(s, "- {l}");
-            }
-        }
-        if !p.follow_ups.is_empty() {
-            let _ = writeln!(s, "\n## Follow-ups\n");
-            for f in &p.follow_ups {
-                let _ = writeln!(s, "- {f}");
+        let sections = [
+            ("New failure modes", &p.new_failure_modes),
+            ("Left in place", &p.left_in_place),
+            ("Follow-ups", &p.follow_ups),
+        ];
+        for (title, items) in sections {
+            if !items.is_empty() {
+                let _ = writeln!(s, "\n## {title}\n");
+                for i in items {
+                    let _ = writeln!(s, "- {}", e(i));
+                }
             }
         }
         s
     }
+}
+
+/// Emits a block of groupable actions at one time: one line per group, at its first member's
+/// place; a group of one keeps the action's own line.
+fn flush_block(block: &mut Vec<&ActionRecord>, out: &mut Vec<(Timestamp, String)>) {
+    let mut groups: Vec<(GroupKey<'_>, Vec<&ActionRecord>)> = Vec::new();
+    for a in block.iter() {
+        let Some(k) = group_key(a) else { continue };
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(a),
+            None => groups.push((k, vec![a])),
+        }
+    }
+    for (k, members) in &groups {
+        let line = match members.as_slice() {
+            [one] => describe(&one.action, one.outcome, one.detail.as_deref()),
+            _ => describe_group(k, members),
+        };
+        if let Some(first) = members.first() {
+            out.push((first.at, line));
+        }
+    }
+    block.clear();
 }
