@@ -270,19 +270,68 @@ fn malformed(line: u64, e: &serde_json::Error) -> String {
     }
 }
 
+/// The longest JSON line `classify` reads (the `\n` not counted): 1 MiB. A longer line is an
+/// error for that line; its rest is skipped, never buffered.
+const MAX_CLASSIFY_LINE: usize = 1 << 20;
+
+/// Reads one line of `r` into `buf` (without its `\n`), keeping at most `max` bytes: `None`
+/// at the end of the input, `Some(true)` when the line was longer than `max` (then `buf` is
+/// empty and the rest of the line has been read past), `Some(false)` otherwise.
+fn read_line_capped(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let (mut any, mut over) = (false, false);
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(any.then_some(over));
+        }
+        any = true;
+        let end = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..end.unwrap_or(chunk.len())];
+        if !over && buf.len() + part.len() > max {
+            over = true;
+            buf.clear();
+        } else if !over {
+            buf.extend_from_slice(part);
+        }
+        let used = end.map_or(chunk.len(), |i| i + 1);
+        r.consume(used);
+        if end.is_some() {
+            return Ok(Some(over));
+        }
+    }
+}
+
 fn cmd_classify(count: bool) -> CliResult {
-    let stdin = std::io::stdin().lock();
+    let mut stdin = std::io::stdin().lock();
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut counts = ClassCounts::default();
     let mut bad: Vec<u64> = Vec::new();
     let io = |e| Failure::io("writing to stdout", e);
-    for (n, line) in stdin.split(b'\n').enumerate() {
-        let n = n as u64 + 1;
-        let mut line = line.map_err(|e| Failure::io(format!("reading stdin line {n}"), e))?;
+    let mut line = Vec::new();
+    for n in 1u64.. {
+        let over = read_line_capped(&mut stdin, &mut line, MAX_CLASSIFY_LINE)
+            .map_err(|e| Failure::io(format!("reading stdin line {n}"), e))?;
+        let Some(over) = over else { break };
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        match serde_json::from_slice::<ClassifyLine>(&line) {
+        let parsed = if over {
+            Err(format!(
+                "line {n}: longer than the {MAX_CLASSIFY_LINE}-byte limit of a line, not read"
+            ))
+        } else {
+            serde_json::from_slice::<ClassifyLine>(&line).map_err(|e| malformed(n, &e))
+        };
+        match parsed {
             Ok(l) => {
                 let c = classify(&l.message, l.status);
                 if count {
@@ -291,9 +340,8 @@ fn cmd_classify(count: bool) -> CliResult {
                     write_class(&mut out, c).map_err(io)?;
                 }
             }
-            Err(e) => {
+            Err(why) => {
                 bad.push(n);
-                let why = malformed(n, &e);
                 serde_json::to_writer(&mut out, &serde_json::json!({ "line": n, "error": why }))
                     .map_err(std::io::Error::from)
                     .and_then(|()| out.write_all(b"\n"))

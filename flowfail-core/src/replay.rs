@@ -43,6 +43,9 @@ use crate::schema::SchemaSet;
 /// The largest bundle a scenario may ask the fake store to synthesise.
 pub const MAX_SCENARIO_BUNDLE: u64 = 256 * 1024 * 1024;
 
+/// The most a scenario's bundles may add up to (each is synthesised in memory): 512 MiB.
+pub const MAX_SCENARIO_BUNDLES_TOTAL: u64 = 512 * 1024 * 1024;
+
 fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> std::result::Result<Option<Option<T>>, D::Error> {
@@ -234,12 +237,20 @@ impl Scenario {
     pub fn from_json(s: &str) -> Result<Self> {
         let sc: Scenario = serde_json::from_str(s)
             .map_err(|e| Error::invalid_input(format!("invalid scenario: {e}")))?;
+        let mut total: u64 = 0;
         for (id, b) in &sc.bundles {
             TaskId::parse(id)?;
             if b.size_bytes > MAX_SCENARIO_BUNDLE {
                 return Err(Error::invalid_input(format!(
                     "bundle {id}: {} bytes is over the scenario limit of {MAX_SCENARIO_BUNDLE}",
                     b.size_bytes
+                )));
+            }
+            total = total.saturating_add(b.size_bytes);
+            if total > MAX_SCENARIO_BUNDLES_TOTAL {
+                return Err(Error::invalid_input(format!(
+                    "bundles: with bundle {id} they add up to {total} bytes, over the scenario \
+                     limit of {MAX_SCENARIO_BUNDLES_TOTAL} for all bundles together"
                 )));
             }
         }
