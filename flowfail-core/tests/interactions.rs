@@ -195,3 +195,93 @@ fn the_one_retry_loop_waits_what_the_backend_asked() {
         );
     });
 }
+
+/// Closing restores what flowfail changed when that is safe (quota back under the clear level
+/// before the alert clears), and pages nobody about it.
+#[test]
+fn closing_restores_flowfails_env_changes_when_safe() {
+    let p = format!(
+        "{}/../testdata/scenarios/rate-limit.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(p).unwrap();
+    let text = text.replace("\"after_s\": 300", "\"after_s\": 20");
+    assert!(text.contains("\"after_s\": 20"));
+    let sc = Scenario::from_json(&text).unwrap();
+    let (report, world) = flowfail_core::replay::replay_blocking(
+        &sc,
+        &flowfail_core::replay::ReplayOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.post_incident.status, "resolved");
+    let env = world.deployment.snapshot().env;
+    assert_eq!(
+        env.get("ENABLE_CIRCUIT_BREAKER").map(String::as_str),
+        Some("false"),
+        "{env:?}"
+    );
+    assert!(
+        report.post_incident.left_in_place.is_empty(),
+        "{:?}",
+        report.post_incident.left_in_place
+    );
+    assert!(
+        world
+            .pager
+            .calls()
+            .of("pager.page")
+            .iter()
+            .all(|c| !c.detail.contains("changes_left_in_place"))
+    );
+}
+
+/// When restoring is not yet safe, the incident closes and on-call is told what is left.
+#[test]
+fn closing_hands_unsafe_changes_to_on_call() {
+    let (report, world) = flowfail_core::replay::replay_blocking(
+        &scenario("rate-limit.json"),
+        &flowfail_core::replay::ReplayOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.post_incident.status, "resolved");
+    assert_eq!(report.post_incident.left_in_place.len(), 1);
+    // The pager's raw calls: one page about what is left in place.
+    let calls = world.pager.calls().of("pager.page");
+    let handed: Vec<_> = calls
+        .iter()
+        .filter(|c| c.detail.contains("changes_left_in_place"))
+        .collect();
+    assert_eq!(handed.len(), 1, "{calls:?}");
+    let action = report
+        .actions
+        .iter()
+        .find(|a| matches!(&a.action, flowfail_core::report::ActionFields::Page { reason, .. } if reason == "changes_left_in_place"))
+        .unwrap();
+    assert!(format!("{:?}", action.action).contains("ENABLE_CIRCUIT_BREAKER"));
+}
+
+/// A rollback reserved in the ledger by a process that died before recording its outcome is
+/// taken as performed and verified — never attempted again, never taken for a human's change.
+#[test]
+fn a_reserved_rollback_without_a_record_goes_to_verification() {
+    use flowfail_core::decide::{IncidentState, reconcile_reserved};
+    let sc = scenario("bad-deploy.json");
+    let policy = sc.policy().unwrap();
+    let clock = Clock::tokio_anchored(sc.now);
+    let world = sc.world(&policy, clock).unwrap();
+    let d = world.deployment.snapshot();
+    let alert = flowfail_core::detect::alert_from_counts(70, 30, false, &policy);
+    let mut state = IncidentState::open("k".into(), sc.now, alert, Default::default(), Some(&d));
+    let before = state.clone();
+    reconcile_reserved(&mut state, &[], sc.now);
+    assert_eq!(state, before, "nothing reserved: nothing changes");
+    reconcile_reserved(&mut state, &["rollback".to_owned()], sc.now);
+    let rb = state
+        .rollback
+        .clone()
+        .expect("the reserved rollback is recorded");
+    assert_eq!((rb.from_revision, rb.rollout), (d.revision, None));
+    assert_eq!(Some(rb.to_revision), d.previous_revision());
+    reconcile_reserved(&mut state, &["rollback".to_owned()], sc.now);
+    assert_eq!(state.rollback, Some(rb), "idempotent");
+}

@@ -47,7 +47,9 @@ mod tasks;
 mod types;
 
 use builder::Builder;
-pub use outcome::{ActionOutcome, Applied, apply_outcome, escalate_after_panic};
+pub use outcome::{
+    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_reserved,
+};
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,
@@ -261,6 +263,10 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     let classes = classification(failed);
 
     if !alert.firing {
+        // Closing restores what flowfail set, or hands it to a human: never left silently.
+        if settle::restore_on_close(obs, state, policy, &mut b) {
+            return finish(b, Some(alert), classes, None, next);
+        }
         next.resolved_at = Some(now);
         return finish(b, Some(alert), classes, Some(Settle::Resolved), next);
     }

@@ -255,3 +255,26 @@ fn rollback(state: &mut IncidentState, action: &Action, outcome: &ActionOutcome,
 pub fn escalate_after_panic(state: &mut IncidentState, now: Timestamp) {
     state.escalated_at = Some(now);
 }
+
+/// Reconciles the state with the effects the ledger has reserved: a rollback reserved but not
+/// in the state (the process that reserved it stopped before recording its outcome) is taken
+/// as performed, to the revision recorded at open, and goes to verification — never attempted
+/// again, and never mistaken for a human's change to the Deployment.
+pub fn reconcile_reserved(state: &mut IncidentState, effects: &[String], now: Timestamp) {
+    if state.rollback.is_some() || !effects.iter().any(|e| e == "rollback") {
+        return;
+    }
+    let Some(at_open) = &state.deployment_at_open else {
+        return;
+    };
+    let Some(to_revision) = at_open.previous_revision else {
+        return;
+    };
+    state.rollback = Some(RollbackRecord {
+        at: now,
+        from_revision: at_open.revision,
+        to_revision,
+        rollout: None,
+        verified_at: None,
+    });
+}

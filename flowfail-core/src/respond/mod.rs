@@ -511,7 +511,11 @@ impl Responder {
             }
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
             return Ok(Some(match self.ports.incidents.get(&s.key).await {
-                Ok(rec) => self.parse_state(rec.state, obs.now).unwrap_or(s),
+                Ok(rec) => {
+                    let mut state = self.parse_state(rec.state, obs.now).unwrap_or(s);
+                    crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
+                    state
+                }
                 Err(e) => {
                     self.note_gap(format!("incident ledger: {e}"));
                     s
@@ -527,7 +531,8 @@ impl Responder {
                 .await
             {
                 Ok(Some(rec)) => {
-                    if let Some(state) = self.parse_state(rec.state, obs.now) {
+                    if let Some(mut state) = self.parse_state(rec.state, obs.now) {
+                        crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
                         return Ok(Some(state));
                     }
                 }
