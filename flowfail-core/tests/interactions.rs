@@ -280,7 +280,7 @@ fn a_reserved_rollback_without_a_record_goes_to_verification() {
         .rollback
         .clone()
         .expect("the reserved rollback is recorded");
-    assert_eq!((rb.from_revision, rb.rollout), (d.revision, None));
+    assert_eq!((rb.from_revision, rb.rollout.clone()), (d.revision, None));
     assert_eq!(Some(rb.to_revision), d.previous_revision());
     reconcile_reserved(&mut state, &["rollback".to_owned()], sc.now);
     assert_eq!(state.rollback, Some(rb), "idempotent");
