@@ -18,6 +18,15 @@ use crate::conn::{BACKEND, TASK_MIGRATION_LOCK, client, decode_err, ident, pg_er
 const OP_CLAIM: &str = "task.claim_due_retries";
 const OP_SCHEDULE: &str = "task.schedule_retries";
 
+/// What [`TaskId::parse`] accepts, as a PostgreSQL regular expression (compared under the `C`
+/// collation, so the ranges are ASCII). A due retry whose id does not match is never claimed.
+const TASK_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
+
+/// How long a claim of a due retry holds (15 minutes). A `running` row claimed (by
+/// [`PgTaskStore::claim_due_retries`]) longer ago than this is taken to belong to a worker that
+/// died, and may be claimed again by another. Change it with [`PgTaskStore::with_claim_lease`].
+const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 fn status_str(s: TaskStatus) -> &'static str {
     match s {
         TaskStatus::Pending => "pending",
@@ -181,6 +190,13 @@ impl TaskSql {
             t.table.chars().take(40).collect::<String>()
         ))?;
         let select_cols = format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}");
+        // Due: a scheduled retry whose time has come, or a claim whose lease ran out ($4 is
+        // `now - lease`; a claim stores its time in `retry_not_before`).
+        let due = format!(
+            "(({st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3))
+              OR ({st} = 'running' AND {by} IS NOT NULL AND {nb} <= $4))"
+        );
+        let valid_id = format!("({id} COLLATE \"C\" ~ '{TASK_ID_PATTERN}')");
         Ok(TaskSql {
             create: format!(
                 "CREATE TABLE IF NOT EXISTS {tbl} (
@@ -228,15 +244,21 @@ impl TaskSql {
             mark_final: format!(
                 "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
             ),
+            // Claims only rows whose id is a valid TaskId (the others stay as they are), and
+            // counts the due rows left for that reason: one row per claimed task, or a single
+            // row with a NULL id when none was claimed; the count is on every row.
             claim_due: format!(
-                "UPDATE {tbl} SET {st} = 'running', {by} = $2
-                 WHERE {id} IN (
-                   SELECT {id} FROM {tbl}
-                   WHERE {st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3)
-                   ORDER BY {nb} NULLS FIRST, {id}
-                   LIMIT $1
-                   FOR UPDATE SKIP LOCKED)
-                 RETURNING {id}, {att}"
+                "WITH claimed AS (
+                   UPDATE {tbl} SET {st} = 'running', {by} = $2, {nb} = $3
+                   WHERE {id} IN (
+                     SELECT {id} FROM {tbl}
+                     WHERE {due} AND {valid_id}
+                     ORDER BY {nb} NULLS FIRST, {id}
+                     LIMIT $1
+                     FOR UPDATE SKIP LOCKED)
+                   RETURNING {id}, {att}),
+                 invalid AS (SELECT count(*) AS n FROM {tbl} WHERE {due} AND NOT {valid_id})
+                 SELECT c.{id}, c.{att}, i.n FROM invalid i LEFT JOIN claimed c ON true"
             ),
             insert: format!(
                 "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
@@ -258,6 +280,7 @@ impl TaskSql {
 pub struct PgTaskStore {
     pool: Pool,
     sql: Arc<TaskSql>,
+    claim_lease: chrono::TimeDelta,
 }
 
 impl std::fmt::Debug for PgTaskStore {
@@ -266,20 +289,41 @@ impl std::fmt::Debug for PgTaskStore {
     }
 }
 
+/// Why a task row cannot be used by flowfail.
+enum Unusable {
+    /// The id is not a valid [`TaskId`] (kept, escaped and truncated, for a log line).
+    BadId(String),
+    /// The flow type or the status is one flowfail does not know.
+    UnknownFlowOrStatus(TaskId),
+}
+
 /// A task row, or `None` (logged) for an id, flow type or status flowfail cannot use.
+fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
+    Ok(match decode_task(r)? {
+        Ok(t) => Some(t),
+        Err(Unusable::BadId(shown)) => {
+            tracing::warn!(task_id = %shown, "skipping a task whose id is not a valid TaskId");
+            None
+        }
+        Err(Unusable::UnknownFlowOrStatus(id)) => {
+            tracing::warn!(task_id = %id, "skipping a task with an unknown flow type or status");
+            None
+        }
+    })
+}
+
+/// A task row, or why flowfail cannot use it.
 // Decode failures here go through `pg_err` (transient `Unavailable`), as they always have;
 // the later `try_get` conversions use `decode_err` (permanent `Unexpected`).
-fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
+fn decode_task(r: &tokio_postgres::Row) -> Result<std::result::Result<Task, Unusable>> {
     let raw_id: String = r.try_get(0).map_err(|e| pg_err("task.decode", e))?;
     let Ok(id) = TaskId::parse(&raw_id) else {
-        tracing::warn!(task_id = %describe(&raw_id), "skipping a task whose id is not a valid TaskId");
-        return Ok(None);
+        return Ok(Err(Unusable::BadId(describe(&raw_id))));
     };
     let flow: String = r.try_get(1).map_err(|e| pg_err("task.decode", e))?;
     let status: String = r.try_get(2).map_err(|e| pg_err("task.decode", e))?;
     let (Some(flow), Some(status)) = (parse_flow(&flow), parse_status(&status)) else {
-        tracing::warn!(task_id = %id, "skipping a task with an unknown flow type or status");
-        return Ok(None);
+        return Ok(Err(Unusable::UnknownFlowOrStatus(id)));
     };
     let err: Option<String> = r.try_get(3).map_err(|e| pg_err("task.decode", e))?;
     let http: Option<i32> = r.try_get(4).map_err(|e| pg_err("task.decode", e))?;
@@ -293,7 +337,7 @@ fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
         t.http_status = http.and_then(|h| u16::try_from(h).ok());
     }
     t.finished_at = fin;
-    Ok(Some(t))
+    Ok(Ok(t))
 }
 
 impl PgTaskStore {
@@ -302,7 +346,17 @@ impl PgTaskStore {
         Ok(PgTaskStore {
             pool,
             sql: Arc::new(TaskSql::new(table)?),
+            claim_lease: lease_delta(CLAIM_LEASE),
         })
+    }
+
+    /// The same store with claims of due retries holding for `lease` instead of the default
+    /// 15 minutes (see [`PgTaskStore::claim_due_retries`]). Pick it longer than a retry can
+    /// take: a live worker still running a retry whose lease ran out can see it claimed again.
+    #[must_use]
+    pub fn with_claim_lease(mut self, lease: std::time::Duration) -> Self {
+        self.claim_lease = lease_delta(lease);
+        self
     }
 
     async fn client(&self, op: &'static str) -> Result<deadpool_postgres::Object> {
@@ -365,7 +419,18 @@ impl PgTaskStore {
     }
 
     /// Claims up to `limit` due retries for `worker` (`FOR UPDATE SKIP LOCKED`): they become
-    /// `running`. Two claimers never receive the same task. Returns (task, attempts).
+    /// `running`, with `claimed_by = worker` and the claim time `now` in `retry_not_before`.
+    /// Two claimers never receive the same task. Returns (task, attempts).
+    ///
+    /// Due are `pending` rows whose `retry_not_before` is unset or not after `now`, and
+    /// `running` rows claimed by a worker (`claimed_by` set) more than the claim lease ago
+    /// (15 minutes unless [`PgTaskStore::with_claim_lease`]): the claims of a worker that died.
+    /// Such a row is claimed again as it is (same attempt count). Rows set `running` by
+    /// FlowEngine itself (no `claimed_by`), or claimed before claims recorded their time (no
+    /// `retry_not_before`), never expire.
+    ///
+    /// A due row whose id is not a valid [`TaskId`] is left untouched (status, claim, time),
+    /// and their number is logged as a warning (never the ids themselves).
     pub async fn claim_due_retries(
         &self,
         limit: usize,
@@ -374,17 +439,41 @@ impl PgTaskStore {
     ) -> Result<Vec<(TaskId, u32)>> {
         let c = self.client(OP_CLAIM).await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let expired_before = now
+            .checked_sub_signed(self.claim_lease)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let rows = c
-            .query(&self.sql.claim_due, &[&limit, &worker, &now])
+            .query(
+                &self.sql.claim_due,
+                &[&limit, &worker, &now, &expired_before],
+            )
             .await
             .map_err(|e| pg_err(OP_CLAIM, e))?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut invalid: i64 = 0;
         for r in &rows {
-            let id: String = r.try_get(0).map_err(|e| decode_err(OP_CLAIM, e))?;
-            let att: i32 = r.try_get(1).map_err(|e| decode_err(OP_CLAIM, e))?;
-            if let Ok(i) = TaskId::parse(&id) {
-                out.push((i, u32::try_from(att).unwrap_or(0)));
+            invalid = r.try_get(2).map_err(|e| decode_err(OP_CLAIM, e))?;
+            let id: Option<String> = r.try_get(0).map_err(|e| decode_err(OP_CLAIM, e))?;
+            let att: Option<i32> = r.try_get(1).map_err(|e| decode_err(OP_CLAIM, e))?;
+            // The SQL claims only ids matching the TaskId pattern: a parse failure here would
+            // be a pattern out of step with `TaskId::parse`, not data to skip silently.
+            if let (Some(id), Some(att)) = (id, att) {
+                let id = TaskId::parse(&id).map_err(|_| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        "claimed a task whose id is not a valid TaskId",
+                    )
+                    .with_operation(OP_CLAIM)
+                    .with_backend(BACKEND)
+                })?;
+                out.push((id, u32::try_from(att).unwrap_or(0)));
             }
+        }
+        if invalid > 0 {
+            tracing::warn!(
+                skipped = invalid,
+                "left {invalid} due retries unclaimed: their task id is not a valid TaskId"
+            );
         }
         Ok(out)
     }
@@ -426,6 +515,11 @@ impl PgTaskStore {
     }
 }
 
+/// `lease` as a chrono delta (saturating: a lease too long for it never expires in practice).
+fn lease_delta(lease: std::time::Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX)
+}
+
 /// The status (text) and attempt count (integer) in columns `first` and `first + 1` of `row`.
 fn status_and_attempts(
     row: &tokio_postgres::Row,
@@ -462,6 +556,11 @@ fn outcome_without_update(current: Option<(String, i32)>, expected: u32) -> Retr
 
 #[async_trait]
 impl TaskStore for PgTaskStore {
+    /// Rows flowfail cannot use (an id that is not a valid [`TaskId`], an unknown flow type)
+    /// are skipped, and their number logged as one warning (no raw values); the list may then
+    /// be shorter than `limit` though more failed tasks exist.
+    // Future work: the trait returns only the tasks, so the responder cannot see this gap
+    // (it is only in the log); reporting it needs a change to `TaskStore` in flowfail-core.
     async fn recent_failed(&self, limit: usize) -> Result<Vec<Task>> {
         let c = self.client("task.recent_failed").await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -472,10 +571,23 @@ impl TaskStore for PgTaskStore {
             .await
             .map_err(|e| pg_err("task.recent_failed", e))?;
         let mut out = Vec::with_capacity(rows.len());
+        let (mut bad_id, mut unknown) = (0usize, 0usize);
         for r in &rows {
-            if let Some(t) = row_to_task(r)? {
-                out.push(t);
+            match decode_task(r)? {
+                Ok(t) => out.push(t),
+                Err(Unusable::BadId(_)) => bad_id += 1,
+                Err(Unusable::UnknownFlowOrStatus(_)) => unknown += 1,
             }
+        }
+        if bad_id + unknown > 0 {
+            tracing::warn!(
+                skipped = bad_id + unknown,
+                invalid_id = bad_id,
+                unknown_flow_or_status = unknown,
+                returned = out.len(),
+                "recent_failed skipped {} failed tasks flowfail cannot read",
+                bad_id + unknown
+            );
         }
         Ok(out)
     }
