@@ -20,6 +20,38 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::io("starting the runtime", e))
 }
 
+/// The environment variable that stops `retry` and `prune-context` from changing anything.
+pub(crate) const KILL_SWITCH_VAR: &str = "FLOWFAIL_KILL_SWITCH";
+
+/// Help text shared by the `--dry-run` flags: the flag, and the kill switch it pairs with.
+const DRY_RUN_HELP: &str = "Do every read and check, print the same JSON line with \"dry_run\": true \
+and what would be done, and change nothing (exit codes as without it). Kill switch: with \
+FLOWFAIL_KILL_SWITCH=1 (or true) in the environment this command changes nothing and exits 1 \
+unless --dry-run is given (any value other than empty, 0 or false counts as on)";
+
+/// Refuses (exit 1, naming the variable) when the kill switch is on and the command would
+/// change `what`; a dry run is let through, it changes nothing.
+fn kill_switch_gate(command: &str, what: &str, dry_run: bool) -> Result<(), Failure> {
+    if dry_run {
+        return Ok(());
+    }
+    match std::env::var_os(KILL_SWITCH_VAR) {
+        None => Ok(()),
+        Some(v) => {
+            let v = v.to_string_lossy();
+            let t = v.trim();
+            if t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false") {
+                return Ok(());
+            }
+            Err(Failure::wanting(format!(
+                "{KILL_SWITCH_VAR} is set ({t:?}): {command} refuses to change {what}; \
+                 nothing was read or changed (unset {KILL_SWITCH_VAR}, or use --dry-run to see \
+                 what would be done)"
+            )))
+        }
+    }
+}
+
 /// A task id from the command line; a malformed one is a usage error.
 fn task_id(s: &str) -> Result<TaskId, Failure> {
     TaskId::parse(s).map_err(|e| Failure::usage(e).doing("--task-id"))
@@ -69,6 +101,8 @@ pub(crate) struct RetryArgs {
     /// Schema of the tasks table (default: the search path).
     #[arg(long)]
     schema: Option<String>,
+    #[arg(long, help = DRY_RUN_HELP)]
+    dry_run: bool,
 }
 
 pub(crate) fn cmd_retry(a: &RetryArgs) -> CliResult {
@@ -79,6 +113,7 @@ pub(crate) fn cmd_retry(a: &RetryArgs) -> CliResult {
 fn retry(a: &RetryArgs) -> CliResult {
     use flowfail_core::TaskStore;
     let id = task_id(&a.task_id)?;
+    kill_switch_gate("retry", "the TaskDB", a.dry_run)?;
     let store = pg_tasks(&a.pg, a.schema.clone())?;
     let rt = runtime()?;
     let task = rt.block_on(store.get(&id)).map_err(|e| {
@@ -103,16 +138,28 @@ fn retry(a: &RetryArgs) -> CliResult {
         match flowfail_core::decide::manual_retry(&observed, incident.as_ref(), &policy, now) {
             Ok(r) => r,
             Err(why) => {
-                println!(
-                    "{}",
-                    serde_json::json!({"task_id": id, "outcome": "refused", "reason": why})
-                );
+                let mut line =
+                    serde_json::json!({"task_id": id, "outcome": "refused", "reason": why});
+                if a.dry_run {
+                    line["dry_run"] = serde_json::Value::Bool(true);
+                }
+                println!("{line}");
                 return Ok(Exit::Wanting);
             }
         };
     let flowfail_core::decide::Action::RetryTask { attempt, .. } = action else {
         return Err(Failure::from("no retry decided"));
     };
+    if a.dry_run {
+        // Every gate passed; the write would be fenced on the attempt count read here.
+        println!(
+            "{}",
+            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "would_schedule",
+                "attempt": attempt, "not_before": not_before, "attempts": task.attempts,
+                "status": task.status})
+        );
+        return Ok(Exit::Ok);
+    }
     let out = rt.block_on(store.schedule_retries(&[flowfail_core::RetryRequest::new(
         id.clone(),
         task.attempts,
@@ -191,6 +238,8 @@ pub(crate) struct PruneContextArgs {
     /// AWS endpoint override (a local AWS API).
     #[arg(long, env = "FLOWFAIL_AWS_ENDPOINT")]
     aws_endpoint: Option<String>,
+    #[arg(long, help = DRY_RUN_HELP)]
+    dry_run: bool,
 }
 
 pub(crate) fn cmd_prune_context(a: &PruneContextArgs) -> CliResult {
@@ -205,36 +254,14 @@ pub(crate) fn cmd_prune_context(a: &PruneContextArgs) -> CliResult {
 
 fn prune_context(a: &PruneContextArgs) -> CliResult {
     let id = task_id(&a.task_id)?;
+    kill_switch_gate("prune-context", "the bundle", a.dry_run)?;
     let rt = runtime()?;
-    let store: Box<dyn flowfail_core::BundleStore> = match (&a.bundle_dir, &a.s3_bucket) {
-        (Some(d), None) => {
-            if !d.is_dir() {
-                return Err(Failure::usage(format!(
-                    "--bundle-dir {}: not a directory",
-                    d.display()
-                )));
-            }
-            Box::new(fs_store::FsBundleStore::new(d))
-        }
-        (None, Some(b)) => {
-            let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(
-                a.aws_endpoint.clone(),
-            )));
-            Box::new(flowfail_aws::S3BundleStore::new(&cfg, b).prefix(a.s3_prefix.clone()))
-        }
-        _ => {
-            return Err(Failure::usage(
-                "prune-context needs --bundle-dir or --s3-bucket",
-            ));
-        }
-    };
+    let store = bundle_store(a, &rt)?;
+    if a.dry_run {
+        return prune_context_dry(&rt, &*store, &id, a.max_size);
+    }
     let r = rt
-        .block_on(store.prune_context(
-            &id,
-            a.max_size,
-            ByteSize::new(256 << 20),
-            &PruneOptions::default(),
-        ))
+        .block_on(store.prune_context(&id, a.max_size, MAX_READ, &PruneOptions::default()))
         .map_err(prune_context_failure)?;
     match r {
         PruneContextOutcome::Pruned {
@@ -257,6 +284,76 @@ fn prune_context(a: &PruneContextArgs) -> CliResult {
         }
         _ => {}
     }
+    Ok(Exit::Ok)
+}
+
+/// The most `prune-context` reads of a bundle.
+const MAX_READ: ByteSize = ByteSize::new(256 << 20);
+
+/// The task's bundle store: a directory or an S3 bucket.
+fn bundle_store(
+    a: &PruneContextArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Box<dyn flowfail_core::BundleStore>, Failure> {
+    let store: Box<dyn flowfail_core::BundleStore> = match (&a.bundle_dir, &a.s3_bucket) {
+        (Some(d), None) => {
+            if !d.is_dir() {
+                return Err(Failure::usage(format!(
+                    "--bundle-dir {}: not a directory",
+                    d.display()
+                )));
+            }
+            Box::new(fs_store::FsBundleStore::new(d))
+        }
+        (None, Some(b)) => {
+            let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(
+                a.aws_endpoint.clone(),
+            )));
+            Box::new(flowfail_aws::S3BundleStore::new(&cfg, b).prefix(a.s3_prefix.clone()))
+        }
+        _ => {
+            return Err(Failure::usage(
+                "prune-context needs --bundle-dir or --s3-bucket",
+            ));
+        }
+    };
+    Ok(store)
+}
+
+/// What `prune-context` would do, read and pruned in memory: the same size check, read and
+/// prune as the real run, and the archive's name; nothing is archived or written.
+fn prune_context_dry(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn flowfail_core::BundleStore,
+    id: &TaskId,
+    max_size: ByteSize,
+) -> CliResult {
+    use sha2::{Digest, Sha256};
+    let meta = rt.block_on(store.head(id)).map_err(prune_context_failure)?;
+    if meta.size <= max_size.bytes() {
+        println!(
+            "{}",
+            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "already_within_budget",
+                "bytes": meta.size})
+        );
+        return Ok(Exit::Ok);
+    }
+    let bundle = rt
+        .block_on(store.get(id, MAX_READ.bytes()))
+        .map_err(prune_context_failure)?;
+    let pruned =
+        flowfail_core::prune::prune(&bundle.bytes, max_size.bytes(), &PruneOptions::default())
+            .map_err(prune_context_failure)?;
+    let checksum: String = Sha256::digest(&bundle.bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"task_id": id, "dry_run": true, "outcome": "would_prune",
+            "from_bytes": bundle.bytes.len(), "to_bytes": pruned.bytes.len(),
+            "archive_sha256": checksum, "manifest": pruned.manifest})
+    );
     Ok(Exit::Ok)
 }
 
