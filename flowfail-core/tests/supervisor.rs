@@ -381,3 +381,78 @@ fn an_incident_is_resolved_only_once_the_ledger_has_closed_it() {
         );
     });
 }
+
+/// A TaskStore whose `counts` panics the first time (data its adapter did not expect).
+#[derive(Debug)]
+struct PanicsOnce(
+    flowfail_core::memory::MemoryTaskStore,
+    std::sync::atomic::AtomicBool,
+);
+
+#[async_trait::async_trait]
+impl flowfail_core::TaskStore for PanicsOnce {
+    async fn recent_failed(&self, limit: usize) -> flowfail_core::Result<Vec<Task>> {
+        self.0.recent_failed(limit).await
+    }
+    async fn counts(
+        &self,
+        since: chrono::DateTime<Utc>,
+        until: chrono::DateTime<Utc>,
+    ) -> flowfail_core::Result<flowfail_core::StatusCounts> {
+        if !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("column \"attempts\" is of type text");
+        }
+        self.0.counts(since, until).await
+    }
+    async fn get(&self, id: &TaskId) -> flowfail_core::Result<Task> {
+        self.0.get(id).await
+    }
+    async fn task_object(&self, id: &TaskId) -> flowfail_core::Result<Option<serde_json::Value>> {
+        self.0.task_object(id).await
+    }
+    async fn schedule_retries(
+        &self,
+        r: &[flowfail_core::RetryRequest],
+    ) -> flowfail_core::Result<Vec<flowfail_core::RetryOutcome>> {
+        self.0.schedule_retries(r).await
+    }
+    async fn mark_final(&self, id: &TaskId, a: u32) -> flowfail_core::Result<()> {
+        self.0.mark_final(id, a).await
+    }
+}
+
+#[test]
+fn a_panic_while_observing_is_contained_and_the_run_goes_on() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        let ids = fail(&w, "p", 5, t0() - TimeDelta::minutes(1), false);
+        let tasks = Arc::new(PanicsOnce(w.tasks.clone(), Default::default()));
+        let r = Responder::builder()
+            .ports(w.ports_builder().tasks(tasks).build().unwrap())
+            .clock(clock)
+            .build()
+            .unwrap();
+        let first = r.pass().await.unwrap();
+        assert!(!first.incident_open);
+        assert!(
+            r.report().data_gaps.iter().any(|g| g.contains("panicked")),
+            "{:?}",
+            r.report().data_gaps
+        );
+        let report = r.run(Duration::from_secs(600)).await.unwrap();
+        assert_eq!(report.post_incident.status, "resolved");
+        for id in &ids {
+            assert_eq!(
+                w.tasks
+                    .tasks()
+                    .iter()
+                    .find(|t| &t.task_id == id)
+                    .unwrap()
+                    .attempts,
+                1
+            );
+        }
+    });
+}

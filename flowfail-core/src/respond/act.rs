@@ -146,23 +146,23 @@ impl Responder {
         if pass.entries.is_empty() {
             return;
         }
-        if let Err(e) = self
-            .ports
-            .incidents
-            .append(&state.key, epoch, &pass.entries)
-            .await
-        {
+        let panicked = |what: String| Err(crate::Error::refused(format!("panicked: {what}")));
+        let appended = super::contain(self.ports.incidents.append(
+            &state.key,
+            epoch,
+            &pass.entries,
+        ))
+        .await
+        .unwrap_or_else(panicked);
+        if let Err(e) = appended {
             tracing::warn!(error = %e, "incident ledger checkpoint failed");
             return;
         }
         pass.entries.clear();
         let saved = match serde_json::to_value(state) {
-            Ok(json) => {
-                self.ports
-                    .incidents
-                    .save_state(&state.key, epoch, &json)
-                    .await
-            }
+            Ok(json) => super::contain(self.ports.incidents.save_state(&state.key, epoch, &json))
+                .await
+                .unwrap_or_else(panicked),
             Err(e) => Err(e.into()),
         };
         if let Err(e) = saved {

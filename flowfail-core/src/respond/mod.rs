@@ -332,7 +332,17 @@ impl Responder {
             .map_err(|_| Error::refused("a pass is already running"))?;
         let now = self.clock.now();
         let halted = self.kill.is_on();
-        let obs = self.observe(now).await;
+        // A panic while reading (a backend's data the adapter did not expect) is contained:
+        // the pass decides nothing on an observation it does not have.
+        let obs = match contain(self.observe(now)).await {
+            Ok(obs) => obs,
+            Err(what) => {
+                let mut obs = Observation::new(now);
+                obs.gaps
+                    .push(format!("observe panicked (contained): {what}"));
+                obs
+            }
+        };
         {
             let mut inner = lock(&self.inner);
             inner.report.passes += 1;
@@ -340,7 +350,14 @@ impl Responder {
                 inner.report.gap(now, g.clone());
             }
         }
-        let state = match self.incident_state(&obs, halted).await {
+        let state = match contain(self.incident_state(&obs, halted))
+            .await
+            .unwrap_or_else(|what| {
+                Err(Error::new(
+                    crate::ErrorKind::Unexpected,
+                    format!("the incident ledger read panicked (contained): {what}"),
+                ))
+            }) {
             Ok(s) => s,
             Err(e) => {
                 // The alert fires but the incident could not be opened: try again next pass,
@@ -458,7 +475,13 @@ impl Responder {
             }
             Ok::<(), Error>(())
         };
-        match write.await {
+        let write = contain(write).await.unwrap_or_else(|what| {
+            Err(Error::new(
+                crate::ErrorKind::Unexpected,
+                format!("panicked (contained): {what}"),
+            ))
+        });
+        match write {
             Ok(()) => true,
             Err(e) => {
                 self.note_gap(format!("incident ledger write: {e}"));
@@ -611,6 +634,23 @@ impl Responder {
             self.policy.deployment
         )))
     }
+}
+
+/// Runs `fut`, containing a panic: `Err` carries the panic's message (sanitized).
+async fn contain<T>(fut: impl std::future::Future<Output = T>) -> std::result::Result<T, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("contained a panic: {}", crate::model::sanitize(&what, 200));
+            crate::model::sanitize(&what, 200)
+        })
 }
 
 /// The pager dedup key of an effect: `<incident key>:<effect>`, at most 255 bytes (cut at a
