@@ -2,6 +2,7 @@
 //! listening at the URL, a permission AWS denied, a key a vendor refused.
 
 use flowfail_core::ErrorKind;
+use flowfail_core::model::redact_url;
 
 use crate::failure::{Failure, connection_refused, object_missing};
 
@@ -164,27 +165,6 @@ fn http_advice(f: &Failure, be: &flowfail_core::Error, ctx: &Context) -> Option<
         _ if connection_refused(f.error()) => Some(format!("nothing answers there: check {flag}")),
         _ => None,
     }
-}
-
-/// `url` with any password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            out = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
-        }
-    }
-    if let Some(i) = out.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -497,23 +497,30 @@ fn kill9(child: &mut Child) {
 
 const TIMEOUT: &str = "Task timed out after 45.00 seconds";
 
-/// (a) The pilot's timeout incident: three oversized bundles; killed -9 after the first
-/// prune, restarted; then SIGTERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_incident_with_oversized_bundles_end_to_end() {
-    let Some(w) = world("timeout").await else {
-        return;
-    };
+/// The pilot's world: the Deployment at revision 2, and three timeouts among 100 successes
+/// whose bundles are 600 kB (returned, as stored). 3 of 103 failed: the alert keeps firing
+/// (hysteresis) until the last one is handled, so an incident cannot close with a task left,
+/// wherever a kill lands.
+async fn timeout_world(name: &str, ids: [&str; 3]) -> Option<(World, Vec<Vec<u8>>)> {
+    let w = world(name).await?;
     w.k8s
         .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
-    let ids = ["t-0", "t-1", "t-2"];
-    // 3 of 103 failed: the alert keeps firing (hysteresis) until the last one is handled, so
-    // the incident cannot close with a task left, wherever the kill lands.
     w.seed_tasks(100, &ids.map(|i| (i, TIMEOUT, None))).await;
     let mut originals = Vec::new();
     for id in ids {
         originals.push(w.put_bundle(id, 600_000).await);
     }
+    Some((w, originals))
+}
+
+/// (a) The pilot's timeout incident: three oversized bundles; killed -9 after the first
+/// prune, restarted; then SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_incident_with_oversized_bundles_end_to_end() {
+    let ids = ["t-0", "t-1", "t-2"];
+    let Some((w, originals)) = timeout_world("timeout", ids).await else {
+        return;
+    };
     let mut first = w.run("act", "a1");
     // Kill -9 once the first bundle is pruned (mid-incident).
     until(
@@ -715,17 +722,10 @@ async fn c_bad_deploy_end_to_end() {
 /// Shadow mode on (a)'s world: zero changes on every peer, the same decisions in the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_changes_nothing_and_records_the_decisions() {
-    let Some(w) = world("shadow").await else {
+    let ids = ["s-0", "s-1", "s-2"];
+    let Some((w, originals)) = timeout_world("shadow", ids).await else {
         return;
     };
-    w.k8s
-        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
-    let ids = ["s-0", "s-1", "s-2"];
-    w.seed_tasks(200, &ids.map(|i| (i, TIMEOUT, None))).await;
-    let mut originals = Vec::new();
-    for id in ids {
-        originals.push(w.put_bundle(id, 600_000).await);
-    }
     let rv = w.resource_version();
     let mut p = w.run("shadow", "s");
     until(&w, 60, "decisions in the ledger", &mut p, "s", || async {

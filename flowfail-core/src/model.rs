@@ -78,6 +78,34 @@ pub(crate) fn describe_untrusted(s: &str) -> String {
     }
 }
 
+/// A connection URL (or libpq `key=value` string) with any password replaced by `***`
+/// (`scheme://user:***@host`, `password=***`): safe for errors, logs and `--help`.
+///
+/// ```
+/// use flowfail_core::model::redact_url;
+/// assert_eq!(redact_url("postgres://ff:s3cret@db:5432/x"), "postgres://ff:***@db:5432/x");
+/// assert_eq!(redact_url("host=db password=s3cret user=x"), "host=db password=*** user=x");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
 /// Outside text made safe to show a human: at most `max` bytes (cut on a character boundary,
 /// marked with `…`), control characters (newlines, ANSI escapes, NUL) escaped.
 pub fn sanitize(s: &str, max: usize) -> String {

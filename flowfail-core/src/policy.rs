@@ -180,6 +180,21 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The alert window (`alert_window_s`) as a duration.
+    pub fn alert_window(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(i64::try_from(self.alert_window_s).unwrap_or(i64::MAX / 1000))
+    }
+
+    /// The alert window ending now, as the half-open range `[since, until)` the TaskDB is asked
+    /// about: `until` is a millisecond after `now`, so a task finished at `now` counts.
+    pub fn alert_window_at(
+        &self,
+        now: crate::model::Timestamp,
+    ) -> (crate::model::Timestamp, crate::model::Timestamp) {
+        let since = now.checked_sub_signed(self.alert_window()).unwrap_or(now);
+        (since, now + chrono::TimeDelta::milliseconds(1))
+    }
+
     /// Loads a policy from TOML; missing fields keep their defaults; the result is validated.
     pub fn from_toml_str(s: &str) -> Result<Self> {
         let p: Policy = toml::from_str(s)

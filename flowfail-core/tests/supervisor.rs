@@ -61,6 +61,21 @@ fn supervisor(w: &World, clock: &Clock, reports: &Arc<Mutex<Vec<String>>>) -> Su
         .unwrap()
 }
 
+/// The supervisor spawned on the current runtime, with the token that stops it.
+fn spawn(
+    s: Supervisor,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<flowfail_core::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        async move { s.run(stop).await }
+    });
+    (stop, run)
+}
+
 fn closed(w: &World) -> Vec<(String, bool)> {
     w.incidents
         .incidents()
@@ -78,11 +93,7 @@ fn two_incidents_in_a_row_each_get_a_fresh_state() {
         let first = fail(&w, "a", 5, t0() - TimeDelta::minutes(1), false);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert_eq!(*reports.lock().unwrap(), ["resolved"]);
         for id in &first {
@@ -158,11 +169,7 @@ fn an_escalated_incident_is_not_reopened_while_its_alert_fires() {
         fail(&w, "u", 10, t0() - TimeDelta::minutes(1), true);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         tokio::time::sleep(Duration::from_secs(1200)).await;
         assert_eq!(*reports.lock().unwrap(), ["escalated"]);
         assert_eq!(closed(&w).len(), 1, "{:?}", closed(&w));
@@ -201,11 +208,7 @@ fn a_restarted_supervisor_continues_the_open_incident() {
 
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         tokio::time::sleep(Duration::from_secs(900)).await;
         stop.cancel();
         run.await.unwrap().unwrap();
@@ -245,11 +248,7 @@ fn a_task_that_failed_long_ago_is_not_retried_by_todays_incident() {
         let recent = fail(&w, "new", 5, t0() - TimeDelta::minutes(1), false);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         tokio::time::sleep(Duration::from_secs(600)).await;
         stop.cancel();
         run.await.unwrap().unwrap();
@@ -280,11 +279,7 @@ fn the_supervisor_is_send_and_stops_when_cancelled() {
         let w = World::new(&Policy::default(), clock.clone());
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         stop.cancel();
         let done = tokio::time::timeout(Duration::from_secs(5), run).await;
         done.expect("stopped within 5 s").unwrap().unwrap();
@@ -317,11 +312,7 @@ fn a_new_incident_in_the_same_minute_as_a_closed_one_gets_its_own_key() {
         fail(&w, "a", 5, t0() - TimeDelta::minutes(1), false);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let s = supervisor(&w, &clock, &reports);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let stop = stop.clone();
-            async move { s.run(stop).await }
-        });
+        let (stop, run) = spawn(s);
         // Resolved within seconds; a second burst of failures in the same minute.
         tokio::time::sleep(Duration::from_secs(15)).await;
         assert_eq!(*reports.lock().unwrap(), ["resolved"]);

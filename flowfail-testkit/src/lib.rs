@@ -13,6 +13,7 @@
 //! the run's filters), so [`skip`] is for binaries whose every test needs the peer and
 //! [`skip_named`] for the others. With the peer's `*_REQUIRED=1` (CI) a skip is a failure.
 
+pub use flowfail_core::model::redact_url;
 use std::io::Write;
 use std::process::Command;
 use std::sync::Once;
@@ -222,27 +223,6 @@ fn filter_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
             s if s.starts_with('-') => {}
             _ => out.push(a),
         }
-    }
-    out
-}
-
-/// `url` with any password replaced by `***` (`scheme://user:***@host`, `password=***`).
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            out = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
-        }
-    }
-    if let Some(i) = out.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
     }
     out
 }

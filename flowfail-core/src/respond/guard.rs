@@ -10,7 +10,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use futures_util::FutureExt;
 
 use super::{Responder, lock};
 use crate::error::{Error, ErrorKind};
@@ -64,23 +63,13 @@ impl Responder {
             return Gate::Deferred;
         }
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
-        let run =
-            std::panic::AssertUnwindSafe(
-                async move { tokio::time::timeout(deadline, call()).await },
-            )
-            .catch_unwind()
-            .await;
+        let run = super::contain(async move { tokio::time::timeout(deadline, call()).await }).await;
         match run {
             Ok(Ok(t)) => Gate::Ran(t),
             Ok(Err(_)) => Gate::TimedOut(timeout_error(op, deadline)),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+            Err(what) => {
                 tracing::error!(op, "mutation panicked; contained");
-                Gate::Panicked(crate::model::sanitize(&what, 200))
+                Gate::Panicked(what)
             }
         }
     }

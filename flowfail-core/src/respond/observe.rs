@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::TimeDelta;
 
 use super::guard::timeout_error;
 use super::{Responder, lock};
@@ -50,9 +49,7 @@ impl Responder {
     pub(super) async fn observe(&self, now: Timestamp) -> Observation {
         let p = &self.policy;
         let mut obs = Observation::new(now);
-        let window = TimeDelta::seconds(i64::try_from(p.alert_window_s).unwrap_or(i64::MAX / 1000));
-        let since = now.checked_sub_signed(window).unwrap_or(now);
-        let until = now + TimeDelta::milliseconds(1);
+        let (since, until) = p.alert_window_at(now);
         match self
             .read("task.counts", || self.ports.tasks.counts(since, until))
             .await
@@ -64,7 +61,7 @@ impl Responder {
         // early failures; a task that failed long before is not this incident's.
         let detected = lock(&self.inner).incident.as_ref().map(|s| s.detected_at);
         let failed_since = detected
-            .and_then(|d| d.checked_sub_signed(window))
+            .and_then(|d| d.checked_sub_signed(p.alert_window()))
             .map_or(since, |d| d.min(since));
         self.observe_failed(&mut obs, failed_since).await;
         let q = LogQuery::errors(since, until).max_events(10_000);

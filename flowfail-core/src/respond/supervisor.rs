@@ -37,7 +37,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use tokio_util::sync::CancellationToken;
 
 use super::{Responder, ResponderBuilder};
@@ -202,11 +201,7 @@ impl Supervisor {
     /// One count read: does the alert fire (or, cooling, has it cleared)?
     async fn idle_pass(&self, cooling: bool) -> Watch {
         let now = self.clock.now();
-        let window = TimeDelta::seconds(
-            i64::try_from(self.policy.alert_window_s).unwrap_or(i64::MAX / 1000),
-        );
-        let since = now.checked_sub_signed(window).unwrap_or(now);
-        let until = now + TimeDelta::milliseconds(1);
+        let (since, until) = self.policy.alert_window_at(now);
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
         let read = tokio::time::timeout(deadline, self.ports.tasks.counts(since, until)).await;
         let counts = match read {
