@@ -1,9 +1,12 @@
 //! `flowfail run` and `flowfail check-config`: flowfail as a service, from `flowfail.toml`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flowfail::live::{Config, Live, Mode};
+use flowfail::live::metrics::Metrics;
+use flowfail::live::{Config, Live, Mode, ServerConfig, serve};
+use flowfail_core::respond::Wake;
 use tokio_util::sync::CancellationToken;
 
 use crate::CliResult;
@@ -108,8 +111,13 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
             .await
             .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
         let shadow = a.shadow || live.config.mode == Mode::Shadow;
-        let supervisor = flowfail_core::respond::Supervisor::builder()
-            .responder(live.responder(a.shadow))
+        let metrics = Arc::new(Metrics::new(if shadow { Mode::Shadow } else { Mode::Act }));
+        let wake = Wake::new();
+        let on_pass = Arc::clone(&metrics);
+        let supervisor = live
+            .supervisor_builder(a.shadow)
+            .wake(wake.clone())
+            .on_pass(move |s| on_pass.observe_pass(s))
             .on_settled(|r| {
                 tracing::info!(
                     incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
@@ -127,6 +135,10 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
             "flowfail running"
         );
         let stop = CancellationToken::new();
+        let listener = match &live.config.server {
+            Some(server) => Some(listen(server, &live, wake, &metrics, &stop).await?),
+            None => None,
+        };
         let task = tokio::spawn({
             let stop = stop.clone();
             async move { supervisor.run(stop).await }
@@ -141,8 +153,34 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
             Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
             Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
         }
+        if let Some(l) = listener {
+            let _ = tokio::time::timeout(Duration::from_secs(1), l).await;
+        }
         Ok(Exit::Ok)
     })
+}
+
+/// Binds the listener of `[server]` and serves it until `stop`.
+async fn listen(
+    server: &ServerConfig,
+    live: &Live,
+    wake: Wake,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    let options = server.options().map_err(Failure::wanting)?;
+    let tcp = tokio::net::TcpListener::bind(&server.listen)
+        .await
+        .map_err(|e| Failure::io(format!("listening on {}", server.listen), e))?;
+    let addr = tcp.local_addr().map_or_else(|_| server.listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
+    let router = serve::router(options, wake, Arc::clone(metrics), Arc::new(live.clone()));
+    let stop = stop.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "listener stopped");
+        }
+    }))
 }
 
 /// `flowfail check-config --config F [--offline]`: validate, then probe every backend

@@ -29,6 +29,18 @@ pub enum Outcome {
     DryRun,
 }
 
+impl Outcome {
+    /// `applied`, `skipped`, `failed` or `dry_run` (as in the report's JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::DryRun => "dry_run",
+        }
+    }
+}
+
 /// One action in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -338,6 +350,9 @@ pub struct PostIncident {
     pub left_in_place: Vec<String>,
     /// Suggested follow-ups (runbook updates, monitoring gaps).
     pub follow_ups: Vec<String>,
+    /// The alert that woke flowfail (a webhook), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub woken_by: Option<String>,
 }
 
 /// The incident report.
@@ -651,6 +666,7 @@ impl ReportBuilder {
                 new_failure_modes,
                 left_in_place,
                 follow_ups,
+                woken_by: state.and_then(|s| s.woken_by.clone()),
             },
         }
     }

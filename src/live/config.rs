@@ -225,6 +225,58 @@ pub struct NotifierConfig {
     pub url: Option<toml::Value>,
 }
 
+/// The listener of `flowfail run`: alert webhooks, metrics, health and the control calls
+/// (see [`crate::live::serve`]). Absent: no listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// `host:port` to listen on, e.g. `0.0.0.0:9464`.
+    pub listen: String,
+    /// The bearer token of the webhooks and the control calls (at least 16 characters).
+    pub token: SecretRef,
+    /// Grafana's HMAC secret, when its contact point signs the webhook.
+    pub grafana_hmac_secret: Option<SecretRef>,
+    /// The largest request body accepted, in bytes (default 262144, at most 16 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    256 * 1024
+}
+
+impl ServerConfig {
+    /// The listener's options, secrets resolved.
+    pub fn options(&self) -> Result<super::serve::ServerOptions> {
+        let mut o = super::serve::ServerOptions::new(self.token.resolve("server.token")?);
+        o.grafana_hmac_secret = self
+            .grafana_hmac_secret
+            .as_ref()
+            .map(|r| r.resolve("server.grafana_hmac_secret"))
+            .transpose()?;
+        o.max_body_bytes = self.max_body_bytes;
+        Ok(o)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("server.listen", format!("not host:port ({e})")))?;
+        let o = self.options()?;
+        if secrecy::ExposeSecret::expose_secret(&o.token).chars().count() < 16 {
+            return Err(invalid("server.token", "must be at least 16 characters"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The whole `flowfail.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +297,8 @@ pub struct Config {
     pub pager: PagerConfig,
     /// Stakeholder notifications (none: notifications are refused and reported).
     pub notifier: Option<NotifierConfig>,
+    /// The listener (none: no webhooks, metrics or control calls over HTTP).
+    pub server: Option<ServerConfig>,
     /// The runbook's thresholds.
     #[serde(default)]
     pub policy: Policy,
@@ -423,6 +477,9 @@ impl Config {
                 "policy.deployment",
                 format!("must be kubernetes.deployment ({:?})", k.deployment),
             ));
+        }
+        if let Some(server) = &self.server {
+            server.validate()?;
         }
         self.validate_vendors()?;
         self.validate_pager()

@@ -25,10 +25,12 @@
 
 mod check;
 mod config;
+pub mod metrics;
+pub mod serve;
 mod wire;
 
 pub use config::{
     AwsConfig, Config, KubernetesConfig, Mode, NotifierConfig, PagerConfig, PostgresConfig,
-    QuotaSource, SecretRef, VendorConfig, VendorsConfig,
+    QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
 };
 pub use wire::{Live, Probe};

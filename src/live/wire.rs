@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use flowfail_core::ports::Ports;
-use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor};
+use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
 use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
 
 use super::config::{Config, Mode, QuotaSource, SecretRef};
@@ -306,8 +306,34 @@ impl Live {
 
     /// A supervisor with this config (see [`Live::responder`]).
     pub fn supervisor(&self, shadow: bool) -> Result<Supervisor> {
-        Supervisor::builder()
-            .responder(self.responder(shadow))
-            .build()
+        self.supervisor_builder(shadow).build()
+    }
+
+    /// A supervisor builder with this config, to add a wake handle, metrics or callbacks.
+    pub fn supervisor_builder(&self, shadow: bool) -> SupervisorBuilder {
+        Supervisor::builder().responder(self.responder(shadow))
+    }
+}
+
+#[async_trait::async_trait]
+impl super::serve::Control for Live {
+    async fn ready(&self) -> Result<()> {
+        self.ports
+            .incidents
+            .find_open(&self.config.policy.deployment)
+            .await
+            .map(|_| ())
+    }
+    async fn paused(&self) -> Result<bool> {
+        Ok(false)
+    }
+    async fn pause(&self, _reason: &str, _by: &str) -> Result<()> {
+        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "pause: not wired yet"))
+    }
+    async fn resume(&self, _by: &str) -> Result<()> {
+        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "resume: not wired yet"))
+    }
+    async fn approve(&self, _incident: &str, _action: &str, _by: &str) -> Result<String> {
+        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "approve: not wired yet"))
     }
 }

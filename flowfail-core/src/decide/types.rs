@@ -249,6 +249,10 @@ pub struct IncidentState {
     pub escalated_at: Option<Timestamp>,
     /// When it resolved.
     pub resolved_at: Option<Timestamp>,
+    /// The alert that woke flowfail for this incident (a Grafana or Alertmanager webhook), when
+    /// one did; flowfail still checked the failure rate itself before opening it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_by: Option<String>,
 }
 
 impl IncidentState {
@@ -286,6 +290,7 @@ impl IncidentState {
             findings_reported: BTreeSet::new(),
             escalated_at: None,
             resolved_at: None,
+            woken_by: None,
         }
     }
 }

@@ -65,9 +65,11 @@ use crate::schema::SchemaSet;
 mod act;
 mod guard;
 mod observe;
+mod stats;
 mod supervisor;
 
-pub use supervisor::{Supervisor, SupervisorBuilder};
+pub use stats::{ActionStat, PassKind, PassStats, ReadStat};
+pub use supervisor::{AlertTrigger, Supervisor, SupervisorBuilder, Wake};
 
 /// Stops every mutation when on. Cheap to clone; clones share the switch.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,7 @@ pub struct ResponderBuilder {
     kill: Option<KillSwitch>,
     name: Option<String>,
     prune_options: Option<PruneOptions>,
+    woken_by: Option<String>,
 }
 
 impl ResponderBuilder {
@@ -152,6 +155,14 @@ impl ResponderBuilder {
         self.prune_options = Some(o);
         self
     }
+    /// The alert that woke flowfail for the incident this responder may open (a webhook's
+    /// description); recorded in the incident's state and its post-incident record. The alert
+    /// is a trigger, not a verdict: the responder still opens an incident only when its own
+    /// read of the failure rate fires.
+    pub fn woken_by(mut self, alert: Option<String>) -> Self {
+        self.woken_by = alert;
+        self
+    }
     /// Builds the responder; the policy is validated.
     pub fn build(self) -> Result<Responder> {
         let ports = self
@@ -175,12 +186,15 @@ impl ResponderBuilder {
             shadow: self.shadow,
             kill: self.kill.unwrap_or_default(),
             prune_options: self.prune_options.unwrap_or_default(),
+            woken_by: self.woken_by,
             inner: Mutex::new(Inner {
                 incident: None,
                 report,
                 spent: Vec::new(),
                 class_cache: HashMap::new(),
                 shadow_seen: HashSet::new(),
+                pass_reads: Vec::new(),
+                last_failure_rate: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -198,6 +212,10 @@ struct Inner {
     class_cache: HashMap<(String, Option<u16>), Classification>,
     /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
     shadow_seen: HashSet<String>,
+    /// The reads of the pass in progress (for [`PassStats`]).
+    pass_reads: Vec<ReadStat>,
+    /// The failure rate the last pass observed.
+    last_failure_rate: Option<f64>,
 }
 
 /// What one pass ended with.
@@ -225,6 +243,7 @@ pub struct Responder {
     shadow: bool,
     kill: KillSwitch,
     prune_options: PruneOptions,
+    woken_by: Option<String>,
     inner: Mutex<Inner>,
     pass_lock: tokio::sync::Mutex<()>,
 }
@@ -331,6 +350,7 @@ impl Responder {
             .try_lock()
             .map_err(|_| Error::refused("a pass is already running"))?;
         let now = self.clock.now();
+        lock(&self.inner).pass_reads.clear();
         let halted = self.kill.is_on();
         // A panic while reading (a backend's data the adapter did not expect) is contained:
         // the pass decides nothing on an observation it does not have.
@@ -346,6 +366,10 @@ impl Responder {
         {
             let mut inner = lock(&self.inner);
             inner.report.passes += 1;
+            if let Some(c) = &obs.counts {
+                inner.last_failure_rate =
+                    Some(crate::decide::alert(c, false, &self.policy).failure_rate);
+            }
             for g in &obs.gaps {
                 inner.report.gap(now, g.clone());
             }
@@ -588,17 +612,23 @@ impl Responder {
             self.policy.deployment,
             obs.now.format("%Y%m%dT%H%MZ")
         );
-        let state = IncidentState::open(
+        let mut state = IncidentState::open(
             key.clone(),
             obs.now,
             alert,
             classification(failed),
             obs.deployment.as_ref(),
         );
+        state.woken_by.clone_from(&self.woken_by);
+        let woken = self
+            .woken_by
+            .as_deref()
+            .map(|w| format!("; woken by {w}"))
+            .unwrap_or_default();
         lock(&self.inner).report.note(
             obs.now,
             format!(
-                "alert FlowFailureRate firing: {:.2}% failures over {} tasks (threshold {:.2}%, min sample {})",
+                "alert FlowFailureRate firing: {:.2}% failures over {} tasks (threshold {:.2}%, min sample {}){woken}",
                 alert.failure_rate * 100.0,
                 alert.window_tasks,
                 self.policy.alert_failure_rate * 100.0,
@@ -608,7 +638,6 @@ impl Responder {
         if !self.mutating(halted) {
             return Ok(Some(state));
         }
-        let mut state = state;
         // A key is the Deployment and the minute; an incident closed earlier in the same minute
         // keeps its key, and the new one takes the next free suffix.
         for n in 1..=20u32 {

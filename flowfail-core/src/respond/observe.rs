@@ -33,17 +33,20 @@ impl Responder {
                     .unwrap_or_else(|_| Err(timeout_error(op, deadline)))
             }
         };
-        call.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_times(2)
-                .with_jitter(),
-        )
-        .when(|e: &Error| e.is_transient())
-        .adjust(move |e: &Error, delay| {
-            delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
-        })
-        .await
+        let out = call
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_times(2)
+                    .with_jitter(),
+            )
+            .when(|e: &Error| e.is_transient())
+            .adjust(move |e: &Error, delay| {
+                delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
+            })
+            .await;
+        self.note_read(op, out.is_ok());
+        out
     }
 
     pub(super) async fn observe(&self, now: Timestamp) -> Observation {

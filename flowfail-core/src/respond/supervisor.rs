@@ -34,12 +34,14 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Responder, ResponderBuilder};
+use super::stats::PassStats;
+use super::{Responder, ResponderBuilder, lock};
 use crate::clock::Clock;
 use crate::decide::Settle;
 use crate::error::{Error, Result};
@@ -48,6 +50,71 @@ use crate::ports::Ports;
 use crate::report::Report;
 
 type OnSettled = Arc<dyn Fn(&Report) + Send + Sync>;
+type OnPass = Arc<dyn Fn(&PassStats) + Send + Sync>;
+
+/// An alert from outside (a Grafana or Alertmanager webhook) that should wake the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlertTrigger {
+    /// Where it came from: `grafana` or `alertmanager`.
+    pub source: String,
+    /// The alert's name (its `alertname` label).
+    pub name: String,
+    /// The alert's fingerprint, when the sender gave one.
+    pub fingerprint: Option<String>,
+}
+
+impl AlertTrigger {
+    /// A trigger; `name` and `fingerprint` are sanitized (they come from outside).
+    pub fn new(source: &str, name: &str, fingerprint: Option<&str>) -> Self {
+        AlertTrigger {
+            source: crate::model::sanitize(source, 40),
+            name: crate::model::sanitize(name, 120),
+            fingerprint: fingerprint.map(|f| crate::model::sanitize(f, 64)),
+        }
+    }
+
+    /// How the record names it: `grafana alert "FlowFailureRate" (fingerprint 1a2b)`.
+    pub fn describe(&self) -> String {
+        match &self.fingerprint {
+            Some(f) => format!("{} alert \"{}\" (fingerprint {f})", self.source, self.name),
+            None => format!("{} alert \"{}\"", self.source, self.name),
+        }
+    }
+}
+
+/// Wakes a [`Supervisor`] between polls: a firing alert makes it look at once. Cheap to clone;
+/// clones wake the same supervisor. Wakes that arrive while a pass runs are kept (the next
+/// wait returns at once), and many wakes before the supervisor looks are one wake.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<WakeInner>);
+
+#[derive(Debug, Default)]
+struct WakeInner {
+    notify: Notify,
+    pending: Mutex<Option<AlertTrigger>>,
+}
+
+impl Wake {
+    /// A wake handle, to pass to [`SupervisorBuilder::wake`].
+    pub fn new() -> Self {
+        Wake::default()
+    }
+
+    /// A firing alert: the supervisor reads the failure rate now instead of at its next poll.
+    pub fn alert(&self, trigger: AlertTrigger) {
+        *lock(&self.0.pending) = Some(trigger);
+        self.0.notify.notify_one();
+    }
+
+    fn take(&self) -> Option<AlertTrigger> {
+        lock(&self.0.pending).take()
+    }
+
+    async fn notified(&self) {
+        self.0.notify.notified().await;
+    }
+}
 
 /// Builds a [`Supervisor`].
 #[derive(Default, Clone)]
@@ -55,6 +122,8 @@ type OnSettled = Arc<dyn Fn(&Report) + Send + Sync>;
 pub struct SupervisorBuilder {
     responder: Option<ResponderBuilder>,
     on_settled: Option<OnSettled>,
+    on_pass: Option<OnPass>,
+    wake: Option<Wake>,
     grace: Option<Duration>,
 }
 
@@ -78,6 +147,16 @@ impl SupervisorBuilder {
         self.on_settled = Some(Arc::new(f));
         self
     }
+    /// Called after every pass, idle or incident, with what it did (the feed of metrics).
+    pub fn on_pass(mut self, f: impl Fn(&PassStats) + Send + Sync + 'static) -> Self {
+        self.on_pass = Some(Arc::new(f));
+        self
+    }
+    /// The handle that wakes this supervisor (default: a new one, see [`Supervisor::wake`]).
+    pub fn wake(mut self, wake: Wake) -> Self {
+        self.wake = Some(wake);
+        self
+    }
     /// How long a pass in progress may run on after shutdown is asked for (default 3 s).
     pub fn grace(mut self, d: Duration) -> Self {
         self.grace = Some(d);
@@ -95,6 +174,8 @@ impl SupervisorBuilder {
             clock: probe.clock.clone(),
             template,
             on_settled: self.on_settled,
+            on_pass: self.on_pass,
+            wake: self.wake.unwrap_or_default(),
             grace: self.grace.unwrap_or(Duration::from_secs(3)),
         })
     }
@@ -107,6 +188,8 @@ pub struct Supervisor {
     policy: Policy,
     clock: Clock,
     on_settled: Option<OnSettled>,
+    on_pass: Option<OnPass>,
+    wake: Wake,
     grace: Duration,
 }
 
@@ -135,6 +218,11 @@ impl Supervisor {
         SupervisorBuilder::default()
     }
 
+    /// The handle that wakes this supervisor at once (an alert webhook holds a clone).
+    pub fn wake(&self) -> Wake {
+        self.wake.clone()
+    }
+
     /// Watches until `shutdown` is cancelled; returns `Ok` then. Errors of single passes are
     /// logged and retried at the next poll, never returned.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
@@ -157,6 +245,9 @@ impl Supervisor {
             };
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {
+                    tracing::info!("woken by an alert: looking now");
+                }
                 () = shutdown.cancelled() => break,
             }
         }
@@ -174,7 +265,7 @@ impl Supervisor {
         {
             Ok(Some(rec)) => {
                 tracing::info!(incident = %rec.key, "continuing the open incident");
-                self.responder().map_or(Watch::Idle, Watch::Incident)
+                self.responder(None).map_or(Watch::Idle, Watch::Incident)
             }
             Ok(None) => Watch::Idle,
             Err(e) => {
@@ -184,8 +275,12 @@ impl Supervisor {
         }
     }
 
-    fn responder(&self) -> Option<Box<Responder>> {
-        match self.template.clone().build() {
+    fn responder(&self, woken_by: Option<&AlertTrigger>) -> Option<Box<Responder>> {
+        let template = self
+            .template
+            .clone()
+            .woken_by(woken_by.map(AlertTrigger::describe));
+        match template.build() {
             Ok(r) => Some(Box::new(r)),
             Err(e) => {
                 tracing::error!(error = %e, "could not build a responder");
@@ -201,21 +296,45 @@ impl Supervisor {
     /// One count read: does the alert fire (or, cooling, has it cleared)?
     async fn idle_pass(&self, cooling: bool) -> Watch {
         let now = self.clock.now();
+        let started = tokio::time::Instant::now();
+        let trigger = self.wake.take();
         let (since, until) = self.policy.alert_window_at(now);
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
         let read = tokio::time::timeout(deadline, self.ports.tasks.counts(since, until)).await;
         let counts = match read {
-            Ok(Ok(c)) => c,
+            Ok(Ok(c)) => Some(c),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "TaskDB counts unreadable");
-                return if cooling { Watch::Cooling } else { Watch::Idle };
+                None
             }
             Err(_) => {
                 tracing::warn!("TaskDB counts: no answer within the step deadline");
-                return if cooling { Watch::Cooling } else { Watch::Idle };
+                None
             }
         };
-        let alert = crate::decide::alert(&counts, cooling, &self.policy);
+        let alert = counts
+            .as_ref()
+            .map(|c| crate::decide::alert(c, cooling, &self.policy));
+        if let Some(f) = &self.on_pass {
+            f(&PassStats::idle(
+                now,
+                started.elapsed(),
+                alert.map(|a| a.failure_rate),
+            ));
+        }
+        let Some(alert) = alert else {
+            return if cooling { Watch::Cooling } else { Watch::Idle };
+        };
+        if let Some(t) = &trigger
+            && !alert.firing
+        {
+            tracing::info!(
+                alert = %t.describe(),
+                failure_rate = alert.failure_rate,
+                window_tasks = alert.window_tasks,
+                "woken by an alert, but the failure rate does not fire here: not acting"
+            );
+        }
         tracing::debug!(
             firing = alert.firing,
             failure_rate = alert.failure_rate,
@@ -225,8 +344,9 @@ impl Supervisor {
         );
         match (alert.firing, cooling) {
             (true, false) => {
-                tracing::info!(failure_rate = alert.failure_rate, "alert firing: incident");
-                self.responder().map_or(Watch::Idle, Watch::Incident)
+                tracing::info!(failure_rate = alert.failure_rate, woken_by = ?trigger.as_ref().map(AlertTrigger::describe), "alert firing: incident");
+                self.responder(trigger.as_ref())
+                    .map_or(Watch::Idle, Watch::Incident)
             }
             (true, true) => Watch::Cooling,
             (false, _) => Watch::Idle,
@@ -239,6 +359,12 @@ impl Supervisor {
         responder: Responder,
         shutdown: &CancellationToken,
     ) -> (Watch, Duration) {
+        let mark = responder.mark();
+        let started = tokio::time::Instant::now();
+        let at = self.clock.now();
+        if let Some(t) = self.wake.take() {
+            tracing::info!(alert = %t.describe(), "alert received during the incident: passing now");
+        }
         let out = {
             let pass = responder.pass();
             tokio::pin!(pass);
@@ -252,6 +378,9 @@ impl Supervisor {
             return (Watch::Idle, Duration::ZERO);
         };
         let now = self.clock.now();
+        if let Some(f) = &self.on_pass {
+            f(&responder.stats_since(mark, at, started.elapsed()));
+        }
         match out {
             Ok(out) => {
                 tracing::debug!(incident_open = out.incident_open, settled = ?out.settled, "incident pass");

@@ -1,0 +1,162 @@
+//! What one pass did, in numbers: the feed of metrics ([`super::SupervisorBuilder::on_pass`]).
+//!
+//! The supervisor hands a [`PassStats`] to its `on_pass` callback after every pass, idle or
+//! incident. It is built from what the pass already knows (no extra reads): the reads it made
+//! and whether each answered, the actions it recorded with their outcomes, the failure rate it
+//! observed, the breaker it left.
+
+use std::time::Duration;
+
+use crate::breaker::Breaker;
+use crate::model::Timestamp;
+
+use super::{Responder, lock};
+
+/// Which kind of pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PassKind {
+    /// No incident: the one count read of the alert.
+    Idle,
+    /// A pass of an incident's responder.
+    Incident,
+}
+
+impl PassKind {
+    /// `idle` or `incident`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassKind::Idle => "idle",
+            PassKind::Incident => "incident",
+        }
+    }
+}
+
+/// One read of a port in a pass, and whether it answered (after the read loop's retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadStat {
+    /// The port: `tasks`, `logs`, `deployment`, `bundles`, `quota` or `status`.
+    pub port: &'static str,
+    /// Whether it answered; `false` is a data gap.
+    pub ok: bool,
+}
+
+/// One action a pass recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActionStat {
+    /// The action's kind (`retry`, `set_env`, `rollback`, `page`, …).
+    pub kind: &'static str,
+    /// Its outcome: `applied`, `skipped`, `failed` or `dry_run`.
+    pub outcome: &'static str,
+}
+
+/// What one pass did. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PassStats {
+    /// Idle or incident.
+    pub kind: PassKind,
+    /// When the pass started (the clock's time).
+    pub at: Timestamp,
+    /// How long it took.
+    pub duration: Duration,
+    /// The failure rate it observed in the alert window, when the counts answered.
+    pub failure_rate: Option<f64>,
+    /// The open incident's key after the pass.
+    pub incident: Option<String>,
+    /// Whether flowfail's breaker for rate-limited retries is open (or half-open) after the
+    /// pass; `None` outside an incident.
+    pub breaker_open: Option<bool>,
+    /// The reads it made.
+    pub reads: Vec<ReadStat>,
+    /// The actions it recorded.
+    pub actions: Vec<ActionStat>,
+}
+
+impl PassStats {
+    /// An idle pass's numbers.
+    pub(super) fn idle(at: Timestamp, duration: Duration, failure_rate: Option<f64>) -> Self {
+        PassStats {
+            kind: PassKind::Idle,
+            at,
+            duration,
+            failure_rate,
+            incident: None,
+            breaker_open: None,
+            reads: vec![ReadStat {
+                port: "tasks",
+                ok: failure_rate.is_some(),
+            }],
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// The port a read op (`task.counts`, `status.health`, …) belongs to; `None` for ops that
+/// are mutations going through the read loop (pages, notifications).
+pub(super) fn read_port(op: &str) -> Option<&'static str> {
+    Some(match op.split('.').next().unwrap_or(op) {
+        "task" => "tasks",
+        "logs" => "logs",
+        "deployment" => "deployment",
+        "bundle" => "bundles",
+        "quota" => "quota",
+        "status" => "status",
+        _ => return None,
+    })
+}
+
+/// Where a pass started in the responder's records, to tell what it added.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    actions: usize,
+}
+
+impl Responder {
+    /// Marks the start of a pass (each pass forgets the reads of the one before).
+    pub(super) fn mark(&self) -> Mark {
+        let inner = lock(&self.inner);
+        Mark {
+            actions: inner.report.actions.len(),
+        }
+    }
+
+    /// Notes one read of a port and whether it answered.
+    pub(super) fn note_read(&self, op: &str, ok: bool) {
+        if let Some(port) = read_port(op) {
+            lock(&self.inner).pass_reads.push(ReadStat { port, ok });
+        }
+    }
+
+    /// The numbers of the pass that started at `mark`.
+    pub(super) fn stats_since(&self, mark: Mark, at: Timestamp, duration: Duration) -> PassStats {
+        let inner = lock(&self.inner);
+        let actions = inner
+            .report
+            .actions
+            .get(mark.actions..)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| ActionStat {
+                kind: a.action.kind(),
+                outcome: a.outcome.as_str(),
+            })
+            .collect();
+        let failure_rate = inner.last_failure_rate;
+        PassStats {
+            kind: PassKind::Incident,
+            at,
+            duration,
+            failure_rate,
+            incident: inner.incident.as_ref().map(|s| s.key.clone()),
+            breaker_open: inner
+                .incident
+                .as_ref()
+                .map(|s| !matches!(s.breaker, Breaker::Closed)),
+            reads: inner.pass_reads.clone(),
+            actions,
+        }
+    }
+}

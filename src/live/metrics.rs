@@ -1,0 +1,241 @@
+//! The metrics `flowfail run` serves on `GET /metrics` (Prometheus / OpenMetrics text).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `flowfail_passes_total` | counter | `kind` (idle, incident) |
+//! | `flowfail_pass_duration_seconds` | histogram | `kind` |
+//! | `flowfail_actions_total` | counter | `kind` (retry_task, set_env, …), `outcome` |
+//! | `flowfail_data_gaps_total` | counter | `port` (tasks, logs, deployment, bundles, quota, status) |
+//! | `flowfail_last_successful_read_timestamp_seconds` | gauge | `port` |
+//! | `flowfail_incidents_open` | gauge | |
+//! | `flowfail_breaker_open` | gauge | |
+//! | `flowfail_failure_rate` | gauge | (the last observed, 0–1) |
+//! | `flowfail_mode` | gauge | `mode` (shadow, act): 1 for the running mode |
+//! | `flowfail_paused` | gauge | (1 while automation is paused) |
+//! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
+//! | `flowfail_requests_refused_total` | counter | `path`, `reason` |
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use flowfail_core::respond::PassStats;
+
+use super::config::Mode;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabel {
+    port: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    source: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    path: &'static str,
+    reason: &'static str,
+}
+
+type DurationFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The registry and every metric. See the [module docs](self). Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    passes: Family<KindLabel, Counter>,
+    pass_duration: DurationFamily,
+    actions: Family<ActionLabels, Counter>,
+    gaps: Family<PortLabel, Counter>,
+    last_read: Family<PortLabel, Gauge<f64, AtomicU64>>,
+    incidents_open: Gauge,
+    breaker_open: Gauge,
+    failure_rate: Gauge<f64, AtomicU64>,
+    paused: Gauge,
+    alerts: Family<AlertLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
+}
+
+impl Metrics {
+    /// Every metric registered, the mode set.
+    pub fn new(mode: Mode) -> Self {
+        let mut registry = Registry::default();
+        let passes = Family::<KindLabel, Counter>::default();
+        registry.register("flowfail_passes", "Passes run, by kind", passes.clone());
+        let pass_duration: DurationFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "flowfail_pass_duration_seconds",
+            "How long a pass took",
+            pass_duration.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "flowfail_actions",
+            "Actions recorded, by kind and outcome",
+            actions.clone(),
+        );
+        let gaps = Family::<PortLabel, Counter>::default();
+        registry.register(
+            "flowfail_data_gaps",
+            "Reads that did not answer (after retries), by port",
+            gaps.clone(),
+        );
+        let last_read = Family::<PortLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "flowfail_last_successful_read_timestamp_seconds",
+            "When each port last answered a read (Unix time)",
+            last_read.clone(),
+        );
+        let incidents_open = Gauge::default();
+        registry.register(
+            "flowfail_incidents_open",
+            "Incidents open (0 or 1 per Deployment)",
+            incidents_open.clone(),
+        );
+        let breaker_open = Gauge::default();
+        registry.register(
+            "flowfail_breaker_open",
+            "Whether flowfail's breaker for rate-limited retries is open or half-open",
+            breaker_open.clone(),
+        );
+        let failure_rate = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "flowfail_failure_rate",
+            "The failure rate last observed in the alert window (0-1)",
+            failure_rate.clone(),
+        );
+        let mode_family = Family::<ModeLabel, Gauge>::default();
+        registry.register(
+            "flowfail_mode",
+            "The running mode: 1 for the mode in use",
+            mode_family.clone(),
+        );
+        for (m, name) in [(Mode::Shadow, "shadow"), (Mode::Act, "act")] {
+            mode_family
+                .get_or_create(&ModeLabel { mode: name })
+                .set(i64::from(m == mode));
+        }
+        let paused = Gauge::default();
+        registry.register(
+            "flowfail_paused",
+            "1 while automation is paused (pause/resume)",
+            paused.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "flowfail_alerts_received",
+            "Alert webhooks accepted, by source and status",
+            alerts.clone(),
+        );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "flowfail_requests_refused",
+            "Requests refused by the listener, by path and reason",
+            refused.clone(),
+        );
+        Metrics {
+            registry,
+            passes,
+            pass_duration,
+            actions,
+            gaps,
+            last_read,
+            incidents_open,
+            breaker_open,
+            failure_rate,
+            paused,
+            alerts,
+            refused,
+        }
+    }
+
+    /// Counts one pass (the supervisor's `on_pass`).
+    pub fn observe_pass(&self, s: &PassStats) {
+        let kind = KindLabel {
+            kind: s.kind.as_str(),
+        };
+        self.passes.get_or_create(&kind).inc();
+        self.pass_duration
+            .get_or_create(&kind)
+            .observe(s.duration.as_secs_f64());
+        for a in &s.actions {
+            self.actions
+                .get_or_create(&ActionLabels {
+                    kind: a.kind,
+                    outcome: a.outcome,
+                })
+                .inc();
+        }
+        let at = s.at.timestamp_millis() as f64 / 1000.0;
+        for r in &s.reads {
+            let port = PortLabel { port: r.port };
+            if r.ok {
+                self.last_read.get_or_create(&port).set(at);
+            } else {
+                self.gaps.get_or_create(&port).inc();
+            }
+        }
+        if let Some(rate) = s.failure_rate {
+            self.failure_rate.set(rate);
+        }
+        self.incidents_open.set(i64::from(s.incident.is_some()));
+        self.breaker_open
+            .set(i64::from(s.breaker_open.unwrap_or(false)));
+    }
+
+    /// Counts an accepted alert webhook.
+    pub(super) fn alert(&self, source: &'static str, status: &'static str) {
+        self.alerts
+            .get_or_create(&AlertLabels { source, status })
+            .inc();
+    }
+
+    /// Counts a refused request.
+    pub(super) fn refused(&self, path: &'static str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusedLabels { path, reason })
+            .inc();
+    }
+
+    /// Sets the paused gauge.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.set(i64::from(paused));
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
