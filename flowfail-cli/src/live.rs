@@ -172,7 +172,9 @@ async fn listen(
     let tcp = tokio::net::TcpListener::bind(&server.listen)
         .await
         .map_err(|e| Failure::io(format!("listening on {}", server.listen), e))?;
-    let addr = tcp.local_addr().map_or_else(|_| server.listen.clone(), |a| a.to_string());
+    let addr = tcp
+        .local_addr()
+        .map_or_else(|_| server.listen.clone(), |a| a.to_string());
     tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
     let router = serve::router(options, wake, Arc::clone(metrics), Arc::new(live.clone()));
     let stop = stop.clone();

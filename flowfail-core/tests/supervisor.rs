@@ -447,3 +447,68 @@ fn a_panic_while_observing_is_contained_and_the_run_goes_on() {
         }
     });
 }
+
+/// A webhook's alert wakes the supervisor between polls: with a 10-minute poll, the incident
+/// opens within a second of the alert (not at the next poll), and its state names the alert.
+/// An alert that arrives while the failure rate does not fire opens nothing.
+#[test]
+fn an_alert_wakes_the_supervisor_at_once_and_is_recorded() {
+    use flowfail_core::respond::{AlertTrigger, PassKind, Wake};
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let mut policy = Policy::default();
+        policy.poll_interval_s = 600;
+        let w = World::new(&policy, clock.clone());
+        w.tasks.set_background(300, 0);
+        let wake = Wake::new();
+        let passes = Arc::new(Mutex::new(Vec::new()));
+        let seen = passes.clone();
+        let s = Supervisor::builder()
+            .responder(
+                Responder::builder()
+                    .ports(w.ports())
+                    .policy(policy.clone())
+                    .clock(clock.clone()),
+            )
+            .wake(wake.clone())
+            .on_pass(move |p| seen.lock().unwrap().push(p.clone()))
+            .build()
+            .unwrap();
+        let (stop, run) = spawn(s);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // A healthy world: the alert's wake is a trigger, not a verdict.
+        wake.alert(AlertTrigger::new("grafana", "FlowFailureRate", Some("a1")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(w.incidents.incidents().is_empty());
+        let idle = passes.lock().unwrap().len();
+        assert_eq!(idle, 2, "the start pass and the woken one");
+        // Now failures appear; the next poll is ten minutes away.
+        let now = clock.now();
+        fail(&w, "w", 5, now - TimeDelta::seconds(30), false);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            w.incidents.incidents().is_empty(),
+            "nothing before the wake"
+        );
+        wake.alert(AlertTrigger::new("grafana", "FlowFailureRate", Some("b2")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let incidents = w.incidents.incidents();
+        assert_eq!(incidents.len(), 1, "opened within a second of the alert");
+        assert_eq!(
+            incidents[0].state["woken_by"],
+            "grafana alert \"FlowFailureRate\" (fingerprint b2)"
+        );
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let stats = passes.lock().unwrap().clone();
+        assert!(stats.iter().any(|p| {
+            p.kind == PassKind::Incident
+                && p.actions
+                    .iter()
+                    .any(|a| a.kind == "retry_task" && a.outcome == "applied")
+        }));
+        assert!(stats.iter().all(|p| p.reads.iter().all(|r| r.ok)));
+        assert_eq!(stats[0].failure_rate, Some(0.0));
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    });
+}

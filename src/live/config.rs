@@ -264,7 +264,11 @@ impl ServerConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("server.listen", format!("not host:port ({e})")))?;
         let o = self.options()?;
-        if secrecy::ExposeSecret::expose_secret(&o.token).chars().count() < 16 {
+        if secrecy::ExposeSecret::expose_secret(&o.token)
+            .chars()
+            .count()
+            < 16
+        {
             return Err(invalid("server.token", "must be at least 16 characters"));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {

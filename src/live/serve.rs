@@ -291,17 +291,18 @@ async fn hook(
         .collect();
     let resolved = payload.alerts.len() - firing.len();
     if let Some(a) = firing.first() {
-        let name = a
-            .labels
-            .get("alertname")
-            .map_or("unnamed", String::as_str);
+        let name = a.labels.get("alertname").map_or("unnamed", String::as_str);
         let trigger = AlertTrigger::new(source, name, a.fingerprint.as_deref());
         tracing::info!(alert = %trigger.describe(), firing = firing.len(), "alert firing: waking the supervisor");
         s.wake.alert(trigger);
         s.metrics.alert(source, "firing");
     }
     if resolved > 0 {
-        tracing::info!(source, resolved, "alert resolved (noted; flowfail reads the failure rate itself)");
+        tracing::info!(
+            source,
+            resolved,
+            "alert resolved (noted; flowfail reads the failure rate itself)"
+        );
         s.metrics.alert(source, "resolved");
     }
     (
@@ -434,11 +435,7 @@ fn who(by: Option<&str>) -> String {
     }
 }
 
-fn control_result(
-    s: &AppState,
-    path: &'static str,
-    r: Result<String>,
-) -> Response {
+fn control_result(s: &AppState, path: &'static str, r: Result<String>) -> Response {
     match r {
         Ok(msg) => (StatusCode::OK, format!("{msg}\n")).into_response(),
         Err(e) => {

@@ -328,12 +328,21 @@ impl super::serve::Control for Live {
         Ok(false)
     }
     async fn pause(&self, _reason: &str, _by: &str) -> Result<()> {
-        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "pause: not wired yet"))
+        Err(Error::new(
+            flowfail_core::ErrorKind::Unsupported,
+            "pause: not wired yet",
+        ))
     }
     async fn resume(&self, _by: &str) -> Result<()> {
-        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "resume: not wired yet"))
+        Err(Error::new(
+            flowfail_core::ErrorKind::Unsupported,
+            "resume: not wired yet",
+        ))
     }
     async fn approve(&self, _incident: &str, _action: &str, _by: &str) -> Result<String> {
-        Err(Error::new(flowfail_core::ErrorKind::Unsupported, "approve: not wired yet"))
+        Err(Error::new(
+            flowfail_core::ErrorKind::Unsupported,
+            "approve: not wired yet",
+        ))
     }
 }

@@ -45,7 +45,11 @@ impl Responder {
                 delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
             })
             .await;
-        self.note_read(op, out.is_ok());
+        // The port answered, even when with "no such thing".
+        let answered = out
+            .as_ref()
+            .map_or_else(|e| e.kind() == crate::ErrorKind::NotFound, |_| true);
+        self.note_read(op, answered);
         out
     }
 

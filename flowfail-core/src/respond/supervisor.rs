@@ -107,6 +107,11 @@ impl Wake {
         self.0.notify.notify_one();
     }
 
+    /// The alert waiting to be seen by the supervisor, if any (it is taken by the next pass).
+    pub fn pending(&self) -> Option<AlertTrigger> {
+        lock(&self.0.pending).clone()
+    }
+
     fn take(&self) -> Option<AlertTrigger> {
         lock(&self.0.pending).take()
     }

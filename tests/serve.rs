@@ -1,0 +1,473 @@
+//! The listener of `flowfail run`, route by route, in process: authentication (bearer, Grafana's
+//! HMAC), body limits, malformed payloads refused with a reason and never acted on, a firing
+//! alert waking the supervisor, metrics, health. The control calls are checked as interactions
+//! with a recording fake (the real ones are driven against PostgreSQL in the CLI's e2e test).
+
+#![cfg(feature = "live")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use hmac::{KeyInit, Mac};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+use flowfail::live::Mode;
+use flowfail::live::metrics::Metrics;
+use flowfail::live::serve::{Control, ServerOptions, router};
+use flowfail_core::respond::Wake;
+use flowfail_core::{Error, Result};
+
+const TOKEN: &str = "a-token-of-enough-length";
+const HMAC_SECRET: &str = "grafana-hmac-secret";
+
+/// Records every control call; `ready` fails when told to.
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<String>>,
+    unready: bool,
+}
+
+#[async_trait]
+impl Control for Fake {
+    async fn ready(&self) -> Result<()> {
+        if self.unready {
+            return Err(Error::new(
+                flowfail_core::ErrorKind::Unavailable,
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
+    async fn paused(&self) -> Result<bool> {
+        Ok(self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("pause")))
+    }
+    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid_input("a reason is required"));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("pause {reason} {by}"));
+        Ok(())
+    }
+    async fn resume(&self, by: &str) -> Result<()> {
+        self.calls.lock().unwrap().push(format!("resume {by}"));
+        Ok(())
+    }
+    async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
+        if incident != "flowengine-20261127T1000Z" {
+            return Err(Error::not_found(format!("no incident {incident}")));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("approve {incident} {action} {by}"));
+        Ok(format!("{action} approved"))
+    }
+}
+
+struct App {
+    router: axum::Router,
+    wake: Wake,
+    control: Arc<Fake>,
+}
+
+fn app_with(max_body: usize, unready: bool) -> App {
+    let mut opts = ServerOptions::new(SecretString::from(TOKEN));
+    opts.grafana_hmac_secret = Some(SecretString::from(HMAC_SECRET));
+    opts.max_body_bytes = max_body;
+    let wake = Wake::new();
+    let control = Arc::new(Fake {
+        unready,
+        ..Fake::default()
+    });
+    let router = router(
+        opts,
+        wake.clone(),
+        Arc::new(Metrics::new(Mode::Act)),
+        control.clone(),
+    );
+    App {
+        router,
+        wake,
+        control,
+    }
+}
+
+fn app() -> App {
+    app_with(64 * 1024, false)
+}
+
+async fn call(app: &App, req: Request<Body>) -> (StatusCode, String) {
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post(path: &str, auth: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/json");
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    b.body(body.into()).unwrap()
+}
+
+fn bearer() -> Option<&'static str> {
+    Some("Bearer a-token-of-enough-length")
+}
+
+fn grafana_payload(status: &str) -> String {
+    serde_json::json!({
+        "receiver": "flowfail", "status": status, "orgId": 1, "version": "1",
+        "groupKey": "{}:{alertname=\"FlowFailureRate\"}", "title": "[FIRING:1] FlowFailureRate",
+        "state": "alerting", "message": "failure rate above 1%",
+        "externalURL": "https://grafana.internal/",
+        "commonLabels": {"alertname": "FlowFailureRate"},
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "FlowFailureRate", "deployment": "flowengine"},
+            "annotations": {"summary": "flows failing"},
+            "startsAt": "2026-11-27T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "3f2a9c", "generatorURL": "https://grafana.internal/alerting/1",
+            "values": {"A": 0.031}
+        }]
+    })
+    .to_string()
+}
+
+fn alertmanager_payload(version: &str) -> String {
+    serde_json::json!({
+        "version": version, "groupKey": "{}:{alertname=\"FlowFailureRate\"}",
+        "status": "firing", "receiver": "flowfail", "truncatedAlerts": 0,
+        "groupLabels": {"alertname": "FlowFailureRate"},
+        "commonLabels": {"alertname": "FlowFailureRate"}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": "firing", "labels": {"alertname": "FlowFailureRate"},
+            "annotations": {}, "startsAt": "2026-11-27T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph",
+            "fingerprint": "77aa01"
+        }]
+    })
+    .to_string()
+}
+
+fn sign(body: &str, timestamp: Option<&str>) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+    if let Some(t) = timestamp {
+        mac.update(t.as_bytes());
+        mac.update(b":");
+    }
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_firing_grafana_alert_with_the_token_wakes_the_supervisor() {
+    let app = app();
+    let (code, body) = call(
+        &app,
+        post("/hooks/grafana", bearer(), grafana_payload("firing")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let t = app.wake.pending().expect("woken");
+    assert_eq!(
+        t.describe(),
+        "grafana alert \"FlowFailureRate\" (fingerprint 3f2a9c)"
+    );
+}
+
+#[tokio::test]
+async fn a_resolved_alert_is_noted_and_wakes_nothing() {
+    let app = app();
+    let (code, body) = call(
+        &app,
+        post("/hooks/grafana", bearer(), grafana_payload("resolved")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert!(body.contains("\"resolved\":1"), "{body}");
+    assert!(app.wake.pending().is_none());
+}
+
+#[tokio::test]
+async fn unauthenticated_webhooks_are_refused_and_change_nothing() {
+    let app = app();
+    let body = grafana_payload("firing");
+    for auth in [
+        None,
+        Some("Bearer wrong-token-of-enough-length"),
+        Some("Bearer a-token-of-enough-lengt"),
+        Some("Bearer a-token-of-enough-length-and-more"),
+        Some("Basic YTpi"),
+        Some("bearer a-token-of-enough-length"),
+    ] {
+        let (code, _) = call(&app, post("/hooks/grafana", auth, body.clone())).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{auth:?}");
+        let (code, _) = call(
+            &app,
+            post("/hooks/alertmanager", auth, alertmanager_payload("4")),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    assert!(app.wake.pending().is_none());
+    let (_, metrics) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        metrics.contains(
+            "flowfail_requests_refused_total{path=\"/hooks/grafana\",reason=\"unauthenticated\"} 6"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn grafana_hmac_signatures_are_verified() {
+    let app = app();
+    let body = grafana_payload("firing");
+    let signed = |sig: String, ts: Option<String>| {
+        let mut b = Request::post("/hooks/grafana").header("x-grafana-alerting-signature", sig);
+        if let Some(t) = ts {
+            b = b.header("x-grafana-alerting-timestamp", t);
+        }
+        b.body(Body::from(body.clone())).unwrap()
+    };
+    // A wrong signature, a signature of another body, a stale or future timestamp: refused.
+    let now = chrono::Utc::now().timestamp();
+    let refused = [
+        signed("00".repeat(32), None),
+        signed(sign("{}", None), None),
+        signed(
+            sign(&body, Some(&(now - 600).to_string())),
+            Some((now - 600).to_string()),
+        ),
+        signed(
+            sign(&body, Some(&(now + 600).to_string())),
+            Some((now + 600).to_string()),
+        ),
+        signed(
+            sign(&body, Some(&now.to_string())),
+            Some((now + 1).to_string()),
+        ),
+        signed("not hex".into(), None),
+    ];
+    for req in refused {
+        let (code, _) = call(&app, req).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+    }
+    assert!(app.wake.pending().is_none());
+    let (code, _) = call(&app, signed(sign(&body, None), None)).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    assert!(app.wake.pending().is_some());
+    let t = now.to_string();
+    let (code, _) = call(&app, signed(sign(&body, Some(&t)), Some(t.clone()))).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    // Alertmanager cannot sign: HMAC is Grafana's only.
+    let am = alertmanager_payload("4");
+    let req = Request::post("/hooks/alertmanager")
+        .header("x-grafana-alerting-signature", sign(&am, None))
+        .body(Body::from(am.clone()))
+        .unwrap();
+    assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn malformed_or_unknown_payloads_get_400_with_a_reason_and_wake_nothing() {
+    let app = app();
+    let cases: [(&str, String, &str); 7] = [
+        ("/hooks/grafana", "{not json".into(), "malformed payload"),
+        ("/hooks/grafana", "[]".into(), "malformed payload"),
+        (
+            "/hooks/grafana",
+            r#"{"status":"firing","alerts":[]}"#.into(),
+            "alerts",
+        ),
+        (
+            "/hooks/grafana",
+            r#"{"status":"exploded","alerts":[{"status":"firing"}]}"#.into(),
+            "status",
+        ),
+        (
+            "/hooks/grafana",
+            r#"{"status":"firing","alerts":[{"status":"\u001b[31mfiring"}]}"#.into(),
+            "alert status",
+        ),
+        (
+            "/hooks/alertmanager",
+            alertmanager_payload("3"),
+            "unknown payload version",
+        ),
+        (
+            "/hooks/alertmanager",
+            grafana_payload("firing"),
+            "unknown payload version",
+        ),
+    ];
+    for (path, body, reason) in cases {
+        let (code, text) = call(&app, post(path, bearer(), body.clone())).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{path} {body}: {text}");
+        assert!(text.contains(reason), "{text}");
+        assert!(!text.contains('\u{1b}'), "escape echoed: {text:?}");
+    }
+    assert!(app.wake.pending().is_none());
+    // An Alertmanager v4 payload is accepted.
+    let (code, _) = call(
+        &app,
+        post("/hooks/alertmanager", bearer(), alertmanager_payload("4")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.wake.pending().unwrap().describe(),
+        "alertmanager alert \"FlowFailureRate\" (fingerprint 77aa01)"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let app = app_with(2048, false);
+    let big = format!(
+        r#"{{"status":"firing","alerts":[{{"status":"firing","labels":{{"x":"{}"}}}}]}}"#,
+        "a".repeat(4096)
+    );
+    let (code, _) = call(&app, post("/hooks/grafana", bearer(), big.clone())).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    let (code, _) = call(&app, post("/pause", bearer(), big)).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(app.wake.pending().is_none());
+    assert!(app.control.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn control_calls_need_the_token_and_a_well_formed_body() {
+    let app = app();
+    let refused = [
+        post("/pause", None, r#"{"reason":"deploy freeze"}"#),
+        post(
+            "/pause",
+            Some("Bearer nope"),
+            r#"{"reason":"deploy freeze"}"#,
+        ),
+        post("/resume", None, ""),
+        post(
+            "/approve",
+            None,
+            r#"{"incident":"flowengine-20261127T1000Z","action":"rollback"}"#,
+        ),
+    ];
+    for req in refused {
+        assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let malformed = [
+        post("/pause", bearer(), ""),
+        post("/pause", bearer(), r#"{"why":"x"}"#),
+        post("/pause", bearer(), r#"{"reason":"x","extra":1}"#),
+        post(
+            "/approve",
+            bearer(),
+            r#"{"incident":"flowengine-20261127T1000Z"}"#,
+        ),
+        post("/resume", bearer(), "{"),
+    ];
+    for req in malformed {
+        assert_eq!(call(&app, req).await.0, StatusCode::BAD_REQUEST);
+    }
+    // The fake refuses an empty reason and an unknown incident: 400, 404.
+    assert_eq!(
+        call(&app, post("/pause", bearer(), r#"{"reason":"  "}"#))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(
+            &app,
+            post(
+                "/approve",
+                bearer(),
+                r#"{"incident":"nope","action":"rollback"}"#
+            )
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(app.control.calls.lock().unwrap().is_empty());
+    // Well formed: one call each, `by` defaulting to "http".
+    let (code, text) = call(
+        &app,
+        post(
+            "/pause",
+            bearer(),
+            r#"{"reason":"deploy freeze","by":"alice"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert_eq!(
+        call(&app, post("/resume", bearer(), "")).await.0,
+        StatusCode::OK
+    );
+    let (code, text) = call(
+        &app,
+        post(
+            "/approve",
+            bearer(),
+            r#"{"incident":"flowengine-20261127T1000Z","action":"rollback"}"#,
+        ),
+    )
+    .await;
+    assert_eq!((code, text.trim()), (StatusCode::OK, "rollback approved"));
+    assert_eq!(
+        *app.control.calls.lock().unwrap(),
+        [
+            "pause deploy freeze alice",
+            "resume http",
+            "approve flowengine-20261127T1000Z rollback http"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = app();
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
+    let down = app_with(1024, true);
+    let (code, text) = call(&down, get("/readyz")).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("connection refused"), "{text}");
+    let (code, m) = call(&app, get("/metrics")).await;
+    assert_eq!(code, StatusCode::OK);
+    for line in [
+        "flowfail_mode{mode=\"act\"} 1",
+        "flowfail_mode{mode=\"shadow\"} 0",
+        "flowfail_paused 0",
+        "flowfail_incidents_open 0",
+        "flowfail_breaker_open 0",
+        "# EOF",
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+    call(&app, post("/pause", bearer(), r#"{"reason":"x"}"#)).await;
+    let (_, m) = call(&app, get("/metrics")).await;
+    assert!(m.contains("flowfail_paused 1"), "{m}");
+}
