@@ -152,7 +152,7 @@ fn the_example_in_the_repo_is_a_valid_config() {
         "/flowfail.example.toml"
     ))
     .unwrap();
-    let key = secret_file("example-key", "x-test");
+    let key = secret_file("example-key", "x-test-secret-of-enough-length");
     let k = key.display().to_string();
     let text = text
         .replace(
@@ -179,6 +179,10 @@ fn the_example_in_the_repo_is_a_valid_config() {
         .replace(
             "url_env = \"FLOWFAIL_STAKEHOLDER_WEBHOOK_URL\"",
             &format!("url_file = \"{k}\""),
+        )
+        .replace(
+            "{ env = \"FLOWFAIL_HTTP_TOKEN\" }",
+            &format!("{{ file = \"{k}\" }}"),
         );
     let c = Config::from_toml_str(&text).unwrap();
     assert_eq!(c.mode, Mode::Shadow);
@@ -306,4 +310,53 @@ async fn the_pager_section_is_wired_into_the_pager_port() {
         ])
     );
     assert_eq!(body["routing_key"], "s3cr3t-canary-value");
+}
+
+#[test]
+fn the_listener_needs_an_address_and_a_long_token_by_reference() {
+    let token = secret_file("http-token", "sixteen-chars-ok");
+    let short = secret_file("short-token", "too-short");
+    let t = token.display();
+    let ok = format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\n",
+        base()
+    );
+    let c = Config::from_toml_str(&ok).unwrap();
+    let server = c.server.unwrap();
+    assert_eq!(server.max_body_bytes, 262_144);
+    for (server, why) in [
+        (
+            format!("listen = \"localhost\"\ntoken = {{ file = \"{t}\" }}"),
+            "server.listen",
+        ),
+        (
+            format!(
+                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{}\" }}",
+                short.display()
+            ),
+            "at least 16",
+        ),
+        (
+            "listen = \"127.0.0.1:9464\"\ntoken = \"an-inline-token-of-length\"".to_owned(),
+            "inline is refused",
+        ),
+        (
+            format!(
+                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\nmax_body_bytes = 10"
+            ),
+            "server.max_body_bytes",
+        ),
+        (
+            format!("listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\nlisten_on = 1"),
+            "listen_on",
+        ),
+    ] {
+        let text = format!("{}\n[server]\n{server}\n", base());
+        let e = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(e.contains(why), "{why}: {e}");
+        assert!(
+            !e.contains("an-inline-token") && !e.contains("too-short"),
+            "{e}"
+        );
+    }
 }

@@ -28,13 +28,14 @@ use serde_json::Value;
 const NS: &str = "default";
 const USER: &str = "system:serviceaccount:default:flowfail";
 /// Every secret flowfail.toml refers to by env var.
-const SECRET_ENV: [&str; 6] = [
+const SECRET_ENV: [&str; 7] = [
     "FLOWFAIL_PG_PASSWORD",
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
     "PAGERDUTY_ON_CALL_KEY",
     "PAGERDUTY_SRE_KEY",
     "FLOWFAIL_STAKEHOLDER_WEBHOOK_URL",
+    "FLOWFAIL_HTTP_TOKEN",
 ];
 /// Every secret flowfail.toml refers to by file.
 const SECRET_FILES: [&str; 1] = ["/etc/flowfail/secrets/pagerduty-tech-lead"];
@@ -70,11 +71,12 @@ fn manifest(name: &str) -> String {
     deploy_dir().join(name).to_string_lossy().into_owned()
 }
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
     "rbac.yaml",
     "configmap.yaml",
     "secret.example.yaml",
     "deployment.yaml",
+    "service.yaml",
 ];
 
 /// kubectl with a kubeconfig for the fake and a cache of its own, in a scratch directory.
@@ -198,6 +200,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
             "Role",
             "RoleBinding",
             "Secret",
+            "Service",
             "ServiceAccount"
         ]
     );
@@ -207,7 +210,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
         .into_iter()
         .filter(|r| r.starts_with("POST "))
         .collect();
-    assert_eq!(posts.len(), 6, "{posts:?}");
+    assert_eq!(posts.len(), 7, "{posts:?}");
     for p in &posts {
         assert!(
             p.contains("\"dryRun\": \"All\"") && p.contains("\"fieldValidation\": \"Strict\""),
@@ -224,7 +227,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
     assert!(secret.get("stringData").is_none());
     let decoded: Secret = serde_json::from_value(secret.clone()).unwrap();
     let data = decoded.data.unwrap();
-    assert_eq!(data.len(), 7);
+    assert_eq!(data.len(), 8);
     for (key, value) in &data {
         let v = String::from_utf8(value.0.clone()).unwrap();
         assert!(v.starts_with("REPLACE-ME: "), "{key} is not a placeholder");
@@ -681,7 +684,7 @@ async fn applied_for_real_then_dry_runs_change_nothing_as_kubectl_shows() {
     }
     let out = k.run(&args).await;
     assert_exit(&out, 0, "apply", &s);
-    assert_eq!(text(&out.stdout).matches(" created\n").count(), 6);
+    assert_eq!(text(&out.stdout).matches(" created\n").count(), 7);
     let stored = s.object("deployments", NS, "flowfail").unwrap();
     assert_eq!(stored["metadata"]["generation"], 1);
     let secret = s.object("secrets", NS, "flowfail-secrets").unwrap();
@@ -806,6 +809,7 @@ async fn the_kustomization_applies_everything_but_the_secret() {
             "Deployment",
             "Role",
             "RoleBinding",
+            "Service",
             "ServiceAccount"
         ]
     );

@@ -53,6 +53,14 @@ pub(super) const KINDS: &[Kind] = &[
     Kind {
         group: "",
         version: "v1",
+        resource: "services",
+        kind: "Service",
+        short_names: &["svc"],
+        verbs: READ_WRITE,
+    },
+    Kind {
+        group: "",
+        version: "v1",
         resource: "serviceaccounts",
         kind: "ServiceAccount",
         short_names: &["sa"],

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use axum::response::Response;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::serde::Serialize;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -143,6 +143,7 @@ fn round_trip(kind: &Kind, obj: &Value) -> Result<Value, String> {
         "Deployment" => decode::<Deployment>(obj),
         "ReplicaSet" => decode::<ReplicaSet>(obj),
         "ServiceAccount" => decode::<ServiceAccount>(obj),
+        "Service" => decode::<Service>(obj),
         "ConfigMap" => decode::<ConfigMap>(obj),
         "Secret" => decode::<Secret>(obj),
         "Role" => decode::<Role>(obj),
