@@ -471,3 +471,84 @@ async fn health_readiness_and_metrics() {
     let (_, m) = call(&app, get("/metrics")).await;
     assert!(m.contains("flowfail_paused 1"), "{m}");
 }
+
+/// Every metric the Grafana dashboard in deploy/ queries is one flowfail serves.
+#[tokio::test]
+async fn the_dashboard_queries_only_metrics_that_exist() {
+    use flowfail_core::respond::{ActionStat, PassKind, PassStats, ReadStat};
+    let metrics = Arc::new(Metrics::new(Mode::Shadow));
+    let mut s = PassStats::new(
+        PassKind::Incident,
+        chrono::Utc::now(),
+        std::time::Duration::from_millis(12),
+    );
+    s.failure_rate = Some(0.03);
+    s.incident = Some("flowengine-20261127T1000Z".into());
+    s.breaker_open = Some(true);
+    s.reads = vec![ReadStat::new("tasks", true), ReadStat::new("logs", false)];
+    s.actions = vec![ActionStat::new("retry_task", "applied")];
+    metrics.observe_pass(&s);
+    let wake = Wake::new();
+    let r = router(
+        ServerOptions::new(SecretString::from(TOKEN)),
+        wake,
+        metrics.clone(),
+        Arc::new(Fake::default()),
+    );
+    let app = App {
+        router: r,
+        wake: Wake::new(),
+        control: Arc::new(Fake::default()),
+    };
+    call(
+        &app,
+        post("/hooks/grafana", bearer(), grafana_payload("firing")),
+    )
+    .await;
+    call(&app, post("/hooks/grafana", None, "{}")).await;
+    let (_, text) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    for line in [
+        "flowfail_failure_rate 0.03",
+        "flowfail_incidents_open 1",
+        "flowfail_breaker_open 1",
+        "flowfail_actions_total{kind=\"retry_task\",outcome=\"applied\"} 1",
+        "flowfail_data_gaps_total{port=\"logs\"} 1",
+        "flowfail_passes_total{kind=\"incident\"} 1",
+        "flowfail_alerts_received_total{source=\"grafana\",status=\"firing\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    let served: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("flowfail_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for n in names {
+                queried += 1;
+                assert!(
+                    served.contains(n),
+                    "the dashboard queries {n}, which is not served:\n{text}"
+                );
+            }
+        }
+    }
+    assert!(queried >= 14, "{queried}");
+}

@@ -75,7 +75,35 @@ pub struct PassStats {
     pub actions: Vec<ActionStat>,
 }
 
+impl ReadStat {
+    /// A read of `port` that answered (`ok`) or not.
+    pub fn new(port: &'static str, ok: bool) -> Self {
+        ReadStat { port, ok }
+    }
+}
+
+impl ActionStat {
+    /// An action of `kind` with `outcome`.
+    pub fn new(kind: &'static str, outcome: &'static str) -> Self {
+        ActionStat { kind, outcome }
+    }
+}
+
 impl PassStats {
+    /// A pass with nothing read and nothing done yet (fill in the public fields).
+    pub fn new(kind: PassKind, at: Timestamp, duration: Duration) -> Self {
+        PassStats {
+            kind,
+            at,
+            duration,
+            failure_rate: None,
+            incident: None,
+            breaker_open: None,
+            reads: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
     /// An idle pass's numbers.
     pub(super) fn idle(at: Timestamp, duration: Duration, failure_rate: Option<f64>) -> Self {
         PassStats {
