@@ -169,6 +169,11 @@ async fn set_quota(server: &MockServer, used_percent: u64) {
 impl World {
     /// The config of `flowfail run` for this world.
     fn config(&self, mode: &str) -> PathBuf {
+        self.config_with(mode, 1, None)
+    }
+
+    /// The config with this poll interval and, with a port, the listener on it.
+    fn config_with(&self, mode: &str, poll_s: u64, listen: Option<u16>) -> PathBuf {
         let key = self.dir.join("key");
         let k = key.display();
         let text = format!(
@@ -212,7 +217,7 @@ tech_lead = {{ file = "{k}" }}
 url_file = "{hook}"
 
 [policy]
-poll_interval_s = 1
+poll_interval_s = {poll_s}
 half_open_after_s = 2
 retry_base_delay_s = 1
 retry_max_delay_s = 2
@@ -233,6 +238,16 @@ step_timeout_s = 10
                 p.display().to_string()
             },
         );
+        let text = match listen {
+            Some(port) => {
+                std::fs::write(self.dir.join("http-token"), format!("{HTTP_TOKEN}\n")).unwrap();
+                format!(
+                    "{text}\n[server]\nlisten = \"127.0.0.1:{port}\"\ntoken = {{ file = \"{}\" }}\n",
+                    self.dir.join("http-token").display()
+                )
+            }
+            None => text,
+        };
         let p = self.dir.join(format!("flowfail-{mode}.toml"));
         std::fs::write(&p, text).unwrap();
         p
@@ -240,10 +255,15 @@ step_timeout_s = 10
 
     /// Starts `flowfail run`; its log goes to a file in the world's folder.
     fn run(&self, mode: &str, tag: &str) -> Child {
+        self.run_config(&self.config(mode), tag)
+    }
+
+    /// Starts `flowfail run` with this config.
+    fn run_config(&self, config: &std::path::Path, tag: &str) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("run-{tag}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_flowfail"))
             .args(["run", "--config"])
-            .arg(self.config(mode))
+            .arg(config)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("RUST_LOG", "info")
@@ -496,6 +516,7 @@ fn kill9(child: &mut Child) {
 }
 
 const TIMEOUT: &str = "Task timed out after 45.00 seconds";
+const HTTP_TOKEN: &str = "e2e-http-token-0123456789";
 
 /// The pilot's world: the Deployment at revision 2, and three timeouts among 100 successes
 /// whose bundles are 600 kB (returned, as stored). 3 of 103 failed: the alert keeps firing
@@ -873,4 +894,218 @@ async fn check_config_probes_every_backend_read_only() {
     let (code, out, _) = check_config(&config, true);
     assert_eq!(code, Some(0));
     assert!(out.starts_with("ok"), "{out}");
+}
+
+/// A free local port (bound, then released for flowfail to bind).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// flowfail's listener, from the test's side.
+struct Listener {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Listener {
+    fn new(port: u16) -> Self {
+        Listener {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: String) -> (u16, String) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// One sample of the metrics (0 when the series is absent).
+    async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn grafana_alert(fingerprint: &str) -> String {
+    json!({
+        "receiver": "flowfail", "status": "firing", "orgId": 1, "version": "1",
+        "groupKey": "{}:{alertname=\"FlowFailureRate\"}", "title": "[FIRING:1] FlowFailureRate",
+        "state": "alerting", "message": "flows failing", "externalURL": "http://grafana/",
+        "commonLabels": {"alertname": "FlowFailureRate"},
+        "alerts": [{"status": "firing", "labels": {"alertname": "FlowFailureRate"},
+                    "annotations": {}, "startsAt": "2026-11-27T10:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fingerprint,
+                    "generatorURL": "http://grafana/alerting/1", "values": {"A": 0.03}}]
+    })
+    .to_string()
+}
+
+/// (d) The alert webhook starts the response. flowfail polls every five minutes here, so only
+/// the Grafana webhook can explain an incident within seconds of the failures. An
+/// unauthenticated call changes nothing; the metrics move from before to after; the ledger
+/// names the alert that woke flowfail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_a_grafana_webhook_starts_the_response_and_the_metrics_move() {
+    let Some(w) = world("webhook").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    w.seed_tasks(100, &[]).await;
+    let ids = ["h-0", "h-1", "h-2"];
+    for id in ids {
+        w.put_bundle(id, 600_000).await;
+    }
+    let port = free_port();
+    let mut p = w.run_config(&w.config_with("act", 300, Some(port)), "d");
+    let l = Listener::new(port);
+    until(&w, 30, "ready", &mut p, "d", || async {
+        matches!(l.get("/readyz").await, Some((200, _)))
+    })
+    .await;
+    assert_eq!(l.get("/healthz").await.unwrap().0, 200);
+    until(&w, 30, "a first idle pass", &mut p, "d", || async {
+        l.metric("flowfail_passes_total{kind=\"idle\"}").await >= 1.0
+    })
+    .await;
+    let before_incident_passes = l.metric("flowfail_passes_total{kind=\"incident\"}").await;
+    assert_eq!(before_incident_passes, 0.0);
+    assert_eq!(l.metric("flowfail_incidents_open").await, 0.0);
+
+    // The failures appear; the next poll is five minutes away.
+    let now = Utc::now();
+    let failed: Vec<Task> = ids
+        .iter()
+        .map(|id| {
+            Task::new(
+                TaskId::parse(id).unwrap(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::minutes(2),
+            )
+            .with_error(TIMEOUT, None)
+        })
+        .collect();
+    w.tasks.insert(&failed, &[]).await.unwrap();
+    // Unauthenticated and malformed alerts: refused, nothing happens.
+    let (code, _) = l.post("/hooks/grafana", None, grafana_alert("x")).await;
+    assert_eq!(code, 401);
+    let (code, _) = l
+        .post(
+            "/hooks/grafana",
+            Some("e2e-http-token-wrong-0000"),
+            grafana_alert("x"),
+        )
+        .await;
+    assert_eq!(code, 401);
+    let (code, text) = l
+        .post("/hooks/grafana", Some(HTTP_TOKEN), "{\"status\":1}".into())
+        .await;
+    assert_eq!(code, 400, "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!w.open_incident().await, "an incident before the alert");
+    assert!(w.keys().await.iter().all(|k| !k.starts_with("archive/")));
+
+    let (code, text) = l
+        .post("/hooks/grafana", Some(HTTP_TOKEN), grafana_alert("e2e1"))
+        .await;
+    assert_eq!(code, 202, "{text}");
+    let sent = Instant::now();
+    until(
+        &w,
+        20,
+        "the bundles pruned after the alert",
+        &mut p,
+        "d",
+        || async {
+            w.keys()
+                .await
+                .iter()
+                .filter(|k| k.starts_with("archive/"))
+                .count()
+                == 3
+        },
+    )
+    .await;
+    let to_prune = sent.elapsed();
+    until(&w, 30, "the tasks retried", &mut p, "d", || async {
+        let mut all = true;
+        for id in ids {
+            all &= w.task(id).await.attempts == 1;
+        }
+        all
+    })
+    .await;
+    assert!(to_prune < Duration::from_secs(20), "{to_prune:?}");
+    // The ledger names the alert.
+    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    assert_eq!(
+        open.state["woken_by"],
+        "grafana alert \"FlowFailureRate\" (fingerprint e2e1)"
+    );
+    // The metrics moved (once the pass that acted has ended).
+    until(&w, 20, "an incident pass counted", &mut p, "d", || async {
+        l.metric("flowfail_passes_total{kind=\"incident\"}").await >= 1.0
+    })
+    .await;
+    assert_eq!(l.metric("flowfail_incidents_open").await, 1.0);
+    assert_eq!(
+        l.metric("flowfail_actions_total{kind=\"prune_context\",outcome=\"applied\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(
+        l.metric("flowfail_actions_total{kind=\"retry_task\",outcome=\"applied\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(
+        l.metric("flowfail_alerts_received_total{source=\"grafana\",status=\"firing\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        l.metric(
+            "flowfail_requests_refused_total{path=\"/hooks/grafana\",reason=\"unauthenticated\"}"
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        l.metric("flowfail_requests_refused_total{path=\"/hooks/grafana\",reason=\"malformed\"}")
+            .await,
+        1.0
+    );
+    assert!(
+        l.metric("flowfail_last_successful_read_timestamp_seconds{port=\"bundles\"}")
+            .await
+            > 1.7e9
+    );
+    assert_eq!(l.metric("flowfail_mode{mode=\"act\"}").await, 1.0);
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("d"));
 }
