@@ -944,7 +944,9 @@ impl Listener {
 
     /// One sample of the metrics (0 when the series is absent).
     async fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await.unwrap();
+        let Some((_, text)) = self.get("/metrics").await else {
+            return 0.0; // not listening yet
+        };
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
@@ -1108,4 +1110,90 @@ async fn d_a_grafana_webhook_starts_the_response_and_the_metrics_move() {
     );
     assert_eq!(l.metric("flowfail_mode{mode=\"act\"}").await, 1.0);
     assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("d"));
+}
+
+/// P9 of docs/BENCHMARKS.md, webhook-triggered: the real binary on the live stack, polling
+/// every five minutes; 200 failed tasks (HTTP 503) appear beside 1,000 succeeded ones, a
+/// Grafana alert is posted, and the time from the POST to the first retry visible in
+/// PostgreSQL is measured, for `FLOWFAIL_P9_ALERTS` alerts (default 20), each on a fresh world.
+/// A measurement, not a test: it asserts only that each alert led to a retry.
+///
+/// ```bash
+/// cargo test --release -p flowfail-cli --test live_e2e p9_webhook -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark (P9): run it with --ignored --nocapture"]
+async fn p9_webhook_to_first_action() {
+    let n: usize = std::env::var("FLOWFAIL_P9_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut took = Vec::new();
+    for k in 0..n {
+        let Some(w) = world(&format!("p9{k}")).await else {
+            return;
+        };
+        w.k8s
+            .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+        w.seed_tasks(1000, &[]).await;
+        let port = free_port();
+        let mut p = w.run_config(&w.config_with("act", 300, Some(port)), "p9");
+        let l = Listener::new(port);
+        until(&w, 30, "a first idle pass", &mut p, "p9", || async {
+            l.metric("flowfail_passes_total{kind=\"idle\"}").await >= 1.0
+        })
+        .await;
+        let now = Utc::now();
+        let failed: Vec<Task> = (0..200)
+            .map(|i| {
+                Task::new(
+                    TaskId::parse(&format!("p9-{i}")).unwrap(),
+                    FlowType::Impl,
+                    TaskStatus::Failed,
+                    now - TimeDelta::minutes(1),
+                )
+                .with_error("503 Service Unavailable", Some(503))
+            })
+            .collect();
+        w.tasks.insert(&failed, &[]).await.unwrap();
+        let c = w.pool.get().await.unwrap();
+        let q = format!("SELECT count(*) FROM {}.tasks WHERE attempts > 0", w.schema);
+        let (code, _) = l
+            .post(
+                "/hooks/grafana",
+                Some(HTTP_TOKEN),
+                grafana_alert(&format!("p9-{k}")),
+            )
+            .await;
+        let sent = Instant::now();
+        assert_eq!(code, 202);
+        loop {
+            let retried: i64 = c.query_one(&q, &[]).await.unwrap().get(0);
+            if retried > 0 {
+                break;
+            }
+            assert!(sent.elapsed() < Duration::from_secs(60), "{}", w.log("p9"));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(sent.elapsed());
+        assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("p9"));
+    }
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p95 = took[((took.len() * 95).div_ceil(100)).max(1) - 1];
+    println!(
+        "P9 webhook to first retry in PostgreSQL, {} alerts: min {:.0} ms, median {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        took.len(),
+        ms(took[0]),
+        ms(took[took.len() / 2]),
+        ms(p95),
+        ms(took[took.len() - 1])
+    );
+    println!(
+        "  each (ms): {}",
+        took.iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
