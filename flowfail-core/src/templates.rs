@@ -45,7 +45,7 @@
 //! [[rule]]
 //! name = "tool_registry_lookup_failed_for"
 //! kind = "unknown"
-//! pattern = '^\s*Tool\s+registry\s+lookup\s+failed\s+for\s+\x27[^\x27]*\x27\s+\(request\s+[0-9a-fA-F]{8}-…\)\s*$'
+//! pattern = '''^\s*Tool\s+registry\s+lookup\s+failed\s+for\s+'[^']*'\s+\(request\s+[0-9a-fA-F]{8}-…\)\s*$'''
 //! retryable = false
 //! ```
 //!
@@ -59,8 +59,8 @@
 //!   placeholder replaced by what it stands for: `<num>` → `\d+`, `<hex>` → `[0-9a-fA-F]+`,
 //!   `<uuid>` → `[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`,
 //!   `<id>` → `[A-Za-z0-9]+`, `<str>` → `[^']*` (or `[^"]*`, `` [^`]* `` for its quote), a
-//!   merged token `<*>` → `\S+`. It is written as a TOML literal string (`'…'`) when it has no
-//!   `'`, as a basic string (`"…"`, with `\\` and `\"`) otherwise.
+//!   merged token `<*>` → `\S+`. It is written as a TOML literal string, `'…'`, or `'''…'''`
+//!   when it has a `'` (as a basic string, `"…"` with `\\` and `\"`, only when it has `'''`).
 //! - `retryable = false`: an unknown failure is never retried blindly.
 //!
 //! A rule is proposed only when its pattern compiles, matches the template's own example, and
@@ -616,10 +616,16 @@ fn unique_name(words: &[String], names: &mut Vec<String>) -> String {
     name
 }
 
-/// A TOML string for `s`: literal (`'…'`) when possible, basic (`"…"`) with escapes otherwise.
+/// A TOML string for `s`: literal (`'…'`, or `'''…'''` when it has a `'`), so the regex reads
+/// as written; basic (`"…"`) with escapes only for a pattern with `'''` in it.
 fn toml_string(s: &str) -> String {
-    if !s.contains('\'') && !s.chars().any(char::is_control) {
-        return format!("'{s}'");
+    if !s.chars().any(char::is_control) {
+        if !s.contains('\'') {
+            return format!("'{s}'");
+        }
+        if !s.contains("'''") {
+            return format!("'''{s}'''");
+        }
     }
     let mut out = String::with_capacity(s.len() + 8);
     out.push('"');
@@ -694,6 +700,14 @@ mod tests {
     }
 
     #[test]
+    fn every_pattern_is_written_as_a_toml_string_that_reads_back() {
+        for p in [r"^a\s+b$", r"^'[^']*'\s+x$", r"^x'''y\\z\x22$", "^'$"] {
+            let v: toml::Value = toml::from_str(&format!("pattern = {}", toml_string(p))).unwrap();
+            assert_eq!(v["pattern"].as_str(), Some(p));
+        }
+    }
+
+    #[test]
     fn templates_of_placeholders_only_get_no_rule() {
         let mut m = TemplateMiner::new();
         m.add("42 17", None);
@@ -704,7 +718,7 @@ mod tests {
     fn the_template_cap_counts_the_rest_as_ungrouped() {
         let mut m = TemplateMiner::with_options(MinerOptions::default().max_templates(2));
         for w in ["alpha", "bravo", "charlie", "delta"] {
-            m.add(&format!("{w}"), None);
+            m.add(w, None);
         }
         assert_eq!(m.top(10).len(), 2);
         assert_eq!(m.ungrouped(), 2);

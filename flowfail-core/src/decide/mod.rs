@@ -290,7 +290,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     let mut breaker = rate_limit::decide(&cx, &mut next, &mut b);
     let outage = outage::decide(&cx, &mut next, &mut b);
     let rollback_verified = rollback::decide(&cx, &mut b);
-    let unknown = tasks::decide(
+    tasks::decide(
         &cx,
         &mut next,
         &mut b,
@@ -298,7 +298,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         &outage,
         rollback_verified,
     );
-    tasks::new_failure_mode(&cx, &mut b, rollback_verified, unknown);
+    tasks::new_failure_mode(&cx, &mut b, rollback_verified);
     let settle = settle::decide(&cx, &mut next, &mut b);
     finish(b, Some(alert), classes, settle, next)
 }
