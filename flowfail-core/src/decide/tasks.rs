@@ -263,7 +263,7 @@ pub(super) fn due(
             b.skip("retry_task", id.to_string(), why.clone());
             return None;
         }
-        if attempt == 1 && !outage.primary_health.is_operational() {
+        if attempt == 1 && !outage.primary_healthy {
             due = due.max(base + secs(policy.retry_base_delay_s));
         }
     }
