@@ -25,7 +25,7 @@
 //! | rate limit | quota > 80 % → `ENABLE_CIRCUIT_BREAKER=true` once; retries wait for half-open (60 s), one probe first; quota ≥ 95 % → page on-call; unknown quota → no flip |
 //! | validation | never retried; a finding with JSON pointers and any schema-version mismatch |
 //! | model API 5xx | primary vendor degraded — its status page says so, *or* its observed 5xx rate in the window is ≥ 5 % of ≥ 100 tasks with a 5xx in the last 10 min ([`vendor_of`]) — → `FALLBACK_MODEL` if the fallback vendor is healthy (operational and not observed failing), else `MANUAL_REVIEW_MODE=true`; > 30 min → page SRE + TL, notify stakeholders; recovered by both → undo, retry |
-//! | unknown | page on-call once with the evidence (new failure mode) |
+//! | unknown | page on-call once (new failure mode) with the failures grouped into message templates, each with a count, an example and a proposed rule ([`crate::templates`]) |
 //! | widespread | ≥ 25 %, not vendor-caused, recent deploy, previous revision recorded at open → roll back to it once, verify; persisting → page, never a second rollback |
 //! | retry | ≤ `max_attempts` per task, jittered exponential backoff, a per-pass budget |
 
