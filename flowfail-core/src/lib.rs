@@ -19,6 +19,7 @@ pub mod replay;
 pub mod report;
 pub mod respond;
 pub mod schema;
+pub mod templates;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
 pub use classify::{Classification, classify, classify_lines};

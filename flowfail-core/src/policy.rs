@@ -43,6 +43,10 @@ impl Fallback {
 /// The longest duration any `*_s` setting may have: a year.
 pub const MAX_DURATION_S: u64 = 365 * 24 * 3600;
 
+/// The largest `vendor_5xx_min_sample`: a sample no alert window of FlowEngine's reaches is a
+/// typo that would switch the observed-rate check off unnoticed.
+pub const MAX_VENDOR_SAMPLE: u64 = 10_000_000;
+
 /// The runbook's thresholds. `Policy::default()` is the runbook as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -89,6 +93,16 @@ pub struct Policy {
     pub manual_review_env: String,
     /// Page SRE and TL when an outage lasts longer than this (runbook: 30 min).
     pub outage_escalation_after_s: u64,
+    /// A vendor whose model calls fail with 5xx or "overloaded" in at least this share of the
+    /// tasks finished in the alert window is treated as degraded, whatever its status page says
+    /// (see [`crate::decide::vendor_of`] for how a failure is attributed to a vendor).
+    pub vendor_5xx_rate_threshold: f64,
+    /// The observed 5xx rate counts only over at least this many finished tasks in the window.
+    pub vendor_5xx_min_sample: u64,
+    /// A vendor is observed failing only while its latest 5xx is younger than this: routed
+    /// away from, it produces no new evidence, and after this long its status page decides
+    /// again (LiteLLM's cooldown, with the runbook's safety rules).
+    pub vendor_5xx_cooldown_s: u64,
 
     // --- retries ---
     /// At most this many retries per task (runbook: 3).
@@ -158,6 +172,9 @@ impl Default for Policy {
             fallback_env: "FALLBACK_MODEL".into(),
             manual_review_env: "MANUAL_REVIEW_MODE".into(),
             outage_escalation_after_s: 1800,
+            vendor_5xx_rate_threshold: 0.05,
+            vendor_5xx_min_sample: 100,
+            vendor_5xx_cooldown_s: 600,
             max_attempts: 3,
             retry_base_delay_s: 10,
             retry_max_delay_s: 300,
@@ -239,6 +256,7 @@ impl Policy {
             ("quota_breaker_clear", self.quota_breaker_clear),
             ("quota_critical_threshold", self.quota_critical_threshold),
             ("widespread_failure_rate", self.widespread_failure_rate),
+            ("vendor_5xx_rate_threshold", self.vendor_5xx_rate_threshold),
         ];
         for (name, v) in ratios {
             if !(0.0..=1.0).contains(&v) || v.is_nan() {
@@ -247,6 +265,21 @@ impl Policy {
         }
         if self.alert_failure_rate <= 0.0 {
             problems.push("alert_failure_rate must be above 0".into());
+        }
+        if self.vendor_5xx_rate_threshold <= 0.0 {
+            problems.push("vendor_5xx_rate_threshold must be above 0".into());
+        }
+        if !(1..=MAX_VENDOR_SAMPLE).contains(&self.vendor_5xx_min_sample) {
+            problems.push(format!(
+                "vendor_5xx_min_sample must be in 1..={MAX_VENDOR_SAMPLE}, not {}",
+                self.vendor_5xx_min_sample
+            ));
+        }
+        if self.vendor_5xx_cooldown_s == 0 || self.vendor_5xx_cooldown_s > self.alert_window_s {
+            problems.push(format!(
+                "vendor_5xx_cooldown_s must be in 1..=alert_window_s ({}), not {}",
+                self.alert_window_s, self.vendor_5xx_cooldown_s
+            ));
         }
         if self.alert_clear_rate > self.alert_failure_rate {
             problems.push("alert_clear_rate must not exceed alert_failure_rate".into());
@@ -375,6 +408,9 @@ mod tests {
         assert_eq!(p.max_attempts, 3);
         assert_eq!(p.outage_escalation_after_s, 1800);
         assert_eq!(p.fallbacks["anthropic"].model, "gpt-4-turbo");
+        assert_eq!(p.vendor_5xx_rate_threshold, 0.05);
+        assert_eq!(p.vendor_5xx_min_sample, 100);
+        assert_eq!(p.vendor_5xx_cooldown_s, 600);
     }
 
     #[test]
@@ -389,6 +425,12 @@ mod tests {
             r#"{"prune_target": "lots"}"#,
             r#"{"alert_failure_rat": 0.02}"#,
             r#"{"deployment": ""}"#,
+            r#"{"vendor_5xx_rate_threshold": 0}"#,
+            r#"{"vendor_5xx_rate_threshold": 1.5}"#,
+            r#"{"vendor_5xx_min_sample": 0}"#,
+            r#"{"vendor_5xx_min_sample": 10000001}"#,
+            r#"{"vendor_5xx_cooldown_s": 0}"#,
+            r#"{"vendor_5xx_cooldown_s": 7200}"#,
             "[1,2]",
             "{",
         ] {

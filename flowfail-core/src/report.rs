@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::decide::{Action, ActionOutcome, Applied, Finding, IncidentState, Skip};
 use crate::detect::AlertState;
 use crate::model::{FailureKind, Timestamp};
+use crate::templates::FailureTemplate;
 
 /// What happened to an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +184,7 @@ impl ActionFields {
                 target,
                 reason,
                 summary,
+                ..
             } => ActionFields::Page {
                 target,
                 reason,
@@ -344,8 +346,12 @@ pub struct PostIncident {
     pub timeline: Vec<TimelineLine>,
     /// Actions by kind and outcome.
     pub actions_summary: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Failure modes the runbook does not know (distinct error samples).
+    /// Failure modes the runbook does not know: one line per message template (its count and
+    /// text), or distinct error samples from a record made before templates.
     pub new_failure_modes: Vec<String>,
+    /// The same failure modes in full: each message template with its count, one example and
+    /// the rule proposed for it in the rule-file format ([`crate::templates`]).
+    pub failure_templates: Vec<FailureTemplate>,
     /// Changes flowfail left in place when it stopped.
     pub left_in_place: Vec<String>,
     /// Suggested follow-ups (runbook updates, monitoring gaps).
@@ -572,25 +578,7 @@ impl ReportBuilder {
                 .entry(o)
                 .or_default() += 1;
         }
-        let new_failure_modes: Vec<String> = self
-            .findings
-            .iter()
-            .filter(|f| f.finding.kind == "new_failure_mode")
-            .flat_map(|f| {
-                f.finding
-                    .details
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|d| d.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            })
-            .fold(Vec::new(), |mut v, e| {
-                if !v.contains(&e) && v.len() < 10 {
-                    v.push(e);
-                }
-                v
-            });
+        let (new_failure_modes, failure_templates) = new_failure_modes(&self.findings);
         let left_in_place: Vec<String> = state
             .map(|s| {
                 s.env_changes
@@ -611,6 +599,11 @@ impl ReportBuilder {
         if !new_failure_modes.is_empty() {
             follow_ups
                 .push("Update the runbook: a failure mode it does not cover was seen".to_owned());
+        }
+        if failure_templates.iter().any(|t| t.proposed_rule.is_some()) {
+            follow_ups.push(
+                "Review the proposed rules of the new failure modes, set each rule's kind, and add them to a rules file".to_owned(),
+            );
         }
         if !self.gaps.is_empty() {
             follow_ups
@@ -664,12 +657,49 @@ impl ReportBuilder {
                 timeline,
                 actions_summary: summary,
                 new_failure_modes,
+                failure_templates,
                 left_in_place,
                 follow_ups,
                 woken_by: state.and_then(|s| s.woken_by.clone()),
             },
         }
     }
+}
+
+/// The new failure modes of the record, from the `new_failure_mode` findings: the templates of
+/// the last finding that has them (the latest evidence), and one line per template; a finding
+/// written before templates existed (details: an array of `{error}` samples) gives its samples.
+fn new_failure_modes(findings: &[FindingRecord]) -> (Vec<String>, Vec<FailureTemplate>) {
+    let mut lines: Vec<String> = Vec::new();
+    let mut templates: Vec<FailureTemplate> = Vec::new();
+    for f in findings
+        .iter()
+        .filter(|f| f.finding.kind == "new_failure_mode")
+    {
+        let d = &f.finding.details;
+        if let Some(ts) = d.get("templates") {
+            if let Ok(ts) = serde_json::from_value::<Vec<FailureTemplate>>(ts.clone()) {
+                templates = ts;
+            }
+            continue;
+        }
+        for e in d.as_array().into_iter().flatten() {
+            if let Some(e) = e.get("error").and_then(|e| e.as_str())
+                && !lines.iter().any(|l| l == e)
+                && lines.len() < 10
+            {
+                lines.push(e.to_owned());
+            }
+        }
+    }
+    if !templates.is_empty() {
+        lines = templates
+            .iter()
+            .take(10)
+            .map(|t| format!("{}× {}", t.count, t.template))
+            .collect();
+    }
+    (lines, templates)
 }
 
 fn root_cause(
@@ -1125,6 +1155,31 @@ impl Report {
         for l in &p.left_in_place {
             let _ = writeln!(s, "left in place: {}", clean_text(l));
         }
+        if !p.failure_templates.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nnew failure modes (message templates, with a proposed rule):"
+            );
+            for t in &p.failure_templates {
+                let _ = writeln!(s, "  {}× {}", t.count, clean_text(&t.template));
+                let _ = writeln!(s, "    e.g. {}", clean_text(&t.example));
+                match &t.proposed_rule {
+                    Some(r) => {
+                        let _ = writeln!(
+                            s,
+                            "    rule: name = {:?}, kind = {}, pattern = {}",
+                            clean_text(&r.name),
+                            r.kind,
+                            clean_text(&r.pattern)
+                        );
+                    }
+                    None => {
+                        let _ =
+                            writeln!(s, "    rule: none proposed (too generic to match safely)");
+                    }
+                }
+            }
+        }
         s
     }
 
@@ -1182,8 +1237,50 @@ impl Report {
                 }
             }
         }
+        proposed_rules_markdown(&p.failure_templates, &mut s);
         s
     }
+}
+
+/// The Markdown section of the new failure modes' templates: each with its count and example,
+/// then the proposed rules in one TOML block to review and paste into a rules file. The block's
+/// fence is longer than any run of backticks in it, so nothing inside can close it.
+fn proposed_rules_markdown(templates: &[FailureTemplate], s: &mut String) {
+    if templates.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## New failure modes: templates\n");
+    let _ = writeln!(s, "| count | template | example |\n|---|---|---|");
+    for t in templates {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            t.count,
+            md_escape(&t.template),
+            md_escape(&t.example)
+        );
+    }
+    let rules: Vec<String> = templates
+        .iter()
+        .filter_map(|t| t.proposed_rule.as_ref())
+        .map(|r| {
+            r.toml
+                .lines()
+                .map(clean_text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    let body = rules.join("\n\n");
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let _ = writeln!(
+        s,
+        "\n## Proposed rules\n\nReview each rule, set its `kind`, and add it to a rules file:\n\n{fence}toml\n{body}\n{fence}"
+    );
 }
 
 /// Emits a block of groupable actions at one time: one line per group, at its first member's

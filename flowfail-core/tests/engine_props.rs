@@ -296,7 +296,8 @@ mod outcomes {
             (0u8..3).prop_map(|r| Action::Page {
                 target: "on_call".into(),
                 reason: format!("r{r}"),
-                summary: "s".into()
+                summary: "s".into(),
+                details: serde_json::Value::Null,
             }),
             Just(Action::Notify {
                 audience: "stakeholders".into(),

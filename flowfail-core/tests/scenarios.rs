@@ -247,3 +247,149 @@ fn unknown_policy_fields_are_ignored_and_reported_known_ones_validated() {
         "nonsense values are still refused"
     );
 }
+
+/// The Deployment's raw `set_env` calls, as the in-memory controller received them
+/// (`flowengine NAME=value if rv=…`, `NAME-` for an unset).
+fn set_env_calls(w: &World) -> Vec<String> {
+    w.deployment
+        .calls()
+        .of("deployment.set_env")
+        .into_iter()
+        .map(|c| c.detail)
+        .collect()
+}
+
+#[test]
+fn status_page_green_during_a_5xx_storm_falls_back_to_the_healthy_vendor() {
+    let (r, w) = run("status-green-5xx-storm");
+    let start = r.detected_at.unwrap();
+    // The Deployment: routed to the fallback at detection, restored once, nothing else.
+    let calls = set_env_calls(&w);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("flowengine FALLBACK_MODEL=gpt-4-turbo "),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("flowengine FALLBACK_MODEL- "),
+        "{calls:?}"
+    );
+    assert!(!w.deployment.snapshot().env.contains_key("FALLBACK_MODEL"));
+    assert!(
+        !w.deployment
+            .snapshot()
+            .env
+            .contains_key("MANUAL_REVIEW_MODE")
+    );
+    // The decision says which evidence it used, with the numbers.
+    let sets = applied(&r, "set_env");
+    assert_eq!(sets[0].at, start);
+    let ActionFields::SetEnv { purpose, .. } = &sets[0].action else {
+        unreachable!()
+    };
+    assert!(
+        purpose.contains("observed: 150 of 1660 tasks (9.04%) failed with anthropic 5xx")
+            && purpose.contains("status page Operational"),
+        "{purpose}"
+    );
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.finding.kind == "vendor_degraded")
+        .unwrap();
+    assert_eq!(f.finding.details["evidence"], "observed_rate");
+    assert_eq!(f.finding.details["observed"]["failures_5xx"], 150);
+    assert_eq!(f.finding.details["observed"]["unattributed_5xx"], 10);
+    // No 5xx retry while routed away; the fallback is undone once the storm is 10 min old.
+    let undo_at = sets[1].at;
+    assert!(
+        undo_at - start >= TimeDelta::minutes(9),
+        "undone at {undo_at}"
+    );
+    let retries = applied(&r, "retry_task");
+    assert_eq!(retries.len(), 160);
+    assert!(retries.iter().all(|a| a.at >= undo_at));
+    assert!(
+        w.tasks
+            .tasks()
+            .iter()
+            .all(|t| t.status == flowfail_core::TaskStatus::Succeeded)
+    );
+    assert!(r.resolved);
+    assert!(applied(&r, "page").is_empty());
+}
+
+#[test]
+fn without_the_observed_rate_the_green_status_page_would_have_been_believed() {
+    let text = std::fs::read_to_string(format!(
+        "{}/../testdata/scenarios/status-green-5xx-storm.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["policy"] = serde_json::json!({"vendor_5xx_rate_threshold": 1.0});
+    let sc = Scenario::from_json(&json.to_string()).unwrap();
+    let (r, w) = replay_blocking(&sc, &ReplayOptions::default()).unwrap();
+    assert!(set_env_calls(&w).is_empty());
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.finding.kind != "vendor_degraded")
+    );
+}
+
+#[test]
+fn both_vendors_failing_go_to_manual_review_never_to_the_fallback() {
+    let (r, w) = run("both-vendors-fail");
+    let start = r.detected_at.unwrap();
+    // The Deployment: manual review at detection — both status pages still green then —, the
+    // fallback never, manual review restored after recovery.
+    let calls = set_env_calls(&w);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("flowengine MANUAL_REVIEW_MODE=true "),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("flowengine MANUAL_REVIEW_MODE- "),
+        "{calls:?}"
+    );
+    assert!(calls.iter().all(|c| !c.contains("FALLBACK_MODEL")));
+    assert!(
+        !w.deployment
+            .snapshot()
+            .env
+            .contains_key("MANUAL_REVIEW_MODE")
+    );
+    assert_eq!(applied(&r, "set_env")[0].at, start);
+    assert!(
+        r.not_taken.iter().any(|s| s.skip.reason.starts_with(
+            "fallback vendor openai is failing (status page: Operational; observed: 100 of 1750"
+        )),
+        "{:#?}",
+        r.not_taken
+    );
+    // Escalated after 30 min, counted from the first (observed) sight; by then the status
+    // pages had turned red and the storm was older than the cooldown: the page SRE and TL
+    // received says the status page is the evidence now, with the numbers of both.
+    let pages = w.pager.pages();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    for p in &pages {
+        let v = &p.details["evidence"]["vendor_health"];
+        assert_eq!(v["vendor"], "anthropic");
+        assert_eq!(v["evidence"], "status_page", "{v}");
+        assert_eq!(v["status_page"], "MajorOutage");
+        assert_eq!(v["observed"]["failures_5xx"], 150);
+        assert_eq!(v["observed_failing"], false);
+        assert_eq!(
+            p.summary,
+            "anthropic outage for 30 min (status page MajorOutage)"
+        );
+    }
+    assert!(
+        applied(&r, "retry_task")
+            .iter()
+            .all(|a| a.at >= start + TimeDelta::seconds(2700))
+    );
+    assert!(r.resolved);
+}

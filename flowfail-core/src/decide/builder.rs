@@ -65,6 +65,25 @@ impl Builder {
         reason: &str,
         summary: String,
     ) {
+        self.page_with(
+            state,
+            policy,
+            target,
+            reason,
+            summary,
+            serde_json::Value::Null,
+        );
+    }
+    /// A page with evidence beyond its summary.
+    pub(super) fn page_with(
+        &mut self,
+        state: &IncidentState,
+        policy: &Policy,
+        target: &str,
+        reason: &str,
+        summary: String,
+        details: serde_json::Value,
+    ) {
         if !policy.is_page_target(target) {
             self.skip("page", target, "target is not in the policy's page_targets");
             return;
@@ -73,6 +92,7 @@ impl Builder {
             target: target.to_owned(),
             reason: reason.to_owned(),
             summary,
+            details,
         };
         if let Some(k) = a.effect_key()
             && !state.effects.contains(&k)

@@ -11,9 +11,10 @@
 //! applied by [`apply_outcome`], a pure function of (state, action, [`ActionOutcome`]):
 //! applied, refused, failed or unknown. Nothing is written for an action that has not happened.
 //!
-//! One file per runbook branch: `rate_limit`, `outage`, `rollback`, `tasks` (per-task
-//! remediation and new failure modes), `settle`; `types` holds the inputs and outputs and
-//! `outcome` the state transitions of action outcomes.
+//! One file per runbook branch: `rate_limit`, `outage` (with `vendor`: the observed per-vendor
+//! 5xx rates), `rollback`, `tasks` (per-task remediation and new failure modes, summarised as
+//! message templates by [`crate::templates`]), `settle`; `types` holds the inputs and outputs
+//! and `outcome` the state transitions of action outcomes.
 //!
 //! The branches, with the default [`Policy`]:
 //!
@@ -23,8 +24,8 @@
 //! | timeout | bundle > 500 KB → prune to ≤ 180 KB, then retry; otherwise retry with backoff |
 //! | rate limit | quota > 80 % → `ENABLE_CIRCUIT_BREAKER=true` once; retries wait for half-open (60 s), one probe first; quota ≥ 95 % → page on-call; unknown quota → no flip |
 //! | validation | never retried; a finding with JSON pointers and any schema-version mismatch |
-//! | model API 5xx | primary vendor down → `FALLBACK_MODEL` if the fallback vendor is operational, else `MANUAL_REVIEW_MODE=true`; > 30 min → page SRE + TL, notify stakeholders; recovered → undo, retry |
-//! | unknown | page on-call once with the evidence (new failure mode) |
+//! | model API 5xx | primary vendor degraded — its status page says so, *or* its observed 5xx rate in the window is ≥ 5 % of ≥ 100 tasks with a 5xx in the last 10 min ([`vendor_of`]) — → `FALLBACK_MODEL` if the fallback vendor is healthy (operational and not observed failing), else `MANUAL_REVIEW_MODE=true`; > 30 min → page SRE + TL, notify stakeholders; recovered by both → undo, retry |
+//! | unknown | page on-call once (new failure mode) with the failures grouped into message templates, each with a count, an example and a proposed rule ([`crate::templates`]) |
 //! | widespread | ≥ 25 %, not vendor-caused, recent deploy, previous revision recorded at open → roll back to it once, verify; persisting → page, never a second rollback |
 //! | retry | ≤ `max_attempts` per task, jittered exponential backoff, a per-pass budget |
 
@@ -45,6 +46,7 @@ mod rollback;
 mod settle;
 mod tasks;
 mod types;
+mod vendor;
 
 use builder::Builder;
 pub use outcome::{
@@ -54,6 +56,7 @@ pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,
 };
+pub use vendor::{ObservedRate, vendor_of};
 
 /// The alert on counts read from the TaskDB, with hysteresis.
 pub fn alert(counts: &StatusCounts, was_firing: bool, policy: &Policy) -> AlertState {
@@ -181,7 +184,7 @@ pub fn manual_retry(
         .iter()
         .any(|e| state.env_changes.get(*e).is_some_and(|r| r.value.is_some()));
     let outage = outage::OutageView {
-        primary_health: crate::model::VendorHealth::Unknown,
+        primary_healthy: false,
         hold_5xx: routed_around.then(|| {
             format!(
                 "{} outage in progress (incident {}): retries wait for recovery",
@@ -290,7 +293,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     let mut breaker = rate_limit::decide(&cx, &mut next, &mut b);
     let outage = outage::decide(&cx, &mut next, &mut b);
     let rollback_verified = rollback::decide(&cx, &mut b);
-    let unknown = tasks::decide(
+    tasks::decide(
         &cx,
         &mut next,
         &mut b,
@@ -298,7 +301,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         &outage,
         rollback_verified,
     );
-    tasks::new_failure_mode(&cx, &mut b, rollback_verified, unknown);
+    tasks::new_failure_mode(&cx, &mut b, rollback_verified);
     let settle = settle::decide(&cx, &mut next, &mut b);
     finish(b, Some(alert), classes, settle, next)
 }

@@ -1,13 +1,18 @@
 //! Model API outages: the fallback model, manual review, escalation after 30 minutes, undo on
 //! recovery.
+//!
+//! A vendor is judged on two kinds of evidence ([`super::vendor`]): its status page, and its
+//! observed 5xx rate in the TaskDB window. Degraded by either means degraded; healthy needs
+//! both. Every decision of this branch says which evidence it used, with the numbers.
 
-use super::{Action, Builder, Ctx, IncidentState, secs};
-use crate::model::{FailureKind, VendorHealth};
+use super::vendor::{VendorJudgement, judge};
+use super::{Action, Builder, Ctx, Finding, IncidentState, secs};
+use crate::model::FailureKind;
 
 /// What the outage branch tells the per-task branch.
 pub(super) struct OutageView {
-    /// The primary vendor's health this pass.
-    pub(super) primary_health: VendorHealth,
+    /// The primary vendor is healthy this pass (status page operational, not observed failing).
+    pub(super) primary_healthy: bool,
     /// Why 5xx retries wait, while the primary is degraded.
     pub(super) hold_5xx: Option<String>,
 }
@@ -15,10 +20,27 @@ pub(super) struct OutageView {
 pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) -> OutageView {
     let (now, policy, state, obs) = (cx.now, cx.policy, cx.state, cx.obs);
     let primary = policy.primary_vendor.as_str();
-    let primary_health = obs.vendor(primary);
+    let fallback_vendor = policy.fallbacks.get(primary).map(|f| f.vendor.as_str());
+    let names: Vec<&str> = std::iter::once(primary).chain(fallback_vendor).collect();
+    let mut judged = judge(cx, &names).into_iter();
+    let Some(p) = judged.next() else {
+        return OutageView {
+            primary_healthy: false,
+            hold_5xx: None,
+        };
+    };
+    let fb = judged.next();
     let has_5xx = cx.classes[&FailureKind::ModelApi5xx] > 0;
     let mut hold_5xx = None;
-    if primary_health.is_degraded() {
+    if p.degraded() {
+        if !state.outage_seen.contains_key(primary) {
+            b.findings.push(Finding {
+                kind: "vendor_degraded".into(),
+                task_id: None,
+                summary: format!("{primary} degraded ({})", p.describe(policy)),
+                details: p.details(policy),
+            });
+        }
         let first_seen = *next.outage_seen.entry(primary.to_owned()).or_insert(now);
         let start = obs
             .vendors
@@ -26,10 +48,10 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
             .and_then(|s| s.since)
             .map_or(first_seen, |s| s.min(first_seen));
         if has_5xx || state.env_changes.contains_key(&policy.fallback_env) {
-            route_around(cx, primary_health, b);
+            route_around(cx, &p, fb.as_ref(), b);
             let escalate_at = start + secs(policy.outage_escalation_after_s);
             if now >= escalate_at {
-                escalate(cx, primary_health, (now - start).num_minutes(), b);
+                escalate(cx, &p, (now - start).num_minutes(), b);
             } else {
                 b.wait(
                     format!("outage escalation at {escalate_at}"),
@@ -38,23 +60,12 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
             }
         }
         hold_5xx = Some(format!(
-            "{primary} is {primary_health:?}: retries wait for recovery"
+            "{primary} is degraded ({}): retries wait for recovery",
+            short(&p)
         ));
         b.wait(format!("{primary} recovery"), None);
-    } else if primary_health.is_operational() {
-        for name in [&policy.fallback_env, &policy.manual_review_env] {
-            if let Some(rec) = state.env_changes.get(name)
-                && rec.value.is_some()
-                && cx.env.is_some_and(|e| e.get(name) == rec.value.as_ref())
-            {
-                b.actions.push(Action::SetEnv {
-                    deployment: policy.deployment.clone(),
-                    name: name.clone(),
-                    value: rec.previous.clone(),
-                    purpose: format!("{primary} recovered: undo"),
-                });
-            }
-        }
+    } else if p.healthy() {
+        undo(cx, &p, b);
     } else if has_5xx {
         b.skip(
             "set_env",
@@ -63,40 +74,92 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
         );
     }
     OutageView {
-        primary_health,
+        primary_healthy: p.healthy(),
         hold_5xx,
     }
 }
 
-/// The fallback model when its vendor is operational, manual review otherwise.
-fn route_around(cx: &Ctx<'_>, primary_health: VendorHealth, b: &mut Builder) {
+/// The evidence that made a vendor degraded, in a few words.
+fn short(j: &VendorJudgement) -> String {
+    let o = &j.observed;
+    let seen = format!(
+        "{} of {} tasks ({}) failed with {} 5xx",
+        o.failures_5xx,
+        o.window_tasks,
+        super::pct(o.rate),
+        j.vendor
+    );
+    match j.evidence() {
+        "observed_rate" => format!("observed: {seen}; status page {:?}", j.page),
+        "both" => format!("status page {:?}; observed: {seen}", j.page),
+        _ => format!("status page {:?}", j.page),
+    }
+}
+
+/// The primary recovered by both kinds of evidence: undo what flowfail set, if still its value.
+fn undo(cx: &Ctx<'_>, p: &VendorJudgement, b: &mut Builder) {
+    let (policy, state) = (cx.policy, cx.state);
+    for name in [&policy.fallback_env, &policy.manual_review_env] {
+        if let Some(rec) = state.env_changes.get(name)
+            && rec.value.is_some()
+            && cx.env.is_some_and(|e| e.get(name) == rec.value.as_ref())
+        {
+            b.actions.push(Action::SetEnv {
+                deployment: policy.deployment.clone(),
+                name: name.clone(),
+                value: rec.previous.clone(),
+                purpose: format!(
+                    "{} recovered (status page {:?}; observed: {}): undo",
+                    p.vendor,
+                    p.page,
+                    p.observed_words(policy)
+                ),
+            });
+        }
+    }
+}
+
+/// The fallback model when its vendor is healthy (status page operational and not observed
+/// failing), manual review otherwise.
+fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>, b: &mut Builder) {
     let policy = cx.policy;
     let primary = policy.primary_vendor.as_str();
     let fallback = policy.fallbacks.get(primary);
-    let fb_health = fallback.map(|f| cx.obs.vendor(&f.vendor));
-    match (fallback, fb_health, cx.env) {
+    match (fallback, fb, cx.env) {
         (_, _, None) => b.skip(
             "set_env",
             policy.fallback_env.clone(),
             "deployment state unreadable",
         ),
-        (Some(f), Some(h), Some(env)) if h.is_operational() => {
+        (Some(f), Some(h), Some(env)) if h.healthy() => {
             if env.get(&policy.fallback_env) != Some(&f.model) {
                 b.actions.push(Action::SetEnv {
                     deployment: policy.deployment.clone(),
                     name: policy.fallback_env.clone(),
                     value: Some(f.model.clone()),
                     purpose: format!(
-                        "{primary} is {primary_health:?}: route to {} on {}",
-                        f.model, f.vendor
+                        "{primary} is degraded ({}): route to {} on {} (status page {:?}; observed: {})",
+                        short(p),
+                        f.model,
+                        f.vendor,
+                        h.page,
+                        h.observed_words(policy)
                     ),
                 });
             }
         }
         (f, h, Some(env)) => {
             let why = match (f, h) {
+                (Some(f), Some(h)) if h.failing => format!(
+                    "fallback vendor {} is failing ({}): not routing there",
+                    f.vendor,
+                    h.describe(policy)
+                ),
                 (Some(f), Some(h)) => {
-                    format!("fallback vendor {} is {h:?}: not routing there", f.vendor)
+                    format!(
+                        "fallback vendor {} is {:?} (status page): not routing there",
+                        f.vendor, h.page
+                    )
                 }
                 _ => format!("no fallback configured for {primary}"),
             };
@@ -107,7 +170,8 @@ fn route_around(cx: &Ctx<'_>, primary_health: VendorHealth, b: &mut Builder) {
                     name: policy.manual_review_env.clone(),
                     value: Some("true".into()),
                     purpose: format!(
-                        "{primary} is {primary_health:?} and no healthy fallback: manual review"
+                        "{primary} is degraded ({}) and no healthy fallback: manual review",
+                        short(p)
                     ),
                 });
             }
@@ -116,16 +180,17 @@ fn route_around(cx: &Ctx<'_>, primary_health: VendorHealth, b: &mut Builder) {
 }
 
 /// Past the escalation delay: page SRE and TL, tell stakeholders, once each.
-fn escalate(cx: &Ctx<'_>, primary_health: VendorHealth, mins: i64, b: &mut Builder) {
+fn escalate(cx: &Ctx<'_>, p: &VendorJudgement, mins: i64, b: &mut Builder) {
     let (policy, state) = (cx.policy, cx.state);
     let primary = policy.primary_vendor.as_str();
     for t in &policy.outage_page_targets {
-        b.page(
+        b.page_with(
             state,
             policy,
             t,
             "outage_30min",
-            format!("{primary} outage for {mins} min ({primary_health:?})"),
+            format!("{primary} outage for {mins} min ({})", short(p)),
+            serde_json::json!({ "vendor_health": p.details(policy) }),
         );
     }
     let n = Action::Notify {

@@ -15,10 +15,9 @@ struct Pass<'a> {
     admission: Admission,
     probe_chosen: bool,
     budget: usize,
-    unknown_samples: Vec<serde_json::Value>,
 }
 
-/// Decides each failed task. Returns samples of unknown failures for the new-failure-mode page.
+/// Decides each failed task.
 pub(super) fn decide(
     cx: &Ctx<'_>,
     next: &mut IncidentState,
@@ -26,14 +25,13 @@ pub(super) fn decide(
     breaker: &mut Breaker,
     outage: &OutageView,
     rollback_verified: bool,
-) -> Vec<serde_json::Value> {
+) {
     let admission = breaker.admission();
     let mut pass = Pass {
         breaker,
         admission,
         probe_chosen: false,
         budget: cx.policy.retry_budget_per_pass,
-        unknown_samples: Vec::new(),
     };
     for t in cx.failed {
         task(cx, next, b, &mut pass, outage, rollback_verified, t);
@@ -41,7 +39,6 @@ pub(super) fn decide(
     if pass.breaker.probe().is_some() {
         b.wait("half-open probe", None);
     }
-    pass.unknown_samples
 }
 
 fn task(
@@ -70,13 +67,6 @@ fn task(
             return;
         }
         FailureKind::Unknown if !rollback_verified => {
-            if pass.unknown_samples.len() < 5 {
-                pass.unknown_samples.push(serde_json::json!({
-                    "task_id": id,
-                    "error": t.task.error_message.as_deref().map(|m| crate::model::sanitize(m, 300)),
-                    "rule": t.class.rule,
-                }));
-            }
             b.skip(
                 "retry_task",
                 id.to_string(),
@@ -273,43 +263,85 @@ pub(super) fn due(
             b.skip("retry_task", id.to_string(), why.clone());
             return None;
         }
-        if attempt == 1 && !outage.primary_health.is_operational() {
+        if attempt == 1 && !outage.primary_healthy {
             due = due.max(base + secs(policy.retry_base_delay_s));
         }
     }
     Some(due)
 }
 
-/// Unknown failures: page on-call once with samples (a new failure mode).
-pub(super) fn new_failure_mode(
-    cx: &Ctx<'_>,
-    b: &mut Builder,
-    rollback_verified: bool,
-    samples: Vec<serde_json::Value>,
-) {
+/// How many message templates of unknown failures the page and the record show.
+const TOP_TEMPLATES: usize = 5;
+
+/// Unknown failures: page on-call once (a new failure mode) with the failures grouped into
+/// message templates, each with its count, an example and a proposed rule
+/// ([`crate::templates`]); the same evidence goes into a finding for the post-incident record.
+pub(super) fn new_failure_mode(cx: &Ctx<'_>, b: &mut Builder, rollback_verified: bool) {
     let (policy, state) = (cx.policy, cx.state);
     let n = cx.classes[&FailureKind::Unknown];
-    if n == 0 || rollback_verified {
+    let page_key = format!("page:{}:new_failure_mode", policy.on_call_target);
+    if n == 0 || rollback_verified || state.effects.contains(&page_key) {
         return;
     }
-    b.page(
+    let evidence = unknown_templates(cx.failed);
+    let templates = evidence["templates"].as_array().map_or(0, Vec::len);
+    let top: Vec<String> = evidence["templates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{}× {}",
+                t["count"],
+                crate::model::sanitize(t["template"].as_str().unwrap_or(""), 80)
+            )
+        })
+        .collect();
+    let summary = crate::model::sanitize(
+        &format!(
+            "{n} failed tasks match no known failure type: new failure mode; {templates} message template(s): {}",
+            top.join("; ")
+        ),
+        600,
+    );
+    b.page_with(
         state,
         policy,
         &policy.on_call_target,
         "new_failure_mode",
-        format!("{n} failed tasks match no known failure type: new failure mode"),
+        summary,
+        serde_json::json!({ "new_failure_modes": evidence.clone() }),
     );
-    if !state
-        .effects
-        .contains(&format!("page:{}:new_failure_mode", policy.on_call_target))
+    b.findings.push(Finding {
+        kind: "new_failure_mode".into(),
+        task_id: None,
+        summary: format!("{n} failures of unknown type, in {templates} message template(s)"),
+        details: evidence,
+    });
+}
+
+/// The unknown failures grouped into templates: `{total, without_message, ungrouped,
+/// templates: [FailureTemplate]}`, the largest [`TOP_TEMPLATES`] templates.
+fn unknown_templates(failed: &[ObservedTask]) -> serde_json::Value {
+    let mut miner = crate::templates::TemplateMiner::new();
+    let mut total = 0u64;
+    let mut without_message = 0u64;
+    for t in failed
+        .iter()
+        .filter(|t| t.class.kind == FailureKind::Unknown)
     {
-        b.findings.push(Finding {
-            kind: "new_failure_mode".into(),
-            task_id: None,
-            summary: format!("{n} failures of unknown type"),
-            details: serde_json::Value::Array(samples),
-        });
+        total += 1;
+        match t.task.error_message.as_deref() {
+            Some(m) if !m.trim().is_empty() => miner.add(m, Some(t.task.task_id.as_str())),
+            _ => without_message += 1,
+        }
     }
+    serde_json::json!({
+        "total": total,
+        "without_message": without_message,
+        "ungrouped": miner.ungrouped(),
+        "templates": miner.top(TOP_TEMPLATES),
+    })
 }
 
 fn validation_finding(t: &ObservedTask) -> Finding {

@@ -362,6 +362,10 @@ pub enum Action {
         reason: String,
         /// Human summary.
         summary: String,
+        /// Evidence for the human beyond the summary (the templates of a new failure mode, the
+        /// evidence of an outage); `null` when there is none.
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        details: serde_json::Value,
     },
     /// Notify an audience.
     Notify {

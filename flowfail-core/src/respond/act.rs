@@ -467,18 +467,18 @@ impl Responder {
                 target,
                 reason,
                 summary,
+                details,
             } => {
-                let page = Page::new(
-                    target.clone(),
-                    dk,
-                    summary.clone(),
-                    serde_json::json!({
-                        "incident": state.key,
-                        "reason": reason,
-                        "classification": state.classification_at_detection,
-                        "alert": state.alert_at_detection,
-                    }),
-                );
+                let mut body = serde_json::json!({
+                    "incident": state.key,
+                    "reason": reason,
+                    "classification": state.classification_at_detection,
+                    "alert": state.alert_at_detection,
+                });
+                if !details.is_null() {
+                    body["evidence"] = details.clone();
+                }
+                let page = Page::new(target.clone(), dk, summary.clone(), body);
                 self.guarded("pager.page", Budget::Exempt, pass.now, || {
                     self.read("pager.page", || self.ports.pager.page(&page))
                 })
@@ -518,6 +518,7 @@ impl Responder {
             target,
             reason: reason.to_owned(),
             summary,
+            details: serde_json::Value::Null,
         };
         let done = self.execute(&a, state, pass).await;
         self.finish(&a, done, state, pass);
