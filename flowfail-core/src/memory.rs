@@ -1377,6 +1377,25 @@ impl IncidentStore for MemoryIncidentStore {
         t.finish("incident.reserve_effect", fresh)
     }
 
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.check_epoch",
+            false,
+            || format!("{key}@{epoch}"),
+        )
+        .await?;
+        {
+            let all = lock(&self.incidents);
+            let r = all
+                .get(key)
+                .ok_or_else(|| not_found("incident.check_epoch", format!("incident {key:?}")))?;
+            check_epoch(r, epoch, "incident.check_epoch")?;
+        }
+        t.finish("incident.check_epoch", ())
+    }
+
     async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {
         let t = enter(&self.log, &self.faults, "incident.append", true, || {
             format!("{key}@{epoch} +{}", entries.len())

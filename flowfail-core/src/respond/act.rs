@@ -21,6 +21,8 @@ pub(super) struct Acted {
     pub(super) entries: Vec<TimelineEntry>,
     /// An action panicked (contained): the incident goes to humans.
     pub(super) panicked: bool,
+    /// Another responder claimed the incident mid-pass: this pass stopped acting.
+    pub(super) stale: bool,
 }
 
 /// What one action came to.
@@ -31,6 +33,8 @@ enum Done {
     Deferred,
     /// Nothing to record (a dry-run rollout check, a rollout still in progress).
     Nothing,
+    /// Another responder holds the incident now: not called, not recorded; the pass stops.
+    Stale,
 }
 
 /// The state of one act phase.
@@ -43,6 +47,7 @@ struct Pass<'a> {
     pruned_now: Vec<TaskId>,
     deferred: usize,
     panicked: bool,
+    stale: bool,
 }
 
 /// The outcome of a call the guard did not let run to completion.
@@ -56,6 +61,11 @@ fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
         Gate::Panicked(what) => Err(Done::Outcome(ActionOutcome::Unknown {
             reason: format!("panicked: {what}"),
         })),
+        Gate::Stale => Err(Done::Stale),
+        Gate::Unfenced(e) => Err(Done::Outcome(failed(
+            format!("the ledger could not confirm this pass's claim: {e}"),
+            false,
+        ))),
     }
 }
 
@@ -90,9 +100,10 @@ impl Responder {
             pruned_now: Vec::new(),
             deferred: 0,
             panicked: false,
+            stale: false,
         };
         let mut i = 0;
-        while i < d.actions.len() {
+        while i < d.actions.len() && !pass.stale {
             if let Action::RetryTask { .. } = d.actions[i] {
                 let start = i;
                 while matches!(d.actions.get(i), Some(Action::RetryTask { .. })) {
@@ -123,7 +134,7 @@ impl Responder {
                 serde_json::to_value(f).unwrap_or_default(),
             ));
         }
-        if pass.deferred > 0 {
+        if pass.deferred > 0 && !pass.stale {
             // Excess is escalated, never dropped: the deferred actions are decided again.
             let summary = format!(
                 "flowfail hit its action rate limit ({} a minute): {} action(s) deferred; a human may want to look",
@@ -135,6 +146,7 @@ impl Responder {
         Acted {
             entries: pass.entries,
             panicked: pass.panicked,
+            stale: pass.stale,
         }
     }
 
@@ -192,6 +204,10 @@ impl Responder {
     ) -> bool {
         match done {
             Done::Nothing => false,
+            Done::Stale => {
+                pass.stale = true;
+                false
+            }
             Done::Deferred => {
                 let skip = Skip::new(
                     a.kind(),
@@ -511,7 +527,12 @@ impl Responder {
     ) {
         let target = self.policy.on_call_target.clone();
         let key = format!("page:{target}:{reason}");
-        if state.effects.contains(&key) || self.dry_run || self.shadow || self.kill.is_on() {
+        if state.effects.contains(&key)
+            || self.dry_run
+            || self.shadow
+            || self.kill.is_on()
+            || pass.stale
+        {
             return;
         }
         let a = Action::Page {
@@ -572,6 +593,7 @@ impl Responder {
                         Done::Outcome(o) => Done::Outcome(o.clone()),
                         Done::Deferred => Done::Deferred,
                         Done::Nothing => Done::Nothing,
+                        Done::Stale => Done::Stale,
                     };
                     self.finish(a, d, state, pass);
                 }

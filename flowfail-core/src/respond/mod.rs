@@ -181,6 +181,7 @@ impl ResponderBuilder {
                 spent: Vec::new(),
                 class_cache: HashMap::new(),
                 shadow_seen: HashSet::new(),
+                claim: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -198,6 +199,8 @@ struct Inner {
     class_cache: HashMap<(String, Option<u16>), Classification>,
     /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
     shadow_seen: HashSet<String>,
+    /// The incident and epoch this pass claimed: the guard checks it before every mutation.
+    claim: Option<(String, Epoch)>,
 }
 
 /// What one pass ended with.
@@ -332,6 +335,7 @@ impl Responder {
             .map_err(|_| Error::refused("a pass is already running"))?;
         let now = self.clock.now();
         let halted = self.kill.is_on();
+        lock(&self.inner).claim = None;
         // A panic while reading (a backend's data the adapter did not expect) is contained:
         // the pass decides nothing on an observation it does not have.
         let obs = match contain(self.observe(now)).await {
@@ -385,7 +389,10 @@ impl Responder {
         };
         let epoch = if self.mutating(halted) {
             match self.ports.incidents.claim(&state.key).await {
-                Ok(e) => Some(e),
+                Ok(e) => {
+                    lock(&self.inner).claim = Some((state.key.clone(), e));
+                    Some(e)
+                }
                 Err(e) => {
                     self.note_gap(format!("incident ledger: {e}"));
                     return Ok(PassOutcome {
@@ -420,6 +427,20 @@ impl Responder {
             decision.settle
         };
         let mut settled = settled;
+        if acted.stale {
+            // Another replica claimed the incident mid-pass: it acts and records; this pass's
+            // writes would be refused by the ledger anyway.
+            self.note_gap(
+                "another responder claimed the incident during this pass: this pass stopped acting"
+                    .to_owned(),
+            );
+            return Ok(PassOutcome {
+                settled: None,
+                incident_open: true,
+                wake_at: decision.wake_at,
+                stop: halted || self.dry_run,
+            });
+        }
         if let Some(epoch) = epoch
             && !self
                 .record(&next, epoch, &acted.entries, settled.is_some(), now)
