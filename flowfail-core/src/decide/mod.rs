@@ -48,7 +48,8 @@ mod types;
 
 use builder::Builder;
 pub use outcome::{
-    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_reserved,
+    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_env_intents,
+    reconcile_reserved,
 };
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,

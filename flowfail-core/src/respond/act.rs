@@ -8,8 +8,8 @@ use super::guard::{Budget, Gate};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::{
-    Action, ActionOutcome, Applied, Decision, IncidentState, Observation, Skip, apply_outcome,
-    escalate_after_panic,
+    Action, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation, Skip,
+    apply_outcome, escalate_after_panic,
 };
 use crate::error::{ErrorKind, Result};
 use crate::model::{ByteSize, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp};
@@ -185,7 +185,7 @@ impl Responder {
     async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut Pass<'_>) -> Done {
         let r = match a {
             Action::PruneContext { .. } => self.prune(a, pass).await,
-            Action::SetEnv { .. } => self.set_env(a, pass).await,
+            Action::SetEnv { .. } => self.set_env(a, state, pass).await,
             Action::Rollback { .. } => self.rollback(a, state, pass).await,
             Action::VerifyRollout { deployment } => self.verify(deployment, state, pass).await,
             Action::Page { .. } | Action::Notify { .. } => self.deliver(a, state, pass).await,
@@ -298,7 +298,12 @@ impl Responder {
         }))
     }
 
-    async fn set_env(&self, a: &Action, pass: &mut Pass<'_>) -> std::result::Result<Done, Done> {
+    async fn set_env(
+        &self,
+        a: &Action,
+        state: &IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> std::result::Result<Done, Done> {
         let Action::SetEnv {
             deployment,
             name,
@@ -322,16 +327,46 @@ impl Responder {
             .deployment
             .as_ref()
             .map(|d| d.resource_version.clone());
+        // Write-ahead: the intent is in the ledger before the call, so a process that stops
+        // between the call and its record leaves a trace the next pass reconciles.
+        let mut ahead = state.clone();
+        ahead.env_intents.insert(
+            name.clone(),
+            EnvRecord {
+                value: value.clone(),
+                previous: previous.clone(),
+                at: pass.now,
+            },
+        );
+        let ahead = serde_json::to_value(&ahead);
+        let epoch = pass.epoch;
         let gate = self
-            .guarded("deployment.set_env", Budget::Limited, pass.now, || {
+            .guarded("deployment.set_env", Budget::Limited, pass.now, || async {
+                let Some(epoch) = epoch else {
+                    return Err(crate::Error::refused("no ledger claim for this pass"));
+                };
+                let ahead = ahead.map_err(crate::Error::from)?;
                 self.ports
+                    .incidents
+                    .save_state(&state.key, epoch, &ahead)
+                    .await?;
+                Ok(self
+                    .ports
                     .deployment
                     .set_env(deployment, std::slice::from_ref(&change), pre)
+                    .await)
             })
             .await;
         let r = match gate {
+            Gate::Ran(Err(e)) => {
+                return Ok(Done::Outcome(failed(
+                    format!("could not record the env change ahead of it: {e}"),
+                    false,
+                )));
+            }
+            Gate::Ran(Ok(r)) => r,
             Gate::TimedOut(e) => Err(e),
-            other => stopped(other)?,
+            other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
         };
         let r = match r {
             // A lost reply? Look before reporting failure.

@@ -558,6 +558,11 @@ impl Responder {
                 Ok(rec) => {
                     let mut state = self.parse_state(rec.state, obs.now).unwrap_or(s);
                     crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
+                    crate::decide::reconcile_env_intents(
+                        &mut state,
+                        obs.deployment.as_ref(),
+                        &self.policy,
+                    );
                     state
                 }
                 Err(e) => {
@@ -577,6 +582,11 @@ impl Responder {
                 Ok(Some(rec)) => {
                     if let Some(mut state) = self.parse_state(rec.state, obs.now) {
                         crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
+                        crate::decide::reconcile_env_intents(
+                            &mut state,
+                            obs.deployment.as_ref(),
+                            &self.policy,
+                        );
                         return Ok(Some(state));
                     }
                 }
