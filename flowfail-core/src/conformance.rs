@@ -910,6 +910,23 @@ pub async fn incident_store(s: &dyn IncidentStore) {
     );
 
     assert_eq!(
+        s.check_epoch(&key, e1).await.unwrap_err().kind(),
+        ErrorKind::Conflict,
+        "check_epoch rule 1: superseded"
+    );
+    s.check_epoch(&key, e2)
+        .await
+        .expect("check_epoch rule 1: current");
+    assert_eq!(
+        s.check_epoch("no-such-incident", e2)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound,
+        "check_epoch rule 2"
+    );
+
+    assert_eq!(
         s.close(&key, e1, now, &serde_json::json!({}))
             .await
             .unwrap_err()

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod decide;
 pub mod detect;
 pub mod error;
+pub mod invariants;
 pub mod memory;
 pub mod model;
 pub mod policy;

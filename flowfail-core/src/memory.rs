@@ -81,9 +81,11 @@ struct FaultState {
 pub struct Faults(Arc<Mutex<FaultState>>);
 
 /// What the backend must do after the effect.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Ticket {
     lose_reply: bool,
+    /// The recorded call, marked applied when the backend finishes it.
+    call: Option<(CallLog, usize)>,
 }
 
 impl Faults {
@@ -130,7 +132,10 @@ impl Faults {
                 .map(|r| r.action.clone())
                 .collect()
         };
-        let mut ticket = Ticket { lose_reply: false };
+        let mut ticket = Ticket {
+            lose_reply: false,
+            call: None,
+        };
         for a in actions {
             match a {
                 FaultAction::Delay(d) => tokio::time::sleep(d).await,
@@ -155,6 +160,9 @@ impl Faults {
 
 impl Ticket {
     fn finish<T>(self, op: &'static str, value: T) -> Result<T> {
+        if let Some((log, i)) = &self.call {
+            log.mark_applied(*i);
+        }
         if self.lose_reply {
             Err(Error::new(
                 ErrorKind::Unavailable,
@@ -179,6 +187,10 @@ pub struct Call {
     pub detail: String,
     /// Whether the operation changes anything.
     pub mutation: bool,
+    /// Whether the backend carried the call out (its effect applied, even when the reply was
+    /// then lost); `false` for a call refused before any effect (an injected fault, a failed
+    /// precondition, an unknown id).
+    pub applied: bool,
 }
 
 /// Every call an in-memory backend received, in order.
@@ -186,12 +198,28 @@ pub struct Call {
 pub struct CallLog(Arc<Mutex<Vec<Call>>>);
 
 impl CallLog {
-    fn record(&self, op: &'static str, mutation: bool, detail: String) {
-        lock(&self.0).push(Call {
+    fn record(&self, op: &'static str, mutation: bool, detail: String) -> usize {
+        let mut calls = lock(&self.0);
+        calls.push(Call {
             op,
             detail,
             mutation,
+            applied: false,
         });
+        calls.len() - 1
+    }
+    fn mark_applied(&self, i: usize) {
+        if let Some(c) = lock(&self.0).get_mut(i) {
+            c.applied = true;
+        }
+    }
+    /// Calls whose effect applied (see [`Call::applied`]).
+    pub fn applied(&self) -> Vec<Call> {
+        lock(&self.0)
+            .iter()
+            .filter(|c| c.applied)
+            .cloned()
+            .collect()
     }
     /// All calls so far.
     pub fn calls(&self) -> Vec<Call> {
@@ -235,8 +263,10 @@ async fn enter(
     mutation: bool,
     detail: impl FnOnce() -> String,
 ) -> Result<Ticket> {
-    log.record(op, mutation, detail());
-    faults.enter(op).await
+    let i = log.record(op, mutation, detail());
+    let mut ticket = faults.enter(op).await?;
+    ticket.call = Some((log.clone(), i));
+    Ok(ticket)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,6 +607,11 @@ impl MemoryBundleStore {
     /// The live bundle's bytes.
     pub fn bytes(&self, id: &TaskId) -> Option<Vec<u8>> {
         lock(&self.db).live.get(id).map(|(b, _)| b.clone())
+    }
+
+    /// The ids of every live bundle.
+    pub fn ids(&self) -> Vec<TaskId> {
+        lock(&self.db).live.keys().cloned().collect()
     }
 
     /// Every archive of a task: (checksum, bytes).
@@ -1375,6 +1410,25 @@ impl IncidentStore for MemoryIncidentStore {
             }
         };
         t.finish("incident.reserve_effect", fresh)
+    }
+
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.check_epoch",
+            false,
+            || format!("{key}@{epoch}"),
+        )
+        .await?;
+        {
+            let all = lock(&self.incidents);
+            let r = all
+                .get(key)
+                .ok_or_else(|| not_found("incident.check_epoch", format!("incident {key:?}")))?;
+            check_epoch(r, epoch, "incident.check_epoch")?;
+        }
+        t.finish("incident.check_epoch", ())
     }
 
     async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {

@@ -604,6 +604,27 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     /// 2. An epoch older than the incident's is `Conflict`, nothing reserved.
     async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool>;
 
+    /// Checks that `epoch` is still the incident's: a writer whose claim was superseded by
+    /// another replica's gets [`crate::ErrorKind::Conflict`]. The responder asks right before
+    /// every mutation of the world (env changes, retries, prunes, pages), which the ledger's own
+    /// fencing cannot cover. The default reads the record with [`IncidentStore::get`]; stores
+    /// with a cheaper read of the epoch alone override it.
+    ///
+    /// **Behavior**
+    /// 1. An epoch older than the incident's is `Conflict`; the current one (or a newer) is `Ok`.
+    /// 2. An unknown key is `NotFound`.
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        let current = self.get(key).await?.epoch;
+        if epoch < current {
+            Err(crate::Error::conflict(format!(
+                "stale claim: epoch {epoch} is older than the incident's epoch {current}"
+            ))
+            .with_operation("incident.check_epoch"))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Appends timeline entries.
     ///
     /// **Behavior**

@@ -871,6 +871,43 @@ pub fn md_escape(s: &str) -> String {
     out
 }
 
+/// Text made inert in Slack's mrkdwn (the `text` of a chat webhook): [`clean_text`] first (no
+/// control, format or line-separator characters), then `&`, `<` and `>` as the entities Slack
+/// documents, so no `<!channel>`, `<!here>`, `<@U…>` mention, `<url|label>` link or
+/// `<#C…>` channel reference can be formed; the plain-word mentions `@channel`, `@here` and
+/// `@everyone` get a full-width at sign (`＠channel`), which Slack never expands.
+///
+/// ```
+/// use flowfail_core::report::mrkdwn_escape;
+/// assert_eq!(
+///     mrkdwn_escape("<!channel> a&b <http://x|y> @Here\u{202E}\nok"),
+///     "&lt;!channel&gt; a&amp;b &lt;http://x|y&gt; ＠Here ok"
+/// );
+/// ```
+pub fn mrkdwn_escape(s: &str) -> String {
+    let clean = clean_text(s);
+    let mut out = String::with_capacity(clean.len() + 8);
+    let mut rest = clean.as_str();
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' if ["channel", "here", "everyone"].iter().any(|w| {
+                rest[1..]
+                    .get(..w.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(w))
+            }) =>
+            {
+                out.push('\u{FF20}');
+            }
+            _ => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// What a run of actions at the same time is grouped by in the human timeline: per-task
 /// actions of the same kind, outcome, attempt and failure kind (and the same reason, when one
 /// was given). Pages, env changes and the rollback are never grouped.

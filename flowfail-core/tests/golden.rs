@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use flowfail_core::Clock;
+use flowfail_core::invariants::Invariants;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 
 fn testdata() -> PathBuf {
@@ -35,12 +37,23 @@ fn every_scenario_replays_to_its_golden_report() {
     let files = scenarios();
     assert!(files.len() >= 16, "scenarios not found: {files:?}");
     let mut differ = Vec::new();
+    let mut broken = Vec::new();
     for path in &files {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let sc = Scenario::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
         let opts = ReplayOptions::default().base_dir(path.parent().map(PathBuf::from));
-        let (report, _) = replay_blocking(&sc, &opts).unwrap();
+        let policy = sc.policy().unwrap();
+        // N1-N6 after every replay, against the world as the scenario builds it.
+        let before = Invariants::before(&sc.world(&policy, Clock::manual(sc.now)).unwrap());
+        let (report, world) = replay_blocking(&sc, &opts).unwrap();
         let got = serde_json::to_string_pretty(&report).unwrap() + "\n";
+        if let Err(v) = before
+            .output(got.clone())
+            .output(report.to_markdown())
+            .check(&world, &policy)
+        {
+            broken.push(format!("{name}: {v}"));
+        }
         let golden = testdata().join("golden").join(format!("{name}.json"));
         if bless {
             std::fs::write(&golden, &got).unwrap();
@@ -61,6 +74,7 @@ fn every_scenario_replays_to_its_golden_report() {
             differ.push(format!("{name} (first difference at {line})"));
         }
     }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
     assert!(
         differ.is_empty(),
         "reports differ from testdata/golden (actual reports in target/golden-actual): {differ:?}"

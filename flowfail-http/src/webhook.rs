@@ -4,13 +4,16 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use flowfail_core::report::mrkdwn_escape;
 use flowfail_core::{Delivery, Notification, Notifier, Result};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::{Http, HttpOptions, cut};
 
 /// A JSON webhook (Slack-compatible body: `{"text": …}`). The URL is a secret: chat webhook
-/// URLs carry their token.
+/// URLs carry their token. The text is escaped for Slack's mrkdwn
+/// ([`flowfail_core::report::mrkdwn_escape`]): no `<!channel>`, mention or link can be formed
+/// from what a notification carries.
 #[derive(Debug)]
 pub struct Webhook {
     http: Http,
@@ -40,8 +43,14 @@ impl Notifier for Webhook {
         {
             return Ok(Delivery::Deduplicated);
         }
+        // Every string in the text is escaped for mrkdwn: nothing in it can mention a channel,
+        // form a link or reference a user.
         let body = serde_json::json!({
-            "text": format!("[{}] {}", n.audience, cut(&n.message, 3000)),
+            "text": format!(
+                "[{}] {}",
+                mrkdwn_escape(&n.audience),
+                mrkdwn_escape(&cut(&n.message, 3000))
+            ),
             "audience": n.audience,
             "dedup_key": n.dedup_key,
         });

@@ -20,6 +20,7 @@ struct IncidentSql {
     open_in_scope: String,
     claim: String,
     epoch_for_share: String,
+    epoch_of: String,
     save_state: String,
     reserve: String,
     append: String,
@@ -68,6 +69,7 @@ impl IncidentSql {
             open_in_scope: format!("SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NULL"),
             claim: format!("UPDATE {inc} SET epoch = epoch + 1 WHERE key = $1 RETURNING epoch"),
             epoch_for_share: format!("SELECT epoch FROM {inc} WHERE key = $1 FOR SHARE"),
+            epoch_of: format!("SELECT epoch FROM {inc} WHERE key = $1"),
             save_state: format!("UPDATE {inc} SET state = $3 WHERE key = $1 AND epoch <= $2 RETURNING 1"),
             reserve: format!(
                 "UPDATE {inc} SET effects = array_append(effects, $3) WHERE key = $1 AND epoch <= $2 AND NOT ($3 = ANY(effects)) RETURNING 1"
@@ -327,6 +329,25 @@ impl IncidentStore for PgIncidentStore {
                     Ok(false)
                 }
             }
+        }
+    }
+
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        let op = "incident.check_epoch";
+        let c = self.client(op).await?;
+        let r = c
+            .query_opt(&self.sql.epoch_of, &[&key])
+            .await
+            .map_err(|e| pg_err(op, e))?
+            .ok_or_else(|| {
+                Error::not_found(format!("incident {} not found", describe(key)))
+                    .with_operation(op)
+                    .with_backend(BACKEND)
+            })?;
+        if epoch_column(&r, 0, op)? > epoch {
+            Err(Self::stale(op, key, epoch))
+        } else {
+            Ok(())
         }
     }
 

@@ -50,7 +50,8 @@ mod vendor;
 
 use builder::Builder;
 pub use outcome::{
-    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_reserved,
+    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_env_intents,
+    reconcile_reserved,
 };
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,

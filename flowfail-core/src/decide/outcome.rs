@@ -278,3 +278,31 @@ pub fn reconcile_reserved(state: &mut IncidentState, effects: &[String], now: Ti
         verified_at: None,
     });
 }
+
+/// Reconciles the env changes a process intended (written ahead to the ledger) with the
+/// Deployment as observed now: an intent whose value the Deployment holds was applied by a process
+/// that stopped before recording it, and is recorded as flowfail's change (so closing restores
+/// it, and the new resourceVersion is not mistaken for a human's change); an intent whose value
+/// is not there never landed, and is dropped. With the Deployment unreadable the intents wait.
+pub fn reconcile_env_intents(
+    state: &mut IncidentState,
+    deployment: Option<&crate::model::DeploymentState>,
+    policy: &Policy,
+) {
+    let Some(d) = deployment else {
+        return;
+    };
+    for (name, intent) in std::mem::take(&mut state.env_intents) {
+        if d.env.get(&name) == intent.value.as_ref() {
+            env_set(
+                state,
+                policy,
+                &name,
+                &intent.value,
+                &d.resource_version,
+                &intent.previous,
+                intent.at,
+            );
+        }
+    }
+}

@@ -227,6 +227,12 @@ pub struct IncidentState {
     pub deployment_changed_externally: bool,
     /// Env vars flowfail set.
     pub env_changes: BTreeMap<String, EnvRecord>,
+    /// Env changes about to be made (write-ahead): written to the ledger right before the call
+    /// and gone from the next state written after it. One still here when a pass starts belongs
+    /// to a process that stopped between the call and its record; it is reconciled with the
+    /// Deployment ([`crate::decide::reconcile_env_intents`]) before anything is decided.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_intents: BTreeMap<String, EnvRecord>,
     /// flowfail's breaker for rate-limited retries.
     pub breaker: Breaker,
     /// When the circuit breaker env was enabled (by flowfail or found enabled).
@@ -279,6 +285,7 @@ impl IncidentState {
             known_resource_version: deployment.map(|d| d.resource_version.clone()),
             deployment_changed_externally: false,
             env_changes: BTreeMap::new(),
+            env_intents: BTreeMap::new(),
             breaker: Breaker::Closed,
             breaker_enabled_at: None,
             outage_seen: BTreeMap::new(),

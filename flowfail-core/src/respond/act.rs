@@ -8,8 +8,8 @@ use super::guard::{Budget, Gate};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::{
-    Action, ActionOutcome, Applied, Decision, IncidentState, Observation, Skip, apply_outcome,
-    escalate_after_panic,
+    Action, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation, Skip,
+    apply_outcome, escalate_after_panic,
 };
 use crate::error::{ErrorKind, Result};
 use crate::model::{ByteSize, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp};
@@ -21,6 +21,8 @@ pub(super) struct Acted {
     pub(super) entries: Vec<TimelineEntry>,
     /// An action panicked (contained): the incident goes to humans.
     pub(super) panicked: bool,
+    /// Another responder claimed the incident mid-pass: this pass stopped acting.
+    pub(super) stale: bool,
 }
 
 /// What one action came to.
@@ -31,6 +33,8 @@ enum Done {
     Deferred,
     /// Nothing to record (a dry-run rollout check, a rollout still in progress).
     Nothing,
+    /// Another responder holds the incident now: not called, not recorded; the pass stops.
+    Stale,
 }
 
 /// The state of one act phase.
@@ -43,6 +47,7 @@ struct Pass<'a> {
     pruned_now: Vec<TaskId>,
     deferred: usize,
     panicked: bool,
+    stale: bool,
 }
 
 /// The outcome of a call the guard did not let run to completion.
@@ -56,6 +61,11 @@ fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
         Gate::Panicked(what) => Err(Done::Outcome(ActionOutcome::Unknown {
             reason: format!("panicked: {what}"),
         })),
+        Gate::Stale => Err(Done::Stale),
+        Gate::Unfenced(e) => Err(Done::Outcome(failed(
+            format!("the ledger could not confirm this pass's claim: {e}"),
+            false,
+        ))),
     }
 }
 
@@ -90,9 +100,10 @@ impl Responder {
             pruned_now: Vec::new(),
             deferred: 0,
             panicked: false,
+            stale: false,
         };
         let mut i = 0;
-        while i < d.actions.len() {
+        while i < d.actions.len() && !pass.stale {
             if let Action::RetryTask { .. } = d.actions[i] {
                 let start = i;
                 while matches!(d.actions.get(i), Some(Action::RetryTask { .. })) {
@@ -123,7 +134,7 @@ impl Responder {
                 serde_json::to_value(f).unwrap_or_default(),
             ));
         }
-        if pass.deferred > 0 {
+        if pass.deferred > 0 && !pass.stale {
             // Excess is escalated, never dropped: the deferred actions are decided again.
             let summary = format!(
                 "flowfail hit its action rate limit ({} a minute): {} action(s) deferred; a human may want to look",
@@ -135,6 +146,7 @@ impl Responder {
         Acted {
             entries: pass.entries,
             panicked: pass.panicked,
+            stale: pass.stale,
         }
     }
 
@@ -173,7 +185,7 @@ impl Responder {
     async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut Pass<'_>) -> Done {
         let r = match a {
             Action::PruneContext { .. } => self.prune(a, pass).await,
-            Action::SetEnv { .. } => self.set_env(a, pass).await,
+            Action::SetEnv { .. } => self.set_env(a, state, pass).await,
             Action::Rollback { .. } => self.rollback(a, state, pass).await,
             Action::VerifyRollout { deployment } => self.verify(deployment, state, pass).await,
             Action::Page { .. } | Action::Notify { .. } => self.deliver(a, state, pass).await,
@@ -192,6 +204,10 @@ impl Responder {
     ) -> bool {
         match done {
             Done::Nothing => false,
+            Done::Stale => {
+                pass.stale = true;
+                false
+            }
             Done::Deferred => {
                 let skip = Skip::new(
                     a.kind(),
@@ -282,7 +298,12 @@ impl Responder {
         }))
     }
 
-    async fn set_env(&self, a: &Action, pass: &mut Pass<'_>) -> std::result::Result<Done, Done> {
+    async fn set_env(
+        &self,
+        a: &Action,
+        state: &IncidentState,
+        pass: &mut Pass<'_>,
+    ) -> std::result::Result<Done, Done> {
         let Action::SetEnv {
             deployment,
             name,
@@ -306,16 +327,46 @@ impl Responder {
             .deployment
             .as_ref()
             .map(|d| d.resource_version.clone());
+        // Write-ahead: the intent is in the ledger before the call, so a process that stops
+        // between the call and its record leaves a trace the next pass reconciles.
+        let mut ahead = state.clone();
+        ahead.env_intents.insert(
+            name.clone(),
+            EnvRecord {
+                value: value.clone(),
+                previous: previous.clone(),
+                at: pass.now,
+            },
+        );
+        let ahead = serde_json::to_value(&ahead);
+        let epoch = pass.epoch;
         let gate = self
-            .guarded("deployment.set_env", Budget::Limited, pass.now, || {
+            .guarded("deployment.set_env", Budget::Limited, pass.now, || async {
+                let Some(epoch) = epoch else {
+                    return Err(crate::Error::refused("no ledger claim for this pass"));
+                };
+                let ahead = ahead.map_err(crate::Error::from)?;
                 self.ports
+                    .incidents
+                    .save_state(&state.key, epoch, &ahead)
+                    .await?;
+                Ok(self
+                    .ports
                     .deployment
                     .set_env(deployment, std::slice::from_ref(&change), pre)
+                    .await)
             })
             .await;
         let r = match gate {
+            Gate::Ran(Err(e)) => {
+                return Ok(Done::Outcome(failed(
+                    format!("could not record the env change ahead of it: {e}"),
+                    false,
+                )));
+            }
+            Gate::Ran(Ok(r)) => r,
             Gate::TimedOut(e) => Err(e),
-            other => stopped(other)?,
+            other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
         };
         let r = match r {
             // A lost reply? Look before reporting failure.
@@ -511,7 +562,12 @@ impl Responder {
     ) {
         let target = self.policy.on_call_target.clone();
         let key = format!("page:{target}:{reason}");
-        if state.effects.contains(&key) || self.dry_run || self.shadow || self.kill.is_on() {
+        if state.effects.contains(&key)
+            || self.dry_run
+            || self.shadow
+            || self.kill.is_on()
+            || pass.stale
+        {
             return;
         }
         let a = Action::Page {
@@ -573,6 +629,7 @@ impl Responder {
                         Done::Outcome(o) => Done::Outcome(o.clone()),
                         Done::Deferred => Done::Deferred,
                         Done::Nothing => Done::Nothing,
+                        Done::Stale => Done::Stale,
                     };
                     self.finish(a, d, state, pass);
                 }

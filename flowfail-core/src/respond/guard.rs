@@ -1,8 +1,9 @@
 //! The one guard every mutation passes through.
 //!
 //! In this order: the kill switch, re-read right before the call → dry run (and shadow mode) →
-//! the action rate
-//! rate limit → the step deadline → panic containment. Prunes, env changes, the rollback, retry
+//! the claim fence (the ledger is asked whether this pass's epoch is still the incident's: a
+//! replica another one superseded mutates nothing) → the action rate limit → the step deadline
+//! → panic containment. Prunes, env changes, the rollback, retry
 //! batches, pages, notifications and page resolutions all go through [`Responder::guarded`];
 //! nothing reaches a port's mutating method any other way.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::{Responder, lock};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
 
 /// Whether a mutation counts against the action rate limit.
@@ -39,6 +40,11 @@ pub(super) enum Gate<T> {
     TimedOut(Error),
     /// The call panicked; the panic was contained.
     Panicked(String),
+    /// Another responder claimed the incident after this pass did: not called.
+    Stale,
+    /// The ledger could not confirm this pass's claim (unreachable, or the check panicked or
+    /// timed out): not called; the next pass decides again.
+    Unfenced(Error),
 }
 
 impl Responder {
@@ -59,6 +65,14 @@ impl Responder {
         if self.dry_run || self.shadow {
             return Gate::DryRun;
         }
+        match self.fence(op).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                tracing::warn!(op, error = %e, "claim superseded: not mutating");
+                return Gate::Stale;
+            }
+            Err(e) => return Gate::Unfenced(e),
+        }
         if budget == Budget::Limited && !self.take_token(now) {
             return Gate::Deferred;
         }
@@ -71,6 +85,24 @@ impl Responder {
                 tracing::error!(op, "mutation panicked; contained");
                 Gate::Panicked(what)
             }
+        }
+    }
+
+    /// Asks the ledger whether this pass's claim still holds, right before a mutation. A pass
+    /// without a claim (no incident in the ledger) has nothing to fence.
+    async fn fence(&self, op: &'static str) -> Result<()> {
+        let Some((key, epoch)) = lock(&self.inner).claim.clone() else {
+            return Ok(());
+        };
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        let check = tokio::time::timeout(deadline, self.ports.incidents.check_epoch(&key, epoch));
+        match super::contain(check).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(timeout_error("incident.check_epoch", deadline)),
+            Err(what) => Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("the claim check before {op} panicked (contained): {what}"),
+            )),
         }
     }
 

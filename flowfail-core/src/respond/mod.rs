@@ -195,6 +195,7 @@ impl ResponderBuilder {
                 shadow_seen: HashSet::new(),
                 pass_reads: Vec::new(),
                 last_failure_rate: None,
+                claim: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -216,6 +217,8 @@ struct Inner {
     pass_reads: Vec<ReadStat>,
     /// The failure rate the last pass observed.
     last_failure_rate: Option<f64>,
+    /// The incident and epoch this pass claimed: the guard checks it before every mutation.
+    claim: Option<(String, Epoch)>,
 }
 
 /// What one pass ended with.
@@ -352,6 +355,7 @@ impl Responder {
         let now = self.clock.now();
         lock(&self.inner).pass_reads.clear();
         let halted = self.kill.is_on();
+        lock(&self.inner).claim = None;
         // A panic while reading (a backend's data the adapter did not expect) is contained:
         // the pass decides nothing on an observation it does not have.
         let obs = match contain(self.observe(now)).await {
@@ -409,7 +413,10 @@ impl Responder {
         };
         let epoch = if self.mutating(halted) {
             match self.ports.incidents.claim(&state.key).await {
-                Ok(e) => Some(e),
+                Ok(e) => {
+                    lock(&self.inner).claim = Some((state.key.clone(), e));
+                    Some(e)
+                }
                 Err(e) => {
                     self.note_gap(format!("incident ledger: {e}"));
                     return Ok(PassOutcome {
@@ -444,6 +451,20 @@ impl Responder {
             decision.settle
         };
         let mut settled = settled;
+        if acted.stale {
+            // Another replica claimed the incident mid-pass: it acts and records; this pass's
+            // writes would be refused by the ledger anyway.
+            self.note_gap(
+                "another responder claimed the incident during this pass: this pass stopped acting"
+                    .to_owned(),
+            );
+            return Ok(PassOutcome {
+                settled: None,
+                incident_open: true,
+                wake_at: decision.wake_at,
+                stop: halted || self.dry_run,
+            });
+        }
         if let Some(epoch) = epoch
             && !self
                 .record(&next, epoch, &acted.entries, settled.is_some(), now)
@@ -561,6 +582,11 @@ impl Responder {
                 Ok(rec) => {
                     let mut state = self.parse_state(rec.state, obs.now).unwrap_or(s);
                     crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
+                    crate::decide::reconcile_env_intents(
+                        &mut state,
+                        obs.deployment.as_ref(),
+                        &self.policy,
+                    );
                     state
                 }
                 Err(e) => {
@@ -580,6 +606,11 @@ impl Responder {
                 Ok(Some(rec)) => {
                     if let Some(mut state) = self.parse_state(rec.state, obs.now) {
                         crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
+                        crate::decide::reconcile_env_intents(
+                            &mut state,
+                            obs.deployment.as_ref(),
+                            &self.policy,
+                        );
                         return Ok(Some(state));
                     }
                 }
