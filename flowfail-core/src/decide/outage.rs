@@ -125,6 +125,19 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
     let policy = cx.policy;
     let primary = policy.primary_vendor.as_str();
     let fallback = policy.fallbacks.get(primary);
+    if let Some(name) = [&policy.fallback_env, &policy.manual_review_env]
+        .into_iter()
+        .find(|n| cx.state.env_undone.contains(*n))
+    {
+        // Failing over again would flap FlowEngine between models; on-call decides (the
+        // escalation below pages them when the outage lasts).
+        b.skip(
+            "set_env",
+            name.clone(),
+            format!("{primary} degraded again after flowfail undid {name} in this incident: no second failover"),
+        );
+        return;
+    }
     match (fallback, fb, cx.env) {
         (_, _, None) => b.skip(
             "set_env",

@@ -186,6 +186,7 @@ fn env_set(
         // Restoring what flowfail found: the change is undone.
         Some(rec) if rec.previous == *value => {
             state.env_changes.remove(name);
+            state.env_undone.insert(name.clone());
         }
         Some(_) => {}
         None => {

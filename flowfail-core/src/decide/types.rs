@@ -227,6 +227,10 @@ pub struct IncidentState {
     pub deployment_changed_externally: bool,
     /// Env vars flowfail set.
     pub env_changes: BTreeMap<String, EnvRecord>,
+    /// Env vars flowfail set and later undid in this incident: never set a second time (an
+    /// outage that comes back after recovery is escalated, not flapped over).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub env_undone: BTreeSet<String>,
     /// Env changes about to be made (write-ahead): written to the ledger right before the call
     /// and gone from the next state written after it. One still here when a pass starts belongs
     /// to a process that stopped between the call and its record; it is reconciled with the
@@ -285,6 +289,7 @@ impl IncidentState {
             known_resource_version: deployment.map(|d| d.resource_version.clone()),
             deployment_changed_externally: false,
             env_changes: BTreeMap::new(),
+            env_undone: BTreeSet::new(),
             env_intents: BTreeMap::new(),
             breaker: Breaker::Closed,
             breaker_enabled_at: None,
