@@ -300,7 +300,8 @@ mod outcomes {
             }),
             Just(Action::Notify {
                 audience: "stakeholders".into(),
-                message: "m".into()
+                message: "m".into(),
+                reason: None,
             }),
         ]
     }

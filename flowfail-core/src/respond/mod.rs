@@ -63,6 +63,7 @@ use crate::report::{Report, ReportBuilder};
 use crate::schema::SchemaSet;
 
 mod act;
+mod control;
 mod guard;
 mod observe;
 mod supervisor;
@@ -181,6 +182,9 @@ impl ResponderBuilder {
                 spent: Vec::new(),
                 class_cache: HashMap::new(),
                 shadow_seen: HashSet::new(),
+                pause: control::PauseState::default(),
+                paused_seen: HashSet::new(),
+                proposed_seen: HashSet::new(),
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -198,6 +202,12 @@ struct Inner {
     class_cache: HashMap<(String, Option<u16>), Classification>,
     /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
     shadow_seen: HashSet<String>,
+    /// The pause flag as this pass read it (the guard refuses mutations while paused).
+    pause: control::PauseState,
+    /// Actions refused because automation is paused, recorded once each until resumed.
+    paused_seen: HashSet<String>,
+    /// Proposals and approvals already noted.
+    proposed_seen: HashSet<String>,
 }
 
 /// What one pass ended with.
@@ -399,10 +409,19 @@ impl Responder {
         } else {
             None
         };
-        let decision = decide(&obs, &state, &self.policy);
+        let mut decision = decide(&obs, &state, &self.policy);
+        // The operator's controls, before any mutation: the pause flag, the approval gates.
+        let mut entries = Vec::new();
+        if epoch.is_some()
+            && let Some(notice) = self.read_pause(&state, epoch, now, &mut entries).await
+        {
+            decision.actions.insert(0, notice);
+        }
+        self.gate(&mut decision, &state, now, &mut entries).await;
         tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
         let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
-        let acted = self.act(&decision, &obs, &mut next, epoch, now).await;
+        let mut acted = self.act(&decision, &obs, &mut next, epoch, now).await;
+        entries.append(&mut acted.entries);
         {
             let mut inner = lock(&self.inner);
             inner.report.skips(now, &decision.skipped);
@@ -422,7 +441,7 @@ impl Responder {
         let mut settled = settled;
         if let Some(epoch) = epoch
             && !self
-                .record(&next, epoch, &acted.entries, settled.is_some(), now)
+                .record(&next, epoch, &entries, settled.is_some(), now)
                 .await
             && settled.is_some()
         {
