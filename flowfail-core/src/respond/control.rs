@@ -101,7 +101,8 @@ impl Responder {
             ),
         };
         let effect = notice.effect_key()?;
-        if state.effects.contains(&effect) {
+        // Shadow mode pages nobody: the reservation is kept for a responder that acts.
+        if self.shadow || state.effects.contains(&effect) {
             return None;
         }
         // At most one notice per incident, across replicas and restarts.

@@ -18,6 +18,9 @@
 //!   reaches any port (the ledger included); the pass still reports what it would have done,
 //!   and the run halts;
 //! - **dry run**: nothing is mutated; one pass reports what would be done;
+//! - **pause** ([`crate::control`]): an operator's flag in the ledger, read each pass before
+//!   any mutation; paused, every mutation is refused and recorded, and on-call gets one
+//!   "automation paused" page per incident; actions the policy holds for approval wait for one;
 //! - **action rate limit**: at most `max_actions_per_minute` mutating calls per responder (a
 //!   retry batch is one call); the rest wait for the next pass (pages and notifications are
 //!   never held back);
