@@ -216,3 +216,124 @@ pub(crate) fn cmd_check_config(a: &CheckConfigArgs) -> CliResult {
     }
     Ok(if failed { Exit::Wanting } else { Exit::Ok })
 }
+
+/// Arguments of `flowfail pause`.
+#[derive(clap::Args)]
+pub(crate) struct PauseArgs {
+    /// The config file (the ledger and the Deployment it names).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Why (recorded in the ledger, the incident's timeline and the one page it sends).
+    #[arg(long)]
+    reason: String,
+    /// Who pauses (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+/// Arguments of `flowfail resume`.
+#[derive(clap::Args)]
+pub(crate) struct ResumeArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Who resumes (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+/// Arguments of `flowfail approve`.
+#[derive(clap::Args)]
+pub(crate) struct ApproveArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Who approves (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    /// The incident key (as in the page and the ledger).
+    incident: String,
+    /// The action: rollback, manual_review, fallback_model, circuit_breaker or prune_context.
+    action: String,
+}
+
+fn operator(by: Option<&String>) -> String {
+    by.cloned()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "flowfail-cli".to_owned())
+}
+
+/// A control call's error: bad input exits 2, an unknown or closed incident 1, a backend 3.
+fn control_failure(e: flowfail_core::Error) -> Failure {
+    match e.kind() {
+        flowfail_core::ErrorKind::InvalidInput => Failure::usage(e),
+        flowfail_core::ErrorKind::NotFound | flowfail_core::ErrorKind::Refused => {
+            Failure::wanting(e)
+        }
+        _ => Failure::from(e),
+    }
+}
+
+/// Connects to the config's ledger (creating its tables if missing) and runs `f` on it.
+fn with_live<T>(
+    config: &std::path::Path,
+    f: impl AsyncFnOnce(&Live) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let config = load(config)?;
+    let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
+    rt.block_on(async {
+        let live = config.connect().await?;
+        live.prepare()
+            .await
+            .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
+        f(&live).await
+    })
+}
+
+/// `flowfail pause --config F --reason "…"`: every replica stops mutating at its next pass.
+pub(crate) fn cmd_pause(a: &PauseArgs) -> CliResult {
+    let by = operator(a.by.as_ref());
+    with_live(&a.config, async |live| {
+        live.pause(&a.reason, &by).await.map_err(control_failure)?;
+        println!(
+            "paused: flowfail changes nothing in {} until `flowfail resume` ({})",
+            live.config.policy.deployment,
+            a.reason.trim()
+        );
+        Ok(Exit::Ok)
+    })
+}
+
+/// `flowfail resume --config F`: lifts the pause (nothing to lift is not an error).
+pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
+    let by = operator(a.by.as_ref());
+    with_live(&a.config, async |live| {
+        let was = live.paused().await.map_err(control_failure)?;
+        live.resume(&by).await.map_err(control_failure)?;
+        match was {
+            Some(p) => println!(
+                "resumed: {} (paused by {} since {}: {})",
+                live.config.policy.deployment, p.by, p.since, p.reason
+            ),
+            None => println!("not paused: {}", live.config.policy.deployment),
+        }
+        Ok(Exit::Ok)
+    })
+}
+
+/// `flowfail approve --config F INCIDENT ACTION`: the next pass may carry the action out.
+pub(crate) fn cmd_approve(a: &ApproveArgs) -> CliResult {
+    let by = operator(a.by.as_ref());
+    with_live(&a.config, async |live| {
+        let ap = live
+            .approve(&a.incident, &a.action, &by)
+            .await
+            .map_err(control_failure)?;
+        let ttl = live.config.policy.approval_ttl_s;
+        println!(
+            "approved: {} for incident {} by {} (valid {} s; carried out at the next pass if still decided)",
+            ap.action, ap.incident, ap.by, ttl
+        );
+        Ok(Exit::Ok)
+    })
+}

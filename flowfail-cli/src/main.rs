@@ -117,6 +117,15 @@ enum Command {
     /// Validate a config file, then probe every backend read-only: one line per port, exit 1
     /// when anything fails.
     CheckConfig(live::CheckConfigArgs),
+    /// Pause automation for the config's Deployment: every replica keeps observing, deciding
+    /// and recording, and changes nothing (one page per incident says so) until `resume`.
+    Pause(live::PauseArgs),
+    /// Lift the pause.
+    Resume(live::ResumeArgs),
+    /// Approve an action the policy holds for approval (`require_approval`) for an open
+    /// incident: the next pass carries it out if it still decides it; the approval expires
+    /// after `approval_ttl_s`.
+    Approve(live::ApproveArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `flowfail completions bash > /etc/bash_completion.d/flowfail`.
     Completions {
@@ -207,6 +216,9 @@ fn run(cmd: Command) -> CliResult {
         } => cmd_respond(&scenario, dry_run, json, markdown, verbose),
         Command::Run(a) => live::cmd_run(&a),
         Command::CheckConfig(a) => live::cmd_check_config(&a),
+        Command::Pause(a) => live::cmd_pause(&a),
+        Command::Resume(a) => live::cmd_resume(&a),
+        Command::Approve(a) => live::cmd_approve(&a),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut command(), "flowfail", &mut out);

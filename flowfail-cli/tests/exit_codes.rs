@@ -240,6 +240,62 @@ fn cases(dir: &Path) -> Vec<Case> {
             b"",
             "Connection refused",
         ),
+        case(
+            "pause",
+            1,
+            &["pause", "--reason", "r", "--config", &typo_cfg],
+            b"",
+            "colums",
+        ),
+        case(
+            "pause",
+            2,
+            &["pause", "--reason", "r", "--config", &p("no-such.toml")],
+            b"",
+            "no-such.toml",
+        ),
+        case(
+            "pause",
+            3,
+            &["pause", "--reason", "r", "--config", &dead_cfg],
+            b"",
+            "Connection refused",
+        ),
+        case(
+            "resume",
+            1,
+            &["resume", "--config", &typo_cfg],
+            b"",
+            "colums",
+        ),
+        case(
+            "resume",
+            2,
+            &["resume", "--config", &p("no-such.toml")],
+            b"",
+            "no-such.toml",
+        ),
+        case(
+            "resume",
+            3,
+            &["resume", "--config", &dead_cfg],
+            b"",
+            "Connection refused",
+        ),
+        case(
+            "approve",
+            2,
+            &["approve", "--config", &p("no-such.toml"), "inc", "rollback"],
+            b"",
+            "no-such.toml",
+        ),
+        case(
+            "approve",
+            3,
+            &["approve", "--config", &dead_cfg, "inc", "rollback"],
+            b"",
+            "Connection refused",
+        ),
         case("completions", 0, &["completions", "bash"], b"", ""),
         case("completions", 2, &["completions", "tcsh"], b"", "tcsh"),
         case("man", 0, &["man"], b"", ""),
@@ -311,9 +367,17 @@ tech_lead = {{ file = "{k}" }}
 }
 
 /// Cells of the README's table checked elsewhere, with the test that checks them.
-const ELSEWHERE: [(&str, u8, &str); 4] = [
+const ELSEWHERE: [(&str, u8, &str); 8] = [
     ("retry", 0, "pg_cli.rs"),
     ("retry", 1, "pg_cli.rs"),
+    ("pause", 0, "control_cli.rs"),
+    ("resume", 0, "control_cli.rs"),
+    ("approve", 0, "control_cli.rs"),
+    (
+        "approve",
+        1,
+        "control_cli.rs (no such incident, a closed one)",
+    ),
     ("run", 0, "live_e2e.rs (SIGTERM)"),
     ("check-config", 1, "live_e2e.rs (a probe fails)"),
 ];

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 
+use crate::control::{Approval, Pause};
 use crate::error::ErrorKind;
 use crate::memory::{
     MemoryBundleStore, MemoryDeployment, MemoryLogSource, MemoryQuota, MemoryStatusPage,
@@ -979,4 +980,96 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         .filter(|r| matches!(r, Ok((_, true))))
         .count();
     assert_eq!(created, 1, "open rule 1: concurrent opens create one");
+
+    incident_store_control(s).await;
+}
+
+/// The pause and approval rules of [`IncidentStore`].
+async fn incident_store_control(s: &dyn IncidentStore) {
+    let now = Utc::now();
+    let (scope, other) = (unique("scope"), unique("scope"));
+    assert_eq!(s.pause_flag(&scope).await.expect("pause_flag"), None);
+    s.set_pause(&scope, None)
+        .await
+        .expect("set_pause rule 2: lifting no pause succeeds");
+    let p1 = Pause::new("deploy freeze", "alice", now);
+    s.set_pause(&scope, Some(&p1)).await.expect("set_pause");
+    let got = s.pause_flag(&scope).await.expect("pause_flag");
+    let same = |a: &Pause, b: &Pause| {
+        a.reason == b.reason && a.by == b.by && (a.since - b.since).num_milliseconds().abs() < 1
+    };
+    assert!(
+        got.as_ref().is_some_and(|g| same(g, &p1)),
+        "set_pause rule 1: {got:?}"
+    );
+    assert_eq!(
+        s.pause_flag(&other).await.expect("pause_flag"),
+        None,
+        "set_pause rule 3: scopes are independent"
+    );
+    let p2 = Pause::new("still frozen", "bob", now + TimeDelta::seconds(5));
+    s.set_pause(&scope, Some(&p2)).await.expect("set_pause");
+    let got = s.pause_flag(&scope).await.expect("pause_flag");
+    assert!(
+        got.as_ref().is_some_and(|g| same(g, &p2)),
+        "set_pause rule 1: a second pause replaces the first"
+    );
+    s.set_pause(&scope, None).await.expect("lift");
+    assert_eq!(
+        s.pause_flag(&scope).await.expect("pause_flag"),
+        None,
+        "set_pause rule 1: lifted"
+    );
+
+    let nope = unique("nope");
+    let a = Approval::new(&nope, "rollback", "alice", now);
+    assert_eq!(
+        s.add_approval(&nope, &a).await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "add_approval rule 1: unknown key"
+    );
+    assert_eq!(
+        s.approvals(&nope).await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "approvals rule 1: unknown key"
+    );
+    let key = unique("inc");
+    let st = serde_json::json!({});
+    s.open(&unique("scope"), &key, now, &st)
+        .await
+        .expect("open");
+    assert!(
+        s.approvals(&key).await.expect("approvals").is_empty(),
+        "approvals rule 1: none yet"
+    );
+    let first = Approval::new(&key, "rollback", "alice", now);
+    let second = Approval::new(&key, "manual_review", "bob", now + TimeDelta::seconds(1));
+    s.add_approval(&key, &first).await.expect("add_approval");
+    s.add_approval(&key, &second).await.expect("add_approval");
+    let got = s.approvals(&key).await.expect("approvals");
+    let names: Vec<(&str, &str)> = got
+        .iter()
+        .map(|a| (a.action.as_str(), a.by.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("rollback", "alice"), ("manual_review", "bob")],
+        "add_approval rule 2: in order"
+    );
+    assert!(got.iter().all(|a| a.incident == key));
+    let e = s.claim(&key).await.expect("claim");
+    s.close(&key, e, now, &st).await.expect("close");
+    assert_eq!(
+        s.add_approval(&key, &Approval::new(&key, "rollback", "carol", now))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Refused,
+        "add_approval rule 1: closed incident"
+    );
+    assert_eq!(
+        s.approvals(&key).await.expect("approvals").len(),
+        2,
+        "add_approval rule 1: a refused approval writes nothing"
+    );
 }

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod control;
 pub mod decide;
 pub mod detect;
 pub mod error;

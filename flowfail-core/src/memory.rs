@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::control::{Approval, Pause};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     DeploymentState, EnvChange, LogEvent, Quota, RevisionInfo, RolloutStatus, StatusCounts, Task,
@@ -1261,6 +1262,8 @@ impl Notifier for MemoryNotifier {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryIncidentStore {
     incidents: Arc<Mutex<BTreeMap<String, IncidentRecord>>>,
+    pauses: Arc<Mutex<BTreeMap<String, Pause>>>,
+    approvals: Arc<Mutex<BTreeMap<String, Vec<Approval>>>>,
     faults: Faults,
     log: CallLog,
 }
@@ -1470,6 +1473,80 @@ impl IncidentStore for MemoryIncidentStore {
             }
         }
         t.finish("incident.close", ())
+    }
+
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
+        let t = enter(&self.log, &self.faults, "incident.set_pause", true, || {
+            format!(
+                "{scope} {}",
+                if pause.is_some() { "pause" } else { "resume" }
+            )
+        })
+        .await?;
+        {
+            let mut all = lock(&self.pauses);
+            match pause {
+                Some(p) => {
+                    all.insert(scope.to_owned(), p.clone());
+                }
+                None => {
+                    all.remove(scope);
+                }
+            }
+        }
+        t.finish("incident.set_pause", ())
+    }
+
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.pause_flag",
+            false,
+            || scope.to_owned(),
+        )
+        .await?;
+        let p = lock(&self.pauses).get(scope).cloned();
+        t.finish("incident.pause_flag", p)
+    }
+
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.add_approval",
+            true,
+            || format!("{key} {}", approval.action),
+        )
+        .await?;
+        {
+            let all = lock(&self.incidents);
+            let r = all
+                .get(key)
+                .ok_or_else(|| not_found("incident.add_approval", format!("incident {key:?}")))?;
+            if r.closed_at.is_some() {
+                return Err(Error::refused(format!("incident {key:?} is closed"))
+                    .with_operation("incident.add_approval")
+                    .with_backend(BACKEND));
+            }
+            lock(&self.approvals)
+                .entry(key.to_owned())
+                .or_default()
+                .push(approval.clone());
+        }
+        t.finish("incident.add_approval", ())
+    }
+
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
+        let t = enter(&self.log, &self.faults, "incident.approvals", false, || {
+            key.to_owned()
+        })
+        .await?;
+        if !lock(&self.incidents).contains_key(key) {
+            return Err(not_found("incident.approvals", format!("incident {key:?}")));
+        }
+        let a = lock(&self.approvals).get(key).cloned().unwrap_or_default();
+        t.finish("incident.approvals", a)
     }
 }
 

@@ -143,6 +143,14 @@ pub struct Policy {
     pub outage_page_targets: Vec<String>,
     /// Who is notified of a long outage.
     pub stakeholder_audience: String,
+
+    // --- operator control ---
+    /// Actions carried out only once a human approved them for the incident
+    /// (`flowfail approve INCIDENT ACTION`); names from [`crate::control::GATED_ACTIONS`].
+    /// Empty by default: nothing waits for approval.
+    pub require_approval: Vec<String>,
+    /// How long an approval stays valid after it was given.
+    pub approval_ttl_s: u64,
 }
 
 impl Default for Policy {
@@ -192,6 +200,8 @@ impl Default for Policy {
             on_call_target: "on_call".into(),
             outage_page_targets: vec!["sre".into(), "tech_lead".into()],
             stakeholder_audience: "stakeholders".into(),
+            require_approval: Vec::new(),
+            approval_ttl_s: 3600,
         }
     }
 }
@@ -317,6 +327,7 @@ impl Policy {
             ("outage_escalation_after_s", self.outage_escalation_after_s),
             ("rollback_max_deploy_age_s", self.rollback_max_deploy_age_s),
             ("rollback_verify_after_s", self.rollback_verify_after_s),
+            ("approval_ttl_s", self.approval_ttl_s),
         ] {
             if v > MAX_DURATION_S {
                 problems.push(format!(
@@ -365,6 +376,22 @@ impl Policy {
         for t in std::iter::once(&self.on_call_target).chain(&self.outage_page_targets) {
             if !self.page_targets.contains(t) {
                 problems.push(format!("target {t:?} is not in page_targets"));
+            }
+        }
+        if self.approval_ttl_s == 0 || self.approval_ttl_s > crate::control::MAX_APPROVAL_TTL_S {
+            problems.push(format!(
+                "approval_ttl_s must be in 1..={}, not {}",
+                crate::control::MAX_APPROVAL_TTL_S,
+                self.approval_ttl_s
+            ));
+        }
+        for name in &self.require_approval {
+            if !crate::control::GATED_ACTIONS.contains(&name.as_str()) {
+                problems.push(format!(
+                    "require_approval: {} is not an action that can wait for approval (one of {})",
+                    crate::model::describe_untrusted(name),
+                    crate::control::GATED_ACTIONS.join(", ")
+                ));
             }
         }
         for (vendor, fb) in &self.fallbacks {
@@ -431,6 +458,9 @@ mod tests {
             r#"{"vendor_5xx_min_sample": 10000001}"#,
             r#"{"vendor_5xx_cooldown_s": 0}"#,
             r#"{"vendor_5xx_cooldown_s": 7200}"#,
+            r#"{"require_approval": ["rollback", "reboot"]}"#,
+            r#"{"approval_ttl_s": 0}"#,
+            r#"{"approval_ttl_s": 604801}"#,
             "[1,2]",
             "{",
         ] {

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::control::{Approval, Pause};
 use crate::error::Result;
 use crate::model::{
     DeploymentState, EnvChange, LogEvent, Quota, RolloutStatus, StatusCounts, Task, TaskId,
@@ -644,6 +645,37 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
         closed_at: Timestamp,
         post_incident: &serde_json::Value,
     ) -> Result<()>;
+
+    /// Pauses automation in `scope` (`Some`), or lifts the pause (`None`). An operator's
+    /// switch, read by every replica each pass (see [`crate::control`]); it carries no epoch.
+    ///
+    /// **Behavior**
+    /// 1. After `Some(p)`, [`IncidentStore::pause_flag`] returns `p` (a second pause replaces the
+    ///    first); after `None`, it returns `None`.
+    /// 2. Lifting a pause that is not set succeeds and changes nothing.
+    /// 3. Scopes are independent.
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()>;
+
+    /// The pause of `scope`, if automation is paused there.
+    ///
+    /// **Behavior**
+    /// 1. `None` when no pause was set, or the last one was lifted.
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>>;
+
+    /// Records a human's approval of a gated action for the incident `key` (see
+    /// [`crate::control::approve`]); it carries no epoch.
+    ///
+    /// **Behavior**
+    /// 1. An unknown key is `NotFound`; a closed incident is [`crate::ErrorKind::Refused`];
+    ///    either way nothing is written.
+    /// 2. Approvals are kept in the order recorded and never rewritten.
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()>;
+
+    /// The approvals recorded for the incident `key`, oldest first (expired ones included).
+    ///
+    /// **Behavior**
+    /// 1. An unknown key is `NotFound`; an incident without approvals has none (`Ok(vec![])`).
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -190,7 +190,9 @@ impl ActionFields {
                 reason,
                 summary,
             },
-            Action::Notify { audience, message } => ActionFields::Notify { audience, message },
+            Action::Notify {
+                audience, message, ..
+            } => ActionFields::Notify { audience, message },
         }
     }
 

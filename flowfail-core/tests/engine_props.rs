@@ -301,7 +301,8 @@ mod outcomes {
             }),
             Just(Action::Notify {
                 audience: "stakeholders".into(),
-                message: "m".into()
+                message: "m".into(),
+                reason: None,
             }),
         ]
     }

@@ -59,6 +59,8 @@ impl std::fmt::Debug for Overtaken {
     }
 }
 
+use flowfail_core::control::{Approval, Pause};
+
 #[async_trait]
 impl IncidentStore for Overtaken {
     async fn open(
@@ -106,6 +108,18 @@ impl IncidentStore for Overtaken {
         post: &serde_json::Value,
     ) -> Result<()> {
         self.inner.close(key, epoch, at, post).await
+    }
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
+        self.inner.set_pause(scope, pause).await
+    }
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
+        self.inner.pause_flag(scope).await
+    }
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
+        self.inner.add_approval(key, approval).await
+    }
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
+        self.inner.approvals(key).await
     }
 }
 

@@ -129,7 +129,16 @@ fn vendor_outage_falls_back_pages_after_30_min_and_recovers() {
             "paged after {after}"
         );
     }
-    assert_eq!(applied(&r, "notify").len(), 1);
+    // Stakeholders: told of the outage once, and once that it is over.
+    let notices: Vec<_> = applied(&r, "notify")
+        .into_iter()
+        .map(|a| match &a.action {
+            ActionFields::Notify { message, .. } => message.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].contains("outage for") && notices[1].contains("outage is over"));
     assert!(applied(&r, "rollback").is_empty());
     // No retry during the outage; the fallback is undone on recovery and tasks retried.
     let recovery = start + TimeDelta::seconds(2700);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use flowfail_core::control::{Approval, Pause};
 use flowfail_core::model::describe_untrusted_pub as describe;
 use flowfail_core::{
     Epoch, Error, IncidentRecord, IncidentStore, Result, TimelineEntry, Timestamp,
@@ -26,6 +27,12 @@ struct IncidentSql {
     append: String,
     timeline: String,
     close: String,
+    set_pause: String,
+    lift_pause: String,
+    pause_flag: String,
+    add_approval: String,
+    approvals: String,
+    closed_at: String,
 }
 
 impl IncidentSql {
@@ -33,6 +40,8 @@ impl IncidentSql {
         let inc = qualified(schema, "flowfail_incidents")?;
         let tl = qualified(schema, "flowfail_incident_timeline")?;
         let mig = qualified(schema, "flowfail_migrations")?;
+        let pause = qualified(schema, "flowfail_pause")?;
+        let appr = qualified(schema, "flowfail_approvals")?;
         let schema_stmt = match schema {
             Some(s) => format!("CREATE SCHEMA IF NOT EXISTS {};", ident(s)?),
             None => String::new(),
@@ -59,7 +68,20 @@ impl IncidentSql {
                    kind TEXT NOT NULL,
                    detail JSONB NOT NULL);
                  CREATE INDEX IF NOT EXISTS flowfail_incident_timeline_key ON {tl} (key, id);
-                 INSERT INTO {mig} (version) VALUES (1) ON CONFLICT DO NOTHING;"
+                 INSERT INTO {mig} (version) VALUES (1) ON CONFLICT DO NOTHING;
+                 CREATE TABLE IF NOT EXISTS {pause} (
+                   scope TEXT PRIMARY KEY,
+                   reason TEXT NOT NULL,
+                   paused_by TEXT NOT NULL,
+                   paused_at TIMESTAMPTZ NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {appr} (
+                   id BIGSERIAL PRIMARY KEY,
+                   key TEXT NOT NULL REFERENCES {inc} (key),
+                   action TEXT NOT NULL,
+                   approved_by TEXT NOT NULL,
+                   approved_at TIMESTAMPTZ NOT NULL);
+                 CREATE INDEX IF NOT EXISTS flowfail_approvals_key ON {appr} (key, id);
+                 INSERT INTO {mig} (version) VALUES (2) ON CONFLICT DO NOTHING;"
             ),
             insert: format!(
                 "INSERT INTO {inc} (key, scope, epoch, opened_at, state) VALUES ($1, $2, 0, $3, $4)
@@ -83,6 +105,21 @@ impl IncidentSql {
                 "UPDATE {inc} SET closed_at = coalesce(closed_at, $3), post_incident = coalesce(post_incident, $4)
                  WHERE key = $1 AND epoch <= $2 RETURNING 1"
             ),
+            set_pause: format!(
+                "INSERT INTO {pause} (scope, reason, paused_by, paused_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope) DO UPDATE SET reason = $2, paused_by = $3, paused_at = $4"
+            ),
+            lift_pause: format!("DELETE FROM {pause} WHERE scope = $1"),
+            pause_flag: format!("SELECT reason, paused_by, paused_at FROM {pause} WHERE scope = $1"),
+            // One statement: the incident must exist and be open, or nothing is inserted.
+            add_approval: format!(
+                "INSERT INTO {appr} (key, action, approved_by, approved_at)
+                 SELECT key, $2, $3, $4 FROM {inc} WHERE key = $1 AND closed_at IS NULL RETURNING 1"
+            ),
+            approvals: format!(
+                "SELECT action, approved_by, approved_at FROM {appr} WHERE key = $1 ORDER BY id"
+            ),
+            closed_at: format!("SELECT closed_at FROM {inc} WHERE key = $1"),
         })
     }
 }
@@ -402,5 +439,81 @@ impl IncidentStore for PgIncidentStore {
             Some(_) => Ok(()),
             None => Err(self.epoch_failure(&c, key, epoch, "incident.close").await),
         }
+    }
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
+        let c = self.client("incident.set_pause").await?;
+        let r = match pause {
+            Some(p) => {
+                c.execute(&self.sql.set_pause, &[&scope, &p.reason, &p.by, &p.since])
+                    .await
+            }
+            None => c.execute(&self.sql.lift_pause, &[&scope]).await,
+        };
+        r.map(|_| ()).map_err(|e| pg_err("incident.set_pause", e))
+    }
+
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
+        let op = "incident.pause_flag";
+        let c = self.client(op).await?;
+        let r = c
+            .query_opt(&self.sql.pause_flag, &[&scope])
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        r.map(|r| {
+            let reason: String = r.try_get(0).map_err(|e| decode_err(op, e))?;
+            let by: String = r.try_get(1).map_err(|e| decode_err(op, e))?;
+            let since: Timestamp = r.try_get(2).map_err(|e| decode_err(op, e))?;
+            Ok(Pause::new(reason, by, since))
+        })
+        .transpose()
+    }
+
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
+        let op = "incident.add_approval";
+        let c = self.client(op).await?;
+        let inserted = c
+            .query_opt(
+                &self.sql.add_approval,
+                &[&key, &approval.action, &approval.by, &approval.at],
+            )
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        if inserted.is_some() {
+            return Ok(());
+        }
+        let closed = c
+            .query_opt(&self.sql.closed_at, &[&key])
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        Err(match closed {
+            None => Error::not_found(format!("incident {} not found", describe(key))),
+            Some(_) => Error::refused(format!("incident {} is closed", describe(key))),
+        }
+        .with_operation(op)
+        .with_backend(BACKEND))
+    }
+
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
+        let op = "incident.approvals";
+        let c = self.client(op).await?;
+        if !self.exists(&c, key, op).await? {
+            return Err(
+                Error::not_found(format!("incident {} not found", describe(key)))
+                    .with_operation(op)
+                    .with_backend(BACKEND),
+            );
+        }
+        let rows = c
+            .query(&self.sql.approvals, &[&key])
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        rows.iter()
+            .map(|r| {
+                let action: String = r.try_get(0).map_err(|e| decode_err(op, e))?;
+                let by: String = r.try_get(1).map_err(|e| decode_err(op, e))?;
+                let at: Timestamp = r.try_get(2).map_err(|e| decode_err(op, e))?;
+                Ok(Approval::new(key, action, by, at))
+            })
+            .collect()
     }
 }

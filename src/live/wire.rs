@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use flowfail_core::ports::Ports;
+use flowfail_core::control::{self, Approval, Pause};
+use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, Ports, TimelineEntry};
 use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
-use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
+use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result, Timestamp};
 
 use super::config::{Config, Mode, QuotaSource, SecretRef};
 
@@ -117,7 +118,10 @@ impl Config {
             .status(Arc::new(self.status_pages(&opts)?))
             .pager(Arc::new(pager))
             .notifier(notifier)
-            .incidents(Arc::new(ledger.clone()))
+            .incidents(Arc::new(AttributingLedger {
+                inner: ledger.clone(),
+                deployment: deployment.clone(),
+            }))
             .build()?;
         Ok(Live {
             config: self.clone(),
@@ -325,24 +329,125 @@ impl super::serve::Control for Live {
             .map(|_| ())
     }
     async fn paused(&self) -> Result<bool> {
-        Ok(false)
+        Live::paused(self).await.map(|p| p.is_some())
     }
-    async fn pause(&self, _reason: &str, _by: &str) -> Result<()> {
-        Err(Error::new(
-            flowfail_core::ErrorKind::Unsupported,
-            "pause: not wired yet",
+    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+        Live::pause(self, reason, by).await
+    }
+    async fn resume(&self, by: &str) -> Result<()> {
+        Live::resume(self, by).await
+    }
+    async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
+        let a = Live::approve(self, incident, action, by).await?;
+        Ok(format!(
+            "{} of {} approved by {} at {}",
+            a.action, a.incident, a.by, a.at
         ))
     }
-    async fn resume(&self, _by: &str) -> Result<()> {
-        Err(Error::new(
-            flowfail_core::ErrorKind::Unsupported,
-            "resume: not wired yet",
-        ))
+}
+
+/// The ledger, telling the Kubernetes adapter which incident flowfail acts for: every pass
+/// claims its incident before any mutation, so each change flowfail makes to the Deployment
+/// carries `(incident <key>)` in its change cause, and `kubectl rollout history` says why.
+/// Closing the incident clears it.
+#[derive(Debug, Clone)]
+struct AttributingLedger {
+    inner: flowfail_pg::PgIncidentStore,
+    deployment: Arc<flowfail_k8s::KubeDeploymentController>,
+}
+
+#[async_trait::async_trait]
+impl IncidentStore for AttributingLedger {
+    async fn open(
+        &self,
+        scope: &str,
+        key: &str,
+        opened_at: Timestamp,
+        state: &serde_json::Value,
+    ) -> Result<(IncidentRecord, bool)> {
+        self.inner.open(scope, key, opened_at, state).await
     }
-    async fn approve(&self, _incident: &str, _action: &str, _by: &str) -> Result<String> {
-        Err(Error::new(
-            flowfail_core::ErrorKind::Unsupported,
-            "approve: not wired yet",
-        ))
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        self.inner.find_open(scope).await
+    }
+    async fn claim(&self, key: &str) -> Result<Epoch> {
+        let epoch = self.inner.claim(key).await?;
+        self.deployment.set_reason(Some(format!("incident {key}")));
+        Ok(epoch)
+    }
+    async fn get(&self, key: &str) -> Result<IncidentRecord> {
+        self.inner.get(key).await
+    }
+    async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {
+        self.inner.save_state(key, epoch, state).await
+    }
+    async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool> {
+        self.inner.reserve_effect(key, epoch, effect).await
+    }
+    async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {
+        self.inner.append(key, epoch, entries).await
+    }
+    async fn close(
+        &self,
+        key: &str,
+        epoch: Epoch,
+        closed_at: Timestamp,
+        post_incident: &serde_json::Value,
+    ) -> Result<()> {
+        self.inner
+            .close(key, epoch, closed_at, post_incident)
+            .await?;
+        self.deployment.set_reason(None);
+        Ok(())
+    }
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
+        self.inner.set_pause(scope, pause).await
+    }
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
+        self.inner.pause_flag(scope).await
+    }
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
+        self.inner.add_approval(key, approval).await
+    }
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
+        self.inner.approvals(key).await
+    }
+}
+
+/// The operator's controls (see [`flowfail_core::control`]), on this config's ledger and
+/// Deployment: what `flowfail pause|resume|approve` and the HTTP listener call. Every replica
+/// reads them at its next pass.
+impl Live {
+    /// Pauses automation for this config's Deployment: from the next pass of every replica,
+    /// flowfail observes, decides and records, and changes nothing. An empty or oversized
+    /// `reason` or `by` is [`flowfail_core::ErrorKind::InvalidInput`], nothing written.
+    pub async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+        let scope = &self.config.policy.deployment;
+        control::pause(&self.ledger, scope, reason, by, Clock::system().now())
+            .await
+            .map(|_| ())
+    }
+
+    /// Lifts the pause (a no-op when not paused).
+    pub async fn resume(&self, by: &str) -> Result<()> {
+        let scope = &self.config.policy.deployment;
+        control::resume(&self.ledger, scope, by, Clock::system().now())
+            .await
+            .map(|_| ())
+    }
+
+    /// The pause in force, if automation is paused.
+    pub async fn paused(&self) -> Result<Option<Pause>> {
+        control::paused(&self.ledger, &self.config.policy.deployment).await
+    }
+
+    /// Approves `action` (one of [`control::GATED_ACTIONS`]) for the open incident
+    /// `incident`: the next pass carries it out if its preconditions still hold, until the
+    /// approval expires (`approval_ttl_s`). An unknown action is
+    /// [`flowfail_core::ErrorKind::InvalidInput`], an unknown incident
+    /// [`flowfail_core::ErrorKind::NotFound`], a closed one
+    /// [`flowfail_core::ErrorKind::Refused`]; nothing is written then.
+    pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
+        control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
     }
 }

@@ -268,7 +268,8 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
 
     if !alert.firing {
         // Closing restores what flowfail set, or hands it to a human: never left silently.
-        if settle::restore_on_close(obs, state, policy, &mut b) {
+        let restoring = settle::restore_on_close(obs, state, policy, &mut b);
+        if outage::tell_outage_over(state, policy, &mut b) || restoring {
             return finish(b, Some(alert), classes, None, next);
         }
         next.resolved_at = Some(now);

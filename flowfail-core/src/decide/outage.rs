@@ -192,6 +192,40 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
     }
 }
 
+/// The reason of the notice that tells stakeholders an outage they were told about is over.
+pub(super) const OUTAGE_OVER: &str = "outage_over";
+
+/// The alert cleared: stakeholders told of the outage are told it is over, once. Returns `true`
+/// while that notice has not gone out (the incident stays open until it has, so a failed or
+/// paused delivery is tried again, never lost).
+pub(super) fn tell_outage_over(
+    cx_state: &IncidentState,
+    policy: &crate::policy::Policy,
+    b: &mut Builder,
+) -> bool {
+    let audience = &policy.stakeholder_audience;
+    let told = format!("notify:{audience}");
+    if !cx_state.effects.contains(&told) {
+        return false;
+    }
+    let n = Action::Notify {
+        audience: audience.clone(),
+        message: format!(
+            "FlowEngine recovered: the failure rate is back under the alert threshold; the {} outage is over (incident {})",
+            policy.primary_vendor, cx_state.key
+        ),
+        reason: Some(OUTAGE_OVER.to_owned()),
+    };
+    if n.effect_key()
+        .is_some_and(|k| cx_state.effects.contains(&k))
+    {
+        return false;
+    }
+    b.actions.push(n);
+    b.wait("stakeholders told the outage is over", None);
+    true
+}
+
 /// Past the escalation delay: page SRE and TL, tell stakeholders, once each.
 fn escalate(cx: &Ctx<'_>, p: &VendorJudgement, mins: i64, b: &mut Builder) {
     let (policy, state) = (cx.policy, cx.state);
@@ -211,6 +245,7 @@ fn escalate(cx: &Ctx<'_>, p: &VendorJudgement, mins: i64, b: &mut Builder) {
         message: format!(
             "FlowEngine degraded: {primary} outage for {mins} min; flows are on fallback or manual review"
         ),
+        reason: None,
     };
     if !state.effects.contains("notify:stakeholders")
         && n.effect_key().is_some_and(|k| !state.effects.contains(&k))

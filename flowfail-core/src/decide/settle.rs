@@ -13,11 +13,17 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
         return None;
     }
     let on_call = format!("page:{}:", policy.on_call_target);
-    let paged_on_call = state.effects.iter().any(|k| k.starts_with(&on_call))
+    // The operator's notices (paused, approval wanted) are not an escalation.
+    let escalation = |k: &String| {
+        k.strip_prefix(&on_call).is_some_and(|r| {
+            r != crate::control::PAUSED_NOTICE_REASON && !r.starts_with("approval_")
+        })
+    };
+    let paged_on_call = state.effects.iter().any(escalation)
         || b.actions
             .iter()
             .filter_map(Action::effect_key)
-            .any(|k| k.starts_with(&on_call));
+            .any(|k| escalation(&k));
     if !paged_on_call {
         b.page(
             state,

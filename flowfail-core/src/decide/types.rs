@@ -385,6 +385,10 @@ pub enum Action {
         audience: String,
         /// Message.
         message: String,
+        /// What about, when an incident tells an audience more than one thing (`outage_over`);
+        /// part of the dedup key. `None`: the incident's first notice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 
@@ -412,7 +416,16 @@ impl Action {
     pub fn effect_key(&self) -> Option<String> {
         match self {
             Action::Page { target, reason, .. } => Some(format!("page:{target}:{reason}")),
-            Action::Notify { audience, .. } => Some(format!("notify:{audience}")),
+            Action::Notify {
+                audience,
+                reason: None,
+                ..
+            } => Some(format!("notify:{audience}")),
+            Action::Notify {
+                audience,
+                reason: Some(r),
+                ..
+            } => Some(format!("notify:{audience}:{r}")),
             Action::Rollback { .. } => Some("rollback".into()),
             _ => None,
         }

@@ -56,6 +56,7 @@ fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
         Gate::Ran(t) => Ok(t),
         Gate::Halted => Err(Done::Outcome(refused("kill switch is on"))),
         Gate::DryRun => Err(Done::Outcome(ActionOutcome::DryRun)),
+        Gate::Paused(why) => Err(Done::Outcome(refused(why))),
         Gate::Deferred => Err(Done::Deferred),
         Gate::TimedOut(e) => Err(Done::Outcome(failed(e.to_string(), false))),
         Gate::Panicked(what) => Err(Done::Outcome(ActionOutcome::Unknown {
@@ -236,6 +237,15 @@ impl Responder {
         let Some((fields, outcome, detail)) = crate::report::rendered(a, o) else {
             return;
         };
+        if let ActionOutcome::Refused { reason } = o
+            && self.pause_refusal().as_ref() == Some(reason)
+        {
+            // Paused, the same refusals come pass after pass: record each once per pause.
+            let key = serde_json::to_string(&fields).unwrap_or_default();
+            if !lock(&self.inner).paused_seen.insert(key) {
+                return;
+            }
+        }
         if self.shadow && outcome == crate::report::Outcome::DryRun {
             // A shadow run decides the same actions pass after pass: record each once.
             let key = serde_json::to_string(&fields).unwrap_or_default();
@@ -486,7 +496,7 @@ impl Responder {
             )
             .await;
         let status = match gate {
-            Gate::DryRun => return Ok(Done::Nothing),
+            Gate::DryRun | Gate::Paused(_) => return Ok(Done::Nothing),
             Gate::TimedOut(e) => Err(e),
             other => stopped(other)?,
         };
@@ -530,12 +540,19 @@ impl Responder {
                     body["evidence"] = details.clone();
                 }
                 let page = Page::new(target.clone(), dk, summary.clone(), body);
-                self.guarded("pager.page", Budget::Exempt, pass.now, || {
+                let budget = if reason == crate::control::PAUSED_NOTICE_REASON {
+                    Budget::PauseNotice
+                } else {
+                    Budget::Exempt
+                };
+                self.guarded("pager.page", budget, pass.now, || {
                     self.read("pager.page", || self.ports.pager.page(&page))
                 })
                 .await
             }
-            Action::Notify { audience, message } => {
+            Action::Notify {
+                audience, message, ..
+            } => {
                 let n = Notification::new(audience.clone(), dk, message.clone());
                 self.guarded("notifier.notify", Budget::Exempt, pass.now, || {
                     self.read("notifier.notify", || self.ports.notifier.notify(&n))
@@ -593,7 +610,10 @@ impl Responder {
             else {
                 continue;
             };
-            let may_call = !self.kill.is_on() && !self.dry_run && !self.shadow;
+            let may_call = !self.kill.is_on()
+                && !self.dry_run
+                && !self.shadow
+                && self.pause_refusal().is_none();
             if may_call && *after_prune && !pass.pruned_now.contains(task_id) {
                 let o = refused("bundle was not pruned: not retrying into the same timeout");
                 self.finish(a, Done::Outcome(o), state, pass);

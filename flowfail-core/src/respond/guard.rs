@@ -1,9 +1,10 @@
 //! The one guard every mutation passes through.
 //!
 //! In this order: the kill switch, re-read right before the call → dry run (and shadow mode) →
-//! the claim fence (the ledger is asked whether this pass's epoch is still the incident's: a
-//! replica another one superseded mutates nothing) → the action rate limit → the step deadline
-//! → panic containment. Prunes, env changes, the rollback, retry
+//! the operator's pause (read from the ledger at the start of the pass) → the claim fence (the
+//! ledger is asked whether this pass's epoch is still the incident's: a replica another one
+//! superseded mutates nothing) → the action rate limit → the step deadline → panic
+//! containment. Prunes, env changes, the rollback, retry
 //! batches, pages, notifications and page resolutions all go through [`Responder::guarded`];
 //! nothing reaches a port's mutating method any other way.
 
@@ -23,6 +24,8 @@ pub(super) enum Budget {
     Limited,
     /// Never held back: pages, notifications, page resolutions, rollout checks.
     Exempt,
+    /// The one "automation paused" notice: exempt, and let through while paused.
+    PauseNotice,
 }
 
 /// What the guard did with a call.
@@ -34,6 +37,8 @@ pub(super) enum Gate<T> {
     Halted,
     /// Dry run: not called.
     DryRun,
+    /// Automation is paused (an operator's flag in the ledger): not called; why.
+    Paused(String),
     /// The action rate limit is reached: not called; the next pass decides again.
     Deferred,
     /// No answer within the step deadline: the call was abandoned.
@@ -64,6 +69,11 @@ impl Responder {
         }
         if self.dry_run || self.shadow {
             return Gate::DryRun;
+        }
+        if budget != Budget::PauseNotice
+            && let Some(why) = self.pause_refusal()
+        {
+            return Gate::Paused(why);
         }
         match self.fence(op).await {
             Ok(()) => {}

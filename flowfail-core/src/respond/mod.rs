@@ -18,6 +18,9 @@
 //!   reaches any port (the ledger included); the pass still reports what it would have done,
 //!   and the run halts;
 //! - **dry run**: nothing is mutated; one pass reports what would be done;
+//! - **pause** ([`crate::control`]): an operator's flag in the ledger, read each pass before
+//!   any mutation; paused, every mutation is refused and recorded, and on-call gets one
+//!   "automation paused" page per incident; actions the policy holds for approval wait for one;
 //! - **action rate limit**: at most `max_actions_per_minute` mutating calls per responder (a
 //!   retry batch is one call); the rest wait for the next pass (pages and notifications are
 //!   never held back);
@@ -63,6 +66,7 @@ use crate::report::{Report, ReportBuilder};
 use crate::schema::SchemaSet;
 
 mod act;
+mod control;
 mod guard;
 mod observe;
 mod stats;
@@ -196,6 +200,9 @@ impl ResponderBuilder {
                 pass_reads: Vec::new(),
                 last_failure_rate: None,
                 claim: None,
+                pause: control::PauseState::default(),
+                paused_seen: HashSet::new(),
+                proposed_seen: HashSet::new(),
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -219,6 +226,12 @@ struct Inner {
     last_failure_rate: Option<f64>,
     /// The incident and epoch this pass claimed: the guard checks it before every mutation.
     claim: Option<(String, Epoch)>,
+    /// The pause flag as this pass read it (the guard refuses mutations while paused).
+    pause: control::PauseState,
+    /// Actions refused because automation is paused, recorded once each until resumed.
+    paused_seen: HashSet<String>,
+    /// Proposals and approvals already noted.
+    proposed_seen: HashSet<String>,
 }
 
 /// What one pass ended with.
@@ -430,10 +443,19 @@ impl Responder {
         } else {
             None
         };
-        let decision = decide(&obs, &state, &self.policy);
+        let mut decision = decide(&obs, &state, &self.policy);
+        // The operator's controls, before any mutation: the pause flag, the approval gates.
+        let mut entries = Vec::new();
+        if epoch.is_some()
+            && let Some(notice) = self.read_pause(&state, epoch, now, &mut entries).await
+        {
+            decision.actions.insert(0, notice);
+        }
+        self.gate(&mut decision, &state, now, &mut entries).await;
         tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
         let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
-        let acted = self.act(&decision, &obs, &mut next, epoch, now).await;
+        let mut acted = self.act(&decision, &obs, &mut next, epoch, now).await;
+        entries.append(&mut acted.entries);
         {
             let mut inner = lock(&self.inner);
             inner.report.skips(now, &decision.skipped);
@@ -467,7 +489,7 @@ impl Responder {
         }
         if let Some(epoch) = epoch
             && !self
-                .record(&next, epoch, &acted.entries, settled.is_some(), now)
+                .record(&next, epoch, &entries, settled.is_some(), now)
                 .await
             && settled.is_some()
         {

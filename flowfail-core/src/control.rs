@@ -1,0 +1,448 @@
+//! Operator control: an external pause, and approvals for gated actions.
+//!
+//! Both live in the incident ledger, not in a process, so every replica obeys them and a
+//! restart forgets neither:
+//!
+//! - **Pause** ([`pause`], [`resume`], [`paused`]): a flag per scope (the Deployment) that every
+//!   responder reads each pass before any mutation. Paused, flowfail observes, decides, records
+//!   and reports, and mutates nothing: the one [guard](crate::respond) refuses every call
+//!   ("automation paused"), and the refusal is recorded in the timeline. The only page a paused
+//!   responder sends is one notice per incident that automation is paused (deduplicated by a
+//!   ledger reservation, so replicas and restarts do not repeat it).
+//! - **Approvals** ([`approve`], [`gate`]): the policy's `require_approval` names actions
+//!   (from [`GATED_ACTIONS`]) that wait for a human. The engine still decides them; a gated
+//!   action without an approval in force is *proposed* — held back, recorded with its reason,
+//!   and on-call is paged once with the command that approves it. An approval lets the next
+//!   pass carry the action out if the engine still decides it (its preconditions still hold);
+//!   it expires after the policy's `approval_ttl_s`.
+//!
+//! The functions here take the ledger port, so the CLI, an HTTP handler and a test call the
+//! same code:
+//!
+//! ```
+//! use flowfail_core::control;
+//! use flowfail_core::memory::MemoryIncidentStore;
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let ledger = MemoryIncidentStore::new();
+//! let now = chrono::Utc::now();
+//! control::pause(&ledger, "flowengine", "deploy freeze", "alice", now).await.unwrap();
+//! assert_eq!(control::paused(&ledger, "flowengine").await.unwrap().unwrap().by, "alice");
+//! control::resume(&ledger, "flowengine", "alice", now).await.unwrap();
+//! assert!(control::paused(&ledger, "flowengine").await.unwrap().is_none());
+//! // An approval needs an incident the ledger knows, and an action that can be gated.
+//! let e = control::approve(&ledger, "nope", "rollback", "alice", now).await.unwrap_err();
+//! assert_eq!(e.kind(), flowfail_core::ErrorKind::NotFound);
+//! # });
+//! ```
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{Action, Decision, IncidentState, Skip};
+use crate::error::{Error, Result};
+use crate::model::{Timestamp, describe_untrusted};
+use crate::policy::Policy;
+use crate::ports::IncidentStore;
+
+/// The actions a policy may hold for approval (`require_approval`), as `flowfail approve`
+/// names them:
+///
+/// | name | the action |
+/// |---|---|
+/// | `rollback` | the guarded rollback to the revision recorded at open |
+/// | `manual_review` | setting the manual review env var (no healthy fallback) |
+/// | `fallback_model` | routing to the fallback model |
+/// | `circuit_breaker` | enabling FlowEngine's circuit breaker |
+/// | `prune_context` | pruning a context bundle (each one) |
+///
+/// Undoing flowfail's own env changes is never gated.
+pub const GATED_ACTIONS: &[&str] = &[
+    "rollback",
+    "manual_review",
+    "fallback_model",
+    "circuit_breaker",
+    "prune_context",
+];
+
+/// The longest `approval_ttl_s` a policy may set: a week.
+pub const MAX_APPROVAL_TTL_S: u64 = 7 * 24 * 3600;
+
+/// The longest pause reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// The longest name of who paused, resumed or approved, in characters.
+pub const MAX_BY_CHARS: usize = 100;
+
+/// The effect key of the one notice a paused responder pages per incident.
+pub const PAUSED_NOTICE_REASON: &str = "automation_paused";
+
+/// Automation is paused in a scope: who paused it, when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Pause {
+    /// Why (free text from the operator; validated, never interpreted).
+    pub reason: String,
+    /// Who.
+    pub by: String,
+    /// Since when.
+    pub since: Timestamp,
+}
+
+impl Pause {
+    /// A pause. Use [`pause`] to validate the text and set it in the ledger.
+    pub fn new(reason: impl Into<String>, by: impl Into<String>, since: Timestamp) -> Self {
+        Pause {
+            reason: reason.into(),
+            by: by.into(),
+            since,
+        }
+    }
+}
+
+/// A human approved a gated action for one incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Approval {
+    /// The incident key.
+    pub incident: String,
+    /// The action's name (one of [`GATED_ACTIONS`]).
+    pub action: String,
+    /// Who approved.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+impl Approval {
+    /// An approval. Use [`approve`] to validate it and record it in the ledger.
+    pub fn new(
+        incident: impl Into<String>,
+        action: impl Into<String>,
+        by: impl Into<String>,
+        at: Timestamp,
+    ) -> Self {
+        Approval {
+            incident: incident.into(),
+            action: action.into(),
+            by: by.into(),
+            at,
+        }
+    }
+
+    /// When it stops unlocking the action: `at + approval_ttl_s`.
+    pub fn expires_at(&self, policy: &Policy) -> Timestamp {
+        let ttl = i64::try_from(policy.approval_ttl_s.min(MAX_APPROVAL_TTL_S)).unwrap_or(0);
+        self.at
+            .checked_add_signed(TimeDelta::seconds(ttl))
+            .unwrap_or(self.at)
+    }
+
+    /// Whether it unlocks `action` of `incident` at `now`: same incident and action, given no
+    /// later than `now` and not expired.
+    pub fn unlocks(&self, incident: &str, action: &str, policy: &Policy, now: Timestamp) -> bool {
+        self.incident == incident
+            && self.action == action
+            && self.at <= now
+            && now < self.expires_at(policy)
+    }
+}
+
+/// Operator text (a reason, a name): trimmed, non-empty, bounded, no control characters.
+fn operator_text(field: &str, s: &str, max_chars: usize) -> Result<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(Error::invalid_input(format!("{field} must not be empty")));
+    }
+    if t.chars().count() > max_chars {
+        return Err(Error::invalid_input(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "{field} must not contain control characters: {}",
+            describe_untrusted(t)
+        )));
+    }
+    Ok(t.to_owned())
+}
+
+fn scope_name(scope: &str) -> Result<&str> {
+    if scope.trim().is_empty() {
+        return Err(Error::invalid_input(
+            "the scope (Deployment) must not be empty",
+        ));
+    }
+    Ok(scope)
+}
+
+/// Pauses automation in `scope` (the Deployment): from the next pass of every replica on,
+/// nothing is mutated until [`resume`]. A second pause replaces the first (its reason, author
+/// and time). An empty or oversized `reason` or `by` is [`crate::ErrorKind::InvalidInput`] and
+/// changes nothing.
+pub async fn pause(
+    ledger: &dyn IncidentStore,
+    scope: &str,
+    reason: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Pause> {
+    let scope = scope_name(scope)?;
+    let p = Pause::new(
+        operator_text("reason", reason, MAX_REASON_CHARS)?,
+        operator_text("by", by, MAX_BY_CHARS)?,
+        now,
+    );
+    ledger
+        .set_pause(scope, Some(&p))
+        .await
+        .map_err(|e| e.with_operation("control.pause"))?;
+    tracing::info!(scope, by = %p.by, reason = %p.reason, "automation paused");
+    Ok(p)
+}
+
+/// Lifts the pause of `scope`; returns the pause lifted (`None`: it was not paused, and nothing
+/// changed). `by` is validated like [`pause`]'s and logged.
+pub async fn resume(
+    ledger: &dyn IncidentStore,
+    scope: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Option<Pause>> {
+    let scope = scope_name(scope)?;
+    let by = operator_text("by", by, MAX_BY_CHARS)?;
+    let was = ledger
+        .pause_flag(scope)
+        .await
+        .map_err(|e| e.with_operation("control.resume"))?;
+    if was.is_some() {
+        ledger
+            .set_pause(scope, None)
+            .await
+            .map_err(|e| e.with_operation("control.resume"))?;
+        tracing::info!(scope, by = %by, at = %now, "automation resumed");
+    }
+    Ok(was)
+}
+
+/// The pause of `scope`, if automation is paused there.
+pub async fn paused(ledger: &dyn IncidentStore, scope: &str) -> Result<Option<Pause>> {
+    ledger
+        .pause_flag(scope_name(scope)?)
+        .await
+        .map_err(|e| e.with_operation("control.paused"))
+}
+
+/// Approves `action` (one of [`GATED_ACTIONS`]) for the open incident `incident`: the next
+/// pass carries it out if the engine still decides it, until the approval expires
+/// (`approval_ttl_s`). An unknown action name, or an empty `by`, is
+/// [`crate::ErrorKind::InvalidInput`]; an unknown incident is
+/// [`crate::ErrorKind::NotFound`]; a closed one is [`crate::ErrorKind::Refused`]. A refused
+/// call writes nothing.
+pub async fn approve(
+    ledger: &dyn IncidentStore,
+    incident: &str,
+    action: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Approval> {
+    if !GATED_ACTIONS.contains(&action) {
+        return Err(Error::invalid_input(format!(
+            "{} is not an action that waits for approval (one of {})",
+            describe_untrusted(action),
+            GATED_ACTIONS.join(", ")
+        ))
+        .with_operation("control.approve"));
+    }
+    let by = operator_text("by", by, MAX_BY_CHARS)?;
+    let rec = ledger
+        .get(incident)
+        .await
+        .map_err(|e| e.with_operation("control.approve"))?;
+    if rec.closed_at.is_some() {
+        return Err(Error::refused(format!(
+            "incident {} is closed: nothing left to approve",
+            describe_untrusted(incident)
+        ))
+        .with_operation("control.approve"));
+    }
+    let a = Approval::new(rec.key, action, by, now);
+    ledger
+        .add_approval(&a.incident, &a)
+        .await
+        .map_err(|e| e.with_operation("control.approve"))?;
+    tracing::info!(incident = %a.incident, action, by = %a.by, "action approved");
+    Ok(a)
+}
+
+/// The [`GATED_ACTIONS`] name of `action`, if it is one: the rollback, a prune, and env changes
+/// flowfail has not made yet in this incident (manual review, the fallback model, the
+/// breaker). Undoing flowfail's own change is never gated.
+pub fn gate_name(action: &Action, state: &IncidentState, policy: &Policy) -> Option<&'static str> {
+    match action {
+        Action::Rollback { .. } => Some("rollback"),
+        Action::PruneContext { .. } => Some("prune_context"),
+        Action::SetEnv { name, value, .. }
+            if value.is_some() && !state.env_changes.contains_key(name) =>
+        {
+            if *name == policy.manual_review_env {
+                Some("manual_review")
+            } else if *name == policy.fallback_env {
+                Some("fallback_model")
+            } else if *name == policy.breaker_env {
+                Some("circuit_breaker")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A gated action held back for approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Proposal {
+    /// Its name in [`GATED_ACTIONS`].
+    pub gate: &'static str,
+    /// The action as decided.
+    pub action: Action,
+    /// Why the engine decided it.
+    pub reason: String,
+    /// The command that approves it.
+    pub approve_with: String,
+}
+
+/// What [`gate`] did with a decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gated {
+    /// Actions held back, waiting for approval.
+    pub proposed: Vec<Proposal>,
+    /// Gated actions let through, with the approval that unlocked each.
+    pub approved: Vec<(Action, Approval)>,
+}
+
+/// Holds back the decision's gated actions that no approval in force unlocks (pure). Each one
+/// becomes a [`Skip`] ("awaiting approval") and a [`Proposal`]; on-call is paged once per
+/// incident and gate with the proposal, its reason and the approving command (a page the
+/// incident's effects already hold is not decided again).
+pub fn gate(
+    d: &mut Decision,
+    state: &IncidentState,
+    approvals: &[Approval],
+    policy: &Policy,
+    now: Timestamp,
+) -> Gated {
+    let mut out = Gated::default();
+    if policy.require_approval.is_empty() {
+        return out;
+    }
+    let mut kept = Vec::with_capacity(d.actions.len());
+    for a in std::mem::take(&mut d.actions) {
+        let Some(g) =
+            gate_name(&a, state, policy).filter(|g| policy.require_approval.iter().any(|r| r == g))
+        else {
+            kept.push(a);
+            continue;
+        };
+        if let Some(ap) = approvals
+            .iter()
+            .rev()
+            .find(|ap| ap.unlocks(&state.key, g, policy, now))
+        {
+            out.approved.push((a.clone(), ap.clone()));
+            kept.push(a);
+            continue;
+        }
+        let reason = proposal_reason(&a, d);
+        let approve_with = format!("flowfail approve {} {g}", state.key);
+        d.skipped.push(Skip::new(
+            a.kind(),
+            subject(&a),
+            format!(
+                "awaiting approval ({g} is in require_approval): approve with `{approve_with}`"
+            ),
+        ));
+        out.proposed.push(Proposal {
+            gate: g,
+            action: a,
+            reason,
+            approve_with,
+        });
+    }
+    d.actions = kept;
+    for p in &out.proposed {
+        let page = Action::Page {
+            target: policy.on_call_target.clone(),
+            reason: format!("approval_{}", p.gate),
+            summary: format!(
+                "flowfail proposes to {} ({}); it waits for approval: `{}` (valid {} min)",
+                describe_action(&p.action),
+                p.reason,
+                p.approve_with,
+                policy.approval_ttl_s / 60
+            ),
+            details: serde_json::Value::Null,
+        };
+        let fresh = page
+            .effect_key()
+            .is_some_and(|k| !state.effects.contains(&k));
+        if fresh && !d.actions.contains(&page) {
+            d.actions.push(page);
+        }
+    }
+    out
+}
+
+/// Why the engine decided `a`, in the report's words.
+fn proposal_reason(a: &Action, d: &Decision) -> String {
+    match a {
+        Action::SetEnv { purpose, .. } => purpose.clone(),
+        Action::PruneContext {
+            from_bytes,
+            max_bytes,
+            ..
+        } => format!("bundle of {from_bytes} bytes exceeds the prune target of {max_bytes}"),
+        _ => match &d.alert {
+            Some(al) => format!(
+                "failure rate {:.2}% over {} tasks",
+                al.failure_rate * 100.0,
+                al.window_tasks
+            ),
+            None => "decided by the runbook".to_owned(),
+        },
+    }
+}
+
+/// The action in a few words.
+pub fn describe_action(a: &Action) -> String {
+    match a {
+        Action::Rollback {
+            deployment,
+            from_revision,
+            to_revision,
+            ..
+        } => format!("roll {deployment} back from revision {from_revision} to {to_revision}"),
+        Action::SetEnv {
+            deployment,
+            name,
+            value: Some(v),
+            ..
+        } => format!("set {name}={v} on {deployment}"),
+        Action::SetEnv {
+            deployment, name, ..
+        } => format!("unset {name} on {deployment}"),
+        Action::PruneContext { task_id, .. } => format!("prune the context bundle of {task_id}"),
+        other => other.kind().replace('_', " "),
+    }
+}
+
+fn subject(a: &Action) -> String {
+    match a {
+        Action::Rollback { to_revision, .. } => format!("revision {to_revision}"),
+        Action::SetEnv { name, .. } => name.clone(),
+        Action::PruneContext { task_id, .. } => task_id.to_string(),
+        _ => String::new(),
+    }
+}

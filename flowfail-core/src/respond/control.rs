@@ -1,0 +1,194 @@
+//! The operator's controls in a pass: the pause flag, read before any mutation, with its one
+//! notice per incident; and the approval gates, applied to the decision before acting. See
+//! [`crate::control`].
+
+use super::{Responder, lock};
+use crate::control::{self, PAUSED_NOTICE_REASON, Pause};
+use crate::decide::{Action, Decision, IncidentState};
+use crate::model::Timestamp;
+use crate::ports::{Epoch, TimelineEntry};
+
+/// The pause as one pass read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) enum PauseState {
+    /// Not paused: mutations may go.
+    #[default]
+    Running,
+    /// Paused by an operator.
+    Paused(Pause),
+    /// The flag could not be read: nothing is mutated this pass (a pause must not be missed).
+    Unknown(String),
+}
+
+impl PauseState {
+    /// Why the guard refuses mutations, when it does.
+    pub(super) fn refusal(&self) -> Option<String> {
+        match self {
+            PauseState::Running => None,
+            PauseState::Paused(p) => Some(format!(
+                "automation paused by {} since {}: {}",
+                p.by,
+                p.since.format("%Y-%m-%dT%H:%M:%SZ"),
+                p.reason
+            )),
+            PauseState::Unknown(e) => Some(format!(
+                "automation pause flag unreadable, nothing changed this pass: {e}"
+            )),
+        }
+    }
+}
+
+impl Responder {
+    /// The guard's view of the pause for this pass.
+    pub(super) fn pause_refusal(&self) -> Option<String> {
+        lock(&self.inner).pause.refusal()
+    }
+
+    /// Reads the pause flag for this pass (before any mutation), notes a change in the report
+    /// and the timeline, and — paused, under a ledger claim — reserves the incident's one
+    /// "automation paused" notice: returns the page to send, the first time only.
+    pub(super) async fn read_pause(
+        &self,
+        state: &IncidentState,
+        epoch: Option<Epoch>,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+    ) -> Option<Action> {
+        let scope = self.policy.deployment.as_str();
+        let read = self
+            .read("incident.pause_flag", || {
+                self.ports.incidents.pause_flag(scope)
+            })
+            .await;
+        let current = match read {
+            Ok(Some(p)) => PauseState::Paused(p),
+            Ok(None) => PauseState::Running,
+            Err(e) => {
+                self.note_gap(format!("incident ledger: pause flag: {e}"));
+                PauseState::Unknown(e.to_string())
+            }
+        };
+        let previous = std::mem::replace(&mut lock(&self.inner).pause, current.clone());
+        match (&previous, &current) {
+            (PauseState::Paused(_), PauseState::Paused(_)) | (_, PauseState::Unknown(_)) => {}
+            (_, PauseState::Paused(p)) => {
+                let line = current.refusal().unwrap_or_default();
+                lock(&self.inner).report.note(now, line);
+                entries.push(TimelineEntry::new(
+                    now,
+                    "paused",
+                    serde_json::json!({"by": p.by, "reason": p.reason, "since": p.since}),
+                ));
+            }
+            (PauseState::Paused(_), PauseState::Running) => {
+                lock(&self.inner).paused_seen.clear();
+                lock(&self.inner)
+                    .report
+                    .note(now, "automation resumed".to_owned());
+                entries.push(TimelineEntry::new(now, "resumed", serde_json::json!({})));
+            }
+            _ => {}
+        }
+        let (PauseState::Paused(p), Some(epoch)) = (&current, epoch) else {
+            return None;
+        };
+        let notice = Action::Page {
+            target: self.policy.on_call_target.clone(),
+            reason: PAUSED_NOTICE_REASON.to_owned(),
+            summary: format!(
+                "flowfail automation is paused during incident {} (by {}: {}); it observes and records, and changes nothing until resumed",
+                state.key, p.by, p.reason
+            ),
+            details: serde_json::Value::Null,
+        };
+        let effect = notice.effect_key()?;
+        // Shadow mode pages nobody: the reservation is kept for a responder that acts.
+        if self.shadow || state.effects.contains(&effect) {
+            return None;
+        }
+        // At most one notice per incident, across replicas and restarts.
+        match self
+            .ports
+            .incidents
+            .reserve_effect(&state.key, epoch, &effect)
+            .await
+        {
+            Ok(true) => Some(notice),
+            Ok(false) => None,
+            Err(e) => {
+                self.note_gap(format!("incident ledger: pause notice: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Holds back the decision's actions that wait for approval (see [`control::gate`]),
+    /// reading the incident's approvals only when a gated action was decided. Proposals and
+    /// the approvals used are noted once each in the report and the timeline.
+    pub(super) async fn gate(
+        &self,
+        d: &mut Decision,
+        state: &IncidentState,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let gated = |a: &Action| {
+            control::gate_name(a, state, &self.policy)
+                .is_some_and(|g| self.policy.require_approval.iter().any(|r| r == g))
+        };
+        if !d.actions.iter().any(gated) {
+            return;
+        }
+        let approvals = match self
+            .read("incident.approvals", || {
+                self.ports.incidents.approvals(&state.key)
+            })
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // No approval read is no approval: the gated actions wait.
+                self.note_gap(format!("incident ledger: approvals: {e}"));
+                Vec::new()
+            }
+        };
+        let out = control::gate(d, state, &approvals, &self.policy, now);
+        for p in &out.proposed {
+            let line = format!(
+                "proposed: {} ({}); waits for approval: `{}`",
+                control::describe_action(&p.action),
+                p.reason,
+                p.approve_with
+            );
+            if lock(&self.inner).proposed_seen.insert(line.clone()) {
+                lock(&self.inner).report.note(now, line);
+                entries.push(TimelineEntry::new(
+                    now,
+                    "proposed",
+                    serde_json::json!({
+                        "gate": p.gate,
+                        "action": control::describe_action(&p.action),
+                        "reason": p.reason,
+                        "approve_with": p.approve_with,
+                    }),
+                ));
+            }
+        }
+        for (a, ap) in &out.approved {
+            let line = format!(
+                "approved by {} at {}: {}",
+                ap.by,
+                ap.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                control::describe_action(a)
+            );
+            if lock(&self.inner).proposed_seen.insert(line.clone()) {
+                lock(&self.inner).report.note(now, line);
+                entries.push(TimelineEntry::new(
+                    now,
+                    "approved",
+                    serde_json::json!({"gate": ap.action, "by": ap.by, "at": ap.at}),
+                ));
+            }
+        }
+    }
+}
