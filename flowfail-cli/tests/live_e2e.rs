@@ -1197,3 +1197,164 @@ async fn p9_webhook_to_first_action() {
             .join(", ")
     );
 }
+
+/// Page triggers at the pager whose dedup key ends with `suffix`.
+async fn triggers_with(w: &World, suffix: &str) -> usize {
+    w.pages()
+        .await
+        .iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// (e) Paused mid-incident over HTTP: new failures arrive while paused and nothing reaches any
+/// peer (bundles, attempts, the Deployment, the pager but for the one "automation paused"
+/// notice) until resume; then they are handled. Unauthenticated pause and resume change
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_pause_mid_incident_holds_every_peer_until_resume() {
+    let first = ["q-0", "q-1", "q-2"];
+    let Some((w, _)) = timeout_world("pause", first).await else {
+        return;
+    };
+    let port = free_port();
+    let mut p = w.run_config(&w.config_with("act", 1, Some(port)), "e");
+    let l = Listener::new(port);
+    let pause_body = json!({"reason": "e2e change freeze", "by": "e2e"}).to_string();
+    // Refused: no token, a wrong one.
+    until(&w, 30, "listening", &mut p, "e", || async {
+        l.get("/healthz").await.is_some()
+    })
+    .await;
+    assert_eq!(l.post("/pause", None, pause_body.clone()).await.0, 401);
+    assert_eq!(
+        l.post(
+            "/pause",
+            Some("e2e-http-token-wrong-0000"),
+            pause_body.clone()
+        )
+        .await
+        .0,
+        401
+    );
+    // The first failures are pruned and retried: the incident is under way.
+    until(&w, 60, "the first retries", &mut p, "e", || async {
+        let mut all = true;
+        for id in first {
+            all &= w.task(id).await.attempts == 1;
+        }
+        all
+    })
+    .await;
+    assert_eq!(
+        l.metric("flowfail_paused").await,
+        0.0,
+        "paused by a refused call"
+    );
+    let (code, text) = l.post("/pause", Some(HTTP_TOKEN), pause_body).await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(l.metric("flowfail_paused").await, 1.0);
+    // Let the pass in progress end, then new failures arrive while paused.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = ["r-0", "r-1", "r-2"];
+    let now = Utc::now();
+    let failed: Vec<Task> = second
+        .iter()
+        .map(|id| {
+            Task::new(
+                TaskId::parse(id).unwrap(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::minutes(1),
+            )
+            .with_error(TIMEOUT, None)
+        })
+        .collect();
+    w.tasks.insert(&failed, &[]).await.unwrap();
+    let mut originals = Vec::new();
+    for id in second {
+        originals.push(w.put_bundle(id, 600_000).await);
+    }
+    let keys = w.keys().await;
+    let rv = w.resource_version();
+    let pages = w.pages().await;
+    // Six polls: a responder that acted would have pruned and retried the new failures.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(w.open_incident().await, "the incident is still open");
+    for (id, original) in second.iter().zip(&originals) {
+        assert_eq!(
+            w.task(id).await.attempts,
+            0,
+            "{id} retried while paused\n{}",
+            w.log("e")
+        );
+        assert_eq!(
+            &w.object(&format!("{id}.json")).await.unwrap(),
+            original,
+            "{id} pruned while paused"
+        );
+    }
+    assert_eq!(w.keys().await, keys, "S3 changed while paused");
+    assert_eq!(
+        w.resource_version(),
+        rv,
+        "the Deployment changed while paused"
+    );
+    // Nothing paged but the one "automation paused" notice of each incident open while paused
+    // (the first may settle during the pause, and the new failures then open a second).
+    for (key, n) in w.pages().await {
+        if pages.get(&key) != Some(&n) {
+            assert!(
+                key.ends_with(":automation_paused") && n == 1,
+                "paged while paused: {key} x{n}"
+            );
+        }
+    }
+    // The ledger recorded what was held back.
+    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    let held = w.ledger.get(&open.key).await.unwrap().timeline;
+    assert!(
+        held.iter().any(|e| e.detail.to_string().contains("paused")),
+        "{held:#?}"
+    );
+
+    assert_eq!(l.post("/resume", None, String::new()).await.0, 401);
+    let (code, text) = l.post("/resume", Some(HTTP_TOKEN), String::new()).await;
+    assert_eq!(code, 200, "{text}");
+    until(
+        &w,
+        60,
+        "the held-back failures handled after resume",
+        &mut p,
+        "e",
+        || async {
+            let mut all = true;
+            for id in second {
+                all &= w.task(id).await.attempts == 1;
+            }
+            all && w
+                .keys()
+                .await
+                .iter()
+                .filter(|k| k.starts_with("archive/r-"))
+                .count()
+                == 3
+        },
+    )
+    .await;
+    assert_eq!(l.metric("flowfail_paused").await, 0.0);
+    until(&w, 90, "the incident closed", &mut p, "e", || async {
+        w.work().await;
+        !w.open_incident().await
+    })
+    .await;
+    let notices = triggers_with(&w, ":automation_paused").await;
+    let incidents = w.closed().await.len();
+    assert!(
+        (1..=incidents).contains(&notices),
+        "one paused notice per incident open while paused: {notices} for {incidents}: {:?}",
+        w.pages().await
+    );
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("e"));
+}
