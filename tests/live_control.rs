@@ -25,7 +25,7 @@ async fn live(k8s: &FakeApiServer) -> Option<(Live, String)> {
         }
     };
     let schema = format!(
-        "ff_live_ctl_{}_{}",
+        "ff_test_live_ctl_{}_{}",
         std::process::id(),
         Utc::now().timestamp_subsec_nanos()
     );

@@ -375,7 +375,8 @@ fn respond_replays_the_four_scenarios_as_json() {
         .map(|a| &a["target"])
         .collect();
     assert_eq!(targets.len(), 2);
-    assert_eq!(actions(&outage, "notify").len(), 1);
+    // Stakeholders: the outage, then its end.
+    assert_eq!(actions(&outage, "notify").len(), 2);
     let bad = respond(&dir.join("bad-deploy.json"));
     let rb = actions(&bad, "rollback");
     assert_eq!(rb.len(), 1);

@@ -30,7 +30,7 @@ async fn ledger() -> Option<Ledger> {
         }
     };
     let schema = format!(
-        "ff_ctl_{}_{}",
+        "ff_cli_ctl_{}_{}",
         std::process::id(),
         Utc::now().timestamp_subsec_nanos()
     );

@@ -427,6 +427,29 @@ step_timeout_s = 10
             .collect()
     }
 
+    /// The Deployment's change cause (what `kubectl rollout history` shows).
+    fn change_cause(&self) -> String {
+        let d = self.k8s.deployment("default", "flowengine").unwrap();
+        d.pointer("/metadata/annotations/kubernetes.io~1change-cause")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Runs `flowfail pause|resume …` with this world's config; its exit code and stderr.
+    fn control(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config("act"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn image(&self) -> String {
         let d = self.k8s.deployment("default", "flowengine").unwrap();
         d["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -717,6 +740,12 @@ async fn c_bad_deploy_end_to_end() {
         .filter(|r| r.starts_with("PATCH deployments/flowengine"))
         .count();
     assert_eq!(patches, 1, "{:?}", w.k8s.requests());
+    // The rollback names its incident in the change cause (`kubectl rollout history`).
+    let closed_key = w.closed().await[0]["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        w.change_cause(),
+        format!("flowfail: roll back to revision 1 (incident {closed_key})")
+    );
     // Unknown failures retried only after the verified rollback, once each.
     for id in &ids {
         let t = w.task(id).await;
@@ -737,6 +766,97 @@ async fn c_bad_deploy_end_to_end() {
         closed[0]["post_incident"]["actions_summary"]["rollback"]["applied"], 1,
         "{:#}",
         closed[0]
+    );
+}
+
+/// (d) Paused with `flowfail pause` before the alert: the incident opens and is recorded, and
+/// nothing reaches S3, the TaskDB, the Deployment or the webhook; on-call gets one "automation
+/// paused" page. After `flowfail resume` the same process works the incident to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_paused_then_resumed_end_to_end() {
+    let ids = ["p-0", "p-1", "p-2"];
+    let Some((w, originals)) = timeout_world("paused", ids).await else {
+        return;
+    };
+    let (code, err) = w.control(&["pause", "--reason", "change freeze", "--by", "alice"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rv = w.resource_version();
+    let mut p = w.run("act", "d");
+    until(&w, 30, "the paused notice", &mut p, "d", || async {
+        w.open_incident().await
+            && w.pages()
+                .await
+                .keys()
+                .any(|k| k.ends_with(":page:on_call:automation_paused"))
+    })
+    .await;
+    // Several more passes (one a second), paused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (id, original) in ids.iter().zip(&originals) {
+        assert_eq!(
+            &w.object(&format!("{id}.json")).await.unwrap(),
+            original,
+            "{id}"
+        );
+        assert_eq!(w.task(id).await.attempts, 0, "{id} retried while paused");
+    }
+    assert!(!w.keys().await.iter().any(|k| k.starts_with("archive/")));
+    assert_eq!(
+        w.resource_version(),
+        rv,
+        "the Deployment changed while paused"
+    );
+    assert!(
+        !w.k8s.requests().iter().any(|r| r.starts_with("PATCH")),
+        "{:?}",
+        w.k8s.requests()
+    );
+    assert_eq!(
+        w.pages().await.values().sum::<usize>(),
+        1,
+        "{:?}",
+        w.pages().await
+    );
+    assert!(
+        w.webhook
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    let (code, err) = w.control(&["resume", "--by", "alice"]);
+    assert_eq!(code, Some(0), "{err}");
+    until(&w, 90, "the incident closed", &mut p, "d", || async {
+        w.work().await;
+        !w.closed().await.is_empty() && !w.open_incident().await
+    })
+    .await;
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("d"));
+    for id in ids {
+        assert!(
+            w.object(&format!("{id}.json")).await.unwrap().len() <= 180_000,
+            "{id}"
+        );
+        let t = w.task(id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+    }
+    let pages = w.pages().await;
+    assert_eq!(
+        pages.values().sum::<usize>(),
+        1,
+        "only the notice: {pages:?}"
+    );
+    let closed = w.closed().await;
+    let kinds: Vec<&str> = closed[0]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"paused") && kinds.contains(&"resumed"),
+        "{kinds:?}"
     );
 }
 

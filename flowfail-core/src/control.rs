@@ -446,3 +446,85 @@ fn subject(a: &Action) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::EnvRecord;
+    use crate::detect::AlertState;
+
+    fn state(now: Timestamp) -> IncidentState {
+        let alert = AlertState {
+            firing: true,
+            failure_rate: 0.3,
+            window_tasks: 400,
+            failed: 120,
+        };
+        IncidentState::open("inc".into(), now, alert, Default::default(), None)
+    }
+
+    #[test]
+    fn only_new_changes_are_gated_never_an_undo() {
+        let now = chrono::Utc::now();
+        let p = Policy::default();
+        let set = |name: &str, value: Option<&str>| Action::SetEnv {
+            deployment: "flowengine".into(),
+            name: name.into(),
+            value: value.map(str::to_owned),
+            purpose: "test".into(),
+        };
+        let mut s = state(now);
+        assert_eq!(
+            gate_name(&set("MANUAL_REVIEW_MODE", Some("true")), &s, &p),
+            Some("manual_review")
+        );
+        assert_eq!(
+            gate_name(&set("FALLBACK_MODEL", Some("m")), &s, &p),
+            Some("fallback_model")
+        );
+        assert_eq!(
+            gate_name(&set("ENABLE_CIRCUIT_BREAKER", Some("true")), &s, &p),
+            Some("circuit_breaker")
+        );
+        assert_eq!(gate_name(&set("OTHER", Some("1")), &s, &p), None);
+        s.env_changes.insert(
+            "MANUAL_REVIEW_MODE".into(),
+            EnvRecord {
+                value: Some("true".into()),
+                previous: Some("false".into()),
+                at: now,
+            },
+        );
+        assert_eq!(
+            gate_name(&set("MANUAL_REVIEW_MODE", Some("false")), &s, &p),
+            None,
+            "restoring what flowfail changed is never gated"
+        );
+        assert_eq!(gate_name(&set("FALLBACK_MODEL", None), &s, &p), None);
+    }
+
+    #[test]
+    fn an_approval_unlocks_its_incident_and_action_until_it_expires() {
+        let now = chrono::Utc::now();
+        let p = Policy {
+            approval_ttl_s: 60,
+            ..Policy::default()
+        };
+        let a = Approval::new("inc", "rollback", "alice", now);
+        assert!(a.unlocks("inc", "rollback", &p, now));
+        assert!(a.unlocks("inc", "rollback", &p, now + TimeDelta::seconds(59)));
+        assert!(!a.unlocks("inc", "rollback", &p, now + TimeDelta::seconds(60)));
+        assert!(!a.unlocks("inc", "rollback", &p, now - TimeDelta::seconds(1)));
+        assert!(!a.unlocks("other", "rollback", &p, now));
+        assert!(!a.unlocks("inc", "manual_review", &p, now));
+    }
+
+    #[test]
+    fn operator_text_is_trimmed_bounded_and_printable() {
+        assert_eq!(operator_text("by", "  alice ", 10).unwrap(), "alice");
+        for bad in ["", "   ", "a\u{1b}[2Jb", "x\ny", &"é".repeat(11)] {
+            assert!(operator_text("by", bad, 10).is_err(), "{bad:?}");
+        }
+        assert!(operator_text("by", &"é".repeat(10), 10).is_ok());
+    }
+}

@@ -111,15 +111,18 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     a.unwrap();
     b.unwrap();
     let c = pool.get().await.unwrap();
-    let n: i64 = c
-        .query_one(
-            &format!("SELECT count(*) FROM {schema}.flowfail_migrations"),
+    // Each version once: 1 (incidents, timeline), 2 (pause flag, approvals).
+    let versions: Vec<i32> = c
+        .query(
+            &format!("SELECT version FROM {schema}.flowfail_migrations ORDER BY version"),
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

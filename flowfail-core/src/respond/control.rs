@@ -123,12 +123,14 @@ impl Responder {
     }
 
     /// Holds back the decision's actions that wait for approval (see [`control::gate`]),
-    /// reading the incident's approvals only when a gated action was decided. Proposals and
-    /// the approvals used are noted once each in the report and the timeline.
+    /// reading the incident's approvals only when a gated action was decided (and the pass
+    /// holds a ledger claim: a dry run has no incident in the ledger, so nothing approved).
+    /// Proposals and the approvals used are noted once each in the report and the timeline.
     pub(super) async fn gate(
         &self,
         d: &mut Decision,
         state: &IncidentState,
+        epoch: Option<Epoch>,
         now: Timestamp,
         entries: &mut Vec<TimelineEntry>,
     ) {
@@ -139,12 +141,16 @@ impl Responder {
         if !d.actions.iter().any(gated) {
             return;
         }
-        let approvals = match self
-            .read("incident.approvals", || {
-                self.ports.incidents.approvals(&state.key)
-            })
-            .await
-        {
+        let read = match epoch {
+            Some(_) => {
+                self.read("incident.approvals", || {
+                    self.ports.incidents.approvals(&state.key)
+                })
+                .await
+            }
+            None => Ok(Vec::new()),
+        };
+        let approvals = match read {
             Ok(a) => a,
             Err(e) => {
                 // No approval read is no approval: the gated actions wait.

@@ -451,7 +451,8 @@ impl Responder {
         {
             decision.actions.insert(0, notice);
         }
-        self.gate(&mut decision, &state, now, &mut entries).await;
+        self.gate(&mut decision, &state, epoch, now, &mut entries)
+            .await;
         tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
         let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
         let mut acted = self.act(&decision, &obs, &mut next, epoch, now).await;
