@@ -14,6 +14,8 @@
 //!    (`'…'`, `"…"`, `` `…` ``) → `<str>` — except a quoted *key* (followed by `:`) and a quoted
 //!    *code* (an identifier of at most 48 characters without digits, such as
 //!    `'overloaded_error'` or `"tool_not_found"`), which name the failure and are kept.
+//!    Credentials that messages echo (`Bearer …`, `api_key=…`, `token: …`, `sk-…`, `AKIA…`)
+//!    are masked before anything else: `<secret>` in templates, `***` in examples.
 //! 2. **A Drain-style fixed-depth tree** (He et al., *Drain: An Online Log Parsing Approach
 //!    with Fixed Depth Tree*, ICWS 2017). The masked message is split on whitespace; the tree's
 //!    first level is the token count, the next [`MinerOptions::depth`]` - 2` levels are the
@@ -172,6 +174,7 @@ const ID: char = '\u{E003}';
 const STR_SINGLE: char = '\u{E004}';
 const STR_DOUBLE: char = '\u{E005}';
 const STR_BACKTICK: char = '\u{E006}';
+const SECRET: char = '\u{E007}';
 /// A whole token that differs between the messages of a template.
 const ANY: &str = "\u{E00F}";
 
@@ -187,6 +190,7 @@ fn placeholder_name(c: char) -> &'static str {
         UUID => "<uuid>",
         ID => "<id>",
         STR_SINGLE | STR_DOUBLE | STR_BACKTICK => "<str>",
+        SECRET => "<secret>",
         _ => "<*>",
     }
 }
@@ -201,12 +205,42 @@ fn placeholder_regex(c: char) -> &'static str {
         STR_SINGLE => "[^']*",
         STR_DOUBLE => "[^\"]*",
         STR_BACKTICK => "[^`]*",
+        SECRET => r#"[^\s"',;}]+"#,
         _ => r"\S+",
     }
 }
 
+/// Credentials that error messages are known to echo: an `Authorization`/`Bearer` value, a
+/// `key=`/`token:`/`password=`/`secret=` value, and keys recognisable by their prefix (`sk-…`,
+/// AWS `AKIA…`, Slack `xox?-…`, GitHub `gh?_…`).
+static SECRETS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?i)\bbearer\s+([^\s"',;}]+)|\b(?:x-api-key|api[_-]?key|access[_-]?token|token|password|passwd|secret|authorization)["']?\s*[:=]\s*["']?(?:bearer\s+)?([^\s"',;}]+)|\b(sk-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,})"#,
+    )
+    .ok()
+});
+
+/// `s` with every credential value replaced by the [`SECRET`] placeholder.
+fn redact(s: &str) -> String {
+    let Some(re) = SECRETS.as_ref() else {
+        return s.to_owned();
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for caps in re.captures_iter(s) {
+        if let Some(m) = (1..=3).find_map(|i| caps.get(i)) {
+            out.push_str(&s[last..m.start()]);
+            out.push(SECRET);
+            last = m.end();
+        }
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
 /// The message as the miner sees it: at most `max` bytes, control and invisible characters
-/// dropped, private-use characters (the placeholders' range) replaced by `?`.
+/// dropped, private-use characters (the placeholders' range) replaced by `?`, credentials
+/// replaced by a placeholder (shown as `***` in examples, `<secret>` in templates).
 fn prepare(message: &str, max: usize) -> (String, bool) {
     let mut cut = message.len().min(max);
     while !message.is_char_boundary(cut) {
@@ -214,7 +248,7 @@ fn prepare(message: &str, max: usize) -> (String, bool) {
     }
     let truncated = cut < message.len();
     let clean = crate::report::clean_text(&message[..cut]);
-    let clean = clean
+    let clean: String = clean
         .chars()
         .map(|c| {
             if ('\u{E000}'..='\u{F8FF}').contains(&c) {
@@ -224,7 +258,7 @@ fn prepare(message: &str, max: usize) -> (String, bool) {
             }
         })
         .collect();
-    (clean, truncated)
+    (redact(&clean), truncated)
 }
 
 /// The message with its variable parts replaced by placeholders (see the [module docs](self)).
@@ -384,7 +418,7 @@ fn human(masked: &str) -> String {
 struct Cluster {
     tokens: Vec<String>,
     count: u64,
-    /// The first message (prepared: cut and cleaned) and its task.
+    /// The first message (prepared: cut, cleaned, credentials as `***`) and its task.
     example: String,
     example_task: Option<String>,
     /// The first message was cut at `max_message_bytes` or `max_tokens`.
@@ -469,7 +503,7 @@ impl TemplateMiner {
         self.clusters.push(Cluster {
             tokens,
             count: 1,
-            example: clean,
+            example: clean.replace(SECRET, "***"),
             example_task: task_id.map(str::to_owned),
             truncated,
         });
@@ -669,6 +703,33 @@ mod tests {
             r#"{"type":"error","error":{"type":"flow_engine_panic","message":"<str>"}}"#
         );
         assert_eq!(mask("it's 'fine'"), "it's 'fine'");
+    }
+
+    #[test]
+    fn credentials_never_reach_a_template_an_example_or_a_rule() {
+        let mut m = TemplateMiner::new();
+        for (i, key) in ["sk-abcdefghijklmnopqrstuv", "sk-zyxwvutsrqponmlkjihgf"]
+            .iter()
+            .enumerate()
+        {
+            m.add(
+                &format!("Vault said no to api_key={key} and Authorization: Bearer tok{i}secretvalue for x-api-key: \"{key}\""),
+                None,
+            );
+        }
+        let t = &m.top(1)[0];
+        assert_eq!(t.count, 2);
+        let rule = t.proposed_rule.as_ref().unwrap();
+        for text in [&t.template, &t.example, &rule.pattern, &rule.toml] {
+            assert!(
+                !text.contains("abcdefghij") && !text.contains("secretvalue"),
+                "{text}"
+            );
+        }
+        assert!(t.example.contains("api_key=***"), "{}", t.example);
+        assert!(regex::Regex::new(&rule.pattern).unwrap().is_match(
+            "Vault said no to api_key=sk-other1234567 and Authorization: Bearer abc for x-api-key: \"k\""
+        ));
     }
 
     #[test]
