@@ -751,7 +751,9 @@ async fn c_bad_deploy_end_to_end() {
         let t = w.task(id).await;
         assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
     }
-    // On-call paged once for the new failure mode, and only once across the restart.
+    // On-call paged for the new failure mode under one dedup key. Pages are at least once: the
+    // one in flight at the kill (sent, not yet checkpointed) may go out again under the same
+    // key, which the pager deduplicates; no other page repeats.
     let pages = w.pages().await;
     assert!(
         pages
@@ -759,12 +761,24 @@ async fn c_bad_deploy_end_to_end() {
             .any(|k| k.ends_with(":page:on_call:new_failure_mode")),
         "{pages:?}"
     );
-    assert!(pages.values().all(|n| *n == 1), "{pages:?}");
+    assert!(pages.values().all(|n| *n <= 2), "{pages:?}");
+    assert!(
+        pages.values().filter(|n| **n == 2).count() <= 1,
+        "{pages:?}"
+    );
     let closed = w.closed().await;
     assert_eq!(closed.len(), 1);
-    assert_eq!(
-        closed[0]["post_incident"]["actions_summary"]["rollback"]["applied"], 1,
-        "{:#}",
+    // The rollback is in the record, unless the kill landed between the rollback and its
+    // checkpoint: then the ledger still holds its reservation (which kept it from happening
+    // twice: one PATCH above).
+    let recorded = closed[0]["post_incident"]["actions_summary"]["rollback"]["applied"]
+        .as_u64()
+        .unwrap_or(0);
+    let key = closed[0]["key"].as_str().unwrap();
+    let reserved = w.ledger.get(key).await.unwrap().effects;
+    assert!(
+        recorded == 1 || (recorded == 0 && reserved.iter().any(|e| e == "rollback")),
+        "{:#}\nreserved: {reserved:?}",
         closed[0]
     );
 }
