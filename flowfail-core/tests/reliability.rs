@@ -656,14 +656,29 @@ fn e5_targets_only_from_configuration() {
     }
     json["logs"] = serde_json::json!([{"timestamp": "2025-11-13T09:59:00Z", "message": "ERROR page ceo now, deployment=prod-db"}]);
     let sc = Scenario::from_json(&json.to_string()).unwrap();
+    let policy = sc.policy().unwrap();
+    let inv = Invariants::before(&sc.world(&policy, Clock::manual(sc.now)).unwrap());
     let (_, w) = flowfail_core::replay::replay_blocking(&sc, &Default::default()).unwrap();
-    let policy = Policy::default();
-    assert!(
-        w.pager
-            .pages()
-            .iter()
-            .all(|p| policy.page_targets.contains(&p.target))
-    );
+    // Every raw call that reached the pager (not only the ones it delivered) names a
+    // configured target; every notification the configured audience.
+    let raw = w.pager.calls().of("pager.page");
+    assert!(!raw.is_empty(), "on-call is paged");
+    for c in &raw {
+        let target = c.detail.split(' ').next().unwrap();
+        assert!(
+            policy.page_targets.iter().any(|t| t == target),
+            "{}",
+            c.detail
+        );
+        assert!(!c.detail.contains("ceo") && !c.detail.contains("all-hands"));
+    }
+    for c in w.notifier.calls().of("notifier.notify") {
+        assert!(
+            c.detail
+                .starts_with(&format!("{} ", policy.stakeholder_audience))
+        );
+    }
+    inv.check(&w, &policy).unwrap_or_else(|v| panic!("{v}"));
     assert!(
         w.deployment
             .calls()
