@@ -431,7 +431,6 @@ fn patch(s: &Shared, r: &Request<'_>, content_type: &str, body: &[u8]) -> Respon
         // included: 422 Invalid with a fixed message and empty details, naming neither the
         // operation nor the object (apiserver's jsonPatcher: NewGenericServerResponse(422)).
         Err(PatchFailure::JsonPatchRejected) => return json_patch_rejected(),
-        Err(PatchFailure::Invalid(m)) => return status(422, "Invalid", m),
         Err(PatchFailure::UnsupportedMediaType(m)) => {
             return status(415, "UnsupportedMediaType", m);
         }

@@ -99,8 +99,6 @@ pub(super) enum PatchFailure {
     /// A JSON Patch that does not apply, a failed `test` operation included (`422` with the API
     /// server's fixed message, naming neither the operation nor the object).
     JsonPatchRejected,
-    /// The patch does not apply to this object (`422`).
-    Invalid(String),
     /// An unknown patch content type (`415`).
     UnsupportedMediaType(String),
 }
