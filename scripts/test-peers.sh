@@ -57,9 +57,12 @@ test_peers_postgres() {
 
 test_peers_moto() {
   echo "== local AWS API (moto, from PyPI)"
-  if [ ! -x .venv-moto/bin/moto_server ]; then
+  # moto is pinned: a new release may answer differently and change what the tests see.
+  local moto_version=5.2.5
+  if [ ! -x .venv-moto/bin/moto_server ] \
+    || [ "$(.venv-moto/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$moto_version" ]; then
     python3 -m venv .venv-moto || return 1
-    .venv-moto/bin/pip install --quiet --disable-pip-version-check 'moto[server]' || return 1
+    .venv-moto/bin/pip install --quiet --disable-pip-version-check "moto[server]==$moto_version" || return 1
   fi
   local port log
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1

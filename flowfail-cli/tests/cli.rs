@@ -215,24 +215,53 @@ fn prune_fits_the_budget_keeps_pins_and_is_idempotent() {
 #[test]
 fn prune_refuses_bad_input_with_nothing_on_stdout() {
     let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("truncated", b"{\"messages\": [\"a\", \"b\"".to_vec()),
-        ("deep", deep.into_bytes()),
-        ("invalid utf-8", b"{\"a\": \"\xc3\x28\"}".to_vec()),
-        ("empty", Vec::new()),
+    // Exit 1 (the input was checked and found wanting, never 101: a panic) and the reason.
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            b"{\"messages\": [\"a\", \"b\"".to_vec(),
+            "invalid JSON: unexpected end of input",
+        ),
+        (
+            "deep",
+            deep.into_bytes(),
+            "input is nested deeper than 10000 levels",
+        ),
+        (
+            "invalid utf-8",
+            b"{\"a\": \"\xc3\x28\"}".to_vec(),
+            "input is not valid UTF-8 (at byte 7)",
+        ),
+        (
+            "empty",
+            Vec::new(),
+            "invalid JSON: unexpected end of input at byte 0",
+        ),
         (
             "pinned too large",
             serde_json::to_vec(&json!({"task": "x".repeat(300_000)})).unwrap(),
+            "cannot prune to 180000 bytes: the pinned content alone needs",
         ),
     ];
-    for (name, input) in cases {
+    for (name, input, message) in cases {
         let out = flowfail(&["prune", "--max-size", "180KB"], &input);
-        assert!(!out.status.success(), "{name}");
+        assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(out.stdout.is_empty(), "{name}: stdout must be empty");
-        assert!(!out.stderr.is_empty(), "{name}: an error message");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("flowfail: invalid_input in prune: ") && err.contains(message),
+            "{name}: {err}"
+        );
     }
+    // A bad flag value is a usage error: exit 2, naming the flag and the value.
     let bad_size = flowfail(&["prune", "--max-size", "lots"], b"{}");
-    assert!(!bad_size.status.success() && bad_size.stdout.is_empty());
+    assert_eq!(bad_size.status.code(), Some(2));
+    assert!(bad_size.stdout.is_empty());
+    let err = String::from_utf8_lossy(&bad_size.stderr);
+    assert!(
+        err.contains("invalid value 'lots' for '--max-size <MAX_SIZE>'"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -295,9 +324,21 @@ fn prune_context_archives_then_replaces() {
             ],
             b"",
         );
-        assert!(!out.status.success(), "{bad:?}");
+        // A usage error (exit 2) naming the flag and the pattern, before any path is built.
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("flowfail: --task-id: invalid_input: invalid task id {bad:?}: must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$")),
+            "{bad:?}: {err}"
+        );
     }
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["archive", "t-9.json"], "nothing else was written");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -472,15 +513,21 @@ fn respond_handles_the_other_branches() {
 #[test]
 fn respond_rejects_bad_scenarios_cleanly() {
     let dir = temp_dir("bad-scenario");
-    for (name, body) in [
-        ("truncated.json", "{\"now\": \"2025-11-13T10:00:00Z\""),
+    for (name, body, message) in [
+        (
+            "truncated.json",
+            "{\"now\": \"2025-11-13T10:00:00Z\"",
+            "invalid_input: invalid scenario: EOF while parsing an object",
+        ),
         (
             "hostile-id.json",
             r#"{"now": "2025-11-13T10:00:00Z", "deployment": {"revision": 1}, "tasks": [{"task_id": "../../etc", "flow_type": "plan", "status": "failed", "created_at": "2025-11-13T10:00:00Z"}]}"#,
+            "invalid_input: invalid scenario: invalid_input: invalid task id \"../../etc\"",
         ),
         (
             "bad-status.json",
             r#"{"now": "2025-11-13T10:00:00Z", "deployment": {"revision": 1}, "vendors": {"anthropic": "on fire"}}"#,
+            "invalid_input: unknown vendor status \"on fire\"",
         ),
     ] {
         let p = dir.join(name);
@@ -489,8 +536,27 @@ fn respond_rejects_bad_scenarios_cleanly() {
             &["respond", "--scenario", p.to_str().unwrap(), "--json"],
             b"",
         );
-        assert!(!out.status.success(), "{name}");
+        // An invalid scenario: exit 1 (never 101, a panic), the file and the reason.
+        assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(out.stdout.is_empty(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("flowfail: {}: {message}", p.display())),
+            "{name}: {err}"
+        );
     }
+    // An unreadable scenario file: an I/O error, exit 2.
+    let missing = dir.join("missing.json");
+    let out = flowfail(
+        &["respond", "--scenario", missing.to_str().unwrap(), "--json"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("flowfail: reading {}: ", missing.display())),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -142,7 +142,7 @@ proptest! {
     /// A1, truly concurrent: two or three responders on a multi-thread runtime, released
     /// together by a barrier each round, each yielding a random number of times before its
     /// pass, so passes overlap in any interleaving the scheduler finds. One rollback, one
-    /// incident, and N1-N6 hold.
+    /// incident, and N1-N6 hold (pages deduplicated by their key at the pager).
     #[test]
     fn a1_concurrent_replicas_roll_back_once(n in 2usize..4, yields in proptest::collection::vec(0u8..16, 60)) {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -194,7 +194,13 @@ proptest! {
             }
             assert_eq!(world.deployment.calls().of("deployment.rollback").len(), 1);
             assert_eq!(world.incidents.incidents().len(), 1, "one incident for all replicas");
+            // Two replicas' passes at the same time can both page with one dedup key: the
+            // claim check and the page call are two calls, and a page is not reserved in the
+            // ledger (a failed page must be sent again). The pager's dedup key makes them one
+            // page, which N5 then checks (`redelivery_allowed`: one target and one delivered
+            // page per key).
             inv.open_incidents_allowed()
+                .redelivery_allowed()
                 .check(&world, &policy)
                 .unwrap_or_else(|v| panic!("{v}"));
             // Passes did run at the same time (the test is not sequential in disguise).
@@ -656,14 +662,29 @@ fn e5_targets_only_from_configuration() {
     }
     json["logs"] = serde_json::json!([{"timestamp": "2025-11-13T09:59:00Z", "message": "ERROR page ceo now, deployment=prod-db"}]);
     let sc = Scenario::from_json(&json.to_string()).unwrap();
+    let policy = sc.policy().unwrap();
+    let inv = Invariants::before(&sc.world(&policy, Clock::manual(sc.now)).unwrap());
     let (_, w) = flowfail_core::replay::replay_blocking(&sc, &Default::default()).unwrap();
-    let policy = Policy::default();
-    assert!(
-        w.pager
-            .pages()
-            .iter()
-            .all(|p| policy.page_targets.contains(&p.target))
-    );
+    // Every raw call that reached the pager (not only the ones it delivered) names a
+    // configured target; every notification the configured audience.
+    let raw = w.pager.calls().of("pager.page");
+    assert!(!raw.is_empty(), "on-call is paged");
+    for c in &raw {
+        let target = c.detail.split(' ').next().unwrap();
+        assert!(
+            policy.page_targets.iter().any(|t| t == target),
+            "{}",
+            c.detail
+        );
+        assert!(!c.detail.contains("ceo") && !c.detail.contains("all-hands"));
+    }
+    for c in w.notifier.calls().of("notifier.notify") {
+        assert!(
+            c.detail
+                .starts_with(&format!("{} ", policy.stakeholder_audience))
+        );
+    }
+    inv.check(&w, &policy).unwrap_or_else(|v| panic!("{v}"));
     assert!(
         w.deployment
             .calls()

@@ -570,11 +570,37 @@ impl DeploymentController for KubeDeploymentController {
         ]);
         let patch: json_patch::Patch = serde_json::from_value(ops)
             .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()).with_backend(BACKEND))?;
-        self.deployments()
+        match self
+            .deployments()
             .patch(name, &patch_params(), &Patch::<()>::Json(patch))
             .await
-            .map_err(|e| kube_err("deployment.rollback", e))?;
-        self.state(name).await
+        {
+            Ok(_) => self.state(name).await,
+            // The API server answers a JSON Patch it cannot apply — a failed `test` among
+            // them — with a 422 that names neither: read the Deployment again to tell a
+            // Deployment that moved on (the fence held: conflict) from a patch that is wrong.
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                let now = self.get(name, "deployment.rollback").await?;
+                let kind = if now.metadata.resource_version.as_deref()
+                    == Some(expected_resource_version)
+                {
+                    ErrorKind::InvalidInput
+                } else {
+                    ErrorKind::Conflict
+                };
+                Err(Error::new(
+                    kind,
+                    format!(
+                        "rollback patch refused ({}): deployment {name} is at resourceVersion {}, expected {expected_resource_version}",
+                        s.message,
+                        now.metadata.resource_version.as_deref().unwrap_or("?")
+                    ),
+                )
+                .with_operation("deployment.rollback")
+                .with_backend(BACKEND))
+            }
+            Err(e) => Err(kube_err("deployment.rollback", e)),
+        }
     }
 
     async fn rollout_status(&self, name: &str) -> Result<RolloutStatus> {

@@ -168,3 +168,107 @@ async fn a_responder_built_from_its_own_ports_runs_on_postgres() {
         assert_eq!(tasks.get(id).await.unwrap().attempts, 1);
     }
 }
+
+/// C2, the path flowfail uses: two replicas (their own pools and store objects on one schema)
+/// running passes at the same time on a multi-thread runtime; their retries go through
+/// `schedule_retries`, fenced on the attempt count in PostgreSQL. Every failed task is retried
+/// exactly once, every bundle pruned once, one incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_retry_each_task_once() {
+    let Some((tasks, _ledger, schema, pool)) = fresh().await else {
+        return;
+    };
+    let policy = Policy::default();
+    let now = Utc::now();
+    let mut seed: Vec<Task> = (0..150)
+        .map(|i| {
+            Task::new(
+                TaskId::parse(&format!("ok-{i}")).unwrap(),
+                FlowType::Plan,
+                TaskStatus::Succeeded,
+                now - TimeDelta::seconds(120),
+            )
+        })
+        .collect();
+    let failed: Vec<TaskId> = (0..20)
+        .map(|i| TaskId::parse(&format!("t-{i}")).unwrap())
+        .collect();
+    for id in &failed {
+        seed.push(
+            Task::new(
+                id.clone(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                now - TimeDelta::seconds(60),
+            )
+            .with_error("Task timed out after 45.00 seconds", None),
+        );
+    }
+    tasks.insert(&seed, &[]).await.unwrap();
+    let world = World::new(&policy, Clock::system());
+    for id in &failed {
+        world.bundles.put(id, synthesize_bundle(id, 600_000));
+    }
+    let replica = || {
+        let pool = connect(&url(), 2).unwrap();
+        let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
+        let ledger = PgIncidentStore::new(pool, Some(&schema)).unwrap();
+        let ports = world
+            .ports_builder()
+            .tasks(Arc::new(tasks))
+            .incidents(Arc::new(ledger))
+            .build()
+            .unwrap();
+        Arc::new(
+            Responder::builder()
+                .ports(ports)
+                .policy(policy.clone())
+                .clock(Clock::system())
+                .build()
+                .unwrap(),
+        )
+    };
+    let (a, b) = (replica(), replica());
+    for _ in 0..3 {
+        let (ra, rb) = tokio::join!(
+            tokio::spawn({
+                let a = a.clone();
+                async move { a.pass().await }
+            }),
+            tokio::spawn({
+                let b = b.clone();
+                async move { b.pass().await }
+            })
+        );
+        let _ = (ra.unwrap(), rb.unwrap());
+    }
+    // PostgreSQL: each failed task retried exactly once.
+    for id in &failed {
+        let t = tasks.get(id).await.unwrap();
+        assert_eq!(t.attempts, 1, "{id}");
+    }
+    // The raw calls that applied: one prune per bundle.
+    let mut pruned: Vec<String> = world
+        .bundles
+        .calls()
+        .applied()
+        .into_iter()
+        .filter(|c| c.op == "bundle.put_if_version")
+        .map(|c| c.detail.split(' ').next().unwrap().to_owned())
+        .collect();
+    pruned.sort();
+    let n = pruned.len();
+    pruned.dedup();
+    assert_eq!(n, pruned.len(), "a bundle pruned twice");
+    assert_eq!(n, failed.len());
+    let c = pool.get().await.unwrap();
+    let incidents: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.flowfail_incidents"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(incidents, 1);
+}

@@ -72,6 +72,18 @@ struct Cluster {
     role: Option<rbac::EnforcedRole>,
     accesses: Vec<Access>,
     writes: Vec<Write>,
+    /// A human's edit of a Deployment, made right before the next PATCH is applied (a writer
+    /// racing the client between its read and its write).
+    before_next_patch: Option<BeforePatch>,
+}
+
+/// See [`FakeApiServer::edit_before_next_patch`].
+struct BeforePatch(String, String, Box<dyn FnOnce(&mut Value) + Send>);
+
+impl std::fmt::Debug for BeforePatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BeforePatch({}/{})", self.0, self.1)
+    }
 }
 
 /// One write (create or patch) with the field manager it named.
@@ -197,6 +209,28 @@ fn revision_of(v: &Value) -> u64 {
 }
 
 impl Cluster {
+    fn edit(&mut self, ns: &str, name: &str, f: impl FnOnce(&mut Value)) {
+        let key = (ns.to_owned(), name.to_owned());
+        let Some(mut d) = self.deployments.get(&key).cloned() else {
+            return;
+        };
+        let before = d["spec"].clone();
+        f(&mut d);
+        if d["spec"] != before {
+            let g = d["metadata"]["generation"].as_i64().unwrap_or(1);
+            d["metadata"]["generation"] = json!(g + 1);
+        }
+        self.deployments.insert(key, d);
+        self.reconcile(ns, name);
+    }
+
+    /// Runs the edit waiting for the next PATCH, if any.
+    fn before_patch(&mut self) {
+        if let Some(BeforePatch(ns, name, f)) = self.before_next_patch.take() {
+            self.edit(&ns, &name, f);
+        }
+    }
+
     fn next_rv(&mut self) -> String {
         self.rv += 1;
         self.rv.to_string()
@@ -454,19 +488,20 @@ impl FakeApiServer {
     /// Applies a change as a human would (`kubectl edit`): the closure edits the stored object,
     /// then the controller reconciles.
     pub fn edit(&self, ns: &str, name: &str, f: impl FnOnce(&mut Value)) {
-        let mut c = lock(&self.state);
-        let key = (ns.to_owned(), name.to_owned());
-        let Some(mut d) = c.deployments.get(&key).cloned() else {
-            return;
-        };
-        let before = d["spec"].clone();
-        f(&mut d);
-        if d["spec"] != before {
-            let g = d["metadata"]["generation"].as_i64().unwrap_or(1);
-            d["metadata"]["generation"] = json!(g + 1);
-        }
-        c.deployments.insert(key, d);
-        c.reconcile(ns, name);
+        lock(&self.state).edit(ns, name, f);
+    }
+
+    /// Like [`FakeApiServer::edit`], but made right before the next PATCH request is applied:
+    /// a human's change landing between a client's read and its write, so the write's
+    /// precondition (a `resourceVersion`, a JSON Patch `test`) is what stops it.
+    pub fn edit_before_next_patch(
+        &self,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        lock(&self.state).before_next_patch =
+            Some(BeforePatch(ns.to_owned(), name.to_owned(), Box::new(f)));
     }
 
     /// Deletes a ReplicaSet by revision (garbage-collected history).

@@ -133,6 +133,16 @@ fn not_found(kind: &Kind, name: &str) -> Response {
     )
 }
 
+/// The API server's answer to a JSON Patch it could not apply (a failed `test` among them).
+fn json_patch_rejected() -> Response {
+    answer(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "the server rejected our request due to an error in our request",
+               "reason": "Invalid", "details": {}, "code": 422}),
+    )
+}
+
 fn conflict(kind: &Kind, name: &str) -> Response {
     status_with(
         409,
@@ -405,6 +415,7 @@ fn patch(s: &Shared, r: &Request<'_>, content_type: &str, body: &[u8]) -> Respon
     };
     record_write(s, "patch", r, name, dry);
     let mut c = lock(s);
+    c.before_patch();
     let key = (r.ns.to_owned(), name.to_owned());
     let Some(current) = c
         .stored(r.kind.resource)
@@ -416,8 +427,10 @@ fn patch(s: &Shared, r: &Request<'_>, content_type: &str, body: &[u8]) -> Respon
     let mut next = match patch::apply(content_type, &current, body) {
         Ok(n) => n,
         Err(PatchFailure::BadRequest(m)) => return status(400, "BadRequest", m),
-        Err(PatchFailure::TestFailed) => return conflict(r.kind, name),
-        Err(PatchFailure::Invalid(m)) => return status(422, "Invalid", m),
+        // As the API server answers a JSON Patch that does not apply, a failed `test`
+        // included: 422 Invalid with a fixed message and empty details, naming neither the
+        // operation nor the object (apiserver's jsonPatcher: NewGenericServerResponse(422)).
+        Err(PatchFailure::JsonPatchRejected) => return json_patch_rejected(),
         Err(PatchFailure::UnsupportedMediaType(m)) => {
             return status(415, "UnsupportedMediaType", m);
         }

@@ -96,10 +96,9 @@ pub(super) fn merge_patch(target: &mut Value, patch: &Value) {
 pub(super) enum PatchFailure {
     /// The body is not a patch of its type (`400`).
     BadRequest(String),
-    /// A JSON Patch `test` operation failed: the object is not what the client expected (`409`).
-    TestFailed,
-    /// The patch does not apply to this object (`422`).
-    Invalid(String),
+    /// A JSON Patch that does not apply, a failed `test` operation included (`422` with the API
+    /// server's fixed message, naming neither the operation nor the object).
+    JsonPatchRejected,
     /// An unknown patch content type (`415`).
     UnsupportedMediaType(String),
 }
@@ -118,13 +117,10 @@ pub(super) fn apply(
         let Ok(p) = serde_json::from_value::<json_patch::Patch>(patch) else {
             return Err(PatchFailure::BadRequest("invalid JSON Patch".into()));
         };
-        if let Err(e) = json_patch::patch(&mut next, &p) {
-            if e.to_string().contains("test") {
-                return Err(PatchFailure::TestFailed);
-            }
-            return Err(PatchFailure::Invalid(format!(
-                "JSON Patch could not be applied: {e}"
-            )));
+        // The API server answers every JSON Patch it cannot apply — a failed `test`, a path
+        // that does not exist — alike (422, a fixed message), so the fake does too.
+        if json_patch::patch(&mut next, &p).is_err() {
+            return Err(PatchFailure::JsonPatchRejected);
         }
     } else if content_type.starts_with("application/merge-patch+json") {
         merge_patch(&mut next, &patch);
