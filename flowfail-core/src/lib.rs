@@ -21,7 +21,7 @@ pub mod respond;
 pub mod schema;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
-pub use classify::{Classification, classify, classify_lines};
+pub use classify::{Classification, RuleSet, classify, classify_failures, classify_lines};
 pub use clock::Clock;
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use model::{
