@@ -558,7 +558,7 @@ mod tests {
         );
         assert_eq!(v[0].2, "exception:timeout");
         assert_eq!((v[1].0, v[1].2), (13, "exception:rate_limit"));
-        assert_eq!((v[2].0, v[2].2), (16, "no_rule"));
+        assert_eq!((v[2].0, v[2].2), (16, "exception:programming_error"));
     }
 
     #[test]

@@ -168,22 +168,23 @@ impl RuleSet {
     ) -> Classification {
         let text = truncate_at_char(message, MAX_CLASSIFY_BYTES);
         let ev = self.evidence(text);
-        let c = self.decide_stages(&ev, http_status, trace);
-        self.guard_validation(&ev, c, trace)
+        let (c, by_user) = self.decide_stages(&ev, http_status, trace);
+        guard_validation(&ev, c, by_user, trace)
     }
 
+    /// The verdict, and whether a user's rule gave it.
     fn decide_stages(
         &self,
         ev: &Evidence<'_>,
         http_status: Option<u16>,
         trace: &mut Trace<'_>,
-    ) -> Classification {
+    ) -> (Classification, bool) {
         match http_status {
             None => note(trace, "http_status", || "no HTTP status given".into()),
             Some(s) => {
                 if let Some(c) = by_status(s, ev, "http_status") {
                     note(trace, "http_status", || format!("decided: HTTP status {s}"));
-                    return c;
+                    return (c, false);
                 }
                 note(trace, "http_status", || {
                     format!("HTTP status {s} says nothing on its own; the message decides")
@@ -195,7 +196,7 @@ impl RuleSet {
                 Some(r) => {
                     let c = self.refine(r, ev);
                     note(trace, stage.as_str(), || decided_by(r.name, c));
-                    return c;
+                    return (c, r.user);
                 }
                 None => note(trace, stage.as_str(), || "no rule matched".into()),
             }
@@ -204,12 +205,13 @@ impl RuleSet {
             None => note(trace, "status_in_message", || {
                 "no HTTP status in the message".into()
             }),
-            Some((s, name)) => {
+            Some((s, r)) => {
+                let name = r.name;
                 if let Some(c) = by_status(s, ev, "status_in_message") {
                     note(trace, "status_in_message", || {
                         format!("decided: status {s} found by rule `{name}`")
                     });
-                    return c;
+                    return (c, r.user);
                 }
                 note(trace, "status_in_message", || {
                     format!("status {s} found by rule `{name}` says nothing on its own")
@@ -219,7 +221,7 @@ impl RuleSet {
         if let Some(r) = ev.first(Stage::Pattern) {
             let c = Classification::new(r.kind, r.retryable, r.name);
             note(trace, "pattern", || decided_by(r.name, c));
-            return c;
+            return (c, r.user);
         }
         note(trace, "pattern", || "no rule matched".into());
         let c = match http_status {
@@ -231,36 +233,7 @@ impl RuleSet {
         note(trace, "fallback", || {
             format!("no evidence for a runbook kind: {}", c.rule)
         });
-        c
-    }
-
-    /// Users' rules can never make a validation failure retryable: when the built-in rules see
-    /// validation evidence and a user's rule decided on a retryable verdict, validation wins;
-    /// a validation verdict is never retryable.
-    fn guard_validation(
-        &self,
-        ev: &Evidence<'_>,
-        c: Classification,
-        trace: &mut Trace<'_>,
-    ) -> Classification {
-        if c.kind == Validation && c.retryable {
-            return Classification::new(Validation, false, c.rule);
-        }
-        if !c.retryable || !self.is_user_rule(c.rule) {
-            return c;
-        }
-        match ev.builtin_validation() {
-            Some(v) => {
-                note(trace, "guard", || {
-                    format!(
-                        "user rule `{}` would retry, but built-in rule `{}` sees a validation failure: validation wins",
-                        c.rule, v.name
-                    )
-                });
-                Classification::new(Validation, false, v.name)
-            }
-            None => c,
-        }
+        (c, false)
     }
 
     /// A rule's verdict, corrected for quota exhaustion (a rate limit that must not be retried)
@@ -286,6 +259,35 @@ impl RuleSet {
             }
             kind => Classification::new(kind, r.retryable, r.name),
         }
+    }
+}
+
+/// Users' rules can never make a validation failure retryable: when the built-in rules see
+/// validation evidence and a user's rule decided on a retryable verdict, validation wins;
+/// a validation verdict is never retryable.
+fn guard_validation(
+    ev: &Evidence<'_>,
+    c: Classification,
+    by_user: bool,
+    trace: &mut Trace<'_>,
+) -> Classification {
+    if c.kind == Validation && c.retryable {
+        return Classification::new(Validation, false, c.rule);
+    }
+    if !c.retryable || !by_user {
+        return c;
+    }
+    match ev.builtin_validation() {
+        Some(v) => {
+            note(trace, "guard", || {
+                format!(
+                    "user rule `{}` would retry, but built-in rule `{}` sees a validation failure: validation wins",
+                    c.rule, v.name
+                )
+            });
+            Classification::new(Validation, false, v.name)
+        }
+        None => c,
     }
 }
 

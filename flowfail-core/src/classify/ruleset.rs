@@ -223,10 +223,6 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    pub(crate) fn is_user_rule(&self, name: &str) -> bool {
-        self.rules.iter().any(|r| r.user && r.name == name)
-    }
-
     pub(crate) fn evidence<'t>(&'t self, text: &'t str) -> Evidence<'t> {
         let ascii = text.is_ascii();
         let hits = if ascii {
@@ -274,8 +270,8 @@ impl<'t> Evidence<'t> {
         })
     }
 
-    /// The status the first matching status rule captured, with that rule's name.
-    pub(crate) fn status_in_text(&self) -> Option<(u16, &'static str)> {
+    /// The status the first matching status rule captured, with that rule.
+    pub(crate) fn status_in_text(&self) -> Option<(u16, &'t Rule)> {
         let range = self.set.stages[Stage::StatusInMessage as usize].clone();
         self.hits
             .iter()
@@ -293,7 +289,7 @@ impl<'t> Evidence<'t> {
                         .as_bytes()
                 };
                 let status = std::str::from_utf8(digits).ok()?.parse().ok()?;
-                Some((status, self.set.rules[*i].name))
+                Some((status, &self.set.rules[*i]))
             })
     }
 }
