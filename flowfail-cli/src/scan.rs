@@ -14,7 +14,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use flowfail_core::classify::Explanation;
+use flowfail_core::classify::{Explanation, record_boundary, record_boundary_before};
 use flowfail_core::{Classification, FailureKind, RuleSet};
 
 use crate::CliResult;
@@ -276,7 +276,10 @@ impl<'r> Scan<'r> {
                 filled
             } else {
                 match memchr::memrchr(b'\n', &buf[..filled]) {
-                    Some(i) => i + 1,
+                    // The rest goes on with the next block: never cut a traceback off its line.
+                    Some(i) => record_boundary_before(&buf[..filled], i + 1)
+                        .filter(|b| *b > 0)
+                        .unwrap_or(i + 1),
                     None => {
                         // One line longer than a block: classification reads its head only.
                         self.block(&buf[..filled], out)?;
@@ -421,8 +424,13 @@ fn split_at_lines(buf: &[u8], n: usize) -> Vec<&[u8]> {
         let Some(i) = buf[target..].iter().position(|b| *b == b'\n') else {
             break;
         };
-        parts.push(&buf[start..=target + i]);
-        start = target + i + 1;
+        // Never between a failure line and its traceback.
+        let cut = record_boundary(buf, target + i + 1).unwrap_or(target + i + 1);
+        if cut >= buf.len() {
+            break;
+        }
+        parts.push(&buf[start..cut]);
+        start = cut;
     }
     parts.push(&buf[start..]);
     parts.retain(|p| !p.is_empty());
@@ -442,8 +450,10 @@ fn next_line_start(file: &File, at: u64, len: u64) -> std::io::Result<u64> {
         if n == 0 {
             break;
         }
-        if let Some(i) = window[..n].iter().position(|b| *b == b'\n') {
-            return Ok(pos + i as u64 + 1);
+        if let Some(i) = memchr::memchr(b'\n', &window[..n]) {
+            // Never between a failure line and its traceback, when the window shows where.
+            let cut = record_boundary(&window[..n], i + 1).unwrap_or(i + 1);
+            return Ok(pos + cut as u64);
         }
         pos += n as u64;
     }

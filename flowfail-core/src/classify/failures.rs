@@ -308,9 +308,11 @@ fn is_exception_line(line: &[u8]) -> bool {
     let name = &line[..n];
     let after_ok = n == line.len() || line[n] == b':';
     let last = name.rsplit(|c| *c == b'.').next().unwrap_or(name);
+    // `pkg.module.Name: …` is an exception whatever its name ends with.
+    let dotted = name.len() > last.len() && n < line.len();
     after_ok
         && last.first().is_some_and(u8::is_ascii_uppercase)
-        && ENDINGS.iter().any(|e| last.ends_with(e))
+        && (dotted || ENDINGS.iter().any(|e| last.ends_with(e)))
 }
 
 /// Walks a Python traceback from its header line (`from` is the header's start): the range
@@ -351,6 +353,60 @@ fn walk_traceback(log: &[u8], from: usize) -> (Option<(usize, usize)>, usize) {
     (exc, end)
 }
 
+/// Whether a line continues a record: a traceback's header, frames, blank lines and chain
+/// markers (a line cut short that may be a header's start counts too).
+fn continues_record(line: &[u8]) -> bool {
+    let line = strip_cr(line);
+    line.is_empty()
+        || line[0] == b' '
+        || line[0] == b'\t'
+        || line.starts_with(TRACEBACK)
+        || TRACEBACK.starts_with(line)
+        || line.starts_with(b"During handling of the above exception")
+        || line.starts_with(b"The above exception was the direct cause")
+}
+
+/// Whether `text` may be cut at `at`, a line start, without splitting a failure record.
+fn safe_cut(text: &[u8], at: usize) -> bool {
+    if at == 0 || at >= text.len() {
+        return true;
+    }
+    let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |i| at + i);
+    let prev_start = memchr::memrchr(b'\n', &text[..at - 1]).map_or(0, |i| i + 1);
+    !continues_record(&text[at..end]) && !continues_record(&text[prev_start..at - 1])
+}
+
+/// The first line start at or after `at` where `text` can be cut without splitting a failure
+/// record (a failure line and its Python traceback) between the parts, for splitting a log
+/// over threads; `None` when there is none.
+pub fn record_boundary(text: &[u8], at: usize) -> Option<usize> {
+    let mut s = if at == 0 || text.get(at - 1) == Some(&b'\n') {
+        at
+    } else {
+        memchr::memchr(b'\n', text.get(at..)?).map(|i| at + i + 1)?
+    };
+    while s < text.len() {
+        if safe_cut(text, s) {
+            return Some(s);
+        }
+        s = memchr::memchr(b'\n', &text[s..]).map(|i| s + i + 1)?;
+    }
+    None
+}
+
+/// The last line start at or before `at` (itself a line start) where `text` can be cut as
+/// [`record_boundary`] says; `None` when there is none after the start of `text`.
+pub fn record_boundary_before(text: &[u8], at: usize) -> Option<usize> {
+    let mut s = at.min(text.len());
+    while s > 0 {
+        if safe_cut(text, s) {
+            return Some(s);
+        }
+        s = memchr::memrchr(b'\n', &text[..s - 1]).map_or(0, |i| i + 1);
+    }
+    None
+}
+
 impl RuleSet {
     /// Classifies the failures of a log and only those: lines logged at a failure level
     /// (ERROR, FATAL, CRITICAL, … in plain text, logfmt or JSON logs with a level field),
@@ -363,9 +419,10 @@ impl RuleSet {
     ///
     /// 1. A line logged at another level (INFO, WARN, …) is never a failure, whatever words it
     ///    holds: `INFO dispatching to lambda timeout=45s` is not a timeout.
-    /// 2. A failure line followed by a traceback is one failure, classified on the line and the
-    ///    traceback's final exception line together; a traceback with no failure line before
-    ///    it is one failure, classified on its final exception line.
+    /// 2. A plain-text failure line followed by a traceback is one failure, classified on the
+    ///    line and the traceback's final exception line together; a traceback with no failure
+    ///    line before it (or after a JSON line) is one failure, classified on its final
+    ///    exception line.
     /// 3. Lines are split and `\r` stripped as [`RuleSet::classify_lines`] does; invalid UTF-8
     ///    is read lossily.
     ///
@@ -416,7 +473,10 @@ impl RuleSet {
                 }
                 LineRole::Failure => {
                     let next = (end + 1).min(log.len());
-                    if log[next..].starts_with(TRACEBACK) {
+                    // A JSON logger carries its traceback inside the line: one that follows
+                    // is a failure of its own.
+                    let json = trim_start(line).starts_with(b"{");
+                    if !json && log[next..].starts_with(TRACEBACK) {
                         let (exc, tb_end) = walk_traceback(log, next);
                         match exc {
                             Some((s, e)) => {
@@ -503,6 +563,11 @@ mod tests {
             ("httpx.ReadTimeout: timed out", LineRole::Exception),
             ("KeyError", LineRole::Exception),
             (
+                "google.api_core.exceptions.TooManyRequests: 429 Too Many Requests",
+                LineRole::Exception,
+            ),
+            ("flowengine.step: done", LineRole::Other),
+            (
                 "thread 'main' panicked at src/main.rs:3:5:",
                 LineRole::Exception,
             ),
@@ -559,6 +624,25 @@ mod tests {
         assert_eq!(v[0].2, "exception:timeout");
         assert_eq!((v[1].0, v[1].2), (13, "exception:rate_limit"));
         assert_eq!((v[2].0, v[2].2), (16, "exception:programming_error"));
+    }
+
+    #[test]
+    fn cuts_never_split_a_traceback() {
+        let log = b"INFO a\nERROR b\nTraceback (most recent call last):\n  File \"x\"\nKeyError: 'k'\nINFO c\nINFO d\n";
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', log).map(|i| i + 1))
+            .collect();
+        let safe: Vec<usize> = starts
+            .iter()
+            .copied()
+            .filter(|s| safe_cut(log, *s))
+            .collect();
+        // Before ERROR b, before INFO c, before INFO d, and the end.
+        assert_eq!(safe, [0, 7, 75, 82, 89]);
+        assert_eq!(record_boundary(log, 9), Some(75));
+        assert_eq!(record_boundary_before(log, 60), Some(7));
+        assert_eq!(record_boundary_before(log, 7), Some(7));
+        assert_eq!(record_boundary(b"  a\n  b", 1), None);
     }
 
     #[test]
