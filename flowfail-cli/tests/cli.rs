@@ -125,7 +125,8 @@ fn classify_plain_classifies_failure_lines_only() {
         v["by_kind"],
         json!({"timeout": 1, "rate_limit": 1, "unknown": 1})
     );
-    assert_eq!(v["by_rule"]["no_rule"], 1, "{v}");
+    assert_eq!(v["by_rule"]["exception:programming_error"], 1, "{v}");
+    assert!(v["by_rule"].get("no_rule").is_none(), "{v}");
 
     // Every line, as before: the healthy lines count too.
     let out = flowfail(&["classify", "--plain", "--all-lines", "--count"], log);
