@@ -316,7 +316,7 @@ fn users_rule_files_are_loaded_and_a_bad_one_is_refused_by_name() {
     );
     let config =
         Config::from_toml_str(&format!("rules = [\"{}\"]\n{}", good.display(), base())).unwrap();
-    assert_eq!(config.rules, [good.clone()]);
+    assert_eq!(config.rules, std::slice::from_ref(&good));
     let c = config
         .rule_set()
         .unwrap()
