@@ -21,7 +21,8 @@ const NEEDLES: &[&str] = &[
     "FATAL",     //
     "atal",      // fatal, Fatal
     "CRIT",      // CRITICAL, CRIT
-    "rit",       // critical, Critical, crit
+    "crit",      // critical, crit
+    "Crit",      // Critical
     "ALERT",     //
     "EMERG",     //
     "PANIC",     //
