@@ -3,7 +3,7 @@
 //!
 //! - `prune_5MB`: pruning a 5 MB bundle to 180 KB next to a plain serde_json parse, and
 //!   parse + serialize, of the same bytes;
-//! - `classify` (the labelled corpus), `classify_log_10MB` (`classify_lines` next to classifying
+//! - `classify` (the labelled corpus), `classify_log_10MB` (`classify_lines`, `classify_failures`, next to classifying
 //!   line by line), `detect`, `schema` (flowfail's `validate` and `is_valid` next to a bare
 //!   jsonschema-rs validator), `decide` (10k and 100k failed tasks), `replay` (the four
 //!   scenarios end to end on the in-memory backends, virtual time).
@@ -25,7 +25,7 @@ use flowfail::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail::schema::SchemaSet;
 use flowfail::{
     FlowType, Policy, Quota, QuotaUsage, StatusCounts, Task, TaskId, TaskStatus, classify,
-    classify_lines,
+    classify_failures, classify_lines,
 };
 use serde_json::json;
 
@@ -96,6 +96,13 @@ fn bench_classify(c: &mut Criterion) {
                 errors += u32::from(c.rule != "no_rule");
             });
             errors
+        })
+    });
+    g.bench_function("classify_failures", |b| {
+        b.iter(|| {
+            let mut failures = 0u32;
+            classify_failures(black_box(&text), |_, _, _| failures += 1);
+            failures
         })
     });
     g.bench_function("classify_each_line", |b| {

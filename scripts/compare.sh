@@ -68,12 +68,14 @@ rg_kinds=(-e 'rate_limit_error|RateLimitError|ThrottlingException|RESOURCE_EXHAU
   -e 'ValidationError|is a required property|(?i)validation error'
   -e 'insufficient_quota|credit balance is too low')
 rg_cmd="rg -c $(printf "%q " "${rg_kinds[@]}") $log"
-bench p1 -n flowfail "$ff classify --plain --count $log" -n rg-8-regexes "$rg_cmd" -n rg-ERROR "rg -c ERROR $log"
+# flowfail classifies the failure lines (the default), or every line (--all-lines).
+bench p1 -n flowfail "$ff classify --plain --count $log" -n flowfail-all-lines "$ff classify --plain --all-lines --count $log" \
+  -n rg-8-regexes "$rg_cmd" -n rg-ERROR "rg -c ERROR $log"
 mb=$(($(stat -c %s "$log") / 1000000))
-f=$(mean_ms "$work/p1.json" 0); r=$(mean_ms "$work/p1.json" 1); e=$(mean_ms "$work/p1.json" 2)
+f=$(mean_ms "$work/p1.json" 0); a=$(mean_ms "$work/p1.json" 1); r=$(mean_ms "$work/p1.json" 2); e=$(mean_ms "$work/p1.json" 3)
 say ""
-say "P1 ${mb} MB log: flowfail classify ${f} ms ($($py -c "print('%.0f' % ($mb/$f*1e3))") MB/s), rg -c 8 regexes ${r} ms ($($py -c "print('%.0f' % ($mb/$r*1e3))") MB/s), rg -c ERROR ${e} ms -> flowfail is $(ratio "$r" "$f")x rg (8 regexes), $(ratio "$e" "$f")x rg ERROR"
-say "   what they found: error lines (grep ERROR) $(rg -c ERROR "$log"); rg 8 regexes $(eval "$rg_cmd"); flowfail: $("$ff" classify --plain --count "$log")"
+say "P1 ${mb} MB log: flowfail classify (failure lines) ${f} ms ($($py -c "print('%.0f' % ($mb/$f*1e3))") MB/s), --all-lines ${a} ms, rg -c 8 regexes ${r} ms ($($py -c "print('%.0f' % ($mb/$r*1e3))") MB/s), rg -c ERROR ${e} ms -> flowfail is $(ratio "$r" "$f")x rg (8 regexes), $(ratio "$e" "$f")x rg ERROR; --all-lines $(ratio "$r" "$a")x rg (8 regexes)"
+say "   what they found: error lines (grep ERROR) $(rg -c ERROR "$log"); rg 8 regexes $(eval "$rg_cmd"); flowfail: $("$ff" classify --plain --count "$log"); --all-lines: $("$ff" classify --plain --all-lines --count "$log")"
 
 echo "== P2: prune a 5 MB bundle vs LangChain trim_messages"
 "$ex/gen_bundle" >"$work/bundle.json"

@@ -360,3 +360,38 @@ fn the_listener_needs_an_address_and_a_long_token_by_reference() {
         );
     }
 }
+
+#[test]
+fn users_rule_files_are_loaded_and_a_bad_one_is_refused_by_name() {
+    let good = secret_file(
+        "flowengine-rules.toml",
+        "[[rule]]\nname = \"flowengine:step_budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget of \\d+s spent'",
+    );
+    let config =
+        Config::from_toml_str(&format!("rules = [\"{}\"]\n{}", good.display(), base())).unwrap();
+    assert_eq!(config.rules, std::slice::from_ref(&good));
+    let c = config
+        .rule_set()
+        .unwrap()
+        .classify("step budget of 45s spent", None);
+    assert_eq!(c.rule, "flowengine:step_budget");
+
+    let bad = secret_file(
+        "bad-rules.toml",
+        "[[rule]]\nname = \"flowengine:broken\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step (budget'",
+    );
+    let e = Config::from_toml_str(&format!("rules = [\"{}\"]\n{}", bad.display(), base()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rules") && e.contains("bad-rules.toml"), "{e}");
+    assert!(
+        e.contains("flowengine:broken") && e.contains("column 6"),
+        "{e}"
+    );
+    let e = Config::from_toml_str(&format!("rules = [\"/no/such/rules.toml\"]\n{}", base()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/no/such/rules.toml"), "{e}");
+    // No key: the built-in rules.
+    assert!(Config::from_toml_str(&base()).unwrap().rules.is_empty());
+}

@@ -16,6 +16,7 @@ mod validate;
 
 use scan::{ClassCounts, write_class};
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use flowfail_core::prune::{PruneOptions, prune};
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
-use flowfail_core::{ByteSize, ErrorKind, classify};
+use flowfail_core::{ByteSize, ErrorKind, RuleSet};
 
 use failure::{EXIT_CODES_HELP, Exit, Failure};
 
@@ -43,14 +44,33 @@ enum Command {
     /// Classify failures: JSON Lines `{"message": "...", "status": 429}` on stdin, one
     /// `{"kind", "retryable", "rule"}` line per input line on stdout; a malformed line gets
     /// `{"line", "error"}` (its input line number) and the exit code is 1 at the end.
+    ///
+    /// With --plain, a log is read and only its failures are classified: lines logged at
+    /// ERROR / FATAL / CRITICAL (plain text, logfmt, JSON with a level field), exceptions and
+    /// Python tracebacks, AWS Lambda's `Task timed out` lines; one
+    /// `{"line", "kind", "retryable", "rule"}` per failure (`line` is 1-based). --all-lines
+    /// classifies every line instead, as `{"kind", "retryable", "rule"}` per line.
     Classify {
-        /// Read raw text lines (a log) instead of JSON Lines; lines without evidence for any
-        /// rule are found with one scan, and the work is spread over all cores.
+        /// Read raw text lines (a log) instead of JSON Lines; the work is spread over all cores.
         #[arg(long)]
         plain: bool,
-        /// Print one JSON object of counts (lines, by kind, by rule) instead of a line per line.
+        /// With --plain: classify every line, not only failure lines (lines without evidence
+        /// for any rule are `unknown` by `no_rule`).
+        #[arg(long, requires = "plain")]
+        all_lines: bool,
+        /// Print one JSON object of counts instead of a line per input: `lines`, and for
+        /// --plain `failure_lines`, `by_kind` and `by_rule` of the failure lines (of every line
+        /// with --all-lines).
         #[arg(long)]
         count: bool,
+        /// Add the user rules of this TOML rule file to the built-in ones (repeatable); see
+        /// the rule file format in the README.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        /// Add `explain` to each output line: which stage and rule decided, and why each
+        /// earlier stage did not.
+        #[arg(long, conflicts_with = "count")]
+        explain: bool,
         /// Log files to read instead of stdin (with --plain). With --count, each file is split
         /// at line ends and read by all cores at once.
         #[arg(value_name = "FILE")]
@@ -179,17 +199,23 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> CliResult {
     match cmd {
         Command::Classify {
-            plain: true,
+            plain,
+            all_lines,
             count,
-            files,
-        } => scan::cmd_classify_plain(count, &files),
-        Command::Classify {
-            plain: false,
-            count,
+            rules,
+            explain,
             files,
         } => {
-            if files.is_empty() {
-                cmd_classify(count)
+            let rules = load_rules(&rules)?;
+            if plain {
+                let opts = scan::ScanOptions {
+                    count,
+                    all_lines,
+                    explain,
+                };
+                scan::cmd_classify_plain(&rules, opts, &files)
+            } else if files.is_empty() {
+                cmd_classify(&rules, count, explain)
             } else {
                 Err(Failure::usage(
                     "FILE arguments need --plain (JSON Lines are read from stdin)",
@@ -322,7 +348,18 @@ fn read_line_capped(
     }
 }
 
-fn cmd_classify(count: bool) -> CliResult {
+/// The built-in rules, or the built-in ones with the users' files (a bad file is a usage error
+/// naming the file, the rule and the position).
+fn load_rules(files: &[PathBuf]) -> Result<Cow<'static, RuleSet>, Failure> {
+    if files.is_empty() {
+        return Ok(Cow::Borrowed(RuleSet::builtin()));
+    }
+    RuleSet::with_extra(files)
+        .map(Cow::Owned)
+        .map_err(Failure::usage)
+}
+
+fn cmd_classify(rules: &RuleSet, count: bool, explain: bool) -> CliResult {
     let mut stdin = std::io::stdin().lock();
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut counts = ClassCounts::default();
@@ -345,11 +382,13 @@ fn cmd_classify(count: bool) -> CliResult {
         };
         match parsed {
             Ok(l) => {
-                let c = classify(&l.message, l.status);
                 if count {
-                    counts.add(c);
+                    counts.add(rules.classify(&l.message, l.status));
+                } else if explain {
+                    let e = rules.explain(&l.message, l.status);
+                    scan::write_explained(&mut out, None, &e).map_err(io)?;
                 } else {
-                    write_class(&mut out, c).map_err(io)?;
+                    write_class(&mut out, rules.classify(&l.message, l.status)).map_err(io)?;
                 }
             }
             Err(why) => {

@@ -1,10 +1,12 @@
-//! `classify --plain`: a log's lines classified at memory-scan speed on all cores.
+//! `classify --plain`: a log's failures (or, with `--all-lines`, every line) classified at
+//! memory-scan speed on all cores.
 //!
 //! Input is read in blocks of whole lines into a reused buffer; each block is handed to
-//! [`classify_lines`], which classifies in full only the lines that hold evidence for some rule.
-//! Stdin is read by one thread and each block split over all cores; a regular file given with
-//! `--count` is split at line ends up front and every core reads and scans its own part, so
-//! reading is parallel too.
+//! [`RuleSet::classify_failures`], which looks only at lines holding a failure level's literal,
+//! or to [`RuleSet::classify_lines`], which classifies in full only the lines that hold
+//! evidence for some rule. Stdin is read by one thread and each block split over all cores; a
+//! regular file given with `--count` is split at line ends up front and every core reads and
+//! scans its own part, so reading is parallel too.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,10 +14,22 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use flowfail_core::{Classification, FailureKind, classify, classify_lines};
+use flowfail_core::classify::{Explanation, record_boundary, record_boundary_before};
+use flowfail_core::{Classification, FailureKind, RuleSet};
 
 use crate::CliResult;
 use crate::failure::{Exit, Failure};
+
+/// What `classify --plain` prints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanOptions {
+    /// Counts instead of a line per result.
+    pub(crate) count: bool,
+    /// Every line, not only failure lines.
+    pub(crate) all_lines: bool,
+    /// Each result line says how it was decided.
+    pub(crate) explain: bool,
+}
 
 /// Counts of classified lines, for `classify --count`.
 ///
@@ -24,16 +38,32 @@ use crate::failure::{Exit, Failure};
 #[derive(Default)]
 pub(crate) struct ClassCounts {
     lines: u64,
+    /// Failure lines, when only those were classified (`None`: every line was).
+    failure_lines: Option<u64>,
     by_rule: Vec<(&'static str, FailureKind, u64)>,
 }
 
 impl ClassCounts {
+    fn failures_only() -> Self {
+        ClassCounts {
+            failure_lines: Some(0),
+            ..ClassCounts::default()
+        }
+    }
+
     pub(crate) fn add(&mut self, c: Classification) {
+        self.lines += 1;
+        self.add_n(c.rule, c.kind, 1);
+    }
+
+    fn add_failure(&mut self, c: Classification) {
+        if let Some(f) = &mut self.failure_lines {
+            *f += 1;
+        }
         self.add_n(c.rule, c.kind, 1);
     }
 
     fn add_n(&mut self, rule: &'static str, kind: FailureKind, n: u64) {
-        self.lines += n;
         let hit = self
             .by_rule
             .iter_mut()
@@ -45,6 +75,10 @@ impl ClassCounts {
     }
 
     fn merge(&mut self, other: ClassCounts) {
+        self.lines += other.lines;
+        if let (Some(a), Some(b)) = (&mut self.failure_lines, other.failure_lines) {
+            *a += b;
+        }
         for (rule, kind, n) in other.by_rule {
             self.add_n(rule, kind, n);
         }
@@ -57,7 +91,14 @@ impl ClassCounts {
             *by_kind.entry(kind.as_str()).or_default() += n;
             *by_rule.entry(rule).or_default() += n;
         }
-        let v = serde_json::json!({"lines": self.lines, "by_kind": by_kind, "by_rule": by_rule});
+        let v = match self.failure_lines {
+            None => {
+                serde_json::json!({"lines": self.lines, "by_kind": by_kind, "by_rule": by_rule})
+            }
+            Some(f) => serde_json::json!({
+                "lines": self.lines, "failure_lines": f, "by_kind": by_kind, "by_rule": by_rule
+            }),
+        };
         serde_json::to_writer(&mut *out, &v)?;
         out.write_all(b"\n")
     }
@@ -72,52 +113,102 @@ pub(crate) fn write_class(out: &mut impl Write, c: Classification) -> std::io::R
     )
 }
 
-/// Where the results of a scan go: counts, or one JSON line per input line.
-enum Sink<'a, W: Write> {
-    Count(&'a mut ClassCounts),
-    Lines(&'a mut W),
+/// One failure of a log as a JSON line, with its 1-based line number.
+fn write_failure(out: &mut impl Write, line: u64, c: Classification) -> std::io::Result<()> {
+    writeln!(
+        out,
+        r#"{{"line":{line},"kind":"{}","retryable":{},"rule":"{}"}}"#,
+        c.kind, c.retryable, c.rule
+    )
 }
 
-impl<W: Write> Sink<'_, W> {
-    fn push(&mut self, c: Classification) -> std::io::Result<()> {
-        match self {
-            Sink::Count(n) => {
-                n.add(c);
-                Ok(())
-            }
-            Sink::Lines(w) => write_class(w, c),
-        }
+/// A classification with its explanation as a JSON line (`line` for a log's failures).
+pub(crate) fn write_explained(
+    out: &mut impl Write,
+    line: Option<u64>,
+    e: &Explanation,
+) -> std::io::Result<()> {
+    let c = e.classification;
+    let mut v = serde_json::json!({
+        "kind": c.kind, "retryable": c.retryable, "rule": c.rule, "explain": e.steps
+    });
+    if let Some(n) = line {
+        v["line"] = n.into();
     }
+    serde_json::to_writer(&mut *out, &v)?;
+    out.write_all(b"\n")
+}
+
+/// Scans one part of a log (whole lines) into counts or result lines; line numbers in the
+/// output start after `first_line` lines.
+fn scan_part(
+    rules: &RuleSet,
+    opts: ScanOptions,
+    part: &[u8],
+    first_line: u64,
+    counts: &mut ClassCounts,
+    out: &mut Vec<u8>,
+) -> u64 {
+    // Writing into memory cannot fail.
+    if opts.all_lines {
+        let mut lines = 0;
+        rules.classify_lines(part, |line, c| {
+            lines += 1;
+            if opts.count {
+                counts.add(c);
+            } else if opts.explain {
+                let text = String::from_utf8_lossy(line);
+                let _ = write_explained(out, None, &rules.explain(&text, None));
+            } else {
+                let _ = write_class(out, c);
+            }
+        });
+        return lines;
+    }
+    let lines = rules.classify_failures(part, |i, text, c| {
+        let n = first_line + i as u64 + 1;
+        if opts.count {
+            counts.add_failure(c);
+        } else if opts.explain {
+            let text = String::from_utf8_lossy(text);
+            let _ = write_explained(out, Some(n), &rules.explain(&text, None));
+        } else {
+            let _ = write_failure(out, n, c);
+        }
+    }) as u64;
+    if opts.count {
+        counts.lines += lines;
+    }
+    lines
 }
 
 /// Block size of the reused read buffer.
 const BLOCK: usize = 1 << 20;
 
-pub(crate) fn cmd_classify_plain(count: bool, files: &[PathBuf]) -> CliResult {
+pub(crate) fn cmd_classify_plain(
+    rules: &RuleSet,
+    opts: ScanOptions,
+    files: &[PathBuf],
+) -> CliResult {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut counts = ClassCounts::default();
+    let mut scan = Scan::new(rules, opts, threads);
     if files.is_empty() {
-        let stdin = std::io::stdin().lock();
-        if count {
-            scan_stream(stdin, threads, &mut Sink::<Vec<u8>>::Count(&mut counts))
-        } else {
-            scan_stream(stdin, threads, &mut Sink::Lines(&mut out))
-        }
-        .map_err(|e| Failure::io("classifying stdin", e))?;
+        scan.stream(std::io::stdin().lock(), &mut out)
+            .map_err(|e| Failure::io("classifying stdin", e))?;
     }
     for path in files {
         let file =
             File::open(path).map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
-        if count {
-            count_file_parallel(&file, threads).map(|c| counts.merge(c))
+        if opts.count {
+            count_file_parallel(rules, opts, &file, threads).map(|c| scan.counts.merge(c))
         } else {
-            scan_stream(&file, threads, &mut Sink::Lines(&mut out))
+            scan.stream(&file, &mut out)
         }
         .map_err(|e| Failure::io(format!("classifying {}", path.display()), e))?;
     }
-    if count {
-        counts.write(&mut out)
+    if opts.count {
+        scan.counts.write(&mut out)
     } else {
         Ok(())
     }
@@ -126,61 +217,145 @@ pub(crate) fn cmd_classify_plain(count: bool, files: &[PathBuf]) -> CliResult {
     Ok(Exit::Ok)
 }
 
-/// Reads `r` in blocks of whole lines; each block is split at line ends over `threads` threads
-/// and the results are written in input order.
-fn scan_stream<W: Write>(
-    mut r: impl Read,
+/// A scan in progress: its options, counts, and the lines read so far (for line numbers).
+struct Scan<'r> {
+    rules: &'r RuleSet,
+    opts: ScanOptions,
     threads: usize,
-    sink: &mut Sink<'_, W>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BLOCK];
-    let mut filled = 0;
-    // Inside a line longer than a block: its head was classified, the rest is skipped.
-    let mut skipping = false;
-    loop {
-        let n = read_some(&mut r, &mut buf[filled..])?;
-        filled += n;
-        let eof = n == 0;
-        if skipping {
-            match buf[..filled].iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    buf.copy_within(i + 1..filled, 0);
-                    filled -= i + 1;
-                    skipping = false;
-                }
-                None => {
-                    filled = 0;
-                    if eof {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            }
-        }
-        if filled < buf.len() && !eof {
-            continue;
-        }
-        let whole = if eof {
-            filled
+    counts: ClassCounts,
+    lines: u64,
+}
+
+impl<'r> Scan<'r> {
+    fn new(rules: &'r RuleSet, opts: ScanOptions, threads: usize) -> Self {
+        let counts = if opts.all_lines {
+            ClassCounts::default()
         } else {
-            match buf[..filled].iter().rposition(|b| *b == b'\n') {
-                Some(i) => i + 1,
-                None => {
-                    // One line longer than a block: classification reads its head only.
-                    sink.push(classify(&String::from_utf8_lossy(&buf[..filled]), None))?;
-                    filled = 0;
-                    skipping = true;
-                    continue;
+            ClassCounts::failures_only()
+        };
+        Scan {
+            rules,
+            opts,
+            threads,
+            counts,
+            lines: 0,
+        }
+    }
+
+    /// Reads `r` in blocks of whole lines; each block is split at line ends over the threads
+    /// and the results are written in input order. Line numbers go on from the last stream's.
+    fn stream(&mut self, mut r: impl Read, out: &mut impl Write) -> std::io::Result<()> {
+        let mut buf = vec![0u8; BLOCK];
+        let mut filled = 0;
+        // Inside a line longer than a block: its head was classified, the rest is skipped.
+        let mut skipping = false;
+        loop {
+            let n = read_some(&mut r, &mut buf[filled..])?;
+            filled += n;
+            let eof = n == 0;
+            if skipping {
+                match memchr::memchr(b'\n', &buf[..filled]) {
+                    Some(i) => {
+                        buf.copy_within(i + 1..filled, 0);
+                        filled -= i + 1;
+                        skipping = false;
+                    }
+                    None => {
+                        filled = 0;
+                        if eof {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                 }
             }
-        };
-        scan_block(&buf[..whole], threads, sink)?;
-        if eof {
-            return Ok(());
+            if filled < buf.len() && !eof {
+                continue;
+            }
+            let whole = if eof {
+                filled
+            } else {
+                match memchr::memrchr(b'\n', &buf[..filled]) {
+                    // The rest goes on with the next block: never cut a traceback off its line.
+                    Some(i) => record_boundary_before(&buf[..filled], i + 1)
+                        .filter(|b| *b > 0)
+                        .unwrap_or(i + 1),
+                    None => {
+                        // One line longer than a block: classification reads its head only.
+                        self.block(&buf[..filled], out)?;
+                        filled = 0;
+                        skipping = true;
+                        continue;
+                    }
+                }
+            };
+            self.block(&buf[..whole], out)?;
+            if eof {
+                return Ok(());
+            }
+            buf.copy_within(whole..filled, 0);
+            filled -= whole;
         }
-        buf.copy_within(whole..filled, 0);
-        filled -= whole;
     }
+
+    /// Classifies a block of whole lines, split over the threads.
+    fn block(&mut self, block: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+        let (rules, opts) = (self.rules, self.opts);
+        let parts = split_at_lines(block, self.threads);
+        // Line numbers need each part's first line: count them up front, unless counting.
+        let numbered = !opts.count && !opts.all_lines && parts.len() > 1;
+        let mut firsts = Vec::with_capacity(parts.len());
+        let mut at = self.lines;
+        for p in &parts {
+            firsts.push(at);
+            if numbered {
+                at += line_count(p);
+            }
+        }
+        let results: Vec<(ClassCounts, Vec<u8>, u64)> = if parts.len() <= 1 {
+            parts
+                .iter()
+                .zip(&firsts)
+                .map(|(part, first)| {
+                    let mut counts = ClassCounts::failures_only();
+                    let mut text = Vec::new();
+                    let n = scan_part(rules, opts, part, *first, &mut counts, &mut text);
+                    (counts, text, n)
+                })
+                .collect()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = parts
+                    .iter()
+                    .zip(&firsts)
+                    .map(|(part, first)| {
+                        s.spawn(move || {
+                            let mut counts = ClassCounts::failures_only();
+                            let mut text = Vec::new();
+                            let n = scan_part(rules, opts, part, *first, &mut counts, &mut text);
+                            (counts, text, n)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        for (counts, text, n) in results {
+            self.lines += n;
+            self.counts.merge(counts);
+            out.write_all(&text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Lines in `buf` as the scans count them (a final line without `\n` counts).
+fn line_count(buf: &[u8]) -> u64 {
+    let n = memchr::memchr_iter(b'\n', buf).count() as u64;
+    n + u64::from(!buf.is_empty() && !buf.ends_with(b"\n"))
 }
 
 fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -192,76 +367,13 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
-/// Classifies a block of whole lines, split over `threads` threads.
-fn scan_block<W: Write>(
-    block: &[u8],
-    threads: usize,
-    sink: &mut Sink<'_, W>,
-) -> std::io::Result<()> {
-    if threads <= 1 {
-        let mut err = Ok(());
-        classify_lines(block, |_, c| {
-            if err.is_ok() {
-                err = sink.push(c);
-            }
-        });
-        return err;
-    }
-    let parts = split_at_lines(block, threads);
-    let counting = matches!(sink, Sink::Count(_));
-    let results: Vec<(ClassCounts, Vec<u8>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|part| {
-                s.spawn(move || {
-                    let mut counts = ClassCounts::default();
-                    let mut text = Vec::new();
-                    let mut sink = if counting {
-                        Sink::Count(&mut counts)
-                    } else {
-                        Sink::Lines(&mut text)
-                    };
-                    // Pushing into memory cannot fail.
-                    classify_lines(part, |_, c| {
-                        let _ = sink.push(c);
-                    });
-                    (counts, text)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    for (counts, text) in results {
-        match sink {
-            Sink::Count(total) => total.merge(counts),
-            Sink::Lines(w) => w.write_all(&text)?,
-        }
-    }
-    Ok(())
-}
-
-/// Splits `buf` into at most `n` parts of about equal size, each ending at a line end.
-fn split_at_lines(buf: &[u8], n: usize) -> Vec<&[u8]> {
-    let mut parts = Vec::with_capacity(n);
-    let mut start = 0;
-    for k in 1..n {
-        let target = (buf.len() * k / n).max(start);
-        let Some(i) = buf[target..].iter().position(|b| *b == b'\n') else {
-            break;
-        };
-        parts.push(&buf[start..=target + i]);
-        start = target + i + 1;
-    }
-    parts.push(&buf[start..]);
-    parts.retain(|p| !p.is_empty());
-    parts
-}
-
 /// Counts a regular file on `threads` threads, each reading and scanning its own run of lines.
-fn count_file_parallel(file: &File, threads: usize) -> std::io::Result<ClassCounts> {
+fn count_file_parallel(
+    rules: &RuleSet,
+    opts: ScanOptions,
+    file: &File,
+    threads: usize,
+) -> std::io::Result<ClassCounts> {
     let len = file.metadata()?.len();
     let mut bounds = vec![0u64];
     for k in 1..threads as u64 {
@@ -277,14 +389,14 @@ fn count_file_parallel(file: &File, threads: usize) -> std::io::Result<ClassCoun
             .map(|w| {
                 let (from, to) = (w[0], w[1]);
                 s.spawn(move || {
-                    let mut counts = ClassCounts::default();
+                    let mut scan = Scan::new(rules, opts, 1);
                     let part = FileRange {
                         file,
                         pos: from,
                         end: to,
                     };
-                    scan_stream(part, 1, &mut Sink::<Vec<u8>>::Count(&mut counts))?;
-                    Ok(counts)
+                    scan.stream(part, &mut std::io::sink())?;
+                    Ok(scan.counts)
                 })
             })
             .collect();
@@ -296,11 +408,33 @@ fn count_file_parallel(file: &File, threads: usize) -> std::io::Result<ClassCoun
             })
             .collect()
     });
-    let mut total = ClassCounts::default();
+    let mut total = Scan::new(rules, opts, 1).counts;
     for r in results {
         total.merge(r?);
     }
     Ok(total)
+}
+
+/// Splits `buf` into at most `n` parts of about equal size, each ending at a line end.
+fn split_at_lines(buf: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut parts = Vec::with_capacity(n);
+    let mut start = 0;
+    for k in 1..n {
+        let target = (buf.len() * k / n).max(start);
+        let Some(i) = buf[target..].iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        // Never between a failure line and its traceback.
+        let cut = record_boundary(buf, target + i + 1).unwrap_or(target + i + 1);
+        if cut >= buf.len() {
+            break;
+        }
+        parts.push(&buf[start..cut]);
+        start = cut;
+    }
+    parts.push(&buf[start..]);
+    parts.retain(|p| !p.is_empty());
+    parts
 }
 
 /// The offset of the first line that starts at or after `at`.
@@ -316,8 +450,10 @@ fn next_line_start(file: &File, at: u64, len: u64) -> std::io::Result<u64> {
         if n == 0 {
             break;
         }
-        if let Some(i) = window[..n].iter().position(|b| *b == b'\n') {
-            return Ok(pos + i as u64 + 1);
+        if let Some(i) = memchr::memchr(b'\n', &window[..n]) {
+            // Never between a failure line and its traceback, when the window shows where.
+            let cut = record_boundary(&window[..n], i + 1).unwrap_or(i + 1);
+            return Ok(pos + cut as u64);
         }
         pos += n as u64;
     }
@@ -349,6 +485,53 @@ impl Read for FileRange<'_> {
 mod tests {
     use super::*;
 
+    const ALL_COUNT: ScanOptions = ScanOptions {
+        count: true,
+        all_lines: true,
+        explain: false,
+    };
+    const FAILURE_COUNT: ScanOptions = ScanOptions {
+        count: true,
+        all_lines: false,
+        explain: false,
+    };
+
+    /// The failures' result lines of `log`, scanned with `threads` threads.
+    fn failure_lines(log: &[u8], threads: usize) -> String {
+        let opts = ScanOptions {
+            count: false,
+            all_lines: false,
+            explain: false,
+        };
+        let mut scan = Scan::new(RuleSet::builtin(), opts, threads);
+        let mut out = Vec::new();
+        scan.stream(log, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn failure_line_numbers_do_not_depend_on_threads() {
+        let mut log = String::new();
+        for i in 0..3000 {
+            log.push_str(&match i % 9 {
+                0 => format!("{i} ERROR Task timed out after 45.00 seconds\n"),
+                1 => format!("{i} INFO dispatching to lambda timeout=45s\n"),
+                _ => format!("{i} INFO step ok\n"),
+            });
+        }
+        let one = failure_lines(log.as_bytes(), 1);
+        assert_eq!(one.lines().count(), 334);
+        assert!(one.starts_with(r#"{"line":1,"kind":"timeout""#), "{one}");
+        assert!(one.contains(r#"{"line":2998,"kind":"timeout""#));
+        for threads in [2, 3, 7] {
+            assert_eq!(
+                failure_lines(log.as_bytes(), threads),
+                one,
+                "{threads} threads"
+            );
+        }
+    }
+
     #[test]
     fn parts_end_at_line_ends_and_cover_everything() {
         let text = b"a\nbb\nccc\ndddd\neeeee";
@@ -366,10 +549,10 @@ mod tests {
         let mut log = b"Task timed out after 45.00 seconds ".to_vec();
         log.extend(std::iter::repeat_n(b'x', 3 * BLOCK + 17));
         log.extend_from_slice(b"\nINFO ok\n502 Bad Gateway");
-        let mut counts = ClassCounts::default();
-        scan_stream(log.as_slice(), 2, &mut Sink::<Vec<u8>>::Count(&mut counts)).unwrap();
+        let mut scan = Scan::new(RuleSet::builtin(), ALL_COUNT, 2);
+        scan.stream(log.as_slice(), &mut std::io::sink()).unwrap();
         let mut out = Vec::new();
-        counts.write(&mut out).unwrap();
+        scan.counts.write(&mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["lines"], 3);
         assert_eq!(v["by_kind"]["timeout"], 1);
@@ -393,15 +576,17 @@ mod tests {
         }
         std::fs::write(&path, &log).unwrap();
         let file = File::open(&path).unwrap();
-        let mut one = ClassCounts::default();
-        scan_stream(log.as_bytes(), 1, &mut Sink::<Vec<u8>>::Count(&mut one)).unwrap();
-        for threads in [1, 2, 3, 7] {
-            let many = count_file_parallel(&file, threads).unwrap();
-            assert_eq!(many.lines, 5000);
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            many.write(&mut a).unwrap();
-            one.write(&mut b).unwrap();
-            assert_eq!(a, b, "{threads} threads");
+        for opts in [ALL_COUNT, FAILURE_COUNT] {
+            let mut one = Scan::new(RuleSet::builtin(), opts, 1);
+            one.stream(log.as_bytes(), &mut std::io::sink()).unwrap();
+            for threads in [1, 2, 3, 7] {
+                let many = count_file_parallel(RuleSet::builtin(), opts, &file, threads).unwrap();
+                assert_eq!(many.lines, 5000);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                many.write(&mut a).unwrap();
+                one.counts.write(&mut b).unwrap();
+                assert_eq!(a, b, "{threads} threads");
+            }
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -84,7 +84,7 @@ fn classify_reports_malformed_lines_in_place_and_fails_at_the_end() {
 #[test]
 fn classify_plain_takes_raw_lines() {
     let out = flowfail(
-        &["classify", "--plain"],
+        &["classify", "--plain", "--all-lines"],
         b"502 Bad Gateway\nIndexError: list index out of range\n",
     );
     assert!(out.status.success());
@@ -94,6 +94,119 @@ fn classify_plain_takes_raw_lines() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())
         .collect();
     assert_eq!(kinds, vec![json!("model_api_5xx"), json!("unknown")]);
+}
+
+#[test]
+fn classify_plain_classifies_failure_lines_only() {
+    let log = b"2026-11-13T09:50:00Z INFO dispatching to lambda flowengine-impl timeout=45s\n\
+2026-11-13T09:50:01Z INFO vendor answered 429 earlier, rate ok\n\
+2026-11-13T09:50:02Z ERROR flow=impl task=t-1 Task timed out after 45.00 seconds\n\
+{\"level\":\"error\",\"msg\":\"openai.RateLimitError: Error code: 429\"}\n\
+{\"level\":\"info\",\"msg\":\"upstream returned 503 yesterday\"}\n\
+2026-11-13T09:50:03Z ERROR flow=impl task=t-2 KeyError: 'context_refs'\n";
+    let out = flowfail(&["classify", "--plain"], log);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|v| (v["line"].as_u64().unwrap(), v["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [(3, "timeout"), (4, "rate_limit"), (6, "unknown")]);
+
+    let out = flowfail(&["classify", "--plain", "--count"], log);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lines"], 6);
+    assert_eq!(v["failure_lines"], 3);
+    assert_eq!(
+        v["by_kind"],
+        json!({"timeout": 1, "rate_limit": 1, "unknown": 1})
+    );
+    assert_eq!(v["by_rule"]["exception:programming_error"], 1, "{v}");
+    assert!(v["by_rule"].get("no_rule").is_none(), "{v}");
+
+    // Every line, as before: the healthy lines count too.
+    let out = flowfail(&["classify", "--plain", "--all-lines", "--count"], log);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lines"], 6);
+    assert!(v.get("failure_lines").is_none());
+    assert_eq!(v["by_kind"]["timeout"], 2, "{v}");
+}
+
+#[test]
+fn classify_explain_says_which_stage_decided_and_why_earlier_ones_did_not() {
+    let out = flowfail(
+        &["classify", "--explain"],
+        br#"{"message": "upstream returned 503 while calling the model"}"#,
+    );
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "model_api_5xx");
+    let steps: Vec<(&str, &str)> = v["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps[0], ("http_status", "no HTTP status given"));
+    assert_eq!(steps[1], ("vendor_code", "no rule matched"));
+    assert_eq!(steps[2], ("exception", "no rule matched"));
+    assert_eq!(steps[3].0, "status_in_message");
+    assert!(steps[3].1.starts_with("decided: status 503"), "{steps:?}");
+    assert_eq!(steps.len(), 4);
+
+    let out = flowfail(
+        &["classify", "--plain", "--explain"],
+        b"INFO ok\nERROR Task timed out after 45.00 seconds\n",
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["line"], 2);
+    assert_eq!(
+        v["explain"].as_array().unwrap().last().unwrap()["stage"],
+        "pattern"
+    );
+
+    let out = flowfail(&["classify", "--explain", "--count"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn classify_takes_users_rule_files_and_refuses_bad_ones() {
+    let dir = temp_dir("classify-rules");
+    let good = dir.join("flowengine.toml");
+    std::fs::write(
+        &good,
+        "[[rule]]\nname = \"flowengine:step_budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget of \\d+s spent'\n",
+    )
+    .unwrap();
+    let input = br#"{"message": "step budget of 45s spent"}"#;
+    let builtin = flowfail(&["classify"], input);
+    let v: Value = serde_json::from_slice(&builtin.stdout).unwrap();
+    assert_eq!(v["kind"], "unknown");
+    let extended = flowfail(&["classify", "--rules", good.to_str().unwrap()], input);
+    assert!(extended.status.success());
+    let v: Value = serde_json::from_slice(&extended.stdout).unwrap();
+    assert_eq!(
+        (&v["kind"], &v["rule"]),
+        (&json!("timeout"), &json!("flowengine:step_budget"))
+    );
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\nname = \"flowengine:broken\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step (budget'\n",
+    )
+    .unwrap();
+    let out = flowfail(&["classify", "--rules", bad.to_str().unwrap()], input);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("flowengine:broken"), "{err}");
+    assert!(err.contains("column 6"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -112,7 +225,7 @@ fn classify_plain_count_of_a_file_matches_the_lines_from_stdin() {
     let path = dir.join("flowengine.log");
     std::fs::write(&path, &log).unwrap();
 
-    let per_line = flowfail(&["classify", "--plain"], &log);
+    let per_line = flowfail(&["classify", "--plain", "--all-lines"], &log);
     assert!(per_line.status.success());
     let mut want = std::collections::BTreeMap::<String, u64>::new();
     for l in String::from_utf8(per_line.stdout).unwrap().lines() {
@@ -122,7 +235,13 @@ fn classify_plain_count_of_a_file_matches_the_lines_from_stdin() {
             .or_default() += 1;
     }
     let counted = flowfail(
-        &["classify", "--plain", "--count", path.to_str().unwrap()],
+        &[
+            "classify",
+            "--plain",
+            "--all-lines",
+            "--count",
+            path.to_str().unwrap(),
+        ],
         b"",
     );
     assert!(counted.status.success());

@@ -24,7 +24,7 @@ pub mod schema;
 pub mod templates;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
-pub use classify::{Classification, classify, classify_lines};
+pub use classify::{Classification, RuleSet, classify, classify_failures, classify_lines};
 pub use clock::Clock;
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use model::{

@@ -276,21 +276,7 @@ impl Policy {
         if self.alert_failure_rate <= 0.0 {
             problems.push("alert_failure_rate must be above 0".into());
         }
-        if self.vendor_5xx_rate_threshold <= 0.0 {
-            problems.push("vendor_5xx_rate_threshold must be above 0".into());
-        }
-        if !(1..=MAX_VENDOR_SAMPLE).contains(&self.vendor_5xx_min_sample) {
-            problems.push(format!(
-                "vendor_5xx_min_sample must be in 1..={MAX_VENDOR_SAMPLE}, not {}",
-                self.vendor_5xx_min_sample
-            ));
-        }
-        if self.vendor_5xx_cooldown_s == 0 || self.vendor_5xx_cooldown_s > self.alert_window_s {
-            problems.push(format!(
-                "vendor_5xx_cooldown_s must be in 1..=alert_window_s ({}), not {}",
-                self.alert_window_s, self.vendor_5xx_cooldown_s
-            ));
-        }
+        self.validate_vendor_5xx(&mut problems);
         if self.alert_clear_rate > self.alert_failure_rate {
             problems.push("alert_clear_rate must not exceed alert_failure_rate".into());
         }
@@ -378,22 +364,7 @@ impl Policy {
                 problems.push(format!("target {t:?} is not in page_targets"));
             }
         }
-        if self.approval_ttl_s == 0 || self.approval_ttl_s > crate::control::MAX_APPROVAL_TTL_S {
-            problems.push(format!(
-                "approval_ttl_s must be in 1..={}, not {}",
-                crate::control::MAX_APPROVAL_TTL_S,
-                self.approval_ttl_s
-            ));
-        }
-        for name in &self.require_approval {
-            if !crate::control::GATED_ACTIONS.contains(&name.as_str()) {
-                problems.push(format!(
-                    "require_approval: {} is not an action that can wait for approval (one of {})",
-                    crate::model::describe_untrusted(name),
-                    crate::control::GATED_ACTIONS.join(", ")
-                ));
-            }
-        }
+        self.validate_approvals(&mut problems);
         for (vendor, fb) in &self.fallbacks {
             if fb.vendor == *vendor {
                 problems.push(format!("fallback for {vendor} must be on another vendor"));
@@ -409,6 +380,45 @@ impl Policy {
                 "invalid policy: {}",
                 problems.join("; ")
             )))
+        }
+    }
+
+    /// The observed-outage thresholds (see `decide::vendor`).
+    fn validate_vendor_5xx(&self, problems: &mut Vec<String>) {
+        if self.vendor_5xx_rate_threshold <= 0.0 {
+            problems.push("vendor_5xx_rate_threshold must be above 0".into());
+        }
+        if !(1..=MAX_VENDOR_SAMPLE).contains(&self.vendor_5xx_min_sample) {
+            problems.push(format!(
+                "vendor_5xx_min_sample must be in 1..={MAX_VENDOR_SAMPLE}, not {}",
+                self.vendor_5xx_min_sample
+            ));
+        }
+        if self.vendor_5xx_cooldown_s == 0 || self.vendor_5xx_cooldown_s > self.alert_window_s {
+            problems.push(format!(
+                "vendor_5xx_cooldown_s must be in 1..=alert_window_s ({}), not {}",
+                self.alert_window_s, self.vendor_5xx_cooldown_s
+            ));
+        }
+    }
+
+    /// The approval gates.
+    fn validate_approvals(&self, problems: &mut Vec<String>) {
+        if self.approval_ttl_s == 0 || self.approval_ttl_s > crate::control::MAX_APPROVAL_TTL_S {
+            problems.push(format!(
+                "approval_ttl_s must be in 1..={}, not {}",
+                crate::control::MAX_APPROVAL_TTL_S,
+                self.approval_ttl_s
+            ));
+        }
+        for name in &self.require_approval {
+            if !crate::control::GATED_ACTIONS.contains(&name.as_str()) {
+                problems.push(format!(
+                    "require_approval: {} is not an action that can wait for approval (one of {})",
+                    crate::model::describe_untrusted(name),
+                    crate::control::GATED_ACTIONS.join(", ")
+                ));
+            }
         }
     }
 

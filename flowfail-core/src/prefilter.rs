@@ -360,7 +360,10 @@ mod tests {
         .unwrap();
         assert!(p.needle_count() <= 6, "{}", p.needle_count());
         // The classification rules stay within Teddy's default limit of 64 needles.
-        let rules = crate::classify::PREFILTER.as_ref().unwrap();
+        let rules = crate::classify::RuleSet::builtin()
+            .prefilter
+            .as_ref()
+            .unwrap();
         assert!(rules.needle_count() <= 64, "{}", rules.needle_count());
         let mut hits = Vec::new();
         let text = b"ok\nrequest timed out\nfine\ndeadline expired now\n".to_ascii_lowercase();

@@ -306,6 +306,11 @@ pub struct Config {
     /// The runbook's thresholds.
     #[serde(default)]
     pub policy: Policy,
+    /// Users' classification rule files, added to the built-in rules (see
+    /// [`RuleSet`](flowfail_core::RuleSet) for the format); relative paths are read from the
+    /// working directory.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
 }
 
 impl Config {
@@ -486,7 +491,14 @@ impl Config {
             server.validate()?;
         }
         self.validate_vendors()?;
-        self.validate_pager()
+        self.validate_pager()?;
+        self.rule_set().map(drop)
+    }
+
+    /// The built-in classification rules with the files of `rules`; an error names the file,
+    /// the rule and the position.
+    pub fn rule_set(&self) -> Result<flowfail_core::RuleSet> {
+        flowfail_core::RuleSet::with_extra(&self.rules).map_err(|e| invalid("rules", e.message()))
     }
 
     fn validate_vendors(&self) -> Result<()> {

@@ -164,7 +164,7 @@ const HMAC_SKEW_S: i64 = 300;
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
     let s = s.strip_prefix("sha256=").unwrap_or(s);
-    if s.len() % 2 != 0 || s.len() > 128 {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
         return None;
     }
     (0..s.len())
@@ -397,15 +397,15 @@ fn control_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     empty: Option<T>,
-) -> std::result::Result<T, Response> {
+) -> std::result::Result<T, Box<Response>> {
     if !bearer_ok(headers, &s.opts.token) {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             s,
             path,
             "unauthenticated",
             StatusCode::UNAUTHORIZED,
             "unauthenticated: a bearer token is required".into(),
-        ));
+        )));
     }
     if body.iter().all(u8::is_ascii_whitespace)
         && let Some(e) = empty
@@ -413,7 +413,7 @@ fn control_body<T: serde::de::DeserializeOwned>(
         return Ok(e);
     }
     serde_json::from_slice(body).map_err(|e| {
-        refuse(
+        Box::new(refuse(
             s,
             path,
             "malformed",
@@ -422,7 +422,7 @@ fn control_body<T: serde::de::DeserializeOwned>(
                 "malformed body: {}",
                 flowfail_core::model::sanitize(&e.to_string(), 200)
             ),
-        )
+        ))
     })
 }
 
@@ -453,7 +453,7 @@ fn control_result(s: &AppState, path: &'static str, r: Result<String>) -> Respon
 async fn pause(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let b: PauseBody = match control_body(&s, "/pause", &headers, &body, None) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let by = who(b.by.as_deref());
     let r = s.control.pause(&b.reason, &by).await.map(|()| {
@@ -467,7 +467,7 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
     let b: ResumeBody =
         match control_body(&s, "/resume", &headers, &body, Some(ResumeBody::default())) {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
     let by = who(b.by.as_deref());
     let r = s.control.resume(&by).await.map(|()| {
@@ -480,7 +480,7 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 async fn approve(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let b: ApproveBody = match control_body(&s, "/approve", &headers, &body, None) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let by = who(b.by.as_deref());
     let r = s.control.approve(&b.incident, &b.action, &by).await;

@@ -88,6 +88,10 @@ impl Config {
     /// Builds every adapter. Reads files (kubeconfig, secrets) but no network: connections
     /// open on first use.
     pub async fn connect(&self) -> Result<Live> {
+        if !self.rules.is_empty() {
+            // The responder classifies with the process's rules: the config's, from now on.
+            self.rule_set()?.install()?;
+        }
         let (tasks, ledger) = self.postgres_stores()?;
         let aws = {
             let mut o = flowfail_aws::AwsOptions::standard();

@@ -1,0 +1,658 @@
+//! The failures of a log: lines logged at a failure level (ERROR, FATAL, CRITICAL, … in plain
+//! text, logfmt and JSON logs), exceptions with their Python tracebacks, and the runtime's own
+//! failure lines (AWS Lambda's `Task timed out after …`).
+//!
+//! A failure line holds one of a few literals (`ERROR`, `rror`, `FATAL`, `Traceback`, …), so
+//! the log is searched for those first (a SIMD multi-literal search over the raw bytes, no
+//! copy); only lines holding one are looked at, and only failure lines are classified.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::lines::strip_cr;
+use super::{Classification, RuleSet};
+
+/// Literals one of which every failure line holds (case matters: these are raw bytes).
+const NEEDLES: &[&str] = &[
+    "ERR",       // ERROR, ERR
+    "rror",      // error, Error, SomethingError
+    "FATAL",     //
+    "atal",      // fatal, Fatal
+    "CRIT",      // CRITICAL, CRIT
+    "crit",      // critical, crit
+    "Crit",      // Critical
+    "ALERT",     //
+    "EMERG",     //
+    "PANIC",     //
+    "anic",      // panic, Panic, panicked
+    "SEVERE",    // java.util.logging
+    "Exception", //
+    "Traceback", //
+    "Timeout",   // httpx.ReadTimeout, …
+    "Exhausted", // google ResourceExhausted
+    "Unavailable",
+    "Exceeded",
+    "Elapsed",
+    "TimedOut",
+    "Interrupt",
+    "Task timed out", // AWS Lambda
+    "Runtime exited", // AWS Lambda
+    "Runtime.",       // AWS Lambda (Runtime.OutOfMemory, …)
+    "\"level\":5",    // pino / bunyan numeric levels: 50 error, 60 fatal
+    "\"level\":6",
+    "\"level\": 5",
+    "\"level\": 6",
+];
+
+const TRACEBACK: &[u8] = b"Traceback (most recent call last):";
+
+static FINDER: LazyLock<Option<Finder>> = LazyLock::new(Finder::build);
+
+enum Finder {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Finder {
+    fn build() -> Option<Finder> {
+        if let Some(p) = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .heuristic_pattern_limits(false)
+            .builder()
+            .extend(NEEDLES)
+            .build()
+        {
+            return Some(Finder::Packed(p));
+        }
+        AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(NEEDLES)
+            .ok()
+            .map(Finder::Automaton)
+    }
+
+    /// The start of the first needle at or after `at`.
+    fn find(&self, hay: &[u8], at: usize) -> Option<usize> {
+        let span = aho_corasick::Span::from(at..hay.len());
+        match self {
+            Finder::Packed(p) => p.find_in(hay, span).map(|m| m.start()),
+            Finder::Automaton(a) => a
+                .find(aho_corasick::Input::new(hay).span(span))
+                .map(|m| m.start()),
+        }
+    }
+}
+
+/// What one line is to the failure scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineRole {
+    /// Logged at a failure level, or a runtime's failure line.
+    Failure,
+    /// `Traceback (most recent call last):` with no failure line before it.
+    Traceback,
+    /// An exception line: `openai.RateLimitError: …`, `panic: …`.
+    Exception,
+    /// Anything else: healthy, or no failure evidence.
+    Other,
+}
+
+/// The role of one line (`\r` stripped).
+pub(crate) fn role(line: &[u8]) -> LineRole {
+    if line.starts_with(TRACEBACK) {
+        return LineRole::Traceback;
+    }
+    let trimmed = trim_start(line);
+    let level = if trimmed.starts_with(b"{") {
+        json_level(trimmed)
+    } else {
+        logfmt_level(line).or_else(|| head_level(trimmed))
+    };
+    match level {
+        Some(true) => return LineRole::Failure,
+        Some(false) => return LineRole::Other,
+        None => {}
+    }
+    if memchr::memmem::find(line, b"Task timed out after").is_some()
+        || memchr::memmem::find(line, b"Runtime exited with error").is_some()
+    {
+        return LineRole::Failure;
+    }
+    if is_exception_line(line) {
+        return LineRole::Exception;
+    }
+    LineRole::Other
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let i = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    &b[i..]
+}
+
+/// Whether a level word is a failure level; `None` when it is no level at all.
+fn failure_level(word: &[u8]) -> Option<bool> {
+    const FAILURE: &[&str] = &[
+        "error",
+        "err",
+        "fatal",
+        "critical",
+        "crit",
+        "alert",
+        "emerg",
+        "emergency",
+        "panic",
+        "severe",
+    ];
+    const OTHER: &[&str] = &[
+        "trace", "debug", "info", "notice", "warn", "warning", "verbose", "fine", "finer",
+        "finest", "config", "dbug", "inf", "wrn",
+    ];
+    if word.is_empty() || word.len() > 9 {
+        return None;
+    }
+    if FAILURE
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+    {
+        Some(true)
+    } else if OTHER
+        .iter()
+        .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `level=error`, `lvl=ERROR`, `severity="error"` anywhere in the line.
+fn logfmt_level(line: &[u8]) -> Option<bool> {
+    for key in [&b"level="[..], b"lvl=", b"severity=", b"loglevel="] {
+        let mut from = 0;
+        while let Some(i) = memchr::memmem::find(&line[from..], key) {
+            let at = from + i;
+            from = at + key.len();
+            if at > 0 && (line[at - 1].is_ascii_alphanumeric() || line[at - 1] == b'_') {
+                continue;
+            }
+            let rest = &line[at + key.len()..];
+            let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+            let word_len = rest
+                .iter()
+                .position(|c| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            return failure_level(&rest[..word_len]);
+        }
+    }
+    None
+}
+
+/// The first level word among the first few tokens of a plain line: `2026-… ERROR …`,
+/// `[ERROR] …`, `ERROR:root:…`, `… | error | …`, with ANSI colours.
+fn head_level(line: &[u8]) -> Option<bool> {
+    let head = &line[..line.len().min(160)];
+    let mut prev: &[u8] = b"";
+    for tok in head
+        .split(|c| *c == b' ' || *c == b'\t')
+        .filter(|t| !t.is_empty())
+        .take(6)
+    {
+        // A lowercase level word counts only where it is clearly a field: after a timestamp,
+        // between tabs, or set off by brackets or a colon (`the error handler` is prose).
+        let fielded = prev.iter().any(u8::is_ascii_digit) || memchr::memchr(b'\t', head).is_some();
+        if let Some(level) = token_level(tok, fielded) {
+            return Some(level);
+        }
+        prev = tok;
+    }
+    None
+}
+
+fn token_level(tok: &[u8], fielded: bool) -> Option<bool> {
+    let mut i = 0;
+    let mut set_off = false;
+    // Leading punctuation and ANSI colour sequences.
+    while i < tok.len() && !tok[i].is_ascii_alphabetic() {
+        if tok[i] == 0x1b {
+            i += 1;
+            while i < tok.len() && !tok[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            i += 1; // the sequence's final letter, `m`
+            continue;
+        }
+        if !matches!(tok[i], b'[' | b'(' | b'<' | b'|' | b'"' | b'\'') {
+            return None;
+        }
+        set_off = true;
+        i += 1;
+    }
+    let start = i.min(tok.len());
+    while i < tok.len() && tok[i].is_ascii_alphabetic() {
+        i += 1;
+    }
+    let word = &tok[start..i];
+    let upper = word.iter().all(u8::is_ascii_uppercase);
+    match tok.get(i) {
+        None if upper || fielded || set_off => failure_level(word),
+        Some(b']' | b')' | b'>' | b'|' | b':' | b',' | b'"' | b'\'' | 0x1b) => failure_level(word),
+        _ => None,
+    }
+}
+
+/// The level of a JSON log line: `"level": "error"`, `"levelname": "ERROR"`,
+/// `"severity": "ERROR"`, pino's `"level": 50`; `None` without one.
+fn json_level(line: &[u8]) -> Option<bool> {
+    const KEYS: &[&[u8]] = &[
+        b"\"level\"",
+        b"\"levelname\"",
+        b"\"severity\"",
+        b"\"log.level\"",
+        b"\"lvl\"",
+        b"\"loglevel\"",
+        b"\"log_level\"",
+        b"\"@l\"",
+    ];
+    let (at, key) = KEYS
+        .iter()
+        .filter_map(|k| memchr::memmem::find(line, k).map(|i| (i, *k)))
+        .min_by_key(|(i, _)| *i)?;
+    let rest = trim_start(&line[at + key.len()..]);
+    let rest = trim_start(rest.strip_prefix(b":")?);
+    if let Some(s) = rest.strip_prefix(b"\"") {
+        let n = s
+            .iter()
+            .position(|c| !c.is_ascii_alphabetic())
+            .unwrap_or(s.len());
+        return Some(failure_level(&s[..n]).unwrap_or(false));
+    }
+    let n = rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let level: u32 = std::str::from_utf8(&rest[..n]).ok()?.parse().ok()?;
+    Some(level >= 50)
+}
+
+/// `pkg.module.SomeError: …`, `ReadTimeout`, `panic: …`, `thread 'main' panicked at …`,
+/// `fatal error: …`: an exception or a crash at the start of a line.
+fn is_exception_line(line: &[u8]) -> bool {
+    const ENDINGS: &[&[u8]] = &[
+        b"Error",
+        b"Exception",
+        b"Timeout",
+        b"Exhausted",
+        b"Unavailable",
+        b"Exceeded",
+        b"Denied",
+        b"Interrupt",
+        b"Elapsed",
+        b"TimedOut",
+        b"Failure",
+        b"Fault",
+    ];
+    if line.starts_with(b"panic: ")
+        || line.starts_with(b"fatal error: ")
+        || (line.starts_with(b"thread '") && memchr::memmem::find(line, b"' panicked at").is_some())
+    {
+        return true;
+    }
+    // A dotted name, then `:` or the end of the line.
+    let n = line
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
+        .unwrap_or(line.len());
+    let name = &line[..n];
+    let after_ok = n == line.len() || line[n] == b':';
+    let last = name.rsplit(|c| *c == b'.').next().unwrap_or(name);
+    // `pkg.module.Name: …` is an exception whatever its name ends with.
+    let dotted = name.len() > last.len() && n < line.len();
+    after_ok
+        && last.first().is_some_and(u8::is_ascii_uppercase)
+        && (dotted || ENDINGS.iter().any(|e| last.ends_with(e)))
+}
+
+/// Walks a Python traceback from its header line (`from` is the header's start): the range
+/// of its final exception line, if any, and where the traceback ends (the end of its last
+/// line, without `\n`).
+fn walk_traceback(log: &[u8], from: usize) -> (Option<(usize, usize)>, usize) {
+    let line_end = |at: usize| memchr::memchr(b'\n', &log[at..]).map_or(log.len(), |i| at + i);
+    let mut end = line_end(from);
+    let mut exc = None;
+    let mut after_exc = false;
+    let mut at = end + 1;
+    while at < log.len() {
+        let le = line_end(at);
+        let l = strip_cr(&log[at..le]);
+        let chain = l.starts_with(b"During handling of the above exception")
+            || l.starts_with(b"The above exception was the direct cause");
+        if after_exc {
+            if l.is_empty() {
+                at = le + 1;
+                continue;
+            }
+            if !chain {
+                break;
+            }
+            after_exc = false;
+        } else if l.is_empty() || l[0] == b' ' || l[0] == b'\t' || l.starts_with(TRACEBACK) || chain
+        {
+            // part of the traceback
+        } else if is_exception_line(l) {
+            exc = Some((at, le));
+            after_exc = true;
+        } else {
+            break;
+        }
+        end = le;
+        at = le + 1;
+    }
+    (exc, end)
+}
+
+/// Whether a line continues a record: a traceback's header, frames, blank lines and chain
+/// markers (a line cut short that may be a header's start counts too).
+fn continues_record(line: &[u8]) -> bool {
+    let line = strip_cr(line);
+    line.is_empty()
+        || line[0] == b' '
+        || line[0] == b'\t'
+        || line.starts_with(TRACEBACK)
+        || TRACEBACK.starts_with(line)
+        || line.starts_with(b"During handling of the above exception")
+        || line.starts_with(b"The above exception was the direct cause")
+}
+
+/// Whether `text` may be cut at `at`, a line start, without splitting a failure record.
+fn safe_cut(text: &[u8], at: usize) -> bool {
+    if at == 0 || at >= text.len() {
+        return true;
+    }
+    let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |i| at + i);
+    let prev_start = memchr::memrchr(b'\n', &text[..at - 1]).map_or(0, |i| i + 1);
+    !continues_record(&text[at..end]) && !continues_record(&text[prev_start..at - 1])
+}
+
+/// The first line start at or after `at` where `text` can be cut without splitting a failure
+/// record (a failure line and its Python traceback) between the parts, for splitting a log
+/// over threads; `None` when there is none.
+pub fn record_boundary(text: &[u8], at: usize) -> Option<usize> {
+    let mut s = if at == 0 || text.get(at - 1) == Some(&b'\n') {
+        at
+    } else {
+        memchr::memchr(b'\n', text.get(at..)?).map(|i| at + i + 1)?
+    };
+    while s < text.len() {
+        if safe_cut(text, s) {
+            return Some(s);
+        }
+        s = memchr::memchr(b'\n', &text[s..]).map(|i| s + i + 1)?;
+    }
+    None
+}
+
+/// The last line start at or before `at` (itself a line start) where `text` can be cut as
+/// [`record_boundary`] says; `None` when there is none after the start of `text`.
+pub fn record_boundary_before(text: &[u8], at: usize) -> Option<usize> {
+    let mut s = at.min(text.len());
+    while s > 0 {
+        if safe_cut(text, s) {
+            return Some(s);
+        }
+        s = memchr::memrchr(b'\n', &text[..s - 1]).map_or(0, |i| i + 1);
+    }
+    None
+}
+
+impl RuleSet {
+    /// Classifies the failures of a log and only those: lines logged at a failure level
+    /// (ERROR, FATAL, CRITICAL, … in plain text, logfmt or JSON logs with a level field),
+    /// exception lines and Python tracebacks, and AWS Lambda's own `Task timed out after …`
+    /// lines. Calls `each` once per failure with the index (0-based) of its first line, its
+    /// text and its classification; returns the number of lines in `log` (as
+    /// [`RuleSet::classify_lines`] counts them).
+    ///
+    /// # Behavior
+    ///
+    /// 1. A line logged at another level (INFO, WARN, …) is never a failure, whatever words it
+    ///    holds: `INFO dispatching to lambda timeout=45s` is not a timeout.
+    /// 2. A plain-text failure line followed by a traceback is one failure, classified on the
+    ///    line and the traceback's final exception line together; a traceback with no failure
+    ///    line before it (or after a JSON line) is one failure, classified on its final
+    ///    exception line.
+    /// 3. Lines are split and `\r` stripped as [`RuleSet::classify_lines`] does; invalid UTF-8
+    ///    is read lossily.
+    ///
+    /// ```
+    /// use flowfail_core::{classify::RuleSet, FailureKind};
+    /// let log = b"2026-11-13T09:50:00Z INFO retry budget ok, 429s so far: 0\n\
+    /// 2026-11-13T09:50:01Z ERROR step failed\n\
+    /// Traceback (most recent call last):\n  File \"flow.py\", line 3, in run\n\
+    /// openai.RateLimitError: Error code: 429\n";
+    /// let mut found = Vec::new();
+    /// let lines = RuleSet::builtin().classify_failures(log, |i, _, c| found.push((i, c.kind)));
+    /// assert_eq!((lines, found), (5, vec![(1, FailureKind::RateLimit)]));
+    /// ```
+    pub fn classify_failures(
+        &self,
+        log: &[u8],
+        mut each: impl FnMut(usize, &[u8], Classification),
+    ) -> usize {
+        let mut counted_to = 0;
+        let mut lines_before = 0;
+        let mut lines_upto = |to: usize, counted_to: &mut usize| {
+            lines_before += memchr::memchr_iter(b'\n', &log[*counted_to..to]).count();
+            *counted_to = to;
+            lines_before
+        };
+        let line_end = |at: usize| memchr::memchr(b'\n', &log[at..]).map_or(log.len(), |i| at + i);
+        let mut pos = 0;
+        while pos < log.len() {
+            let hit = match &*FINDER {
+                Some(f) => f.find(log, pos),
+                // Cannot happen (the needles are fixed); look at every line rather than none.
+                None => Some(pos),
+            };
+            let Some(hit) = hit else { break };
+            let start = memchr::memrchr(b'\n', &log[pos..hit]).map_or(pos, |i| pos + i + 1);
+            let end = line_end(hit);
+            let line = strip_cr(&log[start..end]);
+            let (text, record_end): (Cow<'_, [u8]>, usize) = match role(line) {
+                LineRole::Other => {
+                    pos = end + 1;
+                    continue;
+                }
+                LineRole::Exception => (Cow::Borrowed(line), end),
+                LineRole::Traceback => {
+                    let (exc, tb_end) = walk_traceback(log, start);
+                    let text = exc.map_or(line, |(s, e)| strip_cr(&log[s..e]));
+                    (Cow::Borrowed(text), tb_end)
+                }
+                LineRole::Failure => {
+                    let next = (end + 1).min(log.len());
+                    // A JSON logger carries its traceback inside the line: one that follows
+                    // is a failure of its own.
+                    let json = trim_start(line).starts_with(b"{");
+                    if !json && log[next..].starts_with(TRACEBACK) {
+                        let (exc, tb_end) = walk_traceback(log, next);
+                        match exc {
+                            Some((s, e)) => {
+                                let mut joined = line.to_vec();
+                                joined.extend_from_slice(b" | ");
+                                joined.extend_from_slice(strip_cr(&log[s..e]));
+                                (Cow::Owned(joined), tb_end)
+                            }
+                            None => (Cow::Borrowed(line), tb_end),
+                        }
+                    } else {
+                        (Cow::Borrowed(line), end)
+                    }
+                }
+            };
+            let index = lines_upto(start, &mut counted_to);
+            each(index, &text, self.classify_raw(&text));
+            pos = record_end + 1;
+        }
+        let total = lines_upto(log.len(), &mut counted_to);
+        total + usize::from(!log.is_empty() && !log.ends_with(b"\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        let cases: &[(&str, LineRole)] = &[
+            (
+                "2026-11-13T09:50:00Z ERROR flowengine step failed",
+                LineRole::Failure,
+            ),
+            (
+                "2026-11-13T09:50:00Z INFO  dispatching to lambda timeout=45s error_rate=0",
+                LineRole::Other,
+            ),
+            (
+                "[ERROR]\t2026-11-13T09:50:00.000Z\tabc\tboom",
+                LineRole::Failure,
+            ),
+            ("ERROR:root:boom", LineRole::Failure),
+            (
+                "2026-11-13 09:50:00,123 CRITICAL [main] c.f.Foo - down",
+                LineRole::Failure,
+            ),
+            (
+                "2026-11-13T09:50:00Z\terror\tmain.go:10\tboom",
+                LineRole::Failure,
+            ),
+            (
+                "\u{1b}[31mERROR\u{1b}[0m flowengine: boom",
+                LineRole::Failure,
+            ),
+            (
+                "time=2026-11-13T09:50:00Z level=error msg=\"boom\"",
+                LineRole::Failure,
+            ),
+            (
+                "time=2026-11-13T09:50:00Z level=info msg=\"no error here\"",
+                LineRole::Other,
+            ),
+            (r#"{"level":"error","msg":"boom"}"#, LineRole::Failure),
+            (
+                r#"{"levelname": "ERROR", "message": "boom"}"#,
+                LineRole::Failure,
+            ),
+            (
+                r#"{"severity":"WARNING","message":"Error code: 429 earlier"}"#,
+                LineRole::Other,
+            ),
+            (r#"{"level":50,"msg":"boom"}"#, LineRole::Failure),
+            (r#"{"level":30,"msg":"error budget ok"}"#, LineRole::Other),
+            (
+                "2026-11-13T09:50:00.000Z 1f0c Task timed out after 45.00 seconds",
+                LineRole::Failure,
+            ),
+            (
+                "openai.RateLimitError: Error code: 429",
+                LineRole::Exception,
+            ),
+            ("httpx.ReadTimeout: timed out", LineRole::Exception),
+            ("KeyError", LineRole::Exception),
+            (
+                "google.api_core.exceptions.TooManyRequests: 429 Too Many Requests",
+                LineRole::Exception,
+            ),
+            ("flowengine.step: done", LineRole::Other),
+            (
+                "thread 'main' panicked at src/main.rs:3:5:",
+                LineRole::Exception,
+            ),
+            ("Traceback (most recent call last):", LineRole::Traceback),
+            ("  File \"x.py\", line 1, in <module>", LineRole::Other),
+            ("the error handler is registered", LineRole::Other),
+            ("step error=\"x\" ok", LineRole::Other),
+        ];
+        for (line, want) in cases {
+            assert_eq!(role(line.as_bytes()), *want, "{line}");
+        }
+    }
+
+    fn found(log: &str) -> (usize, Vec<(usize, String, &'static str)>) {
+        let mut v = Vec::new();
+        let n = RuleSet::builtin().classify_failures(log.as_bytes(), |i, t, c| {
+            v.push((i, String::from_utf8_lossy(t).into_owned(), c.rule));
+        });
+        (n, v)
+    }
+
+    #[test]
+    fn tracebacks_are_one_failure() {
+        let log = [
+            "INFO start",
+            "ERROR flow t-1 failed",
+            "Traceback (most recent call last):",
+            "  File \"a.py\", line 1, in <module>",
+            "    raise X",
+            "httpx.ReadTimeout: timed out",
+            "",
+            "During handling of the above exception, another exception occurred:",
+            "",
+            "Traceback (most recent call last):",
+            "  File \"b.py\", line 2, in run",
+            "openai.APITimeoutError: Request timed out.",
+            "INFO next",
+            "Traceback (most recent call last):",
+            "  File \"c.py\", line 9, in call",
+            "anthropic.RateLimitError: Error code: 429",
+            "KeyError: 'x'",
+            "",
+        ]
+        .join("\n");
+        let log = log.as_str();
+        let (n, v) = found(log);
+        assert_eq!(n, 17);
+        assert_eq!(v.len(), 3, "{v:#?}");
+        assert_eq!(v[0].0, 1);
+        assert!(
+            v[0].1
+                .ends_with("openai.APITimeoutError: Request timed out.")
+        );
+        assert_eq!(v[0].2, "exception:timeout");
+        assert_eq!((v[1].0, v[1].2), (13, "exception:rate_limit"));
+        assert_eq!((v[2].0, v[2].2), (16, "exception:programming_error"));
+    }
+
+    #[test]
+    fn cuts_never_split_a_traceback() {
+        let log = b"INFO a\nERROR b\nTraceback (most recent call last):\n  File \"x\"\nKeyError: 'k'\nINFO c\nINFO d\n";
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', log).map(|i| i + 1))
+            .collect();
+        let safe: Vec<usize> = starts
+            .iter()
+            .copied()
+            .filter(|s| safe_cut(log, *s))
+            .collect();
+        // Before ERROR b, before INFO c, before INFO d, and the end.
+        assert_eq!(safe, [0, 7, 75, 82, 89]);
+        assert_eq!(record_boundary(log, 9), Some(75));
+        assert_eq!(record_boundary_before(log, 60), Some(7));
+        assert_eq!(record_boundary_before(log, 7), Some(7));
+        assert_eq!(record_boundary(b"  a\n  b", 1), None);
+    }
+
+    #[test]
+    fn line_counts_match_the_all_lines_scan() {
+        for log in ["", "\n", "a", "a\n", "ERROR x\r\nb", "ERROR x\n\nERROR y"] {
+            let mut all = 0;
+            RuleSet::builtin().classify_lines(log.as_bytes(), |_, _| all += 1);
+            assert_eq!(found(log).0, all, "{log:?}");
+        }
+        assert_eq!(found("ERROR x\n\nERROR y").1.len(), 2);
+    }
+}

@@ -1,0 +1,126 @@
+//! Every line of a log, classified: lines without evidence for any rule are found with a
+//! literal prefilter derived from the rules, so only a few lines get a regex.
+
+use super::{Classification, RuleSet};
+use crate::model::FailureKind::Unknown;
+use crate::prefilter::Prefilter;
+
+pub(super) const QUIET: Classification = Classification::new(Unknown, false, "no_rule");
+
+pub(super) fn strip_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+impl RuleSet {
+    /// `classify` of one raw line (`\r` already stripped), read lossily when not UTF-8.
+    pub(super) fn classify_raw(&self, line: &[u8]) -> Classification {
+        match std::str::from_utf8(line) {
+            Ok(text) => self.classify(text, None),
+            Err(_) => self.classify(&String::from_utf8_lossy(line), None),
+        }
+    }
+
+    /// Classifies every line of a log (lines end with `\n`; a trailing `\r` is dropped),
+    /// calling `each` once per line, in order, with the line and what
+    /// [`RuleSet::classify`] says of it with no HTTP status. A final line without `\n` counts;
+    /// an empty input has no lines.
+    ///
+    /// Lines without evidence for any rule are found without classifying them: blocks of
+    /// about 64 KiB are lowercased and searched for the needles derived from the rules, and
+    /// only lines with a needle are checked with a regex.
+    pub fn classify_lines(&self, log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
+        match &self.prefilter {
+            Some(p) => self.classify_lines_prefiltered(p, log, &mut each),
+            None => self.classify_lines_scanned(log, &mut each),
+        }
+    }
+
+    fn classify_lines_prefiltered(
+        &self,
+        p: &Prefilter,
+        log: &[u8],
+        each: &mut dyn FnMut(&[u8], Classification),
+    ) {
+        const BLOCK: usize = 64 << 10;
+        let mut lowered = Vec::with_capacity(BLOCK + 1024);
+        let mut candidates = Vec::new();
+        let mut pos = 0;
+        while pos < log.len() {
+            let cut = (pos + BLOCK).min(log.len());
+            let end = memchr::memchr(b'\n', &log[cut..]).map_or(log.len(), |i| cut + i + 1);
+            let block = &log[pos..end];
+            lowered.clear();
+            lowered.extend_from_slice(block);
+            lowered.make_ascii_lowercase();
+            candidates.clear();
+            p.candidate_lines(&lowered, |start| candidates.push(start));
+            let mut next = candidates.iter().copied().peekable();
+            for (s, e) in lines_of(block) {
+                let line = strip_cr(&block[s..e]);
+                let candidate = next.next_if_eq(&s).is_some();
+                let evidence = !line.is_ascii()
+                    || (candidate && self.evidence.is_match(line))
+                    || p.anchored_match(line);
+                let c = if evidence {
+                    self.classify_raw(line)
+                } else {
+                    QUIET
+                };
+                each(line, c);
+            }
+            pos = end;
+        }
+    }
+
+    /// Without needles: the whole evidence regex finds the next line worth classifying.
+    pub(super) fn classify_lines_scanned(
+        &self,
+        log: &[u8],
+        each: &mut dyn FnMut(&[u8], Classification),
+    ) {
+        let line_end =
+            |from: usize| memchr::memchr(b'\n', &log[from..]).map_or(log.len(), |i| from + i);
+        let mut pos = 0;
+        while pos < log.len() {
+            // The first line, from `pos` on, where some rule may match.
+            let hit = self.evidence.find_at(log, pos).map(|m| {
+                let start = m.start();
+                memchr::memrchr(b'\n', &log[pos..start]).map_or(pos, |i| pos + i + 1)
+            });
+            let quiet_end = hit.unwrap_or(log.len());
+            // Lines before it have no evidence, unless they hold non-ASCII text.
+            let quiet = &log[pos..quiet_end];
+            let all_ascii = quiet.is_ascii();
+            for (s, e) in lines_of(quiet) {
+                let line = strip_cr(&quiet[s..e]);
+                if all_ascii || line.is_ascii() {
+                    each(line, QUIET);
+                } else {
+                    each(line, self.classify_raw(line));
+                }
+            }
+            match hit {
+                Some(start) => {
+                    let end = line_end(start);
+                    let line = strip_cr(&log[start..end]);
+                    each(line, self.classify_raw(line));
+                    pos = end + 1;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// The lines of `text` (a final line needs no `\n`), as (start, end) without the `\n`.
+pub(super) fn lines_of(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let last = (!text.is_empty() && !text.ends_with(b"\n")).then_some(text.len());
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text)
+        .chain(last)
+        .map(move |end| {
+            let line = (start, end);
+            start = end + 1;
+            line
+        })
+}

@@ -1,0 +1,732 @@
+//! Failure classification: which runbook branch a failed task belongs to.
+//!
+//! Evidence is weighed in a fixed order, strongest first:
+//!
+//! 1. the HTTP status the task failed with, when the TaskDB recorded one;
+//! 2. the vendor's error type or code in the body (Anthropic `error.type`, OpenAI `error.code` /
+//!    `error.type`, Google `error.status`, Bedrock exception names), in JSON or in an SDK's
+//!    Python-repr string;
+//! 3. SDK exception class names (`openai.RateLimitError`, `httpx.ReadTimeout`, …);
+//! 4. an HTTP status written in the message in a recognisable place (`Error code: 502`,
+//!    `HTTP 503`, a leading `429 Quota exceeded`, `upstream returned 503`) — never a bare
+//!    number, so a priority of 429 or a latency of `500ms` is not a status;
+//! 5. message patterns (Lambda timeouts, pydantic / jsonschema / serde validation errors, …).
+//!
+//! The rules of stages 2–5 are data: a TOML rule file compiled into the binary
+//! ([`BUILTIN_RULES`]), to which users add their own ([`RuleSet::with_extra`]); see
+//! [`RuleSet`] for the file format. All patterns are compiled once. The result says whether a
+//! *blind* retry is safe: quota that is exhausted (OpenAI `insufficient_quota`, spend or billing
+//! limits, which can arrive as 400) is a rate limit that must not be retried blindly; validation
+//! and unknown failures are never retryable, whatever a user's rule says.
+//!
+//! ```
+//! use flowfail_core::{classify, FailureKind};
+//! let c = classify("Task timed out after 45.00 seconds", None);
+//! assert_eq!(c.kind, FailureKind::Timeout);
+//! let c = classify(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, Some(529));
+//! assert_eq!(c.kind, FailureKind::ModelApi5xx);
+//! assert!(c.retryable);
+//! ```
+//!
+//! Logs are read by [`classify_failures`]: only failure lines (ERROR / FATAL / CRITICAL, in
+//! plain and JSON logs, and exceptions with their tracebacks) are classified; [`classify_lines`]
+//! classifies every line.
+
+mod explain;
+mod failures;
+mod lines;
+mod ruleset;
+
+use std::sync::{LazyLock, OnceLock};
+
+use serde::Serialize;
+
+use crate::model::FailureKind;
+
+pub use explain::{Explanation, Step};
+pub use failures::{record_boundary, record_boundary_before};
+pub use ruleset::{BUILTIN_RULES, RuleSet};
+
+use FailureKind::{ModelApi5xx, RateLimit, Timeout, Unknown, Validation};
+use ruleset::{Evidence, Stage};
+
+/// The verdict on one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Classification {
+    /// The runbook branch.
+    pub kind: FailureKind,
+    /// Whether retrying the task unchanged can help.
+    pub retryable: bool,
+    /// The rule that decided, for the report (`http_status:429`, `vendor_code:overloaded_error`, …).
+    pub rule: &'static str,
+}
+
+impl Classification {
+    const fn new(kind: FailureKind, retryable: bool, rule: &'static str) -> Self {
+        Classification {
+            kind,
+            retryable,
+            rule,
+        }
+    }
+}
+
+/// Messages longer than this are classified on their first bytes only (evidence sits at the start).
+pub const MAX_CLASSIFY_BYTES: usize = 16 * 1024;
+
+static BUILTIN: LazyLock<RuleSet> = LazyLock::new(RuleSet::builtin_uncached);
+static INSTALLED: OnceLock<RuleSet> = OnceLock::new();
+
+/// The rules [`classify`], [`classify_lines`] and [`classify_failures`] use: the ones
+/// [`RuleSet::install`]ed for this process, else the built-in ones.
+pub fn active_rules() -> &'static RuleSet {
+    INSTALLED.get().unwrap_or(&BUILTIN)
+}
+
+/// Classifies one failure from its message and, when known, its HTTP status, with the
+/// [`active_rules`].
+pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
+    active_rules().classify(message, http_status)
+}
+
+/// Classifies every line of a log (lines end with `\n`; a trailing `\r` is dropped), calling
+/// `each` once per line, in order, with the line and what [`classify`] says of it with no HTTP
+/// status. A final line without `\n` counts; an empty input has no lines.
+///
+/// The result for every line is exactly `classify(line, None)` (invalid UTF-8 is read lossily),
+/// but lines without any evidence are found with one scan of the whole buffer instead of being
+/// classified one at a time: on a typical log, where few lines are errors, this runs at
+/// memory-scan speed. See [`RuleSet::classify_lines`].
+///
+/// ```
+/// use flowfail_core::{classify_lines, FailureKind};
+/// let log = b"INFO all good\nERROR Task timed out after 45.00 seconds\nINFO done\n";
+/// let mut kinds = Vec::new();
+/// classify_lines(log, |_line, c| kinds.push(c.kind));
+/// assert_eq!(kinds, [FailureKind::Unknown, FailureKind::Timeout, FailureKind::Unknown]);
+/// ```
+pub fn classify_lines(log: &[u8], each: impl FnMut(&[u8], Classification)) {
+    active_rules().classify_lines(log, each);
+}
+
+/// Classifies the failures of a log only, with the [`active_rules`]; returns the number of
+/// lines read. See [`RuleSet::classify_failures`].
+///
+/// ```
+/// use flowfail_core::{classify_failures, FailureKind};
+/// let log = b"INFO dispatching to lambda timeout=45s\nERROR Task timed out after 45.00 seconds\n";
+/// let mut found = Vec::new();
+/// let lines = classify_failures(log, |line_index, _text, c| found.push((line_index, c.kind)));
+/// assert_eq!(lines, 2);
+/// assert_eq!(found, [(1, FailureKind::Timeout)]);
+/// ```
+pub fn classify_failures(log: &[u8], each: impl FnMut(usize, &[u8], Classification)) -> usize {
+    active_rules().classify_failures(log, each)
+}
+
+/// Which step of the classification is recorded, for [`RuleSet::explain`].
+type Trace<'a> = Option<&'a mut Vec<Step>>;
+
+fn note(trace: &mut Trace<'_>, stage: &'static str, outcome: impl FnOnce() -> String) {
+    if let Some(t) = trace {
+        t.push(Step {
+            stage,
+            outcome: outcome(),
+        });
+    }
+}
+
+impl RuleSet {
+    /// Classifies one failure from its message and, when known, its HTTP status.
+    pub fn classify(&self, message: &str, http_status: Option<u16>) -> Classification {
+        self.decide(message, http_status, &mut None)
+    }
+
+    /// Classifies like [`RuleSet::classify`] and says how: which stage and rule decided, and
+    /// why each earlier stage did not.
+    ///
+    /// ```
+    /// use flowfail_core::classify::RuleSet;
+    /// let e = RuleSet::builtin().explain("upstream returned 503", None);
+    /// assert_eq!(e.classification.rule, "status_in_message:5xx");
+    /// assert_eq!(e.steps[0].stage, "http_status");
+    /// ```
+    pub fn explain(&self, message: &str, http_status: Option<u16>) -> Explanation {
+        let mut steps = Vec::new();
+        let classification = self.decide(message, http_status, &mut Some(&mut steps));
+        Explanation {
+            classification,
+            steps,
+        }
+    }
+
+    fn decide(
+        &self,
+        message: &str,
+        http_status: Option<u16>,
+        trace: &mut Trace<'_>,
+    ) -> Classification {
+        let text = truncate_at_char(message, MAX_CLASSIFY_BYTES);
+        let ev = self.evidence(text);
+        let (c, by_user) = self.decide_stages(&ev, http_status, trace);
+        guard_validation(&ev, c, by_user, trace)
+    }
+
+    /// The verdict, and whether a user's rule gave it.
+    fn decide_stages(
+        &self,
+        ev: &Evidence<'_>,
+        http_status: Option<u16>,
+        trace: &mut Trace<'_>,
+    ) -> (Classification, bool) {
+        match http_status {
+            None => note(trace, "http_status", || "no HTTP status given".into()),
+            Some(s) => {
+                if let Some(c) = by_status(s, ev, "http_status") {
+                    note(trace, "http_status", || format!("decided: HTTP status {s}"));
+                    return (c, false);
+                }
+                note(trace, "http_status", || {
+                    format!("HTTP status {s} says nothing on its own; the message decides")
+                });
+            }
+        }
+        for stage in [Stage::VendorCode, Stage::Exception] {
+            match ev.first(stage) {
+                Some(r) => {
+                    let c = self.refine(r, ev);
+                    note(trace, stage.as_str(), || decided_by(r.name, c));
+                    return (c, r.user);
+                }
+                None => note(trace, stage.as_str(), || "no rule matched".into()),
+            }
+        }
+        match ev.status_in_text() {
+            None => note(trace, "status_in_message", || {
+                "no HTTP status in the message".into()
+            }),
+            Some((s, r)) => {
+                let name = r.name;
+                if let Some(c) = by_status(s, ev, "status_in_message") {
+                    note(trace, "status_in_message", || {
+                        format!("decided: status {s} found by rule `{name}`")
+                    });
+                    return (c, r.user);
+                }
+                note(trace, "status_in_message", || {
+                    format!("status {s} found by rule `{name}` says nothing on its own")
+                });
+            }
+        }
+        if let Some(r) = ev.first(Stage::Pattern) {
+            let c = Classification::new(r.kind, r.retryable, r.name);
+            note(trace, "pattern", || decided_by(r.name, c));
+            return (c, r.user);
+        }
+        note(trace, "pattern", || "no rule matched".into());
+        let c = match http_status {
+            Some(s) if (400..500).contains(&s) => {
+                Classification::new(Unknown, false, "http_status:4xx")
+            }
+            _ => Classification::new(Unknown, false, "no_rule"),
+        };
+        note(trace, "fallback", || {
+            format!("no evidence for a runbook kind: {}", c.rule)
+        });
+        (c, false)
+    }
+
+    /// A rule's verdict, corrected for quota exhaustion (a rate limit that must not be retried)
+    /// and for vendor request errors that are really spend limits (Anthropic sends those as 400).
+    fn refine(&self, r: &ruleset::Rule, ev: &Evidence<'_>) -> Classification {
+        let exhausted = ev.exhausted();
+        match r.kind {
+            // A deadline the vendor answered with a 504 is the vendor failing, not our timeout.
+            Timeout if ev.status_in_text().map(|s| s.0) == Some(504) => {
+                Classification::new(ModelApi5xx, true, "status_in_message:504")
+            }
+            RateLimit if exhausted => Classification::new(RateLimit, false, "quota_exhausted"),
+            Unknown if exhausted => Classification::new(RateLimit, false, "spend_limit"),
+            Unknown => {
+                // A client error wrapping a schema problem of our own TaskObject is still
+                // validation.
+                match ev.first(Stage::Pattern) {
+                    Some(p) if p.kind == Validation && r.stage != Stage::VendorCode => {
+                        Classification::new(Validation, false, p.name)
+                    }
+                    _ => Classification::new(Unknown, false, r.name),
+                }
+            }
+            kind => Classification::new(kind, r.retryable, r.name),
+        }
+    }
+}
+
+/// Users' rules can never make a validation failure retryable: when the built-in rules see
+/// validation evidence and a user's rule decided on a retryable verdict, validation wins;
+/// a validation verdict is never retryable.
+fn guard_validation(
+    ev: &Evidence<'_>,
+    c: Classification,
+    by_user: bool,
+    trace: &mut Trace<'_>,
+) -> Classification {
+    if c.kind == Validation && c.retryable {
+        return Classification::new(Validation, false, c.rule);
+    }
+    if !c.retryable || !by_user {
+        return c;
+    }
+    match ev.builtin_validation() {
+        Some(v) => {
+            note(trace, "guard", || {
+                format!(
+                    "user rule `{}` would retry, but built-in rule `{}` sees a validation failure: validation wins",
+                    c.rule, v.name
+                )
+            });
+            Classification::new(Validation, false, v.name)
+        }
+        None => c,
+    }
+}
+
+fn decided_by(rule: &str, c: Classification) -> String {
+    if c.rule == rule {
+        format!(
+            "decided: rule `{rule}` ({}, {})",
+            c.kind,
+            if c.retryable {
+                "retryable"
+            } else {
+                "not retryable"
+            }
+        )
+    } else {
+        format!(
+            "rule `{rule}` matched; with the rest of the evidence it is `{}` ({}, {})",
+            c.rule,
+            c.kind,
+            if c.retryable {
+                "retryable"
+            } else {
+                "not retryable"
+            }
+        )
+    }
+}
+
+fn by_status(status: u16, ev: &Evidence<'_>, source: &'static str) -> Option<Classification> {
+    let exhausted = || ev.exhausted();
+    let c = match (status, source) {
+        (429, _) if exhausted() => Classification::new(RateLimit, false, "quota_exhausted"),
+        (429, "http_status") => Classification::new(RateLimit, true, "http_status:429"),
+        (429, _) => Classification::new(RateLimit, true, "status_in_message:429"),
+        (402, _) => Classification::new(RateLimit, false, "spend_limit"),
+        (400 | 403, _) if exhausted() => Classification::new(RateLimit, false, "spend_limit"),
+        (408, "http_status") => Classification::new(Timeout, true, "http_status:408"),
+        (408, _) => Classification::new(Timeout, true, "status_in_message:408"),
+        (500..=599, "http_status") => Classification::new(ModelApi5xx, true, "http_status:5xx"),
+        (500..=599, _) => Classification::new(ModelApi5xx, true, "status_in_message:5xx"),
+        // Other statuses say little on their own: let the body and the message decide.
+        _ => return None,
+    };
+    Some(c)
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(m: &str, s: Option<u16>) -> FailureKind {
+        classify(m, s).kind
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Labelled {
+        message: String,
+        #[serde(default)]
+        status: Option<u16>,
+        expect: FailureKind,
+    }
+
+    #[test]
+    fn labelled_corpus_is_classified_correctly() {
+        let corpus = [
+            include_str!("../../../testdata/corpus/errors-sample.jsonl"),
+            include_str!("../../../testdata/corpus/errors-extended.jsonl"),
+        ]
+        .concat();
+        let mut wrong = Vec::new();
+        for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+            let l: Labelled = serde_json::from_str(line).unwrap();
+            let c = classify(&l.message, l.status);
+            if c.kind != l.expect {
+                wrong.push(format!(
+                    "{:?} -> {:?} by {} (want {:?})",
+                    l.message, c.kind, c.rule, l.expect
+                ));
+            }
+            if matches!(l.expect, Validation | Unknown) {
+                assert!(!c.retryable, "{}", l.message);
+            }
+        }
+        assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn vendor_formats() {
+        let cases: &[(&str, Option<u16>, FailureKind, bool)] = &[
+            // Anthropic
+            (
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit"}}"#,
+                Some(429),
+                RateLimit,
+                true,
+            ),
+            (
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2025-12-01"}}"#,
+                Some(400),
+                RateLimit,
+                false,
+            ),
+            (
+                r#"anthropic.BadRequestError: Error code: 400 - {'type': 'error', 'error': {'type': 'invalid_request_error', 'message': 'Your credit balance is too low to access the Anthropic API.'}}"#,
+                None,
+                RateLimit,
+                false,
+            ),
+            (
+                "anthropic.InternalServerError: Error code: 500 - {'type': 'error', 'error': {'type': 'api_error', 'message': 'Internal server error'}}",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "anthropic.APIStatusError: Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error', 'message': 'Overloaded'}}",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "anthropic.APITimeoutError: Request timed out.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "anthropic.AuthenticationError: Error code: 401 - {'type': 'error', 'error': {'type': 'authentication_error', 'message': 'invalid x-api-key'}}",
+                None,
+                Unknown,
+                false,
+            ),
+            // OpenAI
+            (
+                "openai.RateLimitError: Error code: 429 - {'error': {'message': 'You exceeded your current quota, please check your plan and billing details.', 'type': 'insufficient_quota', 'param': None, 'code': 'insufficient_quota'}}",
+                None,
+                RateLimit,
+                false,
+            ),
+            (
+                r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#,
+                Some(500),
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "openai.APIStatusError: Error code: 504 - Gateway Timeout",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "openai.APITimeoutError: Request timed out.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "openai.APIConnectionError: Connection error.",
+                None,
+                Unknown,
+                false,
+            ),
+            // Google
+            (
+                r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#,
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#,
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded for aiplatform.googleapis.com",
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.InternalServerError: 500 Internal error encountered.",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.DeadlineExceeded: Deadline of 60.0s exceeded",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "google.api_core.exceptions.InvalidArgument: 400 Request contains an invalid argument.",
+                None,
+                Unknown,
+                false,
+            ),
+            // Bedrock
+            (
+                "botocore.errorfactory.ThrottlingException: An error occurred (ThrottlingException) when calling the InvokeModel operation (reached max retries: 4): Too many requests, please wait before trying again.",
+                None,
+                RateLimit,
+                true,
+            ),
+            (
+                "An error occurred (ServiceUnavailableException) when calling the InvokeModel operation: Bedrock is unable to process your request.",
+                None,
+                ModelApi5xx,
+                true,
+            ),
+            (
+                "An error occurred (ModelTimeoutException) when calling the InvokeModel operation: Model has timed out in processing the request.",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "An error occurred (AccessDeniedException) when calling the InvokeModel operation: You don't have access to the model",
+                None,
+                Unknown,
+                false,
+            ),
+            // Lambda and HTTP clients
+            (
+                "2025-11-13T09:50:00.000Z 1f0c Task timed out after 45.00 seconds",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "REPORT RequestId: 1f0c Duration: 45000.00 ms Status: timeout",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.anthropic.com', port=443): Read timed out. (read timeout=45)",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                None,
+                Timeout,
+                true,
+            ),
+            (
+                "error sending request: operation timed out",
+                None,
+                Timeout,
+                true,
+            ),
+            // Validation
+            (
+                "jsonschema.exceptions.ValidationError: 'inputs' is a required property",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "2 validation errors for TaskObject\ninputs.repo_url\n  Field required [type=missing, input_value={}, input_type=dict]",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "invalid type: integer `3`, expected a string at line 1 column 20",
+                None,
+                Validation,
+                false,
+            ),
+            (
+                "unknown variant `refactor`, expected one of `plan`, `impl`, `review`, `docs`",
+                None,
+                Validation,
+                false,
+            ),
+            // Traps
+            (
+                "ERROR t-9 KeyError: 'context_refs' (priority 429)",
+                None,
+                Unknown,
+                false,
+            ),
+            (
+                "step finished in 500ms then failed: IndexError",
+                None,
+                Unknown,
+                false,
+            ),
+            ("502 Bad Gateway", None, ModelApi5xx, true),
+            ("upstream returned HTTP 503", None, ModelApi5xx, true),
+            ("Forbidden", Some(403), Unknown, false),
+            ("", None, Unknown, false),
+        ];
+        for (m, s, kind, retryable) in cases {
+            let c = classify(m, *s);
+            assert_eq!(
+                (c.kind, c.retryable),
+                (*kind, *retryable),
+                "{m} (rule {})",
+                c.rule
+            );
+        }
+    }
+
+    /// The reference: split, strip `\r`, classify each line on its own.
+    fn one_by_one(log: &[u8]) -> Vec<(Vec<u8>, Classification)> {
+        let mut lines: Vec<&[u8]> = log.split(|b| *b == b'\n').collect();
+        if log.is_empty() || log.ends_with(b"\n") {
+            lines.pop();
+        }
+        lines
+            .into_iter()
+            .map(|l| {
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                (l.to_vec(), classify(&String::from_utf8_lossy(l), None))
+            })
+            .collect()
+    }
+
+    /// Both scanning paths, which must agree; the prefiltered one is what `classify_lines` uses.
+    fn scanned(log: &[u8]) -> Vec<(Vec<u8>, Classification)> {
+        let mut v = Vec::new();
+        classify_lines(log, |l, c| v.push((l.to_vec(), c)));
+        let mut w = Vec::new();
+        RuleSet::builtin().classify_lines_scanned(log, &mut |l, c| w.push((l.to_vec(), c)));
+        assert_eq!(v, w, "prefiltered and full scans disagree");
+        v
+    }
+
+    #[test]
+    fn the_rules_allow_a_sound_prefilter() {
+        assert!(
+            RuleSet::builtin().prefilter.is_some(),
+            "no needles could be derived from the rules"
+        );
+    }
+
+    fn corpus_messages() -> Vec<String> {
+        [
+            include_str!("../../../testdata/corpus/errors-sample.jsonl"),
+            include_str!("../../../testdata/corpus/errors-extended.jsonl"),
+        ]
+        .iter()
+        .flat_map(|c| c.lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["message"].as_str().unwrap().to_owned()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn scanning_a_log_agrees_with_classifying_each_line() {
+        let mut log = String::new();
+        for (i, m) in corpus_messages().iter().enumerate() {
+            log.push_str(&format!(
+                "2026-11-13T09:50:{:02}Z INFO step ok latency_ms=500\n",
+                i % 60
+            ));
+            log.push_str(&format!("2026-11-13T09:50:{:02}Z ERROR {m}\r\n", i % 60));
+            log.push_str("WARN priority 429, 500ms\n\n");
+        }
+        log.push_str("503 Service Unavailable"); // no final newline
+        let want = one_by_one(log.as_bytes());
+        assert!(want.iter().filter(|(_, c)| c.rule != "no_rule").count() > 60);
+        assert_eq!(scanned(log.as_bytes()), want);
+        assert!(scanned(b"").is_empty());
+        assert_eq!(scanned(b"\n").len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scanning_agrees_on_arbitrary_logs(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(corpus_messages()),
+                    // Case must not matter to the scan where it does not matter to the rules.
+                    proptest::sample::select(
+                        corpus_messages()
+                            .iter()
+                            .flat_map(|m| [m.to_uppercase(), m.to_lowercase()])
+                            .collect::<Vec<_>>()
+                    ),
+                    "[ -~]{0,40}",
+                    "\\PC{0,12}",
+                    proptest::sample::select(vec![
+                        "\n".to_owned(), "\r\n".to_owned(), "\n\n".to_owned(), " ".to_owned(),
+                        "K".to_owned(), "\u{212A}".to_owned(), "é".to_owned(), "ſ".to_owned(),
+                        "429 ".to_owned(), "Error code: ".to_owned(), "status".to_owned(),
+                        "timed out".to_owned(), "RateLimitError".to_owned(),
+                    ]),
+                ],
+                0..24,
+            ),
+            invalid_utf8 in proptest::bool::ANY,
+        ) {
+            let mut log = parts.concat().into_bytes();
+            if invalid_utf8 && !log.is_empty() {
+                let at = log.len() / 2;
+                log.insert(at, 0xff);
+            }
+            proptest::prop_assert_eq!(scanned(&log), one_by_one(&log));
+        }
+    }
+
+    #[test]
+    fn huge_and_odd_input_does_not_panic() {
+        let big = "é".repeat(MAX_CLASSIFY_BYTES);
+        assert_eq!(k(&big, None), Unknown);
+        assert_eq!(k("\u{0}\u{1b}[31m429", Some(999)), Unknown);
+    }
+}
