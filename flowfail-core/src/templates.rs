@@ -46,6 +46,7 @@
 //! # 120 unknown failures like: Tool registry lookup failed for 'web search' (request 3f2a…)
 //! [[rule]]
 //! name = "tool_registry_lookup_failed_for"
+//! stage = "pattern"
 //! kind = "unknown"
 //! pattern = '''^\s*Tool\s+registry\s+lookup\s+failed\s+for\s+'[^']*'\s+\(request\s+[0-9a-fA-F]{8}-…\)\s*$'''
 //! retryable = false
@@ -53,6 +54,7 @@
 //!
 //! - `name`: the template's first literal words, lowercased, joined by `_` (at most 48
 //!   characters; `_2`, `_3`, … when two templates would share a name).
+//! - `stage`: `"pattern"`, the classifier's stage for free-form message patterns.
 //! - `kind`: always `"unknown"`: nothing in the message said which runbook branch it belongs to
 //!   (the classifier would have found it). The reviewer changes it to `timeout`, `rate_limit`,
 //!   `validation` or `model_api_5xx`.
@@ -613,6 +615,7 @@ fn propose(c: &Cluster, names: &mut Vec<String>) -> Option<ProposedRule> {
     );
     let _ = writeln!(toml, "[[rule]]");
     let _ = writeln!(toml, "name = \"{name}\"");
+    let _ = writeln!(toml, "stage = \"pattern\"");
     let _ = writeln!(toml, "kind = \"unknown\"");
     let _ = writeln!(toml, "pattern = {}", toml_string(&pattern));
     let _ = writeln!(toml, "retryable = false");
@@ -758,6 +761,39 @@ mod tests {
         assert!(re.is_match("Planner refused: step 'x' at 99 isn't valid"));
         assert!(!re.is_match("Planner refused: step 'x' at 99 isn't valid, and more"));
         assert_eq!(t[0].example_task_id.as_deref(), Some("t-1"));
+    }
+
+    /// What is proposed is what the classifier loads: `flowfail classify --rules` (and the
+    /// config's `rules`) take the block as it is, and it then decides its own example.
+    #[test]
+    fn proposed_rules_load_into_the_classifier_and_decide_their_example() {
+        let mut m = TemplateMiner::new();
+        for i in 0..5 {
+            m.add(
+                &format!("ToolRegistryError: no handler registered for tool 'lint.plan.v{i}' (request 43d6c44a-01b4-457b-af9c-386e67c7ee{i:02})"),
+                None,
+            );
+            m.add(
+                &format!("Planner refused: step 'x{i}' at {i} isn't valid"),
+                None,
+            );
+        }
+        let top = m.top(5);
+        assert_eq!(top.len(), 2);
+        let blocks: Vec<String> = top
+            .iter()
+            .map(|t| t.proposed_rule.as_ref().unwrap().toml.clone())
+            .collect();
+        let text = blocks.join("\n");
+        let rules =
+            crate::classify::RuleSet::with_extra_toml([("proposed.toml", text.as_str())]).unwrap();
+        for t in &top {
+            let r = t.proposed_rule.as_ref().unwrap();
+            let c = rules.classify(&t.example, None);
+            assert_eq!(c.rule, r.name, "{}", t.example);
+            assert_eq!(c.kind, FailureKind::Unknown);
+            assert!(!c.retryable);
+        }
     }
 
     #[test]
