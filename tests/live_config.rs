@@ -347,6 +347,13 @@ fn the_listener_needs_an_address_and_a_long_token_by_reference() {
             "server.max_body_bytes",
         ),
         (
+            format!(
+                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\ngrafana_hmac_secret = {{ file = \"{}\" }}",
+                short.display()
+            ),
+            "server.grafana_hmac_secret",
+        ),
+        (
             format!("listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\nlisten_on = 1"),
             "listen_on",
         ),

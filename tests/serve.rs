@@ -30,11 +30,13 @@ const HMAC_SECRET: &str = "grafana-hmac-secret";
 struct Fake {
     calls: Mutex<Vec<String>>,
     unready: bool,
+    ready_calls: Mutex<u32>,
 }
 
 #[async_trait]
 impl Control for Fake {
     async fn ready(&self) -> Result<()> {
+        *self.ready_calls.lock().unwrap() += 1;
         if self.unready {
             return Err(Error::new(
                 flowfail_core::ErrorKind::Unavailable,
@@ -273,12 +275,27 @@ async fn grafana_hmac_signatures_are_verified() {
         assert_eq!(code, StatusCode::UNAUTHORIZED);
     }
     assert!(app.wake.pending().is_none());
+    // Without the timestamp header a signature could be replayed forever: refused.
     let (code, _) = call(&app, signed(sign(&body, None), None)).await;
-    assert_eq!(code, StatusCode::ACCEPTED);
-    assert!(app.wake.pending().is_some());
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(app.wake.pending().is_none());
     let t = now.to_string();
     let (code, _) = call(&app, signed(sign(&body, Some(&t)), Some(t.clone()))).await;
     assert_eq!(code, StatusCode::ACCEPTED);
+    assert!(app.wake.pending().is_some());
+    // The same signed request again (a replay): refused.
+    let (code, _) = call(&app, signed(sign(&body, Some(&t)), Some(t.clone()))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    // A hostile timestamp neither panics nor passes.
+    let (code, _) = call(
+        &app,
+        signed(
+            sign(&body, Some("-9223372036854775808")),
+            Some("-9223372036854775808".into()),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
     // Alertmanager cannot sign: HMAC is Grafana's only.
     let am = alertmanager_payload("4");
     let req = Request::post("/hooks/alertmanager")
@@ -349,8 +366,13 @@ async fn bodies_over_the_limit_are_refused() {
     );
     let (code, _) = call(&app, post("/hooks/grafana", bearer(), big.clone())).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
-    let (code, _) = call(&app, post("/pause", bearer(), big)).await;
+    let (code, _) = call(&app, post("/pause", bearer(), big.clone())).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without the token, the body is never read: 401, not 413.
+    let (code, _) = call(&app, post("/pause", None, big.clone())).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = call(&app, post("/hooks/alertmanager", None, big)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert!(app.wake.pending().is_none());
     assert!(app.control.calls.lock().unwrap().is_empty());
 }
@@ -438,7 +460,7 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     assert_eq!(
         *app.control.calls.lock().unwrap(),
         [
-            "pause deploy freeze alice",
+            "pause deploy freeze http:alice",
             "resume http",
             "approve flowengine-20261127T1000Z rollback http"
         ]
@@ -454,7 +476,16 @@ async fn health_readiness_and_metrics() {
     let down = app_with(1024, true);
     let (code, text) = call(&down, get("/readyz")).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(text.contains("connection refused"), "{text}");
+    // The ledger's error stays in flowfail's log, not in an unauthenticated answer.
+    assert!(!text.contains("connection refused"), "{text}");
+    // Probes share one ledger query every 2 s, however many arrive.
+    for _ in 0..20 {
+        assert_eq!(
+            call(&down, get("/readyz")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(*down.control.ready_calls.lock().unwrap(), 1);
     let (code, m) = call(&app, get("/metrics")).await;
     assert_eq!(code, StatusCode::OK);
     for line in [

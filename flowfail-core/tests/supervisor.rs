@@ -512,3 +512,37 @@ fn an_alert_wakes_the_supervisor_at_once_and_is_recorded() {
         run.await.unwrap().unwrap();
     });
 }
+
+/// A flood of alerts does not drive passes back to back: they stay a second apart.
+#[test]
+fn a_flood_of_alerts_keeps_passes_a_second_apart() {
+    use flowfail_core::respond::{AlertTrigger, Wake};
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let mut policy = Policy::default();
+        policy.poll_interval_s = 600;
+        let w = World::new(&policy, clock.clone());
+        w.tasks.set_background(300, 0);
+        let wake = Wake::new();
+        let s = Supervisor::builder()
+            .responder(
+                Responder::builder()
+                    .ports(w.ports())
+                    .policy(policy.clone())
+                    .clock(clock.clone()),
+            )
+            .wake(wake.clone())
+            .build()
+            .unwrap();
+        let (stop, run) = spawn(s);
+        // 1,000 alerts over 10 seconds.
+        for _ in 0..1000 {
+            wake.alert(AlertTrigger::new("alertmanager", "FlowFailureRate", None));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let counts = w.tasks.calls().of("task.counts").len();
+        assert!((10..=12).contains(&counts), "{counts} count reads in 10 s");
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    });
+}

@@ -271,6 +271,14 @@ impl ServerConfig {
         {
             return Err(invalid("server.token", "must be at least 16 characters"));
         }
+        if let Some(h) = &o.grafana_hmac_secret
+            && secrecy::ExposeSecret::expose_secret(h).chars().count() < 16
+        {
+            return Err(invalid(
+                "server.grafana_hmac_secret",
+                "must be at least 16 characters",
+            ));
+        }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(invalid(
                 "server.max_body_bytes",

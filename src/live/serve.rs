@@ -17,28 +17,37 @@
 //! resolved alert is counted and logged, nothing more.
 //!
 //! **Authentication.** The bearer token (`Authorization: Bearer …`) comes from the config's
-//! secret reference and is compared in constant time. Grafana may sign instead: HMAC-SHA256 of
-//! the body (or of `timestamp:body` when it sends `X-Grafana-Alerting-Timestamp`, which must
-//! then be within five minutes), hex in `X-Grafana-Alerting-Signature`, verified in constant
-//! time. Every refused call changes nothing and is counted in
-//! `flowfail_requests_refused_total`. Bodies over the configured limit are refused (413);
+//! secret reference and is compared in constant time (as digests: its length does not leak).
+//! Grafana may sign instead: HMAC-SHA256 of `timestamp:body`, with the contact point's
+//! timestamp header (`X-Grafana-Alerting-Timestamp`, required, within five minutes of now) and
+//! the hex signature in `X-Grafana-Alerting-Signature`, verified in constant time; each
+//! signature is accepted once, so a captured request cannot be replayed.
+//!
+//! **Bounds.** Every request has 10 s, body included (a slow sender gets 408); at most 32 are
+//! handled at once; routes that take only the token refuse a request without it before reading
+//! its body; bodies over the configured limit are refused (413). `/readyz` and `/metrics` ask
+//! the ledger one query at a time and reuse the answer for 2 s, so probes cannot take the
+//! supervisor's connections. Every refused call changes nothing and is counted in
+//! `flowfail_requests_refused_total`;
 //! malformed or unknown payloads get 400 with the reason and are never acted on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use flowfail_core::respond::{AlertTrigger, Wake};
@@ -91,7 +100,27 @@ struct AppState {
     wake: Wake,
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
+    /// The ledger's last answers to `/readyz` and `/metrics`: one query at a time, reused for
+    /// a few seconds, so probes cannot take the supervisor's connections.
+    probes: Arc<tokio::sync::Mutex<Probes>>,
+    /// Grafana signatures seen in the last five minutes (a signed request is accepted once).
+    seen: Arc<Mutex<HashMap<[u8; 32], i64>>>,
 }
+
+#[derive(Default)]
+struct Probes {
+    ready: Option<(tokio::time::Instant, bool)>,
+    paused: Option<(tokio::time::Instant, bool)>,
+}
+
+/// How long a probe's answer is reused.
+const PROBE_TTL: Duration = Duration::from_secs(2);
+/// How long one request may take, body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests handled at once; more wait.
+const MAX_IN_FLIGHT: usize = 32;
+/// The most Grafana signatures remembered (replay protection).
+const MAX_SEEN: usize = 10_000;
 
 /// The routes. See the [module docs](self).
 pub fn router(
@@ -106,6 +135,8 @@ pub fn router(
         wake,
         metrics,
         control,
+        probes: Arc::default(),
+        seen: Arc::default(),
     };
     Router::new()
         .route("/hooks/grafana", post(grafana))
@@ -117,7 +148,37 @@ pub fn router(
         .route("/resume", post(resume))
         .route("/approve", post(approve))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .with_state(state)
+}
+
+/// Before any body is read: routes that take only the bearer token refuse a request without
+/// it; every request gets [`REQUEST_TIMEOUT`] (a slow sender is cut off with 408).
+async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let path = match req.uri().path() {
+        "/pause" => Some("/pause"),
+        "/resume" => Some("/resume"),
+        "/approve" => Some("/approve"),
+        "/hooks/alertmanager" => Some("/hooks/alertmanager"),
+        "/hooks/grafana" if s.opts.grafana_hmac_secret.is_none() => Some("/hooks/grafana"),
+        _ => None,
+    };
+    if let Some(path) = path
+        && !bearer_ok(req.headers(), &s.opts.token)
+    {
+        return refuse(
+            &s,
+            path,
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: a bearer token is required".into(),
+        );
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response(),
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -152,14 +213,14 @@ fn bearer_ok(headers: &HeaderMap, token: &SecretString) -> bool {
     else {
         return false;
     };
-    given
-        .as_bytes()
-        .ct_eq(token.expose_secret().as_bytes())
-        .into()
+    // Digests of equal length: the comparison says nothing about the token's length.
+    let given = sha2::Sha256::digest(given.as_bytes());
+    let want = sha2::Sha256::digest(token.expose_secret().as_bytes());
+    given.as_slice().ct_eq(want.as_slice()).into()
 }
 
 /// How far Grafana's signed timestamp may be from now.
-const HMAC_SKEW_S: i64 = 300;
+const HMAC_SKEW_S: u64 = 300;
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
@@ -173,7 +234,9 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn hmac_ok(headers: &HeaderMap, body: &[u8], secret: &SecretString) -> bool {
+/// Grafana's signature: HMAC-SHA256 of `timestamp:body`, the timestamp within five minutes of
+/// now, each signature accepted once (a captured request cannot be replayed).
+fn hmac_ok(s: &AppState, headers: &HeaderMap, body: &[u8], secret: &SecretString) -> bool {
     let Some(sig) = headers
         .get("x-grafana-alerting-signature")
         .and_then(|v| v.to_str().ok())
@@ -181,22 +244,35 @@ fn hmac_ok(headers: &HeaderMap, body: &[u8], secret: &SecretString) -> bool {
     else {
         return false;
     };
+    let Some(ts) = headers.get("x-grafana-alerting-timestamp") else {
+        return false;
+    };
+    let Some(t) = ts.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) else {
+        return false;
+    };
+    let now = chrono::Utc::now().timestamp();
+    if now.abs_diff(t) > HMAC_SKEW_S {
+        return false;
+    }
     let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
     else {
         return false;
     };
-    if let Some(ts) = headers.get("x-grafana-alerting-timestamp") {
-        let Some(t) = ts.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) else {
-            return false;
-        };
-        if (chrono::Utc::now().timestamp() - t).abs() > HMAC_SKEW_S {
-            return false;
-        }
-        mac.update(ts.as_bytes());
-        mac.update(b":");
-    }
+    mac.update(ts.as_bytes());
+    mac.update(b":");
     mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    if mac.verify_slice(&sig).is_err() {
+        return false;
+    }
+    let Ok(key) = <[u8; 32]>::try_from(sig.as_slice()) else {
+        return false;
+    };
+    let mut seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.retain(|_, at| now.abs_diff(*at) <= HMAC_SKEW_S);
+    if seen.len() >= MAX_SEEN || seen.insert(key, t).is_some() {
+        return false;
+    }
+    true
 }
 
 /// One alert of a webhook payload (Grafana and Alertmanager share these fields).
@@ -270,7 +346,7 @@ async fn hook(
     let hmac = allow_hmac
         .then_some(s.opts.grafana_hmac_secret.as_ref())
         .flatten()
-        .is_some_and(|secret| hmac_ok(headers, body, secret));
+        .is_some_and(|secret| hmac_ok(s, headers, body, secret));
     if !hmac && !bearer_ok(headers, &s.opts.token) {
         return refuse(
             s,
@@ -337,9 +413,15 @@ async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: Bytes
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn scrape(State(s): State<AppState>) -> Response {
-    if let Ok(Ok(p)) = tokio::time::timeout(PROBE_TIMEOUT, s.control.paused()).await {
+    let mut probes = s.probes.lock().await;
+    let fresh = probes
+        .paused
+        .is_some_and(|(at, _)| at.elapsed() < PROBE_TTL);
+    if !fresh && let Ok(Ok(p)) = tokio::time::timeout(PROBE_TIMEOUT, s.control.paused()).await {
+        probes.paused = Some((tokio::time::Instant::now(), p));
         s.metrics.set_paused(p);
     }
+    drop(probes);
     (
         [(
             header::CONTENT_TYPE,
@@ -351,18 +433,34 @@ async fn scrape(State(s): State<AppState>) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    match tokio::time::timeout(PROBE_TIMEOUT, s.control.ready()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => (
+    let mut probes = s.probes.lock().await;
+    let ready = match probes.ready {
+        Some((at, ready)) if at.elapsed() < PROBE_TTL => ready,
+        _ => {
+            let ready = match tokio::time::timeout(PROBE_TIMEOUT, s.control.ready()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "not ready: the ledger does not answer");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("not ready: the ledger did not answer in time");
+                    false
+                }
+            };
+            probes.ready = Some((tokio::time::Instant::now(), ready));
+            ready
+        }
+    };
+    if ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        // The reason is in flowfail's log, not in an unauthenticated answer.
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the ledger does not answer: {e}\n"),
+            "not ready: the incident ledger does not answer\n",
         )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the ledger did not answer in time\n",
-        )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -426,12 +524,14 @@ fn control_body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Who made a control call, as the caller says, marked as said over HTTP (one token is
+/// shared: the name is a claim, not an identity).
 fn who(by: Option<&str>) -> String {
     let by = by.map_or_else(String::new, |b| flowfail_core::model::sanitize(b, 80));
     if by.trim().is_empty() {
         "http".to_owned()
     } else {
-        by
+        format!("http:{}", by.trim())
     }
 }
 

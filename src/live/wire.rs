@@ -452,6 +452,17 @@ impl Live {
     /// [`flowfail_core::ErrorKind::NotFound`], a closed one
     /// [`flowfail_core::ErrorKind::Refused`]; nothing is written then.
     pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
+        // Only this Deployment's incidents: a ledger shared by several Deployments must not let
+        // one's operators approve another's rollback.
+        if let Ok(rec) = self.ledger.get(incident).await
+            && rec.scope != self.config.policy.deployment
+        {
+            return Err(Error::not_found(format!(
+                "no incident {} of {}",
+                flowfail_core::model::describe_untrusted_pub(incident),
+                self.config.policy.deployment
+            )));
+        }
         control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
     }
 }

@@ -50,6 +50,9 @@ use crate::ports::Ports;
 use crate::report::Report;
 
 type OnSettled = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// The least time between the start of one pass and a pass an alert woke.
+const MIN_WOKEN_GAP: Duration = Duration::from_secs(1);
 type OnPass = Arc<dyn Fn(&PassStats) + Send + Sync>;
 
 /// An alert from outside (a Grafana or Alertmanager webhook) that should wake the supervisor.
@@ -233,6 +236,7 @@ impl Supervisor {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
         let mut watch = self.resume().await;
         while !shutdown.is_cancelled() {
+            let started = tokio::time::Instant::now();
             let sleep = match watch {
                 Watch::Incident(responder) => {
                     let (next, sleep) = self.incident_pass(*responder, &shutdown).await;
@@ -251,7 +255,13 @@ impl Supervisor {
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {
-                    tracing::info!("woken by an alert: looking now");
+                    // Passes stay at least a second apart, however many alerts arrive.
+                    let gap = MIN_WOKEN_GAP.saturating_sub(started.elapsed());
+                    tracing::info!(after_ms = gap.as_millis() as u64, "woken by an alert: looking now");
+                    tokio::select! {
+                        () = tokio::time::sleep(gap) => {}
+                        () = shutdown.cancelled() => break,
+                    }
                 }
                 () = shutdown.cancelled() => break,
             }
