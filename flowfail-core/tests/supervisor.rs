@@ -448,29 +448,41 @@ fn a_panic_while_observing_is_contained_and_the_run_goes_on() {
     });
 }
 
+/// A healthy world polled every ten minutes, and a supervisor builder on it with a wake handle.
+fn polled_every_ten_minutes() -> (
+    Clock,
+    World,
+    flowfail_core::respond::Wake,
+    flowfail_core::respond::SupervisorBuilder,
+) {
+    let clock = Clock::tokio_anchored(t0());
+    let mut policy = Policy::default();
+    policy.poll_interval_s = 600;
+    let w = World::new(&policy, clock.clone());
+    w.tasks.set_background(300, 0);
+    let wake = flowfail_core::respond::Wake::new();
+    let builder = Supervisor::builder()
+        .responder(
+            Responder::builder()
+                .ports(w.ports())
+                .policy(policy)
+                .clock(clock.clone()),
+        )
+        .wake(wake.clone());
+    (clock, w, wake, builder)
+}
+
 /// A webhook's alert wakes the supervisor between polls: with a 10-minute poll, the incident
 /// opens within a second of the alert (not at the next poll), and its state names the alert.
 /// An alert that arrives while the failure rate does not fire opens nothing.
 #[test]
 fn an_alert_wakes_the_supervisor_at_once_and_is_recorded() {
-    use flowfail_core::respond::{AlertTrigger, PassKind, Wake};
+    use flowfail_core::respond::{AlertTrigger, PassKind};
     paused().block_on(async {
-        let clock = Clock::tokio_anchored(t0());
-        let mut policy = Policy::default();
-        policy.poll_interval_s = 600;
-        let w = World::new(&policy, clock.clone());
-        w.tasks.set_background(300, 0);
-        let wake = Wake::new();
+        let (clock, w, wake, builder) = polled_every_ten_minutes();
         let passes = Arc::new(Mutex::new(Vec::new()));
         let seen = passes.clone();
-        let s = Supervisor::builder()
-            .responder(
-                Responder::builder()
-                    .ports(w.ports())
-                    .policy(policy.clone())
-                    .clock(clock.clone()),
-            )
-            .wake(wake.clone())
+        let s = builder
             .on_pass(move |p| seen.lock().unwrap().push(p.clone()))
             .build()
             .unwrap();
@@ -516,24 +528,10 @@ fn an_alert_wakes_the_supervisor_at_once_and_is_recorded() {
 /// A flood of alerts does not drive passes back to back: they stay a second apart.
 #[test]
 fn a_flood_of_alerts_keeps_passes_a_second_apart() {
-    use flowfail_core::respond::{AlertTrigger, Wake};
+    use flowfail_core::respond::AlertTrigger;
     paused().block_on(async {
-        let clock = Clock::tokio_anchored(t0());
-        let mut policy = Policy::default();
-        policy.poll_interval_s = 600;
-        let w = World::new(&policy, clock.clone());
-        w.tasks.set_background(300, 0);
-        let wake = Wake::new();
-        let s = Supervisor::builder()
-            .responder(
-                Responder::builder()
-                    .ports(w.ports())
-                    .policy(policy.clone())
-                    .clock(clock.clone()),
-            )
-            .wake(wake.clone())
-            .build()
-            .unwrap();
+        let (_clock, w, wake, builder) = polled_every_ten_minutes();
+        let s = builder.build().unwrap();
         let (stop, run) = spawn(s);
         // 1,000 alerts over 10 seconds.
         for _ in 0..1000 {
