@@ -66,6 +66,7 @@ impl Prefilter {
         }
         #[cfg(test)]
         let needle_count = needles.len();
+
         let needles = match aho_corasick::packed::Config::new()
             .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
             // Up to 64 needles by default; fat Teddy's 16 buckets still beat an automaton here.
@@ -239,11 +240,15 @@ fn usable(seq: &Seq) -> Option<Vec<Vec<u8>>> {
 /// covered, preferring windows absent from [`ORDINARY`] log lines, then windows of less common
 /// bytes. Fewer needles make the SIMD search faster; rare ones make its hits worth checking.
 fn cover(mut literals: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     literals.sort();
     literals.dedup();
     let ordinary = ORDINARY.to_ascii_lowercase();
-    let ordinary = ordinary.as_bytes();
+    // Every window of the ordinary lines a needle could be (3 bytes up to NEEDLE_LEN), looked
+    // up once per candidate instead of searched for.
+    let ordinary: HashSet<&[u8]> = (3..=NEEDLE_LEN)
+        .flat_map(|n| ordinary.as_bytes().windows(n))
+        .collect();
     // Window -> the literals holding it. Short literals are windows of their own, and also
     // of every longer literal that contains them.
     let short: Vec<&[u8]> = literals
@@ -265,32 +270,35 @@ fn cover(mut literals: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
             holders.entry(w).or_default().push(i);
         }
     }
-    let mut candidates: Vec<(&[u8], bool, u32)> = holders
-        .keys()
-        .map(|w| {
-            let seen = ordinary.windows(w.len()).any(|o| o == *w);
+    // (window, seen in ordinary lines, commonness of its bytes, the literals holding it)
+    let mut candidates: Vec<(&[u8], bool, u32, Vec<usize>)> = holders
+        .into_iter()
+        .map(|(w, held)| {
+            let seen = ordinary.contains(w);
             let common = w.iter().map(|b| u32::from(commonness(*b))).sum::<u32>();
-            (*w, seen, common)
+            (w, seen, common, held)
         })
         .collect();
     // A fixed order, so that ties always break the same way.
-    candidates.sort();
+    candidates.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
     let mut covered = vec![false; literals.len()];
     let mut left = literals.len();
     let mut needles = Vec::new();
     while left > 0 {
         let best = candidates
             .iter()
-            .map(|(w, seen, common)| {
-                let gain = holders[w].iter().filter(|i| !covered[**i]).count();
-                (*w, gain, *seen, *common)
+            .enumerate()
+            .map(|(k, (_, seen, common, held))| {
+                let gain = held.iter().filter(|i| !covered[**i]).count();
+                (k, gain, *seen, *common)
             })
             .filter(|c| c.1 > 0)
             .min_by_key(|(_, gain, seen, common)| (*seen, std::cmp::Reverse(*gain), *common));
-        let Some((w, _, _, _)) = best else {
+        let Some((k, _, _, _)) = best else {
             break;
         };
-        for i in &holders[w] {
+        let (w, _, _, held) = &candidates[k];
+        for i in held {
             if !covered[*i] {
                 covered[*i] = true;
                 left -= 1;
@@ -360,10 +368,7 @@ mod tests {
         .unwrap();
         assert!(p.needle_count() <= 6, "{}", p.needle_count());
         // The classification rules stay within Teddy's default limit of 64 needles.
-        let rules = crate::classify::RuleSet::builtin()
-            .prefilter
-            .as_ref()
-            .unwrap();
+        let rules = crate::classify::RuleSet::builtin().prefilter().unwrap();
         assert!(rules.needle_count() <= 64, "{}", rules.needle_count());
         let mut hits = Vec::new();
         let text = b"ok\nrequest timed out\nfine\ndeadline expired now\n".to_ascii_lowercase();

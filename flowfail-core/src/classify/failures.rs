@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use memchr::memmem;
 
 use super::lines::strip_cr;
 use super::{Classification, RuleSet};
@@ -47,6 +48,34 @@ const NEEDLES: &[&str] = &[
 ];
 
 const TRACEBACK: &[u8] = b"Traceback (most recent call last):";
+
+/// Substring searchers built once (building one per line costs more than the search).
+type Finders<const N: usize> = LazyLock<[memmem::Finder<'static>; N]>;
+
+/// AWS Lambda's own failure lines.
+static LAMBDA: Finders<2> = LazyLock::new(|| {
+    [&b"Task timed out after"[..], b"Runtime exited with error"].map(memmem::Finder::new)
+});
+/// The level keys of logfmt lines.
+static LOGFMT_KEYS: Finders<4> = LazyLock::new(|| {
+    [&b"level="[..], b"lvl=", b"severity=", b"loglevel="].map(memmem::Finder::new)
+});
+/// The level keys of JSON log lines.
+static JSON_KEYS: Finders<8> = LazyLock::new(|| {
+    [
+        &b"\"level\""[..],
+        b"\"levelname\"",
+        b"\"severity\"",
+        b"\"log.level\"",
+        b"\"lvl\"",
+        b"\"loglevel\"",
+        b"\"log_level\"",
+        b"\"@l\"",
+    ]
+    .map(memmem::Finder::new)
+});
+static PANICKED: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"' panicked at"));
 
 static FINDER: LazyLock<Option<Finder>> = LazyLock::new(Finder::build);
 
@@ -114,9 +143,7 @@ pub(crate) fn role(line: &[u8]) -> LineRole {
         Some(false) => return LineRole::Other,
         None => {}
     }
-    if memchr::memmem::find(line, b"Task timed out after").is_some()
-        || memchr::memmem::find(line, b"Runtime exited with error").is_some()
-    {
+    if LAMBDA.iter().any(|f| f.find(line).is_some()) {
         return LineRole::Failure;
     }
     if is_exception_line(line) {
@@ -171,9 +198,10 @@ fn failure_level(word: &[u8]) -> Option<bool> {
 
 /// `level=error`, `lvl=ERROR`, `severity="error"` anywhere in the line.
 fn logfmt_level(line: &[u8]) -> Option<bool> {
-    for key in [&b"level="[..], b"lvl=", b"severity=", b"loglevel="] {
+    for finder in LOGFMT_KEYS.iter() {
+        let key = finder.needle();
         let mut from = 0;
-        while let Some(i) = memchr::memmem::find(&line[from..], key) {
+        while let Some(i) = finder.find(&line[from..]) {
             let at = from + i;
             from = at + key.len();
             if at > 0 && (line[at - 1].is_ascii_alphanumeric() || line[at - 1] == b'_') {
@@ -247,19 +275,9 @@ fn token_level(tok: &[u8], fielded: bool) -> Option<bool> {
 /// The level of a JSON log line: `"level": "error"`, `"levelname": "ERROR"`,
 /// `"severity": "ERROR"`, pino's `"level": 50`; `None` without one.
 fn json_level(line: &[u8]) -> Option<bool> {
-    const KEYS: &[&[u8]] = &[
-        b"\"level\"",
-        b"\"levelname\"",
-        b"\"severity\"",
-        b"\"log.level\"",
-        b"\"lvl\"",
-        b"\"loglevel\"",
-        b"\"log_level\"",
-        b"\"@l\"",
-    ];
-    let (at, key) = KEYS
+    let (at, key) = JSON_KEYS
         .iter()
-        .filter_map(|k| memchr::memmem::find(line, k).map(|i| (i, *k)))
+        .filter_map(|f| f.find(line).map(|i| (i, f.needle())))
         .min_by_key(|(i, _)| *i)?;
     let rest = trim_start(&line[at + key.len()..]);
     let rest = trim_start(rest.strip_prefix(b":")?);
@@ -297,7 +315,7 @@ fn is_exception_line(line: &[u8]) -> bool {
     ];
     if line.starts_with(b"panic: ")
         || line.starts_with(b"fatal error: ")
-        || (line.starts_with(b"thread '") && memchr::memmem::find(line, b"' panicked at").is_some())
+        || (line.starts_with(b"thread '") && PANICKED.find(line).is_some())
     {
         return true;
     }

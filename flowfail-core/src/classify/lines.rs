@@ -29,15 +29,25 @@ impl RuleSet {
     /// about 64 KiB are lowercased and searched for the needles derived from the rules, and
     /// only lines with a needle are checked with a regex.
     pub fn classify_lines(&self, log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
-        match &self.prefilter {
-            Some(p) => self.classify_lines_prefiltered(p, log, &mut each),
-            None => self.classify_lines_scanned(log, &mut each),
+        match (self.prefilter(), self.evidence_regex()) {
+            (Some(p), Some(evidence)) => {
+                self.classify_lines_prefiltered(p, evidence, log, &mut each)
+            }
+            (None, Some(evidence)) => self.classify_lines_scanned(evidence, log, &mut each),
+            // Cannot happen with rules that loaded: classify every line in full.
+            (_, None) => {
+                for (s, e) in lines_of(log) {
+                    let line = strip_cr(&log[s..e]);
+                    each(line, self.classify_raw(line));
+                }
+            }
         }
     }
 
     fn classify_lines_prefiltered(
         &self,
         p: &Prefilter,
+        evidence: &regex::bytes::Regex,
         log: &[u8],
         each: &mut dyn FnMut(&[u8], Classification),
     ) {
@@ -59,7 +69,7 @@ impl RuleSet {
                 let line = strip_cr(&block[s..e]);
                 let candidate = next.next_if_eq(&s).is_some();
                 let evidence = !line.is_ascii()
-                    || (candidate && self.evidence.is_match(line))
+                    || (candidate && evidence.is_match(line))
                     || p.anchored_match(line);
                 let c = if evidence {
                     self.classify_raw(line)
@@ -75,6 +85,7 @@ impl RuleSet {
     /// Without needles: the whole evidence regex finds the next line worth classifying.
     pub(super) fn classify_lines_scanned(
         &self,
+        evidence: &regex::bytes::Regex,
         log: &[u8],
         each: &mut dyn FnMut(&[u8], Classification),
     ) {
@@ -83,7 +94,7 @@ impl RuleSet {
         let mut pos = 0;
         while pos < log.len() {
             // The first line, from `pos` on, where some rule may match.
-            let hit = self.evidence.find_at(log, pos).map(|m| {
+            let hit = evidence.find_at(log, pos).map(|m| {
                 let start = m.start();
                 memchr::memrchr(b'\n', &log[pos..start]).map_or(pos, |i| pos + i + 1)
             });

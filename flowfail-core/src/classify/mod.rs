@@ -641,15 +641,43 @@ mod tests {
         let mut v = Vec::new();
         classify_lines(log, |l, c| v.push((l.to_vec(), c)));
         let mut w = Vec::new();
-        RuleSet::builtin().classify_lines_scanned(log, &mut |l, c| w.push((l.to_vec(), c)));
+        let rules = RuleSet::builtin();
+        let evidence = rules.evidence_regex().unwrap();
+        rules.classify_lines_scanned(evidence, log, &mut |l, c| w.push((l.to_vec(), c)));
         assert_eq!(v, w, "prefiltered and full scans disagree");
         v
     }
 
     #[test]
+    fn a_failure_scan_builds_only_what_it_uses() {
+        // Classifying ASCII failures needs the ASCII set alone: the Unicode set, the evidence
+        // regex and the prefilter (most of the start-up time) wait for their first use.
+        let rules = RuleSet::builtin_uncached();
+        let log = b"2026-11-13T09:50:00Z INFO ok\n2026-11-13T09:50:01Z ERROR Error code: 429\n";
+        let mut kinds = Vec::new();
+        rules.classify_failures(log, |_, _, c| kinds.push(c.kind));
+        assert_eq!(kinds, [FailureKind::RateLimit]);
+        assert_eq!(rules.lazy_parts_built(), (false, false, false));
+        // A non-ASCII message builds the Unicode set; a scan of every line the other two.
+        rules.classify("délai dépassé: request timed out", None);
+        assert_eq!(rules.lazy_parts_built(), (true, false, false));
+        rules.classify_lines(log, |_, _| {});
+        assert_eq!(rules.lazy_parts_built(), (true, true, true));
+        // A set with users' rules builds everything while it loads (errors surface then).
+        let user = RuleSet::with_extra_toml([(
+            "extra.toml",
+            "[[rule]]\nname = \"x:y\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget spent'\n",
+        )])
+        .unwrap();
+        assert_eq!(user.lazy_parts_built(), (true, true, true));
+    }
+
+    #[test]
     fn the_rules_allow_a_sound_prefilter() {
+        // Every part built on first use builds for the built-in rules.
+        RuleSet::builtin_uncached().build_all().unwrap();
         assert!(
-            RuleSet::builtin().prefilter.is_some(),
+            RuleSet::builtin().prefilter().is_some(),
             "no needles could be derived from the rules"
         );
     }

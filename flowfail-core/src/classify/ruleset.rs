@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
@@ -112,14 +112,29 @@ pub(crate) struct Rule {
 pub struct RuleSet {
     rules: Vec<Rule>,
     stages: [Range<usize>; 4],
-    unicode: RegexSet,
+    /// Every pattern, ASCII build: what classifies ASCII text (nearly every message and log
+    /// line). Built at once; the rest is built when first needed, so that a process that never
+    /// sees non-ASCII text or never scans every line of a log does not pay for it.
     ascii: regex::bytes::RegexSet,
     /// The status rules, one regex each (to read the captured status): Unicode and ASCII.
     status: Vec<(Regex, regex::bytes::Regex)>,
-    /// Every pattern in one ASCII multi-line regex, for the log scan.
-    pub(crate) evidence: regex::bytes::Regex,
-    /// The literal prefilter of the log scan; `None` when the rules do not allow a sound one.
-    pub(crate) prefilter: Option<Prefilter>,
+    /// What is built on first use.
+    lazy: Lazy,
+}
+
+/// The parts of a [`RuleSet`] built on first use. A set with users' rules builds them all
+/// while it is loaded, so that a rule set too large to compile is refused then, not later;
+/// the built-in set is known to compile (a test builds every part).
+#[derive(Default)]
+struct Lazy {
+    /// Every pattern, Unicode build, for non-ASCII text; `None` if it could not be built (the
+    /// ASCII build then reads the bytes).
+    unicode: OnceLock<Option<RegexSet>>,
+    /// Every pattern in one ASCII multi-line regex, for the log scan of every line; `None` if
+    /// it could not be built (every line is then classified in full).
+    evidence: OnceLock<Option<regex::bytes::Regex>>,
+    /// The literal prefilter of that scan; `None` when the rules do not allow a sound one.
+    prefilter: OnceLock<Option<Prefilter>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -129,7 +144,6 @@ impl std::fmt::Debug for RuleSet {
                 "rules",
                 &self.rules.iter().map(|r| r.name).collect::<Vec<_>>(),
             )
-            .field("prefilter", &self.prefilter.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -252,10 +266,10 @@ impl RuleSet {
 
     pub(crate) fn evidence<'t>(&'t self, text: &'t str) -> Evidence<'t> {
         let ascii = text.is_ascii();
-        let hits = if ascii {
-            self.ascii.matches(text.as_bytes()).into_iter().collect()
-        } else {
-            self.unicode.matches(text).into_iter().collect()
+        let unicode = if ascii { None } else { self.unicode_set() };
+        let hits = match unicode {
+            Some(unicode) => unicode.matches(text).into_iter().collect(),
+            None => self.ascii.matches(text.as_bytes()).into_iter().collect(),
         };
         Evidence {
             set: self,
@@ -391,7 +405,11 @@ fn check(origin: &str, n: usize, d: RuleDef, user: bool) -> Result<Rule> {
             "a name is 1 to 64 of a-z, 0-9, `_`, `:`, `.`, `-`".into()
         ));
     }
-    check_pattern(&d.pattern).map_err(bad)?;
+    // The built-in patterns are checked by compiling them (a test does); users' are checked
+    // one by one, for an error that names the rule and the position.
+    if user {
+        check_pattern(&d.pattern).map_err(bad)?;
+    }
     let status_rule = d.stage == Stage::StatusInMessage;
     if status_rule && (d.kind.is_some() || d.retryable.is_some() || d.quota_exhausted) {
         return Err(bad(
@@ -496,13 +514,6 @@ fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
         stages[s as usize] = start..start + len;
     }
     let patterns: Vec<&str> = rules.iter().map(|r| r.pattern.as_str()).collect();
-    let too_big = |e: regex::Error| {
-        Error::invalid_input(format!("the rules together are too large to compile: {e}"))
-    };
-    let unicode = regex::RegexSetBuilder::new(&patterns)
-        .size_limit(64 << 20)
-        .build()
-        .map_err(too_big)?;
     let ascii = regex::bytes::RegexSetBuilder::new(&patterns)
         .unicode(false)
         .size_limit(64 << 20)
@@ -518,29 +529,96 @@ fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
                 .map_err(too_big)?,
         ));
     }
-    let union = patterns
-        .iter()
-        .map(|p| format!("(?:{p})"))
-        .collect::<Vec<_>>()
-        .join("|");
-    // On ASCII text the ASCII forms of `\b`, `\w`, `\d`, `\s` and `(?i)` mean exactly what the
-    // Unicode forms mean, so the union is exact there; lines with other bytes are always
-    // classified in full.
-    let evidence = regex::bytes::RegexBuilder::new(&union)
-        .unicode(false)
-        .multi_line(true)
-        .size_limit(64 << 20)
-        .dfa_size_limit(64 << 20)
-        .build()
-        .map_err(too_big)?;
-    let prefilter = Prefilter::build(&patterns);
-    Ok(RuleSet {
+    let set = RuleSet {
         rules,
         stages,
-        unicode,
         ascii,
         status,
-        evidence,
-        prefilter,
-    })
+        lazy: Lazy::default(),
+    };
+    if set.rules.iter().any(|r| r.user) {
+        set.build_all()?;
+    }
+    Ok(set)
+}
+
+fn too_big(e: regex::Error) -> Error {
+    Error::invalid_input(format!("the rules together are too large to compile: {e}"))
+}
+
+impl RuleSet {
+    fn patterns(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.pattern.as_str()).collect()
+    }
+
+    fn build_unicode(&self) -> Result<RegexSet> {
+        regex::RegexSetBuilder::new(self.patterns())
+            .size_limit(64 << 20)
+            .build()
+            .map_err(too_big)
+    }
+
+    fn build_evidence(&self) -> Result<regex::bytes::Regex> {
+        let union = self
+            .patterns()
+            .iter()
+            .map(|p| format!("(?:{p})"))
+            .collect::<Vec<_>>()
+            .join("|");
+        // On ASCII text the ASCII forms of `\b`, `\w`, `\d`, `\s` and `(?i)` mean exactly what
+        // the Unicode forms mean, so the union is exact there; lines with other bytes are
+        // always classified in full.
+        regex::bytes::RegexBuilder::new(&union)
+            .unicode(false)
+            .multi_line(true)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .map_err(too_big)
+    }
+
+    /// Builds every lazily built part now; an error says the rules are too large together.
+    pub(crate) fn build_all(&self) -> Result<()> {
+        let unicode = self.build_unicode()?;
+        let evidence = self.build_evidence()?;
+        let _ = self.lazy.unicode.set(Some(unicode));
+        let _ = self.lazy.evidence.set(Some(evidence));
+        self.prefilter();
+        Ok(())
+    }
+
+    /// Which lazily built parts exist: (Unicode set, evidence regex, prefilter).
+    #[cfg(test)]
+    pub(crate) fn lazy_parts_built(&self) -> (bool, bool, bool) {
+        (
+            self.lazy.unicode.get().is_some(),
+            self.lazy.evidence.get().is_some(),
+            self.lazy.prefilter.get().is_some(),
+        )
+    }
+
+    /// The Unicode build of every pattern, for non-ASCII text.
+    fn unicode_set(&self) -> Option<&RegexSet> {
+        self.lazy
+            .unicode
+            .get_or_init(|| self.build_unicode().ok())
+            .as_ref()
+    }
+
+    /// Every pattern in one ASCII multi-line regex, for the log scan of every line.
+    pub(crate) fn evidence_regex(&self) -> Option<&regex::bytes::Regex> {
+        self.lazy
+            .evidence
+            .get_or_init(|| self.build_evidence().ok())
+            .as_ref()
+    }
+
+    /// The literal prefilter of the log scan of every line; `None` when the rules do not allow
+    /// a sound one.
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.lazy
+            .prefilter
+            .get_or_init(|| Prefilter::build(&self.patterns()))
+            .as_ref()
+    }
 }
