@@ -29,13 +29,13 @@ impl RuleSet {
     /// about 64 KiB are lowercased and searched for the needles derived from the rules, and
     /// only lines with a needle are checked with a regex.
     pub fn classify_lines(&self, log: &[u8], mut each: impl FnMut(&[u8], Classification)) {
-        match (self.prefilter(), self.evidence_regex()) {
-            (Some(p), Some(evidence)) => {
-                self.classify_lines_prefiltered(p, evidence, log, &mut each)
-            }
-            (None, Some(evidence)) => self.classify_lines_scanned(evidence, log, &mut each),
+        if let Some(p) = self.prefilter() {
+            return self.classify_lines_prefiltered(p, log, &mut each);
+        }
+        match self.evidence_regex() {
+            Some(evidence) => self.classify_lines_scanned(evidence, log, &mut each),
             // Cannot happen with rules that loaded: classify every line in full.
-            (_, None) => {
+            None => {
                 for (s, e) in lines_of(log) {
                     let line = strip_cr(&log[s..e]);
                     each(line, self.classify_raw(line));
@@ -47,7 +47,6 @@ impl RuleSet {
     fn classify_lines_prefiltered(
         &self,
         p: &Prefilter,
-        evidence: &regex::bytes::Regex,
         log: &[u8],
         each: &mut dyn FnMut(&[u8], Classification),
     ) {
@@ -69,7 +68,7 @@ impl RuleSet {
                 let line = strip_cr(&block[s..e]);
                 let candidate = next.next_if_eq(&s).is_some();
                 let evidence = !line.is_ascii()
-                    || (candidate && evidence.is_match(line))
+                    || (candidate && self.may_match(line))
                     || p.anchored_match(line);
                 let c = if evidence {
                     self.classify_raw(line)

@@ -587,6 +587,11 @@ impl RuleSet {
         Ok(())
     }
 
+    /// Whether some rule matches this ASCII line (the ASCII set, stopping at the first match).
+    pub(crate) fn may_match(&self, line: &[u8]) -> bool {
+        self.ascii.is_match(line)
+    }
+
     /// Which lazily built parts exist: (Unicode set, evidence regex, prefilter).
     #[cfg(test)]
     pub(crate) fn lazy_parts_built(&self) -> (bool, bool, bool) {
