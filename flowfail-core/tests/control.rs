@@ -9,26 +9,12 @@ use std::time::Duration;
 
 use flowfail_core::control;
 use flowfail_core::memory::World;
-use flowfail_core::replay::{ReplayOptions, Scenario, replay};
+use flowfail_core::replay::{ReplayOptions, replay};
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, ErrorKind, IncidentStore, Policy};
 
-fn load(name: &str) -> Scenario {
-    let p = format!(
-        "{}/../testdata/scenarios/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn paused_time<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+mod support;
+use support::{load, paused};
 
 struct Setup {
     world: World,
@@ -96,7 +82,7 @@ fn paused_nothing_is_mutated_one_notice_then_resume_acts() {
         ("pilot-timeout", "bundle.put_if_version"),
         ("vendor-outage", "deployment.set_env"),
     ] {
-        paused_time(async {
+        paused(async {
             let s = setup(name, |_| {});
             control::pause(
                 &s.world.incidents,
@@ -172,7 +158,7 @@ fn paused_nothing_is_mutated_one_notice_then_resume_acts() {
 /// stakeholders' notice, due 30 minutes in, never go out while paused.
 #[test]
 fn a_pause_mid_incident_stops_later_passes() {
-    paused_time(async {
+    paused(async {
         let s = setup("vendor-outage", |_| {});
         let r = responder(&s);
         r.pass().await.unwrap();
@@ -214,7 +200,7 @@ fn a_pause_mid_incident_stops_later_passes() {
 /// not done; an approval unlocks it on the next pass.
 #[test]
 fn an_approval_unlocks_a_gated_rollback_on_the_next_pass() {
-    paused_time(async {
+    paused(async {
         let s = setup("bad-deploy", |p| {
             p.require_approval = vec!["rollback".into()]
         });
@@ -276,7 +262,7 @@ fn an_approval_unlocks_a_gated_rollback_on_the_next_pass() {
 /// An approval that expired unlocks nothing; an approval of another action does not either.
 #[test]
 fn an_expired_approval_unlocks_nothing() {
-    paused_time(async {
+    paused(async {
         let s = setup("bad-deploy", |p| {
             p.require_approval = vec!["rollback".into()];
             p.approval_ttl_s = 60;
@@ -324,7 +310,7 @@ fn an_expired_approval_unlocks_nothing() {
 /// Refused control calls change nothing in the ledger.
 #[test]
 fn refused_control_calls_change_nothing() {
-    paused_time(async {
+    paused(async {
         let s = setup("bad-deploy", |p| {
             p.require_approval = vec!["rollback".into()]
         });
@@ -377,7 +363,7 @@ fn refused_control_calls_change_nothing() {
 /// Stakeholders told of an outage are told once when it ends.
 #[test]
 fn stakeholders_are_told_once_when_the_outage_ends() {
-    paused_time(async {
+    paused(async {
         let sc = load("vendor-outage");
         let (report, world) = replay(&sc, &ReplayOptions::default()).await.unwrap();
         assert!(report.resolved);

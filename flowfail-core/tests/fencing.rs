@@ -10,26 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flowfail_core::memory::{Call, MemoryIncidentStore, World};
 use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, TimelineEntry};
-use flowfail_core::replay::Scenario;
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, Policy, Result, Timestamp};
 
-fn load(name: &str) -> Scenario {
-    let p = format!(
-        "{}/../testdata/scenarios/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn paused<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+mod support;
+use support::{load, paused};
 
 /// Every mutating call to a port of the world other than the ledger.
 fn world_mutations(w: &World) -> Vec<Call> {

@@ -22,24 +22,8 @@ use flowfail_core::{
 };
 use proptest::prelude::*;
 
-fn load(name: &str) -> Scenario {
-    let dir = format!("{}/../testdata/scenarios", env!("CARGO_MANIFEST_DIR"));
-    let p = if std::path::Path::new(&format!("{dir}/{name}.json")).exists() {
-        format!("{dir}/{name}.json")
-    } else {
-        format!("{dir}/extra/{name}.json")
-    };
-    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn paused<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+mod support;
+use support::{load, paused};
 
 /// A scenario's world, and the invariants N1-N6 (`flowfail_core::invariants`), checked on the
 /// world when the test's `Setup` is dropped: after every test here that builds one.

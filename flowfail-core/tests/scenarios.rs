@@ -8,13 +8,8 @@ use flowfail_core::memory::World;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail_core::report::{ActionFields, ActionRecord, Outcome, Report};
 
-fn load(name: &str) -> Scenario {
-    let p = format!(
-        "{}/../testdata/scenarios/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
+mod support;
+use support::load;
 
 fn run(name: &str) -> (Report, World) {
     replay_blocking(&load(name), &ReplayOptions::default()).unwrap()

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowfail_core::memory::{MemoryDeployment, World};
-use flowfail_core::replay::Scenario;
 use flowfail_core::respond::Responder;
 use flowfail_core::{
     Clock, DeploymentController, DeploymentState, EnvChange, Policy, Quota, QuotaUsage, Result,
@@ -17,22 +16,8 @@ use flowfail_core::{
 };
 use tokio::sync::Notify;
 
-fn load(name: &str) -> Scenario {
-    let p = format!(
-        "{}/../testdata/scenarios/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    Scenario::from_json(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn paused<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+mod support;
+use support::{load, paused};
 
 /// A Deployment whose `set_env` of `name` applies and then never answers: the process is
 /// stopped (its future dropped) between the call and anything it would record.
