@@ -130,8 +130,9 @@ struct Lazy {
     /// Every pattern, Unicode build, for non-ASCII text; `None` if it could not be built (the
     /// ASCII build then reads the bytes).
     unicode: OnceLock<Option<RegexSet>>,
-    /// Every pattern in one ASCII multi-line regex, for the log scan of every line; `None` if
-    /// it could not be built (every line is then classified in full).
+    /// Every pattern in one ASCII multi-line regex, for the log scan of every line when the
+    /// rules allow no prefilter; `None` if it could not be built (every line is then
+    /// classified in full).
     evidence: OnceLock<Option<regex::bytes::Regex>>,
     /// The literal prefilter of that scan; `None` when the rules do not allow a sound one.
     prefilter: OnceLock<Option<Prefilter>>,
