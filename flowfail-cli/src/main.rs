@@ -16,7 +16,6 @@ mod validate;
 
 use scan::{ClassCounts, write_class};
 
-use std::borrow::Cow;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -215,7 +214,7 @@ fn run(cmd: Command) -> CliResult {
                 };
                 scan::cmd_classify_plain(&rules, opts, &files)
             } else if files.is_empty() {
-                cmd_classify(&rules, count, explain)
+                cmd_classify(rules.get(), count, explain)
             } else {
                 Err(Failure::usage(
                     "FILE arguments need --plain (JSON Lines are read from stdin)",
@@ -348,14 +347,14 @@ fn read_line_capped(
     }
 }
 
-/// The built-in rules, or the built-in ones with the users' files (a bad file is a usage error
-/// naming the file, the rule and the position).
-fn load_rules(files: &[PathBuf]) -> Result<Cow<'static, RuleSet>, Failure> {
+/// The built-in rules (compiled when first used), or the built-in ones with the users' files (a
+/// bad file is a usage error naming the file, the rule and the position).
+fn load_rules(files: &[PathBuf]) -> Result<scan::Rules, Failure> {
     if files.is_empty() {
-        return Ok(Cow::Borrowed(RuleSet::builtin()));
+        return Ok(scan::Rules::Builtin);
     }
     RuleSet::with_extra(files)
-        .map(Cow::Owned)
+        .map(scan::Rules::Loaded)
         .map_err(Failure::usage)
 }
 

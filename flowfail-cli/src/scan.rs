@@ -14,7 +14,9 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use flowfail_core::classify::{Explanation, record_boundary, record_boundary_before};
+use flowfail_core::classify::{
+    Explanation, find_failures, record_boundary, record_boundary_before,
+};
 use flowfail_core::{Classification, FailureKind, RuleSet};
 
 use crate::CliResult;
@@ -29,6 +31,22 @@ pub(crate) struct ScanOptions {
     pub(crate) all_lines: bool,
     /// Each result line says how it was decided.
     pub(crate) explain: bool,
+}
+
+/// The rules of a scan: the built-in ones, compiled on first use (a failure count starts
+/// reading the log while another thread compiles them), or rules already loaded.
+pub(crate) enum Rules {
+    Builtin,
+    Loaded(RuleSet),
+}
+
+impl Rules {
+    pub(crate) fn get(&self) -> &RuleSet {
+        match self {
+            Rules::Builtin => RuleSet::builtin(),
+            Rules::Loaded(rules) => rules,
+        }
+    }
 }
 
 /// Counts of classified lines, for `classify --count`.
@@ -185,14 +203,10 @@ fn scan_part(
 /// Block size of the reused read buffer.
 const BLOCK: usize = 1 << 20;
 
-pub(crate) fn cmd_classify_plain(
-    rules: &RuleSet,
-    opts: ScanOptions,
-    files: &[PathBuf],
-) -> CliResult {
+pub(crate) fn cmd_classify_plain(rules: &Rules, opts: ScanOptions, files: &[PathBuf]) -> CliResult {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut scan = Scan::new(rules, opts, threads);
+    let mut scan = Scan::new(rules.get(), opts, threads);
     if files.is_empty() {
         scan.stream(std::io::stdin().lock(), &mut out)
             .map_err(|e| Failure::io("classifying stdin", e))?;
@@ -244,58 +258,8 @@ impl<'r> Scan<'r> {
 
     /// Reads `r` in blocks of whole lines; each block is split at line ends over the threads
     /// and the results are written in input order. Line numbers go on from the last stream's.
-    fn stream(&mut self, mut r: impl Read, out: &mut impl Write) -> std::io::Result<()> {
-        let mut buf = vec![0u8; BLOCK];
-        let mut filled = 0;
-        // Inside a line longer than a block: its head was classified, the rest is skipped.
-        let mut skipping = false;
-        loop {
-            let n = read_some(&mut r, &mut buf[filled..])?;
-            filled += n;
-            let eof = n == 0;
-            if skipping {
-                match memchr::memchr(b'\n', &buf[..filled]) {
-                    Some(i) => {
-                        buf.copy_within(i + 1..filled, 0);
-                        filled -= i + 1;
-                        skipping = false;
-                    }
-                    None => {
-                        filled = 0;
-                        if eof {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                }
-            }
-            if filled < buf.len() && !eof {
-                continue;
-            }
-            let whole = if eof {
-                filled
-            } else {
-                match memchr::memrchr(b'\n', &buf[..filled]) {
-                    // The rest goes on with the next block: never cut a traceback off its line.
-                    Some(i) => record_boundary_before(&buf[..filled], i + 1)
-                        .filter(|b| *b > 0)
-                        .unwrap_or(i + 1),
-                    None => {
-                        // One line longer than a block: classification reads its head only.
-                        self.block(&buf[..filled], out)?;
-                        filled = 0;
-                        skipping = true;
-                        continue;
-                    }
-                }
-            };
-            self.block(&buf[..whole], out)?;
-            if eof {
-                return Ok(());
-            }
-            buf.copy_within(whole..filled, 0);
-            filled -= whole;
-        }
+    fn stream(&mut self, r: impl Read, out: &mut impl Write) -> std::io::Result<()> {
+        for_each_block(r, |block| self.block(block, out))
     }
 
     /// Classifies a block of whole lines, split over the threads.
@@ -352,6 +316,66 @@ impl<'r> Scan<'r> {
     }
 }
 
+/// Reads `r` in blocks of whole lines into a reused buffer and calls `each` with every block,
+/// in order. A block is never cut between a failure line and its traceback; a line longer than
+/// a block is passed by its head (one block without `\n`) and the rest of it is skipped.
+fn for_each_block(
+    mut r: impl Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BLOCK];
+    let mut filled = 0;
+    // Inside a line longer than a block: its head was classified, the rest is skipped.
+    let mut skipping = false;
+    loop {
+        let n = read_some(&mut r, &mut buf[filled..])?;
+        filled += n;
+        let eof = n == 0;
+        if skipping {
+            match memchr::memchr(b'\n', &buf[..filled]) {
+                Some(i) => {
+                    buf.copy_within(i + 1..filled, 0);
+                    filled -= i + 1;
+                    skipping = false;
+                }
+                None => {
+                    filled = 0;
+                    if eof {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+        }
+        if filled < buf.len() && !eof {
+            continue;
+        }
+        let whole = if eof {
+            filled
+        } else {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
+                // The rest goes on with the next block: never cut a traceback off its line.
+                Some(i) => record_boundary_before(&buf[..filled], i + 1)
+                    .filter(|b| *b > 0)
+                    .unwrap_or(i + 1),
+                None => {
+                    // One line longer than a block: classification reads its head only.
+                    each(&buf[..filled])?;
+                    filled = 0;
+                    skipping = true;
+                    continue;
+                }
+            }
+        };
+        each(&buf[..whole])?;
+        if eof {
+            return Ok(());
+        }
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+}
+
 /// Lines in `buf` as the scans count them (a final line without `\n` counts).
 fn line_count(buf: &[u8]) -> u64 {
     let n = memchr::memchr_iter(b'\n', buf).count() as u64;
@@ -367,22 +391,19 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
-/// Counts a regular file on `threads` threads, each reading and scanning its own run of lines.
+/// Counts a regular file on `threads` threads. A failure count is pipelined (see
+/// [`count_failures_pipelined`]); otherwise every thread reads and scans its own run of lines.
 fn count_file_parallel(
-    rules: &RuleSet,
+    rules: &Rules,
     opts: ScanOptions,
     file: &File,
     threads: usize,
 ) -> std::io::Result<ClassCounts> {
-    let len = file.metadata()?.len();
-    let mut bounds = vec![0u64];
-    for k in 1..threads as u64 {
-        let at = next_line_start(file, len * k / threads as u64, len)?;
-        if at > *bounds.last().unwrap_or(&0) && at < len {
-            bounds.push(at);
-        }
+    if threads > 1 && !opts.all_lines {
+        return count_failures_pipelined(rules, file, threads);
     }
-    bounds.push(len);
+    let rules = rules.get();
+    let bounds = line_bounds(file, threads)?;
     let results: Vec<std::io::Result<ClassCounts>> = std::thread::scope(|s| {
         let handles: Vec<_> = bounds
             .windows(2)
@@ -400,19 +421,162 @@ fn count_file_parallel(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a scan thread failed")))
-            })
-            .collect()
+        handles.into_iter().map(joined).collect()
     });
     let mut total = Scan::new(rules, opts, 1).counts;
     for r in results {
         total.merge(r?);
     }
     Ok(total)
+}
+
+/// Batches the pipelined count keeps waiting for a classifier (at most 2 MiB of failure text):
+/// enough to cover the rules' compilation at the start of a scan.
+const QUEUE: usize = 32;
+
+/// Counts the failures of a regular file with readers and classifiers: `threads / 2` threads
+/// read their own runs of lines and find the failures in them (a literal search, at memory
+/// speed), and hand the failures' texts in batches to the other threads, which classify them.
+/// So few threads build and warm the rules' automata, the rules compile while the file is
+/// being read, and each thread does what it does fast. A reader that finds every classifier
+/// busy (the queue full, as on a log of failures only) classifies the batch itself.
+fn count_failures_pipelined(
+    rules: &Rules,
+    file: &File,
+    threads: usize,
+) -> std::io::Result<ClassCounts> {
+    let readers = (threads / 2).max(1);
+    let classifiers = threads.saturating_sub(readers).max(1);
+    let bounds = line_bounds(file, readers)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUE);
+    let rx = std::sync::Mutex::new(rx);
+    let results: Vec<std::io::Result<ClassCounts>> = std::thread::scope(|s| {
+        let mut handles: Vec<_> = (0..classifiers)
+            .map(|_| {
+                s.spawn(|| {
+                    let rules = rules.get();
+                    let mut counts = ClassCounts::failures_only();
+                    // A poisoned lock means another classifier panicked: that join reports it.
+                    while let Some(batch) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                        batch.classify_into(rules, &mut counts);
+                    }
+                    Ok(counts)
+                })
+            })
+            .collect();
+        for w in bounds.windows(2) {
+            let mut handoff = Handoff {
+                tx: tx.clone(),
+                rules,
+                batch: Batch::default(),
+            };
+            let part = FileRange {
+                file,
+                pos: w[0],
+                end: w[1],
+            };
+            handles.push(s.spawn(move || {
+                let mut counts = ClassCounts::failures_only();
+                for_each_block(part, |block| {
+                    let lines = find_failures(block, |_, text| handoff.push(text, &mut counts));
+                    counts.lines += lines as u64;
+                    Ok(())
+                })?;
+                handoff.flush(&mut counts);
+                Ok(counts)
+            }));
+        }
+        // The classifiers stop once every reader's sender is gone.
+        drop(tx);
+        handles.into_iter().map(joined).collect()
+    });
+    let mut total = ClassCounts::failures_only();
+    for r in results {
+        total.merge(r?);
+    }
+    Ok(total)
+}
+
+/// A scan thread's result; a panic in it becomes an error.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, std::io::Result<T>>) -> std::io::Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("a scan thread failed")))
+}
+
+/// The texts of some failures, one after another, for a classifier.
+#[derive(Default)]
+struct Batch {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// A batch is handed over once it holds this much text.
+    const BYTES: usize = 64 << 10;
+
+    fn push(&mut self, text: &[u8]) {
+        self.text.extend_from_slice(text);
+        self.ends.push(self.text.len());
+    }
+
+    fn classify_into(&self, rules: &RuleSet, counts: &mut ClassCounts) {
+        let mut start = 0;
+        for &end in &self.ends {
+            counts.add_failure(rules.classify_bytes(&self.text[start..end], None));
+            start = end;
+        }
+    }
+}
+
+/// A reader's side of the pipelined count: the batch it fills and where it goes.
+struct Handoff<'r> {
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    rules: &'r Rules,
+    batch: Batch,
+}
+
+impl Handoff<'_> {
+    fn push(&mut self, text: &[u8], counts: &mut ClassCounts) {
+        self.batch.push(text);
+        if self.batch.text.len() >= Batch::BYTES {
+            self.flush(counts);
+        }
+    }
+
+    /// Hands the batch to a classifier, or classifies it here when none can take it.
+    fn flush(&mut self, counts: &mut ClassCounts) {
+        if self.batch.ends.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(
+                std::sync::mpsc::TrySendError::Full(mut batch)
+                | std::sync::mpsc::TrySendError::Disconnected(mut batch),
+            ) => {
+                batch.classify_into(self.rules.get(), counts);
+                batch.text.clear();
+                batch.ends.clear();
+                self.batch = batch;
+            }
+        }
+    }
+}
+
+/// Where `threads` threads should start reading `file`: line starts (never inside a failure
+/// record when the window shows one), first 0 and last the file's length.
+fn line_bounds(file: &File, threads: usize) -> std::io::Result<Vec<u64>> {
+    let len = file.metadata()?.len();
+    let mut bounds = vec![0u64];
+    for k in 1..threads as u64 {
+        let at = next_line_start(file, len * k / threads as u64, len)?;
+        if at > *bounds.last().unwrap_or(&0) && at < len {
+            bounds.push(at);
+        }
+    }
+    bounds.push(len);
+    Ok(bounds)
 }
 
 /// Splits `buf` into at most `n` parts of about equal size, each ending at a line end.
@@ -580,7 +744,7 @@ mod tests {
             let mut one = Scan::new(RuleSet::builtin(), opts, 1);
             one.stream(log.as_bytes(), &mut std::io::sink()).unwrap();
             for threads in [1, 2, 3, 7] {
-                let many = count_file_parallel(RuleSet::builtin(), opts, &file, threads).unwrap();
+                let many = count_file_parallel(&Rules::Builtin, opts, &file, threads).unwrap();
                 assert_eq!(many.lines, 5000);
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 many.write(&mut a).unwrap();
@@ -589,5 +753,67 @@ mod tests {
             }
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_pipelined_count_classifies_with_the_given_rules() {
+        let dir = std::env::temp_dir().join(format!("ff-pipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let mut log = String::new();
+        for i in 0..20_000 {
+            log.push_str(&match i % 5 {
+                0 => format!("2026-11-13T09:50:00Z ERROR step budget spent for t-{i}\n"),
+                1 => "2026-11-13T09:50:00Z ERROR openai.RateLimitError: Error code: 429\n".into(),
+                _ => format!("2026-11-13T09:50:00Z INFO step {i} ok\n"),
+            });
+        }
+        std::fs::write(&path, &log).unwrap();
+        let user = RuleSet::with_extra_toml([(
+            "extra.toml",
+            "[[rule]]\nname = \"flowengine:budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget spent'\n",
+        )])
+        .unwrap();
+        let rules = Rules::Loaded(user);
+        let file = File::open(&path).unwrap();
+        for threads in [2, 3, 4] {
+            let counts = count_file_parallel(&rules, FAILURE_COUNT, &file, threads).unwrap();
+            let mut out = Vec::new();
+            counts.write(&mut out).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["lines"], 20_000, "{threads} threads");
+            assert_eq!(v["failure_lines"], 8_000);
+            assert_eq!(v["by_rule"]["flowengine:budget"], 4_000);
+            assert_eq!(v["by_kind"]["rate_limit"], 4_000);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reader_classifies_a_batch_no_classifier_takes() {
+        // No classifier waits on a rendezvous channel: every hand-off finds it full; then it
+        // is gone.
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let rules = Rules::Builtin;
+        let mut handoff = Handoff {
+            tx,
+            rules: &rules,
+            batch: Batch::default(),
+        };
+        let mut counts = ClassCounts::failures_only();
+        let line = b"ERROR Task timed out after 45.00 seconds";
+        for _ in 0..(Batch::BYTES / line.len() + 10) {
+            handoff.push(line, &mut counts);
+        }
+        drop(rx);
+        handoff.push(b"ERROR Error code: 429", &mut counts);
+        handoff.flush(&mut counts);
+        assert_eq!(
+            counts.failure_lines,
+            Some((Batch::BYTES / line.len() + 11) as u64)
+        );
+        assert!(handoff.batch.ends.is_empty());
+        let kinds: u64 = counts.by_rule.iter().map(|(_, _, n)| n).sum();
+        assert_eq!(kinds, counts.failure_lines.unwrap());
     }
 }

@@ -2,9 +2,11 @@
 //! text, logfmt and JSON logs), exceptions with their Python tracebacks, and the runtime's own
 //! failure lines (AWS Lambda's `Task timed out after …`).
 //!
-//! A failure line holds one of a few literals (`ERROR`, `rror`, `FATAL`, `Traceback`, …), so
-//! the log is searched for those first (a SIMD multi-literal search over the raw bytes, no
-//! copy); only lines holding one are looked at, and only failure lines are classified.
+//! A line logged at a failure level holds one of a few literals (`ERR`, `rror`, `FATAL`, …),
+//! and an exception line or a traceback starts its line with a name (`httpx.ReadTimeout:`,
+//! `Traceback (`), so the log is searched for those literals (a SIMD multi-literal search over
+//! the raw bytes, no copy) and the first bytes of the lines in between are looked at; only
+//! such candidate lines are looked at further, and only failure lines are classified.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -17,30 +19,20 @@ use super::{Classification, RuleSet};
 
 /// Literals one of which every failure line holds (case matters: these are raw bytes).
 const NEEDLES: &[&str] = &[
-    "ERR",       // ERROR, ERR
-    "rror",      // error, Error, SomethingError
-    "FATAL",     //
-    "atal",      // fatal, Fatal
-    "CRIT",      // CRITICAL, CRIT
-    "crit",      // critical, crit
-    "Crit",      // Critical
-    "ALERT",     //
-    "EMERG",     //
-    "PANIC",     //
-    "anic",      // panic, Panic, panicked
-    "SEVERE",    // java.util.logging
-    "Exception", //
-    "Traceback", //
-    "Timeout",   // httpx.ReadTimeout, …
-    "Exhausted", // google ResourceExhausted
-    "Unavailable",
-    "Exceeded",
-    "Elapsed",
-    "TimedOut",
-    "Interrupt",
+    "ERR",            // ERROR, ERR
+    "rror",           // error, Error
+    "FATAL",          //
+    "atal",           // fatal, Fatal
+    "CRIT",           // CRITICAL, CRIT
+    "crit",           // critical, crit
+    "Crit",           // Critical
+    "ALERT",          //
+    "EMERG",          //
+    "PANIC",          //
+    "anic",           // panic, Panic, panicked
+    "SEVERE",         // java.util.logging
     "Task timed out", // AWS Lambda
     "Runtime exited", // AWS Lambda
-    "Runtime.",       // AWS Lambda (Runtime.OutOfMemory, …)
     "\"level\":5",    // pino / bunyan numeric levels: 50 error, 60 fatal
     "\"level\":6",
     "\"level\": 5",
@@ -296,23 +288,25 @@ fn json_level(line: &[u8]) -> Option<bool> {
     Some(level >= 50)
 }
 
+/// How the name of an exception without a dotted module ends.
+const ENDINGS: &[&[u8]] = &[
+    b"Error",
+    b"Exception",
+    b"Timeout",
+    b"Exhausted",
+    b"Unavailable",
+    b"Exceeded",
+    b"Denied",
+    b"Interrupt",
+    b"Elapsed",
+    b"TimedOut",
+    b"Failure",
+    b"Fault",
+];
+
 /// `pkg.module.SomeError: …`, `ReadTimeout`, `panic: …`, `thread 'main' panicked at …`,
 /// `fatal error: …`: an exception or a crash at the start of a line.
 fn is_exception_line(line: &[u8]) -> bool {
-    const ENDINGS: &[&[u8]] = &[
-        b"Error",
-        b"Exception",
-        b"Timeout",
-        b"Exhausted",
-        b"Unavailable",
-        b"Exceeded",
-        b"Denied",
-        b"Interrupt",
-        b"Elapsed",
-        b"TimedOut",
-        b"Failure",
-        b"Fault",
-    ];
     if line.starts_with(b"panic: ")
         || line.starts_with(b"fatal error: ")
         || (line.starts_with(b"thread '") && PANICKED.find(line).is_some())
@@ -445,6 +439,9 @@ impl RuleSet {
     /// 3. Lines are split and `\r` stripped as [`RuleSet::classify_lines`] does; invalid UTF-8
     ///    is read lossily.
     ///
+    /// Finding the failures does not depend on the rules: [`find_failures`] finds them without
+    /// classifying, for a caller that classifies them elsewhere (on another thread, say).
+    ///
     /// ```
     /// use flowfail_core::{classify::RuleSet, FailureKind};
     /// let log = b"2026-11-13T09:50:00Z INFO retry budget ok, 429s so far: 0\n\
@@ -460,64 +457,154 @@ impl RuleSet {
         log: &[u8],
         mut each: impl FnMut(usize, &[u8], Classification),
     ) -> usize {
-        let mut counted_to = 0;
-        let mut lines_before = 0;
-        let mut lines_upto = |to: usize, counted_to: &mut usize| {
-            lines_before += memchr::memchr_iter(b'\n', &log[*counted_to..to]).count();
-            *counted_to = to;
-            lines_before
-        };
-        let line_end = |at: usize| memchr::memchr(b'\n', &log[at..]).map_or(log.len(), |i| at + i);
-        let mut pos = 0;
-        while pos < log.len() {
-            let hit = match &*FINDER {
-                Some(f) => f.find(log, pos),
-                // Cannot happen (the needles are fixed); look at every line rather than none.
-                None => Some(pos),
-            };
-            let Some(hit) = hit else { break };
-            let start = memchr::memrchr(b'\n', &log[pos..hit]).map_or(pos, |i| pos + i + 1);
-            let end = line_end(hit);
-            let line = strip_cr(&log[start..end]);
-            let (text, record_end): (Cow<'_, [u8]>, usize) = match role(line) {
-                LineRole::Other => {
-                    pos = end + 1;
-                    continue;
-                }
-                LineRole::Exception => (Cow::Borrowed(line), end),
-                LineRole::Traceback => {
-                    let (exc, tb_end) = walk_traceback(log, start);
-                    let text = exc.map_or(line, |(s, e)| strip_cr(&log[s..e]));
-                    (Cow::Borrowed(text), tb_end)
-                }
-                LineRole::Failure => {
-                    let next = (end + 1).min(log.len());
-                    // A JSON logger carries its traceback inside the line: one that follows
-                    // is a failure of its own.
-                    let json = trim_start(line).starts_with(b"{");
-                    if !json && log[next..].starts_with(TRACEBACK) {
-                        let (exc, tb_end) = walk_traceback(log, next);
-                        match exc {
-                            Some((s, e)) => {
-                                let mut joined = line.to_vec();
-                                joined.extend_from_slice(b" | ");
-                                joined.extend_from_slice(strip_cr(&log[s..e]));
-                                (Cow::Owned(joined), tb_end)
-                            }
-                            None => (Cow::Borrowed(line), tb_end),
-                        }
-                    } else {
-                        (Cow::Borrowed(line), end)
-                    }
-                }
-            };
-            let index = lines_upto(start, &mut counted_to);
-            each(index, &text, self.classify_raw(&text));
-            pos = record_end + 1;
-        }
-        let total = lines_upto(log.len(), &mut counted_to);
-        total + usize::from(!log.is_empty() && !log.ends_with(b"\n"))
+        find_failures(log, |i, text| each(i, text, self.classify_raw(text)))
     }
+}
+
+/// Finds the failures of a log as [`RuleSet::classify_failures`] does, without classifying
+/// them: calls `each` once per failure with the index (0-based) of its first line and the text
+/// to classify (a failure line joined with its traceback's final exception line, `\r`
+/// stripped); returns the number of lines in `log`.
+///
+/// Two searches find the candidates: one SIMD multi-literal search over the raw bytes for the
+/// literals of failure levels (`ERR`, `rror`, `FATAL`, …) and of AWS Lambda's lines, and a
+/// look at the first bytes of each line in between for an exception or a traceback, which
+/// start a line. Only candidates are looked at further.
+///
+/// ```
+/// use flowfail_core::classify::find_failures;
+/// let log = b"INFO ok\nhttpx.ReadTimeout: timed out\nINFO ok\nWARN slow\nERROR boom\n";
+/// let mut found = Vec::new();
+/// let lines = find_failures(log, |i, text| found.push((i, text.to_vec())));
+/// assert_eq!(lines, 5);
+/// assert_eq!(found, [(1, b"httpx.ReadTimeout: timed out".to_vec()), (4, b"ERROR boom".to_vec())]);
+/// ```
+pub fn find_failures(log: &[u8], mut each: impl FnMut(usize, &[u8])) -> usize {
+    let line_end = |at: usize| memchr::memchr(b'\n', &log[at..]).map_or(log.len(), |i| at + i);
+    // Newlines in `log[..counted_to]`.
+    let (mut counted_to, mut newlines) = (0, 0);
+    // The start of the line holding the next needle at or after `pos` (`log.len()`: none).
+    let mut needle_line = None;
+    let mut pos = 0;
+    while pos < log.len() {
+        newlines += memchr::memchr_iter(b'\n', &log[counted_to..pos]).count();
+        let next = match needle_line {
+            Some(n) if n >= pos => n,
+            _ => {
+                let n = next_needle_line(log, pos);
+                needle_line = Some(n);
+                n
+            }
+        };
+        // A line before it that may start an exception or a traceback, or that line.
+        let (start, passed) = next_exception_start(log, pos, next);
+        newlines += passed;
+        counted_to = start;
+        if start >= log.len() {
+            break;
+        }
+        let end = line_end(start);
+        let line = strip_cr(&log[start..end]);
+        match record(log, start, end, line) {
+            Some((text, record_end)) => {
+                each(newlines, &text);
+                pos = record_end + 1;
+            }
+            None => pos = end + 1,
+        }
+    }
+    newlines += memchr::memchr_iter(b'\n', &log[counted_to.min(log.len())..]).count();
+    newlines + usize::from(!log.is_empty() && !log.ends_with(b"\n"))
+}
+
+/// The start of the line holding the next needle at or after `pos` (a line start), or
+/// `log.len()` when there is none.
+fn next_needle_line(log: &[u8], pos: usize) -> usize {
+    let hit = match &*FINDER {
+        Some(f) => f.find(log, pos),
+        // Cannot happen (the needles are fixed); look at every line rather than none.
+        None => Some(pos),
+    };
+    hit.map_or(log.len(), |hit| {
+        memchr::memrchr(b'\n', &log[pos..hit]).map_or(pos, |i| pos + i + 1)
+    })
+}
+
+/// The first line start in `pos..limit` (`pos` and `limit` are line starts or the end) whose
+/// line may be an exception line or a traceback's header, or else `limit`; and the number of
+/// newlines before it from `pos`. Lines holding a needle are not looked at: the needle search
+/// finds them.
+fn next_exception_start(log: &[u8], pos: usize, limit: usize) -> (usize, usize) {
+    if pos < limit && may_start_exception(&log[pos..limit]) {
+        return (pos, 0);
+    }
+    let mut passed = 0;
+    for i in memchr::memchr_iter(b'\n', &log[pos..limit]) {
+        passed += 1;
+        let s = pos + i + 1;
+        if s < limit && may_start_exception(&log[s..limit]) {
+            return (s, passed);
+        }
+    }
+    (limit, passed)
+}
+
+/// Whether the line at the start of `rest` may be an exception line or a traceback's header,
+/// judged from its first name only: a necessary condition for [`is_exception_line`], cheap
+/// enough for every line.
+fn may_start_exception(rest: &[u8]) -> bool {
+    let n = rest
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
+        .unwrap_or(rest.len());
+    match rest.get(n) {
+        Some(b' ') => return rest.starts_with(TRACEBACK),
+        None | Some(b':' | b'\n' | b'\r') => {}
+        _ => return false,
+    }
+    let name = &rest[..n];
+    let last = name.rsplit(|c| *c == b'.').next().unwrap_or(name);
+    last.first().is_some_and(u8::is_ascii_uppercase)
+        && (name.len() > last.len() || ENDINGS.iter().any(|e| last.ends_with(e)))
+}
+
+/// What the line at `start..end` (its text `line`) begins, if it is a failure: the text to
+/// classify and where the record ends (the end of its last line, without `\n`).
+fn record<'l>(
+    log: &'l [u8],
+    start: usize,
+    end: usize,
+    line: &'l [u8],
+) -> Option<(Cow<'l, [u8]>, usize)> {
+    Some(match role(line) {
+        LineRole::Other => return None,
+        LineRole::Exception => (Cow::Borrowed(line), end),
+        LineRole::Traceback => {
+            let (exc, tb_end) = walk_traceback(log, start);
+            let text = exc.map_or(line, |(s, e)| strip_cr(&log[s..e]));
+            (Cow::Borrowed(text), tb_end)
+        }
+        LineRole::Failure => {
+            let next = (end + 1).min(log.len());
+            // A JSON logger carries its traceback inside the line: one that follows is a
+            // failure of its own.
+            let json = trim_start(line).starts_with(b"{");
+            if !json && log[next..].starts_with(TRACEBACK) {
+                let (exc, tb_end) = walk_traceback(log, next);
+                match exc {
+                    Some((s, e)) => {
+                        let mut joined = line.to_vec();
+                        joined.extend_from_slice(b" | ");
+                        joined.extend_from_slice(strip_cr(&log[s..e]));
+                        (Cow::Owned(joined), tb_end)
+                    }
+                    None => (Cow::Borrowed(line), tb_end),
+                }
+            } else {
+                (Cow::Borrowed(line), end)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -672,5 +759,84 @@ mod tests {
             assert_eq!(found(log).0, all, "{log:?}");
         }
         assert_eq!(found("ERROR x\n\nERROR y").1.len(), 2);
+    }
+
+    /// Every line looked at in turn, without the searches: what [`find_failures`] must find.
+    fn line_by_line(log: &[u8]) -> (usize, Vec<(usize, Vec<u8>)>) {
+        let mut found = Vec::new();
+        let mut pos = 0;
+        while pos < log.len() {
+            let end = memchr::memchr(b'\n', &log[pos..]).map_or(log.len(), |i| pos + i);
+            let line = strip_cr(&log[pos..end]);
+            pos = match record(log, pos, end, line) {
+                Some((text, record_end)) => {
+                    let index = memchr::memchr_iter(b'\n', &log[..pos]).count();
+                    found.push((index, text.into_owned()));
+                    record_end + 1
+                }
+                None => end + 1,
+            };
+        }
+        let mut lines = 0;
+        RuleSet::builtin().classify_lines(log, |_, _| lines += 1);
+        (lines, found)
+    }
+
+    fn searched(log: &[u8]) -> (usize, Vec<(usize, Vec<u8>)>) {
+        let mut found = Vec::new();
+        let lines = find_failures(log, |i, text| found.push((i, text.to_vec())));
+        (lines, found)
+    }
+
+    #[test]
+    fn exception_lines_without_a_level_literal_are_found() {
+        let log = b"INFO a\nAccessDenied: no\nbotocore.exceptions.NoCredentials: x\nINFO: fine\nWARNING:root:fine\nTraceback (most recent call last):\n  File \"x\"\nhttpx.ReadTimeout\r\n";
+        let (lines, found) = searched(log);
+        assert_eq!(lines, 8);
+        let texts: Vec<_> = found
+            .iter()
+            .map(|(i, t)| (*i, String::from_utf8_lossy(t).into_owned()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (1, "AccessDenied: no".to_owned()),
+                (2, "botocore.exceptions.NoCredentials: x".to_owned()),
+                (5, "httpx.ReadTimeout".to_owned()),
+            ]
+        );
+        assert_eq!(searched(log), line_by_line(log));
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn the_searches_find_what_a_look_at_every_line_finds(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "2026-11-13T09:50:00Z INFO ok", "2026-11-13T09:50:00Z ERROR boom",
+                        "ERROR:root:x", "INFO:root:x", "WARNING: y", "[error] z", "level=error",
+                        "level=info msg=\"error\"", "{\"level\":50}", "{\"level\":\"info\"}",
+                        "Traceback (most recent call last):", "  File \"a.py\", line 1",
+                        "    raise X", "httpx.ReadTimeout: timed out", "KeyError: 'k'",
+                        "AccessDenied", "a.B: c", "Foo.bar: x", "panic: x", "fatal error: y",
+                        "thread 'main' panicked at src/x.rs:1:1:", "Task timed out after 3.00 seconds",
+                        "Runtime exited with error: signal: killed", "ReadTimeout", "Traceback",
+                        "During handling of the above exception, another exception occurred:",
+                        "The above exception was the direct cause of the following exception:",
+                    ]).prop_map(str::to_owned),
+                    "[ -~]{0,30}",
+                    "[A-Za-z._:]{0,12}",
+                    proptest::sample::select(vec!["\n", "\r\n", "\n\n", " ", "\t", "\r"])
+                        .prop_map(str::to_owned),
+                ],
+                0..30,
+            ),
+        ) {
+            let log = parts.concat().into_bytes();
+            proptest::prop_assert_eq!(searched(&log), line_by_line(&log));
+        }
     }
 }

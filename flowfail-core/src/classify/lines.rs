@@ -14,9 +14,21 @@ pub(super) fn strip_cr(l: &[u8]) -> &[u8] {
 impl RuleSet {
     /// `classify` of one raw line (`\r` already stripped), read lossily when not UTF-8.
     pub(super) fn classify_raw(&self, line: &[u8]) -> Classification {
-        match std::str::from_utf8(line) {
-            Ok(text) => self.classify(text, None),
-            Err(_) => self.classify(&String::from_utf8_lossy(line), None),
+        self.classify_bytes(line, None)
+    }
+
+    /// [`RuleSet::classify`] of a message given as bytes, as a log holds it: invalid UTF-8 is
+    /// read lossily (each bad sequence becomes U+FFFD).
+    ///
+    /// ```
+    /// use flowfail_core::{classify::RuleSet, FailureKind};
+    /// let c = RuleSet::builtin().classify_bytes(b"Task timed out after 45.00 seconds \xff", None);
+    /// assert_eq!(c.kind, FailureKind::Timeout);
+    /// ```
+    pub fn classify_bytes(&self, message: &[u8], http_status: Option<u16>) -> Classification {
+        match std::str::from_utf8(message) {
+            Ok(text) => self.classify(text, http_status),
+            Err(_) => self.classify(&String::from_utf8_lossy(message), http_status),
         }
     }
 

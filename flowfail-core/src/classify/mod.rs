@@ -44,7 +44,7 @@ use serde::Serialize;
 use crate::model::FailureKind;
 
 pub use explain::{Explanation, Step};
-pub use failures::{record_boundary, record_boundary_before};
+pub use failures::{find_failures, record_boundary, record_boundary_before};
 pub use ruleset::{BUILTIN_RULES, RuleSet};
 
 use FailureKind::{ModelApi5xx, RateLimit, Timeout, Unknown, Validation};
