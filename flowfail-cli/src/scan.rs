@@ -206,7 +206,7 @@ const BLOCK: usize = 1 << 20;
 pub(crate) fn cmd_classify_plain(rules: &Rules, opts: ScanOptions, files: &[PathBuf]) -> CliResult {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut scan = Scan::new(rules.get(), opts, threads);
+    let mut scan = Scan::new(rules, opts, threads);
     if files.is_empty() {
         scan.stream(std::io::stdin().lock(), &mut out)
             .map_err(|e| Failure::io("classifying stdin", e))?;
@@ -233,7 +233,8 @@ pub(crate) fn cmd_classify_plain(rules: &Rules, opts: ScanOptions, files: &[Path
 
 /// A scan in progress: its options, counts, and the lines read so far (for line numbers).
 struct Scan<'r> {
-    rules: &'r RuleSet,
+    /// Compiled when a block is first classified here.
+    rules: &'r Rules,
     opts: ScanOptions,
     threads: usize,
     counts: ClassCounts,
@@ -241,7 +242,7 @@ struct Scan<'r> {
 }
 
 impl<'r> Scan<'r> {
-    fn new(rules: &'r RuleSet, opts: ScanOptions, threads: usize) -> Self {
+    fn new(rules: &'r Rules, opts: ScanOptions, threads: usize) -> Self {
         let counts = if opts.all_lines {
             ClassCounts::default()
         } else {
@@ -264,7 +265,7 @@ impl<'r> Scan<'r> {
 
     /// Classifies a block of whole lines, split over the threads.
     fn block(&mut self, block: &[u8], out: &mut impl Write) -> std::io::Result<()> {
-        let (rules, opts) = (self.rules, self.opts);
+        let (rules, opts) = (self.rules.get(), self.opts);
         let parts = split_at_lines(block, self.threads);
         // Line numbers need each part's first line: count them up front, unless counting.
         let numbered = !opts.count && !opts.all_lines && parts.len() > 1;
@@ -402,7 +403,6 @@ fn count_file_parallel(
     if threads > 1 && !opts.all_lines {
         return count_failures_pipelined(rules, file, threads);
     }
-    let rules = rules.get();
     let bounds = line_bounds(file, threads)?;
     let results: Vec<std::io::Result<ClassCounts>> = std::thread::scope(|s| {
         let handles: Vec<_> = bounds
@@ -667,7 +667,7 @@ mod tests {
             all_lines: false,
             explain: false,
         };
-        let mut scan = Scan::new(RuleSet::builtin(), opts, threads);
+        let mut scan = Scan::new(&Rules::Builtin, opts, threads);
         let mut out = Vec::new();
         scan.stream(log, &mut out).unwrap();
         String::from_utf8(out).unwrap()
@@ -713,7 +713,7 @@ mod tests {
         let mut log = b"Task timed out after 45.00 seconds ".to_vec();
         log.extend(std::iter::repeat_n(b'x', 3 * BLOCK + 17));
         log.extend_from_slice(b"\nINFO ok\n502 Bad Gateway");
-        let mut scan = Scan::new(RuleSet::builtin(), ALL_COUNT, 2);
+        let mut scan = Scan::new(&Rules::Builtin, ALL_COUNT, 2);
         scan.stream(log.as_slice(), &mut std::io::sink()).unwrap();
         let mut out = Vec::new();
         scan.counts.write(&mut out).unwrap();
@@ -741,7 +741,7 @@ mod tests {
         std::fs::write(&path, &log).unwrap();
         let file = File::open(&path).unwrap();
         for opts in [ALL_COUNT, FAILURE_COUNT] {
-            let mut one = Scan::new(RuleSet::builtin(), opts, 1);
+            let mut one = Scan::new(&Rules::Builtin, opts, 1);
             one.stream(log.as_bytes(), &mut std::io::sink()).unwrap();
             for threads in [1, 2, 3, 7] {
                 let many = count_file_parallel(&Rules::Builtin, opts, &file, threads).unwrap();

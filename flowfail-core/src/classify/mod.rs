@@ -662,6 +662,12 @@ mod tests {
         // hits are checked with the ASCII set); only a scan without a prefilter needs the union.
         rules.classify("délai dépassé: request timed out", None);
         assert_eq!(rules.lazy_parts_built(), (true, false, false));
+        // The status rules' Unicode forms too, when a status rule matches such a message.
+        let c = rules.classify("échec: upstream returned 503", None);
+        assert_eq!(
+            (c.kind, c.rule),
+            (FailureKind::ModelApi5xx, "status_in_message:5xx")
+        );
         rules.classify_lines(log, |_, _| {});
         assert_eq!(rules.lazy_parts_built(), (true, false, true));
         // A set with users' rules builds everything while it loads (errors surface then).

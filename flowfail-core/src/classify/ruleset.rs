@@ -116,8 +116,8 @@ pub struct RuleSet {
     /// line). Built at once; the rest is built when first needed, so that a process that never
     /// sees non-ASCII text or never scans every line of a log does not pay for it.
     ascii: regex::bytes::RegexSet,
-    /// The status rules, one regex each (to read the captured status): Unicode and ASCII.
-    status: Vec<(Regex, regex::bytes::Regex)>,
+    /// The status rules, one ASCII regex each (to read the captured status).
+    status: Vec<regex::bytes::Regex>,
     /// What is built on first use.
     lazy: Lazy,
 }
@@ -136,6 +136,9 @@ struct Lazy {
     evidence: OnceLock<Option<regex::bytes::Regex>>,
     /// The literal prefilter of that scan; `None` when the rules do not allow a sound one.
     prefilter: OnceLock<Option<Prefilter>>,
+    /// The status rules, one Unicode regex each, for non-ASCII text; `None` if they could not
+    /// be built (the ASCII ones then read the bytes).
+    status_unicode: OnceLock<Option<Vec<Regex>>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -319,16 +322,24 @@ impl<'t> Evidence<'t> {
             .iter()
             .filter(|i| range.contains(i))
             .find_map(|i| {
-                let (unicode, ascii) = &self.set.status[i - range.start];
-                let digits = if self.ascii {
-                    let caps = ascii.captures(self.text.as_bytes())?;
-                    (1..caps.len()).find_map(|g| caps.get(g))?.as_bytes()
+                let k = i - range.start;
+                let unicode = if self.ascii {
+                    None
                 } else {
-                    let caps = unicode.captures(self.text)?;
-                    (1..caps.len())
-                        .find_map(|g| caps.get(g))?
-                        .as_str()
-                        .as_bytes()
+                    self.set.status_unicode().map(|u| &u[k])
+                };
+                let digits = match unicode {
+                    None => {
+                        let caps = self.set.status[k].captures(self.text.as_bytes())?;
+                        (1..caps.len()).find_map(|g| caps.get(g))?.as_bytes()
+                    }
+                    Some(unicode) => {
+                        let caps = unicode.captures(self.text)?;
+                        (1..caps.len())
+                            .find_map(|g| caps.get(g))?
+                            .as_str()
+                            .as_bytes()
+                    }
                 };
                 let status = std::str::from_utf8(digits).ok()?.parse().ok()?;
                 Some((status, &self.set.rules[*i]))
@@ -522,13 +533,12 @@ fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
         .map_err(too_big)?;
     let mut status = Vec::new();
     for r in &rules[stages[Stage::StatusInMessage as usize].clone()] {
-        status.push((
-            Regex::new(&r.pattern).map_err(too_big)?,
+        status.push(
             regex::bytes::RegexBuilder::new(&r.pattern)
                 .unicode(false)
                 .build()
                 .map_err(too_big)?,
-        ));
+        );
     }
     let set = RuleSet {
         rules,
@@ -582,8 +592,10 @@ impl RuleSet {
     pub(crate) fn build_all(&self) -> Result<()> {
         let unicode = self.build_unicode()?;
         let evidence = self.build_evidence()?;
+        let status = self.build_status_unicode()?;
         let _ = self.lazy.unicode.set(Some(unicode));
         let _ = self.lazy.evidence.set(Some(evidence));
+        let _ = self.lazy.status_unicode.set(Some(status));
         self.prefilter();
         Ok(())
     }
@@ -601,6 +613,21 @@ impl RuleSet {
             self.lazy.evidence.get().is_some(),
             self.lazy.prefilter.get().is_some(),
         )
+    }
+
+    fn build_status_unicode(&self) -> Result<Vec<Regex>> {
+        self.rules[self.stages[Stage::StatusInMessage as usize].clone()]
+            .iter()
+            .map(|r| Regex::new(&r.pattern).map_err(too_big))
+            .collect()
+    }
+
+    /// The status rules' Unicode regexes, for non-ASCII text.
+    fn status_unicode(&self) -> Option<&Vec<Regex>> {
+        self.lazy
+            .status_unicode
+            .get_or_init(|| self.build_status_unicode().ok())
+            .as_ref()
     }
 
     /// The Unicode build of every pattern, for non-ASCII text.
