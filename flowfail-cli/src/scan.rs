@@ -2,11 +2,12 @@
 //! memory-scan speed on all cores.
 //!
 //! Input is read in blocks of whole lines into a reused buffer; each block is handed to
-//! [`RuleSet::classify_failures`], which looks only at lines holding a failure level's literal,
-//! or to [`RuleSet::classify_lines`], which classifies in full only the lines that hold
-//! evidence for some rule. Stdin is read by one thread and each block split over all cores; a
-//! regular file given with `--count` is split at line ends up front and every core reads and
-//! scans its own part, so reading is parallel too.
+//! [`RuleSet::classify_failures`], which looks only at failure lines, or to
+//! [`RuleSet::classify_lines`], which classifies in full only the lines that hold evidence for
+//! some rule. Stdin is read by one thread and each block split over all cores. A regular file
+//! given with `--count` is split at line ends up front so that reading is parallel too: with
+//! `--all-lines` every core reads and scans its own part; a failure count pipelines, readers
+//! finding failures and classifiers classifying them (see [`count_failures_pipelined`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;

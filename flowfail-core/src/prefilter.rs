@@ -32,8 +32,9 @@ pub(crate) struct Prefilter {
     #[cfg(test)]
     needle_count: usize,
 
-    /// The line-anchored alternatives, case-insensitive, matched against one line at a time.
-    anchored: Option<regex::bytes::Regex>,
+    /// The line-anchored alternatives, case-insensitive, matched against one line at a time
+    /// (a lazy DFA: the check runs on every line, so it must cost little more than a call).
+    anchored: Option<regex_automata::hybrid::dfa::DFA>,
 }
 
 impl Prefilter {
@@ -87,9 +88,14 @@ impl Prefilter {
             None
         } else {
             Some(
-                regex::bytes::RegexBuilder::new(&format!("(?i){}", anchored.join("|")))
-                    .unicode(false)
-                    .build()
+                regex_automata::hybrid::dfa::DFA::builder()
+                    .syntax(
+                        regex_automata::util::syntax::Config::new()
+                            .case_insensitive(true)
+                            .unicode(false)
+                            .utf8(false),
+                    )
+                    .build(&anchored.join("|"))
                     .ok()?,
             )
         };
@@ -122,9 +128,26 @@ impl Prefilter {
         }
     }
 
-    /// Whether a line-anchored alternative may match this one line.
-    pub(crate) fn anchored_match(&self, line: &[u8]) -> bool {
-        self.anchored.as_ref().is_some_and(|r| r.is_match(line))
+    /// The search cache of [`Prefilter::anchored_match`], one per thread.
+    pub(crate) fn anchored_cache(&self) -> Option<regex_automata::hybrid::dfa::Cache> {
+        self.anchored.as_ref().map(|dfa| dfa.create_cache())
+    }
+
+    /// Whether a line-anchored alternative may match this one line (`cache` from
+    /// [`Prefilter::anchored_cache`]); `true` when the DFA gives up, so that the line is
+    /// classified in full.
+    pub(crate) fn anchored_match(
+        &self,
+        cache: &mut Option<regex_automata::hybrid::dfa::Cache>,
+        line: &[u8],
+    ) -> bool {
+        let (Some(dfa), Some(cache)) = (&self.anchored, cache) else {
+            return false;
+        };
+        let input = regex_automata::Input::new(line)
+            .anchored(regex_automata::Anchored::Yes)
+            .earliest(true);
+        !matches!(dfa.try_search_fwd(cache, &input), Ok(None))
     }
 
     /// The needles; for tests and docs.
@@ -374,8 +397,11 @@ mod tests {
         let text = b"ok\nrequest timed out\nfine\ndeadline expired now\n".to_ascii_lowercase();
         p.candidate_lines(&text, |s| hits.push(s));
         assert_eq!(hits, [3, 26]);
-        assert!(p.anchored_match(b"  503 service unavailable"));
-        assert!(!p.anchored_match(b"x 503 service unavailable"));
+        let mut cache = p.anchored_cache();
+        assert!(p.anchored_match(&mut cache, b"  503 service unavailable"));
+        assert!(p.anchored_match(&mut cache, b"\t503 Service Unavailable"));
+        assert!(!p.anchored_match(&mut cache, b"x 503 service unavailable"));
+        assert!(!p.anchored_match(&mut cache, b"2026-11-13T09:50:00Z 503 service unavailable"));
     }
 
     #[test]

@@ -65,23 +65,22 @@ impl RuleSet {
         const BLOCK: usize = 64 << 10;
         let mut lowered = Vec::with_capacity(BLOCK + 1024);
         let mut candidates = Vec::new();
+        let mut cache = p.anchored_cache();
         let mut pos = 0;
         while pos < log.len() {
             let cut = (pos + BLOCK).min(log.len());
             let end = memchr::memchr(b'\n', &log[cut..]).map_or(log.len(), |i| cut + i + 1);
             let block = &log[pos..end];
-            lowered.clear();
-            lowered.extend_from_slice(block);
-            lowered.make_ascii_lowercase();
+            let ascii = lowercase_into(block, &mut lowered);
             candidates.clear();
             p.candidate_lines(&lowered, |start| candidates.push(start));
             let mut next = candidates.iter().copied().peekable();
             for (s, e) in lines_of(block) {
                 let line = strip_cr(&block[s..e]);
                 let candidate = next.next_if_eq(&s).is_some();
-                let evidence = !line.is_ascii()
+                let evidence = (!ascii && !line.is_ascii())
                     || (candidate && self.may_match(line))
-                    || p.anchored_match(line);
+                    || p.anchored_match(&mut cache, line);
                 let c = if evidence {
                     self.classify_raw(line)
                 } else {
@@ -132,6 +131,19 @@ impl RuleSet {
             }
         }
     }
+}
+
+/// `text` ASCII-lowercased into `lowered` (its old content replaced), in one pass that also
+/// says whether `text` is all ASCII.
+fn lowercase_into(text: &[u8], lowered: &mut Vec<u8>) -> bool {
+    lowered.clear();
+    lowered.resize(text.len(), 0);
+    let mut high = 0u8;
+    for (to, &b) in lowered.iter_mut().zip(text) {
+        high |= b;
+        *to = b.to_ascii_lowercase();
+    }
+    high < 0x80
 }
 
 /// The lines of `text` (a final line needs no `\n`), as (start, end) without the `\n`.
