@@ -354,7 +354,7 @@ fn load_rules(files: &[PathBuf]) -> Result<scan::Rules, Failure> {
         return Ok(scan::Rules::Builtin);
     }
     RuleSet::with_extra(files)
-        .map(scan::Rules::Loaded)
+        .map(|rules| scan::Rules::Loaded(Box::new(rules)))
         .map_err(Failure::usage)
 }
 

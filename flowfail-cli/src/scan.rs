@@ -38,7 +38,7 @@ pub(crate) struct ScanOptions {
 /// reading the log while another thread compiles them), or rules already loaded.
 pub(crate) enum Rules {
     Builtin,
-    Loaded(RuleSet),
+    Loaded(Box<RuleSet>),
 }
 
 impl Rules {
@@ -794,7 +794,7 @@ mod tests {
             "[[rule]]\nname = \"flowengine:budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget spent'\n",
         )])
         .unwrap();
-        let rules = Rules::Loaded(user);
+        let rules = Rules::Loaded(Box::new(user));
         let file = File::open(&path).unwrap();
         for threads in [2, 3, 4] {
             let counts = count_file_parallel(&rules, FAILURE_COUNT, &file, threads).unwrap();
