@@ -21,6 +21,8 @@ use super::{Classification, RuleSet};
 const NEEDLES: &[&str] = &[
     "ERR",            // ERROR, ERR
     "rror",           // error, Error
+    "err",            // err (syslog's name for the level), error
+    "Err",            //
     "FATAL",          //
     "atal",           // fatal, Fatal
     "CRIT",           // CRITICAL, CRIT
@@ -819,6 +821,7 @@ mod tests {
                         "2026-11-13T09:50:00Z INFO ok", "2026-11-13T09:50:00Z ERROR boom",
                         "ERROR:root:x", "INFO:root:x", "WARNING: y", "[error] z", "level=error",
                         "level=info msg=\"error\"", "{\"level\":50}", "{\"level\":\"info\"}",
+                        "level=err msg=x", "<3> Err: disk", "{\"level\":\"err\"}",
                         "Traceback (most recent call last):", "  File \"a.py\", line 1",
                         "    raise X", "httpx.ReadTimeout: timed out", "KeyError: 'k'",
                         "AccessDenied", "a.B: c", "Foo.bar: x", "panic: x", "fatal error: y",
