@@ -17,7 +17,9 @@ use memchr::memmem;
 use super::lines::strip_cr;
 use super::{Classification, RuleSet};
 
-/// Literals one of which every failure line holds (case matters: these are raw bytes).
+/// Literals one of which every line at a failure level holds (case matters: these are raw
+/// bytes): each level word of [`failure_level`] in its lower, title and upper spelling, and
+/// the JSON number levels [`json_level`] reads.
 const NEEDLES: &[&str] = &[
     "ERR",            // ERROR, ERR
     "rror",           // error, Error
@@ -29,10 +31,16 @@ const NEEDLES: &[&str] = &[
     "crit",           // critical, crit
     "Crit",           // Critical
     "ALERT",          //
-    "EMERG",          //
+    "alert",          //
+    "Alert",          //
+    "EMERG",          // EMERG, EMERGENCY
+    "emerg",          //
+    "Emerg",          //
     "PANIC",          //
     "anic",           // panic, Panic, panicked
     "SEVERE",         // java.util.logging
+    "severe",         //
+    "Severe",         //
     "Task timed out", // AWS Lambda
     "Runtime exited", // AWS Lambda
     "\"level\":5",    // pino / bunyan numeric levels: 50 error, 60 fatal
@@ -179,7 +187,10 @@ fn failure_level(word: &[u8]) -> Option<bool> {
         .iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
     {
-        Some(true)
+        // Loggers write a level in lower, title or upper case (`error`, `Error`, `ERROR`); the
+        // literal search looks for those spellings only, so `eRRoR` is no level.
+        let title = word[1..].iter().all(u8::is_ascii_lowercase);
+        (title || word.iter().all(u8::is_ascii_uppercase)).then_some(true)
     } else if OTHER
         .iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
@@ -273,8 +284,8 @@ fn json_level(line: &[u8]) -> Option<bool> {
         .iter()
         .filter_map(|f| f.find(line).map(|i| (i, f.needle())))
         .min_by_key(|(i, _)| *i)?;
-    let rest = trim_start(&line[at + key.len()..]);
-    let rest = trim_start(rest.strip_prefix(b":")?);
+    let raw = &line[at + key.len()..];
+    let rest = trim_start(trim_start(raw).strip_prefix(b":")?);
     if let Some(s) = rest.strip_prefix(b"\"") {
         let n = s
             .iter()
@@ -282,12 +293,18 @@ fn json_level(line: &[u8]) -> Option<bool> {
             .unwrap_or(s.len());
         return Some(failure_level(&s[..n]).unwrap_or(false));
     }
-    let n = rest
+    // A number level is pino's and bunyan's, written `"level":50` (or `"level": 50`): 50 is
+    // error, 60 fatal, lower ones healthy; other numbers and keys are no level.
+    let number = raw
+        .strip_prefix(b": ")
+        .or_else(|| raw.strip_prefix(b":"))
+        .filter(|_| key == b"\"level\"")?;
+    let n = number
         .iter()
         .position(|c| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let level: u32 = std::str::from_utf8(&rest[..n]).ok()?.parse().ok()?;
-    Some(level >= 50)
+        .unwrap_or(number.len());
+    let level: u32 = std::str::from_utf8(&number[..n]).ok()?.parse().ok()?;
+    (level < 70).then_some(level >= 50)
 }
 
 /// How the name of an exception without a dotted module ends.
@@ -683,6 +700,15 @@ mod tests {
             ("  File \"x.py\", line 1, in <module>", LineRole::Other),
             ("the error handler is registered", LineRole::Other),
             ("step error=\"x\" ok", LineRole::Other),
+            (
+                "2026/11/13 09:50:00 [emerg] 1#1: bind() to 0.0.0.0:80 failed",
+                LineRole::Failure,
+            ),
+            ("level=Severe msg=x", LineRole::Failure),
+            // Spellings no logger writes, and number levels pino does not write, are no level.
+            ("[eRRoR] x", LineRole::Other),
+            (r#"{"level":70,"msg":"x"}"#, LineRole::Other),
+            (r#"{"lvl":60,"msg":"x"}"#, LineRole::Other),
         ];
         for (line, want) in cases {
             assert_eq!(role(line.as_bytes()), *want, "{line}");
@@ -822,6 +848,11 @@ mod tests {
                         "ERROR:root:x", "INFO:root:x", "WARNING: y", "[error] z", "level=error",
                         "level=info msg=\"error\"", "{\"level\":50}", "{\"level\":\"info\"}",
                         "level=err msg=x", "<3> Err: disk", "{\"level\":\"err\"}",
+                        "2026/11/13 09:50:00 [emerg] 1#1: bind() failed", "[alert] x",
+                        "level=alert", "severity=Severe", "{\"level\":\"emerg\"}", "[ErRoR] x",
+                        "level=eRROR", "{\"level\":70}", "{\"level\":100}", "{\"level\":  50}",
+                        "{\"level\" :50}", "{\"lvl\":60}", "{\"severity\":50}", "{\"level\": 60}",
+                        "[Emergency] y", "Alert: z", "2026-11-13 SEVERE w",
                         "Traceback (most recent call last):", "  File \"a.py\", line 1",
                         "    raise X", "httpx.ReadTimeout: timed out", "KeyError: 'k'",
                         "AccessDenied", "a.B: c", "Foo.bar: x", "panic: x", "fatal error: y",

@@ -273,13 +273,6 @@ impl RuleSet {
         let unicode = if ascii { None } else { self.unicode_set() };
         let hits = match unicode {
             Some(unicode) => unicode.matches(text).into_iter().collect(),
-            // The usual case, once per failure line of a log: no allocation for the flags.
-            None if self.rules.len() <= 64 => {
-                let mut flags = [false; 64];
-                let flags = &mut flags[..self.rules.len()];
-                self.ascii.matches_read_at(flags, text.as_bytes(), 0);
-                (0..flags.len()).filter(|i| flags[*i]).collect()
-            }
             None => self.ascii.matches(text.as_bytes()).into_iter().collect(),
         };
         Evidence {
