@@ -744,22 +744,29 @@ mod tests {
         assert_eq!(v["by_kind"]["unknown"], 1);
     }
 
+    /// A log of `lines` lines made by `line`, written to a fresh temporary folder: the folder,
+    /// the open file and the text.
+    fn temp_log(
+        tag: &str,
+        lines: usize,
+        line: impl Fn(usize) -> String,
+    ) -> (PathBuf, File, String) {
+        let dir = std::env::temp_dir().join(format!("ff-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log: String = (0..lines).map(line).collect();
+        let path = dir.join("log");
+        std::fs::write(&path, &log).unwrap();
+        (dir, File::open(&path).unwrap(), log)
+    }
+
     #[test]
     fn a_file_counted_in_parallel_counts_like_one_pass() {
-        let dir = std::env::temp_dir().join(format!("ff-scan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("log");
-        let mut log = String::new();
-        for i in 0..5000 {
-            log.push_str(&match i % 7 {
-                0 => format!("{i} ERROR Task timed out after 45.00 seconds\n"),
-                1 => format!("{i} ERROR openai.RateLimitError: Error code: 429\n"),
-                2 => "\n".to_owned(),
-                _ => format!("{i} INFO step ok latency_ms=500\r\n"),
-            });
-        }
-        std::fs::write(&path, &log).unwrap();
-        let file = File::open(&path).unwrap();
+        let (dir, file, log) = temp_log("scan", 5000, |i| match i % 7 {
+            0 => format!("{i} ERROR Task timed out after 45.00 seconds\n"),
+            1 => format!("{i} ERROR openai.RateLimitError: Error code: 429\n"),
+            2 => "\n".to_owned(),
+            _ => format!("{i} INFO step ok latency_ms=500\r\n"),
+        });
         for opts in [ALL_COUNT, FAILURE_COUNT] {
             let mut one = Scan::new(&Rules::Builtin, opts, 1);
             one.stream(log.as_bytes(), &mut std::io::sink()).unwrap();
@@ -777,25 +784,17 @@ mod tests {
 
     #[test]
     fn the_pipelined_count_classifies_with_the_given_rules() {
-        let dir = std::env::temp_dir().join(format!("ff-pipe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("log");
-        let mut log = String::new();
-        for i in 0..20_000 {
-            log.push_str(&match i % 5 {
-                0 => format!("2026-11-13T09:50:00Z ERROR step budget spent for t-{i}\n"),
-                1 => "2026-11-13T09:50:00Z ERROR openai.RateLimitError: Error code: 429\n".into(),
-                _ => format!("2026-11-13T09:50:00Z INFO step {i} ok\n"),
-            });
-        }
-        std::fs::write(&path, &log).unwrap();
+        let (dir, file, _) = temp_log("pipe", 20_000, |i| match i % 5 {
+            0 => format!("2026-11-13T09:50:00Z ERROR step budget spent for t-{i}\n"),
+            1 => "2026-11-13T09:50:00Z ERROR openai.RateLimitError: Error code: 429\n".into(),
+            _ => format!("2026-11-13T09:50:00Z INFO step {i} ok\n"),
+        });
         let user = RuleSet::with_extra_toml([(
             "extra.toml",
             "[[rule]]\nname = \"flowengine:budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget spent'\n",
         )])
         .unwrap();
         let rules = Rules::Loaded(Box::new(user));
-        let file = File::open(&path).unwrap();
         for threads in [2, 3, 4] {
             let counts = count_file_parallel(&rules, FAILURE_COUNT, &file, threads).unwrap();
             let mut out = Vec::new();
