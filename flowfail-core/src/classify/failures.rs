@@ -332,19 +332,30 @@ fn is_exception_line(line: &[u8]) -> bool {
     {
         return true;
     }
-    // A dotted name, then `:` or the end of the line.
-    let n = line
+    // A dotted name, then `:` or the end of the line; the module counts only before a `:`.
+    match leading_name(line) {
+        (name, None) => exception_name(name, false),
+        (name, Some(b':')) => exception_name(name, true),
+        _ => false,
+    }
+}
+
+/// The dotted name `text` starts with (`pkg.module.Name`, maybe empty), and the byte after it.
+fn leading_name(text: &[u8]) -> (&[u8], Option<u8>) {
+    let n = text
         .iter()
         .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
-        .unwrap_or(line.len());
-    let name = &line[..n];
-    let after_ok = n == line.len() || line[n] == b':';
+        .unwrap_or(text.len());
+    (&text[..n], text.get(n).copied())
+}
+
+/// Whether `name` reads as an exception's: its last part is capitalised, and it ends like an
+/// exception's name (`ReadTimeout`, `KeyError`) or, where `module_counts`, has a module
+/// (`pkg.module.Name`) whatever it ends with.
+fn exception_name(name: &[u8], module_counts: bool) -> bool {
     let last = name.rsplit(|c| *c == b'.').next().unwrap_or(name);
-    // `pkg.module.Name: …` is an exception whatever its name ends with.
-    let dotted = name.len() > last.len() && n < line.len();
-    after_ok
-        && last.first().is_some_and(u8::is_ascii_uppercase)
-        && (dotted || ENDINGS.iter().any(|e| last.ends_with(e)))
+    last.first().is_some_and(u8::is_ascii_uppercase)
+        && ((module_counts && name.len() > last.len()) || ENDINGS.iter().any(|e| last.ends_with(e)))
 }
 
 /// Walks a Python traceback from its header line (`from` is the header's start): the range
@@ -476,7 +487,9 @@ impl RuleSet {
         log: &[u8],
         mut each: impl FnMut(usize, &[u8], Classification),
     ) -> usize {
-        find_failures(log, |i, text| each(i, text, self.classify_raw(text)))
+        find_failures(log, |i, text| {
+            each(i, text, self.classify_bytes(text, None))
+        })
     }
 }
 
@@ -572,19 +585,11 @@ fn next_exception_start(log: &[u8], pos: usize, limit: usize) -> (usize, usize) 
 /// judged from its first name only: a necessary condition for [`is_exception_line`], cheap
 /// enough for every line.
 fn may_start_exception(rest: &[u8]) -> bool {
-    let n = rest
-        .iter()
-        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
-        .unwrap_or(rest.len());
-    match rest.get(n) {
-        Some(b' ') => return rest.starts_with(TRACEBACK),
-        None | Some(b':' | b'\n' | b'\r') => {}
-        _ => return false,
+    match leading_name(rest) {
+        (_, Some(b' ')) => rest.starts_with(TRACEBACK),
+        (name, None | Some(b':' | b'\n' | b'\r')) => exception_name(name, true),
+        _ => false,
     }
-    let name = &rest[..n];
-    let last = name.rsplit(|c| *c == b'.').next().unwrap_or(name);
-    last.first().is_some_and(u8::is_ascii_uppercase)
-        && (name.len() > last.len() || ENDINGS.iter().any(|e| last.ends_with(e)))
 }
 
 /// What the line at `start..end` (its text `line`) begins, if it is a failure: the text to

@@ -12,11 +12,6 @@ pub(super) fn strip_cr(l: &[u8]) -> &[u8] {
 }
 
 impl RuleSet {
-    /// `classify` of one raw line (`\r` already stripped), read lossily when not UTF-8.
-    pub(super) fn classify_raw(&self, line: &[u8]) -> Classification {
-        self.classify_bytes(line, None)
-    }
-
     /// [`RuleSet::classify`] of a message given as bytes, as a log holds it: invalid UTF-8 is
     /// read lossily (each bad sequence becomes U+FFFD).
     ///
@@ -50,7 +45,7 @@ impl RuleSet {
             None => {
                 for (s, e) in lines_of(log) {
                     let line = strip_cr(&log[s..e]);
-                    each(line, self.classify_raw(line));
+                    each(line, self.classify_bytes(line, None));
                 }
             }
         }
@@ -82,7 +77,7 @@ impl RuleSet {
                     || (candidate && self.may_match(line))
                     || p.anchored_match(&mut cache, line);
                 let c = if evidence {
-                    self.classify_raw(line)
+                    self.classify_bytes(line, None)
                 } else {
                     QUIET
                 };
@@ -117,14 +112,14 @@ impl RuleSet {
                 if all_ascii || line.is_ascii() {
                     each(line, QUIET);
                 } else {
-                    each(line, self.classify_raw(line));
+                    each(line, self.classify_bytes(line, None));
                 }
             }
             match hit {
                 Some(start) => {
                     let end = line_end(start);
                     let line = strip_cr(&log[start..end]);
-                    each(line, self.classify_raw(line));
+                    each(line, self.classify_bytes(line, None));
                     pos = end + 1;
                 }
                 None => break,
