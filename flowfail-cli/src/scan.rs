@@ -451,23 +451,15 @@ fn count_failures_pipelined(
     let bounds = line_bounds(file, readers)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUE);
     let rx = std::sync::Mutex::new(rx);
-    // Classified batches go back to the readers, whose buffers are then reused.
-    let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
-    let back_rx = std::sync::Mutex::new(back_rx);
     let results: Vec<std::io::Result<ClassCounts>> = std::thread::scope(|s| {
         let mut handles: Vec<_> = (0..classifiers)
             .map(|_| {
-                let back = back_tx.clone();
-                let rx = &rx;
-                s.spawn(move || {
+                s.spawn(|| {
                     let rules = rules.get();
                     let mut counts = ClassCounts::failures_only();
                     // A poisoned lock means another classifier panicked: that join reports it.
-                    while let Some(mut batch) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                    while let Some(batch) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
                         batch.classify_into(rules, &mut counts);
-                        batch.clear();
-                        // The readers may be done: then the batch is dropped.
-                        let _ = back.send(batch);
                     }
                     Ok(counts)
                 })
@@ -478,7 +470,6 @@ fn count_failures_pipelined(
                 tx: tx.clone(),
                 rules,
                 batch: Batch::default(),
-                returned: Some(&back_rx),
             };
             let part = FileRange {
                 file,
@@ -498,7 +489,6 @@ fn count_failures_pipelined(
         }
         // The classifiers stop once every reader's sender is gone.
         drop(tx);
-        drop(back_tx);
         handles.into_iter().map(joined).collect()
     });
     let mut total = ClassCounts::failures_only();
@@ -530,11 +520,6 @@ impl Batch {
         self.ends.push(self.text.len());
     }
 
-    fn clear(&mut self) {
-        self.text.clear();
-        self.ends.clear();
-    }
-
     fn classify_into(&self, rules: &RuleSet, counts: &mut ClassCounts) {
         let mut start = 0;
         for &end in &self.ends {
@@ -549,8 +534,6 @@ struct Handoff<'r> {
     tx: std::sync::mpsc::SyncSender<Batch>,
     rules: &'r Rules,
     batch: Batch,
-    /// Batches the classifiers are done with, to fill again.
-    returned: Option<&'r std::sync::Mutex<std::sync::mpsc::Receiver<Batch>>>,
 }
 
 impl Handoff<'_> {
@@ -567,19 +550,16 @@ impl Handoff<'_> {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
-        match self.tx.try_send(batch) {
-            Ok(()) => {
-                let reused = self.returned.and_then(|r| r.lock().ok()?.try_recv().ok());
-                self.batch = reused.unwrap_or_default();
-            }
-            Err(
-                std::sync::mpsc::TrySendError::Full(mut batch)
-                | std::sync::mpsc::TrySendError::Disconnected(mut batch),
-            ) => {
-                batch.classify_into(self.rules.get(), counts);
-                batch.clear();
-                self.batch = batch;
-            }
+        if let Err(
+            std::sync::mpsc::TrySendError::Full(mut batch)
+            | std::sync::mpsc::TrySendError::Disconnected(mut batch),
+        ) = self.tx.try_send(batch)
+        {
+            batch.classify_into(self.rules.get(), counts);
+            // Its buffers are filled again.
+            batch.text.clear();
+            batch.ends.clear();
+            self.batch = batch;
         }
     }
 }
@@ -818,7 +798,6 @@ mod tests {
             tx,
             rules: &rules,
             batch: Batch::default(),
-            returned: None,
         };
         let mut counts = ClassCounts::failures_only();
         let line = b"ERROR Task timed out after 45.00 seconds";
