@@ -99,13 +99,35 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
             ),
         }
     }
-    // Undo a breaker flowfail enabled once quota is comfortably low (hysteresis).
+    // Undo a breaker flowfail enabled once quota is comfortably low (hysteresis), only while
+    // the Deployment still holds flowfail's value (as closing does): a value a human set since
+    // stands, and without a read of the Deployment nothing is written (no blind write).
     if let (Some(rec), Quota::Known(u)) =
         (state.env_changes.get(&policy.breaker_env), &cx.obs.quota)
         && rec.value.as_deref() == Some("true")
         && u.used_ratio <= policy.quota_breaker_clear
         && matches!(plan, Breaker::Closed)
     {
+        let Some(env) = cx.env else {
+            b.skip(
+                "set_env",
+                policy.breaker_env.clone(),
+                "deployment state unreadable: circuit breaker restored once it can be read",
+            );
+            b.wait(
+                "deployment state readable, to restore the circuit breaker setting",
+                None,
+            );
+            return plan;
+        };
+        if env.get(&policy.breaker_env) != rec.value.as_ref() {
+            b.skip(
+                "set_env",
+                policy.breaker_env.clone(),
+                "changed since by someone else: their value stands",
+            );
+            return plan;
+        }
         b.actions.push(Action::SetEnv {
             deployment: policy.deployment.clone(),
             name: policy.breaker_env.clone(),

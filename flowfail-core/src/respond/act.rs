@@ -332,11 +332,19 @@ impl Responder {
             .deployment
             .as_ref()
             .and_then(|d| d.env.get(name).cloned());
-        let pre = pass
+        // Never a blind write: without this pass's read of the Deployment there is no
+        // precondition, so no call.
+        let Some(pre) = pass
             .obs
             .deployment
             .as_ref()
-            .map(|d| d.resource_version.clone());
+            .map(|d| d.resource_version.clone())
+        else {
+            return Ok(Done::Outcome(refused(
+                "deployment state unread: no env change without a precondition",
+            )));
+        };
+        let pre = Some(pre);
         // Write-ahead: the intent is in the ledger before the call, so a process that stops
         // between the call and its record leaves a trace the next pass reconciles.
         let mut ahead = state.clone();
