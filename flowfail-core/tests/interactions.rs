@@ -261,27 +261,79 @@ fn closing_hands_unsafe_changes_to_on_call() {
 }
 
 /// A rollback reserved in the ledger by a process that died before recording its outcome is
-/// taken as performed and verified — never attempted again, never taken for a human's change.
+/// recorded as what the Deployment shows: applied and going to verification when the Deployment
+/// was rolled back, never applied (and never verified) when it was not — never attempted again
+/// either way; nothing is decided while the Deployment is unreadable.
 #[test]
-fn a_reserved_rollback_without_a_record_goes_to_verification() {
-    use flowfail_core::decide::{IncidentState, reconcile_reserved};
+fn a_reserved_rollback_without_a_record_is_reconciled_with_the_deployment() {
+    use flowfail_core::DeploymentController;
+    use flowfail_core::decide::{IncidentState, ReservedRollback, reconcile_reserved};
     let sc = scenario("bad-deploy.json");
     let policy = sc.policy().unwrap();
     let clock = Clock::tokio_anchored(sc.now);
     let world = sc.world(&policy, clock).unwrap();
     let d = world.deployment.snapshot();
     let alert = flowfail_core::detect::alert_from_counts(70, 30, false, &policy);
-    let mut state = IncidentState::open("k".into(), sc.now, alert, Default::default(), Some(&d));
-    let before = state.clone();
-    reconcile_reserved(&mut state, &[], sc.now);
-    assert_eq!(state, before, "nothing reserved: nothing changes");
-    reconcile_reserved(&mut state, &["rollback".to_owned()], sc.now);
-    let rb = state
-        .rollback
-        .clone()
-        .expect("the reserved rollback is recorded");
-    assert_eq!((rb.from_revision, rb.rollout.clone()), (d.revision, None));
-    assert_eq!(Some(rb.to_revision), d.previous_revision());
-    reconcile_reserved(&mut state, &["rollback".to_owned()], sc.now);
+    let opened = IncidentState::open("k".into(), sc.now, alert, Default::default(), Some(&d));
+    let reserved = ["rollback".to_owned()];
+    let mut state = opened.clone();
+    reconcile_reserved(&mut state, &[], Some(&d), sc.now);
+    assert_eq!(state, opened, "nothing reserved: nothing changes");
+    reconcile_reserved(&mut state, &reserved, None, sc.now);
+    assert_eq!(state, opened, "the Deployment unreadable: nothing decided");
+
+    // The call never reached the Deployment.
+    let (from, to) = (d.revision, d.previous_revision().unwrap());
+    let found = reconcile_reserved(&mut state, &reserved, Some(&d), sc.now);
+    assert_eq!(
+        found,
+        Some(ReservedRollback::NeverReached {
+            from_revision: from,
+            to_revision: to
+        })
+    );
+    let rb = state.rollback.clone().unwrap();
+    assert!(rb.never_reached(), "{rb:?}");
+    assert_eq!(rb.verified_at, None, "never verified");
+    assert_eq!(
+        reconcile_reserved(&mut state, &reserved, Some(&d), sc.now),
+        None
+    );
     assert_eq!(state.rollback, Some(rb), "idempotent");
+
+    // It shows up on the Deployment after all (a replica's call in flight): applied, verified next.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(
+            world
+                .deployment
+                .rollback("flowengine", to, &d.resource_version),
+        )
+        .unwrap();
+    let rolled = world.deployment.snapshot();
+    let found = reconcile_reserved(&mut state, &reserved, Some(&rolled), sc.now);
+    assert_eq!(
+        found,
+        Some(ReservedRollback::Landed {
+            from_revision: from,
+            to_revision: to
+        })
+    );
+    let rb = state.rollback.clone().unwrap();
+    assert_eq!(
+        (rb.from_revision, rb.to_revision, rb.rollout),
+        (from, to, None)
+    );
+    assert_eq!(
+        state.known_resource_version,
+        Some(rolled.resource_version.clone())
+    );
+
+    // Found rolled back by a fresh process: applied, to verification.
+    let mut fresh = opened.clone();
+    let found = reconcile_reserved(&mut fresh, &reserved, Some(&rolled), sc.now);
+    assert!(matches!(found, Some(ReservedRollback::Landed { .. })));
+    assert_eq!(fresh.rollback.unwrap().rollout, None);
 }

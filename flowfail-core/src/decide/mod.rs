@@ -50,8 +50,8 @@ mod vendor;
 
 use builder::Builder;
 pub use outcome::{
-    ActionOutcome, Applied, apply_outcome, escalate_after_panic, reconcile_env_intents,
-    reconcile_reserved,
+    ActionOutcome, Applied, ROLLBACK_NEVER_REACHED, ReservedRollback, apply_outcome,
+    escalate_after_panic, reconcile_env_intents, reconcile_reserved,
 };
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,

@@ -257,27 +257,83 @@ pub fn escalate_after_panic(state: &mut IncidentState, now: Timestamp) {
     state.escalated_at = Some(now);
 }
 
-/// Reconciles the state with the effects the ledger has reserved: a rollback reserved but not
-/// in the state (the process that reserved it stopped before recording its outcome) is taken
-/// as performed, to the revision recorded at open, and goes to verification — never attempted
-/// again, and never mistaken for a human's change to the Deployment.
-pub fn reconcile_reserved(state: &mut IncidentState, effects: &[String], now: Timestamp) {
-    if state.rollback.is_some() || !effects.iter().any(|e| e == "rollback") {
-        return;
+/// What [`reconcile_reserved`] found of a rollback reserved in the ledger with no outcome in
+/// the state (its process stopped between the reservation and the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReservedRollback {
+    /// The Deployment runs the target's template: the rollback landed. Recorded as applied; it
+    /// goes to verification.
+    Landed {
+        /// Revision rolled away from.
+        from_revision: u64,
+        /// Revision rolled back to.
+        to_revision: u64,
+    },
+    /// The Deployment is not rolled back: the call never reached it. Recorded as not applied
+    /// (never verified, never attempted again in this incident); on-call is paged.
+    NeverReached {
+        /// Revision it would have rolled away from.
+        from_revision: u64,
+        /// Revision it would have rolled back to.
+        to_revision: u64,
+    },
+}
+
+/// The rollout verdict of a rollback that was reserved and never reached the Deployment.
+pub const ROLLBACK_NEVER_REACHED: &str = "not applied: reserved by a process that stopped before the call; it never reached the Deployment";
+
+/// Reconciles the state with the effects the ledger has reserved and the Deployment as observed
+/// now. A rollback reserved but not in the state (the process that reserved it stopped before
+/// recording its outcome) is never attempted again; it is recorded as what the Deployment shows:
+/// applied and going to verification when the Deployment runs the target's template (its
+/// revision moved on and the target's ReplicaSet was relabelled), otherwise as never applied —
+/// never reported as applied or verified. A rollback recorded as never applied is looked at again
+/// each pass and recorded as applied if it shows up on the Deployment after all (a replica's
+/// call in flight). With the Deployment unreadable nothing is decided.
+pub fn reconcile_reserved(
+    state: &mut IncidentState,
+    effects: &[String],
+    deployment: Option<&crate::model::DeploymentState>,
+    now: Timestamp,
+) -> Option<ReservedRollback> {
+    if !effects.iter().any(|e| e == "rollback") {
+        return None;
     }
-    let Some(at_open) = &state.deployment_at_open else {
-        return;
+    let d = deployment?;
+    let landed =
+        |from: u64, to: u64| d.revision != from && !d.history.iter().any(|h| h.revision == to);
+    let (from_revision, to_revision) = match &state.rollback {
+        Some(rb) if rb.never_reached() => (rb.from_revision, rb.to_revision),
+        Some(_) => return None,
+        None => {
+            let at_open = state.deployment_at_open.as_ref()?;
+            (at_open.revision, at_open.previous_revision?)
+        }
     };
-    let Some(to_revision) = at_open.previous_revision else {
-        return;
-    };
-    state.rollback = Some(RollbackRecord {
+    let record = |rollout: Option<String>| RollbackRecord {
         at: now,
-        from_revision: at_open.revision,
+        from_revision,
         to_revision,
-        rollout: None,
+        rollout,
         verified_at: None,
-    });
+    };
+    if landed(from_revision, to_revision) {
+        state.rollback = Some(record(None));
+        state.known_resource_version = Some(d.resource_version.clone());
+        Some(ReservedRollback::Landed {
+            from_revision,
+            to_revision,
+        })
+    } else if state.rollback.is_none() {
+        state.rollback = Some(record(Some(ROLLBACK_NEVER_REACHED.to_owned())));
+        Some(ReservedRollback::NeverReached {
+            from_revision,
+            to_revision,
+        })
+    } else {
+        None
+    }
 }
 
 /// Reconciles the env changes a process intended (written ahead to the ledger) with the

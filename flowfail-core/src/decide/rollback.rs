@@ -19,6 +19,16 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
                 b.wait("rollout of the rollback", None);
             }
             Some("complete") => rollback_verified = true,
+            Some(_) if rb.never_reached() => b.page(
+                state,
+                policy,
+                &policy.on_call_target,
+                "rollback_not_applied",
+                format!(
+                    "the rollback to revision {} was reserved by a process that stopped before calling the Kubernetes API: it never reached the Deployment and is not attempted again in this incident",
+                    rb.to_revision
+                ),
+            ),
             Some(other) => b.page(
                 state,
                 policy,
@@ -50,14 +60,7 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
                 let persisting_after = rb
                     .verified_at
                     .map(|v| v + secs(policy.rollback_verify_after_s));
-                b.skip(
-                    "rollback",
-                    "",
-                    format!(
-                        "already rolled back to revision {} in this incident: never twice",
-                        rb.to_revision
-                    ),
-                );
+                b.skip("rollback", "", never_twice(rb));
                 if let Some(t) = persisting_after {
                     if now >= t {
                         b.page(
@@ -80,6 +83,21 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
         }
     }
     rollback_verified
+}
+
+/// Why a rollback is not planned again in an incident that has one.
+fn never_twice(rb: &super::RollbackRecord) -> String {
+    if rb.never_reached() {
+        format!(
+            "a rollback to revision {} was reserved in this incident and never reached the Deployment: not attempted twice",
+            rb.to_revision
+        )
+    } else {
+        format!(
+            "already rolled back to revision {} in this incident: never twice",
+            rb.to_revision
+        )
+    }
 }
 
 fn plan_rollback(

@@ -179,6 +179,14 @@ pub struct RollbackRecord {
     pub verified_at: Option<Timestamp>,
 }
 
+impl RollbackRecord {
+    /// A rollback reserved in the ledger by a process that stopped before the call, which never
+    /// reached the Deployment ([`crate::decide::reconcile_reserved`]).
+    pub fn never_reached(&self) -> bool {
+        self.rollout.as_deref() == Some(super::ROLLBACK_NEVER_REACHED)
+    }
+}
+
 /// Retries flowfail scheduled for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -60,7 +60,7 @@ use crate::decide::{IncidentState, Observation, Settle, classification, decide};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 use crate::policy::Policy;
-use crate::ports::{Epoch, Ports, TimelineEntry};
+use crate::ports::{Epoch, IncidentRecord, Ports, TimelineEntry};
 use crate::prune::PruneOptions;
 use crate::report::{Report, ReportBuilder};
 use crate::schema::SchemaSet;
@@ -203,6 +203,7 @@ impl ResponderBuilder {
                 pause: control::PauseState::default(),
                 paused_seen: HashSet::new(),
                 proposed_seen: HashSet::new(),
+                reconciled: Vec::new(),
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -232,6 +233,9 @@ struct Inner {
     paused_seen: HashSet<String>,
     /// Proposals and approvals already noted.
     proposed_seen: HashSet<String>,
+    /// What this pass found of a rollback a stopped process reserved: recorded under the
+    /// pass's claim.
+    reconciled: Vec<(crate::report::ActionFields, crate::report::Outcome, String)>,
 }
 
 /// What one pass ended with.
@@ -366,7 +370,11 @@ impl Responder {
             .try_lock()
             .map_err(|_| Error::refused("a pass is already running"))?;
         let now = self.clock.now();
-        lock(&self.inner).pass_reads.clear();
+        {
+            let mut inner = lock(&self.inner);
+            inner.pass_reads.clear();
+            inner.reconciled.clear();
+        }
         let halted = self.kill.is_on();
         lock(&self.inner).claim = None;
         // A panic while reading (a backend's data the adapter did not expect) is contained:
@@ -446,6 +454,9 @@ impl Responder {
         let mut decision = decide(&obs, &state, &self.policy);
         // The operator's controls, before any mutation: the pause flag, the approval gates.
         let mut entries = Vec::new();
+        if epoch.is_some() {
+            self.record_reconciled(now, &mut entries);
+        }
         if epoch.is_some()
             && let Some(notice) = self.read_pause(&state, epoch, now, &mut entries).await
         {
@@ -603,13 +614,8 @@ impl Responder {
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
             return Ok(Some(match self.ports.incidents.get(&s.key).await {
                 Ok(rec) => {
-                    let mut state = self.parse_state(rec.state, obs.now).unwrap_or(s);
-                    crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
-                    crate::decide::reconcile_env_intents(
-                        &mut state,
-                        obs.deployment.as_ref(),
-                        &self.policy,
-                    );
+                    let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
+                    self.reconcile(&mut state, &rec, obs).await;
                     state
                 }
                 Err(e) => {
@@ -627,13 +633,8 @@ impl Responder {
                 .await
             {
                 Ok(Some(rec)) => {
-                    if let Some(mut state) = self.parse_state(rec.state, obs.now) {
-                        crate::decide::reconcile_reserved(&mut state, &rec.effects, obs.now);
-                        crate::decide::reconcile_env_intents(
-                            &mut state,
-                            obs.deployment.as_ref(),
-                            &self.policy,
-                        );
+                    if let Some(mut state) = self.parse_state(rec.state.clone(), obs.now) {
+                        self.reconcile(&mut state, &rec, obs).await;
                         return Ok(Some(state));
                     }
                 }
@@ -645,6 +646,78 @@ impl Responder {
             }
         }
         self.open_incident(obs, halted).await
+    }
+
+    /// Reconciles what a stopped process left in the ledger with the Deployment as observed:
+    /// a reserved rollback without an outcome ([`crate::decide::reconcile_reserved`]; what it
+    /// found is recorded under this pass's claim unless the timeline has it already) and env
+    /// changes written ahead ([`crate::decide::reconcile_env_intents`]).
+    async fn reconcile(&self, state: &mut IncidentState, rec: &IncidentRecord, obs: &Observation) {
+        use crate::decide::ReservedRollback as R;
+        use crate::report::{ActionFields, Outcome};
+        let found = crate::decide::reconcile_reserved(
+            state,
+            &rec.effects,
+            obs.deployment.as_ref(),
+            obs.now,
+        );
+        crate::decide::reconcile_env_intents(state, obs.deployment.as_ref(), &self.policy);
+        let (from_revision, to_revision, outcome, detail) = match found {
+            None => return,
+            Some(R::Landed {
+                from_revision,
+                to_revision,
+            }) => (
+                from_revision,
+                to_revision,
+                Outcome::Applied,
+                "found on the Deployment: the process that reserved it stopped before recording it",
+            ),
+            Some(R::NeverReached {
+                from_revision,
+                to_revision,
+            }) => (
+                from_revision,
+                to_revision,
+                Outcome::Failed,
+                "reserved by a process that stopped before the call: it never reached the Deployment; not attempted again in this incident",
+            ),
+        };
+        // The stopped process may have recorded it before its state was saved (`find_open` need
+        // not return the timeline: read it).
+        let timeline = match self.ports.incidents.get(&state.key).await {
+            Ok(r) => r.timeline,
+            Err(_) => rec.timeline.clone(),
+        };
+        let recorded = timeline.iter().any(|e| {
+            e.kind == "action"
+                && e.detail["action"]["kind"] == "rollback"
+                && (outcome == Outcome::Failed || e.detail["outcome"] == "applied")
+        });
+        if !recorded {
+            lock(&self.inner).reconciled.push((
+                ActionFields::Rollback {
+                    deployment: self.policy.deployment.clone(),
+                    from_revision,
+                    to_revision,
+                },
+                outcome,
+                detail.to_owned(),
+            ));
+        }
+    }
+
+    /// Records what this pass's reconciliation found, under its claim.
+    fn record_reconciled(&self, now: Timestamp, entries: &mut Vec<TimelineEntry>) {
+        let mut inner = lock(&self.inner);
+        for (fields, outcome, detail) in std::mem::take(&mut inner.reconciled) {
+            entries.push(TimelineEntry::new(
+                now,
+                "action",
+                serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
+            ));
+            inner.report.action(now, fields, outcome, Some(detail));
+        }
     }
 
     /// Opens an incident when the alert fires (in the ledger unless mutations are off); joins
