@@ -97,7 +97,7 @@ fn users_rules_can_never_make_validation_retryable() {
     assert!(e.contains("never retryable"), "{e}");
     // A retryable rule that matches a message the built-in rules see as validation: validation
     // wins, in every stage a user can add to.
-    let msg = "'inputs' is a required property (step timed out)";
+    let msg = "missing field `inputs` at line 1 column 20 (step timed out)";
     for stage in ["vendor_code", "exception", "pattern"] {
         let rules = RuleSet::with_extra_toml([(
             "extra.toml",
@@ -112,6 +112,19 @@ fn users_rules_can_never_make_validation_retryable() {
         );
         let e = rules.explain(msg, None);
         assert_eq!(e.steps.last().unwrap().stage, "guard", "{e:?}");
+        // A schema validator's line is validation before a user's pattern is weighed (a
+        // user's vendor code or exception matching at its start is caught by the guard).
+        let e = rules.explain("'inputs' is a required property (step timed out)", None);
+        let last = if stage == "pattern" {
+            "validation"
+        } else {
+            "guard"
+        };
+        assert_eq!(
+            (e.classification.kind, e.steps.last().unwrap().stage),
+            (FailureKind::Validation, last),
+            "{e:?}"
+        );
     }
     let status = "[[rule]]\nname = \"mine:status\"\nstage = \"status_in_message\"\npattern = '''code (\\d{3})'''\n";
     let rules = RuleSet::with_extra_toml([("extra.toml", status)]).unwrap();

@@ -35,8 +35,11 @@
 mod explain;
 mod failures;
 mod lines;
+mod mask;
 mod ruleset;
+mod server;
 
+use std::borrow::Cow;
 use std::sync::{LazyLock, OnceLock};
 
 use serde::Serialize;
@@ -46,6 +49,21 @@ use crate::model::FailureKind;
 pub use explain::{Explanation, Step};
 pub use failures::{find_failures, record_boundary, record_boundary_before};
 pub use ruleset::{BUILTIN_RULES, RuleSet};
+pub use server::server_failure;
+
+/// The message with every echo of tenant input (pydantic's `input_value=…`, a schema
+/// validator's quoted instance, ajv's `(value: …)`, zod's `received …`, serde's quoted values,
+/// the quoted values after FlowEngine's `validation failed:`) replaced by `x`s, byte for byte:
+/// what every stage of the classification reads.
+///
+/// ```
+/// use flowfail_core::classify::mask_echoes;
+/// let m = mask_echoes("'rate_limit_error' is not one of ['plan', 'impl']");
+/// assert_eq!(m, "'xxxxxxxxxxxxxxxx' is not one of ['plan', 'impl']");
+/// ```
+pub fn mask_echoes(message: &str) -> std::borrow::Cow<'_, str> {
+    mask::mask_echoes(message)
+}
 
 use FailureKind::{ModelApi5xx, RateLimit, Timeout, Unknown, Validation};
 use ruleset::{Evidence, Stage};
@@ -168,7 +186,39 @@ impl RuleSet {
         trace: &mut Trace<'_>,
     ) -> Classification {
         let text = truncate_at_char(message, MAX_CLASSIFY_BYTES);
-        let ev = self.evidence(text);
+        let masked = mask::mask_echoes(text);
+        if let (Cow::Owned(m), Some(t)) = (&masked, trace.as_mut()) {
+            t.push(Step {
+                stage: "mask",
+                outcome: format!(
+                    "echoed input masked ({} bytes): never evidence",
+                    m.bytes().zip(text.bytes()).filter(|(a, b)| a != b).count()
+                ),
+            });
+        }
+        let mut ev = self.evidence(&masked);
+        let body = mask::mask_body_values(&masked);
+        if let Cow::Owned(body) = &body {
+            ev.read_vendor_codes(body);
+            if ev.exhausted() {
+                ev.recheck_exhausted(&mask::mask_quotes_in_values(&masked));
+            }
+        }
+        if let Some(v) = ev.first(Stage::Validation) {
+            if !ev.vendor_leads(v, &body) {
+                let c = Classification::new(Validation, false, v.name);
+                note(trace, "validation", || decided_by(v.name, c));
+                return c;
+            }
+            note(trace, "validation", || {
+                format!(
+                    "rule `{}` matched inside a vendor's error that starts before it: the vendor's error decides",
+                    v.name
+                )
+            });
+        } else {
+            note(trace, "validation", || "no rule matched".into());
+        }
         let (c, by_user) = self.decide_stages(&ev, http_status, trace);
         guard_validation(&ev, c, by_user, trace)
     }

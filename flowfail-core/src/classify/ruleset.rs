@@ -20,6 +20,7 @@ pub const BUILTIN_RULES: &str = include_str!("rules.toml");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Stage {
+    Validation,
     VendorCode,
     Exception,
     StatusInMessage,
@@ -27,7 +28,8 @@ pub(crate) enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 4] = [
+    const ALL: [Stage; 5] = [
+        Stage::Validation,
         Stage::VendorCode,
         Stage::Exception,
         Stage::StatusInMessage,
@@ -36,6 +38,7 @@ impl Stage {
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Stage::Validation => "validation",
             Stage::VendorCode => "vendor_code",
             Stage::Exception => "exception",
             Stage::StatusInMessage => "status_in_message",
@@ -88,7 +91,7 @@ pub(crate) struct Rule {
 /// ```toml
 /// [[rule]]
 /// name = "flowengine:step_budget"          # unique; [a-z0-9_:.-], at most 64 bytes
-/// stage = "pattern"                        # vendor_code | exception | status_in_message | pattern
+/// stage = "pattern"                        # validation | vendor_code | exception | status_in_message | pattern
 /// kind = "timeout"                         # timeout | rate_limit | validation | model_api_5xx | unknown
 /// retryable = true                         # optional; validation and unknown are never retryable
 /// pattern = '''step budget of \d+s spent'''  # Rust regex syntax
@@ -102,16 +105,20 @@ pub(crate) struct Rule {
 /// # Behavior
 ///
 /// 1. Users' rules are weighed before the built-in rules of their stage; the stages keep their
-///    order (an HTTP status recorded with the task still comes first).
-/// 2. A rule with `kind = "validation"` and `retryable = true` is refused; a user's rule never
+///    order (validation evidence first, then an HTTP status recorded with the task). A
+///    `validation` rule has `kind = "validation"`.
+/// 2. Rules read the message with echoed tenant input masked (see
+///    [`classify`](super) for the forms); `vendor_code` rules also read it with the values of
+///    JSON / Python-dict fields other than `type`, `code`, `status` and `reason` masked.
+/// 3. A rule with `kind = "validation"` and `retryable = true` is refused; a user's rule never
 ///    makes a failure the built-in rules see as validation retryable.
-/// 3. A bad file is an [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error naming
+/// 4. A bad file is an [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error naming
 ///    the file, the rule and, for a bad regex or bad TOML, the line and column.
-/// 4. Rule names are kept for the life of the process (verdicts carry them as `&'static str`);
+/// 5. Rule names are kept for the life of the process (verdicts carry them as `&'static str`);
 ///    loading the same names again does not grow memory.
 pub struct RuleSet {
     rules: Vec<Rule>,
-    stages: [Range<usize>; 4],
+    stages: [Range<usize>; 5],
     /// Every pattern, ASCII build: what classifies ASCII text (nearly every message and log
     /// line). Built at once; the rest is built when first needed, so that a process that never
     /// sees non-ASCII text or never scans every line of a log does not pay for it.
@@ -139,6 +146,12 @@ struct Lazy {
     /// The status rules, one Unicode regex each, for non-ASCII text; `None` if they could not
     /// be built (the ASCII ones then read the bytes).
     status_unicode: OnceLock<Option<Vec<Regex>>>,
+    /// The vendor-code rules alone (ASCII build), for a message whose body values are masked
+    /// (see `mask::mask_body_values`); `None` if they could not be built.
+    vendor: OnceLock<Option<regex::bytes::RegexSet>>,
+    /// Every rule alone (ASCII build), to find where its match starts; `None` if they could
+    /// not be built. Used only when validation evidence and a vendor's error are both seen.
+    each: OnceLock<Option<Vec<regex::bytes::Regex>>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -304,6 +317,81 @@ impl<'t> Evidence<'t> {
             .map(|i| &self.set.rules[*i])
     }
 
+    /// Reads the vendor-code stage again on `body`, the message with its body values masked
+    /// (same length as the text the rest was read on).
+    pub(crate) fn read_vendor_codes(&mut self, body: &str) {
+        let range = self.set.stages[Stage::VendorCode as usize].clone();
+        if range.is_empty() {
+            return;
+        }
+        let Some(vendor) = self.set.vendor_set() else {
+            return;
+        };
+        self.hits.retain(|i| !range.contains(i));
+        self.hits.extend(
+            vendor
+                .matches(body.as_bytes())
+                .into_iter()
+                .map(|k| range.start + k),
+        );
+        self.hits.sort_unstable();
+    }
+
+    /// Whether a vendor's error (a vendor code where a vendor puts it, or a non-validation
+    /// exception class) starts before the validation evidence of `rule`: then the message is
+    /// the vendor's error, quoting text that looks like validation.
+    pub(crate) fn vendor_leads(&self, validation: &Rule, body: &str) -> bool {
+        let vendor_stages =
+            [Stage::VendorCode, Stage::Exception].map(|s| self.set.stages[s as usize].clone());
+        let leads: Vec<usize> = self
+            .hits
+            .iter()
+            .copied()
+            .filter(|i| {
+                vendor_stages.iter().any(|r| r.contains(i))
+                    && self.set.rules[*i].kind != FailureKind::Validation
+            })
+            .collect();
+        if leads.is_empty() {
+            return false;
+        }
+        let Some(each) = self.set.each_regex() else {
+            return false;
+        };
+        let Some(v) = self
+            .set
+            .rules
+            .iter()
+            .position(|r| std::ptr::eq(r, validation))
+            .and_then(|i| each[i].find(self.text.as_bytes()))
+        else {
+            return false;
+        };
+        let vendor_code = &self.set.stages[Stage::VendorCode as usize];
+        leads.iter().any(|i| {
+            let hay = if vendor_code.contains(i) {
+                body
+            } else {
+                self.text
+            };
+            each[*i]
+                .find(hay.as_bytes())
+                .is_some_and(|m| m.start() < v.start())
+        })
+    }
+
+    /// Keeps the quota-exhausted evidence only where it also matches `prose`, the message with
+    /// the quotes inside its body values masked: a vendor's message quoting a prompt that says
+    /// `insufficient_quota` is not quota used up.
+    pub(crate) fn recheck_exhausted(&mut self, prose: &str) {
+        let Some(each) = self.set.each_regex() else {
+            return;
+        };
+        let rules = &self.set.rules;
+        self.hits
+            .retain(|i| !rules[*i].quota_exhausted || each[*i].is_match(prose.as_bytes()));
+    }
+
     pub(crate) fn exhausted(&self) -> bool {
         self.hits.iter().any(|i| self.set.rules[*i].quota_exhausted)
     }
@@ -438,6 +526,9 @@ fn check(origin: &str, n: usize, d: RuleDef, user: bool) -> Result<Rule> {
             }
             (FailureKind::Unknown, false)
         }
+        (Stage::Validation, kind) if kind != Some(FailureKind::Validation) => {
+            return Err(bad("a validation rule has kind = \"validation\"".into()));
+        }
         (_, None) => return Err(bad("missing `kind`".into())),
         (_, Some(kind)) => {
             let default = matches!(
@@ -516,7 +607,7 @@ fn intern(name: &str) -> &'static str {
 
 fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
     rules.sort_by_key(|r| r.stage as usize);
-    let mut stages: [Range<usize>; 4] = Default::default();
+    let mut stages: [Range<usize>; 5] = Default::default();
     for s in Stage::ALL {
         let start = rules
             .iter()
@@ -593,6 +684,10 @@ impl RuleSet {
         let unicode = self.build_unicode()?;
         let evidence = self.build_evidence()?;
         let status = self.build_status_unicode()?;
+        let vendor = self.build_vendor()?;
+        let each = self.build_each()?;
+        let _ = self.lazy.vendor.set(Some(vendor));
+        let _ = self.lazy.each.set(Some(each));
         let _ = self.lazy.unicode.set(Some(unicode));
         let _ = self.lazy.evidence.set(Some(evidence));
         let _ = self.lazy.status_unicode.set(Some(status));
@@ -603,6 +698,44 @@ impl RuleSet {
     /// Whether some rule matches this ASCII line (the ASCII set, stopping at the first match).
     pub(crate) fn may_match(&self, line: &[u8]) -> bool {
         self.ascii.is_match(line)
+    }
+
+    fn build_vendor(&self) -> Result<regex::bytes::RegexSet> {
+        let range = self.stages[Stage::VendorCode as usize].clone();
+        regex::bytes::RegexSetBuilder::new(self.rules[range].iter().map(|r| r.pattern.as_str()))
+            .unicode(false)
+            .size_limit(64 << 20)
+            .build()
+            .map_err(too_big)
+    }
+
+    /// The vendor-code rules alone, for a message whose body values are masked.
+    fn vendor_set(&self) -> Option<&regex::bytes::RegexSet> {
+        self.lazy
+            .vendor
+            .get_or_init(|| self.build_vendor().ok())
+            .as_ref()
+    }
+
+    fn build_each(&self) -> Result<Vec<regex::bytes::Regex>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                regex::bytes::RegexBuilder::new(&r.pattern)
+                    .unicode(false)
+                    .size_limit(MAX_PATTERN_SIZE)
+                    .build()
+                    .map_err(too_big)
+            })
+            .collect()
+    }
+
+    /// Every rule alone, to find where its match starts.
+    fn each_regex(&self) -> Option<&Vec<regex::bytes::Regex>> {
+        self.lazy
+            .each
+            .get_or_init(|| self.build_each().ok())
+            .as_ref()
     }
 
     /// Which lazily built parts exist: (Unicode set, evidence regex, prefilter).

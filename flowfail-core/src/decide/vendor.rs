@@ -18,8 +18,14 @@
 //!    `"status": "UNAVAILABLE"` / `"INTERNAL"`.
 //! 3. Otherwise the failure is **unattributed**: counted and shown, never charged to a vendor.
 //!
+//! Names and formats are read with echoed tenant input masked
+//! ([`crate::classify::mask_echoes`]): a tenant's title that says `claude` names no vendor.
+//!
 //! A vendor's **observed 5xx rate** is the number of failed tasks in the alert window that the
-//! classifier calls `model_api_5xx` and that are attributed to the vendor, over every task
+//! classifier calls `model_api_5xx`, that carry a server failure's structure
+//! ([`crate::classify::server_failure`]: an HTTP status ≥ 500 in the TaskDB, or a vendor's
+//! server error starting the message — never a word further in) and that are attributed to the
+//! vendor, over every task
 //! finished in the window (every FlowEngine flow makes model calls, and FlowEngine sends them to
 //! one vendor at a time, so for the primary vendor this is the share of its calls that failed).
 //! The vendor is **observed failing** when that rate is at least
@@ -61,7 +67,8 @@ pub fn vendor_of(message: &str, http_status: Option<u16>) -> Option<&'static str
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
-    let lower = message[..cut].to_ascii_lowercase();
+    // A vendor named inside echoed tenant input is not the vendor the call went to.
+    let lower = crate::classify::mask_echoes(&message[..cut]).to_ascii_lowercase();
     if lower.contains("bedrock") {
         return Some("bedrock");
     }
@@ -245,8 +252,15 @@ fn attribute(cx: &Ctx<'_>) -> Attributed {
         .unwrap_or(cx.now);
     let mut by: BTreeMap<&'static str, (u64, Timestamp)> = BTreeMap::new();
     let mut unattributed = 0;
+    // Outage evidence is structural: a server status, or a vendor's server error starting the
+    // message — never a word further in (a tenant's title, a prompt a vendor quotes).
     for t in cx.failed.iter().filter(|t| {
-        t.class.kind == FailureKind::ModelApi5xx && t.task.finished_or_created() >= since
+        t.class.kind == FailureKind::ModelApi5xx
+            && t.task.finished_or_created() >= since
+            && crate::classify::server_failure(
+                t.task.error_message.as_deref().unwrap_or(""),
+                t.task.http_status,
+            )
     }) {
         let at = t.task.finished_or_created();
         match vendor_of(

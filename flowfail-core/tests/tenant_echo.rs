@@ -1,0 +1,132 @@
+//! Tenant text must not steer decisions: the replays behind issue-style reports of a
+//! tenant whose TaskObjects echo vendor words (`input_value='rate_limit_error'`) into their
+//! validation errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use flowfail_core::FailureKind;
+use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail_core::report::{ActionFields, Outcome, Report};
+use serde_json::json;
+
+fn pydantic_echo(word: &str) -> String {
+    format!(
+        "1 validation error for TaskObject\ntitle\n  Input should be a valid integer [type=int_parsing, input_value='{word}', input_type=str]"
+    )
+}
+
+fn tasks(n: usize, first: usize, message: &str, minutes_ago_max: i64) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            let ago = 1 + (i as i64 % minutes_ago_max.max(1));
+            json!({
+                "task_id": format!("t-{:05}", first + i),
+                "flow_type": "plan",
+                "status": "failed",
+                "error_message": message,
+                "created_at": format!("2025-11-13T{:02}:{:02}:00Z", 9 + (60 - ago) / 60, (60 - ago) % 60),
+            })
+        })
+        .collect()
+}
+
+fn run(scenario: serde_json::Value) -> Report {
+    let sc = Scenario::from_json(&scenario.to_string()).unwrap();
+    replay_blocking(&sc, &ReplayOptions::default()).unwrap().0
+}
+
+fn applied<'r>(r: &'r Report, kind: &str) -> Vec<&'r ActionFields> {
+    r.actions
+        .iter()
+        .filter(|a| a.action.kind() == kind && a.outcome == Outcome::Applied)
+        .map(|a| &a.action)
+        .collect()
+}
+
+/// 150 invalid TaskObjects whose titles say `rate_limit_error` (or `overloaded_error` with 529),
+/// out of 1,650 tasks: no breaker, no fallback, no retry, nobody but on-call paged, no
+/// stakeholder told of an outage.
+#[test]
+fn vendor_words_in_invalid_input_change_nothing_in_the_world() {
+    for word in [
+        "rate_limit_error",
+        "overloaded_error Error code: 529",
+        "RESOURCE_EXHAUSTED",
+    ] {
+        let r = run(json!({
+            "name": "tenant-echo",
+            "now": "2025-11-13T10:00:00Z",
+            "deployment": {
+                "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
+                "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
+                "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
+            },
+            "tasks": tasks(150, 0, &pydantic_echo(word), 55),
+            "volume": {"succeeded": 1500},
+            "logs": [], "bundles": {},
+            "quota": {"used_ratio": 0.35},
+            "vendors": {"anthropic": "operational", "openai": "operational"},
+            "primary_vendor": "anthropic"
+        }));
+        assert!(r.alert.firing, "{word}");
+        assert_eq!(r.classification[&FailureKind::Validation], 150, "{word}");
+        assert!(
+            applied(&r, "set_env").is_empty(),
+            "{word}: {:?}",
+            applied(&r, "set_env")
+        );
+        assert!(applied(&r, "retry_task").is_empty(), "{word}");
+        assert!(applied(&r, "notify").is_empty(), "{word}");
+        assert!(applied(&r, "rollback").is_empty(), "{word}");
+        for p in applied(&r, "page") {
+            assert!(
+                matches!(p, ActionFields::Page { target, .. } if target == "on_call"),
+                "{word}: {p:?}"
+            );
+        }
+    }
+}
+
+/// 310 such failures beside a real bad deploy: the deploy's own failures still roll it back
+/// (they are not "a vendor problem").
+#[test]
+fn vendor_words_in_invalid_input_do_not_hide_a_bad_deploy() {
+    let mut all = tasks(400, 0, "KeyError: 'context_refs'", 19);
+    all.extend(tasks(310, 400, &pydantic_echo("rate_limit_error"), 19));
+    let r = run(json!({
+        "name": "tenant-echo-bad-deploy",
+        "now": "2025-11-13T10:00:00Z",
+        "deployment": {
+            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-13T09:40:00Z",
+            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
+            "history": [{"revision": 7, "deployed_at": "2025-11-11T09:40:00Z"}]
+        },
+        "tasks": all,
+        "volume": {"succeeded": 700},
+        "logs": [], "bundles": {},
+        "quota": {"used_ratio": 0.35},
+        "vendors": {"anthropic": "operational", "openai": "operational"},
+        "primary_vendor": "anthropic"
+    }));
+    assert_eq!(
+        r.classification
+            .get(&FailureKind::RateLimit)
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    let rollbacks = applied(&r, "rollback");
+    assert!(
+        matches!(
+            rollbacks.as_slice(),
+            [ActionFields::Rollback {
+                from_revision: 8,
+                to_revision: 7,
+                ..
+            }]
+        ),
+        "{:?}",
+        r.not_taken
+    );
+    assert!(applied(&r, "set_env").is_empty());
+}
