@@ -130,3 +130,63 @@ fn vendor_words_in_invalid_input_do_not_hide_a_bad_deploy() {
     );
     assert!(applied(&r, "set_env").is_empty());
 }
+
+/// A vendor's observed 5xx rate is outage evidence only from server statuses and server errors
+/// at the head of a message: 200 failures that merely say `overloaded` (with a vendor's name in
+/// them) do not route traffic away from a vendor whose status page is green.
+#[test]
+fn words_are_not_outage_evidence() {
+    let r = run(json!({
+        "name": "words-not-outage",
+        "now": "2025-11-13T10:00:00Z",
+        "deployment": {
+            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
+            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
+            "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
+        },
+        "tasks": tasks(200, 0, "step 'summarise' for claude failed: the downstream cache is overloaded", 55),
+        "volume": {"succeeded": 1450},
+        "logs": [], "bundles": {},
+        "quota": {"used_ratio": 0.35},
+        "vendors": {"anthropic": "operational", "openai": "operational"},
+        "primary_vendor": "anthropic"
+    }));
+    assert_eq!(r.classification[&FailureKind::ModelApi5xx], 200);
+    assert!(
+        applied(&r, "set_env").is_empty(),
+        "{:?}",
+        applied(&r, "set_env")
+    );
+    // The same failures with the vendor's server status recorded are outage evidence.
+    let mut with_status = tasks(
+        200,
+        0,
+        "step 'summarise' for claude failed: the downstream cache is overloaded",
+        55,
+    );
+    for t in &mut with_status {
+        t["http_status"] = json!(529);
+    }
+    let r = run(json!({
+        "name": "status-is-outage",
+        "now": "2025-11-13T10:00:00Z",
+        "deployment": {
+            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
+            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
+            "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
+        },
+        "tasks": with_status,
+        "volume": {"succeeded": 1450},
+        "logs": [], "bundles": {},
+        "quota": {"used_ratio": 0.35},
+        "vendors": {"anthropic": "operational", "openai": "operational"},
+        "primary_vendor": "anthropic"
+    }));
+    assert!(
+        applied(&r, "set_env")
+            .iter()
+            .any(|a| matches!(a, ActionFields::SetEnv { name, .. } if name == "FALLBACK_MODEL")),
+        "{:?}",
+        r.actions
+    );
+}
