@@ -18,8 +18,9 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Step {
-    /// `http_status`, `vendor_code`, `exception`, `status_in_message`, `pattern`, `fallback`
-    /// or `guard` (a user's rule overruled by built-in validation evidence).
+    /// `mask` (echoed tenant input was masked), `validation`, `http_status`, `vendor_code`,
+    /// `exception`, `status_in_message`, `pattern`, `fallback` or `guard` (a user's rule
+    /// overruled by built-in validation evidence).
     pub stage: &'static str,
     /// What it found: `decided: …`, or why it did not decide.
     pub outcome: String,

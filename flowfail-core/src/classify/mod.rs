@@ -1,18 +1,33 @@
 //! Failure classification: which runbook branch a failed task belongs to.
 //!
-//! Evidence is weighed in a fixed order, strongest first:
+//! Evidence is weighed in a fixed order, strongest first. Before any of it, **echoed tenant
+//! input is masked** ([`mask_echoes`]): pydantic's `input_value=…`, a schema validator's quoted
+//! instance (`'…' is not one of […]`, python-jsonschema's `On instance[…]:` block), ajv's
+//! `(value: …)`, zod's `received '…'`, serde's `string "…"` / `` variant `…` ``, and the quoted
+//! values after FlowEngine's `validation failed:` — what a tenant wrote is never evidence.
 //!
-//! 1. the HTTP status the task failed with, when the TaskDB recorded one;
-//! 2. the vendor's error type or code in the body (Anthropic `error.type`, OpenAI `error.code` /
-//!    `error.type`, Google `error.status`, Bedrock exception names), in JSON or in an SDK's
-//!    Python-repr string;
-//! 3. SDK exception class names (`openai.RateLimitError`, `httpx.ReadTimeout`, …);
-//! 4. an HTTP status written in the message in a recognisable place (`Error code: 502`,
+//! 1. **validation evidence**: a validation exception class (pydantic, jsonschema, zod),
+//!    pydantic's `N validation errors for`, schema-validator and FlowEngine validation lines.
+//!    It decides — no vendor code, exception name or status elsewhere in the message overrules
+//!    it — unless a vendor's own error (a vendor code where a vendor puts it, or an exception
+//!    class) starts *before* it: then the message is the vendor's error quoting a prompt;
+//! 2. the HTTP status the task failed with, when the TaskDB recorded one;
+//! 3. the vendor's error type or code **where a vendor puts it**: the value of a `type` / `code`
+//!    / `status` field of a JSON or Python-dict body (Anthropic `error.type`, OpenAI
+//!    `error.code` / `error.type`, Google `error.status`), botocore's `An error occurred (Code)`,
+//!    or an SDK exception class starting a line — never a bare word; for this stage the values
+//!    of every other field (a vendor's `message` included) are masked too;
+//! 4. SDK exception class names (`openai.RateLimitError`, `httpx.ReadTimeout`, …);
+//! 5. an HTTP status written in the message in a recognisable place (`Error code: 502`,
 //!    `HTTP 503`, a leading `429 Quota exceeded`, `upstream returned 503`) — never a bare
 //!    number, so a priority of 429 or a latency of `500ms` is not a status;
-//! 5. message patterns (Lambda timeouts, pydantic / jsonschema / serde validation errors, …).
+//! 6. message patterns (Lambda timeouts, serde validation errors, prose, …).
 //!
-//! The rules of stages 2–5 are data: a TOML rule file compiled into the binary
+//! Quota used up (a rate limit never retried blindly) is read from a vendor's body with the
+//! quotes inside its values masked: a prompt that says `insufficient_quota` is not quota.
+//! Outage evidence is stricter still: see [`server_failure`].
+//!
+//! The rules of stages 1 and 3–6 are data: a TOML rule file compiled into the binary
 //! ([`BUILTIN_RULES`]), to which users add their own ([`RuleSet::with_extra`]); see
 //! [`RuleSet`] for the file format. All patterns are compiled once. The result says whether a
 //! *blind* retry is safe: quota that is exhausted (OpenAI `insufficient_quota`, spend or billing
@@ -168,7 +183,8 @@ impl RuleSet {
     /// use flowfail_core::classify::RuleSet;
     /// let e = RuleSet::builtin().explain("upstream returned 503", None);
     /// assert_eq!(e.classification.rule, "status_in_message:5xx");
-    /// assert_eq!(e.steps[0].stage, "http_status");
+    /// assert_eq!(e.steps[0].stage, "validation");
+    /// assert_eq!(e.steps[1].stage, "http_status");
     /// ```
     pub fn explain(&self, message: &str, http_status: Option<u16>) -> Explanation {
         let mut steps = Vec::new();

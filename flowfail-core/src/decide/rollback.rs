@@ -47,8 +47,24 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
         .max_by_key(|(k, n)| (**n, k.is_external()))
         .map(|(k, _)| *k)
         .filter(|_| !cx.failed.is_empty());
-    let widespread = alert.window_tasks >= policy.min_sample
-        && alert.failure_rate >= policy.widespread_failure_rate;
+    let (rate, left_out) = rollback_rate(cx);
+    let widespread =
+        alert.window_tasks >= policy.min_sample && rate >= policy.widespread_failure_rate;
+    if let Some(why) = left_out.filter(|_| {
+        !widespread
+            && alert.window_tasks >= policy.min_sample
+            && alert.failure_rate >= policy.widespread_failure_rate
+    }) {
+        b.skip(
+            "rollback",
+            "",
+            format!(
+                "{why}; without them the failure rate is {} (under {}): invalid input is not a bad deploy",
+                pct(rate),
+                pct(policy.widespread_failure_rate)
+            ),
+        );
+    }
     if widespread {
         match (dominant, &state.rollback) {
             (Some(k), _) if k.is_external() => b.skip(
@@ -83,6 +99,120 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
         }
     }
     rollback_verified
+}
+
+/// How many minutes a span of time is, at least one.
+fn minutes(d: chrono::TimeDelta) -> f64 {
+    (d.num_seconds() as f64 / 60.0).max(1.0)
+}
+
+/// The failure rate a rollback weighs: every failure of the window, except validation failures
+/// that did not begin with the current deploy — a steady stream of invalid tenant input never
+/// rolls a deploy back, a deploy that starts rejecting yesterday's TaskObjects still does.
+/// Returns the rate and, when validation failures were left out, why.
+fn rollback_rate(cx: &Ctx<'_>) -> (f64, Option<String>) {
+    let alert = &cx.alert;
+    let window_start = cx
+        .now
+        .checked_sub_signed(cx.policy.alert_window())
+        .unwrap_or(cx.now);
+    let listed: Vec<&super::ObservedTask> = cx
+        .failed
+        .iter()
+        .filter(|t| t.task.finished_or_created() >= window_start)
+        .collect();
+    let validation = listed
+        .iter()
+        .filter(|t| t.class.kind == FailureKind::Validation)
+        .count();
+    if validation == 0 {
+        return (alert.failure_rate, None);
+    }
+    let Err(why) = began_with_deploy(cx, window_start, &listed) else {
+        return (alert.failure_rate, None);
+    };
+    let failed = cx.obs.counts.as_ref().map_or(0, |c| c.failed) as f64;
+    // A sample cut at `triage_limit` stands for every failure of the window in proportion.
+    let left_out = if cx.obs.failed_truncated {
+        failed * validation as f64 / listed.len() as f64
+    } else {
+        validation as f64
+    };
+    let rate = if alert.window_tasks == 0 {
+        0.0
+    } else {
+        (failed - left_out).max(0.0) / alert.window_tasks as f64
+    };
+    (
+        rate,
+        Some(format!(
+            "{validation} validation failures left out of the rollback decision: {why}"
+        )),
+    )
+}
+
+/// Whether the window's validation failures began with the current deploy: none (or far
+/// fewer per minute) before it, many after. `Err` says why not, or why it cannot be told.
+fn began_with_deploy(
+    cx: &Ctx<'_>,
+    window_start: crate::model::Timestamp,
+    listed: &[&super::ObservedTask],
+) -> Result<(), String> {
+    let Some(deployment) = &cx.obs.deployment else {
+        return Err(
+            "the Deployment could not be read, so whether they began with a deploy is unknown"
+                .into(),
+        );
+    };
+    let Some(at) = deployment.deployed_at else {
+        return Err("the current revision's deploy time is unknown".into());
+    };
+    if at <= window_start {
+        return Err(format!(
+            "revision {} was deployed before the alert window: they did not begin with it",
+            deployment.revision
+        ));
+    }
+    let is_validation = |t: &&&super::ObservedTask| t.class.kind == FailureKind::Validation;
+    let after = listed
+        .iter()
+        .filter(is_validation)
+        .filter(|t| t.task.finished_or_created() >= at)
+        .count();
+    let before = listed
+        .iter()
+        .filter(is_validation)
+        .filter(|t| t.task.finished_or_created() < at)
+        .count();
+    if after == 0 {
+        return Err(format!(
+            "none of them came after revision {} was deployed",
+            deployment.revision
+        ));
+    }
+    // No failure at all before the deploy: none of them was a validation failure.
+    if cx.obs.before_deploy.as_ref().is_some_and(|c| c.failed == 0) {
+        return Ok(());
+    }
+    let reaches_before =
+        !cx.obs.failed_truncated || listed.iter().any(|t| t.task.finished_or_created() < at);
+    if !reaches_before {
+        return Err(format!(
+            "the failed-task sample (cut at {}) does not reach back before revision {} was deployed, so whether they began with it cannot be told",
+            cx.policy.triage_limit, deployment.revision
+        ));
+    }
+    let per_min_before = before as f64 / minutes(at - window_start);
+    let per_min_after = after as f64 / minutes(cx.now - at);
+    if per_min_after > 4.0 * per_min_before {
+        return Ok(());
+    }
+    Err(format!(
+        "they came as often before revision {} was deployed ({before} in the {:.0} min before, {after} in the {:.0} min after): a steady stream, not the deploy",
+        deployment.revision,
+        minutes(at - window_start),
+        minutes(cx.now - at)
+    ))
 }
 
 /// Why a rollback is not planned again in an incident that has one.

@@ -102,6 +102,9 @@ pub struct Observation {
     pub vendors: BTreeMap<String, VendorStatus>,
     /// The Deployment.
     pub deployment: Option<DeploymentState>,
+    /// Finished tasks of the alert window from its start until the current revision was
+    /// deployed, when that was inside the window: the failure mix before the deploy.
+    pub before_deploy: Option<StatusCounts>,
     /// Reads that failed.
     pub gaps: Vec<String>,
 }
@@ -121,6 +124,7 @@ impl Observation {
             },
             vendors: BTreeMap::new(),
             deployment: None,
+            before_deploy: None,
             gaps: Vec::new(),
         }
     }

@@ -89,6 +89,20 @@ impl Responder {
             Ok(d) => obs.deployment = Some(d),
             Err(e) => obs.gaps.push(format!("deployment: {e}")),
         }
+        // The failure mix before a deploy inside the window: a rollback weighs validation
+        // failures only when they began with the deploy.
+        if let Some(at) = obs.deployment.as_ref().and_then(|d| d.deployed_at)
+            && at > since
+            && at < until
+        {
+            match self
+                .read("task.counts", || self.ports.tasks.counts(since, at))
+                .await
+            {
+                Ok(c) => obs.before_deploy = Some(c),
+                Err(e) => obs.gaps.push(format!("TaskDB counts before the deploy: {e}")),
+            }
+        }
         let probe = lock(&self.inner)
             .incident
             .as_ref()
