@@ -58,3 +58,38 @@ fn a_deploy_that_starts_rejecting_taskobjects_is_rolled_back() {
         }
     ) && a.outcome == Outcome::Applied));
 }
+
+/// A burst of TaskObjects invalid under every known schema version right after a deploy is
+/// still invalid input: no version mismatch, no rollback.
+#[test]
+fn malformed_input_arriving_after_a_deploy_is_not_the_deploy() {
+    let mut sc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../testdata/scenarios/extra/deploy-rejects-old-taskobjects.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for t in sc["tasks"].as_array_mut().unwrap() {
+        // Valid under no version: v2 wants inputs.repo_url and created_at, v1 wants inputs.repo.
+        t["task_object"] = serde_json::json!({
+            "schema_version": "2.0.0",
+            "task_id": t["task_id"],
+            "flow_type": "plan",
+            "created_at": "2025-11-13T09:00:00Z",
+            "inputs": {"instructions": "x"}
+        });
+    }
+    let sc = flowfail_core::replay::Scenario::from_json(&sc.to_string()).unwrap();
+    let (r, w) = replay_blocking(&sc, &ReplayOptions::default()).unwrap();
+    assert!(w.deployment.calls().of("deployment.rollback").is_empty());
+    assert!(
+        r.not_taken.iter().any(|n| n.skip.action == "rollback"
+            && n.skip
+                .reason
+                .contains("invalid under every known schema version")),
+        "{:?}",
+        r.not_taken
+    );
+}

@@ -190,6 +190,7 @@ fn began_with_deploy(
             deployment.revision
         ));
     }
+    schema_errors_are_the_deploys(listed, at, deployment.revision)?;
     // No failure at all before the deploy: none of them was a validation failure.
     if cx.obs.before_deploy.as_ref().is_some_and(|c| c.failed == 0) {
         return Ok(());
@@ -212,6 +213,37 @@ fn began_with_deploy(
         deployment.revision,
         minutes(at - window_start),
         minutes(cx.now - at)
+    ))
+}
+
+/// Schema errors that began with a deploy are the deploy's only when the new revision
+/// rejects TaskObjects a known schema accepts: a version mismatch, or an object valid under
+/// some known version. TaskObjects invalid under every version, with no mismatch, are invalid
+/// input even when they arrive right after a deploy. Failures whose TaskObject was not checked
+/// are judged by their timing alone.
+fn schema_errors_are_the_deploys(
+    listed: &[&super::ObservedTask],
+    at: crate::model::Timestamp,
+    revision: u64,
+) -> Result<(), String> {
+    let checked: Vec<&crate::schema::SchemaReport> = listed
+        .iter()
+        .filter(|t| t.class.kind == FailureKind::Validation && t.task.finished_or_created() >= at)
+        .filter_map(|t| match &t.schema {
+            Some(super::SchemaObs::Checked(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    if checked.is_empty()
+        || checked
+            .iter()
+            .any(|r| r.version_mismatch.is_some() || !r.valid_against.is_empty())
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "they began after revision {revision} was deployed, but the {} TaskObjects checked are invalid under every known schema version with no version mismatch: invalid input, not the deploy",
+        checked.len()
     ))
 }
 
