@@ -1,6 +1,7 @@
-//! "Nothing lost", as code: N1–N6 checked on an in-memory [`World`] after a run, from its raw
+//! "Nothing lost", as code: N1–N7 checked on an in-memory [`World`] after a run, from its raw
 //! call logs ([`crate::memory::CallLog`], with [`crate::memory::Call::applied`]) and its stores,
-//! never from flowfail's own report.
+//! never from flowfail's own report (N7 checks that report, and the ledger's record, against
+//! the raw calls).
 //!
 //! | id | invariant | checked from |
 //! |---|---|---|
@@ -10,6 +11,7 @@
 //! | N4 | at most one effect per incident and action: applied rollbacks, env changes (per name and value) and prunes (per task) at most once per incident | applied raw calls |
 //! | N5 | pages and notifications deduplicated by key: one target per key, at most one applied call per key | applied `pager.page` / `notifier.notify` calls |
 //! | N6 | no secret canary anywhere flowfail writes: ledger rows, every raw call, pages, notifications, and the outputs handed in (report, Markdown, logs, errors, `--help`) | all of those, as text |
+//! | N7 | the record says what happened: every action the record lists as applied has an applied raw call, and every applied raw call is in the record | each incident's ledger timeline (what its post-incident record is built from), the stored post-incident records' counts, the reports handed in ([`Invariants::report`]); applied `deployment.rollback` / `set_env`, `bundle.put_if_version`, `task.schedule_retries` (the retries that took effect), `pager.page`, `notifier.notify` |
 //!
 //! Take a snapshot before the run, check after it:
 //!
@@ -38,12 +40,13 @@ use sha2::{Digest, Sha256};
 use crate::memory::{Call, World};
 use crate::model::{TaskId, TaskStatus};
 use crate::policy::Policy;
+use crate::report::{ActionFields, Outcome, Report};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Violation {
-    /// `N1` … `N6`.
+    /// `N1` … `N7`.
     pub invariant: &'static str,
     /// What broke it.
     pub detail: String,
@@ -74,6 +77,45 @@ pub struct Invariants {
     outputs: Vec<String>,
     open_allowed: bool,
     redelivery_allowed: bool,
+    /// Applied raw calls a killed or superseded pass made that no record holds (N7).
+    unrecorded_allowed: BTreeSet<(&'static str, usize)>,
+    /// Applied actions of the reports handed in (N7).
+    reported: Vec<(Option<String>, ActionFields)>,
+}
+
+/// How many calls each backend had received at some point: see
+/// [`Invariants::unrecorded_allowed_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallMark {
+    deployment: usize,
+    bundles: usize,
+    tasks: usize,
+    pager: usize,
+    notifier: usize,
+}
+
+impl CallMark {
+    /// The call counts of `world`'s backends now.
+    pub fn now(world: &World) -> Self {
+        CallMark {
+            deployment: world.deployment.calls().calls().len(),
+            bundles: world.bundles.calls().calls().len(),
+            tasks: world.tasks.calls().calls().len(),
+            pager: world.pager.calls().calls().len(),
+            notifier: world.notifier.calls().calls().len(),
+        }
+    }
+
+    fn of(&self, op: &str) -> usize {
+        match op.split('.').next() {
+            Some("deployment") => self.deployment,
+            Some("bundle") => self.bundles,
+            Some("task") => self.tasks,
+            Some("pager") => self.pager,
+            Some("notifier") => self.notifier,
+            _ => 0,
+        }
+    }
 }
 
 impl Invariants {
@@ -96,7 +138,43 @@ impl Invariants {
             outputs: Vec::new(),
             open_allowed: false,
             redelivery_allowed: false,
+            unrecorded_allowed: BTreeSet::new(),
+            reported: Vec::new(),
         }
+    }
+
+    /// A report flowfail produced: every action it lists as applied must have an applied raw
+    /// call (N7).
+    pub fn report(mut self, report: &Report) -> Self {
+        let key = report.post_incident.incident_key.clone();
+        for a in report
+            .actions
+            .iter()
+            .filter(|a| a.outcome == Outcome::Applied)
+        {
+            self.reported.push((key.clone(), a.action.clone()));
+        }
+        self
+    }
+
+    /// A pass that started at `mark` was killed (its future dropped), or superseded by another
+    /// replica's claim, so the ledger refused its record: the applied raw calls it made that no
+    /// record holds *now* may stay unrecorded (N7). What the ledger holds is what a process
+    /// killed mid-pass keeps: everything up to its last ledger write. Call it right after the
+    /// pass ends.
+    pub fn unrecorded_allowed_since(mut self, world: &World, mark: CallMark) -> Self {
+        let recorded = recorded(world);
+        for (op, i, key) in applied_effects(world, &self.tasks) {
+            if i >= mark.of(op) && !recorded.contains(&key) {
+                self.unrecorded_allowed.insert((op, i));
+            }
+        }
+        self
+    }
+
+    /// How many applied raw calls a killed or superseded pass left unrecorded (and N7 allows).
+    pub fn unrecorded_allowed(&self) -> usize {
+        self.unrecorded_allowed.len()
     }
 
     /// A secret that must appear in no output (N6).
@@ -127,7 +205,7 @@ impl Invariants {
         self
     }
 
-    /// Checks N1–N6 on `world` after the run.
+    /// Checks N1–N7 on `world` after the run.
     pub fn check(&self, world: &World, policy: &Policy) -> Result<(), Violations> {
         let mut v = Vec::new();
         self.n1(world, policy, &mut v);
@@ -138,6 +216,7 @@ impl Invariants {
         n4(world, &mut v);
         self.n5(world, &mut v);
         self.n6(world, &mut v);
+        self.n7(world, &mut v);
         if v.is_empty() {
             Ok(())
         } else {
@@ -287,6 +366,286 @@ impl Invariants {
             }
         }
     }
+}
+
+impl Invariants {
+    /// N7: the record says what happened.
+    fn n7(&self, world: &World, v: &mut Vec<Violation>) {
+        let calls = applied_effects(world, &self.tasks);
+        let called: BTreeSet<&Effect> = calls.iter().map(|(_, _, k)| k).collect();
+        let rolled_back = called.iter().any(|k| matches!(k, Effect::Rollback(_)));
+        let has_call = |k: &Effect| match k {
+            Effect::Notify(incident, audience) => called
+                .iter()
+                .any(|c| matches!(c, Effect::Notify(i, a) if i == incident && a == audience)),
+            Effect::RolloutVerified => rolled_back,
+            k => called.contains(k),
+        };
+        // Every action recorded as applied has an applied raw call.
+        let mut ledger: Vec<(String, Effect)> = Vec::new();
+        for r in world.incidents.incidents() {
+            for (fields, _) in applied_entries(&r) {
+                if let Some(k) = effect_of(Some(&r.key), &fields) {
+                    ledger.push((format!("incident {}'s record", r.key), k));
+                }
+            }
+        }
+        let reported = self.reported.iter().filter_map(|(key, fields)| {
+            effect_of(key.as_deref(), fields).map(|k| ("a report".to_owned(), k))
+        });
+        for (whose, k) in ledger.iter().cloned().chain(reported) {
+            if !has_call(&k) {
+                v.push(violation(
+                    "N7",
+                    format!("{whose} lists {k} as applied, with no applied raw call"),
+                ));
+            }
+        }
+        // The stored post-incident records count no more applied actions than there were calls.
+        let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+        for r in world.incidents.incidents() {
+            let Some(summary) = r
+                .post_incident
+                .as_ref()
+                .and_then(|p| p.get("actions_summary"))
+                .and_then(|s| s.as_object())
+            else {
+                continue;
+            };
+            for (kind, outcomes) in summary {
+                *counted.entry(kind.clone()).or_default() += outcomes
+                    .get("applied")
+                    .and_then(|n| n.as_u64())
+                    .unwrap_or(0);
+            }
+        }
+        for (kind, n) in counted {
+            let calls = calls_of_kind(&calls, &kind);
+            if n > calls {
+                v.push(violation(
+                    "N7",
+                    format!(
+                        "the post-incident records count {n} applied {kind} action(s), with {calls} applied raw call(s)"
+                    ),
+                ));
+            }
+        }
+        // Every applied raw call is in the record.
+        let recorded: BTreeSet<Effect> = ledger.into_iter().map(|(_, k)| k).collect();
+        for (op, i, k) in &calls {
+            if !recorded.contains(k) && !self.unrecorded_allowed.contains(&(*op, *i)) {
+                v.push(violation(
+                    "N7",
+                    format!("applied raw call {op} #{i} ({k}) is in no incident's record"),
+                ));
+            }
+        }
+    }
+}
+
+/// What an applied action did, as both a record and a raw call name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Effect {
+    /// A rollback to this revision.
+    Rollback(u64),
+    /// The rollout of a rollback verified complete (a record only: it needs a rollback call).
+    RolloutVerified,
+    /// An env var set (`Some`) or unset.
+    Env(String, Option<String>),
+    /// A bundle replaced by its pruned form.
+    Prune(String),
+    /// A task's retry to this attempt (1-based), which took effect.
+    Retry(String, u32),
+    /// A page, by its dedup key.
+    Page(String),
+    /// A notification of an incident to an audience.
+    Notify(String, String),
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::Rollback(to) => write!(f, "rollback to revision {to}"),
+            Effect::RolloutVerified => write!(f, "a verified rollout"),
+            Effect::Env(n, Some(v)) => write!(f, "set_env {n}={v}"),
+            Effect::Env(n, None) => write!(f, "set_env {n} (unset)"),
+            Effect::Prune(id) => write!(f, "prune_context {id}"),
+            Effect::Retry(id, a) => write!(f, "retry_task {id} attempt {a}"),
+            Effect::Page(k) => write!(f, "page {k}"),
+            Effect::Notify(i, a) => write!(f, "notify {a} of incident {i}"),
+        }
+    }
+}
+
+/// The kind of record action an effect is (`actions_summary`'s keys).
+fn calls_of_kind(calls: &[(&'static str, usize, Effect)], kind: &str) -> u64 {
+    let n = calls
+        .iter()
+        .filter(|(_, _, k)| {
+            matches!(
+                (kind, k),
+                ("rollback" | "verify_rollout", Effect::Rollback(_))
+                    | ("set_env", Effect::Env(..))
+                    | ("prune_context", Effect::Prune(_))
+                    | ("retry_task", Effect::Retry(..))
+                    | ("page", Effect::Page(_))
+                    | ("notify", Effect::Notify(..))
+            )
+        })
+        .count();
+    if matches!(
+        kind,
+        "rollback"
+            | "verify_rollout"
+            | "set_env"
+            | "prune_context"
+            | "retry_task"
+            | "page"
+            | "notify"
+    ) {
+        n as u64
+    } else {
+        u64::MAX
+    }
+}
+
+/// The actions an incident's ledger timeline records as applied.
+fn applied_entries(r: &crate::ports::IncidentRecord) -> Vec<(ActionFields, Outcome)> {
+    r.timeline
+        .iter()
+        .filter(|e| e.kind == "action")
+        .filter_map(|e| {
+            let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone()).ok()?;
+            let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone()).ok()?;
+            (outcome == Outcome::Applied).then_some((fields, outcome))
+        })
+        .collect()
+}
+
+/// Every effect the ledger's records list as applied.
+fn recorded(world: &World) -> BTreeSet<Effect> {
+    world
+        .incidents
+        .incidents()
+        .iter()
+        .flat_map(|r| {
+            applied_entries(r)
+                .into_iter()
+                .filter_map(|(f, _)| effect_of(Some(&r.key), &f))
+        })
+        .collect()
+}
+
+/// The effect of an action recorded as applied (in `incident`'s record).
+fn effect_of(incident: Option<&str>, a: &ActionFields) -> Option<Effect> {
+    Some(match a {
+        ActionFields::Rollback { to_revision, .. } => Effect::Rollback(*to_revision),
+        ActionFields::VerifyRollout { status, .. } if status == "complete" => {
+            Effect::RolloutVerified
+        }
+        ActionFields::SetEnv { name, value, .. } => Effect::Env(name.clone(), value.clone()),
+        ActionFields::PruneContext { task_id, .. } => Effect::Prune(task_id.clone()),
+        ActionFields::RetryTask {
+            task_id, attempt, ..
+        } => Effect::Retry(task_id.clone(), *attempt),
+        ActionFields::Page { target, reason, .. } => Effect::Page(crate::respond::dedup_key(
+            incident?,
+            &format!("page:{target}:{reason}"),
+        )),
+        ActionFields::Notify { audience, .. } => {
+            Effect::Notify(incident?.to_owned(), audience.clone())
+        }
+        _ => return None,
+    })
+}
+
+/// Every applied raw call that is an action's effect: (operation, index in its backend's call
+/// log, effect). A retry batch gives one effect per retry that took effect: the task's attempts
+/// went past the count the retry was fenced on (attempts change only through retries), and the
+/// task had not reached it before the run.
+fn applied_effects(
+    world: &World,
+    before: &BTreeMap<TaskId, (TaskStatus, u32)>,
+) -> Vec<(&'static str, usize, Effect)> {
+    let mut out = Vec::new();
+    let attempts: BTreeMap<String, u32> = world
+        .tasks
+        .tasks()
+        .into_iter()
+        .map(|t| (t.task_id.to_string(), t.attempts))
+        .collect();
+    let logs = [
+        world.deployment.calls().calls(),
+        world.bundles.calls().calls(),
+        world.tasks.calls().calls(),
+        world.pager.calls().calls(),
+        world.notifier.calls().calls(),
+    ];
+    for (i, c) in logs.iter().flat_map(|l| l.iter().enumerate()) {
+        if !c.applied {
+            continue;
+        }
+        let d = c.detail.as_str();
+        match c.op {
+            // "<deployment> to <revision> if rv=…"
+            "deployment.rollback" => {
+                if let Some(to) = d.split(' ').nth(2).and_then(|r| r.parse().ok()) {
+                    out.push((c.op, i, Effect::Rollback(to)));
+                }
+            }
+            // "<deployment> NAME=value NAME- … if rv=…"
+            "deployment.set_env" => {
+                for change in d.split(' ').skip(1).take_while(|w| *w != "if") {
+                    let e = match change.split_once('=') {
+                        Some((n, v)) => Effect::Env(n.to_owned(), Some(v.to_owned())),
+                        None => Effect::Env(change.trim_end_matches('-').to_owned(), None),
+                    };
+                    out.push((c.op, i, e));
+                }
+            }
+            // "<task> if <version> (<n> bytes)"
+            "bundle.put_if_version" => {
+                let id = d.split(' ').next().unwrap_or_default();
+                out.push((c.op, i, Effect::Prune(id.to_owned())));
+            }
+            // "<task>@<expected attempts>,…"
+            "task.schedule_retries" => {
+                for r in d.split(',') {
+                    let Some((id, k)) = r.split_once('@') else {
+                        continue;
+                    };
+                    let Ok(k) = k.parse::<u32>() else { continue };
+                    let took_effect = attempts.get(id).is_some_and(|a| *a > k)
+                        && TaskId::parse(id)
+                            .ok()
+                            .and_then(|t| before.get(&t))
+                            .is_none_or(|(_, a0)| *a0 <= k);
+                    if took_effect {
+                        out.push((c.op, i, Effect::Retry(id.to_owned(), k + 1)));
+                    }
+                }
+            }
+            // "<target> <dedup key>"
+            "pager.page" => {
+                let key = d.split_once(' ').map_or(d, |(_, k)| k);
+                out.push((c.op, i, Effect::Page(key.to_owned())));
+            }
+            // "<audience> <dedup key>"
+            "notifier.notify" => {
+                let key = d.split_once(' ').map_or(d, |(_, k)| k);
+                if let Some((incident, rest)) = key.split_once(":notify:") {
+                    let audience = rest.split(':').next().unwrap_or_default();
+                    out.push((
+                        c.op,
+                        i,
+                        Effect::Notify(incident.to_owned(), audience.to_owned()),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn n3(world: &World, v: &mut Vec<Violation>) {

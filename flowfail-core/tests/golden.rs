@@ -43,11 +43,12 @@ fn every_scenario_replays_to_its_golden_report() {
         let sc = Scenario::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
         let opts = ReplayOptions::default().base_dir(path.parent().map(PathBuf::from));
         let policy = sc.policy().unwrap();
-        // N1-N6 after every replay, against the world as the scenario builds it.
+        // N1-N7 after every replay, against the world as the scenario builds it.
         let before = Invariants::before(&sc.world(&policy, Clock::manual(sc.now)).unwrap());
         let (report, world) = replay_blocking(&sc, &opts).unwrap();
         let got = serde_json::to_string_pretty(&report).unwrap() + "\n";
         if let Err(v) = before
+            .report(&report)
             .output(got.clone())
             .output(report.to_markdown())
             .check(&world, &policy)

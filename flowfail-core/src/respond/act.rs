@@ -167,7 +167,9 @@ impl Responder {
         ))
         .await
         .unwrap_or_else(panicked);
-        if let Err(e) = appended {
+        if let Err(e) = appended
+            && !self.appended_anyway(&state.key, &pass.entries, &e).await
+        {
             tracing::warn!(error = %e, "incident ledger checkpoint failed");
             return;
         }
@@ -646,7 +648,8 @@ impl Responder {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(e)) => {
                 for a in sent {
-                    self.finish(a, Done::Outcome(failed(e.to_string(), false)), state, pass);
+                    let o = self.retry_after_error(a, &e).await;
+                    self.finish(a, Done::Outcome(o), state, pass);
                 }
                 return;
             }
@@ -681,6 +684,28 @@ impl Responder {
             };
             self.finish(a, Done::Outcome(o), state, pass);
         }
+    }
+}
+
+impl Responder {
+    /// A retry whose batch call failed: after a transient error (a lost reply) the task is read
+    /// back, and a retry whose attempt count moved one past the fence is recorded as applied —
+    /// the record says what happened; otherwise it failed and is decided again.
+    async fn retry_after_error(&self, a: &Action, e: &crate::Error) -> ActionOutcome {
+        if let Action::RetryTask {
+            task_id,
+            expected_attempts,
+            ..
+        } = a
+            && e.is_transient()
+            && let Ok(t) = self.ports.tasks.get(task_id).await
+            && t.attempts == expected_attempts + 1
+        {
+            return ActionOutcome::Applied(Applied::Retried {
+                attempts: t.attempts,
+            });
+        }
+        failed(e.to_string(), false)
     }
 }
 

@@ -204,6 +204,7 @@ impl ResponderBuilder {
                 paused_seen: HashSet::new(),
                 proposed_seen: HashSet::new(),
                 reconciled: Vec::new(),
+                unrecorded: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             policy,
@@ -236,6 +237,10 @@ struct Inner {
     /// What this pass found of a rollback a stopped process reserved: recorded under the
     /// pass's claim.
     reconciled: Vec<(crate::report::ActionFields, crate::report::Outcome, String)>,
+    /// Timeline entries of an incident that a pass could not write to the ledger (a ledger
+    /// error, or another replica's claim during the pass): the next pass with a claim writes
+    /// them, so the record keeps what this process did.
+    unrecorded: Option<(String, Vec<TimelineEntry>)>,
 }
 
 /// What one pass ended with.
@@ -455,6 +460,7 @@ impl Responder {
         // The operator's controls, before any mutation: the pause flag, the approval gates.
         let mut entries = Vec::new();
         if epoch.is_some() {
+            self.take_unrecorded(&state.key, &mut entries);
             self.record_reconciled(now, &mut entries);
         }
         if epoch.is_some()
@@ -487,7 +493,8 @@ impl Responder {
         let mut settled = settled;
         if acted.stale {
             // Another replica claimed the incident mid-pass: it acts and records; this pass's
-            // writes would be refused by the ledger anyway.
+            // writes would be refused by the ledger anyway. What it did is written next pass.
+            self.keep_unrecorded(&state.key, entries);
             self.note_gap(
                 "another responder claimed the incident during this pass: this pass stopped acting"
                     .to_owned(),
@@ -531,12 +538,15 @@ impl Responder {
         settled: bool,
         now: Timestamp,
     ) -> bool {
+        let appended = AtomicBool::new(false);
         let write = async {
             let state_json = serde_json::to_value(next)?;
-            self.ports
-                .incidents
-                .append(&next.key, epoch, entries)
-                .await?;
+            if let Err(e) = self.ports.incidents.append(&next.key, epoch, entries).await
+                && !self.appended_anyway(&next.key, entries, &e).await
+            {
+                return Err(e);
+            }
+            appended.store(true, Ordering::SeqCst);
             self.ports
                 .incidents
                 .save_state(&next.key, epoch, &state_json)
@@ -564,8 +574,67 @@ impl Responder {
             Ok(()) => true,
             Err(e) => {
                 self.note_gap(format!("incident ledger write: {e}"));
+                if !appended.load(Ordering::SeqCst) {
+                    self.keep_unrecorded(&next.key, entries.to_vec());
+                }
                 false
             }
+        }
+    }
+
+    /// Whether timeline entries whose append failed with `e` are in the ledger all the same
+    /// (the reply was lost): the timeline ends with them. Appending them again would record
+    /// every action in them twice.
+    pub(super) async fn appended_anyway(
+        &self,
+        key: &str,
+        entries: &[TimelineEntry],
+        e: &Error,
+    ) -> bool {
+        if entries.is_empty() || e.kind() == crate::ErrorKind::Conflict {
+            return false;
+        }
+        let Ok(rec) = self.ports.incidents.get(key).await else {
+            return false;
+        };
+        let Some(tail) = rec
+            .timeline
+            .len()
+            .checked_sub(entries.len())
+            .map(|from| &rec.timeline[from..])
+        else {
+            return false;
+        };
+        // A store may keep timestamps to the microsecond.
+        tail.iter().zip(entries).all(|(a, b)| {
+            a.kind == b.kind
+                && a.detail == b.detail
+                && (a.at - b.at)
+                    .num_microseconds()
+                    .is_some_and(|d| d.abs() < 1000)
+        })
+    }
+
+    /// Keeps timeline entries the ledger did not take, for the next pass with a claim.
+    fn keep_unrecorded(&self, key: &str, entries: Vec<TimelineEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        match &mut inner.unrecorded {
+            Some((k, kept)) if k == key => kept.extend(entries),
+            other => *other = Some((key.to_owned(), entries)),
+        }
+    }
+
+    /// The entries an earlier pass of this incident could not write, first in this pass's.
+    fn take_unrecorded(&self, key: &str, entries: &mut Vec<TimelineEntry>) {
+        let mut inner = lock(&self.inner);
+        if inner.unrecorded.as_ref().is_some_and(|(k, _)| k == key)
+            && let Some((_, mut kept)) = inner.unrecorded.take()
+        {
+            kept.append(entries);
+            *entries = kept;
         }
     }
 
