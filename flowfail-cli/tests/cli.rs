@@ -151,12 +151,27 @@ fn classify_explain_says_which_stage_decided_and_why_earlier_ones_did_not() {
         .iter()
         .map(|s| (s["stage"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps[0], ("http_status", "no HTTP status given"));
-    assert_eq!(steps[1], ("vendor_code", "no rule matched"));
-    assert_eq!(steps[2], ("exception", "no rule matched"));
-    assert_eq!(steps[3].0, "status_in_message");
-    assert!(steps[3].1.starts_with("decided: status 503"), "{steps:?}");
-    assert_eq!(steps.len(), 4);
+    assert_eq!(steps[0], ("validation", "no rule matched"));
+    assert_eq!(steps[1], ("http_status", "no HTTP status given"));
+    assert_eq!(steps[2], ("vendor_code", "no rule matched"));
+    assert_eq!(steps[3], ("exception", "no rule matched"));
+    assert_eq!(steps[4].0, "status_in_message");
+    assert!(steps[4].1.starts_with("decided: status 503"), "{steps:?}");
+    assert_eq!(steps.len(), 5);
+
+    // Echoed tenant input is masked before any stage, and the explanation says so.
+    let out = flowfail(
+        &["classify", "--explain"],
+        br#"{"message": "1 validation error for TaskObject\ntitle\n  Input should be a valid integer [type=int_parsing, input_value='rate_limit_error', input_type=str]"}"#,
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["kind"], &v["retryable"]),
+        (&Value::from("validation"), &Value::from(false)),
+        "{v}"
+    );
+    assert_eq!(v["explain"][0]["stage"], "mask", "{v}");
+    assert_eq!(v["explain"][1]["stage"], "validation", "{v}");
 
     let out = flowfail(
         &["classify", "--plain", "--explain"],
