@@ -952,6 +952,7 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         s.find_open(&scope).await.expect("find_open").is_none(),
         "find_open rule 1: closed"
     );
+    incident_store_latest_closed(s, &scope, &key, e2).await;
     let (r3, created3) = s
         .open(&scope, &unique("inc-next"), now, &st)
         .await
@@ -982,6 +983,79 @@ pub async fn incident_store(s: &dyn IncidentStore) {
     assert_eq!(created, 1, "open rule 1: concurrent opens create one");
 
     incident_store_control(s).await;
+}
+
+/// The rules of [`IncidentStore::latest_closed`], and effects reserved on a closed incident;
+/// `key`, of `scope`, was just closed at `epoch`.
+async fn incident_store_latest_closed(s: &dyn IncidentStore, scope: &str, key: &str, epoch: u64) {
+    let latest = |scope: String| async move {
+        s.latest_closed(&scope)
+            .await
+            .expect("latest_closed")
+            .map(|r| r.key)
+    };
+    assert_eq!(
+        latest(scope.to_owned()).await.as_deref(),
+        Some(key),
+        "latest_closed: the closed incident"
+    );
+    assert_eq!(
+        latest(unique("empty-scope")).await,
+        None,
+        "latest_closed rule 1: none closed; rule 2: scopes are independent"
+    );
+    // A later incident of another scope: open (never returned), then closed after an earlier one.
+    let other = unique("scope");
+    let now = Utc::now();
+    let (first, second) = (unique("inc-a"), unique("inc-b"));
+    let st = serde_json::json!({"n": 1});
+    s.open(&other, &first, now, &st).await.expect("open");
+    assert_eq!(
+        latest(other.clone()).await,
+        None,
+        "latest_closed rule 1: open"
+    );
+    let e = s.claim(&first).await.expect("claim");
+    s.close(&first, e, now + TimeDelta::seconds(1), &st)
+        .await
+        .expect("close");
+    s.open(&other, &second, now + TimeDelta::seconds(2), &st)
+        .await
+        .expect("open");
+    let e = s.claim(&second).await.expect("claim");
+    s.close(&second, e, now + TimeDelta::seconds(3), &st)
+        .await
+        .expect("close");
+    assert_eq!(
+        latest(other.clone()).await,
+        Some(second),
+        "latest_closed: the one closed last"
+    );
+    assert_eq!(
+        latest(scope.to_owned()).await.as_deref(),
+        Some(key),
+        "latest_closed rule 2"
+    );
+    // Rule 3: the end of a cool-down, reserved on the closed incident at its epoch.
+    assert!(
+        s.reserve_effect(key, epoch, "cooldown_over")
+            .await
+            .expect("reserve on a closed incident"),
+        "latest_closed rule 3"
+    );
+    let rec = s
+        .latest_closed(scope)
+        .await
+        .expect("latest_closed")
+        .expect("closed");
+    assert!(rec.effects.iter().any(|e| e == "cooldown_over"), "{rec:?}");
+    assert!(rec.closed_at.is_some() && rec.epoch == epoch);
+    assert!(
+        !s.reserve_effect(key, epoch, "cooldown_over")
+            .await
+            .expect("reserve"),
+        "reserve rule 1 on a closed incident"
+    );
 }
 
 /// The pause and approval rules of [`IncidentStore`].

@@ -1353,6 +1353,28 @@ impl IncidentStore for MemoryIncidentStore {
         t.finish("incident.find_open", r)
     }
 
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        let t = enter(
+            &self.log,
+            &self.faults,
+            "incident.latest_closed",
+            false,
+            || scope.to_owned(),
+        )
+        .await?;
+        let r = lock(&self.incidents)
+            .values()
+            .filter(|r| r.scope == scope)
+            .filter_map(|r| r.closed_at.map(|at| (at, r)))
+            .max_by(|(a, x), (b, y)| {
+                a.cmp(b)
+                    .then(x.opened_at.cmp(&y.opened_at))
+                    .then(x.key.cmp(&y.key))
+            })
+            .map(|(_, r)| r.clone());
+        t.finish("incident.latest_closed", r)
+    }
+
     async fn claim(&self, key: &str) -> Result<Epoch> {
         let t = enter(&self.log, &self.faults, "incident.claim", true, || {
             key.to_owned()

@@ -578,6 +578,17 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     /// 1. Returns the incident `open` would return for the scope, or `None` when none is open.
     async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>>;
 
+    /// The incident of `scope` closed most recently (by close time, then open time, then key),
+    /// if any: the supervisor's cool-down after an escalation and the revisions flowfail rolled
+    /// away from are read from it. Its timeline need not be included.
+    ///
+    /// **Behavior**
+    /// 1. `None` while no incident of the scope is closed; an open incident is never returned.
+    /// 2. Scopes are independent.
+    /// 3. A closed incident still takes [`IncidentStore::reserve_effect`] at its current epoch
+    ///    (the end of an escalated incident's cool-down is its effect `cooldown_over`).
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>>;
+
     /// Claims the incident for a pass: increments and returns its epoch.
     ///
     /// **Behavior**

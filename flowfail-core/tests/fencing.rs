@@ -60,6 +60,9 @@ impl IncidentStore for Overtaken {
     async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
         self.inner.find_open(scope).await
     }
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        self.inner.latest_closed(scope).await
+    }
     async fn claim(&self, key: &str) -> Result<Epoch> {
         let mine = self.inner.claim(key).await?;
         let first = self.after_other.lock().unwrap().is_none();

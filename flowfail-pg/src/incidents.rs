@@ -19,6 +19,7 @@ struct IncidentSql {
     insert: String,
     by_key: String,
     open_in_scope: String,
+    latest_closed: String,
     claim: String,
     epoch_for_share: String,
     epoch_of: String,
@@ -81,7 +82,9 @@ impl IncidentSql {
                    approved_by TEXT NOT NULL,
                    approved_at TIMESTAMPTZ NOT NULL);
                  CREATE INDEX IF NOT EXISTS flowfail_approvals_key ON {appr} (key, id);
-                 INSERT INTO {mig} (version) VALUES (2) ON CONFLICT DO NOTHING;"
+                 INSERT INTO {mig} (version) VALUES (2) ON CONFLICT DO NOTHING;
+                 CREATE INDEX IF NOT EXISTS flowfail_incidents_closed ON {inc} (scope, closed_at DESC, opened_at DESC, key DESC) WHERE closed_at IS NOT NULL;
+                 INSERT INTO {mig} (version) VALUES (3) ON CONFLICT DO NOTHING;"
             ),
             insert: format!(
                 "INSERT INTO {inc} (key, scope, epoch, opened_at, state) VALUES ($1, $2, 0, $3, $4)
@@ -89,6 +92,10 @@ impl IncidentSql {
             ),
             by_key: format!("SELECT {cols} FROM {inc} WHERE key = $1"),
             open_in_scope: format!("SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NULL"),
+            latest_closed: format!(
+                "SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NOT NULL
+                 ORDER BY closed_at DESC, opened_at DESC, key DESC LIMIT 1"
+            ),
             claim: format!("UPDATE {inc} SET epoch = epoch + 1 WHERE key = $1 RETURNING epoch"),
             epoch_for_share: format!("SELECT epoch FROM {inc} WHERE key = $1 FOR SHARE"),
             epoch_of: format!("SELECT epoch FROM {inc} WHERE key = $1"),
@@ -282,6 +289,16 @@ impl IncidentStore for PgIncidentStore {
             .map_err(|e| pg_err("incident.find_open", e))?;
         r.map(|r| row_to_incident(&r, "incident.find_open"))
             .transpose()
+    }
+
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        let op = "incident.latest_closed";
+        let c = self.client(op).await?;
+        let r = c
+            .query_opt(&self.sql.latest_closed, &[&scope])
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        r.map(|r| row_to_incident(&r, op)).transpose()
     }
 
     async fn claim(&self, key: &str) -> Result<Epoch> {

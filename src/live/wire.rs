@@ -374,6 +374,9 @@ impl IncidentStore for AttributingLedger {
     async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
         self.inner.find_open(scope).await
     }
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        self.inner.latest_closed(scope).await
+    }
     async fn claim(&self, key: &str) -> Result<Epoch> {
         let epoch = self.inner.claim(key).await?;
         self.deployment.set_reason(Some(format!("incident {key}")));

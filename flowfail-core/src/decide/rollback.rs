@@ -247,6 +247,16 @@ fn schema_errors_are_the_deploys(
     ))
 }
 
+/// No roll forward: a revision flowfail rolled the Deployment away from, in an earlier incident,
+/// is never a rollback target (the ledger carries them from incident to incident).
+fn rolled_away_from(state: &IncidentState, target: u64) -> Option<String> {
+    state.rolled_away.get(&target).map(|incident| {
+        format!(
+            "revision {target} is one flowfail rolled back from (incident {incident}): never redeployed by a rollback"
+        )
+    })
+}
+
 /// Why a rollback is not planned again in an incident that has one.
 fn never_twice(rb: &super::RollbackRecord) -> String {
     if rb.never_reached() {
@@ -337,6 +347,10 @@ fn plan_rollback(
         );
         return;
     };
+    if let Some(why) = rolled_away_from(state, target) {
+        refuse(b, "rollback_refused", why);
+        return;
+    }
     if current.paused {
         refuse(
             b,

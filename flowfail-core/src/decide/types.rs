@@ -189,6 +189,15 @@ impl RollbackRecord {
     pub fn never_reached(&self) -> bool {
         self.rollout.as_deref() == Some(super::ROLLBACK_NEVER_REACHED)
     }
+
+    /// Whether the rollback may have changed the Deployment: all but one that never reached it
+    /// and one the API refused (a panic while calling it may have landed).
+    pub fn may_have_landed(&self) -> bool {
+        let refused = self.rollout.as_deref().is_some_and(|r| {
+            r.starts_with("rollback failed: ") && !r.starts_with("rollback failed: panicked")
+        });
+        !self.never_reached() && !refused
+    }
 }
 
 /// Retries flowfail scheduled for one task.
@@ -257,6 +266,12 @@ pub struct IncidentState {
     pub outage_seen: BTreeMap<String, Timestamp>,
     /// The rollback, if one was performed.
     pub rollback: Option<RollbackRecord>,
+    /// Revisions flowfail rolled the Deployment away from in earlier incidents, each with the
+    /// incident that did: no rollback redeploys one. Read from the incident of the scope closed
+    /// last when this one opened ([`IncidentState::inherit`]), so the ledger carries them from
+    /// incident to incident.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rolled_away: BTreeMap<u64, String>,
     /// Pages and notifications sent (effect keys).
     pub effects: BTreeSet<String>,
     /// Bundles pruned.
@@ -278,6 +293,27 @@ pub struct IncidentState {
 }
 
 impl IncidentState {
+    /// Carries what the ledger remembers across incidents from `previous`, the state of the
+    /// incident of the scope closed last (as JSON; only the fields read here need to parse): the
+    /// revisions flowfail rolled away from, its own rollback's included.
+    pub fn inherit(&mut self, previous_key: &str, previous: &serde_json::Value) {
+        if let Some(m) = previous
+            .get("rolled_away")
+            .and_then(|v| serde_json::from_value::<BTreeMap<u64, String>>(v.clone()).ok())
+        {
+            self.rolled_away.extend(m);
+        }
+        if let Some(rb) = previous
+            .get("rollback")
+            .and_then(|v| serde_json::from_value::<Option<RollbackRecord>>(v.clone()).ok())
+            .flatten()
+            .filter(RollbackRecord::may_have_landed)
+        {
+            self.rolled_away
+                .insert(rb.from_revision, previous_key.to_owned());
+        }
+    }
+
     /// A new incident detected at `now`.
     pub fn open(
         key: String,
@@ -307,6 +343,7 @@ impl IncidentState {
             breaker_enabled_at: None,
             outage_seen: BTreeMap::new(),
             rollback: None,
+            rolled_away: BTreeMap::new(),
             effects: BTreeSet::new(),
             pruned: BTreeMap::new(),
             prune_failed: BTreeMap::new(),

@@ -73,7 +73,7 @@ mod stats;
 mod supervisor;
 
 pub use stats::{ActionStat, PassKind, PassStats, ReadStat};
-pub use supervisor::{AlertTrigger, Supervisor, SupervisorBuilder, Wake};
+pub use supervisor::{AlertTrigger, COOLDOWN_OVER, Supervisor, SupervisorBuilder, Wake};
 
 /// Stops every mutation when on. Cheap to clone; clones share the switch.
 #[derive(Debug, Clone, Default)]
@@ -816,6 +816,19 @@ impl Responder {
             obs.deployment.as_ref(),
         );
         state.woken_by.clone_from(&self.woken_by);
+        // What the ledger remembers across incidents (the revisions flowfail rolled away from)
+        // comes from the incident closed last; unread, no incident opens this pass.
+        match self
+            .ports
+            .incidents
+            .latest_closed(&self.policy.deployment)
+            .await
+        {
+            Ok(Some(prev)) => state.inherit(&prev.key, &prev.state),
+            Ok(None) => {}
+            Err(e) if self.mutating(halted) => return Err(e),
+            Err(e) => self.note_gap(format!("incident ledger: earlier incidents: {e}")),
+        }
         let woken = self
             .woken_by
             .as_deref()

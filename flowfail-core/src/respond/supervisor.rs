@@ -5,7 +5,10 @@
 //! *fresh* [`Responder`] built from the same settings; when the incident settles it goes back to
 //! watching. After an escalation it waits for the alert to clear (with the policy's hysteresis)
 //! before it opens another incident, so a persisting failure is one incident, not one a poll.
-//! At start it picks up an incident a previous process left open in the ledger.
+//! The cool-down is in the ledger, not in memory: the incident of the scope closed last escalated
+//! and has no [`COOLDOWN_OVER`] effect yet. A restarted process, or another replica, reads it
+//! there before it opens an incident; whoever sees the alert clear records the end. At start it
+//! picks up an incident a previous process left open in the ledger.
 //!
 //! Shutdown is cooperative: cancel the [`CancellationToken`] passed to [`Supervisor::run`]. A
 //! pass in progress gets a grace period (3 s by default) to finish and record; past it the pass
@@ -50,6 +53,10 @@ use crate::ports::Ports;
 use crate::report::Report;
 
 type OnSettled = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// The effect reserved on an escalated incident (in the ledger) once its alert has cleared: the
+/// cool-down after it is over, and a new incident may open.
+pub const COOLDOWN_OVER: &str = "cooldown_over";
 
 /// The least time between the start of one pass and a pass an alert woke.
 const MIN_WOKEN_GAP: Duration = Duration::from_secs(1);
@@ -185,6 +192,7 @@ impl SupervisorBuilder {
             on_pass: self.on_pass,
             wake: self.wake.unwrap_or_default(),
             grace: self.grace.unwrap_or(Duration::from_secs(3)),
+            cooled: Mutex::new(None),
         })
     }
 }
@@ -199,6 +207,9 @@ pub struct Supervisor {
     on_pass: Option<OnPass>,
     wake: Wake,
     grace: Duration,
+    /// An escalated incident whose alert this process saw clear, when recording that in the
+    /// ledger failed.
+    cooled: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -216,8 +227,9 @@ enum Watch {
     Idle,
     /// An incident, with its own responder.
     Incident(Box<Responder>),
-    /// An incident was escalated: wait for the alert to clear before opening another.
-    Cooling,
+    /// An incident was escalated (its key, when known): wait for the alert to clear before
+    /// opening another.
+    Cooling(Option<String>),
 }
 
 impl Supervisor {
@@ -243,9 +255,8 @@ impl Supervisor {
                     watch = next;
                     sleep
                 }
-                Watch::Idle | Watch::Cooling => {
-                    let cooling = matches!(watch, Watch::Cooling);
-                    watch = self.idle_pass(cooling).await;
+                Watch::Idle | Watch::Cooling(_) => {
+                    watch = self.idle_pass(watch).await;
                     if matches!(watch, Watch::Incident(_)) {
                         continue; // the alert fired: the first incident pass runs now
                     }
@@ -282,10 +293,56 @@ impl Supervisor {
                 tracing::info!(incident = %rec.key, "continuing the open incident");
                 self.responder(None).map_or(Watch::Idle, Watch::Incident)
             }
-            Ok(None) => Watch::Idle,
+            Ok(None) => match self.cooling_in_ledger().await {
+                Ok(Some(key)) => {
+                    tracing::info!(incident = %key, "the last incident escalated and its alert has not cleared: cooling down");
+                    Watch::Cooling(Some(key))
+                }
+                Ok(None) => Watch::Idle,
+                Err(e) => {
+                    tracing::warn!(error = %e, "incident ledger unreadable at start");
+                    Watch::Idle
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "incident ledger unreadable at start");
                 Watch::Idle
+            }
+        }
+    }
+
+    /// The escalated incident whose cool-down the ledger says is still on: the incident of the
+    /// scope closed last escalated, and nobody has seen its alert clear since. `None` while an
+    /// incident is open (it is joined, not cooled on).
+    async fn cooling_in_ledger(&self) -> Result<Option<String>> {
+        let scope = &self.policy.deployment;
+        if self.ports.incidents.find_open(scope).await?.is_some() {
+            return Ok(None);
+        }
+        let Some(last) = self.ports.incidents.latest_closed(scope).await? else {
+            return Ok(None);
+        };
+        let set = |field: &str| last.state.get(field).is_some_and(|v| !v.is_null());
+        let escalated = set("escalated_at") && !set("resolved_at");
+        let over = last.effects.iter().any(|e| e == COOLDOWN_OVER);
+        Ok((escalated && !over).then_some(last.key))
+    }
+
+    /// Records in the ledger that the alert of the escalated incident `key` has cleared: its
+    /// cool-down is over for every replica.
+    async fn end_cooldown(&self, key: &str) {
+        let ended = async {
+            let epoch = self.ports.incidents.get(key).await?.epoch;
+            self.ports
+                .incidents
+                .reserve_effect(key, epoch, COOLDOWN_OVER)
+                .await
+        };
+        match ended.await {
+            Ok(_) => tracing::info!(incident = %key, "alert cleared: cool-down over"),
+            Err(e) => {
+                tracing::warn!(incident = %key, error = %e, "could not record the end of the cool-down; tried again when the alert fires");
+                lock(&self.cooled).replace(key.to_owned());
             }
         }
     }
@@ -308,8 +365,11 @@ impl Supervisor {
         Duration::from_secs(self.policy.poll_interval_s.max(1))
     }
 
-    /// One count read: does the alert fire (or, cooling, has it cleared)?
-    async fn idle_pass(&self, cooling: bool) -> Watch {
+    /// One count read: does the alert fire (or, cooling, has it cleared)? A firing alert reads
+    /// the ledger before an incident opens: still cooling after an escalation, or an incident
+    /// another replica opened meanwhile.
+    async fn idle_pass(&self, watch: Watch) -> Watch {
+        let cooling = matches!(watch, Watch::Cooling(_));
         let now = self.clock.now();
         let started = tokio::time::Instant::now();
         let trigger = self.wake.take();
@@ -338,7 +398,7 @@ impl Supervisor {
             ));
         }
         let Some(alert) = alert else {
-            return if cooling { Watch::Cooling } else { Watch::Idle };
+            return watch;
         };
         if let Some(t) = &trigger
             && !alert.firing
@@ -357,15 +417,57 @@ impl Supervisor {
             cooling,
             "idle pass"
         );
-        match (alert.firing, cooling) {
-            (true, false) => {
-                tracing::info!(failure_rate = alert.failure_rate, woken_by = ?trigger.as_ref().map(AlertTrigger::describe), "alert firing: incident");
-                self.responder(trigger.as_ref())
-                    .map_or(Watch::Idle, Watch::Incident)
+        match (alert.firing, watch) {
+            (true, Watch::Cooling(key)) => {
+                // Another replica may have seen the alert clear and opened a new incident.
+                match self
+                    .ports
+                    .incidents
+                    .find_open(&self.policy.deployment)
+                    .await
+                {
+                    Ok(Some(_)) => self
+                        .responder(trigger.as_ref())
+                        .map_or(Watch::Cooling(key), Watch::Incident),
+                    _ => Watch::Cooling(key),
+                }
             }
-            (true, true) => Watch::Cooling,
+            (true, _) => {
+                let cooled_here = lock(&self.cooled).clone();
+                match self.cooling_in_ledger().await {
+                    Ok(Some(key)) if cooled_here.as_deref() == Some(key.as_str()) => {
+                        // This process saw its alert clear but could not record it: again.
+                        self.end_cooldown(&key).await;
+                        self.incident(alert.failure_rate, trigger.as_ref())
+                    }
+                    Ok(Some(key)) => {
+                        tracing::info!(incident = %key, failure_rate = alert.failure_rate, "alert firing, but the last incident escalated and its alert has not cleared since: cooling down, no new incident");
+                        Watch::Cooling(Some(key))
+                    }
+                    Ok(None) => self.incident(alert.failure_rate, trigger.as_ref()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert firing, incident ledger unreadable: trying again next poll");
+                        Watch::Idle
+                    }
+                }
+            }
+            (false, Watch::Cooling(key)) => {
+                let key = match key {
+                    Some(k) => Some(k),
+                    None => self.cooling_in_ledger().await.ok().flatten(),
+                };
+                if let Some(key) = key {
+                    self.end_cooldown(&key).await;
+                }
+                Watch::Idle
+            }
             (false, _) => Watch::Idle,
         }
+    }
+
+    fn incident(&self, failure_rate: f64, trigger: Option<&AlertTrigger>) -> Watch {
+        tracing::info!(failure_rate, woken_by = ?trigger.map(AlertTrigger::describe), "alert firing: incident");
+        self.responder(trigger).map_or(Watch::Idle, Watch::Incident)
     }
 
     /// One pass of the incident's responder, with a grace period on shutdown.
@@ -406,7 +508,7 @@ impl Supervisor {
                         f(&report);
                     }
                     let next = if settle == Settle::Escalated {
-                        Watch::Cooling
+                        Watch::Cooling(report.post_incident.incident_key.clone())
                     } else {
                         Watch::Idle
                     };
