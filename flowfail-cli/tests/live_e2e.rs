@@ -357,6 +357,27 @@ step_timeout_s = 10
         .unwrap();
     }
 
+    /// FlowEngine's worker on these tasks, as it updates their rows: `running` when it picks
+    /// them up, then `succeeded`, or `failed` again (with the error and the finish time).
+    async fn work_on(&self, ids: &[&str], status: &str) {
+        let c = self.pool.get().await.unwrap();
+        let error = (status == "failed").then_some(TIMEOUT);
+        let finished = status != "running";
+        let n = c
+            .execute(
+                &format!(
+                    "UPDATE {}.tasks SET status = $2, error_message = coalesce($3, error_message),
+                       finished_at = CASE WHEN $4 THEN now() ELSE finished_at END
+                     WHERE task_id = ANY($1)",
+                    self.schema
+                ),
+                &[&ids, &status, &error, &finished],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n as usize, ids.len());
+    }
+
     /// Closed incidents in the ledger, with their records.
     async fn closed(&self) -> Vec<serde_json::Value> {
         let c = self.pool.get().await.unwrap();
@@ -1491,4 +1512,124 @@ async fn e_pause_mid_incident_holds_every_peer_until_resume() {
         w.pages().await
     );
     assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("e"));
+}
+
+/// (f) Issue 24 #3, "resolved" means the tasks recovered: 30 timeouts beside 100 successes.
+/// flowfail retries them (pending in PostgreSQL), which takes them out of the alert's failure
+/// count at once; with no worker running, the incident stays open and says what it waits for.
+/// The test then plays FlowEngine's worker: running (still open), 3 succeed ("27 retried tasks
+/// not finished yet"), then 26 succeed and one fails again: resolved, MTTR measured to then,
+/// and the task that failed again in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_an_incident_stays_open_until_the_retried_tasks_finish() {
+    let Some(w) = world("inflight").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    let ids: Vec<String> = (0..30).map(|i| format!("f-{i:02}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let failed: Vec<(&str, &str, Option<u16>)> = ids.iter().map(|i| (*i, TIMEOUT, None)).collect();
+    w.seed_tasks(100, &failed).await;
+    let mut p = w.run("act", "f");
+    until(&w, 60, "the 30 retries scheduled", &mut p, "f", || async {
+        let mut all = true;
+        for id in &ids {
+            let t = w.task(id).await;
+            all &= (t.status, t.attempts) == (TaskStatus::Pending, 1);
+        }
+        all
+    })
+    .await;
+    let retried = Instant::now();
+
+    // No worker: the alert is clear (the failures are pending now), and the incident is open.
+    while retried.elapsed() < Duration::from_secs(8) {
+        assert!(
+            w.open_incident().await && w.closed().await.is_empty(),
+            "resolved with no worker running: {:#?}\n{}",
+            w.closed().await,
+            w.log("f")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        w.log("f").contains("30 retried tasks not finished yet"),
+        "{}",
+        w.log("f")
+    );
+    // The worker picks them up: running is not finished.
+    w.work_on(&ids, "running").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(w.open_incident().await, "resolved with every retry running");
+    w.work_on(&ids[..3], "succeeded").await;
+    until(&w, 30, "the wait for the other 27", &mut p, "f", || async {
+        w.log("f").contains("27 retried tasks not finished yet")
+    })
+    .await;
+    assert!(w.open_incident().await && w.closed().await.is_empty());
+    let open_for = retried.elapsed();
+
+    // They finish: 26 succeed, one fails again.
+    w.work_on(&ids[3..29], "succeeded").await;
+    w.work_on(&ids[29..], "failed").await;
+    let finished = Utc::now();
+    let finished_at = Instant::now();
+    until(&w, 30, "the incident closed", &mut p, "f", || async {
+        !w.closed().await.is_empty() && !w.open_incident().await
+    })
+    .await;
+    let closed_after = finished_at.elapsed();
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("f"));
+
+    let closed = w.closed().await;
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    let post = &closed[0]["post_incident"];
+    assert_eq!(post["status"], "resolved", "{post:#}");
+    let at = |k: &str| {
+        post[k]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+    };
+    let (detected, resolved) = (at("detected_at"), at("resolved_at"));
+    let mttr = post["mttr_seconds"].as_i64().unwrap();
+    assert_eq!(mttr, (resolved - detected).num_seconds());
+    assert!(
+        resolved >= finished - TimeDelta::seconds(1),
+        "resolved at {resolved}, before the retries finished at {finished}"
+    );
+    assert!(
+        mttr >= (finished - detected).num_seconds(),
+        "MTTR {mttr} s, not to the moment the retries finished"
+    );
+    // The task that failed again is in the record, and was not retried with the alert clear.
+    let again: Vec<&serde_json::Value> = closed[0]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "finding" && e["detail"]["kind"] == "retry_failed_again")
+        .collect();
+    assert_eq!(again.len(), 1, "{:#}", closed[0]["timeline"]);
+    assert_eq!(again[0]["detail"]["task_id"], ids[29]);
+    assert!(
+        post["follow_ups"].to_string().contains("failed again"),
+        "{post:#}"
+    );
+    let last = w.task(ids[29]).await;
+    assert_eq!((last.status, last.attempts), (TaskStatus::Failed, 1));
+    for id in &ids[..29] {
+        let t = w.task(id).await;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+    }
+    assert_eq!(
+        post["actions_summary"]["retry_task"]["applied"], 30,
+        "{post:#}"
+    );
+    eprintln!(
+        "open {:.1} s after the retries were scheduled with no worker; closed {:.1} s after the worker finished; MTTR {mttr} s",
+        open_for.as_secs_f64(),
+        closed_after.as_secs_f64()
+    );
 }

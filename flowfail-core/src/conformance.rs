@@ -245,6 +245,37 @@ pub async fn task_store(f: &dyn TaskFixture) {
         ErrorKind::NotFound,
         "get rule 1"
     );
+    let t2 = id(&format!("{p}-2"));
+    let t4 = id(&format!("{p}-4"));
+    let mut many = s
+        .get_many(&[
+            t4.clone(),
+            missing.clone(),
+            t1.clone(),
+            t2.clone(),
+            t1.clone(),
+        ])
+        .await
+        .expect("get_many");
+    many.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let statuses: Vec<(&str, TaskStatus)> = many
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (t1.as_str(), TaskStatus::Failed),
+            (t2.as_str(), TaskStatus::Succeeded),
+            (t4.as_str(), TaskStatus::Running)
+        ],
+        "get_many rule 1: each stored task once, missing ids left out, nothing else"
+    );
+    assert_eq!(many[0], got, "get_many returns a task as get does");
+    assert!(
+        s.get_many(&[]).await.expect("get_many of none").is_empty(),
+        "get_many rule 2"
+    );
     assert_eq!(
         s.task_object(&t1).await.expect("task_object"),
         Some(obj),
@@ -267,7 +298,6 @@ pub async fn task_store(f: &dyn TaskFixture) {
 
     let t3 = id(&format!("{p}-3"));
     let t5 = id(&format!("{p}-5"));
-    let t2 = id(&format!("{p}-2"));
     let reqs = vec![
         RetryRequest::new(t1.clone(), 0, now),
         RetryRequest::new(t3.clone(), 7, now),

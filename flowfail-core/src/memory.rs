@@ -467,6 +467,22 @@ impl TaskStore for MemoryTaskStore {
         t.finish("task.get", r)
     }
 
+    async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Task>> {
+        let t = enter(&self.log, &self.faults, "task.get_many", false, || {
+            ids.iter().map(TaskId::as_str).collect::<Vec<_>>().join(",")
+        })
+        .await?;
+        let db = lock(&self.db);
+        let mut seen = std::collections::BTreeSet::new();
+        let r = ids
+            .iter()
+            .filter(|id| seen.insert(*id))
+            .filter_map(|id| db.tasks.get(id).map(|e| e.task.clone()))
+            .collect();
+        drop(db);
+        t.finish("task.get_many", r)
+    }
+
     async fn task_object(&self, id: &TaskId) -> Result<Option<serde_json::Value>> {
         let t = enter(&self.log, &self.faults, "task.task_object", false, || {
             id.to_string()

@@ -175,6 +175,28 @@ pub trait TaskStore: Send + Sync + Debug + 'static {
     /// 1. A missing task is [`crate::ErrorKind::NotFound`].
     async fn get(&self, task_id: &TaskId) -> Result<Task>;
 
+    /// The tasks with these ids, read in one call (the responder reads back the tasks it
+    /// retried, to know whether they finished).
+    ///
+    /// **Behavior**
+    /// 1. Each stored task among `ids` is returned once, in any order; an id the store does
+    ///    not hold is left out (not an error); no other task is returned.
+    /// 2. An empty `ids` returns none.
+    /// 3. A read that fails part-way is an error, never a shorter list.
+    ///
+    /// The default calls [`TaskStore::get`] once per id; adapters answer in one query.
+    async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Task>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(id).await {
+                Ok(t) => out.push(t),
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// The task's TaskObject JSON, if the store holds one.
     ///
     /// **Behavior**

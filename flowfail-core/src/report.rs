@@ -607,6 +607,15 @@ impl ReportBuilder {
                 "Review the proposed rules of the new failure modes, set each rule's kind, and add them to a rules file".to_owned(),
             );
         }
+        if self
+            .findings
+            .iter()
+            .any(|f| f.finding.kind == "retry_failed_again")
+        {
+            follow_ups.push(
+                "Look at the retried tasks that failed again (retry_failed_again findings): the retry did not recover them".to_owned(),
+            );
+        }
         if !self.gaps.is_empty() {
             follow_ups
                 .push("Add monitoring: some data could not be read during the incident".to_owned());

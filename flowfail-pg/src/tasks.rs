@@ -159,6 +159,7 @@ struct TaskSql {
     current_many: String,
     schedule_one: String,
     current: String,
+    get_many: String,
     mark_final: String,
     claim_due: String,
     insert: String,
@@ -241,6 +242,7 @@ impl TaskSql {
                  WHERE {id} = $1 AND {att} = $2 AND {st} = 'failed' RETURNING {att}"
             ),
             current: format!("SELECT {st}, {att} FROM {tbl} WHERE {id} = $1"),
+            get_many: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = ANY($1::text[])"),
             mark_final: format!(
                 "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
             ),
@@ -622,6 +624,27 @@ impl TaskStore for PgTaskStore {
                     .with_operation("task.get")
                     .with_backend(BACKEND)
             })
+    }
+
+    /// One query by primary key for all `ids`; a row flowfail cannot use is left out (and
+    /// logged), as by [`TaskStore::get`].
+    async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Task>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let c = self.client("task.get_many").await?;
+        let rows = c
+            .query(&self.sql.get_many, &[&ids])
+            .await
+            .map_err(|e| pg_err("task.get_many", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(t) = row_to_task(r)? {
+                out.push(t);
+            }
+        }
+        Ok(out)
     }
 
     async fn task_object(&self, task_id: &TaskId) -> Result<Option<serde_json::Value>> {

@@ -265,11 +265,15 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         return finish(b, Some(alert), BTreeMap::new(), None, next);
     };
     let classes = classification(failed);
+    let unfinished_retries = settle::retries(obs, state, &mut next, &mut b);
 
     if !alert.firing {
         // Closing restores what flowfail set, or hands it to a human: never left silently.
         let restoring = settle::restore_on_close(obs, state, policy, &mut b);
-        if outage::tell_outage_over(state, policy, &mut b) || restoring {
+        // Retried tasks left the failure count when they went back to pending: resolved
+        // means they finished, not that they are out of the count.
+        let retrying = settle::wait_for_retries(&unfinished_retries, &mut b);
+        if outage::tell_outage_over(state, policy, &mut b) || restoring || retrying {
             return finish(b, Some(alert), classes, None, next);
         }
         next.resolved_at = Some(now);

@@ -147,6 +147,7 @@ pub fn apply_outcome(
                 RetryRecord {
                     attempts: *attempts,
                     last_at: now,
+                    finished: None,
                 },
             );
             if *probe {

@@ -1,7 +1,7 @@
 //! Settling: an incident with nothing left to do or to wait for is escalated to humans.
 
-use super::{Action, Builder, Ctx, IncidentState, Observation, Settle, pct};
-use crate::model::Quota;
+use super::{Action, Builder, Ctx, Finding, IncidentState, Observation, Settle, pct};
+use crate::model::{Quota, Task, TaskId, TaskStatus};
 use crate::policy::Policy;
 
 /// Escalates when no mutation is planned and nothing is awaited; pages on-call then, unless
@@ -39,6 +39,118 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
     }
     next.escalated_at = Some(cx.now);
     Some(Settle::Escalated)
+}
+
+/// What became of the retries flowfail scheduled in this incident, as read back this pass
+/// (`obs.retried`): a retry seen finished is recorded on its [`super::RetryRecord`] (once), and
+/// the retried tasks that failed again are reported (one finding a pass). Returns the retried
+/// tasks not seen finished: still pending or running, a retry not reflected yet, or not read.
+/// A task the TaskDB no longer holds is not waited for.
+pub(super) fn retries(
+    obs: &Observation,
+    state: &IncidentState,
+    next: &mut IncidentState,
+    b: &mut Builder,
+) -> Vec<TaskId> {
+    let mut unfinished = Vec::new();
+    let mut failed_again = Vec::new();
+    for (id, rec) in state.retries.iter().filter(|(_, r)| r.finished.is_none()) {
+        let task = match obs.retried.get(id) {
+            Some(Some(t)) => t,
+            Some(None) => continue,
+            None => {
+                unfinished.push(id.clone());
+                continue;
+            }
+        };
+        let status = task.status;
+        let done = match status {
+            TaskStatus::Succeeded => true,
+            // Failed at the attempt flowfail scheduled (or later): it failed again. Failed
+            // below it: the retry is not reflected yet.
+            s if s.is_failure() => task.attempts >= rec.attempts,
+            _ => false,
+        };
+        if !done {
+            unfinished.push(id.clone());
+            continue;
+        }
+        if let Some(r) = next.retries.get_mut(id) {
+            r.finished = Some(status);
+        }
+        if status.is_failure() {
+            failed_again.push(task);
+        }
+    }
+    if let Some(f) = failed_again_finding(&failed_again) {
+        b.findings.push(f);
+    }
+    unfinished
+}
+
+/// One finding for the retried tasks seen failing again in this pass (a storm of them is one
+/// finding a pass, not one per task), with its count and ten examples.
+fn failed_again_finding(tasks: &[&Task]) -> Option<Finding> {
+    let first = tasks.first()?;
+    let attempt = |t: &Task| format!("{} (attempt {})", t.task_id, t.attempts);
+    let (task_id, summary) = if let [t] = tasks {
+        let why = t
+            .error_message
+            .as_deref()
+            .map(|m| format!(": {}", crate::model::sanitize(m, 200)))
+            .unwrap_or_default();
+        (
+            Some(first.task_id.clone()),
+            format!("retried task {} failed again{why}", attempt(t)),
+        )
+    } else {
+        let shown: Vec<String> = tasks.iter().take(10).map(|t| attempt(t)).collect();
+        let more = tasks.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        (
+            None,
+            format!(
+                "{} retried tasks failed again: {}{more}",
+                tasks.len(),
+                shown.join(", ")
+            ),
+        )
+    };
+    let examples: Vec<serde_json::Value> = tasks
+        .iter()
+        .take(10)
+        .map(|t| serde_json::json!({"task_id": t.task_id, "attempt": t.attempts, "status": t.status}))
+        .collect();
+    Some(Finding {
+        kind: "retry_failed_again".into(),
+        task_id,
+        summary,
+        details: serde_json::json!({"count": tasks.len(), "examples": examples}),
+    })
+}
+
+/// The alert is clear but retried tasks have not finished: the incident waits for them (their
+/// own status change took them out of the alert's failure count; that is not a recovery).
+/// Returns `true` while it waits.
+pub(super) fn wait_for_retries(unfinished: &[TaskId], b: &mut Builder) -> bool {
+    if unfinished.is_empty() {
+        return false;
+    }
+    for id in unfinished {
+        b.skip(
+            "resolve",
+            id.to_string(),
+            "the alert is clear but retried tasks have not finished",
+        );
+    }
+    let n = unfinished.len();
+    let s = if n == 1 { "" } else { "s" };
+    b.wait(format!("{n} retried task{s} not finished yet"), None);
+    true
 }
 
 /// The alert cleared: the env changes flowfail made and that still hold its value are restored

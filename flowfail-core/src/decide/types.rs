@@ -8,8 +8,8 @@ use crate::breaker::Breaker;
 use crate::classify::Classification;
 use crate::detect::AlertState;
 use crate::model::{
-    DeploymentState, FailureKind, Quota, StatusCounts, Task, TaskId, Timestamp, VendorHealth,
-    VendorStatus,
+    DeploymentState, FailureKind, Quota, StatusCounts, Task, TaskId, TaskStatus, Timestamp,
+    VendorHealth, VendorStatus,
 };
 use crate::schema::SchemaReport;
 
@@ -94,6 +94,10 @@ pub struct Observation {
     pub failed_truncated: bool,
     /// Tasks flowfail is watching (the breaker's probe), by id.
     pub watched: BTreeMap<TaskId, Task>,
+    /// The tasks flowfail retried in this incident and has not yet seen finish, read back by
+    /// id; `None` for one the TaskDB no longer holds. A retried task missing here was not read
+    /// (the read failed, or the retry was recorded after this pass observed): not finished.
+    pub retried: BTreeMap<TaskId, Option<Task>>,
     /// Error log events in the window (count), and whether the read was truncated.
     pub log_events: Option<(usize, bool)>,
     /// The primary vendor's quota.
@@ -118,6 +122,7 @@ impl Observation {
             failed: None,
             failed_truncated: false,
             watched: BTreeMap::new(),
+            retried: BTreeMap::new(),
             log_events: None,
             quota: Quota::Unknown {
                 reason: "not read".into(),
@@ -208,6 +213,11 @@ pub struct RetryRecord {
     pub attempts: u32,
     /// When.
     pub last_at: Timestamp,
+    /// How that retry ended, once flowfail saw it finish: `succeeded`, or `failed` /
+    /// `failed_final` (failed again). `None` while it has not been seen finished: the incident
+    /// does not resolve then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<TaskStatus>,
 }
 
 /// A bundle flowfail pruned.

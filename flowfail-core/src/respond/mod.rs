@@ -199,6 +199,7 @@ impl ResponderBuilder {
                 shadow_seen: HashSet::new(),
                 pass_reads: Vec::new(),
                 last_failure_rate: None,
+                last_waiting: Vec::new(),
                 claim: None,
                 pause: control::PauseState::default(),
                 paused_seen: HashSet::new(),
@@ -226,6 +227,8 @@ struct Inner {
     pass_reads: Vec<ReadStat>,
     /// The failure rate the last pass observed.
     last_failure_rate: Option<f64>,
+    /// What the open incident waited for at the last pass (logged when it changes).
+    last_waiting: Vec<String>,
     /// The incident and epoch this pass claimed: the guard checks it before every mutation.
     claim: Option<(String, Epoch)>,
     /// The pause flag as this pass read it (the guard refuses mutations while paused).
@@ -384,7 +387,7 @@ impl Responder {
         lock(&self.inner).claim = None;
         // A panic while reading (a backend's data the adapter did not expect) is contained:
         // the pass decides nothing on an observation it does not have.
-        let obs = match contain(self.observe(now)).await {
+        let mut obs = match contain(self.observe(now)).await {
             Ok(obs) => obs,
             Err(what) => {
                 let mut obs = Observation::new(now);
@@ -456,7 +459,10 @@ impl Responder {
         } else {
             None
         };
+        // The tasks this incident retried, read back by id now that its state is known.
+        self.observe_retried(&mut obs, &state).await;
         let mut decision = decide(&obs, &state, &self.policy);
+        self.log_waiting(&state.key, &decision);
         // The operator's controls, before any mutation: the pause flag, the approval gates.
         let mut entries = Vec::new();
         if epoch.is_some() {
@@ -525,6 +531,23 @@ impl Responder {
             wake_at: decision.wake_at,
             stop: settled.is_some() || halted || self.dry_run,
         })
+    }
+
+    /// Says (at info) what an open incident waits for, each time that changes: "27 retried
+    /// tasks not finished yet" explains an incident that stays open with the alert clear.
+    fn log_waiting(&self, key: &str, decision: &crate::decide::Decision) {
+        let waiting = if decision.settle.is_none() {
+            decision.waiting.clone()
+        } else {
+            Vec::new()
+        };
+        let mut inner = lock(&self.inner);
+        if waiting != inner.last_waiting {
+            if !waiting.is_empty() {
+                tracing::info!(incident = %key, waiting = %waiting.join("; "), "incident open, waiting");
+            }
+            inner.last_waiting = waiting;
+        }
     }
 
     /// Writes the pass to the ledger: timeline entries, the state, and — when the incident

@@ -1,6 +1,7 @@
 //! Observe: one read of everything the runbook looks at. A read that fails after the retry
 //! loop becomes a *gap*, never a default that looks healthy.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -9,10 +10,13 @@ use backon::{ExponentialBuilder, Retryable};
 use super::guard::timeout_error;
 use super::{Responder, lock};
 use crate::classify::{Classification, classify};
-use crate::decide::{BundleObs, Observation, ObservedTask, SchemaObs};
+use crate::decide::{BundleObs, IncidentState, Observation, ObservedTask, SchemaObs};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{FailureKind, Quota, Timestamp};
+use crate::model::{FailureKind, Quota, Task, TaskId, Timestamp};
 use crate::ports::LogQuery;
+
+/// At most this many retried tasks are read back in one call.
+const RETRIED_READ_CHUNK: usize = 1000;
 
 impl Responder {
     /// A read with the step deadline; transient errors are retried twice with jittered
@@ -100,7 +104,9 @@ impl Responder {
                 .await
             {
                 Ok(c) => obs.before_deploy = Some(c),
-                Err(e) => obs.gaps.push(format!("TaskDB counts before the deploy: {e}")),
+                Err(e) => obs
+                    .gaps
+                    .push(format!("TaskDB counts before the deploy: {e}")),
             }
         }
         let probe = lock(&self.inner)
@@ -113,6 +119,46 @@ impl Responder {
             obs.watched.insert(id, t);
         }
         obs
+    }
+
+    /// The tasks `state`'s incident retried and has not yet seen finish, read back by id into
+    /// `obs.retried` (the incident does not resolve before they finish). Called once the
+    /// incident's state is read from the ledger, so a restarted responder reads them too.
+    /// Bounded: those ids only, in chunks of [`RETRIED_READ_CHUNK`], each with the step
+    /// deadline; a read that fails (or panics) is a gap, and its tasks count as unfinished.
+    pub(super) async fn observe_retried(&self, obs: &mut Observation, state: &IncidentState) {
+        let ids: Vec<TaskId> = state
+            .retries
+            .iter()
+            .filter(|(_, r)| r.finished.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for chunk in ids.chunks(RETRIED_READ_CHUNK) {
+            let read =
+                super::contain(self.read("task.get_many", || self.ports.tasks.get_many(chunk)))
+                    .await
+                    .unwrap_or_else(|what| {
+                        Err(Error::new(
+                            ErrorKind::Unexpected,
+                            format!("panicked (contained): {what}"),
+                        ))
+                    });
+            match read {
+                Ok(tasks) => {
+                    // Only the ids asked for are taken (a store's extra row is ignored).
+                    let mut found: BTreeMap<TaskId, Task> =
+                        tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+                    for id in chunk {
+                        obs.retried.insert(id.clone(), found.remove(id));
+                    }
+                }
+                Err(e) => {
+                    let gap = format!("TaskDB retried tasks ({} of them): {e}", chunk.len());
+                    self.note_gap(gap.clone());
+                    obs.gaps.push(gap);
+                }
+            }
+        }
     }
 
     /// The runbook's failed-task query, classified, with evidence per task: bundle sizes for
