@@ -53,15 +53,41 @@ fn no_tenant_text_steers_a_verdict() {
     let mut steered = Vec::new();
     for e in &all {
         let c = classify(&e.message, e.status);
-        let ok = c.kind == e.expect
+        // As a log line carries it: a logfmt value (one line) gives the same verdict.
+        let line = format!(
+            "2026-11-13T09:50:01Z ERROR flowengine task=t-1 error=\"{}\"",
+            e.message.replace('\n', " | ")
+        );
+        let in_line = classify(&line, e.status);
+        // And a JSON log line's `msg`.
+        let json_line = serde_json::json!({
+            "level": "error",
+            "ts": "2026-11-13T09:50:01Z",
+            "msg": e.message.replace('\n', " | "),
+        })
+        .to_string();
+        let in_json = classify(&json_line, e.status);
+        let ok = in_line.kind == c.kind
+            && in_json.kind == c.kind
+            && c.kind == e.expect
             && !(matches!(e.expect, FailureKind::Validation | FailureKind::Unknown) && c.retryable);
         let t = by_family.entry(&e.family).or_default();
         t.0 += u32::from(ok);
         t.1 += 1;
         if !ok {
             steered.push(format!(
-                "[{}] {} (planted {:?}): {:?} by {} (want {:?})\n    {:?}",
-                e.family, e.provenance, e.planted, c.kind, c.rule, e.expect, e.message
+                "[{}] {} (planted {:?}): {:?} by {}, in a log line {:?} by {}, in JSON {:?} by {} (want {:?})\n    {:?}",
+                e.family,
+                e.provenance,
+                e.planted,
+                c.kind,
+                c.rule,
+                in_line.kind,
+                in_line.rule,
+                in_json.kind,
+                in_json.rule,
+                e.expect,
+                e.message
             ));
         }
     }

@@ -43,7 +43,7 @@ const INSTANCE_FOLLOWERS: &[&[u8]] = &[
 /// Where an echo may start; a message without any of these is returned as it is.
 static TRIGGER: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)input_value=|\(value: |received|on instance|\s(?:is|does|should|has|must|was)\s|validation failed|invalid taskobject|taskobject invalid|failed schema validation|variant `|field `|string \x22|value: `",
+        r"(?i)input_value=|\(value: |received|on instance|\s(?:is|does|should|has|must|was)\s|validation failed|invalid taskobject|taskobject invalid|failed schema validation|variant `|field `|string \\?\x22|value: `",
     )
     .ok()
 });
@@ -94,49 +94,229 @@ pub(crate) fn mask_echoes(text: &str) -> Cow<'_, str> {
     apply(text, spans)
 }
 
-/// `text` as [`mask_echoes`] leaves it, with the values of every JSON / Python-dict field but
-/// the code fields also masked: what the vendor-code stage reads.
+/// `text` as [`mask_echoes`] leaves it, with the values of a vendor's error body masked but for
+/// its code fields: what the vendor-code stage reads. A *vendor body* is a JSON or Python-dict
+/// object with a `type` / `code` / `status` / `reason` field; in it, every other string value
+/// (its `message` included) is masked whole. Any other object — a JSON log line's envelope,
+/// OpenAI's outer `{'error': {…}}` — is looked through: its strings are read as text, and the
+/// bodies inside them are judged the same way.
 pub(crate) fn mask_body_values(masked: &str) -> Cow<'_, str> {
+    bodies(masked, Mode::Codes)
+}
+
+/// `text` with the quotes inside the string values of vendor bodies masked: a vendor's
+/// message quoting a prompt, a parameter or a value (`prompt begins "…"`). What the
+/// quota-exhausted evidence is read on when it is found inside a body.
+pub(crate) fn mask_quotes_in_values(masked: &str) -> Cow<'_, str> {
+    bodies(masked, Mode::InnerQuotes)
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Mask every string value of a vendor body but its code fields.
+    Codes,
+    /// Mask the quoted parts inside the string values of a vendor body.
+    InnerQuotes,
+}
+
+fn bodies(masked: &str, mode: Mode) -> Cow<'_, str> {
     let bytes = masked.as_bytes();
     if memchr::memchr(b'{', bytes).is_none() {
         return Cow::Borrowed(masked);
     }
     let mut spans = Vec::new();
-    let mut pos = 0;
-    while let Some(i) = memchr::memchr(b'{', &bytes[pos..]) {
-        pos = body_string_values(bytes, pos + i, &mut spans, false);
-    }
+    text_bodies(bytes, 0..bytes.len(), mode, &mut spans, 0);
     apply(masked, spans)
 }
 
-/// `text` with the quotes inside the string values of JSON / Python-dict bodies masked: a
-/// vendor's message quoting a prompt, a parameter or a value (`prompt begins "…"`). What the
-/// quota-exhausted evidence is read on when it is found inside a body.
-pub(crate) fn mask_quotes_in_values(masked: &str) -> Cow<'_, str> {
-    let bytes = masked.as_bytes();
-    if memchr::memchr(b'{', bytes).is_none() {
-        return Cow::Borrowed(masked);
+/// Bodies nested deeper than this are left as they are.
+const MAX_DEPTH: usize = 16;
+
+/// The bodies found in the text `range` of `b`, each judged and masked.
+fn text_bodies(
+    b: &[u8],
+    range: Range<usize>,
+    mode: Mode,
+    spans: &mut Vec<Range<usize>>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
     }
-    let mut values = Vec::new();
-    let mut pos = 0;
-    while let Some(i) = memchr::memchr(b'{', &bytes[pos..]) {
-        pos = body_string_values(bytes, pos + i, &mut values, true);
-    }
-    let mut spans = Vec::new();
-    for v in values {
-        let mut i = v.start;
-        while i < v.end {
-            match bytes[i] {
-                q @ (b'\'' | b'"' | b'`') => {
-                    let close = string_end(bytes, i, q).min(v.end);
-                    spans.push(inside(bytes, i, close));
-                    i = close;
-                }
-                _ => i += 1,
+    let mut pos = range.start;
+    while let Some(i) = memchr::memchr(b'{', &b[pos..range.end]) {
+        let open = pos + i;
+        match parse_object(b, open, range.end) {
+            Some((end, entries)) => {
+                judge(b, &entries, mode, spans, depth);
+                pos = end;
             }
+            None => pos = open + 1,
         }
     }
-    apply(masked, spans)
+}
+
+/// One entry of an object (or an element of a list, without a key).
+struct Entry {
+    key: Option<Range<usize>>,
+    value: Value,
+}
+
+enum Value {
+    /// The inside of a quoted string.
+    Str(Range<usize>),
+    Object(Vec<Entry>),
+    List(Vec<Entry>),
+    Scalar,
+}
+
+/// Masks what `mode` asks of one object's entries, recursing into nested objects and lists.
+fn judge(b: &[u8], entries: &[Entry], mode: Mode, spans: &mut Vec<Range<usize>>, depth: usize) {
+    let vendor = entries.iter().any(|e| {
+        matches!(e.value, Value::Str(_)) && e.key.as_ref().is_some_and(|k| code_key(&b[k.clone()]))
+    });
+    for e in entries {
+        match &e.value {
+            Value::Str(inner) if vendor => {
+                let code = e.key.as_ref().is_some_and(|k| code_key(&b[k.clone()]));
+                match mode {
+                    Mode::Codes if !code => spans.push(inner.clone()),
+                    Mode::Codes => {}
+                    Mode::InnerQuotes => inner_quotes(b, inner.clone(), spans),
+                }
+            }
+            // Not a vendor's body: its strings are text that may hold bodies.
+            Value::Str(inner) => text_bodies(b, inner.clone(), mode, spans, depth + 1),
+            Value::Object(inner) => judge(b, inner, mode, spans, depth + 1),
+            Value::List(items) => {
+                for item in items {
+                    match &item.value {
+                        Value::Str(inner) if vendor => {
+                            if matches!(mode, Mode::Codes) {
+                                spans.push(inner.clone());
+                            }
+                        }
+                        Value::Str(inner) => text_bodies(b, inner.clone(), mode, spans, depth + 1),
+                        Value::Object(o) => judge(b, o, mode, spans, depth + 1),
+                        Value::List(l) => judge(b, l, mode, spans, depth + 1),
+                        Value::Scalar => {}
+                    }
+                }
+            }
+            Value::Scalar => {}
+        }
+    }
+}
+
+/// The quoted parts inside a string's inside.
+fn inner_quotes(b: &[u8], range: Range<usize>, spans: &mut Vec<Range<usize>>) {
+    let mut i = range.start;
+    while i < range.end {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                let close = string_end(b, i, q).min(range.end);
+                spans.push(inside(b, i, close));
+                i = close;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize, end: usize) -> usize {
+    while i < end && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// A JSON or Python-dict object at `open` (a `{`), ending before `end`: where it ends and its
+/// entries; `None` when it is not one (prose with a brace).
+fn parse_object(b: &[u8], open: usize, end: usize) -> Option<(usize, Vec<Entry>)> {
+    let mut entries = Vec::new();
+    let mut i = skip_ws(b, open + 1, end);
+    if b.get(i) == Some(&b'}') {
+        return Some((i + 1, entries));
+    }
+    loop {
+        let (key, key_end) = string_at(b, i, end)?;
+        i = skip_ws(b, key_end, end);
+        if b.get(i) != Some(&b':') || i >= end {
+            return None;
+        }
+        let (value, next) = parse_value(b, skip_ws(b, i + 1, end), end)?;
+        entries.push(Entry {
+            key: Some(key),
+            value,
+        });
+        i = skip_ws(b, next, end);
+        match b.get(i).filter(|_| i < end)? {
+            b',' => i = skip_ws(b, i + 1, end),
+            b'}' => return Some((i + 1, entries)),
+            _ => return None,
+        }
+    }
+}
+
+/// A list at `open` (a `[`): where it ends and its elements.
+fn parse_list(b: &[u8], open: usize, end: usize) -> Option<(usize, Vec<Entry>)> {
+    let mut items = Vec::new();
+    let mut i = skip_ws(b, open + 1, end);
+    if b.get(i) == Some(&b']') {
+        return Some((i + 1, items));
+    }
+    loop {
+        let (value, next) = parse_value(b, i, end)?;
+        items.push(Entry { key: None, value });
+        i = skip_ws(b, next, end);
+        match b.get(i).filter(|_| i < end)? {
+            b',' => i = skip_ws(b, i + 1, end),
+            b']' => return Some((i + 1, items)),
+            _ => return None,
+        }
+    }
+}
+
+/// A string at `i` ending before `end`: quoted (`'…'`, `"…"`) or, inside a string around it,
+/// with escaped quotes (`\"…\"`, as a JSON log line carries a Python repr). Its inside and the
+/// index after it.
+fn string_at(b: &[u8], i: usize, end: usize) -> Option<(Range<usize>, usize)> {
+    match *b.get(i).filter(|_| i < end)? {
+        q @ (b'\'' | b'"') => {
+            let e = string_end(b, i, q).min(end);
+            Some((inside(b, i, e), e))
+        }
+        b'\\' if matches!(b.get(i + 1), Some(b'\'' | b'"')) && i + 1 < end => {
+            let q = b[i + 1];
+            let mut j = i + 2;
+            while j + 1 < end {
+                if b[j] == b'\\' && b[j + 1] == q {
+                    return Some((i + 2..j, j + 2));
+                }
+                j += 1;
+            }
+            Some((i + 2..end, end))
+        }
+        _ => None,
+    }
+}
+
+/// A value at `i`: a string, an object, a list, or a scalar (number, `None`, `null`, `true`, …).
+fn parse_value(b: &[u8], i: usize, end: usize) -> Option<(Value, usize)> {
+    if let Some((inner, e)) = string_at(b, i, end) {
+        return Some((Value::Str(inner), e));
+    }
+    match *b.get(i).filter(|_| i < end)? {
+        b'{' => parse_object(b, i, end).map(|(e, o)| (Value::Object(o), e)),
+        b'[' => parse_list(b, i, end).map(|(e, l)| (Value::List(l), e)),
+        _ => {
+            let e = b[i..end]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                .map_or(end, |k| i + k);
+            (e > i).then_some((Value::Scalar, e))
+        }
+    }
 }
 
 /// The fields a vendor puts its error code in.
@@ -155,64 +335,6 @@ fn code_key(key: &[u8]) -> bool {
             | b"errorCode"
             | b"reason"
     )
-}
-
-/// Walks one brace-delimited body from `start` (a `{`) and collects the insides of its string
-/// values: all of them, or those of fields other than the code fields (and strings in lists).
-/// Returns where the body ends (or the text).
-fn body_string_values(b: &[u8], start: usize, spans: &mut Vec<Range<usize>>, all: bool) -> usize {
-    // Per open `{` or `[`: the last key seen (objects) or `None` (lists).
-    let mut keys: Vec<Option<Range<usize>>> = Vec::new();
-    let mut i = start;
-    while i < b.len() {
-        match b[i] {
-            b'{' => keys.push(None),
-            b'[' => keys.push(None),
-            b'}' | b']' => {
-                keys.pop();
-                if keys.is_empty() {
-                    return i + 1;
-                }
-            }
-            b',' => {
-                if let Some(k) = keys.last_mut() {
-                    *k = None;
-                }
-            }
-            q @ (b'\'' | b'"') => {
-                let end = string_end(b, i, q);
-                let inner = inside(b, i, end);
-                let mut j = end;
-                while j < b.len() && b[j].is_ascii_whitespace() {
-                    j += 1;
-                }
-                // An escaped quote ends a key of JSON written inside a JSON string.
-                let is_key = b.get(j) == Some(&b':');
-                match keys.last_mut() {
-                    Some(k) if is_key => *k = Some(inner),
-                    Some(k) => {
-                        let keep = !all
-                            && k.as_ref()
-                                .is_some_and(|r| code_key(trim_escape(&b[r.clone()])));
-                        if !keep {
-                            spans.push(inner);
-                        }
-                    }
-                    None => {}
-                }
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-/// A key as written inside an escaped JSON string (`\"type\"`): without the backslash.
-fn trim_escape(key: &[u8]) -> &[u8] {
-    key.strip_suffix(b"\\").unwrap_or(key)
 }
 
 /// The index after the closing quote of the string opened at `open` (its quote `q`), or the
@@ -257,10 +379,10 @@ fn echo_after(
 fn quoted_only(b: &[u8], at: usize) -> Option<Range<usize>> {
     let at = skip_spaces(b, at);
     let q = *b.get(at)?;
-    if !matches!(q, b'\'' | b'"' | b'`') {
-        return None;
+    if q == b'`' {
+        return Some(inside(b, at, string_end(b, at, q)));
     }
-    Some(inside(b, at, string_end(b, at, q)))
+    string_at(b, at, b.len()).map(|(inner, _)| inner)
 }
 
 /// A Python repr or JSON value starting at `at`: a quoted string's inside, a bracketed value's
@@ -322,25 +444,54 @@ fn skip_spaces(b: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// A schema validator's instance: a quoted or bracketed value that starts a line or follows
-/// `: `, and is followed by `is not …`, `does not …`, `should …` and the like.
+/// A schema validator's instance: a quoted or bracketed value followed by `is not …`,
+/// `does not …`, `should …` and the like, wherever it stands (at the start of a message, after
+/// `ValidationError: `, inside a log line's `error="…"`).
 fn schema_instances(b: &[u8], spans: &mut Vec<Range<usize>>) {
-    let starts = std::iter::once(0)
-        .chain(memchr::memchr_iter(b'\n', b).map(|i| i + 1))
-        .chain(memchr::memmem::find_iter(b, b": ").map(|i| i + 2));
-    for s in starts {
-        let s = skip_spaces(b, s);
-        if !matches!(b.get(s), Some(b'\'' | b'"' | b'{' | b'[')) {
-            continue;
-        }
-        let Some(inner) = python_value(b, s) else {
-            continue;
-        };
-        let after = skip_spaces(b, (inner.end + 1).min(b.len()));
-        if INSTANCE_FOLLOWERS.iter().any(|f| b[after..].starts_with(f)) {
-            spans.push(inner);
+    for f in INSTANCE_FOLLOWERS {
+        for at in memchr::memmem::find_iter(b, f) {
+            let mut close = at;
+            while close > 0 && b[close - 1] == b' ' {
+                close -= 1;
+            }
+            if close == at || close == 0 {
+                continue;
+            }
+            let last = b[close - 1];
+            // A quote escaped inside a string around it (`\"…\"` in a JSON log line) is opened
+            // by an escaped quote too.
+            let escaped = close >= 2 && b[close - 2] == b'\\';
+            let open = match last {
+                b'\'' | b'"' | b'`' => (0..close - 1)
+                    .rev()
+                    .find(|&o| b[o] == last && (o > 0 && b[o - 1] == b'\\') == escaped),
+                b']' | b'}' => opening_bracket(b, close - 1),
+                _ => None,
+            };
+            if let Some(o) = open {
+                spans.push(o + 1..close - 1);
+            }
         }
     }
+}
+
+/// The bracket that opens the one closing at `close`, scanning back (quotes are not tracked:
+/// an instance's brackets balance).
+fn opening_bracket(b: &[u8], close: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for o in (0..=close).rev() {
+        match b[o] {
+            b']' | b'}' | b')' => depth += 1,
+            b'[' | b'{' | b'(' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(o);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// python-jsonschema's `On instance['title']:` is followed by the instance, indented, on the
@@ -370,10 +521,28 @@ fn flowengine_lines(b: &[u8], spans: &mut Vec<Range<usize>>) {
         let mut i = m.end();
         while i < end {
             match b[i] {
+                // Only a quote that opens (after a space, `=`, `:`, a bracket or a comma):
+                // one after a word or a backslash closes, or is escaped inside, a string
+                // around the line (a logfmt value).
+                b'\'' | b'"' | b'`'
+                    if i > 0
+                        && !matches!(
+                            b[i - 1],
+                            b' ' | b'\t' | b'=' | b':' | b'(' | b'[' | b'{' | b','
+                        ) =>
+                {
+                    i += 1
+                }
                 q @ (b'\'' | b'"' | b'`') => {
                     let close = string_end(b, i, q).min(end);
-                    spans.push(inside(b, i, close));
-                    i = close;
+                    // Only a quote closed on the line: an unmatched one may be the closing
+                    // quote of something around the line, which must stay readable.
+                    if close > i + 1 && b[close - 1] == q {
+                        spans.push(inside(b, i, close));
+                        i = close;
+                    } else {
+                        i += 1;
+                    }
                 }
                 _ => i += 1,
             }
