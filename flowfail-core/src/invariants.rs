@@ -477,33 +477,24 @@ impl fmt::Display for Effect {
     }
 }
 
-/// The kind of record action an effect is (`actions_summary`'s keys).
+/// The applied raw calls of a kind of record action (`actions_summary`'s keys), which the
+/// post-incident records may not count more of; `u64::MAX` for a kind that is no effect: a
+/// rollout check is a read, and two replicas may each record the verdict.
 fn calls_of_kind(calls: &[(&'static str, usize, Effect)], kind: &str) -> u64 {
-    let n = calls
-        .iter()
-        .filter(|(_, _, k)| {
-            matches!(
-                (kind, k),
-                ("rollback" | "verify_rollout", Effect::Rollback(_))
-                    | ("set_env", Effect::Env(..))
-                    | ("prune_context", Effect::Prune(_))
-                    | ("retry_task", Effect::Retry(..))
-                    | ("page", Effect::Page(_))
-                    | ("notify", Effect::Notify(..))
-            )
-        })
-        .count();
+    let of_kind = |k: &Effect| match kind {
+        "rollback" => matches!(k, Effect::Rollback(_)),
+        "set_env" => matches!(k, Effect::Env(..)),
+        "prune_context" => matches!(k, Effect::Prune(_)),
+        "retry_task" => matches!(k, Effect::Retry(..)),
+        "page" => matches!(k, Effect::Page(_)),
+        "notify" => matches!(k, Effect::Notify(..)),
+        _ => false,
+    };
     if matches!(
         kind,
-        "rollback"
-            | "verify_rollout"
-            | "set_env"
-            | "prune_context"
-            | "retry_task"
-            | "page"
-            | "notify"
+        "rollback" | "set_env" | "prune_context" | "retry_task" | "page" | "notify"
     ) {
-        n as u64
+        calls.iter().filter(|(_, _, k)| of_kind(k)).count() as u64
     } else {
         u64::MAX
     }

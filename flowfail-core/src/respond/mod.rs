@@ -466,8 +466,7 @@ impl Responder {
         // The operator's controls, before any mutation: the pause flag, the approval gates.
         let mut entries = Vec::new();
         if epoch.is_some() {
-            self.take_unrecorded(&state.key, &mut entries);
-            self.record_reconciled(now, &mut entries);
+            self.record_pending(&state.key, now, &mut entries).await;
         }
         if epoch.is_some()
             && let Some(notice) = self.read_pause(&state, epoch, now, &mut entries).await
@@ -650,15 +649,67 @@ impl Responder {
         }
     }
 
-    /// The entries an earlier pass of this incident could not write, first in this pass's.
-    fn take_unrecorded(&self, key: &str, entries: &mut Vec<TimelineEntry>) {
-        let mut inner = lock(&self.inner);
-        if inner.unrecorded.as_ref().is_some_and(|(k, _)| k == key)
-            && let Some((_, mut kept)) = inner.unrecorded.take()
-        {
-            kept.append(entries);
-            *entries = kept;
+    /// Under this pass's claim (so a superseded pass can no longer write after the look): the
+    /// entries an earlier pass of this incident could not write, and what reconciliation found
+    /// of a reserved rollback, first in this pass's entries — each unless the ledger's timeline
+    /// already records the same action with the same outcome (another process did meanwhile).
+    async fn record_pending(&self, key: &str, now: Timestamp, entries: &mut Vec<TimelineEntry>) {
+        use crate::report::Outcome;
+        let (kept, found) = {
+            let mut inner = lock(&self.inner);
+            let kept = match inner.unrecorded.take() {
+                Some((k, kept)) if k == key => kept,
+                other => {
+                    inner.unrecorded = other;
+                    Vec::new()
+                }
+            };
+            (kept, std::mem::take(&mut inner.reconciled))
+        };
+        if kept.is_empty() && found.is_empty() {
+            return;
         }
+        // Unreadable, nothing is taken as recorded: an action twice rather than not at all.
+        let timeline = match self.ports.incidents.get(key).await {
+            Ok(r) => r.timeline,
+            Err(_) => Vec::new(),
+        };
+        let actions: Vec<&serde_json::Value> = timeline
+            .iter()
+            .filter(|e| e.kind == "action")
+            .map(|e| &e.detail)
+            .collect();
+        let recorded = |d: &serde_json::Value| {
+            actions
+                .iter()
+                .any(|a| a["action"] == d["action"] && a["outcome"] == d["outcome"])
+        };
+        let mut out: Vec<TimelineEntry> = kept
+            .into_iter()
+            .filter(|e| e.kind != "action" || !recorded(&e.detail))
+            .collect();
+        for (fields, outcome, detail) in found {
+            // A rollback recorded as applied, or a never-reached one recorded at all, is not
+            // recorded again.
+            let mut rollbacks = actions.iter().filter(|a| a["action"]["kind"] == "rollback");
+            let known = match outcome {
+                Outcome::Failed => rollbacks.next().is_some(),
+                _ => rollbacks.any(|a| a["outcome"] == "applied"),
+            };
+            if known {
+                continue;
+            }
+            out.push(TimelineEntry::new(
+                now,
+                "action",
+                serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
+            ));
+            lock(&self.inner)
+                .report
+                .action(now, fields, outcome, Some(detail));
+        }
+        out.append(entries);
+        *entries = out;
     }
 
     /// Resolves the pages of a resolved incident, each through the guard.
@@ -742,7 +793,7 @@ impl Responder {
 
     /// Reconciles what a stopped process left in the ledger with the Deployment as observed:
     /// a reserved rollback without an outcome ([`crate::decide::reconcile_reserved`]; what it
-    /// found is recorded under this pass's claim unless the timeline has it already) and env
+    /// found is recorded under this pass's claim, see [`Responder::record_pending`]) and env
     /// changes written ahead ([`crate::decide::reconcile_env_intents`]).
     async fn reconcile(&self, state: &mut IncidentState, rec: &IncidentRecord, obs: &Observation) {
         use crate::decide::ReservedRollback as R;
@@ -775,41 +826,15 @@ impl Responder {
                 "reserved by a process that stopped before the call: it never reached the Deployment; not attempted again in this incident",
             ),
         };
-        // The stopped process may have recorded it before its state was saved (`find_open` need
-        // not return the timeline: read it).
-        let timeline = match self.ports.incidents.get(&state.key).await {
-            Ok(r) => r.timeline,
-            Err(_) => rec.timeline.clone(),
-        };
-        let recorded = timeline.iter().any(|e| {
-            e.kind == "action"
-                && e.detail["action"]["kind"] == "rollback"
-                && (outcome == Outcome::Failed || e.detail["outcome"] == "applied")
-        });
-        if !recorded {
-            lock(&self.inner).reconciled.push((
-                ActionFields::Rollback {
-                    deployment: self.policy.deployment.clone(),
-                    from_revision,
-                    to_revision,
-                },
-                outcome,
-                detail.to_owned(),
-            ));
-        }
-    }
-
-    /// Records what this pass's reconciliation found, under its claim.
-    fn record_reconciled(&self, now: Timestamp, entries: &mut Vec<TimelineEntry>) {
-        let mut inner = lock(&self.inner);
-        for (fields, outcome, detail) in std::mem::take(&mut inner.reconciled) {
-            entries.push(TimelineEntry::new(
-                now,
-                "action",
-                serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
-            ));
-            inner.report.action(now, fields, outcome, Some(detail));
-        }
+        lock(&self.inner).reconciled.push((
+            ActionFields::Rollback {
+                deployment: self.policy.deployment.clone(),
+                from_revision,
+                to_revision,
+            },
+            outcome,
+            detail.to_owned(),
+        ));
     }
 
     /// Opens an incident when the alert fires (in the ledger unless mutations are off); joins
