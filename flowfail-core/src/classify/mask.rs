@@ -17,80 +17,95 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use regex::bytes::Regex;
+/// What an echo key starts.
+#[derive(Clone, Copy)]
+enum Echo {
+    /// pydantic's `input_value=…`: a Python repr.
+    InputValue,
+    /// ajv's `(value: …)`.
+    ValueParen,
+    /// A quoted value right after the key: zod's `received '…'`, serde's `string "…"`,
+    /// `` variant `…` ``, `` field `…` ``, `value: …`.
+    Quoted,
+    /// zod's JSON issue `"received": …`.
+    ReceivedJson,
+    /// python-jsonschema's `On instance[…]:` block.
+    OnInstance,
+    /// What follows a schema validator's instance (`'x' is not one of […]`).
+    Follower,
+    /// FlowEngine's own validation lines: every quoted value after one, to the end of its line.
+    FlowEngine,
+}
 
-/// Phrases that follow a schema validator's quoted instance (`'x' is not one of […]`).
-const INSTANCE_FOLLOWERS: &[&[u8]] = &[
-    b"is not",
-    b"is too",
-    b"is less",
-    b"is greater",
-    b"is a required",
-    b"is longer",
-    b"is shorter",
-    b"is valid under",
-    b"is disallowed",
-    b"does not",
-    b"should",
-    b"has non",
-    b"has less",
-    b"has more",
-    b"has fewer",
-    b"must",
-    b"was expected",
+/// Every key, found in one pass; a message without any of these is returned as it is. Keys
+/// are matched as written, in the spellings the tools print (a SIMD literal search).
+const KEYS: &[(&str, Echo)] = &[
+    ("input_value=", Echo::InputValue),
+    ("(value: ", Echo::ValueParen),
+    ("\"received\":", Echo::ReceivedJson),
+    ("received ", Echo::Quoted),
+    ("string ", Echo::Quoted),
+    ("variant ", Echo::Quoted),
+    ("field ", Echo::Quoted),
+    ("value: ", Echo::Quoted),
+    ("On instance", Echo::OnInstance),
+    ("validation failed", Echo::FlowEngine),
+    ("Validation failed", Echo::FlowEngine),
+    ("VALIDATION FAILED", Echo::FlowEngine),
+    ("invalid TaskObject", Echo::FlowEngine),
+    ("Invalid TaskObject", Echo::FlowEngine),
+    ("invalid taskobject", Echo::FlowEngine),
+    ("TaskObject invalid", Echo::FlowEngine),
+    ("failed schema validation", Echo::FlowEngine),
+    ("is not", Echo::Follower),
+    ("is too", Echo::Follower),
+    ("is less", Echo::Follower),
+    ("is greater", Echo::Follower),
+    ("is a required", Echo::Follower),
+    ("is longer", Echo::Follower),
+    ("is shorter", Echo::Follower),
+    ("is valid under", Echo::Follower),
+    ("is disallowed", Echo::Follower),
+    ("does not", Echo::Follower),
+    ("should", Echo::Follower),
+    ("has non", Echo::Follower),
+    ("has less", Echo::Follower),
+    ("has more", Echo::Follower),
+    ("has fewer", Echo::Follower),
+    ("must", Echo::Follower),
+    ("was expected", Echo::Follower),
 ];
 
-/// Where an echo may start; a message without any of these is returned as it is.
-static TRIGGER: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)input_value=|\(value: |received|on instance|\s(?:is|does|should|has|must|was)\s|validation failed|invalid taskobject|taskobject invalid|failed schema validation|variant `|field `|string \\?\x22|value: `",
-    )
-    .ok()
-});
-
-/// FlowEngine's own validation lines: every quoted value after one of these, to the end of its
-/// line, is the tenant's.
-static FLOWENGINE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)validation failed:?|invalid taskobject:?|taskobject invalid:?|failed schema validation:?",
-    )
-    .ok()
+static SEARCH: LazyLock<Option<aho_corasick::AhoCorasick>> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(KEYS.iter().map(|(k, _)| k))
+        .ok()
 });
 
 /// `text` with every echo of tenant input replaced by `x`s (same length). Borrowed when
 /// nothing is masked.
 pub(crate) fn mask_echoes(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
-    let triggered = match &*TRIGGER {
-        Some(t) => t.is_match(bytes),
-        None => true,
-    };
-    if !triggered {
+    let b = text.as_bytes();
+    let Some(search) = &*SEARCH else {
         return Cow::Borrowed(text);
-    }
+    };
     let mut spans: Vec<Range<usize>> = Vec::new();
-    echo_after(bytes, b"input_value=", &mut spans, python_value);
-    echo_after(bytes, b"(value: ", &mut spans, |b, at| {
-        value_or_until(b, at, b')')
-    });
-    echo_after(bytes, b"received ", &mut spans, quoted_only);
-    echo_after(bytes, b"\"received\": ", &mut spans, python_value);
-    echo_after(bytes, b"\"received\":", &mut spans, python_value);
-    for key in [
-        &b"string "[..],
-        b"variant ",
-        b"field ",
-        b"value: ",
-        b"On instance",
-    ] {
-        if key == b"On instance" {
-            instance_blocks(bytes, &mut spans);
-        } else {
-            echo_after(bytes, key, &mut spans, quoted_only);
-        }
+    for m in search.find_iter(b) {
+        let (at, end) = (m.start(), m.end());
+        let span = match KEYS[m.pattern().as_usize()].1 {
+            Echo::InputValue | Echo::ReceivedJson => python_value(b, end),
+            Echo::ValueParen => value_or_until(b, end, b')'),
+            Echo::Quoted => quoted_only(b, end),
+            Echo::OnInstance => instance_block(b, at),
+            Echo::Follower => schema_instance(b, at),
+            Echo::FlowEngine => {
+                flowengine_line(b, end, &mut spans);
+                None
+            }
+        };
+        spans.extend(span);
     }
-    schema_instances(bytes, &mut spans);
-    flowengine_lines(bytes, &mut spans);
     apply(text, spans)
 }
 
@@ -361,20 +376,6 @@ fn inside(b: &[u8], open: usize, end: usize) -> Range<usize> {
     open + 1..if closed { end - 1 } else { end.max(open + 1) }
 }
 
-/// For every occurrence of `key`, the span `value(b, after_key)` returns is masked.
-fn echo_after(
-    b: &[u8],
-    key: &[u8],
-    spans: &mut Vec<Range<usize>>,
-    value: impl Fn(&[u8], usize) -> Option<Range<usize>>,
-) {
-    for at in memchr::memmem::find_iter(b, key) {
-        if let Some(r) = value(b, at + key.len()) {
-            spans.push(r);
-        }
-    }
-}
-
 /// A quoted string (`'`, `"` or `` ` ``) starting at `at` (after spaces): its inside.
 fn quoted_only(b: &[u8], at: usize) -> Option<Range<usize>> {
     let at = skip_spaces(b, at);
@@ -444,35 +445,29 @@ fn skip_spaces(b: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// A schema validator's instance: a quoted or bracketed value followed by `is not …`,
-/// `does not …`, `should …` and the like, wherever it stands (at the start of a message, after
-/// `ValidationError: `, inside a log line's `error="…"`).
-fn schema_instances(b: &[u8], spans: &mut Vec<Range<usize>>) {
-    for f in INSTANCE_FOLLOWERS {
-        for at in memchr::memmem::find_iter(b, f) {
-            let mut close = at;
-            while close > 0 && b[close - 1] == b' ' {
-                close -= 1;
-            }
-            if close == at || close == 0 {
-                continue;
-            }
-            let last = b[close - 1];
-            // A quote escaped inside a string around it (`\"…\"` in a JSON log line) is opened
-            // by an escaped quote too.
-            let escaped = close >= 2 && b[close - 2] == b'\\';
-            let open = match last {
-                b'\'' | b'"' | b'`' => (0..close - 1)
-                    .rev()
-                    .find(|&o| b[o] == last && (o > 0 && b[o - 1] == b'\\') == escaped),
-                b']' | b'}' => opening_bracket(b, close - 1),
-                _ => None,
-            };
-            if let Some(o) = open {
-                spans.push(o + 1..close - 1);
-            }
-        }
+/// A schema validator's instance: the quoted or bracketed value right before `at`, where
+/// `is not …`, `does not …`, `should …` or the like starts, wherever it stands (at the start of
+/// a message, after `ValidationError: `, inside a log line's `error="…"`).
+fn schema_instance(b: &[u8], at: usize) -> Option<Range<usize>> {
+    let mut close = at;
+    while close > 0 && b[close - 1] == b' ' {
+        close -= 1;
     }
+    if close == at || close == 0 {
+        return None;
+    }
+    let last = b[close - 1];
+    // A quote escaped inside a string around it (`\"…\"` in a JSON log line) is opened by an
+    // escaped quote too.
+    let escaped = close >= 2 && b[close - 2] == b'\\';
+    let open = match last {
+        b'\'' | b'"' | b'`' => (0..close - 1)
+            .rev()
+            .find(|&o| b[o] == last && (o > 0 && b[o - 1] == b'\\') == escaped),
+        b']' | b'}' => opening_bracket(b, close - 1),
+        _ => None,
+    }?;
+    Some(open + 1..close - 1)
 }
 
 /// The bracket that opens the one closing at `close`, scanning back (quotes are not tracked:
@@ -494,31 +489,24 @@ fn opening_bracket(b: &[u8], close: usize) -> Option<usize> {
     None
 }
 
-/// python-jsonschema's `On instance['title']:` is followed by the instance, indented, on the
-/// lines after it.
-fn instance_blocks(b: &[u8], spans: &mut Vec<Range<usize>>) {
-    for at in memchr::memmem::find_iter(b, b"On instance") {
-        let Some(nl) = memchr::memchr(b'\n', &b[at..]).map(|i| at + i) else {
-            continue;
-        };
-        let mut end = nl + 1;
-        while end < b.len() && matches!(b[end], b' ' | b'\t') {
-            end = memchr::memchr(b'\n', &b[end..]).map_or(b.len(), |i| end + i + 1);
-        }
-        let start = skip_spaces(b, nl + 1);
-        if end > start {
-            spans.push(start..end.min(b.len()));
-        }
+/// python-jsonschema's `On instance['title']:` at `at` is followed by the instance, indented,
+/// on the lines after it.
+fn instance_block(b: &[u8], at: usize) -> Option<Range<usize>> {
+    let nl = memchr::memchr(b'\n', &b[at..]).map(|i| at + i)?;
+    let mut end = nl + 1;
+    while end < b.len() && matches!(b[end], b' ' | b'\t') {
+        end = memchr::memchr(b'\n', &b[end..]).map_or(b.len(), |i| end + i + 1);
     }
+    let start = skip_spaces(b, nl + 1);
+    (end > start).then(|| start..end.min(b.len()))
 }
 
-/// After FlowEngine's `validation failed:` (and its other validation lines), every quoted value
-/// to the end of the line.
-fn flowengine_lines(b: &[u8], spans: &mut Vec<Range<usize>>) {
-    let Some(re) = &*FLOWENGINE else { return };
-    for m in re.find_iter(b) {
-        let end = memchr::memchr(b'\n', &b[m.end()..]).map_or(b.len(), |i| m.end() + i);
-        let mut i = m.end();
+/// After FlowEngine's `validation failed` (and its other validation lines), from `from`, every
+/// quoted value to the end of the line.
+fn flowengine_line(b: &[u8], from: usize, spans: &mut Vec<Range<usize>>) {
+    {
+        let end = memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |i| from + i);
+        let mut i = from;
         while i < end {
             match b[i] {
                 // Only a quote that opens (after a space, `=`, `:`, a bracket or a comma):

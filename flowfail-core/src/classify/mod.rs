@@ -213,12 +213,19 @@ impl RuleSet {
             });
         }
         let mut ev = self.evidence(&masked);
-        let body = mask::mask_body_values(&masked);
-        if let Cow::Owned(body) = &body {
-            ev.read_vendor_codes(body);
-            if ev.exhausted() {
-                ev.recheck_exhausted(&mask::mask_quotes_in_values(&masked));
-            }
+        // The first read says which vendor codes appear at all; where a vendor puts them is
+        // read only then (masking and placing can only take codes away).
+        let body = if ev.first(Stage::VendorCode).is_some() {
+            let body = mask::mask_body_values(&masked);
+            ev.read_vendor_codes(&body);
+            body
+        } else {
+            Cow::Borrowed(&*masked)
+        };
+        if ev.exhausted()
+            && let Cow::Owned(prose) = mask::mask_quotes_in_values(&masked)
+        {
+            ev.recheck_exhausted(&prose);
         }
         if let Some(v) = ev.first(Stage::Validation) {
             if !ev.vendor_leads(v, &body) {
@@ -317,8 +324,11 @@ impl RuleSet {
             Unknown => {
                 // A client error wrapping a schema problem of our own TaskObject is still
                 // validation.
-                match ev.first(Stage::Pattern) {
-                    Some(p) if p.kind == Validation && r.stage != Stage::VendorCode => {
+                let validation = ev
+                    .first(Stage::Validation)
+                    .or_else(|| ev.first(Stage::Pattern).filter(|p| p.kind == Validation));
+                match validation {
+                    Some(p) if r.stage != Stage::VendorCode => {
                         Classification::new(Validation, false, p.name)
                     }
                     _ => Classification::new(Unknown, false, r.name),

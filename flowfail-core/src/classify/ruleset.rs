@@ -151,7 +151,7 @@ struct Lazy {
     vendor: OnceLock<Option<regex::bytes::RegexSet>>,
     /// Every rule alone (ASCII build), to find where its match starts; `None` if they could
     /// not be built. Used only when validation evidence and a vendor's error are both seen.
-    each: OnceLock<Option<Vec<regex::bytes::Regex>>>,
+    each: OnceLock<Vec<OnceLock<Option<regex::bytes::Regex>>>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -317,8 +317,9 @@ impl<'t> Evidence<'t> {
             .map(|i| &self.set.rules[*i])
     }
 
-    /// Reads the vendor-code stage again on `body`, the message with its body values masked
-    /// (same length as the text the rest was read on).
+    /// Reads the vendor-code stage again, where a vendor puts codes ([`vendor_form`]), on
+    /// `body`: the message with its body values masked (same length as the text the rest was
+    /// read on). The first read, with every rule at once, only says which codes appear.
     pub(crate) fn read_vendor_codes(&mut self, body: &str) {
         let range = self.set.stages[Stage::VendorCode as usize].clone();
         if range.is_empty() {
@@ -355,15 +356,13 @@ impl<'t> Evidence<'t> {
         if leads.is_empty() {
             return false;
         }
-        let Some(each) = self.set.each_regex() else {
-            return false;
-        };
         let Some(v) = self
             .set
             .rules
             .iter()
             .position(|r| std::ptr::eq(r, validation))
-            .and_then(|i| each[i].find(self.text.as_bytes()))
+            .and_then(|i| self.set.rule_regex(i))
+            .and_then(|r| r.find(self.text.as_bytes()))
         else {
             return false;
         };
@@ -374,8 +373,9 @@ impl<'t> Evidence<'t> {
             } else {
                 self.text
             };
-            each[*i]
-                .find(hay.as_bytes())
+            self.set
+                .rule_regex(*i)
+                .and_then(|r| r.find(hay.as_bytes()))
                 .is_some_and(|m| m.start() < v.start())
         })
     }
@@ -384,12 +384,14 @@ impl<'t> Evidence<'t> {
     /// the quotes inside its body values masked: a vendor's message quoting a prompt that says
     /// `insufficient_quota` is not quota used up.
     pub(crate) fn recheck_exhausted(&mut self, prose: &str) {
-        let Some(each) = self.set.each_regex() else {
-            return;
-        };
-        let rules = &self.set.rules;
-        self.hits
-            .retain(|i| !rules[*i].quota_exhausted || each[*i].is_match(prose.as_bytes()));
+        let set = self.set;
+        // A rule that cannot be built alone keeps its hit.
+        self.hits.retain(|i| {
+            !set.rules[*i].quota_exhausted
+                || set
+                    .rule_regex(*i)
+                    .is_none_or(|r| r.is_match(prose.as_bytes()))
+        });
     }
 
     pub(crate) fn exhausted(&self) -> bool {
@@ -432,6 +434,22 @@ impl<'t> Evidence<'t> {
                 let status = std::str::from_utf8(digits).ok()?.parse().ok()?;
                 Some((status, &self.set.rules[*i]))
             })
+    }
+}
+
+/// Where a vendor puts an error code: the value of a code field of a JSON or Python-dict body
+/// (`"type": "…"`, `'code': '…'`; escaped inside a JSON log line too), botocore's
+/// `An error occurred (…)`, or an exception class starting a line, a quoted logfmt value, a
+/// JSON log line's message or a joined traceback's last line.
+const VENDOR_PLACES: &str = r#"(?:\\?['"](?:type|code|status|reason|__type|error_?type|errorType|error_?code|errorCode)\\?['"]\s*:\s*\\?['"]|An error occurred \(|(?:(?m:^)|=\s*\\?['"]|\|\s+|\\?['"](?:msg|message|error|err|exception)\\?['"]\s*:\s*\\?['"])(?:\[[A-Z]+\]\s+)?(?:[A-Za-z_]\w*\.)*)"#;
+
+/// A rule's pattern as the vendor-code stage reads it: only at a vendor's places, unless it
+/// starts at a quote (a field of its own).
+fn vendor_form(pattern: &str) -> String {
+    if pattern.starts_with("['") || pattern.starts_with("[\"'") || pattern.starts_with("\\?[") {
+        pattern.to_owned()
+    } else {
+        format!("{VENDOR_PLACES}(?:{pattern})")
     }
 }
 
@@ -620,6 +638,9 @@ fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
     let ascii = regex::bytes::RegexSetBuilder::new(&patterns)
         .unicode(false)
         .size_limit(64 << 20)
+        // The lazy DFA of every rule at once has many states (the vendor stage's field and
+        // line-start prefixes); a cache that holds them all keeps it from being rebuilt.
+        .dfa_size_limit(16 << 20)
         .build()
         .map_err(too_big)?;
     let mut status = Vec::new();
@@ -642,6 +663,10 @@ fn compile(mut rules: Vec<Rule>) -> Result<RuleSet> {
         set.build_all()?;
     }
     Ok(set)
+}
+
+fn too_big_rule(name: &str) -> Error {
+    Error::invalid_input(format!("rule `{name}` is too large to compile on its own"))
 }
 
 fn too_big(e: regex::Error) -> Error {
@@ -685,9 +710,12 @@ impl RuleSet {
         let evidence = self.build_evidence()?;
         let status = self.build_status_unicode()?;
         let vendor = self.build_vendor()?;
-        let each = self.build_each()?;
+        for i in 0..self.rules.len() {
+            if self.rule_regex(i).is_none() {
+                return Err(too_big_rule(self.rules[i].name));
+            }
+        }
         let _ = self.lazy.vendor.set(Some(vendor));
-        let _ = self.lazy.each.set(Some(each));
         let _ = self.lazy.unicode.set(Some(unicode));
         let _ = self.lazy.evidence.set(Some(evidence));
         let _ = self.lazy.status_unicode.set(Some(status));
@@ -702,11 +730,13 @@ impl RuleSet {
 
     fn build_vendor(&self) -> Result<regex::bytes::RegexSet> {
         let range = self.stages[Stage::VendorCode as usize].clone();
-        regex::bytes::RegexSetBuilder::new(self.rules[range].iter().map(|r| r.pattern.as_str()))
-            .unicode(false)
-            .size_limit(64 << 20)
-            .build()
-            .map_err(too_big)
+        regex::bytes::RegexSetBuilder::new(
+            self.rules[range].iter().map(|r| vendor_form(&r.pattern)),
+        )
+        .unicode(false)
+        .size_limit(64 << 20)
+        .build()
+        .map_err(too_big)
     }
 
     /// The vendor-code rules alone, for a message whose body values are masked.
@@ -717,24 +747,27 @@ impl RuleSet {
             .as_ref()
     }
 
-    fn build_each(&self) -> Result<Vec<regex::bytes::Regex>> {
-        self.rules
-            .iter()
-            .map(|r| {
-                regex::bytes::RegexBuilder::new(&r.pattern)
+    /// Rule `i` alone (ASCII build; a vendor-code rule in its [`vendor_form`]), built on first
+    /// use, to find where its match starts.
+    fn rule_regex(&self, i: usize) -> Option<&regex::bytes::Regex> {
+        let each = self
+            .lazy
+            .each
+            .get_or_init(|| self.rules.iter().map(|_| OnceLock::new()).collect());
+        each.get(i)?
+            .get_or_init(|| {
+                let r = &self.rules[i];
+                let pattern = if r.stage == Stage::VendorCode {
+                    vendor_form(&r.pattern)
+                } else {
+                    r.pattern.clone()
+                };
+                regex::bytes::RegexBuilder::new(&pattern)
                     .unicode(false)
                     .size_limit(MAX_PATTERN_SIZE)
                     .build()
-                    .map_err(too_big)
+                    .ok()
             })
-            .collect()
-    }
-
-    /// Every rule alone, to find where its match starts.
-    fn each_regex(&self) -> Option<&Vec<regex::bytes::Regex>> {
-        self.lazy
-            .each
-            .get_or_init(|| self.build_each().ok())
             .as_ref()
     }
 
