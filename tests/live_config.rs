@@ -368,6 +368,47 @@ fn the_listener_needs_an_address_and_a_long_token_by_reference() {
     }
 }
 
+/// Two configs with different rule files connect in one process, and each one's responders
+/// classify with its own rules (nothing is installed for the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_configs_with_different_rules_live_in_one_process() {
+    let timeout = secret_file(
+        "rules-timeout.toml",
+        "[[rule]]\nname = \"team-a:budget\"\nstage = \"pattern\"\nkind = \"timeout\"\npattern = 'step budget of \\d+s spent'",
+    );
+    let rate = secret_file(
+        "rules-rate.toml",
+        "[[rule]]\nname = \"team-b:budget\"\nstage = \"pattern\"\nkind = \"rate_limit\"\npattern = 'step budget of \\d+s spent'",
+    );
+    let local_api = |text: String| {
+        text.replace(
+            "deployment = \"flowengine\"",
+            "deployment = \"flowengine\"\napi_url = \"http://127.0.0.1:9\"",
+        )
+    };
+    let mut lives = Vec::new();
+    for file in [&timeout, &rate] {
+        let text = local_api(format!("rules = [\"{}\"]\n{}", file.display(), base()));
+        lives.push(
+            Config::from_toml_str(&text)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let plain = Config::from_toml_str(&local_api(base()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let kind =
+        |live: &flowfail::live::Live| live.rules.classify("step budget of 45s spent", None).kind;
+    assert_eq!(kind(&lives[0]), flowfail::FailureKind::Timeout);
+    assert_eq!(kind(&lives[1]), flowfail::FailureKind::RateLimit);
+    assert_eq!(kind(&plain), flowfail::FailureKind::Unknown);
+}
+
 #[test]
 fn users_rule_files_are_loaded_and_a_bad_one_is_refused_by_name() {
     let good = secret_file(

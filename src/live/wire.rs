@@ -21,6 +21,8 @@ pub struct Live {
     pub config: Config,
     /// Every port, for the responder.
     pub ports: Ports,
+    /// The classification rules: the built-in ones with the config's `rules` files.
+    pub rules: Arc<flowfail_core::RuleSet>,
     /// The TaskDB (for probes and migrations).
     pub tasks: flowfail_pg::PgTaskStore,
     /// The incident ledger (created by [`Live::prepare`]).
@@ -88,10 +90,13 @@ impl Config {
     /// Builds every adapter. Reads files (kubeconfig, secrets) but no network: connections
     /// open on first use.
     pub async fn connect(&self) -> Result<Live> {
-        if !self.rules.is_empty() {
-            // The responder classifies with the process's rules: the config's, from now on.
-            self.rule_set()?.install()?;
-        }
+        // The responders of this config classify with its rules; nothing is installed for the
+        // process, so two configs in one process keep their own.
+        let rules = if self.rules.is_empty() {
+            flowfail_core::RuleSet::shared_builtin()
+        } else {
+            Arc::new(self.rule_set()?)
+        };
         let (tasks, ledger) = self.postgres_stores()?;
         let aws = {
             let mut o = flowfail_aws::AwsOptions::standard();
@@ -122,14 +127,12 @@ impl Config {
             .status(Arc::new(self.status_pages(&opts)?))
             .pager(Arc::new(pager))
             .notifier(notifier)
-            .incidents(Arc::new(AttributingLedger {
-                inner: ledger.clone(),
-                deployment: deployment.clone(),
-            }))
+            .incidents(Arc::new(ledger.clone()))
             .build()?;
         Ok(Live {
             config: self.clone(),
             ports,
+            rules,
             tasks,
             ledger,
             deployment,
@@ -307,6 +310,7 @@ impl Live {
     pub fn responder(&self, shadow: bool) -> ResponderBuilder {
         Responder::builder()
             .ports(self.ports.clone())
+            .rules(self.rules.clone())
             .policy(self.config.policy.clone())
             .clock(Clock::system())
             .shadow(shadow || self.config.mode == Mode::Shadow)
@@ -347,77 +351,6 @@ impl super::serve::Control for Live {
             "{} of {} approved by {} at {}",
             a.action, a.incident, a.by, a.at
         ))
-    }
-}
-
-/// The ledger, telling the Kubernetes adapter which incident flowfail acts for: every pass
-/// claims its incident before any mutation, so each change flowfail makes to the Deployment
-/// carries `(incident <key>)` in its change cause, and `kubectl rollout history` says why.
-/// Closing the incident clears it.
-#[derive(Debug, Clone)]
-struct AttributingLedger {
-    inner: flowfail_pg::PgIncidentStore,
-    deployment: Arc<flowfail_k8s::KubeDeploymentController>,
-}
-
-#[async_trait::async_trait]
-impl IncidentStore for AttributingLedger {
-    async fn open(
-        &self,
-        scope: &str,
-        key: &str,
-        opened_at: Timestamp,
-        state: &serde_json::Value,
-    ) -> Result<(IncidentRecord, bool)> {
-        self.inner.open(scope, key, opened_at, state).await
-    }
-    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
-        self.inner.find_open(scope).await
-    }
-    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
-        self.inner.latest_closed(scope).await
-    }
-    async fn claim(&self, key: &str) -> Result<Epoch> {
-        let epoch = self.inner.claim(key).await?;
-        self.deployment.set_reason(Some(format!("incident {key}")));
-        Ok(epoch)
-    }
-    async fn get(&self, key: &str) -> Result<IncidentRecord> {
-        self.inner.get(key).await
-    }
-    async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {
-        self.inner.save_state(key, epoch, state).await
-    }
-    async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool> {
-        self.inner.reserve_effect(key, epoch, effect).await
-    }
-    async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {
-        self.inner.append(key, epoch, entries).await
-    }
-    async fn close(
-        &self,
-        key: &str,
-        epoch: Epoch,
-        closed_at: Timestamp,
-        post_incident: &serde_json::Value,
-    ) -> Result<()> {
-        self.inner
-            .close(key, epoch, closed_at, post_incident)
-            .await?;
-        self.deployment.set_reason(None);
-        Ok(())
-    }
-    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
-        self.inner.set_pause(scope, pause).await
-    }
-    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
-        self.inner.pause_flag(scope).await
-    }
-    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
-        self.inner.add_approval(key, approval).await
-    }
-    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
-        self.inner.approvals(key).await
     }
 }
 

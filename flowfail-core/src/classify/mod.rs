@@ -55,7 +55,7 @@ mod ruleset;
 mod server;
 
 use std::borrow::Cow;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use serde::Serialize;
 
@@ -108,19 +108,13 @@ impl Classification {
 /// Messages longer than this are classified on their first bytes only (evidence sits at the start).
 pub const MAX_CLASSIFY_BYTES: usize = 16 * 1024;
 
-static BUILTIN: LazyLock<RuleSet> = LazyLock::new(RuleSet::builtin_uncached);
-static INSTALLED: OnceLock<RuleSet> = OnceLock::new();
+static BUILTIN: LazyLock<Arc<RuleSet>> = LazyLock::new(|| Arc::new(RuleSet::builtin_uncached()));
 
-/// The rules [`classify`], [`classify_lines`] and [`classify_failures`] use: the ones
-/// [`RuleSet::install`]ed for this process, else the built-in ones.
-pub fn active_rules() -> &'static RuleSet {
-    INSTALLED.get().unwrap_or(&BUILTIN)
-}
-
-/// Classifies one failure from its message and, when known, its HTTP status, with the
-/// [`active_rules`].
+/// Classifies one failure from its message and, when known, its HTTP status, with the built-in
+/// rules ([`RuleSet::builtin`]; a [`RuleSet`] of users' rules classifies with
+/// [`RuleSet::classify`], and a responder with the rules it was built with).
 pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
-    active_rules().classify(message, http_status)
+    RuleSet::builtin().classify(message, http_status)
 }
 
 /// Classifies every line of a log (lines end with `\n`; a trailing `\r` is dropped), calling
@@ -140,11 +134,11 @@ pub fn classify(message: &str, http_status: Option<u16>) -> Classification {
 /// assert_eq!(kinds, [FailureKind::Unknown, FailureKind::Timeout, FailureKind::Unknown]);
 /// ```
 pub fn classify_lines(log: &[u8], each: impl FnMut(&[u8], Classification)) {
-    active_rules().classify_lines(log, each);
+    RuleSet::builtin().classify_lines(log, each);
 }
 
-/// Classifies the failures of a log only, with the [`active_rules`]; returns the number of
-/// lines read. See [`RuleSet::classify_failures`].
+/// Classifies the failures of a log only, with the built-in rules; returns the number of lines
+/// read. See [`RuleSet::classify_failures`].
 ///
 /// ```
 /// use flowfail_core::{classify_failures, FailureKind};
@@ -155,7 +149,7 @@ pub fn classify_lines(log: &[u8], each: impl FnMut(&[u8], Classification)) {
 /// assert_eq!(found, [(1, FailureKind::Timeout)]);
 /// ```
 pub fn classify_failures(log: &[u8], each: impl FnMut(usize, &[u8], Classification)) -> usize {
-    active_rules().classify_failures(log, each)
+    RuleSet::builtin().classify_failures(log, each)
 }
 
 /// Which step of the classification is recorded, for [`RuleSet::explain`].

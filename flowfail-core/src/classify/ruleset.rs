@@ -179,6 +179,13 @@ impl RuleSet {
         &super::BUILTIN
     }
 
+    /// The built-in rules, shared: what a responder classifies with unless given other rules
+    /// ([`ResponderBuilder::rules`](crate::respond::ResponderBuilder::rules)). Compiled once per
+    /// process.
+    pub fn shared_builtin() -> std::sync::Arc<RuleSet> {
+        std::sync::Arc::clone(&super::BUILTIN)
+    }
+
     pub(crate) fn builtin_uncached() -> RuleSet {
         parse("built-in rules", BUILTIN_RULES, false)
             .and_then(compile)
@@ -234,41 +241,6 @@ impl RuleSet {
         // Users' rules first within each stage: `compile` sorts stably by stage.
         user.extend(builtin);
         compile(user)
-    }
-
-    /// Makes this set the one [`classify`](super::classify) and the log scans use in this
-    /// process (the live responder classifies with it). Once per process: installing the same
-    /// rules again is a no-op, other rules are refused.
-    pub fn install(self) -> Result<()> {
-        let same = |a: &RuleSet, b: &RuleSet| {
-            a.rules.len() == b.rules.len()
-                && a.rules.iter().zip(&b.rules).all(|(x, y)| {
-                    (
-                        x.name,
-                        x.stage,
-                        x.kind,
-                        x.retryable,
-                        x.quota_exhausted,
-                        &x.pattern,
-                    ) == (
-                        y.name,
-                        y.stage,
-                        y.kind,
-                        y.retryable,
-                        y.quota_exhausted,
-                        &y.pattern,
-                    )
-                })
-        };
-        match super::INSTALLED.set(self) {
-            Ok(()) => Ok(()),
-            Err(mine) => match super::INSTALLED.get() {
-                Some(installed) if same(installed, &mine) => Ok(()),
-                _ => Err(Error::conflict(
-                    "other classification rules are already installed in this process",
-                )),
-            },
-        }
     }
 
     /// The number of rules, the built-in ones included.

@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use crate::classify::Classification;
+use crate::classify::{Classification, RuleSet};
 use crate::clock::Clock;
 use crate::decide::{IncidentState, Observation, Settle, classification, decide};
 use crate::error::{Error, Result};
@@ -102,6 +102,7 @@ pub struct ResponderBuilder {
     policy: Option<Policy>,
     clock: Option<Clock>,
     schemas: Option<Arc<SchemaSet>>,
+    rules: Option<Arc<RuleSet>>,
     dry_run: bool,
     shadow: bool,
     kill: Option<KillSwitch>,
@@ -124,6 +125,13 @@ impl ResponderBuilder {
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+    /// The classification rules failed tasks are read with (default: the built-in ones,
+    /// [`RuleSet::builtin`]). Passed in, not installed for the process: two responders in one
+    /// process may classify with different rules.
+    pub fn rules(mut self, rules: Arc<RuleSet>) -> Self {
+        self.rules = Some(rules);
         self
     }
     /// The TaskObject schemas (default: the built-in v1 and v2).
@@ -186,6 +194,7 @@ impl ResponderBuilder {
             schemas: self
                 .schemas
                 .unwrap_or_else(|| Arc::new(SchemaSet::builtin())),
+            rules: self.rules.unwrap_or_else(RuleSet::shared_builtin),
             dry_run: self.dry_run,
             shadow: self.shadow,
             kill: self.kill.unwrap_or_default(),
@@ -267,6 +276,7 @@ pub struct Responder {
     policy: Policy,
     clock: Clock,
     schemas: Arc<SchemaSet>,
+    rules: Arc<RuleSet>,
     dry_run: bool,
     shadow: bool,
     kill: KillSwitch,
@@ -370,6 +380,32 @@ impl Responder {
         d.max(Duration::from_millis(1))
     }
 
+    /// The pass's observation, counted in the report with its gaps. A panic while reading (a
+    /// backend's data the adapter did not expect) is contained: the pass decides nothing on an
+    /// observation it does not have.
+    async fn observe_contained(&self, now: Timestamp) -> Observation {
+        let obs = match contain(self.observe(now)).await {
+            Ok(obs) => obs,
+            Err(what) => {
+                let mut obs = Observation::new(now);
+                obs.gaps
+                    .push(format!("observe panicked (contained): {what}"));
+                obs
+            }
+        };
+        let mut inner = lock(&self.inner);
+        inner.report.passes += 1;
+        if let Some(c) = &obs.counts {
+            inner.last_failure_rate =
+                Some(crate::decide::alert(c, false, &self.policy).failure_rate);
+        }
+        for g in &obs.gaps {
+            inner.report.gap(now, g.clone());
+        }
+        drop(inner);
+        obs
+    }
+
     /// Runs one observe → decide → act → record pass. Passes never overlap: a pass started
     /// while another runs is refused.
     pub async fn pass(&self) -> Result<PassOutcome> {
@@ -385,28 +421,7 @@ impl Responder {
         }
         let halted = self.kill.is_on();
         lock(&self.inner).claim = None;
-        // A panic while reading (a backend's data the adapter did not expect) is contained:
-        // the pass decides nothing on an observation it does not have.
-        let mut obs = match contain(self.observe(now)).await {
-            Ok(obs) => obs,
-            Err(what) => {
-                let mut obs = Observation::new(now);
-                obs.gaps
-                    .push(format!("observe panicked (contained): {what}"));
-                obs
-            }
-        };
-        {
-            let mut inner = lock(&self.inner);
-            inner.report.passes += 1;
-            if let Some(c) = &obs.counts {
-                inner.last_failure_rate =
-                    Some(crate::decide::alert(c, false, &self.policy).failure_rate);
-            }
-            for g in &obs.gaps {
-                inner.report.gap(now, g.clone());
-            }
-        }
+        let mut obs = self.observe_contained(now).await;
         let state = match contain(self.incident_state(&obs, halted))
             .await
             .unwrap_or_else(|what| {

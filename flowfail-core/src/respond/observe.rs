@@ -9,7 +9,7 @@ use backon::{ExponentialBuilder, Retryable};
 
 use super::guard::timeout_error;
 use super::{Responder, lock};
-use crate::classify::{Classification, classify};
+use crate::classify::Classification;
 use crate::decide::{BundleObs, IncidentState, Observation, ObservedTask, SchemaObs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{FailureKind, Quota, Task, TaskId, Timestamp};
@@ -260,7 +260,7 @@ impl Responder {
         if let Some(c) = inner.class_cache.get(&key) {
             return *c;
         }
-        let c = classify(message, status);
+        let c = self.rules.classify(message, status);
         if inner.class_cache.len() < 100_000 {
             inner.class_cache.insert(key, c);
         }
