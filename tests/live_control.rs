@@ -1,7 +1,6 @@
 //! The operator's controls through [`flowfail::live::Live`], on the real adapters: the
-//! PostgreSQL ledger and the fake Kubernetes API server. During `run` every change flowfail
-//! makes to the Deployment names the incident it was made for in its change cause (what
-//! `kubectl rollout history` shows).
+//! PostgreSQL ledger and the fake Kubernetes API server. Every change flowfail makes to the
+//! Deployment carries its own change cause (what `kubectl rollout history` shows).
 //!
 //! Needs PostgreSQL (`FLOWFAIL_PG_URL`); skips without it unless `FLOWFAIL_PG_REQUIRED=1`.
 
@@ -11,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use flowfail::ChangeCause;
 use flowfail::live::{Config, Live};
 use flowfail_k8s::fake::FakeApiServer;
 
@@ -79,17 +79,20 @@ fn change_cause(k8s: &FakeApiServer) -> String {
         .to_owned()
 }
 
-/// The ledger the responder holds (`live.ports.incidents`) tells the Kubernetes adapter which
-/// incident a pass works on: an env change and the rollback made after the pass's claim carry
-/// `(incident <key>)`; after the incident closes, changes no longer name it.
+/// Each change carries its own cause: the responder's ports are the PostgreSQL ledger itself
+/// (nothing wraps it to tell the Kubernetes adapter which incident a pass claimed, so the claim
+/// fence is the store's own one-row check) and the adapter writes the cause it is given. A
+/// claim changes nothing in what the next change says; a change for another incident, made
+/// while this one is claimed, names that other incident.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_during_an_incident_name_it_in_the_change_cause() {
+async fn changes_name_the_incident_their_cause_names() {
     let k8s = FakeApiServer::start().await.unwrap();
     k8s.add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
     let Some((live, _)) = live(&k8s).await else {
         return;
     };
     let ledger = &live.ports.incidents;
+    assert_eq!(format!("{ledger:?}"), "PgIncidentStore { .. }");
     let deployment = &live.ports.deployment;
     let key = "flowengine-20251113T1000Z";
     ledger
@@ -97,29 +100,39 @@ async fn changes_during_an_incident_name_it_in_the_change_cause() {
         .await
         .unwrap();
     let epoch = ledger.claim(key).await.unwrap();
+    ledger.check_epoch(key, epoch).await.unwrap();
 
     deployment
         .set_env(
             "flowengine",
             &[flowfail::EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
             None,
+            &ChangeCause::for_incident(key, "quota 91% above 85%: enable circuit breaker"),
         )
-        .await
-        .unwrap();
-    let cause = change_cause(&k8s);
-    assert_eq!(
-        cause,
-        format!("flowfail: set ENABLE_CIRCUIT_BREAKER=true (incident {key})")
-    );
-
-    let state = deployment.state("flowengine").await.unwrap();
-    deployment
-        .rollback("flowengine", 1, &state.resource_version)
         .await
         .unwrap();
     assert_eq!(
         change_cause(&k8s),
-        format!("flowfail: roll back to revision 1 (incident {key})")
+        format!(
+            "flowfail: set ENABLE_CIRCUIT_BREAKER=true (incident {key}: quota 91% above 85%: enable circuit breaker)"
+        )
+    );
+
+    let state = deployment.state("flowengine").await.unwrap();
+    let other = "flowengine-20251113T1100Z";
+    deployment
+        .rollback(
+            "flowengine",
+            1,
+            &state.resource_version,
+            &ChangeCause::for_incident(other, ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        change_cause(&k8s),
+        format!("flowfail: roll back to revision 1 (incident {other})"),
+        "the cause given, not the incident claimed"
     );
     // `kubectl rollout history` reads the cause from the ReplicaSets.
     let causes: Vec<String> = k8s
@@ -134,26 +147,23 @@ async fn changes_during_an_incident_name_it_in_the_change_cause() {
     assert!(
         causes
             .iter()
-            .any(|c| c.contains(&format!("(incident {key})"))),
+            .any(|c| c.contains(&format!("(incident {other})"))),
         "{causes:?}"
     );
 
-    ledger
-        .close(key, epoch, Utc::now(), &serde_json::json!({}))
-        .await
-        .unwrap();
     deployment
         .set_env(
             "flowengine",
             &[flowfail::EnvChange::set("ENABLE_CIRCUIT_BREAKER", "false")],
             None,
+            &ChangeCause::default(),
         )
         .await
         .unwrap();
     assert_eq!(
         change_cause(&k8s),
         "flowfail: set ENABLE_CIRCUIT_BREAKER=false",
-        "closed: no incident named"
+        "no cause given, none named, whatever the ledger holds"
     );
 }
 

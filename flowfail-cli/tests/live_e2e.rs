@@ -765,7 +765,9 @@ async fn c_bad_deploy_end_to_end() {
     let closed_key = w.closed().await[0]["key"].as_str().unwrap().to_owned();
     assert_eq!(
         w.change_cause(),
-        format!("flowfail: roll back to revision 1 (incident {closed_key})")
+        format!(
+            "flowfail: roll back to revision 1 (incident {closed_key}: widespread failures after the deploy of revision 2)"
+        )
     );
     // Unknown failures retried only after the verified rollback, once each.
     for id in &ids {

@@ -34,8 +34,8 @@ use crate::memory::{
     MemoryTaskStore,
 };
 use crate::model::{
-    EnvChange, FlowType, LogEvent, Quota, QuotaUsage, RevisionInfo, RolloutStatus, Task, TaskId,
-    TaskStatus, Timestamp, VendorHealth, VendorStatus,
+    ChangeCause, EnvChange, FlowType, LogEvent, Quota, QuotaUsage, RevisionInfo, RolloutStatus,
+    Task, TaskId, TaskStatus, Timestamp, VendorHealth, VendorStatus,
 };
 use crate::ports::{
     BundleStore, Delivery, DeploymentController, IncidentStore, LogQuery, LogSource, Notification,
@@ -629,10 +629,18 @@ pub trait DeploymentFixture: Send + Sync {
     async fn create(&self) -> (Arc<dyn DeploymentController>, String);
     /// Pauses its rollouts (as a human would).
     async fn pause(&self, name: &str);
+    /// The change cause of the Deployment's latest change, as the backend records it
+    /// (Kubernetes: the `kubernetes.io/change-cause` annotation); `None` when it has none.
+    async fn change_cause(&self, name: &str) -> Option<String>;
 }
 
 /// The [`DeploymentController`] rules.
 pub async fn deployment_controller(f: &dyn DeploymentFixture) {
+    let none = ChangeCause::default();
+    let breaker = ChangeCause::for_incident(
+        "flowengine-20251113T1000Z",
+        "conformance: enable circuit breaker",
+    );
     let (c, name) = f.create().await;
     assert_eq!(
         c.state("no-such-deployment").await.unwrap_err().kind(),
@@ -649,9 +657,16 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
             &name,
             &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
             Some(s0.resource_version.clone()),
+            &breaker,
         )
         .await
         .expect("set_env");
+    let cause = f.change_cause(&name).await.unwrap_or_default();
+    assert!(
+        cause.contains("incident flowengine-20251113T1000Z")
+            && cause.contains("conformance: enable circuit breaker"),
+        "set_env rule 4: the change carries its cause: {cause:?}"
+    );
     assert_eq!(
         s1.env.get("ENABLE_CIRCUIT_BREAKER").map(String::as_str),
         Some("true")
@@ -662,6 +677,7 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
             &name,
             &[EnvChange::set("X", "1")],
             Some(s0.resource_version.clone()),
+            &none,
         )
         .await
         .unwrap_err();
@@ -679,6 +695,7 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
             &name,
             &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
             None,
+            &breaker,
         )
         .await
         .expect("set_env rule 2: idempotent");
@@ -687,7 +704,7 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
         Some("true")
     );
     let s3 = c
-        .set_env(&name, &[EnvChange::unset("NOT_THERE")], None)
+        .set_env(&name, &[EnvChange::unset("NOT_THERE")], None, &none)
         .await
         .expect("set_env rule 2: unsetting a missing var");
     assert!(!s3.env.contains_key("NOT_THERE"));
@@ -696,7 +713,7 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
     let cur = c.state(&name).await.expect("state");
     let target = cur.previous_revision().expect("a previous revision");
     assert_eq!(
-        c.rollback(&name, target, &s0.resource_version)
+        c.rollback(&name, target, &s0.resource_version, &none)
             .await
             .unwrap_err()
             .kind(),
@@ -704,17 +721,25 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
         "rollback rule 1: stale resourceVersion"
     );
     assert_eq!(
-        c.rollback(&name, 999, &cur.resource_version)
+        c.rollback(&name, 999, &cur.resource_version, &none)
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::Refused,
         "rollback rule 2: revision gone"
     );
+    let rolled = ChangeCause::for_incident("flowengine-20251113T1100Z", "conformance: roll back");
     let rb = c
-        .rollback(&name, target, &cur.resource_version)
+        .rollback(&name, target, &cur.resource_version, &rolled)
         .await
         .expect("rollback rule 3");
+    let cause = f.change_cause(&name).await.unwrap_or_default();
+    assert!(
+        cause.contains("incident flowengine-20251113T1100Z")
+            && cause.contains("conformance: roll back")
+            && !cause.contains("flowengine-20251113T1000Z"),
+        "rollback rule 4: the rollback carries its own cause: {cause:?}"
+    );
     assert_ne!(
         rb.revision, cur.revision,
         "rollback rule 3: a new revision runs"
@@ -734,12 +759,37 @@ pub async fn deployment_controller(f: &dyn DeploymentFixture) {
     assert!(complete, "rollout_status rule 1: the rollout completes");
 
     let (c2, name2) = f.create().await;
+    // Two changes at once, each for its own incident: each keeps its own cause.
+    let (a, b) = (
+        ChangeCause::for_incident("incident-a", "conformance: first"),
+        ChangeCause::for_incident("incident-b", "conformance: second"),
+    );
+    let (ea, eb) = (
+        [EnvChange::set("CONCURRENT", "a")],
+        [EnvChange::set("CONCURRENT", "b")],
+    );
+    let (ra, rb) = tokio::join!(
+        c.set_env(&name, &ea, None, &a),
+        c2.set_env(&name2, &eb, None, &b),
+    );
+    ra.expect("set_env");
+    rb.expect("set_env");
+    for (n, own, other) in [
+        (&name, "incident-a", "incident-b"),
+        (&name2, "incident-b", "incident-a"),
+    ] {
+        let cause = f.change_cause(n).await.unwrap_or_default();
+        assert!(
+            cause.contains(own) && !cause.contains(other),
+            "set_env rule 4: concurrent changes keep their own causes: {cause:?}"
+        );
+    }
     f.pause(&name2).await;
     let st = c2.state(&name2).await.expect("state");
     assert!(st.paused);
     let prev = st.previous_revision().expect("previous");
     assert_eq!(
-        c2.rollback(&name2, prev, &st.resource_version)
+        c2.rollback(&name2, prev, &st.resource_version, &none)
             .await
             .unwrap_err()
             .kind(),
@@ -787,6 +837,20 @@ impl DeploymentFixture for MemoryDeploymentFixture {
         {
             d.set_paused(true);
         }
+    }
+    async fn change_cause(&self, name: &str) -> Option<String> {
+        let d = self
+            .made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()?;
+        d.calls()
+            .applied()
+            .into_iter()
+            .rev()
+            .find_map(|c| c.cause)
+            .map(|c| c.to_string())
     }
 }
 

@@ -28,9 +28,9 @@ pub use classify::{Classification, RuleSet, classify, classify_failures, classif
 pub use clock::Clock;
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use model::{
-    ByteSize, DeploymentState, EnvChange, FailureKind, FlowType, LogEvent, Quota, QuotaUsage,
-    RevisionInfo, RolloutStatus, StatusCounts, Task, TaskId, TaskStatus, Timestamp, VendorHealth,
-    VendorStatus,
+    ByteSize, ChangeCause, DeploymentState, EnvChange, FailureKind, FlowType, LogEvent, Quota,
+    QuotaUsage, RevisionInfo, RolloutStatus, StatusCounts, Task, TaskId, TaskStatus, Timestamp,
+    VendorHealth, VendorStatus,
 };
 pub use policy::{Fallback, Policy};
 pub use ports::{

@@ -30,8 +30,8 @@ use crate::clock::Clock;
 use crate::control::{Approval, Pause};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    DeploymentState, EnvChange, LogEvent, Quota, RevisionInfo, RolloutStatus, StatusCounts, Task,
-    TaskId, TaskStatus, Timestamp, VendorStatus,
+    ChangeCause, DeploymentState, EnvChange, LogEvent, Quota, RevisionInfo, RolloutStatus,
+    StatusCounts, Task, TaskId, TaskStatus, Timestamp, VendorStatus,
 };
 use crate::policy::Policy;
 use crate::ports::{
@@ -192,6 +192,9 @@ pub struct Call {
     /// then lost); `false` for a call refused before any effect (an injected fault, a failed
     /// precondition, an unknown id).
     pub applied: bool,
+    /// The change cause a Deployment mutation carried; `None` for every other call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ChangeCause>,
 }
 
 /// Every call an in-memory backend received, in order.
@@ -199,13 +202,20 @@ pub struct Call {
 pub struct CallLog(Arc<Mutex<Vec<Call>>>);
 
 impl CallLog {
-    fn record(&self, op: &'static str, mutation: bool, detail: String) -> usize {
+    fn record(
+        &self,
+        op: &'static str,
+        mutation: bool,
+        detail: String,
+        cause: Option<ChangeCause>,
+    ) -> usize {
         let mut calls = lock(&self.0);
         calls.push(Call {
             op,
             detail,
             mutation,
             applied: false,
+            cause,
         });
         calls.len() - 1
     }
@@ -264,7 +274,19 @@ async fn enter(
     mutation: bool,
     detail: impl FnOnce() -> String,
 ) -> Result<Ticket> {
-    let i = log.record(op, mutation, detail());
+    enter_caused(log, faults, op, mutation, None, detail).await
+}
+
+/// [`enter`] for a Deployment mutation, recording the change cause it carries.
+async fn enter_caused(
+    log: &CallLog,
+    faults: &Faults,
+    op: &'static str,
+    mutation: bool,
+    cause: Option<ChangeCause>,
+    detail: impl FnOnce() -> String,
+) -> Result<Ticket> {
+    let i = log.record(op, mutation, detail(), cause);
     let mut ticket = faults.enter(op).await?;
     ticket.call = Some((log.clone(), i));
     Ok(ticket)
@@ -867,7 +889,8 @@ struct DeployDb {
 /// In-memory [`DeploymentController`] for one Deployment, behaving as Kubernetes does: an env
 /// change creates a new revision; a rollback re-deploys an old revision's template under the
 /// next revision number; every write bumps the resourceVersion; a rollout completes after a
-/// configurable number of status polls.
+/// configurable number of status polls. Each mutation's change cause is kept with its call
+/// ([`Call::cause`]).
 #[derive(Debug, Clone)]
 pub struct MemoryDeployment {
     db: Arc<Mutex<DeployDb>>,
@@ -1016,17 +1039,25 @@ impl DeploymentController for MemoryDeployment {
         name: &str,
         changes: &[EnvChange],
         precondition: Option<String>,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState> {
-        let t = enter(&self.log, &self.faults, "deployment.set_env", true, || {
-            let c: Vec<String> = changes
-                .iter()
-                .map(|c| match &c.value {
-                    Some(v) => format!("{}={v}", c.name),
-                    None => format!("{}-", c.name),
-                })
-                .collect();
-            format!("{name} {} if rv={precondition:?}", c.join(" "))
-        })
+        let t = enter_caused(
+            &self.log,
+            &self.faults,
+            "deployment.set_env",
+            true,
+            Some(cause.clone()),
+            || {
+                let c: Vec<String> = changes
+                    .iter()
+                    .map(|c| match &c.value {
+                        Some(v) => format!("{}={v}", c.name),
+                        None => format!("{}-", c.name),
+                    })
+                    .collect();
+                format!("{name} {} if rv={precondition:?}", c.join(" "))
+            },
+        )
         .await?;
         let now = self.clock.now();
         let s = {
@@ -1071,10 +1102,16 @@ impl DeploymentController for MemoryDeployment {
         name: &str,
         to_revision: u64,
         expected_resource_version: &str,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState> {
-        let t = enter(&self.log, &self.faults, "deployment.rollback", true, || {
-            format!("{name} to {to_revision} if rv={expected_resource_version}")
-        })
+        let t = enter_caused(
+            &self.log,
+            &self.faults,
+            "deployment.rollback",
+            true,
+            Some(cause.clone()),
+            || format!("{name} to {to_revision} if rv={expected_resource_version}"),
+        )
         .await?;
         let now = self.clock.now();
         let s = {

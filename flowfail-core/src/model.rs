@@ -769,6 +769,125 @@ impl EnvChange {
     }
 }
 
+/// Why flowfail changes the Deployment: the incident it acts for and the action's purpose.
+/// Every mutation carries its own ([`crate::DeploymentController::set_env`],
+/// [`crate::DeploymentController::rollback`]), and the adapter records it with the change where
+/// people look for why (Kubernetes: the `kubernetes.io/change-cause` annotation that
+/// `kubectl rollout history` shows).
+///
+/// The text is cleaned when the value is built (see [`one_line`]): one line, the incident key
+/// at most [`ChangeCause::MAX_INCIDENT`] bytes, the purpose at most
+/// [`ChangeCause::MAX_PURPOSE`]. Its [`Display`](fmt::Display) is `incident <key>: <purpose>`,
+/// or whichever of the two it has.
+///
+/// ```
+/// use flowfail_core::ChangeCause;
+/// let c = ChangeCause::for_incident("flowengine-20251113T1000Z", "quota 91% above 85%:\nenable circuit breaker");
+/// assert_eq!(c.incident(), Some("flowengine-20251113T1000Z"));
+/// assert_eq!(c.to_string(), "incident flowengine-20251113T1000Z: quota 91% above 85%: enable circuit breaker");
+/// assert_eq!(ChangeCause::default().to_string(), "");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct ChangeCause {
+    incident: Option<String>,
+    purpose: String,
+}
+
+impl ChangeCause {
+    /// The longest incident key kept, in bytes.
+    pub const MAX_INCIDENT: usize = 128;
+    /// The longest purpose kept, in bytes.
+    pub const MAX_PURPOSE: usize = 512;
+
+    /// A change made for `purpose`, outside any incident (a test, an operator's tool).
+    pub fn new(purpose: &str) -> Self {
+        ChangeCause {
+            incident: None,
+            purpose: one_line(purpose, Self::MAX_PURPOSE),
+        }
+    }
+
+    /// A change made for `purpose` while responding to incident `key`.
+    pub fn for_incident(key: &str, purpose: &str) -> Self {
+        let key = one_line(key, Self::MAX_INCIDENT);
+        ChangeCause {
+            incident: (!key.is_empty()).then_some(key),
+            purpose: one_line(purpose, Self::MAX_PURPOSE),
+        }
+    }
+
+    /// The incident the change is made for.
+    pub fn incident(&self) -> Option<&str> {
+        self.incident.as_deref()
+    }
+
+    /// What the change is for (may be empty).
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    /// Neither an incident nor a purpose: the change says only what it does.
+    pub fn is_empty(&self) -> bool {
+        self.incident.is_none() && self.purpose.is_empty()
+    }
+}
+
+impl fmt::Display for ChangeCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.incident, self.purpose.as_str()) {
+            (Some(k), "") => write!(f, "incident {k}"),
+            (Some(k), p) => write!(f, "incident {k}: {p}"),
+            (None, p) => f.write_str(p),
+        }
+    }
+}
+
+/// `s` as one line of a change record: line breaks, tabs and other control characters become
+/// spaces, invisible format characters (bidi controls, zero-width characters, soft hyphen, BOM)
+/// are dropped, runs of spaces collapse, the ends are trimmed, and the text is cut to at most
+/// `max` bytes at a character boundary, ending in `…` when cut.
+///
+/// ```
+/// use flowfail_core::model::one_line;
+/// assert_eq!(one_line(" a\r\n\tb\u{202E}c ", 64), "a bc");
+/// assert_eq!(one_line("abcdef", 5), "ab…");
+/// ```
+pub fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            ' '
+        } else {
+            c
+        };
+        if matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        ) || (c == ' ' && (out.is_empty() || out.ends_with(' ')))
+        {
+            continue;
+        }
+        out.push(c);
+    }
+    let out = out.trim_end();
+    if out.len() <= max {
+        return out.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", out[..end].trim_end())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::control::{Approval, Pause};
 use crate::error::Result;
 use crate::model::{
-    DeploymentState, EnvChange, LogEvent, Quota, RolloutStatus, StatusCounts, Task, TaskId,
-    TaskStatus, Timestamp, VendorStatus,
+    ChangeCause, DeploymentState, EnvChange, LogEvent, Quota, RolloutStatus, StatusCounts, Task,
+    TaskId, TaskStatus, Timestamp, VendorStatus,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -355,11 +355,15 @@ pub trait DeploymentController: Send + Sync + Debug + 'static {
     /// 2. Setting a variable to the value it already has, or unsetting a missing one, changes
     ///    nothing (idempotent) and succeeds.
     /// 3. Returns the state after the change.
+    /// 4. `cause` says why (the incident and the purpose), for this call alone: an adapter
+    ///    that can record it (Kubernetes' `kubernetes.io/change-cause`) does so with this
+    ///    change; nothing of it is kept for a later call. An empty cause records none.
     async fn set_env(
         &self,
         name: &str,
         changes: &[EnvChange],
         precondition: Option<String>,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState>;
 
     /// Rolls back to the given revision's template, only if the resourceVersion is still
@@ -371,11 +375,13 @@ pub trait DeploymentController: Send + Sync + Debug + 'static {
     ///    [`crate::ErrorKind::Refused`], nothing applied.
     /// 3. On success the Deployment runs `to_revision`'s template (as a new revision number,
     ///    as Kubernetes does) and the new state is returned.
+    /// 4. `cause` says why, for this call alone, as for [`DeploymentController::set_env`].
     async fn rollback(
         &self,
         name: &str,
         to_revision: u64,
         expected_resource_version: &str,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState>;
 
     /// Rollout progress, judged as `kubectl rollout status` does; does not wait.

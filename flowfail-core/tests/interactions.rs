@@ -306,11 +306,12 @@ fn a_reserved_rollback_without_a_record_is_reconciled_with_the_deployment() {
         .enable_time()
         .build()
         .unwrap()
-        .block_on(
-            world
-                .deployment
-                .rollback("flowengine", to, &d.resource_version),
-        )
+        .block_on(world.deployment.rollback(
+            "flowengine",
+            to,
+            &d.resource_version,
+            &flowfail_core::ChangeCause::default(),
+        ))
         .unwrap();
     let rolled = world.deployment.snapshot();
     let found = reconcile_reserved(&mut state, &reserved, Some(&rolled), sc.now);

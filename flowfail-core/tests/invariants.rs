@@ -120,8 +120,13 @@ fn n4_a_second_rollback_breaks_it() {
             .block_on(w.deployment.state("flowengine"))
             .unwrap()
             .resource_version;
-        rt.block_on(w.deployment.rollback("flowengine", to, &rv))
-            .unwrap();
+        rt.block_on(w.deployment.rollback(
+            "flowengine",
+            to,
+            &rv,
+            &flowfail_core::ChangeCause::default(),
+        ))
+        .unwrap();
     }
     assert_eq!(broken(&inv, &w, &p), ["N4"]);
 }

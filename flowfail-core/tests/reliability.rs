@@ -17,8 +17,9 @@ use flowfail_core::replay::Scenario;
 use flowfail_core::report::{Outcome, Report};
 use flowfail_core::respond::Responder;
 use flowfail_core::{
-    Bundle, BundleMeta, BundleStore, BundleVersion, Clock, DeploymentController, DeploymentState,
-    EnvChange, ErrorKind, FlowType, Policy, Result, RolloutStatus, Task, TaskId, TaskStatus,
+    Bundle, BundleMeta, BundleStore, BundleVersion, ChangeCause, Clock, DeploymentController,
+    DeploymentState, EnvChange, ErrorKind, FlowType, Policy, Result, RolloutStatus, Task, TaskId,
+    TaskStatus,
 };
 use proptest::prelude::*;
 
@@ -336,12 +337,19 @@ impl DeploymentController for BeforeRollback {
         n: &str,
         c: &[EnvChange],
         p: Option<String>,
+        why: &ChangeCause,
     ) -> Result<DeploymentState> {
-        self.inner.set_env(n, c, p).await
+        self.inner.set_env(n, c, p, why).await
     }
-    async fn rollback(&self, n: &str, to: u64, rv: &str) -> Result<DeploymentState> {
+    async fn rollback(
+        &self,
+        n: &str,
+        to: u64,
+        rv: &str,
+        why: &ChangeCause,
+    ) -> Result<DeploymentState> {
         (self.before_rollback)(&self.inner, to);
-        self.inner.rollback(n, to, rv).await
+        self.inner.rollback(n, to, rv, why).await
     }
     async fn rollout_status(&self, n: &str) -> Result<RolloutStatus> {
         self.inner.rollout_status(n).await

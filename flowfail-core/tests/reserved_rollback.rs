@@ -15,8 +15,8 @@ use flowfail_core::ports::Ports;
 use flowfail_core::report::{Outcome, Report};
 use flowfail_core::respond::Responder;
 use flowfail_core::{
-    Clock, DeploymentController, DeploymentState, EnvChange, IncidentStore, Policy, Result,
-    RolloutStatus,
+    ChangeCause, Clock, DeploymentController, DeploymentState, EnvChange, IncidentStore, Policy,
+    Result, RolloutStatus,
 };
 
 mod support;
@@ -40,12 +40,19 @@ impl DeploymentController for KilledAtRollback {
         n: &str,
         c: &[EnvChange],
         p: Option<String>,
+        why: &ChangeCause,
     ) -> Result<DeploymentState> {
-        self.inner.set_env(n, c, p).await
+        self.inner.set_env(n, c, p, why).await
     }
-    async fn rollback(&self, n: &str, to: u64, rv: &str) -> Result<DeploymentState> {
+    async fn rollback(
+        &self,
+        n: &str,
+        to: u64,
+        rv: &str,
+        why: &ChangeCause,
+    ) -> Result<DeploymentState> {
         if self.land {
-            self.inner.rollback(n, to, rv).await?;
+            self.inner.rollback(n, to, rv, why).await?;
         }
         std::future::pending().await
     }

@@ -252,6 +252,40 @@ fn unknown_policy_fields_are_ignored_and_reported_known_ones_validated() {
     );
 }
 
+/// Every change flowfail makes to the Deployment carries its own cause: the incident it acts for
+/// and the action's purpose (what the Kubernetes adapter writes as the change cause).
+#[test]
+fn every_deployment_change_carries_its_incident_and_purpose() {
+    for (name, purpose) in [
+        (
+            "bad-deploy",
+            "widespread failures after the deploy of revision 8",
+        ),
+        ("rate-limit", "enable circuit breaker"),
+        ("vendor-outage", "route to"),
+    ] {
+        let (r, w) = run(name);
+        let key = r.post_incident.incident_key.clone().unwrap();
+        let changes = w.deployment.calls().mutations();
+        assert!(!changes.is_empty(), "{name}");
+        for c in &changes {
+            let cause = c
+                .cause
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: {c:?} carries no cause"));
+            assert_eq!(cause.incident(), Some(key.as_str()), "{name}: {c:?}");
+            assert!(!cause.purpose().is_empty(), "{name}: {c:?}");
+        }
+        assert!(
+            changes
+                .iter()
+                .filter_map(|c| c.cause.as_ref())
+                .any(|c| c.purpose().contains(purpose)),
+            "{name}: {changes:?}"
+        );
+    }
+}
+
 /// The Deployment's raw `set_env` calls, as the in-memory controller received them
 /// (`flowengine NAME=value if rv=…`, `NAME-` for an unset).
 fn set_env_calls(w: &World) -> Vec<String> {

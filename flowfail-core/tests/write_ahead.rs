@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use flowfail_core::memory::{MemoryDeployment, World};
 use flowfail_core::respond::Responder;
 use flowfail_core::{
-    Clock, DeploymentController, DeploymentState, EnvChange, Policy, Quota, QuotaUsage, Result,
-    RolloutStatus, VendorHealth, VendorStatus,
+    ChangeCause, Clock, DeploymentController, DeploymentState, EnvChange, Policy, Quota,
+    QuotaUsage, Result, RolloutStatus, VendorHealth, VendorStatus,
 };
 use tokio::sync::Notify;
 
@@ -43,16 +43,23 @@ impl DeploymentController for StopsAfterSetEnv {
         n: &str,
         c: &[EnvChange],
         p: Option<String>,
+        why: &ChangeCause,
     ) -> Result<DeploymentState> {
-        let r = self.inner.set_env(n, c, p).await;
+        let r = self.inner.set_env(n, c, p, why).await;
         if c.iter().any(|c| c.name == self.name) {
             self.applied.notify_one();
             std::future::pending::<()>().await;
         }
         r
     }
-    async fn rollback(&self, n: &str, to: u64, rv: &str) -> Result<DeploymentState> {
-        self.inner.rollback(n, to, rv).await
+    async fn rollback(
+        &self,
+        n: &str,
+        to: u64,
+        rv: &str,
+        why: &ChangeCause,
+    ) -> Result<DeploymentState> {
+        self.inner.rollback(n, to, rv, why).await
     }
     async fn rollout_status(&self, n: &str) -> Result<RolloutStatus> {
         self.inner.rollout_status(n).await

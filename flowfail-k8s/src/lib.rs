@@ -4,13 +4,13 @@
 pub mod fake;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flowfail_core::model::one_line;
 use flowfail_core::{
-    DeploymentController, DeploymentState, EnvChange, Error, ErrorKind, Result, RevisionInfo,
-    RolloutStatus,
+    ChangeCause, DeploymentController, DeploymentState, EnvChange, Error, ErrorKind, Result,
+    RevisionInfo, RolloutStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
@@ -25,6 +25,8 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const FIELD_MANAGER: &str = "flowfail";
 /// Longest change cause written (the text is cut at a character boundary).
 const MAX_CAUSE: usize = 1024;
+/// Longest description of the change itself: room is left for the incident key after it.
+const MAX_WHAT: usize = 320;
 
 /// [`DeploymentController`] on the Kubernetes API (kube + k8s-openapi).
 ///
@@ -41,15 +43,15 @@ const MAX_CAUSE: usize = 1024;
 /// and env changes and rollbacks set [`CHANGE_CAUSE`] on the Deployment, which the Deployment
 /// controller copies onto the new ReplicaSet, so `kubectl rollout history` says what flowfail
 /// did — `flowfail: set ENABLE_CIRCUIT_BREAKER=true`, `flowfail: roll back to revision 7` —
-/// and why, when a reason was given with [`KubeDeploymentController::set_reason`]
-/// (`… (incident flowengine-20251113T1000Z)`).
+/// and why, from the [`ChangeCause`] the call carries
+/// (`… (incident flowengine-20251113T1000Z: quota 91% above 85%: enable circuit breaker)`).
+/// The text is one line of at most 1024 bytes; what is cut first is the purpose, never the
+/// incident key.
 #[derive(Clone)]
 pub struct KubeDeploymentController {
     client: kube::Client,
     namespace: String,
     container: Option<String>,
-    /// Why flowfail acts (`incident <key>`), shared by clones; appended to the change cause.
-    reason: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for KubeDeploymentController {
@@ -57,7 +59,6 @@ impl std::fmt::Debug for KubeDeploymentController {
         f.debug_struct("KubeDeploymentController")
             .field("namespace", &self.namespace)
             .field("container", &self.container)
-            .field("reason", &self.current_reason())
             .finish_non_exhaustive()
     }
 }
@@ -95,16 +96,17 @@ fn kube_err_message(op: &'static str, e: kube::Error, message: String) -> Error 
         .transient_if(transient)
 }
 
-/// `s` cut to at most `max` bytes at a character boundary, with `…` when cut.
-fn cut_chars(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+/// The change-cause annotation of a change that did `what` (`set X=1, unset Y`, `roll back to
+/// revision 7`) for `cause`: `flowfail: <what> (<cause>)`, one line, at most [`MAX_CAUSE`]
+/// bytes.
+fn change_cause(what: &str, cause: &ChangeCause) -> String {
+    let what = one_line(what, MAX_WHAT);
+    let text = if cause.is_empty() {
+        format!("flowfail: {what}")
+    } else {
+        format!("flowfail: {what} ({cause})")
+    };
+    one_line(&text, MAX_CAUSE)
 }
 
 /// What an env change does, as the change cause says it: `set A=1, unset B`.
@@ -142,38 +144,7 @@ impl KubeDeploymentController {
             client,
             namespace: namespace.into(),
             container: None,
-            reason: Arc::new(Mutex::new(None)),
         }
-    }
-
-    /// Why the next changes are made, e.g. `incident flowengine-20251113T1000Z`: appended to
-    /// the change cause in parentheses. Shared by every clone of this controller (the one the
-    /// responder holds included); `None` clears it. The port's methods carry no incident key,
-    /// so this is for an embedder that knows the incident it is acting for.
-    pub fn set_reason(&self, reason: Option<String>) {
-        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
-    }
-
-    /// [`KubeDeploymentController::set_reason`] as a builder.
-    pub fn reason(self, reason: impl Into<String>) -> Self {
-        self.set_reason(Some(reason.into()));
-        self
-    }
-
-    fn current_reason(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The change cause of `what` (`set X=1, unset Y`, `roll back to revision 7`).
-    fn cause(&self, what: &str) -> String {
-        let text = match self.current_reason() {
-            Some(r) if !r.trim().is_empty() => format!("flowfail: {what} ({})", r.trim()),
-            _ => format!("flowfail: {what}"),
-        };
-        cut_chars(&text, MAX_CAUSE)
     }
 
     /// A controller from the standard configuration (kubeconfig or in-cluster).
@@ -469,6 +440,7 @@ impl DeploymentController for KubeDeploymentController {
         name: &str,
         changes: &[EnvChange],
         precondition: Option<String>,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState> {
         let container = match &self.container {
             Some(c) => c.clone(),
@@ -489,7 +461,7 @@ impl DeploymentController for KubeDeploymentController {
                 None => json!({"name": c.name, "$patch": "delete"}),
             })
             .collect();
-        let cause = self.cause(&describe_env_changes(changes));
+        let cause = change_cause(&describe_env_changes(changes), cause);
         let mut patch = json!({
             "metadata": {"annotations": {CHANGE_CAUSE: cause}},
             "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}},
@@ -509,6 +481,7 @@ impl DeploymentController for KubeDeploymentController {
         name: &str,
         to_revision: u64,
         expected_resource_version: &str,
+        cause: &ChangeCause,
     ) -> Result<DeploymentState> {
         let d = self.get(name, "deployment.rollback").await?;
         let refused = |m: String| {
@@ -555,7 +528,7 @@ impl DeploymentController for KubeDeploymentController {
         {
             l.remove("pod-template-hash");
         }
-        let cause = self.cause(&format!("roll back to revision {to_revision}"));
+        let cause = change_cause(&format!("roll back to revision {to_revision}"), cause);
         // `add` replaces an existing member; the annotations map itself may be missing.
         let annotate = if d.metadata.annotations.is_some() {
             json!({"op": "add", "path": "/metadata/annotations/kubernetes.io~1change-cause", "value": cause})

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use flowfail_core::{DeploymentController, EnvChange, ErrorKind};
+use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind};
 use flowfail_k8s::KubeDeploymentController;
 use flowfail_k8s::fake::FakeApiServer;
 use k8s_openapi::api::core::v1::Secret;
@@ -861,11 +861,17 @@ async fn the_role_allows_exactly_what_the_controller_does() {
         "flowengine",
         &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
         Some(st.resource_version),
+        &ChangeCause::default(),
     )
     .await
     .unwrap();
     first
-        .set_env("flowengine", &[EnvChange::unset("MODE")], None)
+        .set_env(
+            "flowengine",
+            &[EnvChange::unset("MODE")],
+            None,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap();
     c.rollout_status("flowengine").await.unwrap();
@@ -874,9 +880,14 @@ async fn the_role_allows_exactly_what_the_controller_does() {
         .unwrap();
     let st = c.state("flowengine").await.unwrap();
     assert!(st.revision > 8, "{st:?}");
-    c.rollback("flowengine", 8, &st.resource_version)
-        .await
-        .unwrap();
+    c.rollback(
+        "flowengine",
+        8,
+        &st.resource_version,
+        &ChangeCause::default(),
+    )
+    .await
+    .unwrap();
     let accesses = s.accesses();
     assert!(accesses.iter().all(|a| a.allowed), "{accesses:?}");
     let used: BTreeSet<(String, String, String)> = accesses
@@ -927,6 +938,7 @@ async fn the_role_allows_exactly_what_the_controller_does() {
                         "flowengine",
                         &[EnvChange::set("X", "1")],
                         Some(st.resource_version),
+                        &ChangeCause::default(),
                     )
                     .await
                     .unwrap_err();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use flowfail_core::{DeploymentController, EnvChange, ErrorKind};
+use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind};
 use flowfail_k8s::KubeDeploymentController;
 use flowfail_k8s::fake::FakeApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -242,6 +242,7 @@ async fn a_dry_run_patch_answers_as_if_applied_and_changes_nothing() {
         "flowengine",
         &[EnvChange::set("FALLBACK_MODEL", "gpt-4-turbo")],
         None,
+        &ChangeCause::default(),
     )
     .await
     .unwrap();

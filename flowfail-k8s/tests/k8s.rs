@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use flowfail_core::conformance;
-use flowfail_core::{DeploymentController, EnvChange, ErrorKind, RolloutStatus};
+use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind, RolloutStatus};
 use flowfail_k8s::fake::{FakeApiServer, RolloutMode};
 use flowfail_k8s::{CHANGE_CAUSE, KubeDeploymentController};
 use serde_json::json;
@@ -41,6 +41,11 @@ impl conformance::DeploymentFixture for Fixture {
     async fn pause(&self, name: &str) {
         self.server
             .edit("default", name, |d| d["spec"]["paused"] = json!(true));
+    }
+    async fn change_cause(&self, name: &str) -> Option<String> {
+        self.server.deployment("default", name)?["metadata"]["annotations"][CHANGE_CAUSE]
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -81,9 +86,10 @@ async fn rollback_goes_to_the_given_revision_exactly_once_under_concurrency() {
     let (s, c) = setup().await;
     let other = KubeDeploymentController::for_url(&s.url(), "default").unwrap();
     let st = c.state("flowengine").await.unwrap();
+    let none = ChangeCause::default();
     let (a, b) = tokio::join!(
-        c.rollback("flowengine", 7, &st.resource_version),
-        other.rollback("flowengine", 7, &st.resource_version)
+        c.rollback("flowengine", 7, &st.resource_version, &none),
+        other.rollback("flowengine", 7, &st.resource_version, &none)
     );
     let oks = [a.is_ok(), b.is_ok()].iter().filter(|x| **x).count();
     assert_eq!(oks, 1, "exactly one rollback applies: {a:?} {b:?}");
@@ -110,10 +116,15 @@ async fn rollback_goes_to_the_given_revision_exactly_once_under_concurrency() {
     // Rolling back "again" to 7 is refused: it is gone from the history (it is the current one).
     let st = c.state("flowengine").await.unwrap();
     assert_eq!(
-        c.rollback("flowengine", 7, &st.resource_version)
-            .await
-            .unwrap_err()
-            .kind(),
+        c.rollback(
+            "flowengine",
+            7,
+            &st.resource_version,
+            &ChangeCause::default()
+        )
+        .await
+        .unwrap_err()
+        .kind(),
         ErrorKind::Refused
     );
 }
@@ -126,7 +137,12 @@ async fn a_human_change_between_decide_and_act_is_never_overwritten() {
         d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("flowengine:hotfix")
     });
     let e = c
-        .rollback("flowengine", 7, &seen.resource_version)
+        .rollback(
+            "flowengine",
+            7,
+            &seen.resource_version,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -135,6 +151,7 @@ async fn a_human_change_between_decide_and_act_is_never_overwritten() {
             "flowengine",
             &[EnvChange::set("X", "1")],
             Some(seen.resource_version.clone()),
+            &ChangeCause::default(),
         )
         .await
         .unwrap_err();
@@ -152,10 +169,15 @@ async fn rollback_is_refused_when_paused_or_gone_and_status_follows_kubectl_rule
     s.forget_revision("default", "flowengine", 7);
     let st = c.state("flowengine").await.unwrap();
     assert_eq!(
-        c.rollback("flowengine", 7, &st.resource_version)
-            .await
-            .unwrap_err()
-            .kind(),
+        c.rollback(
+            "flowengine",
+            7,
+            &st.resource_version,
+            &ChangeCause::default()
+        )
+        .await
+        .unwrap_err()
+        .kind(),
         ErrorKind::Refused
     );
     s.set_rollout_mode(RolloutMode::Fail);
@@ -164,6 +186,7 @@ async fn rollback_is_refused_when_paused_or_gone_and_status_follows_kubectl_rule
             "flowengine",
             &[EnvChange::set("FALLBACK_MODEL", "gpt-4-turbo")],
             None,
+            &ChangeCause::default(),
         )
         .await
         .unwrap();
@@ -173,9 +196,14 @@ async fn rollback_is_refused_when_paused_or_gone_and_status_follows_kubectl_rule
         RolloutStatus::Failed { .. }
     ));
     s.set_rollout_mode(RolloutMode::Hang);
-    c.set_env("flowengine", &[EnvChange::unset("FALLBACK_MODEL")], None)
-        .await
-        .unwrap();
+    c.set_env(
+        "flowengine",
+        &[EnvChange::unset("FALLBACK_MODEL")],
+        None,
+        &ChangeCause::default(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         c.rollout_status("flowengine").await.unwrap(),
         RolloutStatus::Progressing { .. }
@@ -185,10 +213,15 @@ async fn rollback_is_refused_when_paused_or_gone_and_status_follows_kubectl_rule
     });
     let st = c.state("flowengine").await.unwrap();
     assert_eq!(
-        c.rollback("flowengine", 6, &st.resource_version)
-            .await
-            .unwrap_err()
-            .kind(),
+        c.rollback(
+            "flowengine",
+            6,
+            &st.resource_version,
+            &ChangeCause::default()
+        )
+        .await
+        .unwrap_err()
+        .kind(),
         ErrorKind::Refused
     );
 }
@@ -339,7 +372,12 @@ async fn kubectl_set_env_rollout_undo_and_status_work_against_the_fake() {
     // And flowfail's guarded rollback to a recorded revision, on the state kubectl left.
     let st = c.state("flowengine").await.unwrap();
     let after = c
-        .rollback("flowengine", 8, &st.resource_version)
+        .rollback(
+            "flowengine",
+            8,
+            &st.resource_version,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -352,13 +390,12 @@ async fn kubectl_set_env_rollout_undo_and_status_work_against_the_fake() {
 }
 
 /// Every patch flowfail sends names field manager `flowfail`; env changes and rollbacks say
-/// what was done (and why, when a reason is set) in `kubernetes.io/change-cause`, which the
-/// controller copies onto the new ReplicaSet.
+/// what was done (and why, from the change cause the call carries) in
+/// `kubernetes.io/change-cause`, which the controller copies onto the new ReplicaSet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_are_attributed_with_field_manager_and_change_cause() {
     let (s, c) = setup().await;
     c.check_patchable("flowengine").await.unwrap();
-    let c = c.reason("incident flowengine-20251113T1000Z");
     let st = c.state("flowengine").await.unwrap();
     let st = c
         .set_env(
@@ -368,6 +405,7 @@ async fn changes_are_attributed_with_field_manager_and_change_cause() {
                 EnvChange::unset("MODE"),
             ],
             Some(st.resource_version),
+            &ChangeCause::for_incident("flowengine-20251113T1000Z", ""),
         )
         .await
         .unwrap();
@@ -389,10 +427,14 @@ async fn changes_are_attributed_with_field_manager_and_change_cause() {
         "older revisions keep their own cause"
     );
 
-    // A rollback without a reason says only what it did.
-    c.set_reason(None);
+    // A rollback without a cause says only what it did.
     let st = c
-        .rollback("flowengine", 7, &st.resource_version)
+        .rollback(
+            "flowengine",
+            7,
+            &st.resource_version,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap();
     assert_eq!(st.revision, 10);
@@ -424,16 +466,26 @@ async fn a_long_change_cause_is_cut_and_the_next_change_replaces_it() {
     let (s, c) = setup().await;
     let long = "x".repeat(5000);
     let st = c
-        .set_env("flowengine", &[EnvChange::set("LONG", &long)], None)
+        .set_env(
+            "flowengine",
+            &[EnvChange::set("LONG", &long)],
+            None,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap();
     let d = s.deployment("default", "flowengine").unwrap();
     let cause = d["metadata"]["annotations"][CHANGE_CAUSE].as_str().unwrap();
     assert!(cause.starts_with("flowfail: set LONG=xxx") && cause.ends_with('…'));
     assert!(cause.len() <= 1024, "{}", cause.len());
-    c.rollback("flowengine", 7, &st.resource_version)
-        .await
-        .unwrap();
+    c.rollback(
+        "flowengine",
+        7,
+        &st.resource_version,
+        &ChangeCause::default(),
+    )
+    .await
+    .unwrap();
     let d = s.deployment("default", "flowengine").unwrap();
     assert_eq!(
         d["metadata"]["annotations"][CHANGE_CAUSE],
@@ -475,18 +527,26 @@ async fn kubectl_rollout_history_shows_what_flowfail_did_and_why() {
         return;
     }
     let (s, c) = setup().await;
-    let c = c.reason("incident flowengine-20251113T1000Z");
     let st = c
         .set_env(
             "flowengine",
             &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
             None,
+            &ChangeCause::for_incident("flowengine-20251113T1000Z", ""),
         )
         .await
         .unwrap();
-    c.rollback("flowengine", 7, &st.resource_version)
-        .await
-        .unwrap();
+    c.rollback(
+        "flowengine",
+        7,
+        &st.resource_version,
+        &ChangeCause::for_incident(
+            "flowengine-20251113T1000Z",
+            "widespread failures after the deploy of revision 9",
+        ),
+    )
+    .await
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("flowfail-history-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kc = dir.join("kubeconfig");
@@ -519,9 +579,162 @@ async fn kubectl_rollout_history_shows_what_flowfail_did_and_why() {
     );
     assert_eq!(
         line("10").as_deref(),
-        Some("flowfail: roll back to revision 7 (incident flowengine-20251113T1000Z)"),
+        Some(
+            "flowfail: roll back to revision 7 (incident flowengine-20251113T1000Z: widespread failures after the deploy of revision 9)"
+        ),
         "{stdout}"
     );
     assert_eq!(line("8").as_deref(), Some("<none>"), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A change whose description and purpose are too long, with line breaks and invisible
+/// characters in its purpose: the annotation is one line of at most 1024 bytes, and what is cut
+/// is the purpose, never the incident key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_change_cause_keeps_its_incident_key_on_one_line() {
+    let (s, c) = setup().await;
+    let purpose = format!("line one\nline\u{202E} two\t{}", "y".repeat(5000));
+    c.set_env(
+        "flowengine",
+        &[EnvChange::set("LONG", "x".repeat(5000))],
+        None,
+        &ChangeCause::for_incident("flowengine-20251113T1000Z", &purpose),
+    )
+    .await
+    .unwrap();
+    let d = s.deployment("default", "flowengine").unwrap();
+    let cause = d["metadata"]["annotations"][CHANGE_CAUSE].as_str().unwrap();
+    assert!(cause.len() <= 1024, "{}", cause.len());
+    assert!(
+        cause.starts_with("flowfail: set LONG=xxx")
+            && cause.contains("… (incident flowengine-20251113T1000Z: line one line two yyy")
+            && cause.ends_with("…)"),
+        "{cause}"
+    );
+    assert!(!cause.chars().any(|c| c.is_control() || c == '\u{202E}'));
+}
+
+/// One controller (clones share nothing request-scoped), two Deployments changed at the same
+/// time for two incidents: each change carries its own incident, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_for_different_incidents_carry_their_own_causes() {
+    let s = FakeApiServer::start().await.unwrap();
+    s.add_deployment("default", "flowengine-a", "flowengine", &env(), 3);
+    s.add_deployment("default", "flowengine-b", "flowengine", &env(), 3);
+    let c = KubeDeploymentController::for_url(&s.url(), "default").unwrap();
+    let cause_of = |name: &str| {
+        s.deployment("default", name).unwrap()["metadata"]["annotations"][CHANGE_CAUSE]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for round in 0..8 {
+        let (a, b) = (
+            ChangeCause::for_incident(&format!("flowengine-a-{round}"), "first"),
+            ChangeCause::for_incident(&format!("flowengine-b-{round}"), "second"),
+        );
+        let change = [EnvChange::set("ROUND", round.to_string())];
+        let (ca, cb) = (c.clone(), c.clone());
+        let (ra, rb) = tokio::join!(
+            ca.set_env("flowengine-a", &change, None, &a),
+            cb.set_env("flowengine-b", &change, None, &b),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(
+            cause_of("flowengine-a"),
+            format!("flowfail: set ROUND={round} (incident flowengine-a-{round}: first)")
+        );
+        assert_eq!(
+            cause_of("flowengine-b"),
+            format!("flowfail: set ROUND={round} (incident flowengine-b-{round}: second)")
+        );
+    }
+    // And two rollbacks at once.
+    let (sa, sb) = (
+        c.state("flowengine-a").await.unwrap(),
+        c.state("flowengine-b").await.unwrap(),
+    );
+    let (a, b) = (
+        ChangeCause::for_incident("flowengine-a-rb", "first"),
+        ChangeCause::for_incident("flowengine-b-rb", "second"),
+    );
+    let (ra, rb) = tokio::join!(
+        c.rollback("flowengine-a", 2, &sa.resource_version, &a),
+        c.rollback("flowengine-b", 1, &sb.resource_version, &b),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(
+        cause_of("flowengine-a"),
+        "flowfail: roll back to revision 2 (incident flowengine-a-rb: first)"
+    );
+    assert_eq!(
+        cause_of("flowengine-b"),
+        "flowfail: roll back to revision 1 (incident flowengine-b-rb: second)"
+    );
+}
+
+/// The responder as `flowfail run` wires it — the Kubernetes adapter and the ledger side by
+/// side, nothing in between — rolls back a bad deploy, and the rollback names its incident in
+/// the change cause of the Deployment and of the new ReplicaSet (what `kubectl rollout history`
+/// shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responders_rollback_names_its_incident_in_the_rollout_history() {
+    use flowfail_core::memory::World;
+    use flowfail_core::respond::Responder;
+    use flowfail_core::{Clock, FlowType, Policy, Task, TaskId, TaskStatus};
+
+    let (s, c) = setup().await;
+    let policy = Policy::default();
+    let start = chrono::Utc::now();
+    let clock = Clock::manual(start);
+    // Revision 8 was just deployed; 30 % of tasks fail since.
+    let w = World::new(&policy, clock.clone());
+    w.tasks.set_background(700, 300);
+    for i in 0..10 {
+        let id = TaskId::parse(&format!("u-{i}")).unwrap();
+        w.tasks.insert(
+            Task::new(
+                id.clone(),
+                FlowType::Impl,
+                TaskStatus::Failed,
+                start - chrono::TimeDelta::minutes(2),
+            )
+            .with_error("KeyError: 'context_refs'", None),
+        );
+        w.tasks.script_retries(&id, [TaskStatus::Failed]);
+    }
+    let ports = w.ports_builder().deployment(Arc::new(c)).build().unwrap();
+    let r = Responder::builder()
+        .ports(ports)
+        .policy(policy)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let image = || {
+        s.deployment("default", "flowengine").unwrap()["spec"]["template"]["spec"]["containers"][0]
+            ["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for _ in 0..20 {
+        r.pass().await.unwrap();
+        if image() == "flowengine:7" {
+            break;
+        }
+        clock.advance(std::time::Duration::from_secs(30));
+    }
+    assert_eq!(image(), "flowengine:7", "rolled back to revision 7");
+    let incidents = w.incidents.incidents();
+    assert_eq!(incidents.len(), 1);
+    let key = &incidents[0].key;
+    let want = format!(
+        "flowfail: roll back to revision 7 (incident {key}: widespread failures after the deploy of revision 8)"
+    );
+    let d = s.deployment("default", "flowengine").unwrap();
+    assert_eq!(d["metadata"]["annotations"][CHANGE_CAUSE], want.as_str());
+    assert_eq!(rs_cause(&s, 9).as_deref(), Some(want.as_str()));
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use flowfail_core::{DeploymentController, EnvChange, ErrorKind};
+use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind};
 use flowfail_k8s::KubeDeploymentController;
 use flowfail_k8s::fake::FakeApiServer;
 use serde_json::json;
@@ -38,7 +38,12 @@ async fn a_change_between_read_and_rollback_patch_fails_the_json_patch_test() {
     // the human's change lands in between.
     s.edit_before_next_patch("default", "flowengine", hotfix);
     let e = c
-        .rollback("flowengine", 7, &seen.resource_version)
+        .rollback(
+            "flowengine",
+            7,
+            &seen.resource_version,
+            &ChangeCause::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
@@ -85,6 +90,7 @@ async fn a_change_between_read_and_env_patch_is_a_409_conflict() {
             "flowengine",
             &[EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
             Some(seen.resource_version.clone()),
+            &ChangeCause::default(),
         )
         .await
         .unwrap_err();

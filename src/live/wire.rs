@@ -7,9 +7,9 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use flowfail_core::control::{self, Approval, Pause};
-use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, Ports, TimelineEntry};
+use flowfail_core::ports::{IncidentStore, Ports};
 use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
-use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result, Timestamp};
+use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
 
 use super::config::{Config, Mode, QuotaSource, SecretRef};
 

@@ -12,7 +12,9 @@ use crate::decide::{
     apply_outcome, escalate_after_panic,
 };
 use crate::error::{ErrorKind, Result};
-use crate::model::{ByteSize, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp};
+use crate::model::{
+    ByteSize, ChangeCause, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp,
+};
 use crate::ports::{Epoch, Notification, Page, RetryOutcome, RetryRequest, TimelineEntry};
 
 /// What acting on one decision produced.
@@ -320,11 +322,12 @@ impl Responder {
             deployment,
             name,
             value,
-            ..
+            purpose,
         } = a
         else {
             return Ok(Done::Nothing);
         };
+        let cause = ChangeCause::for_incident(&state.key, purpose);
         let change = match value {
             Some(v) => EnvChange::set(name.clone(), v.clone()),
             None => EnvChange::unset(name.clone()),
@@ -373,7 +376,7 @@ impl Responder {
                 Ok(self
                     .ports
                     .deployment
-                    .set_env(deployment, std::slice::from_ref(&change), pre)
+                    .set_env(deployment, std::slice::from_ref(&change), pre, &cause)
                     .await)
             })
             .await;
@@ -424,6 +427,10 @@ impl Responder {
         else {
             return Ok(Done::Nothing);
         };
+        let cause = ChangeCause::for_incident(
+            &state.key,
+            &format!("widespread failures after the deploy of revision {from_revision}"),
+        );
         let epoch = pass.epoch;
         let gate = self
             .guarded("deployment.rollback", Budget::Limited, pass.now, || async {
@@ -440,7 +447,7 @@ impl Responder {
                     Ok(true) => Ok(Some(
                         self.ports
                             .deployment
-                            .rollback(deployment, *to_revision, expected_resource_version)
+                            .rollback(deployment, *to_revision, expected_resource_version, &cause)
                             .await,
                     )),
                     Ok(false) => Ok(None),
