@@ -91,6 +91,17 @@ pub enum Retry {
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// flowfail's error: kind, retryability, operation, backend, message and source.
+///
+/// Displayed as `<kind>[ in <operation>][ (<backend>)][ [transient]][: <message>]`; the source
+/// is reached through [`std::error::Error::source`], never printed with it.
+#[derive(thiserror::Error)]
+#[error(
+    "{kind}{}{}{}{}",
+    Prefixed(" in ", .operation, ""),
+    Prefixed(" (", .backend, ")"),
+    if *.retry == Retry::Transient { " [transient]" } else { "" },
+    Prefixed(": ", .message, "")
+)]
 pub struct Error {
     kind: ErrorKind,
     retry: Retry,
@@ -98,7 +109,20 @@ pub struct Error {
     backend: &'static str,
     message: String,
     retry_after: Option<Duration>,
+    #[source]
     source: Option<Source>,
+}
+
+/// `before`, the text and `after` when the text is not empty; nothing otherwise.
+struct Prefixed<'a>(&'static str, &'a str, &'static str);
+
+impl fmt::Display for Prefixed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1.is_empty() {
+            return Ok(());
+        }
+        write!(f, "{}{}{}", self.0, self.1, self.2)
+    }
 }
 
 /// `Result` with flowfail's [`Error`].
@@ -226,25 +250,6 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if !self.operation.is_empty() {
-            write!(f, " in {}", self.operation)?;
-        }
-        if !self.backend.is_empty() {
-            write!(f, " ({})", self.backend)?;
-        }
-        if self.retry == Retry::Transient {
-            f.write_str(" [transient]")?;
-        }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
@@ -258,14 +263,6 @@ impl fmt::Debug for Error {
             d.field("source", &format_args!("{source}"));
         }
         d.finish()
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
