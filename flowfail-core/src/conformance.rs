@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 
-use crate::control::{Approval, Pause};
 use crate::error::ErrorKind;
 use crate::memory::{
     MemoryBundleStore, MemoryDeployment, MemoryLogSource, MemoryQuota, MemoryStatusPage,
@@ -37,6 +36,7 @@ use crate::model::{
     ChangeCause, EnvChange, FlowType, LogEvent, Quota, QuotaUsage, RevisionInfo, RolloutStatus,
     Task, TaskId, TaskStatus, Timestamp, VendorHealth, VendorStatus,
 };
+use crate::operator::{Approval, Pause};
 use crate::ports::{
     BundleStore, Delivery, DeploymentController, IncidentStore, LogQuery, LogSource, Notification,
     Notifier, Page, Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod invariants;
 pub mod memory;
 pub mod model;
+pub mod operator;
 pub mod policy;
 pub mod ports;
 mod prefilter;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod respond;
 pub mod schema;
 pub mod templates;
+mod text;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
 pub use classify::{Classification, RuleSet, classify, classify_failures, classify_lines};

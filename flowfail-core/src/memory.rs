@@ -27,12 +27,12 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::control::{Approval, Pause};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     ChangeCause, DeploymentState, EnvChange, LogEvent, Quota, RevisionInfo, RolloutStatus,
     StatusCounts, Task, TaskId, TaskStatus, Timestamp, VendorStatus,
 };
+use crate::operator::{Approval, Pause};
 use crate::policy::Policy;
 use crate::ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,

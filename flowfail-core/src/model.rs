@@ -860,19 +860,7 @@ pub fn one_line(s: &str, max: usize) -> String {
         } else {
             c
         };
-        if matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        ) || (c == ' ' && (out.is_empty() || out.ends_with(' ')))
-        {
+        if crate::text::is_format_char(c) || (c == ' ' && (out.is_empty() || out.ends_with(' '))) {
             continue;
         }
         out.push(c);

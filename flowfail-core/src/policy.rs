@@ -146,7 +146,7 @@ pub struct Policy {
 
     // --- operator control ---
     /// Actions carried out only once a human approved them for the incident
-    /// (`flowfail approve INCIDENT ACTION`); names from [`crate::control::GATED_ACTIONS`].
+    /// (`flowfail approve INCIDENT ACTION`); names from [`crate::operator::GATED_ACTIONS`].
     /// Empty by default: nothing waits for approval.
     pub require_approval: Vec<String>,
     /// How long an approval stays valid after it was given.
@@ -404,19 +404,19 @@ impl Policy {
 
     /// The approval gates.
     fn validate_approvals(&self, problems: &mut Vec<String>) {
-        if self.approval_ttl_s == 0 || self.approval_ttl_s > crate::control::MAX_APPROVAL_TTL_S {
+        if self.approval_ttl_s == 0 || self.approval_ttl_s > crate::operator::MAX_APPROVAL_TTL_S {
             problems.push(format!(
                 "approval_ttl_s must be in 1..={}, not {}",
-                crate::control::MAX_APPROVAL_TTL_S,
+                crate::operator::MAX_APPROVAL_TTL_S,
                 self.approval_ttl_s
             ));
         }
         for name in &self.require_approval {
-            if !crate::control::GATED_ACTIONS.contains(&name.as_str()) {
+            if !crate::operator::GATED_ACTIONS.contains(&name.as_str()) {
                 problems.push(format!(
                     "require_approval: {} is not an action that can wait for approval (one of {})",
                     crate::model::describe_untrusted(name),
-                    crate::control::GATED_ACTIONS.join(", ")
+                    crate::operator::GATED_ACTIONS.join(", ")
                 ));
             }
         }

@@ -25,12 +25,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::control::{Approval, Pause};
 use crate::error::Result;
 use crate::model::{
     ChangeCause, DeploymentState, EnvChange, LogEvent, Quota, RolloutStatus, StatusCounts, Task,
     TaskId, TaskStatus, Timestamp, VendorStatus,
 };
+use crate::operator::{Approval, Pause};
 
 // ---------------------------------------------------------------------------------------------
 // Logs

@@ -249,7 +249,7 @@ fn prepare(message: &str, max: usize) -> (String, bool) {
         cut -= 1;
     }
     let truncated = cut < message.len();
-    let clean = crate::report::clean_text(&message[..cut]);
+    let clean = crate::text::clean_text(&message[..cut]);
     let clean: String = clean
         .chars()
         .map(|c| {

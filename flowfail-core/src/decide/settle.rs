@@ -16,7 +16,7 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
     // The operator's notices (paused, approval wanted) are not an escalation.
     let escalation = |k: &String| {
         k.strip_prefix(&on_call).is_some_and(|r| {
-            r != crate::control::PAUSED_NOTICE_REASON && !r.starts_with("approval_")
+            r != crate::operator::PAUSED_NOTICE_REASON && !r.starts_with("approval_")
         })
     };
     let paged_on_call = state.effects.iter().any(escalation)
