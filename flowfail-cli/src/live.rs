@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowfail::live::metrics::Metrics;
-use flowfail::live::{Config, Live, Mode, ServerConfig, serve};
+use flowfail::live::{Config, Controls, Live, Mode, ServerConfig, serve};
 use flowfail_core::respond::Wake;
 use tokio_util::sync::CancellationToken;
 
@@ -274,30 +274,32 @@ fn control_failure(e: flowfail_core::Error) -> Failure {
     }
 }
 
-/// Connects to the config's ledger (creating its tables if missing) and runs `f` on it.
-fn with_live<T>(
+/// Builds the config's operator controls — its ledger alone, no Kubernetes, AWS or vendor
+/// client — creates the ledger's tables if missing, and runs `f` on them.
+fn with_controls<T>(
     config: &std::path::Path,
-    f: impl AsyncFnOnce(&Live) -> Result<T, Failure>,
+    f: impl AsyncFnOnce(&Controls, &Config) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let config = load(config)?;
+    let controls = config.controls()?;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
-        let live = config.connect().await?;
-        live.prepare()
+        controls
+            .prepare()
             .await
             .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
-        f(&live).await
+        f(&controls, &config).await
     })
 }
 
 /// `flowfail pause --config F --reason "…"`: every replica stops mutating at its next pass.
 pub(crate) fn cmd_pause(a: &PauseArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_live(&a.config, async |live| {
+    with_controls(&a.config, async |live, _| {
         live.pause(&a.reason, &by).await.map_err(control_failure)?;
         println!(
             "paused: flowfail changes nothing in {} until `flowfail resume` ({})",
-            live.config.policy.deployment,
+            live.scope(),
             a.reason.trim()
         );
         Ok(Exit::Ok)
@@ -307,15 +309,18 @@ pub(crate) fn cmd_pause(a: &PauseArgs) -> CliResult {
 /// `flowfail resume --config F`: lifts the pause (nothing to lift is not an error).
 pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_live(&a.config, async |live| {
+    with_controls(&a.config, async |live, _| {
         let was = live.paused().await.map_err(control_failure)?;
         live.resume(&by).await.map_err(control_failure)?;
         match was {
             Some(p) => println!(
                 "resumed: {} (paused by {} since {}: {})",
-                live.config.policy.deployment, p.by, p.since, p.reason
+                live.scope(),
+                p.by,
+                p.since,
+                p.reason
             ),
-            None => println!("not paused: {}", live.config.policy.deployment),
+            None => println!("not paused: {}", live.scope()),
         }
         Ok(Exit::Ok)
     })
@@ -324,12 +329,12 @@ pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
 /// `flowfail approve --config F INCIDENT ACTION`: the next pass may carry the action out.
 pub(crate) fn cmd_approve(a: &ApproveArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_live(&a.config, async |live| {
+    with_controls(&a.config, async |live, config| {
         let ap = live
             .approve(&a.incident, &a.action, &by)
             .await
             .map_err(control_failure)?;
-        let ttl = live.config.policy.approval_ttl_s;
+        let ttl = config.policy.approval_ttl_s;
         println!(
             "approved: {} for incident {} by {} (valid {} s; carried out at the next pass if still decided)",
             ap.action, ap.incident, ap.by, ttl

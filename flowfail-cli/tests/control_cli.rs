@@ -211,3 +211,32 @@ async fn approve_records_an_approval_and_refuses_what_it_cannot_approve() {
     assert!(err.contains("closed"), "{err}");
     assert_eq!(l.approval_rows().await, [[key, "rollback", "carol"]]);
 }
+
+/// `pause`, `resume` and `approve` need only `[postgres]`: a config whose Kubernetes client
+/// could not even be built (its kubeconfig is missing) still pauses and resumes, since only the
+/// ledger is built for them.
+#[tokio::test]
+async fn controls_need_only_the_ledger() {
+    let Some(l) = ledger().await else { return };
+    let text = std::fs::read_to_string(&l.config).unwrap().replace(
+        "api_url = \"http://127.0.0.1:9\"",
+        "kubeconfig = \"/nonexistent/flowfail-test/kubeconfig\"",
+    );
+    std::fs::write(&l.config, text).unwrap();
+    let (code, _, err) = l.flowfail(&["pause", "--reason", "ledger only", "--by", "carol"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        l.pause_rows().await,
+        [["flowengine", "ledger only", "carol"]]
+    );
+    let (code, _, err) = l.flowfail(&["approve", "no-such-incident", "rollback"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no-such-incident") || err.contains("not_found"),
+        "{err}"
+    );
+    let (code, out, err) = l.flowfail(&["resume", "--by", "carol"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("resumed"), "{out}");
+    assert!(l.pause_rows().await.is_empty());
+}

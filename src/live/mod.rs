@@ -33,4 +33,4 @@ pub use config::{
     AwsConfig, Config, KubernetesConfig, Mode, NotifierConfig, PagerConfig, PostgresConfig,
     QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
 };
-pub use wire::{Live, Probe};
+pub use wire::{Controls, Live, Probe};

@@ -355,48 +355,104 @@ impl super::serve::Control for Live {
 }
 
 /// The operator's controls (see [`flowfail_core::control`]), on this config's ledger and
-/// Deployment: what `flowfail pause|resume|approve` and the HTTP listener call. Every replica
-/// reads them at its next pass.
+/// Deployment: what the HTTP listener calls. Every replica reads them at its next pass.
 impl Live {
-    /// Pauses automation for this config's Deployment: from the next pass of every replica,
-    /// flowfail observes, decides and records, and changes nothing. An empty or oversized
-    /// `reason` or `by` is [`flowfail_core::ErrorKind::InvalidInput`], nothing written.
+    /// The operator's controls of this config, on its ledger.
+    pub fn controls(&self) -> Controls {
+        Controls {
+            scope: self.config.policy.deployment.clone(),
+            ledger: self.ledger.clone(),
+        }
+    }
+
+    /// Pauses automation (see [`Controls::pause`]).
     pub async fn pause(&self, reason: &str, by: &str) -> Result<()> {
-        let scope = &self.config.policy.deployment;
-        control::pause(&self.ledger, scope, reason, by, Clock::system().now())
+        self.controls().pause(reason, by).await
+    }
+
+    /// Lifts the pause (see [`Controls::resume`]).
+    pub async fn resume(&self, by: &str) -> Result<()> {
+        self.controls().resume(by).await
+    }
+
+    /// The pause in force, if automation is paused.
+    pub async fn paused(&self) -> Result<Option<Pause>> {
+        self.controls().paused().await
+    }
+
+    /// Approves a gated action (see [`Controls::approve`]).
+    pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
+        self.controls().approve(incident, action, by).await
+    }
+}
+
+/// The operator's controls of a config — pause, resume, approve — on its ledger alone: built
+/// from `[postgres]` by [`Config::controls`], with no Kubernetes, AWS or vendor client.
+#[derive(Debug, Clone)]
+pub struct Controls {
+    scope: String,
+    ledger: flowfail_pg::PgIncidentStore,
+}
+
+impl Config {
+    /// The operator's controls: only the ledger is built (`[postgres]`); connections open on
+    /// first use.
+    pub fn controls(&self) -> Result<Controls> {
+        let (_, ledger) = self.postgres_stores()?;
+        Ok(Controls {
+            scope: self.policy.deployment.clone(),
+            ledger,
+        })
+    }
+}
+
+impl Controls {
+    /// The scope the controls act on (the Deployment).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently).
+    pub async fn prepare(&self) -> Result<()> {
+        self.ledger.migrate().await
+    }
+
+    /// Pauses automation in this config's scope: every replica stops mutating at its next
+    /// pass (see [`control::pause`]).
+    pub async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+        control::pause(&self.ledger, &self.scope, reason, by, Clock::system().now())
             .await
             .map(|_| ())
     }
 
     /// Lifts the pause (a no-op when not paused).
     pub async fn resume(&self, by: &str) -> Result<()> {
-        let scope = &self.config.policy.deployment;
-        control::resume(&self.ledger, scope, by, Clock::system().now())
+        control::resume(&self.ledger, &self.scope, by, Clock::system().now())
             .await
             .map(|_| ())
     }
 
     /// The pause in force, if automation is paused.
     pub async fn paused(&self) -> Result<Option<Pause>> {
-        control::paused(&self.ledger, &self.config.policy.deployment).await
+        control::paused(&self.ledger, &self.scope).await
     }
 
     /// Approves `action` (one of [`control::GATED_ACTIONS`]) for the open incident
     /// `incident`: the next pass carries it out if its preconditions still hold, until the
     /// approval expires (`approval_ttl_s`). An unknown action is
-    /// [`flowfail_core::ErrorKind::InvalidInput`], an unknown incident
-    /// [`flowfail_core::ErrorKind::NotFound`], a closed one
+    /// [`flowfail_core::ErrorKind::InvalidInput`], an unknown incident (or one of another
+    /// Deployment sharing the ledger) [`flowfail_core::ErrorKind::NotFound`], a closed one
     /// [`flowfail_core::ErrorKind::Refused`]; nothing is written then.
     pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
         // Only this Deployment's incidents: a ledger shared by several Deployments must not let
         // one's operators approve another's rollback.
         if let Ok(rec) = self.ledger.get(incident).await
-            && rec.scope != self.config.policy.deployment
+            && rec.scope != self.scope
         {
             return Err(Error::not_found(format!(
                 "no incident {} of {}",
                 flowfail_core::model::describe_untrusted_pub(incident),
-                self.config.policy.deployment
+                self.scope
             )));
         }
         control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
