@@ -35,6 +35,11 @@ enum Echo {
     Follower,
     /// FlowEngine's own validation lines: every quoted value after one, to the end of its line.
     FlowEngine,
+    /// ajv's instance path (`data/inputs/<key> must …`): the path after `data/`.
+    AjvPath,
+    /// serde's `` unknown field `…`, expected `` / `` unknown variant `…`, expected ``: serde
+    /// does not escape a backtick inside the value, so it runs to `` `, expected ``.
+    Serde,
 }
 
 /// Every key, found in one pass; a message without any of these is returned as it is. Keys
@@ -45,10 +50,30 @@ const KEYS: &[(&str, Echo)] = &[
     ("\"received\":", Echo::ReceivedJson),
     ("received ", Echo::Quoted),
     ("string ", Echo::Quoted),
-    ("variant ", Echo::Quoted),
-    ("field ", Echo::Quoted),
+    ("variant ", Echo::Serde),
+    ("field ", Echo::Serde),
+    ("object: ", Echo::Quoted),
     ("value: ", Echo::Quoted),
     ("On instance", Echo::OnInstance),
+    ("'input': ", Echo::InputValue),
+    ("\"input\":", Echo::InputValue),
+    ("'loc': ", Echo::InputValue),
+    ("\"loc\":", Echo::InputValue),
+    ("\"keys\":", Echo::InputValue),
+    ("\"path\":", Echo::InputValue),
+    ("\"additionalProperty\":", Echo::InputValue),
+    ("\\\"input\\\":", Echo::InputValue),
+    ("\\\"loc\\\":", Echo::InputValue),
+    ("\\\"keys\\\":", Echo::InputValue),
+    ("\\\"path\\\":", Echo::InputValue),
+    ("\\\"additionalProperty\\\":", Echo::InputValue),
+    ("\\\"received\\\":", Echo::ReceivedJson),
+    ("does not allow ", Echo::Quoted),
+    ("extra: ", Echo::Quoted),
+    ("parsing ", Echo::Quoted),
+    ("additionalProperties ", Echo::Quoted),
+    ("KeyError: ", Echo::Quoted),
+    ("data/", Echo::AjvPath),
     ("validation failed", Echo::FlowEngine),
     ("Validation failed", Echo::FlowEngine),
     ("VALIDATION FAILED", Echo::FlowEngine),
@@ -74,6 +99,8 @@ const KEYS: &[(&str, Echo)] = &[
     ("has fewer", Echo::Follower),
     ("must", Echo::Follower),
     ("was expected", Echo::Follower),
+    ("was unexpected", Echo::Follower),
+    ("is expected", Echo::Follower),
 ];
 
 static SEARCH: LazyLock<Option<aho_corasick::AhoCorasick>> = LazyLock::new(|| {
@@ -103,6 +130,8 @@ pub(crate) fn mask_echoes(text: &str) -> Cow<'_, str> {
                 flowengine_line(b, end, &mut spans);
                 None
             }
+            Echo::AjvPath => ajv_path(b, end),
+            Echo::Serde => serde_value(b, end),
         };
         spans.extend(span);
     }
@@ -161,12 +190,135 @@ fn text_bodies(
     let mut pos = range.start;
     while let Some(i) = memchr::memchr(b'{', &b[pos..range.end]) {
         let open = pos + i;
-        match parse_object(b, open, range.end) {
+        let mut p = Parse {
+            end: range.end,
+            furthest: 0,
+        };
+        match p.object(b, open, 0) {
             Some((end, entries)) => {
-                judge(b, &entries, mode, spans, depth);
+                if placed(b, range.start, open) {
+                    judge(b, &entries, mode, spans, depth);
+                } else if matches!(mode, Mode::Codes) {
+                    // A body in prose (`unsupported inputs {'type': …}`) is what a tenant
+                    // sent, not a vendor's answer.
+                    mask_strings(&entries, spans);
+                }
                 pos = end;
             }
-            None => pos = open + 1,
+            // What a failed parse read is not read again: linear on any input.
+            None => pos = p.furthest.clamp(open + 1, range.end),
+        }
+    }
+}
+
+/// Whether a body opening at `open` stands where a vendor's answer does: at the start of the
+/// text (or of a string holding it), after an SDK's `Error code: 429 -`, a `:` or `=` of a log
+/// field or a quote, a bracket or a comma — not after a word of prose.
+fn placed(b: &[u8], start: usize, open: usize) -> bool {
+    let before = b[start..open]
+        .iter()
+        .rev()
+        .find(|c| !c.is_ascii_whitespace());
+    match before {
+        None => true,
+        Some(c) => matches!(
+            c,
+            b'-' | b':' | b'=' | b'"' | b'\'' | b'(' | b'[' | b',' | b'|' | b'\\'
+        ),
+    }
+}
+
+/// Objects nested deeper than this are not bodies (a vendor's is 2–3 deep): the parse fails
+/// instead of recursing without bound on hostile input.
+const MAX_NESTING: usize = 32;
+
+/// One parse of a body: where the text ends and how far the parse read (a failed parse resumes
+/// the search for bodies after that).
+struct Parse {
+    end: usize,
+    furthest: usize,
+}
+
+impl Parse {
+    fn at(&mut self, i: usize) -> usize {
+        self.furthest = self.furthest.max(i);
+        i
+    }
+
+    /// A JSON or Python-dict object at `open` (a `{`): where it ends and its entries; `None`
+    /// when it is not one (prose with a brace) or nests deeper than [`MAX_NESTING`].
+    fn object(&mut self, b: &[u8], open: usize, depth: usize) -> Option<(usize, Vec<Entry>)> {
+        if depth > MAX_NESTING {
+            return None;
+        }
+        let end = self.end;
+        let mut entries = Vec::new();
+        let mut i = self.at(skip_ws(b, open + 1, end));
+        if b.get(i) == Some(&b'}') {
+            return Some((i + 1, entries));
+        }
+        loop {
+            let (key, key_end) = string_at(b, i, end)?;
+            i = self.at(skip_ws(b, key_end, end));
+            if b.get(i) != Some(&b':') || i >= end {
+                return None;
+            }
+            let (value, next) = self.value(b, skip_ws(b, i + 1, end), depth)?;
+            entries.push(Entry {
+                key: Some(key),
+                value,
+            });
+            i = self.at(skip_ws(b, next, end));
+            match b.get(i).filter(|_| i < end)? {
+                b',' => i = skip_ws(b, i + 1, end),
+                b'}' => return Some((i + 1, entries)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A list at `open` (a `[`): where it ends and its elements.
+    fn list(&mut self, b: &[u8], open: usize, depth: usize) -> Option<(usize, Vec<Entry>)> {
+        if depth > MAX_NESTING {
+            return None;
+        }
+        let end = self.end;
+        let mut items = Vec::new();
+        let mut i = self.at(skip_ws(b, open + 1, end));
+        if b.get(i) == Some(&b']') {
+            return Some((i + 1, items));
+        }
+        loop {
+            let (value, next) = self.value(b, i, depth)?;
+            items.push(Entry { key: None, value });
+            i = self.at(skip_ws(b, next, end));
+            match b.get(i).filter(|_| i < end)? {
+                b',' => i = skip_ws(b, i + 1, end),
+                b']' => return Some((i + 1, items)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A value at `i`: a string, an object, a list, or a scalar (number, `None`, `null`, …).
+    fn value(&mut self, b: &[u8], i: usize, depth: usize) -> Option<(Value, usize)> {
+        let end = self.end;
+        self.at(i);
+        if let Some((inner, e)) = string_at(b, i, end) {
+            return Some((Value::Str(inner), self.at(e)));
+        }
+        match *b.get(i).filter(|_| i < end)? {
+            b'{' => self
+                .object(b, i, depth + 1)
+                .map(|(e, o)| (Value::Object(o), e)),
+            b'[' => self.list(b, i, depth + 1).map(|(e, l)| (Value::List(l), e)),
+            _ => {
+                let e = b[i..end]
+                    .iter()
+                    .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                    .map_or(end, |k| i + k);
+                (e > i).then(|| (Value::Scalar, self.at(e)))
+            }
         }
     }
 }
@@ -202,6 +354,19 @@ fn judge(b: &[u8], entries: &[Entry], mode: Mode, spans: &mut Vec<Range<usize>>,
             }
             // Not a vendor's body: its strings are text that may hold bodies.
             Value::Str(inner) => text_bodies(b, inner.clone(), mode, spans, depth + 1),
+            // Inside a vendor's body only its error objects are the vendor's; any other
+            // object in it (a request or input it repeats) is masked whole.
+            Value::Object(inner)
+                if vendor
+                    && !e
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| error_key(trim_escape(&b[k.clone()]))) =>
+            {
+                if matches!(mode, Mode::Codes) {
+                    mask_strings(inner, spans);
+                }
+            }
             Value::Object(inner) => judge(b, inner, mode, spans, depth + 1),
             Value::List(items) => {
                 for item in items {
@@ -245,53 +410,6 @@ fn skip_ws(b: &[u8], mut i: usize, end: usize) -> usize {
     i
 }
 
-/// A JSON or Python-dict object at `open` (a `{`), ending before `end`: where it ends and its
-/// entries; `None` when it is not one (prose with a brace).
-fn parse_object(b: &[u8], open: usize, end: usize) -> Option<(usize, Vec<Entry>)> {
-    let mut entries = Vec::new();
-    let mut i = skip_ws(b, open + 1, end);
-    if b.get(i) == Some(&b'}') {
-        return Some((i + 1, entries));
-    }
-    loop {
-        let (key, key_end) = string_at(b, i, end)?;
-        i = skip_ws(b, key_end, end);
-        if b.get(i) != Some(&b':') || i >= end {
-            return None;
-        }
-        let (value, next) = parse_value(b, skip_ws(b, i + 1, end), end)?;
-        entries.push(Entry {
-            key: Some(key),
-            value,
-        });
-        i = skip_ws(b, next, end);
-        match b.get(i).filter(|_| i < end)? {
-            b',' => i = skip_ws(b, i + 1, end),
-            b'}' => return Some((i + 1, entries)),
-            _ => return None,
-        }
-    }
-}
-
-/// A list at `open` (a `[`): where it ends and its elements.
-fn parse_list(b: &[u8], open: usize, end: usize) -> Option<(usize, Vec<Entry>)> {
-    let mut items = Vec::new();
-    let mut i = skip_ws(b, open + 1, end);
-    if b.get(i) == Some(&b']') {
-        return Some((i + 1, items));
-    }
-    loop {
-        let (value, next) = parse_value(b, i, end)?;
-        items.push(Entry { key: None, value });
-        i = skip_ws(b, next, end);
-        match b.get(i).filter(|_| i < end)? {
-            b',' => i = skip_ws(b, i + 1, end),
-            b']' => return Some((i + 1, items)),
-            _ => return None,
-        }
-    }
-}
-
 /// A string at `i` ending before `end`: quoted (`'…'`, `"…"`) or, inside a string around it,
 /// with escaped quotes (`\"…\"`, as a JSON log line carries a Python repr). Its inside and the
 /// index after it.
@@ -308,7 +426,15 @@ fn string_at(b: &[u8], i: usize, end: usize) -> Option<(Range<usize>, usize)> {
                 if b[j] == b'\\' && b[j + 1] == q {
                     return Some((i + 2..j, j + 2));
                 }
-                j += 1;
+                // Inside, the string's own escapes are escaped again: three backslashes and the
+                // quote are a quote in the value, two backslashes are one backslash.
+                j += if b[j..end].starts_with(&[b'\\', b'\\', b'\\', q]) {
+                    4
+                } else if b[j] == b'\\' && b[j + 1] == b'\\' {
+                    2
+                } else {
+                    1
+                };
             }
             Some((i + 2..end, end))
         }
@@ -316,20 +442,23 @@ fn string_at(b: &[u8], i: usize, end: usize) -> Option<(Range<usize>, usize)> {
     }
 }
 
-/// A value at `i`: a string, an object, a list, or a scalar (number, `None`, `null`, `true`, …).
-fn parse_value(b: &[u8], i: usize, end: usize) -> Option<(Value, usize)> {
-    if let Some((inner, e)) = string_at(b, i, end) {
-        return Some((Value::Str(inner), e));
-    }
-    match *b.get(i).filter(|_| i < end)? {
-        b'{' => parse_object(b, i, end).map(|(e, o)| (Value::Object(o), e)),
-        b'[' => parse_list(b, i, end).map(|(e, l)| (Value::List(l), e)),
-        _ => {
-            let e = b[i..end]
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
-                .map_or(end, |k| i + k);
-            (e > i).then_some((Value::Scalar, e))
+/// The fields a vendor nests its error objects under.
+fn error_key(key: &[u8]) -> bool {
+    matches!(key, b"error" | b"errors" | b"details" | b"detail")
+}
+
+/// A key as written inside an escaped JSON string (`\"type\"`): without the backslash.
+fn trim_escape(key: &[u8]) -> &[u8] {
+    key.strip_suffix(b"\\").unwrap_or(key)
+}
+
+/// Every string inside these entries, however deep.
+fn mask_strings(entries: &[Entry], spans: &mut Vec<Range<usize>>) {
+    for e in entries {
+        match &e.value {
+            Value::Str(r) => spans.push(r.clone()),
+            Value::Object(o) | Value::List(o) => mask_strings(o, spans),
+            Value::Scalar => {}
         }
     }
 }
@@ -391,8 +520,10 @@ fn quoted_only(b: &[u8], at: usize) -> Option<Range<usize>> {
 /// whitespace.
 fn python_value(b: &[u8], at: usize) -> Option<Range<usize>> {
     let at = skip_spaces(b, at);
+    if let Some((inner, _)) = string_at(b, at, b.len()) {
+        return Some(inner);
+    }
     match *b.get(at)? {
-        q @ (b'\'' | b'"') => Some(inside(b, at, string_end(b, at, q))),
         b'{' | b'[' | b'(' => Some(inside(b, at, bracket_end(b, at))),
         _ => {
             let end = b[at..]
@@ -459,15 +590,20 @@ fn schema_instance(b: &[u8], at: usize) -> Option<Range<usize>> {
     let last = b[close - 1];
     // A quote escaped inside a string around it (`\"…\"` in a JSON log line) is opened by an
     // escaped quote too.
-    let escaped = close >= 2 && b[close - 2] == b'\\';
+    let escaped = escaped_at(b, close - 1);
     let open = match last {
         b'\'' | b'"' | b'`' => (0..close - 1)
             .rev()
-            .find(|&o| b[o] == last && (o > 0 && b[o - 1] == b'\\') == escaped),
+            .find(|&o| b[o] == last && escaped_at(b, o) == escaped),
         b']' | b'}' => opening_bracket(b, close - 1),
         _ => None,
     }?;
     Some(open + 1..close - 1)
+}
+
+/// Whether the byte at `at` is escaped: an odd number of backslashes right before it.
+fn escaped_at(b: &[u8], at: usize) -> bool {
+    b[..at].iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
 }
 
 /// The bracket that opens the one closing at `close`, scanning back (quotes are not tracked:
@@ -536,6 +672,29 @@ fn flowengine_line(b: &[u8], from: usize, spans: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// serde's backticked value: to `` `, expected `` on the same line when there is one (serde
+/// does not escape a backtick in it), else the quoted value.
+fn serde_value(b: &[u8], at: usize) -> Option<Range<usize>> {
+    if b.get(at) == Some(&b'`') {
+        let line_end = memchr::memchr(b'\n', &b[at..]).map_or(b.len(), |i| at + i);
+        if let Some(i) = memchr::memmem::rfind(&b[at + 1..line_end], b"`, expected") {
+            return Some(at + 1..at + 1 + i);
+        }
+    }
+    quoted_only(b, at)
+}
+
+/// ajv's instance path after `data/`: up to ` must ` on the same line (a key may hold spaces),
+/// else up to the next space.
+fn ajv_path(b: &[u8], from: usize) -> Option<Range<usize>> {
+    let line_end = memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |i| from + i);
+    let line = &b[from..line_end];
+    let end = memchr::memmem::find(line, b" must ")
+        .or_else(|| line.iter().position(|c| c.is_ascii_whitespace()))
+        .map_or(line_end, |i| from + i);
+    (end > from).then_some(from..end)
 }
 
 /// `text` with the bytes of `spans` replaced by `x`.
@@ -609,6 +768,25 @@ mod tests {
             m.contains(r#""type":"overloaded_error""#) && !m.contains("Overloaded\""),
             "{m}"
         );
+    }
+
+    /// Deep nesting fails the parse instead of overflowing the stack, and a failed parse is
+    /// not read again (linear): run on a thread with a small stack.
+    #[test]
+    fn hostile_nesting_neither_overflows_nor_goes_quadratic() {
+        let deep = format!("rate_limit_error {{\"a\":{}", "[".repeat(16_384));
+        let many = format!("insufficient_quota rate_limit_error {}", "{\"\":".repeat(4_096));
+        let t = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for s in [&deep, &many] {
+                    let _ = mask_body_values(s);
+                    let _ = mask_quotes_in_values(s);
+                    let _ = super::super::classify(s, None);
+                }
+            })
+            .unwrap();
+        assert!(t.join().is_ok());
     }
 
     #[test]

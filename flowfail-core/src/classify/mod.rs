@@ -222,7 +222,7 @@ impl RuleSet {
             ev.recheck_exhausted(&prose);
         }
         if let Some(v) = ev.first(Stage::Validation) {
-            if !ev.vendor_leads(v, &body) {
+            if !ev.vendor_leads(&body) {
                 let c = Classification::new(Validation, false, v.name);
                 note(trace, "validation", || decided_by(v.name, c));
                 return c;

@@ -313,7 +313,7 @@ impl<'t> Evidence<'t> {
     /// Whether a vendor's error (a vendor code where a vendor puts it, or a non-validation
     /// exception class) starts before the validation evidence of `rule`: then the message is
     /// the vendor's error, quoting text that looks like validation.
-    pub(crate) fn vendor_leads(&self, validation: &Rule, body: &str) -> bool {
+    pub(crate) fn vendor_leads(&self, body: &str) -> bool {
         let vendor_stages =
             [Stage::VendorCode, Stage::Exception].map(|s| self.set.stages[s as usize].clone());
         let leads: Vec<usize> = self
@@ -328,14 +328,18 @@ impl<'t> Evidence<'t> {
         if leads.is_empty() {
             return false;
         }
-        let Some(v) = self
-            .set
-            .rules
+        // The earliest validation evidence of any validation rule, not only of the first rule
+        // that matched: more validation evidence can never hand the verdict to a vendor.
+        let validation_stage = self.set.stages[Stage::Validation as usize].clone();
+        let first = self
+            .hits
             .iter()
-            .position(|r| std::ptr::eq(r, validation))
-            .and_then(|i| self.set.rule_regex(i))
-            .and_then(|r| r.find(self.text.as_bytes()))
-        else {
+            .filter(|i| validation_stage.contains(i))
+            .filter_map(|i| self.set.rule_regex(*i))
+            .filter_map(|r| r.find(self.text.as_bytes()))
+            .map(|m| m.start())
+            .min();
+        let Some(v) = first else {
             return false;
         };
         let vendor_code = &self.set.stages[Stage::VendorCode as usize];
@@ -348,7 +352,7 @@ impl<'t> Evidence<'t> {
             self.set
                 .rule_regex(*i)
                 .and_then(|r| r.find(hay.as_bytes()))
-                .is_some_and(|m| m.start() < v.start())
+                .is_some_and(|m| m.start() < v)
         })
     }
 
@@ -411,9 +415,10 @@ impl<'t> Evidence<'t> {
 
 /// Where a vendor puts an error code: the value of a code field of a JSON or Python-dict body
 /// (`"type": "…"`, `'code': '…'`; escaped inside a JSON log line too), botocore's
-/// `An error occurred (…)`, or an exception class starting a line, a quoted logfmt value, a
-/// JSON log line's message or a joined traceback's last line.
-const VENDOR_PLACES: &str = r#"(?:\\?['"](?:type|code|status|reason|__type|error_?type|errorType|error_?code|errorCode)\\?['"]\s*:\s*\\?['"]|An error occurred \(|(?:(?m:^)|=\s*\\?['"]|\|\s+|\\?['"](?:msg|message|error|err|exception)\\?['"]\s*:\s*\\?['"])(?:\[[A-Z]+\]\s+)?(?:[A-Za-z_]\w*\.)*)"#;
+/// `An error occurred (…)`, or an exception class starting the message, a traceback's last
+/// line (after an indented frame line), a logfmt `err=` / `error=` / `msg=` / `exception=`
+/// value or a JSON log line's message.
+const VENDOR_PLACES: &str = r#"(?:\\?['"](?:type|code|status|reason|__type|error_?type|errorType|error_?code|errorCode)\\?['"]\s*:\s*\\?['"]|An error occurred \(|(?:\A\s*|\n[ \t]+[^\n]*\n\s*|\b(?:err|error|msg|message|exception|exc|error_type)=\s*\\?['"]?|\\?['"](?:msg|message|error|err|exception)\\?['"]\s*:\s*\\?['"])(?:\[[A-Z]+\]\s+)?(?:[A-Za-z_]\w*\.)*)"#;
 
 /// A rule's pattern as the vendor-code stage reads it: only at a vendor's places, unless it
 /// starts at a quote (a field of its own).
@@ -729,7 +734,9 @@ impl RuleSet {
         each.get(i)?
             .get_or_init(|| {
                 let r = &self.rules[i];
-                let pattern = if r.stage == Stage::VendorCode {
+                // Vendor codes, and exception names when they say a vendor's error leads,
+                // count only at a vendor's places.
+                let pattern = if matches!(r.stage, Stage::VendorCode | Stage::Exception) {
                     vendor_form(&r.pattern)
                 } else {
                     r.pattern.clone()
