@@ -127,7 +127,9 @@ pub(crate) fn mask_echoes(text: &str) -> Cow<'_, str> {
             Echo::OnInstance => instance_block(b, at),
             Echo::Follower => schema_instance(b, at),
             Echo::FlowEngine => {
-                flowengine_line(b, end, &mut spans);
+                if flowengine_marker(b, at) {
+                    flowengine_line(b, end, &mut spans);
+                }
                 None
             }
             Echo::AjvPath => ajv_path(b, end),
@@ -686,6 +688,17 @@ fn serde_value(b: &[u8], at: usize) -> Option<Range<usize>> {
     quoted_only(b, at)
 }
 
+/// Whether FlowEngine's validation marker at `at` is FlowEngine's own line, not words inside
+/// a title or a prompt: it starts the message or a line, follows a `:`, `]`, `-` or `|` (a log
+/// prefix, a task id), or names the TaskObject (`TaskObject validation failed`).
+fn flowengine_marker(b: &[u8], at: usize) -> bool {
+    let before = b[..at].strip_suffix(b"TaskObject ").unwrap_or(&b[..at]);
+    match before.iter().rev().find(|c| **c != b' ' && **c != b'\t') {
+        None => true,
+        Some(c) => matches!(c, b'\n' | b':' | b']' | b'-' | b'|'),
+    }
+}
+
 /// ajv's instance path after `data/`: up to ` must ` on the same line (a key may hold spaces),
 /// else up to the next space.
 fn ajv_path(b: &[u8], from: usize) -> Option<Range<usize>> {
@@ -775,7 +788,10 @@ mod tests {
     #[test]
     fn hostile_nesting_neither_overflows_nor_goes_quadratic() {
         let deep = format!("rate_limit_error {{\"a\":{}", "[".repeat(16_384));
-        let many = format!("insufficient_quota rate_limit_error {}", "{\"\":".repeat(4_096));
+        let many = format!(
+            "insufficient_quota rate_limit_error {}",
+            "{\"\":".repeat(4_096)
+        );
         let t = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {

@@ -222,16 +222,30 @@ impl RuleSet {
             ev.recheck_exhausted(&prose);
         }
         if let Some(v) = ev.first(Stage::Validation) {
-            if !ev.vendor_leads(&body) {
+            // Two structured witnesses no tenant writes — the status the TaskDB recorded, and a
+            // vendor code where a vendor puts it — that agree outrank validation words (a
+            // title that says "schema validation failed").
+            let witnessed = http_status.and_then(status_kind).is_some_and(|k| {
+                ev.first(Stage::VendorCode)
+                    .is_some_and(|r| r.kind == k && !r.user)
+            });
+            if !witnessed && !ev.vendor_leads(&body) {
                 let c = Classification::new(Validation, false, v.name);
                 note(trace, "validation", || decided_by(v.name, c));
                 return c;
             }
             note(trace, "validation", || {
-                format!(
-                    "rule `{}` matched inside a vendor's error that starts before it: the vendor's error decides",
-                    v.name
-                )
+                if witnessed {
+                    format!(
+                        "rule `{}` matched, but the recorded HTTP status and the vendor's code agree: they decide",
+                        v.name
+                    )
+                } else {
+                    format!(
+                        "rule `{}` matched inside a vendor's error that starts before it: the vendor's error decides",
+                        v.name
+                    )
+                }
             });
         } else {
             note(trace, "validation", || "no rule matched".into());
@@ -403,6 +417,16 @@ fn by_status(status: u16, ev: &Evidence<'_>, source: &'static str) -> Option<Cla
         _ => return None,
     };
     Some(c)
+}
+
+/// The kind an HTTP status recorded with a task names on its own, if any.
+fn status_kind(status: u16) -> Option<FailureKind> {
+    match status {
+        429 => Some(RateLimit),
+        408 => Some(Timeout),
+        500..=599 => Some(ModelApi5xx),
+        _ => None,
+    }
 }
 
 fn truncate_at_char(s: &str, max: usize) -> &str {
