@@ -32,6 +32,8 @@ for path in sorted(root.glob('**/src/**/*.rs')):
         depth, start, j, opened = 0, i, i, False
         while j < len(lines):
             code = re.sub(r'"(\\.|[^"\\])*"', '""', lines[j].split('//')[0])
+            # Character literals (`b'{'`, `'}'`) hold braces too.
+            code = re.sub(r"b?'(\\.|[^'\\])'", "''", code)
             for ch in code:
                 if ch == '{':
                     depth += 1
