@@ -30,6 +30,36 @@ fn tasks(n: usize, first: usize, message: &str, minutes_ago_max: i64) -> Vec<ser
         .collect()
 }
 
+/// A world at 10:00 with the revision deployed at `deployed_at` (revision 7 before it), these
+/// failed tasks and `succeeded` more, quota at 35 %, both vendors green.
+fn world(
+    name: &str,
+    deployed_at: &str,
+    tasks: Vec<serde_json::Value>,
+    succeeded: u64,
+) -> serde_json::Value {
+    let before = if deployed_at.starts_with("2025-11-13") {
+        "2025-11-11T09:40:00Z"
+    } else {
+        "2025-10-20T09:40:00Z"
+    };
+    json!({
+        "name": name,
+        "now": "2025-11-13T10:00:00Z",
+        "deployment": {
+            "name": "flowengine", "revision": 8, "deployed_at": deployed_at,
+            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
+            "history": [{"revision": 7, "deployed_at": before}]
+        },
+        "tasks": tasks,
+        "volume": {"succeeded": succeeded},
+        "logs": [], "bundles": {},
+        "quota": {"used_ratio": 0.35},
+        "vendors": {"anthropic": "operational", "openai": "operational"},
+        "primary_vendor": "anthropic"
+    })
+}
+
 fn run(scenario: serde_json::Value) -> Report {
     let sc = Scenario::from_json(&scenario.to_string()).unwrap();
     replay_blocking(&sc, &ReplayOptions::default()).unwrap().0
@@ -53,21 +83,12 @@ fn vendor_words_in_invalid_input_change_nothing_in_the_world() {
         "overloaded_error Error code: 529",
         "RESOURCE_EXHAUSTED",
     ] {
-        let r = run(json!({
-            "name": "tenant-echo",
-            "now": "2025-11-13T10:00:00Z",
-            "deployment": {
-                "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
-                "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
-                "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
-            },
-            "tasks": tasks(150, 0, &pydantic_echo(word), 55),
-            "volume": {"succeeded": 1500},
-            "logs": [], "bundles": {},
-            "quota": {"used_ratio": 0.35},
-            "vendors": {"anthropic": "operational", "openai": "operational"},
-            "primary_vendor": "anthropic"
-        }));
+        let r = run(world(
+            "tenant-echo",
+            "2025-11-01T09:40:00Z",
+            tasks(150, 0, &pydantic_echo(word), 55),
+            1500,
+        ));
         assert!(r.alert.firing, "{word}");
         assert_eq!(r.classification[&FailureKind::Validation], 150, "{word}");
         assert!(
@@ -93,21 +114,12 @@ fn vendor_words_in_invalid_input_change_nothing_in_the_world() {
 fn vendor_words_in_invalid_input_do_not_hide_a_bad_deploy() {
     let mut all = tasks(400, 0, "KeyError: 'context_refs'", 19);
     all.extend(tasks(310, 400, &pydantic_echo("rate_limit_error"), 19));
-    let r = run(json!({
-        "name": "tenant-echo-bad-deploy",
-        "now": "2025-11-13T10:00:00Z",
-        "deployment": {
-            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-13T09:40:00Z",
-            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
-            "history": [{"revision": 7, "deployed_at": "2025-11-11T09:40:00Z"}]
-        },
-        "tasks": all,
-        "volume": {"succeeded": 700},
-        "logs": [], "bundles": {},
-        "quota": {"used_ratio": 0.35},
-        "vendors": {"anthropic": "operational", "openai": "operational"},
-        "primary_vendor": "anthropic"
-    }));
+    let r = run(world(
+        "tenant-echo-bad-deploy",
+        "2025-11-13T09:40:00Z",
+        all,
+        700,
+    ));
     assert_eq!(
         r.classification
             .get(&FailureKind::RateLimit)
@@ -136,21 +148,17 @@ fn vendor_words_in_invalid_input_do_not_hide_a_bad_deploy() {
 /// them) do not route traffic away from a vendor whose status page is green.
 #[test]
 fn words_are_not_outage_evidence() {
-    let r = run(json!({
-        "name": "words-not-outage",
-        "now": "2025-11-13T10:00:00Z",
-        "deployment": {
-            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
-            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
-            "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
-        },
-        "tasks": tasks(200, 0, "step 'summarise' for claude failed: the downstream cache is overloaded", 55),
-        "volume": {"succeeded": 1450},
-        "logs": [], "bundles": {},
-        "quota": {"used_ratio": 0.35},
-        "vendors": {"anthropic": "operational", "openai": "operational"},
-        "primary_vendor": "anthropic"
-    }));
+    let r = run(world(
+        "words-not-outage",
+        "2025-11-01T09:40:00Z",
+        tasks(
+            200,
+            0,
+            "step 'summarise' for claude failed: the downstream cache is overloaded",
+            55,
+        ),
+        1450,
+    ));
     assert_eq!(r.classification[&FailureKind::ModelApi5xx], 200);
     assert!(
         applied(&r, "set_env").is_empty(),
@@ -167,21 +175,12 @@ fn words_are_not_outage_evidence() {
     for t in &mut with_status {
         t["http_status"] = json!(529);
     }
-    let r = run(json!({
-        "name": "status-is-outage",
-        "now": "2025-11-13T10:00:00Z",
-        "deployment": {
-            "name": "flowengine", "revision": 8, "deployed_at": "2025-11-01T09:40:00Z",
-            "env": {"ENABLE_CIRCUIT_BREAKER": "false"},
-            "history": [{"revision": 7, "deployed_at": "2025-10-20T09:40:00Z"}]
-        },
-        "tasks": with_status,
-        "volume": {"succeeded": 1450},
-        "logs": [], "bundles": {},
-        "quota": {"used_ratio": 0.35},
-        "vendors": {"anthropic": "operational", "openai": "operational"},
-        "primary_vendor": "anthropic"
-    }));
+    let r = run(world(
+        "status-is-outage",
+        "2025-11-01T09:40:00Z",
+        with_status,
+        1450,
+    ));
     assert!(
         applied(&r, "set_env")
             .iter()
