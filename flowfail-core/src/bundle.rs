@@ -139,16 +139,22 @@ async fn prune_context<S: BundleStore + ?Sized>(
                 continue; // someone wrote the bundle: re-read and decide again
             }
             Err(e) => {
-                // A lost reply: the write may have applied. Look before reporting failure.
-                if let Ok(now) = bundles.get(task_id, max_read.bytes()).await
-                    && now.bytes == pruned.bytes
-                {
-                    return Ok(PruneContextOutcome::Pruned {
-                        from_bytes: bundle.bytes.len() as u64,
-                        to_bytes: pruned.bytes.len() as u64,
-                        archive_checksum: checksum,
-                        manifest: Box::new(pruned.manifest),
-                    });
+                // A lost reply: the write may have applied. Look before reporting failure; a
+                // read that fails is tried again (up to three reads), since reporting failure
+                // for a write that landed would leave the record short of what was done.
+                for _ in 0..READ_BACK_ATTEMPTS {
+                    match bundles.get(task_id, max_read.bytes()).await {
+                        Ok(now) if now.bytes == pruned.bytes => {
+                            return Ok(PruneContextOutcome::Pruned {
+                                from_bytes: bundle.bytes.len() as u64,
+                                to_bytes: pruned.bytes.len() as u64,
+                                archive_checksum: checksum,
+                                manifest: Box::new(pruned.manifest),
+                            });
+                        }
+                        Ok(_) => break,
+                        Err(_) => continue,
+                    }
                 }
                 return Err(e);
             }
@@ -160,6 +166,9 @@ async fn prune_context<S: BundleStore + ?Sized>(
             .with_source(last_conflict.unwrap_or_else(|| Error::conflict("conflict"))),
     )
 }
+
+/// Reads of a bundle after a write whose reply was lost, before reporting the write failed.
+const READ_BACK_ATTEMPTS: usize = 3;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
