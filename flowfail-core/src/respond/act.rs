@@ -394,8 +394,8 @@ impl Responder {
         let r = match r {
             // A lost reply? Look before reporting failure.
             Err(e) if e.kind() != ErrorKind::Conflict => {
-                match self.ports.deployment.state(deployment).await {
-                    Ok(s) if s.env.get(name) == value.as_ref() => Ok(s),
+                match self.state_after_lost_reply(deployment).await {
+                    Some(s) if s.env.get(name) == value.as_ref() => Ok(s),
                     _ => Err(e),
                 }
             }
@@ -408,6 +408,18 @@ impl Responder {
             }),
             Err(e) => failed(e.to_string(), false),
         }))
+    }
+
+    /// The Deployment after a mutation whose reply was lost (it may have applied): read up to
+    /// three times, since reporting a change that landed as failed would leave the record
+    /// short of what was done. `None` when it could not be read.
+    async fn state_after_lost_reply(&self, deployment: &str) -> Option<DeploymentState> {
+        for _ in 0..3 {
+            if let Ok(s) = self.ports.deployment.state(deployment).await {
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// Reserved in the ledger first (at most once per incident across replicas), then applied
@@ -472,8 +484,8 @@ impl Responder {
             other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
         };
         let r = match r {
-            Err(e) if e.is_transient() => match self.ports.deployment.state(deployment).await {
-                Ok(s)
+            Err(e) if e.is_transient() => match self.state_after_lost_reply(deployment).await {
+                Some(s)
                     if s.revision != *from_revision
                         && !s.history.iter().any(|h| h.revision == *to_revision) =>
                 {
