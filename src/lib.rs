@@ -18,7 +18,7 @@ pub use flowfail_aws as aws;
 #[cfg(feature = "k8s")]
 pub use flowfail_k8s as k8s;
 
-/// Running flowfail for real: `flowfail.toml`, the adapters wired, the supervisor (feature
-/// `live`).
+/// Running flowfail for real: `flowfail.toml`, the adapters wired, the supervisor and its
+/// listener (feature `live`; the crate `flowfail-service`).
 #[cfg(feature = "live")]
-pub mod live;
+pub use flowfail_service as live;

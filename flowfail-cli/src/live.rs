@@ -1,13 +1,8 @@
 //! `flowfail run` and `flowfail check-config`: flowfail as a service, from `flowfail.toml`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use flowfail::live::metrics::Metrics;
-use flowfail::live::{Config, Controls, Live, Mode, ServerConfig, serve};
-use flowfail_core::respond::Wake;
-use tokio_util::sync::CancellationToken;
+use flowfail::live::{Config, Controls, Live, Mode};
 
 use crate::CliResult;
 use crate::failure::{Exit, Failure};
@@ -99,8 +94,9 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
         .map_err(|e| Failure::wanting(format!("{}: {}", path.display(), e.message())))
 }
 
-/// `flowfail run --config F [--shadow]`: the supervisor until SIGTERM / Ctrl-C. A config that
-/// does not validate exits 1; a backend that cannot be prepared (the ledger's tables) exits 3.
+/// `flowfail run --config F [--shadow]`: the service until SIGTERM / Ctrl-C. A config that does
+/// not validate exits 1; a backend that cannot be prepared (the ledger's tables) exits 3; an
+/// address that cannot be bound exits 2.
 pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
     init_tracing(a.log_format);
     let config = load(&a.config)?;
@@ -110,79 +106,14 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
         live.prepare()
             .await
             .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
-        let shadow = a.shadow || live.config.mode == Mode::Shadow;
-        let metrics = Arc::new(Metrics::new(if shadow { Mode::Shadow } else { Mode::Act }));
-        let wake = Wake::new();
-        let on_pass = Arc::clone(&metrics);
-        let supervisor = live
-            .supervisor_builder(a.shadow)
-            .wake(wake.clone())
-            .on_pass(move |s| on_pass.observe_pass(s))
-            .on_settled(|r| {
-                tracing::info!(
-                    incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
-                    status = %r.post_incident.status,
-                    mttr_seconds = r.post_incident.mttr_seconds,
-                    actions = r.actions.len(),
-                    "incident settled"
-                );
-            })
-            .build()
-            .map_err(Failure::wanting)?;
-        tracing::info!(
-            mode = if shadow { "shadow" } else { "act" },
-            deployment = %live.config.kubernetes.deployment,
-            "flowfail running"
-        );
-        let stop = CancellationToken::new();
-        let listener = match &live.config.server {
-            Some(server) => Some(listen(server, &live, wake, &metrics, &stop).await?),
-            None => None,
-        };
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move { supervisor.run(stop).await }
-        });
-        shutdown_signal().await;
-        tracing::info!("shutdown requested");
-        stop.cancel();
-        // The supervisor gives a pass in progress 3 s; never wait past 4.
-        match tokio::time::timeout(Duration::from_secs(4), task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "supervisor ended with an error"),
-            Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
-            Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
-        }
-        if let Some(l) = listener {
-            let _ = tokio::time::timeout(Duration::from_secs(1), l).await;
-        }
+        flowfail::live::run(live, a.shadow, shutdown_signal())
+            .await
+            .map_err(|e| match e.kind() {
+                flowfail_core::ErrorKind::InvalidInput => Failure::wanting(e),
+                _ => Failure::from(e),
+            })?;
         Ok(Exit::Ok)
     })
-}
-
-/// Binds the listener of `[server]` and serves it until `stop`.
-async fn listen(
-    server: &ServerConfig,
-    live: &Live,
-    wake: Wake,
-    metrics: &Arc<Metrics>,
-    stop: &CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, Failure> {
-    let options = server.options().map_err(Failure::wanting)?;
-    let tcp = tokio::net::TcpListener::bind(&server.listen)
-        .await
-        .map_err(|e| Failure::io(format!("listening on {}", server.listen), e))?;
-    let addr = tcp
-        .local_addr()
-        .map_or_else(|_| server.listen.clone(), |a| a.to_string());
-    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
-    let router = serve::router(options, wake, Arc::clone(metrics), Arc::new(live.clone()));
-    let stop = stop.clone();
-    Ok(tokio::spawn(async move {
-        if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "listener stopped");
-        }
-    }))
 }
 
 /// `flowfail check-config --config F [--offline]`: validate, then probe every backend

@@ -12,20 +12,20 @@
 //!
 //! ```bash
 //! FLOWFAIL_PG_URL=postgres://postgres@127.0.0.1:5432/postgres \
-//!   cargo run --release --features pg --example alert_to_action -- 20
+//!   cargo run --release -p flowfail-pg --example alert_to_action -- 20
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowfail::memory::World;
-use flowfail::pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
-use flowfail::ports::Ports;
-use flowfail::respond::{Responder, Supervisor};
-use flowfail::{Clock, Policy, Quota, QuotaUsage, VendorHealth, VendorStatus};
+use flowfail_core::memory::World;
+use flowfail_core::ports::Ports;
+use flowfail_core::respond::{Responder, Supervisor};
+use flowfail_core::{Clock, Policy, Quota, QuotaUsage, VendorHealth, VendorStatus};
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 use tokio_util::sync::CancellationToken;
 
-#[path = "support/mod.rs"]
+#[path = "../../examples/support/mod.rs"]
 mod support;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

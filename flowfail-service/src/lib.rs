@@ -1,9 +1,11 @@
-//! Running flowfail for real (feature `live`): `flowfail.toml` → real adapters → a
-//! [`Supervisor`](flowfail_core::respond::Supervisor).
+//! flowfail as a service: `flowfail.toml` → real adapters → a
+//! [`Supervisor`](flowfail_core::respond::Supervisor), with the listener (alert webhooks,
+//! metrics, health, control calls) beside it. The facade re-exports this crate as
+//! `flowfail::live` (feature `live`); `flowfail run` is [`run`].
 //!
 //! ```no_run
-//! # async fn f() -> flowfail::Result<()> {
-//! use flowfail::live::Config;
+//! # async fn f() -> flowfail_core::Result<()> {
+//! use flowfail_service::Config;
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let config = Config::load("flowfail.toml".as_ref())?; // validated, nothing connected yet
@@ -22,10 +24,22 @@
 //! task.await.ok();
 //! # Ok(()) }
 //! ```
+//!
+//! Or all of it, listener included, until a shutdown signal:
+//!
+//! ```no_run
+//! # async fn f() -> flowfail_core::Result<()> {
+//! let live = flowfail_service::Config::load("flowfail.toml".as_ref())?.connect().await?;
+//! live.prepare().await?;
+//! flowfail_service::run(live, false, async { /* SIGTERM */ }).await
+//! # }
+//! ```
 
 mod check;
 mod config;
 pub mod metrics;
+mod mode;
+mod run;
 pub mod serve;
 mod wire;
 
@@ -33,4 +47,5 @@ pub use config::{
     AwsConfig, Config, KubernetesConfig, Mode, NotifierConfig, PagerConfig, PostgresConfig,
     QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
 };
+pub use run::run;
 pub use wire::{Controls, Live, Probe};

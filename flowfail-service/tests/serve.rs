@@ -3,7 +3,6 @@
 //! alert waking the supervisor, metrics, health. The control calls are checked as interactions
 //! with a recording fake (the real ones are driven against PostgreSQL in the CLI's e2e test).
 
-#![cfg(feature = "live")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
@@ -16,11 +15,11 @@ use http_body_util::BodyExt;
 use secrecy::SecretString;
 use tower::ServiceExt;
 
-use flowfail::live::Mode;
-use flowfail::live::metrics::Metrics;
-use flowfail::live::serve::{Control, ServerOptions, router};
 use flowfail_core::respond::Wake;
 use flowfail_core::{Error, Result};
+use flowfail_service::Mode;
+use flowfail_service::metrics::Metrics;
+use flowfail_service::serve::{Control, ServerOptions, router};
 
 const TOKEN: &str = "a-token-of-enough-length";
 const HMAC_SECRET: &str = "grafana-hmac-secret";
@@ -558,7 +557,7 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/deploy/grafana-dashboard.json"
+            "/../deploy/grafana-dashboard.json"
         ))
         .unwrap(),
     )

@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 
 use flowfail_core::respond::PassStats;
 
-use super::config::Mode;
+use crate::mode::Mode;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {

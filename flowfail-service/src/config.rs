@@ -9,17 +9,7 @@ use serde::Deserialize;
 
 use flowfail_core::{Error, Policy, Result};
 
-/// `shadow` (the default) or `act`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Mode {
-    /// Observe, decide, record in the ledger, report — change nothing in the world.
-    #[default]
-    Shadow,
-    /// Carry the decisions out.
-    Act,
-}
+pub use crate::mode::Mode;
 
 /// A secret, by reference: an environment variable or a file. Never inline.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,18 +1,17 @@
-//! The operator's controls through [`flowfail::live::Live`], on the real adapters: the
+//! The operator's controls through [`flowfail_service::Live`], on the real adapters: the
 //! PostgreSQL ledger and the fake Kubernetes API server. Every change flowfail makes to the
 //! Deployment carries its own change cause (what `kubectl rollout history` shows).
 //!
 //! Needs PostgreSQL (`FLOWFAIL_PG_URL`); skips without it unless `FLOWFAIL_PG_REQUIRED=1`.
 
-#![cfg(feature = "live")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use flowfail::ChangeCause;
-use flowfail::live::{Config, Live};
+use flowfail_core::ChangeCause;
 use flowfail_k8s::fake::FakeApiServer;
+use flowfail_service::{Config, Live};
 
 async fn live(k8s: &FakeApiServer) -> Option<(Live, String)> {
     let url = flowfail_testkit::pg_url();
@@ -105,7 +104,10 @@ async fn changes_name_the_incident_their_cause_names() {
     deployment
         .set_env(
             "flowengine",
-            &[flowfail::EnvChange::set("ENABLE_CIRCUIT_BREAKER", "true")],
+            &[flowfail_core::EnvChange::set(
+                "ENABLE_CIRCUIT_BREAKER",
+                "true",
+            )],
             None,
             &ChangeCause::for_incident(key, "quota 91% above 85%: enable circuit breaker"),
         )
@@ -154,7 +156,10 @@ async fn changes_name_the_incident_their_cause_names() {
     deployment
         .set_env(
             "flowengine",
-            &[flowfail::EnvChange::set("ENABLE_CIRCUIT_BREAKER", "false")],
+            &[flowfail_core::EnvChange::set(
+                "ENABLE_CIRCUIT_BREAKER",
+                "false",
+            )],
             None,
             &ChangeCause::default(),
         )
@@ -177,7 +182,7 @@ async fn live_controls_on_the_ledger() {
     };
     assert_eq!(live.paused().await.unwrap(), None);
     let e = live.pause("  ", "alice").await.unwrap_err();
-    assert_eq!(e.kind(), flowfail::ErrorKind::InvalidInput);
+    assert_eq!(e.kind(), flowfail_core::ErrorKind::InvalidInput);
     assert_eq!(live.paused().await.unwrap(), None);
     live.pause("change freeze", "alice").await.unwrap();
     let p = live.paused().await.unwrap().unwrap();
@@ -195,9 +200,9 @@ async fn live_controls_on_the_ledger() {
         .await
         .unwrap();
     let e = live.approve("nope", "rollback", "carol").await.unwrap_err();
-    assert_eq!(e.kind(), flowfail::ErrorKind::NotFound);
+    assert_eq!(e.kind(), flowfail_core::ErrorKind::NotFound);
     let e = live.approve(key, "reboot", "carol").await.unwrap_err();
-    assert_eq!(e.kind(), flowfail::ErrorKind::InvalidInput);
+    assert_eq!(e.kind(), flowfail_core::ErrorKind::InvalidInput);
     assert!(
         live.ports
             .incidents

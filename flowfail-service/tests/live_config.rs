@@ -1,12 +1,11 @@
 //! `flowfail.toml`: every value checked before anything connects; unknown keys named by path;
 //! secrets only by reference, never echoed.
 
-#![cfg(feature = "live")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 
-use flowfail::live::{Config, Mode};
+use flowfail_service::{Config, Mode};
 
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -149,7 +148,7 @@ fn the_example_in_the_repo_is_a_valid_config() {
     // The example references secrets that exist only in a deployment: point them at files.
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/flowfail.example.toml"
+        "/../flowfail.example.toml"
     ))
     .unwrap();
     let key = secret_file("example-key", "x-test-secret-of-enough-length");
@@ -295,10 +294,11 @@ async fn the_pager_section_is_wired_into_the_pager_port() {
         .connect()
         .await
         .unwrap();
-    let page = flowfail::Page::new("on_call", "inc-1:page", "summary", serde_json::Value::Null);
+    let page =
+        flowfail_core::Page::new("on_call", "inc-1:page", "summary", serde_json::Value::Null);
     assert_eq!(
         live.ports.pager.page(&page).await.unwrap(),
-        flowfail::Delivery::Sent
+        flowfail_core::Delivery::Sent
     );
     let body: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
     assert_eq!(body["payload"]["severity"], "warning", "{body}");
@@ -403,10 +403,10 @@ async fn two_configs_with_different_rules_live_in_one_process() {
         .await
         .unwrap();
     let kind =
-        |live: &flowfail::live::Live| live.rules.classify("step budget of 45s spent", None).kind;
-    assert_eq!(kind(&lives[0]), flowfail::FailureKind::Timeout);
-    assert_eq!(kind(&lives[1]), flowfail::FailureKind::RateLimit);
-    assert_eq!(kind(&plain), flowfail::FailureKind::Unknown);
+        |live: &flowfail_service::Live| live.rules.classify("step budget of 45s spent", None).kind;
+    assert_eq!(kind(&lives[0]), flowfail_core::FailureKind::Timeout);
+    assert_eq!(kind(&lives[1]), flowfail_core::FailureKind::RateLimit);
+    assert_eq!(kind(&plain), flowfail_core::FailureKind::Unknown);
 }
 
 #[test]

@@ -1,0 +1,107 @@
+//! The service itself: the supervisor, and the listener when `[server]` is set, until a
+//! shutdown signal. What `flowfail run` runs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowfail_core::respond::Wake;
+use flowfail_core::{Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::mode::Mode;
+use crate::serve;
+use crate::wire::Live;
+
+/// How long a pass in progress gets after the shutdown signal (the supervisor itself gives it
+/// 3 s), and how long the listener gets after that.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(4);
+const LISTENER_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs the service until `shutdown` resolves: the supervisor in the config's mode (shadow when
+/// `force_shadow`), with its metrics, and the listener of `[server]` if the config has one.
+///
+/// `live` must be [prepared](Live::prepare). A supervisor that cannot be built (a policy the
+/// builder refuses) is an [`ErrorKind::InvalidInput`] error; a listen address that cannot be
+/// bound is an [`ErrorKind::Unavailable`] error naming the address. Errors of the supervisor
+/// after it started are logged, not returned: the service stops as asked.
+pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let shadow = force_shadow || live.config.mode == Mode::Shadow;
+    let metrics = Arc::new(Metrics::new(if shadow { Mode::Shadow } else { Mode::Act }));
+    let wake = Wake::new();
+    let on_pass = Arc::clone(&metrics);
+    let supervisor = live
+        .supervisor_builder(force_shadow)
+        .wake(wake.clone())
+        .on_pass(move |s| on_pass.observe_pass(s))
+        .on_settled(|r| {
+            tracing::info!(
+                incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
+                status = %r.post_incident.status,
+                mttr_seconds = r.post_incident.mttr_seconds,
+                actions = r.actions.len(),
+                "incident settled"
+            );
+        })
+        .build()?;
+    tracing::info!(
+        mode = if shadow { "shadow" } else { "act" },
+        deployment = %live.config.kubernetes.deployment,
+        "flowfail running"
+    );
+    let stop = CancellationToken::new();
+    let listener = match &live.config.server {
+        Some(server) => Some(listen(server, &live, wake, &metrics, &stop).await?),
+        None => None,
+    };
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { supervisor.run(stop).await }
+    });
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    stop.cancel();
+    match tokio::time::timeout(SUPERVISOR_GRACE, task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "supervisor ended with an error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
+        Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
+    }
+    if let Some(l) = listener {
+        let _ = tokio::time::timeout(LISTENER_GRACE, l).await;
+    }
+    Ok(())
+}
+
+/// Binds the listener of `[server]` and serves it until `stop`.
+async fn listen(
+    server: &ServerConfig,
+    live: &Live,
+    wake: Wake,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let options = server.options()?;
+    let tcp = tokio::net::TcpListener::bind(&server.listen)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("listening on {}", server.listen),
+            )
+            .with_source(e)
+        })?;
+    let addr = tcp
+        .local_addr()
+        .map_or_else(|_| server.listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
+    let router = serve::router(options, wake, Arc::clone(metrics), Arc::new(live.clone()));
+    let stop = stop.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "listener stopped");
+        }
+    }))
+}
