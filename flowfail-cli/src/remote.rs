@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome};
+use flowfail_core::bundle::{BundleStoreExt, PruneContextOutcome, PrunePlan};
 use flowfail_core::prune::PruneOptions;
-use flowfail_core::{ByteSize, ErrorKind, TaskId, classify};
+use flowfail_core::{ByteSize, ErrorKind, TaskId};
 
 use crate::CliResult;
 use crate::advice::{Context, explained};
@@ -29,27 +29,29 @@ and what would be done, and change nothing (exit codes as without it). Kill swit
 FLOWFAIL_KILL_SWITCH=1 (or true) in the environment this command changes nothing and exits 1 \
 unless --dry-run is given (any value other than empty, 0 or false counts as on)";
 
+/// Whether the kill switch variable is on (any value other than empty, 0 or false).
+fn kill_switch_on() -> bool {
+    std::env::var_os(KILL_SWITCH_VAR).is_some_and(|v| {
+        let v = v.to_string_lossy();
+        let t = v.trim();
+        !(t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false"))
+    })
+}
+
 /// Refuses (exit 1, naming the variable) when the kill switch is on and the command would
 /// change `what`; a dry run is let through, it changes nothing.
 fn kill_switch_gate(command: &str, what: &str, dry_run: bool) -> Result<(), Failure> {
-    if dry_run {
+    if dry_run || !kill_switch_on() {
         return Ok(());
     }
-    match std::env::var_os(KILL_SWITCH_VAR) {
-        None => Ok(()),
-        Some(v) => {
-            let v = v.to_string_lossy();
-            let t = v.trim();
-            if t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false") {
-                return Ok(());
-            }
-            Err(Failure::wanting(format!(
-                "{KILL_SWITCH_VAR} is set ({t:?}): {command} refuses to change {what}; \
-                 nothing was read or changed (unset {KILL_SWITCH_VAR}, or use --dry-run to see \
-                 what would be done)"
-            )))
-        }
-    }
+    let v = std::env::var_os(KILL_SWITCH_VAR).unwrap_or_default();
+    let t = v.to_string_lossy();
+    Err(Failure::wanting(format!(
+        "{KILL_SWITCH_VAR} is set ({:?}): {command} refuses to change {what}; \
+         nothing was read or changed (unset {KILL_SWITCH_VAR}, or use --dry-run to see \
+         what would be done)",
+        t.trim()
+    )))
 }
 
 /// A task id from the command line; a malformed one is a usage error.
@@ -111,106 +113,105 @@ pub(crate) fn cmd_retry(a: &RetryArgs) -> CliResult {
 }
 
 fn retry(a: &RetryArgs) -> CliResult {
-    use flowfail_core::TaskStore;
+    use flowfail_core::respond::{KillSwitch, ManualOutcome, ManualRetry};
     let id = task_id(&a.task_id)?;
     kill_switch_gate("retry", "the TaskDB", a.dry_run)?;
     let store = pg_tasks(&a.pg, a.schema.clone())?;
     let rt = runtime()?;
-    let task = rt.block_on(store.get(&id)).map_err(|e| {
-        let f = Failure::from(e);
-        if object_missing(&f) {
-            Failure::wanting(f.into_error())
-        } else {
-            f
-        }
-    })?;
-    let class = classify(
-        task.error_message.as_deref().unwrap_or(""),
-        task.http_status,
-    );
     let mut policy = flowfail_core::Policy::default();
     policy.max_attempts = a.max_attempts;
-    let incident = open_incident(&rt, &a.pg, a.schema.as_deref(), &policy);
-    let observed = flowfail_core::decide::ObservedTask::from_parts(task.clone(), class);
-    let now = chrono::Utc::now();
-    // The responder's own gates: kind, attempts, the open incident's breaker and outage hold.
-    let (action, not_before) =
-        match flowfail_core::decide::manual_retry(&observed, incident.as_ref(), &policy, now) {
-            Ok(r) => r,
-            Err(why) => {
-                let mut line =
-                    serde_json::json!({"task_id": id, "outcome": "refused", "reason": why});
-                if a.dry_run {
-                    line["dry_run"] = serde_json::Value::Bool(true);
-                }
-                println!("{line}");
-                return Ok(Exit::Wanting);
+    let ledger = ledger(&a.pg, a.schema.as_deref());
+    let kill = KillSwitch::new();
+    kill.set(kill_switch_on());
+    let mut manual = ManualRetry::new(&store, &policy)
+        .kill_switch(kill)
+        .dry_run(a.dry_run);
+    if let Some(l) = &ledger {
+        manual = manual.ledger(l);
+    }
+    let report = rt
+        .block_on(manual.run(&id, chrono::Utc::now()))
+        .map_err(|e| {
+            let f = Failure::from(e);
+            if object_missing(&f) {
+                Failure::wanting(f.into_error())
+            } else {
+                f
             }
-        };
-    let flowfail_core::decide::Action::RetryTask { attempt, .. } = action else {
-        return Err(Failure::from("no retry decided"));
+        })?;
+    for n in &report.notes {
+        eprintln!("flowfail: note: {n}");
+    }
+    let (mut line, exit) = match &report.outcome {
+        ManualOutcome::Refused(why) => (
+            serde_json::json!({"task_id": id, "outcome": "refused", "reason": why}),
+            Exit::Wanting,
+        ),
+        ManualOutcome::Paused(why) => (
+            serde_json::json!({"task_id": id, "outcome": "paused", "reason": why}),
+            Exit::Wanting,
+        ),
+        ManualOutcome::Stale => (
+            serde_json::json!({"task_id": id, "outcome": "superseded",
+                "reason": "a responder claimed the open incident before the write: nothing written"}),
+            Exit::Wanting,
+        ),
+        ManualOutcome::Halted => (
+            serde_json::json!({"task_id": id, "outcome": "halted",
+                "reason": format!("{KILL_SWITCH_VAR} is set: nothing written")}),
+            Exit::Wanting,
+        ),
+        ManualOutcome::WouldSchedule {
+            attempt,
+            not_before,
+        } => (
+            serde_json::json!({"task_id": id, "outcome": "would_schedule", "attempt": attempt,
+                "not_before": not_before, "attempts": report.task.attempts,
+                "status": report.task.status}),
+            Exit::Ok,
+        ),
+        ManualOutcome::Ran {
+            attempt,
+            not_before,
+            outcome,
+        } => (
+            serde_json::json!({"task_id": id, "attempt": attempt, "not_before": not_before,
+                "result": outcome}),
+            if matches!(outcome, Some(flowfail_core::RetryOutcome::Scheduled { .. })) {
+                Exit::Ok
+            } else {
+                Exit::Wanting
+            },
+        ),
+        _ => (
+            serde_json::json!({"task_id": id, "outcome": "unknown"}),
+            Exit::Wanting,
+        ),
     };
     if a.dry_run {
-        // Every gate passed; the write would be fenced on the attempt count read here.
-        println!(
-            "{}",
-            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "would_schedule",
-                "attempt": attempt, "not_before": not_before, "attempts": task.attempts,
-                "status": task.status})
-        );
-        return Ok(Exit::Ok);
+        line["dry_run"] = serde_json::Value::Bool(true);
     }
-    let out = rt.block_on(store.schedule_retries(&[flowfail_core::RetryRequest::new(
-        id.clone(),
-        task.attempts,
-        not_before,
-    )]))?;
-    let outcome = out.into_iter().next();
-    println!(
-        "{}",
-        serde_json::json!({"task_id": id, "attempt": attempt, "not_before": not_before, "result": outcome})
-    );
-    Ok(
-        if matches!(outcome, Some(flowfail_core::RetryOutcome::Scheduled { .. })) {
-            Exit::Ok
-        } else {
-            Exit::Wanting
-        },
-    )
+    println!("{line}");
+    Ok(exit)
 }
 
-/// The open incident of the policy's Deployment in the ledger beside the TaskDB (same database,
-/// same schema), if the ledger exists there and has one: its breaker and outage hold gate manual
-/// retries too.
-fn open_incident(
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    schema: Option<&str>,
-    policy: &flowfail_core::Policy,
-) -> Option<flowfail_core::decide::IncidentState> {
-    use flowfail_core::IncidentStore;
-    let read = flowfail_pg::connect(url, 1)
+/// The incident ledger beside the TaskDB (same database, same schema): when it answers, its
+/// open incident's gates, its pause flag and its claim apply to the retry. One that cannot be
+/// set up is said on stderr; only the task's own gates apply then.
+fn ledger(url: &str, schema: Option<&str>) -> Option<flowfail_pg::PgIncidentStore> {
+    match flowfail_pg::connect(url, 1)
         .and_then(|pool| flowfail_pg::PgIncidentStore::new(pool, schema))
-        .map(|ledger| rt.block_on(ledger.find_open(&policy.deployment)));
-    let note = |doing: &str, e: &(dyn std::error::Error + 'static)| {
-        eprintln!("{}", render("flowfail: note: ", Some(doing), e, None));
-    };
-    match read {
-        Ok(Ok(Some(rec))) => match serde_json::from_value(rec.state) {
-            Ok(state) => Some(state),
-            Err(e) => {
-                note(
-                    "the open incident's state is unreadable, only the task's own gates apply",
+    {
+        Ok(ledger) => Some(ledger),
+        Err(e) => {
+            eprintln!(
+                "{}",
+                render(
+                    "flowfail: note: ",
+                    Some("no incident ledger read, only the task's own gates apply"),
                     &e,
-                );
-                None
-            }
-        },
-        Ok(Ok(None)) => None,
-        Ok(Err(e)) | Err(e) => {
-            note(
-                "no incident ledger read, only the task's own gates apply",
-                &e,
+                    None
+                )
             );
             None
         }
@@ -320,40 +321,30 @@ fn bundle_store(
     Ok(store)
 }
 
-/// What `prune-context` would do, read and pruned in memory: the same size check, read and
-/// prune as the real run, and the archive's name; nothing is archived or written.
+/// What `prune-context` would do: the plan the real run carries out (the same size check, read
+/// and prune, and the archive's name), printed; nothing is archived or written.
 fn prune_context_dry(
     rt: &tokio::runtime::Runtime,
     store: &dyn flowfail_core::BundleStore,
     id: &TaskId,
     max_size: ByteSize,
 ) -> CliResult {
-    use sha2::{Digest, Sha256};
-    let meta = rt.block_on(store.head(id)).map_err(prune_context_failure)?;
-    if meta.size <= max_size.bytes() {
-        println!(
-            "{}",
-            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "already_within_budget",
-                "bytes": meta.size})
-        );
-        return Ok(Exit::Ok);
-    }
-    let bundle = rt
-        .block_on(store.get(id, MAX_READ.bytes()))
+    let plan = rt
+        .block_on(store.plan_prune_context(id, max_size, MAX_READ, &PruneOptions::default()))
         .map_err(prune_context_failure)?;
-    let pruned =
-        flowfail_core::prune::prune(&bundle.bytes, max_size.bytes(), &PruneOptions::default())
-            .map_err(prune_context_failure)?;
-    let checksum: String = Sha256::digest(&bundle.bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    println!(
-        "{}",
-        serde_json::json!({"task_id": id, "dry_run": true, "outcome": "would_prune",
-            "from_bytes": bundle.bytes.len(), "to_bytes": pruned.bytes.len(),
-            "archive_sha256": checksum, "manifest": pruned.manifest})
-    );
+    let line = match plan {
+        PrunePlan::AlreadySmall { bytes } => {
+            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "already_within_budget",
+                "bytes": bytes})
+        }
+        PrunePlan::Prune(p) => {
+            serde_json::json!({"task_id": id, "dry_run": true, "outcome": "would_prune",
+                "from_bytes": p.original.bytes.len(), "to_bytes": p.pruned.bytes.len(),
+                "archive_sha256": p.archive_checksum, "manifest": p.pruned.manifest})
+        }
+        _ => return Err(Failure::from("an unknown prune plan")),
+    };
+    println!("{line}");
     Ok(Exit::Ok)
 }
 

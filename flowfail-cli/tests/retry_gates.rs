@@ -1,7 +1,8 @@
 //! `flowfail retry` asks the responder's own gates (`decide::manual_retry`): with an open
 //! incident in the ledger beside the TaskDB, a rate-limited task is refused while the
 //! incident's breaker is open, and a 5xx task while flowfail routes around an outage. Against a
-//! real PostgreSQL; the assertions read the task's row.
+//! real PostgreSQL; the assertions read the task's row. The responder's guard applies as well:
+//! the operator's pause, and the claim on the open incident.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,8 +11,10 @@ use std::process::Command;
 use chrono::{TimeDelta, Utc};
 use flowfail_core::breaker::Breaker;
 use flowfail_core::decide::{EnvRecord, IncidentState};
+use flowfail_core::operator::Pause;
 use flowfail_core::{
-    FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus, TaskStore, detect::alert_from_counts,
+    ErrorKind, FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus, TaskStore,
+    detect::alert_from_counts,
 };
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 
@@ -133,4 +136,56 @@ async fn retry_honours_the_open_incidents_breaker_and_outage_hold() {
         let t = tasks.get(&TaskId::parse(id).unwrap()).await.unwrap();
         assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1), "{id}");
     }
+}
+
+/// The responder's guard applies too: an operator's pause refuses the retry (nothing written),
+/// and a retry made during an open incident claims it, so a responder's pass holding the
+/// earlier claim can no longer write.
+#[tokio::test]
+async fn retry_passes_the_guard_the_pause_and_the_claim() {
+    let Some((tasks, ledger, schema)) = stores().await else {
+        return;
+    };
+    let policy = Policy::default();
+    let now = Utc::now();
+    let state = IncidentState::open(
+        format!("{}-guard", policy.deployment),
+        now,
+        alert_from_counts(90, 10, false, &policy),
+        Default::default(),
+        None,
+    );
+    let json = serde_json::to_value(&state).unwrap();
+    ledger
+        .open(&policy.deployment, &state.key, now, &json)
+        .await
+        .unwrap();
+    let id = TaskId::parse("x5-1").unwrap();
+
+    let pause = Pause::new("database migration", "sre-on-call", now);
+    ledger
+        .set_pause(&policy.deployment, Some(&pause))
+        .await
+        .unwrap();
+    let (code, v) = retry("x5-1", &schema);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["outcome"], "paused", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("database migration"),
+        "{v}"
+    );
+    let t = tasks.get(&id).await.unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 0));
+
+    ledger.set_pause(&policy.deployment, None).await.unwrap();
+    let responders = ledger.claim(&state.key).await.unwrap();
+    let (code, v) = retry("x5-1", &schema);
+    assert_eq!(code, Some(0), "{v}");
+    let t = tasks.get(&id).await.unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1));
+    let e = ledger
+        .check_epoch(&state.key, responders)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
 }

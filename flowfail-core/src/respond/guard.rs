@@ -6,7 +6,8 @@
 //! superseded mutates nothing) → the action rate limit → the step deadline → panic
 //! containment. Prunes, env changes, the rollback, retry
 //! batches, pages, notifications and page resolutions all go through [`Responder::guarded`];
-//! nothing reaches a port's mutating method any other way.
+//! nothing reaches a port's mutating method any other way. A retry asked for by a human
+//! (`flowfail retry`, [`super::manual`]) passes the same checks: [`admit`] and [`fence_on`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use chrono::TimeDelta;
 use super::{Responder, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
+use crate::ports::{Epoch, IncidentStore};
 
 /// Whether a mutation counts against the action rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,53 @@ pub(super) enum Gate<T> {
     Unfenced(Error),
 }
 
+/// Why the guard held a call back before asking the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Held {
+    /// The kill switch is on.
+    Halted,
+    /// Dry run or shadow mode.
+    DryRun,
+    /// The operator's pause (or a pause flag that could not be read), with the reason.
+    Paused(String),
+}
+
+/// The guard's first checks, in their order: the kill switch → dry run (and shadow mode) → the
+/// operator's pause.
+pub(super) fn admit(kill_on: bool, dry_run: bool, paused: Option<String>) -> Result<(), Held> {
+    if kill_on {
+        return Err(Held::Halted);
+    }
+    if dry_run {
+        return Err(Held::DryRun);
+    }
+    match paused {
+        Some(why) => Err(Held::Paused(why)),
+        None => Ok(()),
+    }
+}
+
+/// Asks the ledger whether `epoch` is still the incident's claim, within `deadline`, panics
+/// contained: `Ok` when it is, a [`ErrorKind::Conflict`] error when another claim superseded
+/// it, another error when the ledger could not say.
+pub(super) async fn fence_on(
+    ledger: &dyn IncidentStore,
+    key: &str,
+    epoch: Epoch,
+    deadline: Duration,
+    op: &'static str,
+) -> Result<()> {
+    let check = tokio::time::timeout(deadline, ledger.check_epoch(key, epoch));
+    match super::contain(check).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(timeout_error("incident.check_epoch", deadline)),
+        Err(what) => Err(Error::new(
+            ErrorKind::Unexpected,
+            format!("the claim check before {op} panicked (contained): {what}"),
+        )),
+    }
+}
+
 impl Responder {
     /// Runs `call` if every safeguard lets it through. See the [module docs](self).
     pub(super) async fn guarded<T, Fut>(
@@ -64,16 +113,15 @@ impl Responder {
     where
         Fut: Future<Output = T>,
     {
-        if self.kill.is_on() {
-            return Gate::Halted;
-        }
-        if self.dry_run || self.shadow {
-            return Gate::DryRun;
-        }
-        if budget != Budget::PauseNotice
-            && let Some(why) = self.pause_refusal()
-        {
-            return Gate::Paused(why);
+        let paused = match budget {
+            Budget::PauseNotice => None,
+            _ => self.pause_refusal(),
+        };
+        match admit(self.kill.is_on(), self.dry_run || self.shadow, paused) {
+            Ok(()) => {}
+            Err(Held::Halted) => return Gate::Halted,
+            Err(Held::DryRun) => return Gate::DryRun,
+            Err(Held::Paused(why)) => return Gate::Paused(why),
         }
         match self.fence(op).await {
             Ok(()) => {}
@@ -105,15 +153,7 @@ impl Responder {
             return Ok(());
         };
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
-        let check = tokio::time::timeout(deadline, self.ports.incidents.check_epoch(&key, epoch));
-        match super::contain(check).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(timeout_error("incident.check_epoch", deadline)),
-            Err(what) => Err(Error::new(
-                ErrorKind::Unexpected,
-                format!("the claim check before {op} panicked (contained): {what}"),
-            )),
-        }
+        fence_on(&*self.ports.incidents, &key, epoch, deadline, op).await
     }
 
     /// Whether the action rate limit lets one more mutation through.

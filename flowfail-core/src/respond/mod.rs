@@ -68,10 +68,12 @@ use crate::schema::SchemaSet;
 mod act;
 mod control;
 mod guard;
+mod manual;
 mod observe;
 mod stats;
 mod supervisor;
 
+pub use manual::{ManualOutcome, ManualRetry, ManualRetryReport};
 pub use stats::{ActionStat, PassKind, PassStats, ReadStat};
 pub use supervisor::{AlertTrigger, COOLDOWN_OVER, Supervisor, SupervisorBuilder, Wake};
 
