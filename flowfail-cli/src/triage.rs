@@ -7,8 +7,6 @@
 
 use std::io::Write;
 
-use flowfail_core::classify;
-
 use crate::CliResult;
 use crate::advice::{Context, explained};
 use crate::failure::{Exit, Failure, chain_line};
@@ -97,9 +95,8 @@ pub(crate) fn cmd_triage(a: &TriageArgs) -> CliResult {
     Ok(Exit::Ok)
 }
 
-/// The alert and the failed tasks, from the TaskDB.
+/// The alert and the failed tasks, from the TaskDB ([`flowfail_core::triage::tasks`]).
 fn triage_tasks(t: &mut Triage<'_>) -> Result<(), Failure> {
-    use flowfail_core::TaskStore;
     let (a, rt, now, policy) = (t.args, t.rt, t.now, &t.policy);
     let (report, text) = (&mut t.report, &mut t.text);
     let Some(url) = &a.pg else {
@@ -107,31 +104,23 @@ fn triage_tasks(t: &mut Triage<'_>) -> Result<(), Failure> {
         return Ok(());
     };
     let ctx = Context::pg(url, a.schema.as_deref());
+    let rules = flowfail_core::RuleSet::shared_builtin();
     let read = pg_tasks(url, a.schema.clone()).and_then(|store| {
-        rt.block_on(async {
-            let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
-            let counts = store.counts(now - window, now).await?;
-            let failed = store.recent_failed(a.limit).await?;
-            Ok::<_, flowfail_core::Error>((counts, failed))
-        })
+        rt.block_on(flowfail_core::triage::tasks(
+            &store, &rules, policy, now, a.limit,
+        ))
     });
-    let (counts, failed) = read.map_err(|e| explained(Failure::from(e), &ctx))?;
-    let alert = flowfail_core::decide::alert(&counts, false, policy);
-    let rows: Vec<serde_json::Value> = failed
+    let tr = read.map_err(|e| explained(Failure::from(e), &ctx))?;
+    let alert = tr.alert;
+    let rows: Vec<serde_json::Value> = tr
+        .failed
         .iter()
-        .map(|t| {
-            let c = classify(t.error_message.as_deref().unwrap_or(""), t.http_status);
+        .map(|(t, c)| {
             serde_json::json!({"task_id": t.task_id, "flow_type": t.flow_type, "attempts": t.attempts,
                 "error_message": t.error_message.as_deref().map(|m| flowfail_core::model::sanitize(m, 200)),
                 "kind": c.kind, "retryable": c.retryable, "rule": c.rule})
         })
         .collect();
-    let mut by_kind = std::collections::BTreeMap::new();
-    for r in &rows {
-        *by_kind
-            .entry(r["kind"].as_str().unwrap_or("unknown").to_owned())
-            .or_insert(0u64) += 1;
-    }
     text.push_str(&format!(
         "alert: {} — {:.2}% failures over {} tasks in the last hour (threshold {:.2}%, min sample {})\n",
         if alert.firing { "FIRING" } else { "not firing" },
@@ -155,14 +144,13 @@ fn triage_tasks(t: &mut Triage<'_>) -> Result<(), Failure> {
         ));
     }
     report.insert("alert".into(), serde_json::to_value(alert)?);
-    report.insert("classification".into(), serde_json::to_value(by_kind)?);
+    report.insert("classification".into(), serde_json::to_value(tr.by_kind)?);
     report.insert("failed".into(), serde_json::Value::Array(rows));
     Ok(())
 }
 
-/// Error logs of the last hour, from CloudWatch Logs.
+/// Error logs of the last hour, from CloudWatch Logs ([`flowfail_core::triage::logs`]).
 fn triage_logs(t: &mut Triage<'_>) -> Result<(), Failure> {
-    use flowfail_core::LogSource;
     let (a, rt, now, policy) = (t.args, t.rt, t.now, &t.policy);
     let (report, text) = (&mut t.report, &mut t.text);
     let Some(group) = &a.cloudwatch_log_group else {
@@ -177,34 +165,32 @@ fn triage_logs(t: &mut Triage<'_>) -> Result<(), Failure> {
         a.aws_endpoint.clone(),
     )));
     let src = flowfail_aws::CloudWatchLogSource::new(&cfg, group.clone());
-    let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
-    let batch = rt
-        .block_on(src.errors(&flowfail_core::LogQuery::errors(now - window, now)))
+    let rules = flowfail_core::RuleSet::shared_builtin();
+    let tr = rt
+        .block_on(flowfail_core::triage::logs(
+            &src, &rules, policy, now, a.limit,
+        ))
         .map_err(|e| explained(Failure::from(e), &ctx))?;
-    let mut by_kind = std::collections::BTreeMap::new();
-    let mut rows = Vec::new();
-    for e in &batch.events {
-        let c = classify(&e.message, None);
-        *by_kind.entry(c.kind.as_str().to_owned()).or_insert(0u64) += 1;
-        if rows.len() < a.limit {
-            rows.push(
-                serde_json::json!({"timestamp": e.timestamp, "task_id": e.task_id,
-                "message": flowfail_core::model::sanitize(&e.message, 200), "kind": c.kind}),
-            );
-        }
-    }
+    let rows: Vec<serde_json::Value> = tr
+        .recent
+        .iter()
+        .map(|(e, c)| {
+            serde_json::json!({"timestamp": e.timestamp, "task_id": e.task_id,
+                "message": flowfail_core::model::sanitize(&e.message, 200), "kind": c.kind})
+        })
+        .collect();
     text.push_str(&format!(
         "error logs ({group}, last hour): {} events{}\n",
-        batch.events.len(),
-        if batch.truncated { " (truncated)" } else { "" }
+        tr.events,
+        if tr.truncated { " (truncated)" } else { "" }
     ));
-    for (k, n) in &by_kind {
+    for (k, n) in &tr.by_kind {
         text.push_str(&format!("  {k}: {n}\n"));
     }
     report.insert(
         "logs".into(),
-        serde_json::json!({"log_group": group, "events": batch.events.len(), "truncated": batch.truncated,
-            "classification": by_kind, "recent": rows}),
+        serde_json::json!({"log_group": group, "events": tr.events, "truncated": tr.truncated,
+            "classification": tr.by_kind, "recent": rows}),
     );
     Ok(())
 }

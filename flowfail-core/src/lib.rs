@@ -24,6 +24,7 @@ pub mod respond;
 pub mod schema;
 pub mod templates;
 mod text;
+pub mod triage;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
 pub use classify::{Classification, RuleSet, classify, classify_failures, classify_lines};
