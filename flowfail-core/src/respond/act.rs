@@ -40,7 +40,7 @@ enum Done {
 }
 
 /// The state of one act phase.
-struct Pass<'a> {
+struct ActPhase<'a> {
     obs: &'a Observation,
     epoch: Option<Epoch>,
     now: Timestamp,
@@ -95,7 +95,7 @@ impl Responder {
         epoch: Option<Epoch>,
         now: Timestamp,
     ) -> Acted {
-        let mut pass = Pass {
+        let mut pass = ActPhase {
             obs,
             epoch,
             now,
@@ -156,7 +156,7 @@ impl Responder {
     /// Writes what happened so far to the ledger (its timeline entries and the state), so a
     /// process that dies mid-pass loses at most the action in flight from the record. A write
     /// that fails keeps the entries for the pass's final write.
-    async fn checkpoint(&self, state: &IncidentState, pass: &mut Pass<'_>) {
+    async fn checkpoint(&self, state: &IncidentState, pass: &mut ActPhase<'_>) {
         let Some(epoch) = pass.epoch else { return };
         if pass.entries.is_empty() {
             return;
@@ -187,7 +187,7 @@ impl Responder {
         }
     }
 
-    async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut Pass<'_>) -> Done {
+    async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut ActPhase<'_>) -> Done {
         let r = match a {
             Action::PruneContext { .. } => self.prune(a, pass).await,
             Action::SetEnv { .. } => self.set_env(a, state, pass).await,
@@ -205,7 +205,7 @@ impl Responder {
         a: &Action,
         done: Done,
         state: &mut IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) -> bool {
         match done {
             Done::Nothing => false,
@@ -237,7 +237,7 @@ impl Responder {
         }
     }
 
-    fn record_action(&self, a: &Action, o: &ActionOutcome, pass: &mut Pass<'_>) {
+    fn record_action(&self, a: &Action, o: &ActionOutcome, pass: &mut ActPhase<'_>) {
         let Some((fields, outcome, detail)) = crate::report::rendered(a, o) else {
             return;
         };
@@ -270,7 +270,7 @@ impl Responder {
             .action(pass.now, fields, outcome, detail);
     }
 
-    async fn prune(&self, a: &Action, pass: &mut Pass<'_>) -> std::result::Result<Done, Done> {
+    async fn prune(&self, a: &Action, pass: &mut ActPhase<'_>) -> std::result::Result<Done, Done> {
         let Action::PruneContext {
             task_id, max_bytes, ..
         } = a
@@ -316,7 +316,7 @@ impl Responder {
         &self,
         a: &Action,
         state: &IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) -> std::result::Result<Done, Done> {
         let Action::SetEnv {
             deployment,
@@ -428,7 +428,7 @@ impl Responder {
         &self,
         a: &Action,
         state: &IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) -> std::result::Result<Done, Done> {
         let Action::Rollback {
             deployment,
@@ -507,7 +507,7 @@ impl Responder {
         &self,
         deployment: &str,
         state: &IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) -> std::result::Result<Done, Done> {
         let Some(rb) = &state.rollback else {
             return Ok(Done::Nothing);
@@ -548,7 +548,7 @@ impl Responder {
         &self,
         a: &Action,
         state: &IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) -> std::result::Result<Done, Done> {
         let key = a.effect_key().unwrap_or_default();
         let dk = dedup_key(&state.key, &key);
@@ -604,7 +604,7 @@ impl Responder {
         reason: &str,
         summary: String,
         state: &mut IncidentState,
-        pass: &mut Pass<'_>,
+        pass: &mut ActPhase<'_>,
     ) {
         let target = self.policy.on_call_target.clone();
         let key = format!("page:{target}:{reason}");
@@ -626,7 +626,12 @@ impl Responder {
         self.finish(&a, done, state, pass);
     }
 
-    async fn retry_batch(&self, batch: &[Action], state: &mut IncidentState, pass: &mut Pass<'_>) {
+    async fn retry_batch(
+        &self,
+        batch: &[Action],
+        state: &mut IncidentState,
+        pass: &mut ActPhase<'_>,
+    ) {
         let mut requests = Vec::new();
         let mut sent: Vec<&Action> = Vec::new();
         for a in batch {

@@ -56,7 +56,7 @@ use chrono::TimeDelta;
 
 use crate::classify::{Classification, RuleSet};
 use crate::clock::Clock;
-use crate::decide::{IncidentState, Observation, Settle, classification, decide};
+use crate::decide::{IncidentState, Observation, Settle, classification};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 use crate::policy::Policy;
@@ -70,6 +70,7 @@ mod control;
 mod guard;
 mod manual;
 mod observe;
+mod pass;
 mod stats;
 mod supervisor;
 
@@ -406,147 +407,6 @@ impl Responder {
         }
         drop(inner);
         obs
-    }
-
-    /// Runs one observe → decide → act → record pass. Passes never overlap: a pass started
-    /// while another runs is refused.
-    pub async fn pass(&self) -> Result<PassOutcome> {
-        let _guard = self
-            .pass_lock
-            .try_lock()
-            .map_err(|_| Error::refused("a pass is already running"))?;
-        let now = self.clock.now();
-        {
-            let mut inner = lock(&self.inner);
-            inner.pass_reads.clear();
-            inner.reconciled.clear();
-        }
-        let halted = self.kill.is_on();
-        lock(&self.inner).claim = None;
-        let mut obs = self.observe_contained(now).await;
-        let state = match contain(self.incident_state(&obs, halted))
-            .await
-            .unwrap_or_else(|what| {
-                Err(Error::new(
-                    crate::ErrorKind::Unexpected,
-                    format!("the incident ledger read panicked (contained): {what}"),
-                ))
-            }) {
-            Ok(s) => s,
-            Err(e) => {
-                // The alert fires but the incident could not be opened: try again next pass,
-                // never end the run over it.
-                self.note_gap(format!("incident ledger: could not open the incident: {e}"));
-                return Ok(PassOutcome {
-                    settled: None,
-                    incident_open: true,
-                    wake_at: None,
-                    stop: halted || self.dry_run,
-                });
-            }
-        };
-        let Some(state) = state else {
-            let mut inner = lock(&self.inner);
-            if let Some(c) = &obs.counts {
-                inner.report.last_alert = Some(crate::decide::alert(c, false, &self.policy));
-            }
-            return Ok(PassOutcome {
-                settled: None,
-                incident_open: false,
-                wake_at: None,
-                stop: halted || self.dry_run,
-            });
-        };
-        let epoch = if self.mutating(halted) {
-            match self.ports.incidents.claim(&state.key).await {
-                Ok(e) => {
-                    lock(&self.inner).claim = Some((state.key.clone(), e));
-                    Some(e)
-                }
-                Err(e) => {
-                    self.note_gap(format!("incident ledger: {e}"));
-                    return Ok(PassOutcome {
-                        settled: None,
-                        incident_open: true,
-                        wake_at: None,
-                        stop: false,
-                    });
-                }
-            }
-        } else {
-            None
-        };
-        // The tasks this incident retried, read back by id now that its state is known.
-        self.observe_retried(&mut obs, &state).await;
-        let mut decision = decide(&obs, &state, &self.policy);
-        self.log_waiting(&state.key, &decision);
-        // The operator's controls, before any mutation: the pause flag, the approval gates.
-        let mut entries = Vec::new();
-        if epoch.is_some() {
-            self.record_pending(&state.key, now, &mut entries).await;
-        }
-        if epoch.is_some()
-            && let Some(notice) = self.read_pause(&state, epoch, now, &mut entries).await
-        {
-            decision.actions.insert(0, notice);
-        }
-        self.gate(&mut decision, &state, epoch, now, &mut entries)
-            .await;
-        tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
-        let mut next = decision.state.clone().unwrap_or_else(|| state.clone());
-        let mut acted = self.act(&decision, &obs, &mut next, epoch, now).await;
-        entries.append(&mut acted.entries);
-        {
-            let mut inner = lock(&self.inner);
-            inner.report.skips(now, &decision.skipped);
-            for f in &decision.findings {
-                inner.report.finding(now, f.clone());
-            }
-            if halted {
-                inner.report.halted = true;
-            }
-        }
-        // A panic in the remediator is an incident of its own: stop automating this one.
-        let settled = if acted.panicked && decision.settle.is_none() {
-            Some(Settle::Escalated)
-        } else {
-            decision.settle
-        };
-        let mut settled = settled;
-        if acted.stale {
-            // Another replica claimed the incident mid-pass: it acts and records; this pass's
-            // writes would be refused by the ledger anyway. What it did is written next pass.
-            self.keep_unrecorded(&state.key, entries);
-            self.note_gap(
-                "another responder claimed the incident during this pass: this pass stopped acting"
-                    .to_owned(),
-            );
-            return Ok(PassOutcome {
-                settled: None,
-                incident_open: true,
-                wake_at: decision.wake_at,
-                stop: halted || self.dry_run,
-            });
-        }
-        if let Some(epoch) = epoch
-            && !self
-                .record(&next, epoch, &entries, settled.is_some(), now)
-                .await
-            && settled.is_some()
-        {
-            // Not settled until the ledger says so: the next pass decides and closes again.
-            settled = None;
-        }
-        if settled == Some(Settle::Resolved) {
-            self.resolve_pages(&next, now).await;
-        }
-        lock(&self.inner).incident = Some(next);
-        Ok(PassOutcome {
-            settled,
-            incident_open: true,
-            wake_at: decision.wake_at,
-            stop: settled.is_some() || halted || self.dry_run,
-        })
     }
 
     /// Says (at info) what an open incident waits for, each time that changes: "27 retried

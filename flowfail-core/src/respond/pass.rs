@@ -1,0 +1,244 @@
+//! One pass, as a value: observe → load the incident → claim it → decide → the operator's
+//! controls → act → record. [`Responder::pass`] reads as that list; each step is a method here.
+
+use super::act::Acted;
+use super::{PassOutcome, Responder, contain, lock};
+use crate::decide::{Decision, IncidentState, Observation, Settle, decide};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::Timestamp;
+use crate::ports::{Epoch, TimelineEntry};
+
+/// What one pass works with: when it runs, whether the kill switch was on at its start, what it
+/// observed, the incident and the claim it holds, the decision, and the timeline entries it
+/// records at its end.
+struct Pass {
+    now: Timestamp,
+    halted: bool,
+    obs: Observation,
+    state: IncidentState,
+    epoch: Option<Epoch>,
+    decision: Decision,
+    entries: Vec<TimelineEntry>,
+}
+
+/// The incident a pass found to work on.
+enum Loaded {
+    /// An open incident (from the ledger, or opened now).
+    Open(Box<IncidentState>),
+    /// No incident and no alert.
+    Quiet,
+    /// The alert fires but the incident could not be read or opened: the next pass tries again.
+    Unreadable,
+}
+
+impl Responder {
+    /// Runs one observe → decide → act → record pass. Passes never overlap: a pass started
+    /// while another runs is refused.
+    pub async fn pass(&self) -> Result<PassOutcome> {
+        let _guard = self
+            .pass_lock
+            .try_lock()
+            .map_err(|_| Error::refused("a pass is already running"))?;
+        let (now, halted) = self.begin_pass();
+        let mut obs = self.observe_contained(now).await;
+        let state = match self.load_incident(&obs, halted).await {
+            Loaded::Open(state) => *state,
+            Loaded::Quiet => return Ok(self.quiet(&obs, halted)),
+            Loaded::Unreadable => return Ok(self.outcome(None, true, None, halted)),
+        };
+        let Ok(epoch) = self.claim_incident(&state, halted).await else {
+            return Ok(PassOutcome {
+                settled: None,
+                incident_open: true,
+                wake_at: None,
+                stop: false,
+            });
+        };
+        // The tasks this incident retried, read back by id now that its state is known.
+        self.observe_retried(&mut obs, &state).await;
+        let decision = decide(&obs, &state, &self.policy);
+        self.log_waiting(&state.key, &decision);
+        let mut pass = Pass {
+            now,
+            halted,
+            obs,
+            state,
+            epoch,
+            decision,
+            entries: Vec::new(),
+        };
+        self.controls(&mut pass).await;
+        let mut next = pass
+            .decision
+            .state
+            .clone()
+            .unwrap_or_else(|| pass.state.clone());
+        let acted = self
+            .act(&pass.decision, &pass.obs, &mut next, pass.epoch, now)
+            .await;
+        self.record_pass(pass, next, acted).await
+    }
+
+    /// The start of a pass: its time, the kill switch as it stands, the last pass's per-pass
+    /// notes cleared.
+    fn begin_pass(&self) -> (Timestamp, bool) {
+        let now = self.clock.now();
+        let mut inner = lock(&self.inner);
+        inner.pass_reads.clear();
+        inner.reconciled.clear();
+        inner.claim = None;
+        (now, self.kill.is_on())
+    }
+
+    /// The incident to work on; a ledger read that fails (or panics, contained) is a gap.
+    async fn load_incident(&self, obs: &Observation, halted: bool) -> Loaded {
+        let read = contain(self.incident_state(obs, halted))
+            .await
+            .unwrap_or_else(|what| {
+                Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!("the incident ledger read panicked (contained): {what}"),
+                ))
+            });
+        match read {
+            Ok(Some(state)) => Loaded::Open(Box::new(state)),
+            Ok(None) => Loaded::Quiet,
+            Err(e) => {
+                // The alert fires but the incident could not be opened: try again next pass,
+                // never end the run over it.
+                self.note_gap(format!("incident ledger: could not open the incident: {e}"));
+                Loaded::Unreadable
+            }
+        }
+    }
+
+    /// A pass with no incident: the alert as observed goes into the report.
+    fn quiet(&self, obs: &Observation, halted: bool) -> PassOutcome {
+        if let Some(c) = &obs.counts {
+            lock(&self.inner).report.last_alert =
+                Some(crate::decide::alert(c, false, &self.policy));
+        }
+        self.outcome(None, false, None, halted)
+    }
+
+    /// Claims the incident in the ledger when this pass may mutate (`Ok(None)` when it may
+    /// not): the guard fences every mutation on this claim. A claim the ledger refuses is a
+    /// gap, and the pass stops there.
+    async fn claim_incident(
+        &self,
+        state: &IncidentState,
+        halted: bool,
+    ) -> std::result::Result<Option<Epoch>, ()> {
+        if !self.mutating(halted) {
+            return Ok(None);
+        }
+        match self.ports.incidents.claim(&state.key).await {
+            Ok(e) => {
+                lock(&self.inner).claim = Some((state.key.clone(), e));
+                Ok(Some(e))
+            }
+            Err(e) => {
+                self.note_gap(format!("incident ledger: {e}"));
+                Err(())
+            }
+        }
+    }
+
+    /// The operator's controls, before any mutation: what earlier passes could not record,
+    /// the pause flag (with its one notice), the approval gates.
+    async fn controls(&self, pass: &mut Pass) {
+        let Pass {
+            now,
+            state,
+            epoch,
+            decision,
+            entries,
+            ..
+        } = pass;
+        if epoch.is_some() {
+            self.record_pending(&state.key, *now, entries).await;
+            if let Some(notice) = self.read_pause(state, *epoch, *now, entries).await {
+                decision.actions.insert(0, notice);
+            }
+        }
+        self.gate(decision, state, *epoch, *now, entries).await;
+        tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
+    }
+
+    /// After acting: the report's notes, then the record under the pass's claim (a settle the
+    /// ledger did not take is not a settle), then the pages of a resolved incident.
+    async fn record_pass(
+        &self,
+        pass: Pass,
+        next: IncidentState,
+        mut acted: Acted,
+    ) -> Result<PassOutcome> {
+        let Pass {
+            now,
+            halted,
+            state,
+            epoch,
+            decision,
+            mut entries,
+            ..
+        } = pass;
+        entries.append(&mut acted.entries);
+        {
+            let mut inner = lock(&self.inner);
+            inner.report.skips(now, &decision.skipped);
+            for f in &decision.findings {
+                inner.report.finding(now, f.clone());
+            }
+            if halted {
+                inner.report.halted = true;
+            }
+        }
+        if acted.stale {
+            // Another replica claimed the incident mid-pass: it acts and records; this pass's
+            // writes would be refused by the ledger anyway. What it did is written next pass.
+            self.keep_unrecorded(&state.key, entries);
+            self.note_gap(
+                "another responder claimed the incident during this pass: this pass stopped acting"
+                    .to_owned(),
+            );
+            return Ok(self.outcome(None, true, decision.wake_at, halted));
+        }
+        // A panic in the remediator is an incident of its own: stop automating this one.
+        let mut settled = if acted.panicked && decision.settle.is_none() {
+            Some(Settle::Escalated)
+        } else {
+            decision.settle
+        };
+        if let Some(epoch) = epoch
+            && !self
+                .record(&next, epoch, &entries, settled.is_some(), now)
+                .await
+            && settled.is_some()
+        {
+            // Not settled until the ledger says so: the next pass decides and closes again.
+            settled = None;
+        }
+        if settled == Some(Settle::Resolved) {
+            self.resolve_pages(&next, now).await;
+        }
+        lock(&self.inner).incident = Some(next);
+        Ok(self.outcome(settled, true, decision.wake_at, halted))
+    }
+
+    /// A pass's outcome; the run stops when the incident settled, the kill switch was on, or
+    /// this is a dry run.
+    fn outcome(
+        &self,
+        settled: Option<Settle>,
+        incident_open: bool,
+        wake_at: Option<Timestamp>,
+        halted: bool,
+    ) -> PassOutcome {
+        PassOutcome {
+            settled,
+            incident_open,
+            wake_at,
+            stop: settled.is_some() || halted || self.dry_run,
+        }
+    }
+}
