@@ -165,75 +165,79 @@ struct TaskSql {
     insert: String,
 }
 
+/// The task table's column names, validated and quoted.
+struct Cols {
+    id: String,
+    flow: String,
+    st: String,
+    err: String,
+    http: String,
+    created: String,
+    fin: String,
+    att: String,
+    obj: String,
+    nb: String,
+    by: String,
+}
+
+impl Cols {
+    fn new(c: &TaskColumns) -> Result<Self> {
+        Ok(Cols {
+            id: ident(&c.task_id)?,
+            flow: ident(&c.flow_type)?,
+            st: ident(&c.status)?,
+            err: ident(&c.error_message)?,
+            http: ident(&c.http_status)?,
+            created: ident(&c.created_at)?,
+            fin: ident(&c.finished_at)?,
+            att: ident(&c.attempts)?,
+            obj: ident(&c.task_object)?,
+            nb: ident(&c.retry_not_before)?,
+            by: ident(&c.claimed_by)?,
+        })
+    }
+
+    /// The columns a [`Task`] is decoded from, in [`decode_task`]'s order.
+    fn task_select(&self) -> String {
+        let Cols {
+            id,
+            flow,
+            st,
+            err,
+            http,
+            created,
+            fin,
+            att,
+            ..
+        } = self;
+        format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}")
+    }
+}
+
 impl TaskSql {
     fn new(t: &TaskTable) -> Result<Self> {
         let tbl = qualified(t.schema.as_deref(), &t.table)?;
-        let c = &t.columns;
-        let (id, flow, st, err, http, created, fin, att, obj, nb, by) = (
-            ident(&c.task_id)?,
-            ident(&c.flow_type)?,
-            ident(&c.status)?,
-            ident(&c.error_message)?,
-            ident(&c.http_status)?,
-            ident(&c.created_at)?,
-            ident(&c.finished_at)?,
-            ident(&c.attempts)?,
-            ident(&c.task_object)?,
-            ident(&c.retry_not_before)?,
-            ident(&c.claimed_by)?,
-        );
-        let idx = ident(&format!(
-            "{}_status_created_idx",
-            t.table.chars().take(40).collect::<String>()
-        ))?;
-        let done_idx = ident(&format!(
-            "{}_done_at_idx",
-            t.table.chars().take(40).collect::<String>()
-        ))?;
-        let select_cols = format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}");
-        // Due: a scheduled retry whose time has come, or a claim whose lease ran out ($4 is
-        // `now - lease`; a claim stores its time in `retry_not_before`).
-        let due = format!(
-            "(({st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3))
-              OR ({st} = 'running' AND {by} IS NOT NULL AND {nb} <= $4))"
-        );
-        let valid_id = format!("({id} COLLATE \"C\" ~ '{TASK_ID_PATTERN}')");
+        let c = Cols::new(&t.columns)?;
+        let Cols {
+            id,
+            st,
+            created,
+            obj,
+            att,
+            nb,
+            by,
+            ..
+        } = &c;
+        let select_cols = c.task_select();
         Ok(TaskSql {
-            create: format!(
-                "CREATE TABLE IF NOT EXISTS {tbl} (
-                    {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
-                    {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
-                    {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
-                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);
-                 CREATE INDEX IF NOT EXISTS {done_idx} ON {tbl} ((coalesce({fin}, {created}))) INCLUDE ({st}, {fin}, {created});"
-            ),
+            create: create_sql(&tbl, &t.table, &c)?,
             recent_failed: format!(
                 "SELECT {select_cols} FROM {tbl} WHERE {st} = 'failed' ORDER BY {created} DESC, {id} LIMIT $1"
             ),
-            // Two independent counts, each served by its own index: the window by the expression
-            // index `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the
-            // tasks in flight by `<table>_status_created_idx`. One scan filtered on `window OR in
-            // flight` read the whole table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
-            counts: format!(
-                "SELECT w.succeeded, w.failed, f.in_flight FROM
-                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
-                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
-                      FROM {tbl}
-                     WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
-                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
-            ),
+            counts: counts_sql(&tbl, &c),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1"),
-            // One UPDATE joined to the request arrays, returning the request's position. No
-            // join between CTEs: with statistics that lag the table (all rows just flipped from
-            // failed to pending), PostgreSQL plans such a join as a nested loop over the CTE,
-            // quadratic in the batch — seconds for 10,000 tasks.
-            schedule_batch: format!(
-                "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
-                 FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
-                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
-                 RETURNING r.ord, t.{att}"
-            ),
+            schedule_batch: schedule_batch_sql(&tbl, &c),
             current_many: format!(
                 "SELECT {id}, {st}, {att} FROM {tbl} WHERE {id} = ANY($1::text[])"
             ),
@@ -246,11 +250,106 @@ impl TaskSql {
             mark_final: format!(
                 "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
             ),
-            // Claims only rows whose id is a valid TaskId (the others stay as they are), and
-            // counts the due rows left for that reason: one row per claimed task, or a single
-            // row with a NULL id when none was claimed; the count is on every row.
-            claim_due: format!(
-                "WITH claimed AS (
+            claim_due: claim_due_sql(&tbl, &c),
+            insert: insert_sql(&tbl, &c),
+        })
+    }
+}
+
+/// The development migration: the table `tbl` (named `table`) and the two indexes the queries
+/// need.
+fn create_sql(tbl: &str, table: &str, c: &Cols) -> Result<String> {
+    let Cols {
+        id,
+        flow,
+        st,
+        err,
+        http,
+        created,
+        fin,
+        att,
+        obj,
+        nb,
+        by,
+    } = c;
+    let idx = ident(&format!(
+        "{}_status_created_idx",
+        table.chars().take(40).collect::<String>()
+    ))?;
+    let done_idx = ident(&format!(
+        "{}_done_at_idx",
+        table.chars().take(40).collect::<String>()
+    ))?;
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {tbl} (
+                    {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
+                    {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
+                    {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
+                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);
+                 CREATE INDEX IF NOT EXISTS {done_idx} ON {tbl} ((coalesce({fin}, {created}))) INCLUDE ({st}, {fin}, {created});"
+    ))
+}
+
+/// Two independent counts, each served by its own index: the window by the expression index
+/// `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the tasks in flight
+/// by `<table>_status_created_idx`. One scan filtered on `window OR in flight` read the whole
+/// table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
+fn counts_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        st, created, fin, ..
+    } = c;
+    format!(
+        "SELECT w.succeeded, w.failed, f.in_flight FROM
+                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
+                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
+                      FROM {tbl}
+                     WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
+                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
+    )
+}
+
+/// One UPDATE joined to the request arrays, returning the request's position. No join between
+/// CTEs: with statistics that lag the table (all rows just flipped from failed to pending),
+/// PostgreSQL plans such a join as a nested loop over the CTE, quadratic in the batch —
+/// seconds for 10,000 tasks.
+fn schedule_batch_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        id,
+        st,
+        att,
+        nb,
+        by,
+        ..
+    } = c;
+    format!(
+        "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
+                 FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
+                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
+                 RETURNING r.ord, t.{att}"
+    )
+}
+
+/// Claims only rows whose id is a valid TaskId (the others stay as they are), and counts the
+/// due rows left for that reason: one row per claimed task, or a single row with a NULL id
+/// when none was claimed; the count is on every row.
+fn claim_due_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        id,
+        st,
+        att,
+        nb,
+        by,
+        ..
+    } = c;
+    // Due: a scheduled retry whose time has come, or a claim whose lease ran out ($4 is
+    // `now - lease`; a claim stores its time in `retry_not_before`).
+    let due = format!(
+        "(({st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3))
+              OR ({st} = 'running' AND {by} IS NOT NULL AND {nb} <= $4))"
+    );
+    let valid_id = format!("({id} COLLATE \"C\" ~ '{TASK_ID_PATTERN}')");
+    format!(
+        "WITH claimed AS (
                    UPDATE {tbl} SET {st} = 'running', {by} = $2, {nb} = $3
                    WHERE {id} IN (
                      SELECT {id} FROM {tbl}
@@ -261,15 +360,29 @@ impl TaskSql {
                    RETURNING {id}, {att}),
                  invalid AS (SELECT count(*) AS n FROM {tbl} WHERE {due} AND NOT {valid_id})
                  SELECT c.{id}, c.{att}, i.n FROM invalid i LEFT JOIN claimed c ON true"
-            ),
-            insert: format!(
-                "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
+    )
+}
+
+/// Inserts or replaces tasks given as parallel arrays.
+fn insert_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        id,
+        flow,
+        st,
+        err,
+        http,
+        created,
+        fin,
+        att,
+        obj,
+        ..
+    } = c;
+    format!(
+        "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[], $9::jsonb[])
                  ON CONFLICT ({id}) DO UPDATE SET {flow} = EXCLUDED.{flow}, {st} = EXCLUDED.{st}, {err} = EXCLUDED.{err},
                    {http} = EXCLUDED.{http}, {created} = EXCLUDED.{created}, {fin} = EXCLUDED.{fin}, {att} = EXCLUDED.{att}, {obj} = EXCLUDED.{obj}"
-            ),
-        })
-    }
+    )
 }
 
 /// [`TaskStore`] over FlowEngine's `tasks` table.
