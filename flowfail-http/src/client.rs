@@ -1,10 +1,10 @@
 //! The HTTP client every adapter shares: [`HttpOptions`], sending with the size limit, the
 //! mapping of transport errors and statuses to flowfail's [`Error`], and `Retry-After`.
 //!
-//! One call is one attempt unless the caller asks for retries ([`HttpOptions::max_retries`]):
-//! the responder's read loop is flowfail's only retry loop, and a page or a notification must
-//! not go out twice because the adapter tried again on its own. A throttled or unavailable
-//! answer's `Retry-After` travels on the returned error ([`Error::retry_after`]) instead.
+//! One call is one attempt: the responder's read loop is flowfail's only retry loop, and a page
+//! or a notification must not go out twice because the adapter tried again on its own. A
+//! throttled or unavailable answer's `Retry-After` travels on the returned error
+//! ([`Error::retry_after`]) instead.
 //!
 //! Secrets travel in headers (`x-api-key`), bodies (PagerDuty's routing key) and paths (webhook
 //! tokens), so the client never follows a redirect (a 3xx is an error naming the status and the
@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub(crate) const BACKEND: &str = "http";
 
-/// Timeouts, size limits and (opt-in) retries shared by every adapter.
+/// Timeouts and size limits shared by every adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpOptions {
@@ -29,14 +29,7 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// Refuse response bodies larger than this.
     pub max_response_bytes: usize,
-    /// Retries after the first attempt, only on 408, 429, 5xx and connection errors. Default
-    /// 0: one attempt per call, since the responder retries transient reads itself and a page
-    /// or notification must not be sent twice.
-    pub max_retries: u32,
-    /// First backoff of an explicit retry; doubles per retry (when the server gives no
-    /// `Retry-After`).
-    pub base_backoff: Duration,
-    /// The longest `Retry-After` honoured, and the cap on the delay an error carries.
+    /// The cap on the `Retry-After` delay an error carries.
     pub retry_after_cap: Duration,
 }
 
@@ -45,8 +38,6 @@ impl Default for HttpOptions {
         HttpOptions {
             timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
-            max_retries: 0,
-            base_backoff: Duration::from_millis(500),
             retry_after_cap: Duration::from_secs(60),
         }
     }
@@ -63,23 +54,6 @@ impl HttpOptions {
         self.max_response_bytes = n;
         self
     }
-    /// Sets the retry count (default 0: one attempt per call).
-    pub fn max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-    /// Sets the first backoff.
-    pub fn base_backoff(mut self, d: Duration) -> Self {
-        self.base_backoff = d;
-        self
-    }
-}
-
-/// How long to wait before retry `attempt` (0-based): the server's `Retry-After` capped at
-/// `retry_after_cap`, or exponential backoff.
-pub fn retry_wait(headers: &HeaderMap, attempt: u32, opts: &HttpOptions) -> Duration {
-    let backoff = opts.base_backoff.saturating_mul(1u32 << attempt.min(10));
-    retry_after(headers).map_or(backoff, |d| d.min(opts.retry_after_cap))
 }
 
 /// An HTTP client with flowfail's limits.
@@ -295,61 +269,27 @@ impl Http {
         Ok(Http { client, opts })
     }
 
-    /// Sends once, or, when the caller configured `max_retries`, retries on 429 (when
-    /// `retry_429`), 408, 5xx and connection errors; reads the body up to the size limit.
+    /// Sends once (an adapter never tries again on its own) and reads the body up to the size
+    /// limit.
     pub(crate) async fn send(
         &self,
         op: &'static str,
-        retry_429: bool,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response> {
-        let mut attempt = 0u32;
-        loop {
-            let backoff = retry_wait(&HeaderMap::new(), attempt, &self.opts);
-            let req = build(&self.client).build().map_err(|e| req_err(op, e))?;
-            check_scheme(op, req.url())?;
-            match self.client.execute(req).await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if (300..400).contains(&status) {
-                        return Err(redirect_err(op, &resp));
-                    }
-                    let retryable = (status == 429 && retry_429)
-                        || (500..=599).contains(&status)
-                        || status == 408;
-                    if retryable && attempt < self.opts.max_retries {
-                        let wait = retry_wait(resp.headers(), attempt, &self.opts);
-                        tracing::debug!(
-                            op,
-                            status,
-                            attempt,
-                            wait_ms = wait.as_millis() as u64,
-                            "retrying"
-                        );
-                        drop(resp);
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    let headers = resp.headers().clone();
-                    let body = self.read_body(op, resp).await?;
-                    return Ok(Response {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
-                Err(e) => {
-                    let e = req_err(op, e);
-                    if e.is_transient() && attempt < self.opts.max_retries {
-                        tokio::time::sleep(backoff).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
+        let req = build(&self.client).build().map_err(|e| req_err(op, e))?;
+        check_scheme(op, req.url())?;
+        let resp = self.client.execute(req).await.map_err(|e| req_err(op, e))?;
+        let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirect_err(op, &resp));
         }
+        let headers = resp.headers().clone();
+        let body = self.read_body(op, resp).await?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// A non-2xx answer as an error: kind and retryability from the status. A transient one
@@ -426,29 +366,22 @@ mod tests {
     use chrono::TimeDelta;
 
     #[test]
-    fn retry_after_is_honoured_up_to_the_cap() {
-        let o = HttpOptions::default();
+    fn retry_after_is_seconds_or_an_http_date() {
         let mut h = HeaderMap::new();
-        assert_eq!(retry_wait(&h, 0, &o), Duration::from_millis(500));
-        assert_eq!(retry_wait(&h, 2, &o), Duration::from_millis(2000));
+        assert_eq!(retry_after(&h), None);
         h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_wait(&h, 0, &o), Duration::from_secs(7));
-        h.insert(
-            reqwest::header::RETRY_AFTER,
-            HeaderValue::from_static("3600"),
-        );
-        assert_eq!(retry_wait(&h, 0, &o), Duration::from_secs(60));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(
             reqwest::header::RETRY_AFTER,
             HeaderValue::from_static("garbage"),
         );
-        assert_eq!(retry_wait(&h, 0, &o), Duration::from_millis(500));
+        assert_eq!(retry_after(&h), None);
         let date = (Utc::now() + TimeDelta::seconds(30)).to_rfc2822();
         h.insert(
             reqwest::header::RETRY_AFTER,
             HeaderValue::from_str(&date).unwrap(),
         );
-        let w = retry_wait(&h, 0, &o);
+        let w = retry_after(&h).unwrap();
         assert!(
             w <= Duration::from_secs(30) && w >= Duration::from_secs(28),
             "{w:?}"
@@ -500,12 +433,6 @@ mod tests {
             e.to_string(),
             "permission_denied in quota.anthropic (http): HTTP 401: authentication_error: invalid x-api-key"
         );
-    }
-
-    #[test]
-    fn one_attempt_by_default() {
-        assert_eq!(HttpOptions::default().max_retries, 0);
-        assert_eq!(HttpOptions::default().max_retries(2).max_retries, 2);
     }
 
     #[test]

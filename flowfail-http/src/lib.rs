@@ -6,7 +6,7 @@ mod quota;
 mod status;
 mod webhook;
 
-pub use client::{HttpOptions, retry_wait};
+pub use client::HttpOptions;
 pub use pager::PagerDuty;
 pub use quota::{AnthropicQuota, OpenAiQuota, VendorQuotas, parse_reset};
 pub use status::{StatusPageConfig, StatusPages};

@@ -77,10 +77,7 @@ impl PagerDuty {
         let url = format!("{}/v2/enqueue", self.base_url);
         let mut body = body;
         body["routing_key"] = serde_json::Value::String(key.expose_secret().to_owned());
-        let r = self
-            .http
-            .send(op, true, |c| c.post(&url).json(&body))
-            .await?;
+        let r = self.http.send(op, |c| c.post(&url).json(&body)).await?;
         if (200..300).contains(&r.status) {
             Ok(())
         } else {

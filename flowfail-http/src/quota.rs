@@ -113,7 +113,7 @@ impl AnthropicQuota {
         let body = serde_json::json!({"model": self.model, "messages": [{"role": "user", "content": "ping"}]});
         let r = self
             .http
-            .send("quota.anthropic", false, |c| {
+            .send("quota.anthropic", |c| {
                 c.post(&url)
                     .header("x-api-key", key.clone())
                     .header("anthropic-version", "2023-06-01")
@@ -163,7 +163,7 @@ impl AnthropicQuota {
             }
             let r = match self
                 .http
-                .send("quota.anthropic_usage", true, |c| {
+                .send("quota.anthropic_usage", |c| {
                     c.get(&url)
                         .header("x-api-key", key.clone())
                         .header("anthropic-version", "2023-06-01")
@@ -315,7 +315,7 @@ impl OpenAiQuota {
         let url = format!("{}{}", self.base_url, self.probe_path);
         let r = self
             .http
-            .send("quota.openai", false, |c| {
+            .send("quota.openai", |c| {
                 c.get(&url)
                     .header(reqwest::header::AUTHORIZATION, auth.clone())
             })

@@ -195,7 +195,7 @@ impl StatusPages {
         };
         const OP: &str = "status.summary";
         let url = format!("{}/api/v2/summary.json", cfg.base_url);
-        let r = self.http.send(OP, true, |c| c.get(&url)).await?;
+        let r = self.http.send(OP, |c| c.get(&url)).await?;
         if !(200..300).contains(&r.status) {
             return Err(self.http.status_err(OP, &r));
         }

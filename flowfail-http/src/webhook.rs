@@ -57,7 +57,7 @@ impl Notifier for Webhook {
         let url = self.url.expose_secret().to_owned();
         let r = self
             .http
-            .send("notifier.notify", true, |c| c.post(&url).json(&body))
+            .send("notifier.notify", |c| c.post(&url).json(&body))
             .await?;
         if !(200..300).contains(&r.status) {
             return Err(self.http.status_err("notifier.notify", &r));

@@ -1,6 +1,6 @@
 //! The HTTP adapters against local HTTP servers (wiremock): the conformance suite for each,
-//! hostile and malformed responses, one attempt per call by default, explicit retries,
-//! `Retry-After` on the error, and the canary-secret test.
+//! hostile and malformed responses, one attempt per call, `Retry-After` on the error, and the
+//! canary-secret test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,8 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flowfail_core::conformance;
 use flowfail_core::{
-    Delivery, ErrorKind, Notification, Notifier, Page, Pager, Quota, QuotaChecker, StatusPage,
-    VendorHealth,
+    ErrorKind, Notification, Notifier, Page, Pager, Quota, QuotaChecker, StatusPage, VendorHealth,
 };
 use flowfail_http::{
     AnthropicQuota, HttpOptions, OpenAiQuota, PagerDuty, StatusPageConfig, StatusPages,
@@ -25,7 +24,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CANARY: &str = "CANARY-sk-ant-api03-DO-NOT-LEAK-7f3a9c";
 
-/// The defaults (one attempt per call) with a shorter timeout.
+/// The defaults with a shorter timeout.
 fn opts() -> HttpOptions {
     HttpOptions::default().timeout(Duration::from_secs(5))
 }
@@ -333,18 +332,11 @@ async fn malformed_and_hostile_status_pages_are_unknown() {
     );
 }
 
-async fn pagerduty(server: &MockServer, retries: u32) -> PagerDuty {
+async fn pagerduty(server: &MockServer) -> PagerDuty {
     let mut keys = BTreeMap::new();
     keys.insert("on_call".to_owned(), secret(CANARY));
     keys.insert("sre".to_owned(), secret("sre-routing-key"));
-    PagerDuty::new(
-        server.uri(),
-        keys,
-        opts()
-            .max_retries(retries)
-            .base_backoff(Duration::from_millis(1)),
-    )
-    .unwrap()
+    PagerDuty::new(server.uri(), keys, opts()).unwrap()
 }
 
 #[tokio::test]
@@ -359,7 +351,7 @@ async fn pagerduty_passes_the_conformance_suite() {
         )
         .mount(&server)
         .await;
-    conformance::pager(&pagerduty(&server, 0).await, "on_call").await;
+    conformance::pager(&pagerduty(&server).await, "on_call").await;
     let reqs = server.received_requests().await.unwrap();
     let first: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
     assert_eq!(first["event_action"], "trigger");
@@ -387,7 +379,7 @@ async fn pages_carry_the_configured_severity_and_links_and_no_other_secret() {
         .respond_with(ResponseTemplate::new(202))
         .mount(&server)
         .await;
-    let pd = pagerduty(&server, 0)
+    let pd = pagerduty(&server)
         .await
         .severity("warning")
         .unwrap()
@@ -477,7 +469,7 @@ async fn an_unknown_severity_is_refused_and_every_known_one_is_sent() {
         .respond_with(ResponseTemplate::new(202))
         .mount(&server)
         .await;
-    let e = pagerduty(&server, 0).await.severity("fatal").unwrap_err();
+    let e = pagerduty(&server).await.severity("fatal").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(
         e.to_string().contains("\"fatal\"")
@@ -485,7 +477,7 @@ async fn an_unknown_severity_is_refused_and_every_known_one_is_sent() {
         "{e}"
     );
     for (i, sev) in PagerDuty::SEVERITIES.iter().enumerate() {
-        let pd = pagerduty(&server, 0).await.severity(sev).unwrap();
+        let pd = pagerduty(&server).await.severity(sev).unwrap();
         let page = Page::new("on_call", format!("k{i}"), "s", serde_json::Value::Null);
         pd.page(&page).await.unwrap();
         let reqs = server.received_requests().await.unwrap();
@@ -511,13 +503,21 @@ async fn a_pager_answering_429_then_5xx_pages_exactly_once() {
         .respond_with(ResponseTemplate::new(202))
         .mount(&server)
         .await;
-    let pd = pagerduty(&server, 3).await;
+    let pd = pagerduty(&server).await;
     let page = Page::new(
         "on_call",
         "inc-1:page:on_call:quota_critical",
         "quota critical",
         serde_json::Value::Null,
     );
+    // One attempt per call: each refusal is a transient error, and the page is not taken as
+    // sent, so the caller's retry sends it again.
+    let e = pd.page(&page).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert!(e.is_transient(), "{e}");
+    let e = pd.page(&page).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.is_transient(), "{e}");
     assert_eq!(pd.page(&page).await.unwrap(), flowfail_core::Delivery::Sent);
     assert_eq!(
         pd.page(&page).await.unwrap(),
@@ -539,13 +539,13 @@ async fn a_pager_answering_429_then_5xx_pages_exactly_once() {
             .all(|k| k == "inc-1:page:on_call:quota_critical"),
         "every attempt carries the same dedup key"
     );
-    // A 400 is not retried.
+    // A 400: an error, one request.
     let bad = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400))
         .mount(&bad)
         .await;
-    let pd = pagerduty(&bad, 3).await;
+    let pd = pagerduty(&bad).await;
     assert!(pd.page(&page).await.is_err());
     assert_eq!(bad.received_requests().await.unwrap().len(), 1);
 }
@@ -556,7 +556,7 @@ async fn requests(server: &MockServer) -> usize {
 }
 
 #[tokio::test]
-async fn one_request_per_call_by_default() {
+async fn one_request_per_call() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503))
@@ -614,43 +614,6 @@ async fn one_request_per_call_by_default() {
 }
 
 #[tokio::test]
-async fn explicit_max_retries_still_retries() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let retrying = || opts().max_retries(2).base_backoff(Duration::from_millis(1));
-    let hook = Webhook::new(secret(&format!("{}/hook", server.uri())), retrying()).unwrap();
-    assert_eq!(
-        hook.notify(&Notification::new("stakeholders", "k", "m"))
-            .await
-            .unwrap(),
-        Delivery::Sent
-    );
-    assert_eq!(requests(&server).await, 2, "503, then accepted");
-
-    // Retries run out: the first attempt and two retries, then the error.
-    let down = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(502))
-        .mount(&down)
-        .await;
-    let hook = Webhook::new(secret(&format!("{}/hook", down.uri())), retrying()).unwrap();
-    let e = hook
-        .notify(&Notification::new("stakeholders", "k", "m"))
-        .await
-        .unwrap_err();
-    assert!(e.is_transient(), "{e}");
-    assert_eq!(requests(&down).await, 3);
-}
-
-#[tokio::test]
 async fn retry_after_travels_on_the_error_capped() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -663,7 +626,7 @@ async fn retry_after_travels_on_the_error_capped() {
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "3600"))
         .mount(&server)
         .await;
-    let pd = pagerduty(&server, 0).await;
+    let pd = pagerduty(&server).await;
     let e = pd
         .page(&Page::new("on_call", "k", "s", serde_json::Value::Null))
         .await
@@ -764,17 +727,12 @@ async fn canary_secrets_never_appear_in_logs_errors_or_debug_output() {
         .admin_usage(secret(CANARY), 1000);
     seen.push(format!("{quota:?}"));
     seen.push(format!("{:?}", quota.quota("anthropic").await));
-    let quota = AnthropicQuota::new(
-        server.uri(),
-        secret(CANARY),
-        opts().max_retries(1).base_backoff(Duration::from_millis(1)),
-    )
-    .unwrap();
+    let quota = AnthropicQuota::new(server.uri(), secret(CANARY), opts()).unwrap();
     seen.push(format!("{:?}", quota.quota("anthropic").await));
     seen.push(format!("{:?}", quota.quota("anthropic").await));
     let openai = OpenAiQuota::new(server.uri(), secret(CANARY), opts()).unwrap();
     seen.push(format!("{openai:?} {:?}", openai.quota("openai").await));
-    let pd = pagerduty(&server, 1).await;
+    let pd = pagerduty(&server).await;
     seen.push(format!("{pd:?}"));
     let e = pd
         .page(&Page::new("on_call", "k", "s", serde_json::Value::Null))

@@ -15,17 +15,7 @@ use flowfail_core::{
 
 use crate::conn::{BACKEND, TASK_MIGRATION_LOCK, client, decode_err, ident, pg_err, qualified};
 
-const OP_CLAIM: &str = "task.claim_due_retries";
 const OP_SCHEDULE: &str = "task.schedule_retries";
-
-/// What [`TaskId::parse`] accepts, as a PostgreSQL regular expression (compared under the `C`
-/// collation, so the ranges are ASCII). A due retry whose id does not match is never claimed.
-const TASK_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
-
-/// How long a claim of a due retry holds (15 minutes). A `running` row claimed (by
-/// [`PgTaskStore::claim_due_retries`]) longer ago than this is taken to belong to a worker that
-/// died, and may be claimed again by another. Change it with [`PgTaskStore::with_claim_lease`].
-const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn status_str(s: TaskStatus) -> &'static str {
     match s {
@@ -161,79 +151,82 @@ struct TaskSql {
     current: String,
     get_many: String,
     mark_final: String,
-    claim_due: String,
     insert: String,
+}
+
+/// The task table's column names, validated and quoted.
+struct Cols {
+    id: String,
+    flow: String,
+    st: String,
+    err: String,
+    http: String,
+    created: String,
+    fin: String,
+    att: String,
+    obj: String,
+    nb: String,
+    by: String,
+}
+
+impl Cols {
+    fn new(c: &TaskColumns) -> Result<Self> {
+        Ok(Cols {
+            id: ident(&c.task_id)?,
+            flow: ident(&c.flow_type)?,
+            st: ident(&c.status)?,
+            err: ident(&c.error_message)?,
+            http: ident(&c.http_status)?,
+            created: ident(&c.created_at)?,
+            fin: ident(&c.finished_at)?,
+            att: ident(&c.attempts)?,
+            obj: ident(&c.task_object)?,
+            nb: ident(&c.retry_not_before)?,
+            by: ident(&c.claimed_by)?,
+        })
+    }
+
+    /// The columns a [`Task`] is decoded from, in [`decode_task`]'s order.
+    fn task_select(&self) -> String {
+        let Cols {
+            id,
+            flow,
+            st,
+            err,
+            http,
+            created,
+            fin,
+            att,
+            ..
+        } = self;
+        format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}")
+    }
 }
 
 impl TaskSql {
     fn new(t: &TaskTable) -> Result<Self> {
         let tbl = qualified(t.schema.as_deref(), &t.table)?;
-        let c = &t.columns;
-        let (id, flow, st, err, http, created, fin, att, obj, nb, by) = (
-            ident(&c.task_id)?,
-            ident(&c.flow_type)?,
-            ident(&c.status)?,
-            ident(&c.error_message)?,
-            ident(&c.http_status)?,
-            ident(&c.created_at)?,
-            ident(&c.finished_at)?,
-            ident(&c.attempts)?,
-            ident(&c.task_object)?,
-            ident(&c.retry_not_before)?,
-            ident(&c.claimed_by)?,
-        );
-        let idx = ident(&format!(
-            "{}_status_created_idx",
-            t.table.chars().take(40).collect::<String>()
-        ))?;
-        let done_idx = ident(&format!(
-            "{}_done_at_idx",
-            t.table.chars().take(40).collect::<String>()
-        ))?;
-        let select_cols = format!("{id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}");
-        // Due: a scheduled retry whose time has come, or a claim whose lease ran out ($4 is
-        // `now - lease`; a claim stores its time in `retry_not_before`).
-        let due = format!(
-            "(({st} = 'pending' AND ({nb} IS NULL OR {nb} <= $3))
-              OR ({st} = 'running' AND {by} IS NOT NULL AND {nb} <= $4))"
-        );
-        let valid_id = format!("({id} COLLATE \"C\" ~ '{TASK_ID_PATTERN}')");
+        let c = Cols::new(&t.columns)?;
+        let Cols {
+            id,
+            st,
+            created,
+            obj,
+            att,
+            nb,
+            by,
+            ..
+        } = &c;
+        let select_cols = c.task_select();
         Ok(TaskSql {
-            create: format!(
-                "CREATE TABLE IF NOT EXISTS {tbl} (
-                    {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
-                    {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
-                    {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
-                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);
-                 CREATE INDEX IF NOT EXISTS {done_idx} ON {tbl} ((coalesce({fin}, {created}))) INCLUDE ({st}, {fin}, {created});"
-            ),
+            create: create_sql(&tbl, &t.table, &c)?,
             recent_failed: format!(
                 "SELECT {select_cols} FROM {tbl} WHERE {st} = 'failed' ORDER BY {created} DESC, {id} LIMIT $1"
             ),
-            // Two independent counts, each served by its own index: the window by the expression
-            // index `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the
-            // tasks in flight by `<table>_status_created_idx`. One scan filtered on `window OR in
-            // flight` read the whole table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
-            counts: format!(
-                "SELECT w.succeeded, w.failed, f.in_flight FROM
-                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
-                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
-                      FROM {tbl}
-                     WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
-                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
-            ),
+            counts: counts_sql(&tbl, &c),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1"),
-            // One UPDATE joined to the request arrays, returning the request's position. No
-            // join between CTEs: with statistics that lag the table (all rows just flipped from
-            // failed to pending), PostgreSQL plans such a join as a nested loop over the CTE,
-            // quadratic in the batch — seconds for 10,000 tasks.
-            schedule_batch: format!(
-                "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
-                 FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
-                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
-                 RETURNING r.ord, t.{att}"
-            ),
+            schedule_batch: schedule_batch_sql(&tbl, &c),
             current_many: format!(
                 "SELECT {id}, {st}, {att} FROM {tbl} WHERE {id} = ANY($1::text[])"
             ),
@@ -246,43 +239,115 @@ impl TaskSql {
             mark_final: format!(
                 "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
             ),
-            // Claims only rows whose id is a valid TaskId (the others stay as they are), and
-            // counts the due rows left for that reason: one row per claimed task, or a single
-            // row with a NULL id when none was claimed; the count is on every row.
-            claim_due: format!(
-                "WITH claimed AS (
-                   UPDATE {tbl} SET {st} = 'running', {by} = $2, {nb} = $3
-                   WHERE {id} IN (
-                     SELECT {id} FROM {tbl}
-                     WHERE {due} AND {valid_id}
-                     ORDER BY {nb} NULLS FIRST, {id}
-                     LIMIT $1
-                     FOR UPDATE SKIP LOCKED)
-                   RETURNING {id}, {att}),
-                 invalid AS (SELECT count(*) AS n FROM {tbl} WHERE {due} AND NOT {valid_id})
-                 SELECT c.{id}, c.{att}, i.n FROM invalid i LEFT JOIN claimed c ON true"
-            ),
-            insert: format!(
-                "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
+            insert: insert_sql(&tbl, &c),
+        })
+    }
+}
+
+/// The development migration: the table `tbl` (named `table`) and the two indexes the queries
+/// need.
+fn create_sql(tbl: &str, table: &str, c: &Cols) -> Result<String> {
+    let Cols {
+        id,
+        flow,
+        st,
+        err,
+        http,
+        created,
+        fin,
+        att,
+        obj,
+        nb,
+        by,
+    } = c;
+    let idx = ident(&format!(
+        "{}_status_created_idx",
+        table.chars().take(40).collect::<String>()
+    ))?;
+    let done_idx = ident(&format!(
+        "{}_done_at_idx",
+        table.chars().take(40).collect::<String>()
+    ))?;
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {tbl} (
+                    {id} TEXT PRIMARY KEY, {flow} TEXT NOT NULL, {st} TEXT NOT NULL,
+                    {err} TEXT, {http} INTEGER, {created} TIMESTAMPTZ NOT NULL, {fin} TIMESTAMPTZ,
+                    {att} INTEGER NOT NULL DEFAULT 0, {obj} JSONB, {nb} TIMESTAMPTZ, {by} TEXT);
+                 CREATE INDEX IF NOT EXISTS {idx} ON {tbl} ({st}, {created} DESC);
+                 CREATE INDEX IF NOT EXISTS {done_idx} ON {tbl} ((coalesce({fin}, {created}))) INCLUDE ({st}, {fin}, {created});"
+    ))
+}
+
+/// Two independent counts, each served by its own index: the window by the expression index
+/// `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the tasks in flight
+/// by `<table>_status_created_idx`. One scan filtered on `window OR in flight` read the whole
+/// table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
+fn counts_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        st, created, fin, ..
+    } = c;
+    format!(
+        "SELECT w.succeeded, w.failed, f.in_flight FROM
+                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
+                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
+                      FROM {tbl}
+                     WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
+                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
+    )
+}
+
+/// One UPDATE joined to the request arrays, returning the request's position. No join between
+/// CTEs: with statistics that lag the table (all rows just flipped from failed to pending),
+/// PostgreSQL plans such a join as a nested loop over the CTE, quadratic in the batch —
+/// seconds for 10,000 tasks.
+fn schedule_batch_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        id,
+        st,
+        att,
+        nb,
+        by,
+        ..
+    } = c;
+    format!(
+        "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
+                 FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
+                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
+                 RETURNING r.ord, t.{att}"
+    )
+}
+
+/// Inserts or replaces tasks given as parallel arrays.
+fn insert_sql(tbl: &str, c: &Cols) -> String {
+    let Cols {
+        id,
+        flow,
+        st,
+        err,
+        http,
+        created,
+        fin,
+        att,
+        obj,
+        ..
+    } = c;
+    format!(
+        "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj})
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[], $9::jsonb[])
                  ON CONFLICT ({id}) DO UPDATE SET {flow} = EXCLUDED.{flow}, {st} = EXCLUDED.{st}, {err} = EXCLUDED.{err},
                    {http} = EXCLUDED.{http}, {created} = EXCLUDED.{created}, {fin} = EXCLUDED.{fin}, {att} = EXCLUDED.{att}, {obj} = EXCLUDED.{obj}"
-            ),
-        })
-    }
+    )
 }
 
 /// [`TaskStore`] over FlowEngine's `tasks` table.
 ///
 /// Every value is a bound parameter; table and column names come only from [`TaskTable`]
 /// (validated identifiers, quoted). Retries are scheduled in one statement for any number of
-/// tasks (`unnest`), each fenced on its attempt count; workers claim due retries with
-/// `FOR UPDATE SKIP LOCKED`, so two claimers never take the same task.
+/// tasks (`unnest`), each fenced on its attempt count.
 #[derive(Clone)]
 pub struct PgTaskStore {
     pool: Pool,
     sql: Arc<TaskSql>,
-    claim_lease: chrono::TimeDelta,
 }
 
 impl std::fmt::Debug for PgTaskStore {
@@ -348,17 +413,7 @@ impl PgTaskStore {
         Ok(PgTaskStore {
             pool,
             sql: Arc::new(TaskSql::new(table)?),
-            claim_lease: lease_delta(CLAIM_LEASE),
         })
-    }
-
-    /// The same store with claims of due retries holding for `lease` instead of the default
-    /// 15 minutes (see [`PgTaskStore::claim_due_retries`]). Pick it longer than a retry can
-    /// take: a live worker still running a retry whose lease ran out can see it claimed again.
-    #[must_use]
-    pub fn with_claim_lease(mut self, lease: std::time::Duration) -> Self {
-        self.claim_lease = lease_delta(lease);
-        self
     }
 
     async fn client(&self, op: &'static str) -> Result<deadpool_postgres::Object> {
@@ -420,66 +475,6 @@ impl PgTaskStore {
         .map_err(|e| pg_err("task.insert", e))
     }
 
-    /// Claims up to `limit` due retries for `worker` (`FOR UPDATE SKIP LOCKED`): they become
-    /// `running`, with `claimed_by = worker` and the claim time `now` in `retry_not_before`.
-    /// Two claimers never receive the same task. Returns (task, attempts).
-    ///
-    /// Due are `pending` rows whose `retry_not_before` is unset or not after `now`, and
-    /// `running` rows claimed by a worker (`claimed_by` set) more than the claim lease ago
-    /// (15 minutes unless [`PgTaskStore::with_claim_lease`]): the claims of a worker that died.
-    /// Such a row is claimed again as it is (same attempt count). Rows set `running` by
-    /// FlowEngine itself (no `claimed_by`), or claimed before claims recorded their time (no
-    /// `retry_not_before`), never expire.
-    ///
-    /// A due row whose id is not a valid [`TaskId`] is left untouched (status, claim, time),
-    /// and their number is logged as a warning (never the ids themselves).
-    pub async fn claim_due_retries(
-        &self,
-        limit: usize,
-        worker: &str,
-        now: Timestamp,
-    ) -> Result<Vec<(TaskId, u32)>> {
-        let c = self.client(OP_CLAIM).await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let expired_before = now
-            .checked_sub_signed(self.claim_lease)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let rows = c
-            .query(
-                &self.sql.claim_due,
-                &[&limit, &worker, &now, &expired_before],
-            )
-            .await
-            .map_err(|e| pg_err(OP_CLAIM, e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut invalid: i64 = 0;
-        for r in &rows {
-            invalid = r.try_get(2).map_err(|e| decode_err(OP_CLAIM, e))?;
-            let id: Option<String> = r.try_get(0).map_err(|e| decode_err(OP_CLAIM, e))?;
-            let att: Option<i32> = r.try_get(1).map_err(|e| decode_err(OP_CLAIM, e))?;
-            // The SQL claims only ids matching the TaskId pattern: a parse failure here would
-            // be a pattern out of step with `TaskId::parse`, not data to skip silently.
-            if let (Some(id), Some(att)) = (id, att) {
-                let id = TaskId::parse(&id).map_err(|_| {
-                    Error::new(
-                        ErrorKind::Unexpected,
-                        "claimed a task whose id is not a valid TaskId",
-                    )
-                    .with_operation(OP_CLAIM)
-                    .with_backend(BACKEND)
-                })?;
-                out.push((id, u32::try_from(att).unwrap_or(0)));
-            }
-        }
-        if invalid > 0 {
-            tracing::warn!(
-                skipped = invalid,
-                "left {invalid} due retries unclaimed: their task id is not a valid TaskId"
-            );
-        }
-        Ok(out)
-    }
-
     /// Schedules retries one statement per task (what a naive implementation does). Same
     /// semantics as [`TaskStore::schedule_retries`]; kept to measure the batched path against.
     pub async fn schedule_retries_row_by_row(
@@ -515,11 +510,6 @@ impl PgTaskStore {
         }
         Ok(out)
     }
-}
-
-/// `lease` as a chrono delta (saturating: a lease too long for it never expires in practice).
-fn lease_delta(lease: std::time::Duration) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// The status (text) and attempt count (integer) in columns `first` and `first + 1` of `row`.

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{TimeDelta, Utc};
@@ -124,51 +123,6 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [1, 2, 3]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stores_claiming_retries_each_get_every_task_once() {
-    let Some((tasks, _, schema, _)) = fresh().await else {
-        return;
-    };
-    let all = failed(400, "c");
-    tasks.insert(&all, &[]).await.unwrap();
-    let reqs: Vec<RetryRequest> = all
-        .iter()
-        .map(|t| RetryRequest::new(t.task_id.clone(), 0, Utc::now() - TimeDelta::seconds(1)))
-        .collect();
-    tasks.schedule_retries(&reqs).await.unwrap();
-    // Two replicas, separate pools, claiming in small rounds at the same time.
-    let a = PgTaskStore::new(
-        connect(&url(), 2).unwrap(),
-        &TaskTable::in_schema(schema.clone()),
-    )
-    .unwrap();
-    let b = PgTaskStore::new(
-        connect(&url(), 2).unwrap(),
-        &TaskTable::in_schema(schema.clone()),
-    )
-    .unwrap();
-    let claim = |s: PgTaskStore, w: &'static str| async move {
-        let mut got = Vec::new();
-        loop {
-            let batch = s.claim_due_retries(17, w, Utc::now()).await.unwrap();
-            if batch.is_empty() {
-                break got;
-            }
-            got.extend(batch.into_iter().map(|(id, _)| id));
-        }
-    };
-    let (ga, gb) = tokio::join!(
-        tokio::spawn(claim(a, "replica-a")),
-        tokio::spawn(claim(b, "replica-b"))
-    );
-    let (ga, gb) = (ga.unwrap(), gb.unwrap());
-    let sa: HashSet<_> = ga.iter().cloned().collect();
-    let sb: HashSet<_> = gb.iter().cloned().collect();
-    assert!(sa.is_disjoint(&sb), "a task was claimed twice");
-    assert_eq!(sa.len() + sb.len(), 400, "every task claimed");
-    assert_eq!(ga.len() + gb.len(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,10 +308,9 @@ async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
         Utc::now(),
     );
     tasks.insert(&[pending], &[]).await.unwrap();
-    let e = tasks
-        .claim_due_retries(10, "w", Utc::now())
-        .await
-        .unwrap_err();
+    // Not retryable: the task's current status and attempts are read to say why.
+    let req = RetryRequest::new(TaskId::parse("p-0").unwrap(), 0, Utc::now());
+    let e = tasks.schedule_retries(&[req]).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unexpected, "{e}");
     assert!(!e.is_transient(), "{e}");
     let e = ledger

@@ -277,13 +277,8 @@ impl Cluster {
         else {
             return;
         };
-        let uid = d
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         let template = stripped(&d["spec"]["template"]);
-        let sets = self.owned_sets(ns, &uid);
+        let sets = self.owned_sets(ns, &uid_of(&d));
         let max = sets
             .iter()
             .map(|(_, rs)| revision_of(rs))
@@ -293,52 +288,81 @@ impl Cluster {
             .iter()
             .find(|(_, rs)| stripped(&rs["spec"]["template"]) == template);
         let current_rev = current.map(|(_, rs)| revision_of(rs)).unwrap_or(0);
-        let rev = if current.is_some() && current_rev == max {
-            // The controller keeps the new ReplicaSet's change cause in step with the
-            // Deployment's, even when only the annotation changed.
-            if let (Some((rs_name, rs)), Some(cause)) = (current, change_cause(&d))
-                && rs.pointer("/metadata/annotations/kubernetes.io~1change-cause") != Some(&cause)
-            {
-                let key = (ns.to_owned(), rs_name.clone());
-                let rv = self.next_rv();
-                if let Some(stored) = self.replicasets.get_mut(&key) {
-                    stored["metadata"]["annotations"][CHANGE_CAUSE] = cause;
-                    stored["metadata"]["resourceVersion"] = json!(rv);
-                }
+        let rev = match current {
+            Some((rs_name, rs)) if current_rev == max => {
+                self.sync_change_cause(ns, rs_name, rs, &d);
+                max
             }
-            max
-        } else {
-            let h = hash(&template);
-            let rs_name = format!("{name}-{h}");
-            let rv = self.next_rv();
-            let mut labels = template["metadata"]["labels"].clone();
-            labels["pod-template-hash"] = json!(h);
-            let mut t = template.clone();
-            t["metadata"]["labels"] = labels.clone();
-            let mut sel = d["spec"]["selector"]["matchLabels"].clone();
-            sel["pod-template-hash"] = json!(h);
-            let created = current
-                .map(|(_, rs)| rs["metadata"]["creationTimestamp"].clone())
-                .unwrap_or_else(|| {
-                    json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                });
-            let mut annotations =
-                json!({"deployment.kubernetes.io/revision": (max + 1).to_string()});
-            if let Some(cause) = change_cause(&d) {
-                annotations[CHANGE_CAUSE] = cause;
+            _ => {
+                let previous = current.map(|(_, rs)| rs);
+                self.create_replica_set(ns, name, &d, &template, previous, max + 1);
+                max + 1
             }
-            let rs = json!({
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": rs_name, "namespace": ns, "uid": format!("uid-rs-{h}"), "resourceVersion": rv,
-                    "labels": labels, "creationTimestamp": created,
-                    "annotations": annotations,
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
-                "spec": {"replicas": d["spec"]["replicas"].clone(), "selector": {"matchLabels": sel}, "template": t},
-                "status": {"replicas": 0}
-            });
-            self.replicasets.insert((ns.to_owned(), rs_name), rs);
-            max + 1
         };
+        self.roll_out(ns, name, rev);
+    }
+
+    /// The controller keeps the new ReplicaSet's change cause in step with the Deployment's,
+    /// even when only the annotation changed.
+    fn sync_change_cause(&mut self, ns: &str, rs_name: &str, rs: &Value, d: &Value) {
+        if let Some(cause) = change_cause(d)
+            && rs.pointer("/metadata/annotations/kubernetes.io~1change-cause") != Some(&cause)
+        {
+            let key = (ns.to_owned(), rs_name.to_owned());
+            let rv = self.next_rv();
+            if let Some(stored) = self.replicasets.get_mut(&key) {
+                stored["metadata"]["annotations"][CHANGE_CAUSE] = cause;
+                stored["metadata"]["resourceVersion"] = json!(rv);
+            }
+        }
+    }
+
+    /// Stores the ReplicaSet of Deployment `d`'s pod template (already `stripped`) with
+    /// `revision`. `previous` is the ReplicaSet an old template had, if it is being revived:
+    /// its creation time is kept.
+    fn create_replica_set(
+        &mut self,
+        ns: &str,
+        name: &str,
+        d: &Value,
+        template: &Value,
+        previous: Option<&Value>,
+        revision: u64,
+    ) {
+        let h = hash(template);
+        let rs_name = format!("{name}-{h}");
+        let rv = self.next_rv();
+        let mut labels = template["metadata"]["labels"].clone();
+        labels["pod-template-hash"] = json!(h);
+        let mut t = template.clone();
+        t["metadata"]["labels"] = labels.clone();
+        let mut sel = d["spec"]["selector"]["matchLabels"].clone();
+        sel["pod-template-hash"] = json!(h);
+        let created = previous
+            .map(|rs| rs["metadata"]["creationTimestamp"].clone())
+            .unwrap_or_else(|| {
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            });
+        let mut annotations = json!({"deployment.kubernetes.io/revision": revision.to_string()});
+        if let Some(cause) = change_cause(d) {
+            annotations[CHANGE_CAUSE] = cause;
+        }
+        let uid = uid_of(d);
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": rs_name, "namespace": ns, "uid": format!("uid-rs-{h}"), "resourceVersion": rv,
+                "labels": labels, "creationTimestamp": created,
+                "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"replicas": d["spec"]["replicas"].clone(), "selector": {"matchLabels": sel}, "template": t},
+            "status": {"replicas": 0}
+        });
+        self.replicasets.insert((ns.to_owned(), rs_name), rs);
+    }
+
+    /// Sets the Deployment's revision, a new `resourceVersion`, and its status as the rollout
+    /// mode has it (a paused Deployment's status is complete).
+    fn roll_out(&mut self, ns: &str, name: &str, rev: u64) {
         let rv = self.next_rv();
         let mode = self.rollout;
         let Some(d) = self.deployments.get_mut(&(ns.to_owned(), name.to_owned())) else {
@@ -370,6 +394,14 @@ impl Cluster {
             "readyReplicas": available, "availableReplicas": available,
             "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}, progressing]});
     }
+}
+
+/// A Deployment's uid (empty if it has none).
+fn uid_of(d: &Value) -> String {
+    d.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl FakeApiServer {
