@@ -3,16 +3,13 @@
 //! what flowfail found only if the Deployment still holds the value flowfail set — as closing
 //! does — and never writes without having read the Deployment (no read, no precondition: wait).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use flowfail_core::memory::World;
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, ErrorKind, Policy, Quota, QuotaUsage};
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 const BREAKER: &str = "ENABLE_CIRCUIT_BREAKER";
 

@@ -1,8 +1,5 @@
 //! Helpers shared by the scenario-driven integration tests of this crate.
 
-// Each test crate uses the part it needs.
-#![allow(dead_code, clippy::unwrap_used)]
-
 use flowfail_core::replay::Scenario;
 
 /// A scenario of `testdata/scenarios/` by name (or of its `extra/` folder).

@@ -1,15 +1,12 @@
 //! The four incident scenarios, replayed end to end, with the runbook's semantics asserted.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use chrono::TimeDelta;
 use flowfail_core::TaskId;
 use flowfail_core::memory::World;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail_core::report::{ActionFields, ActionRecord, Outcome, Report};
 
-mod support;
-use support::load;
+use crate::support::load;
 
 fn run(name: &str) -> (Report, World) {
     replay_blocking(&load(name), &ReplayOptions::default()).unwrap()

@@ -3,8 +3,6 @@
 //! never more attempts than the policy allows, no mutation with the kill switch on, none in a
 //! dry run.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -9,8 +9,6 @@
 //!
 //! Cases: 64 by default; `FLOWFAIL_MODEL_CASES=N` runs N.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 

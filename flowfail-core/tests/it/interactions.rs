@@ -3,8 +3,6 @@
 //! ports are the scenario's in-memory world; the mocked one is swapped in with the public
 //! `Ports` builder.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

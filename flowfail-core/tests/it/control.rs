@@ -3,8 +3,6 @@
 //! refused control calls, and the stakeholders' end-of-outage notice. Assertions are on the
 //! in-memory peers' raw call logs and state, not on flowfail's report alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use flowfail_core::control;
@@ -13,8 +11,7 @@ use flowfail_core::replay::{ReplayOptions, replay};
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, ErrorKind, IncidentStore, Policy};
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 struct Setup {
     world: World,

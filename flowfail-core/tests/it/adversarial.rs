@@ -4,10 +4,9 @@
 //! exception names — and genuine vendor errors that quote a prompt
 //! (`scripts/adversarial-corpus.py` writes it).
 //!
-//! Prints accuracy per family (`cargo test --test adversarial -- --nocapture`) and fails on any
-//! message steered: classified as anything but what it is, or a validation failure retryable.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Prints accuracy per family (`cargo test -p flowfail-core --test it adversarial:: --
+//! --nocapture`) and fails on any message steered: classified as anything but what it is, or a
+//! validation failure retryable.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

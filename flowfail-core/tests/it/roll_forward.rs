@@ -3,8 +3,6 @@
 //! the same world rolls back again — onto the bad revision flowfail just removed. The cool-down
 //! after an escalation is in the ledger; so are the revisions flowfail rolled away from.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +15,7 @@ use flowfail_core::respond::{Responder, Supervisor};
 use flowfail_core::{Clock, FlowType, Policy, Task, TaskId, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
-mod support;
-use support::paused;
+use crate::support::paused;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2025-11-13T10:00:00Z")

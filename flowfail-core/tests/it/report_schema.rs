@@ -3,8 +3,6 @@
 //! `testdata/scenarios` (and `extra/`), replayed for real and as a dry run, and reject a report
 //! that was tampered with.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::{Path, PathBuf};
 
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};

@@ -2,12 +2,10 @@
 //! HTTP clients, validators and runtimes FlowEngine meets, each with its provenance, and
 //! healthy log lines that use the same words.
 //!
-//! Prints accuracy per source and per kind (`cargo test --test corpus -- --nocapture`), and
-//! fails on any dangerous error — a failure the runbook must not retry classed retryable, or
+//! Prints accuracy per source and per kind (`cargo test -p flowfail-core --test it corpus:: --
+//! --nocapture`), and fails on any dangerous error — a failure the runbook must not retry classed retryable, or
 //! one it retries classed not retryable — on accuracy under 97 %, and on a healthy line counted
 //! as a failure.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

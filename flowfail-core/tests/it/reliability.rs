@@ -2,8 +2,6 @@
 //! loops, retry storms, stale data, self-protection. Each test tries to make an incident
 //! bigger and checks that flowfail does not.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +21,7 @@ use flowfail_core::{
 };
 use proptest::prelude::*;
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 /// A scenario's world, and the invariants N1-N7 (`flowfail_core::invariants`), checked on the
 /// world when the test's `Setup` is dropped: after every test here that builds one.

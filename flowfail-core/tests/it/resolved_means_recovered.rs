@@ -7,8 +7,6 @@
 //! The in-memory TaskDB leaves an unscripted retry `pending`, as a real TaskDB with no worker
 //! does; the test plays FlowEngine's worker with `set_status`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -18,8 +16,7 @@ use flowfail_core::replay::Scenario;
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, ErrorKind, Policy, TaskId, TaskStatus};
 
-mod support;
-use support::paused;
+use crate::support::paused;
 
 /// 30 timeouts (no context bundle: retried as they are) beside 150 successes; retries are not
 /// scripted, so they stay `pending` until the test's worker runs them.

@@ -2,8 +2,6 @@
 //! replica whose claim another replica superseded sets no env var, retries nothing, prunes
 //! nothing and pages nobody.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +11,7 @@ use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, TimelineEntry};
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, Policy, Result, Timestamp};
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 /// Every mutating call to a port of the world other than the ledger.
 fn world_mutations(w: &World) -> Vec<Call> {

@@ -1,8 +1,6 @@
 //! The human timeline groups repeated per-task actions (and `to_text_verbose` does not), and
 //! both the timeline and the Markdown record render text from outside inert.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use chrono::{DateTime, TimeDelta, Utc};
 use flowfail_core::FailureKind;
 use flowfail_core::decide::{Finding, Skip};

@@ -1,7 +1,5 @@
 //! The conformance suite against every in-memory backend.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::conformance;
 use flowfail_core::memory::*;
 

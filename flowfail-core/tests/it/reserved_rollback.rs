@@ -3,8 +3,6 @@
 //! not reported as applied or verified, and does not hold back the new-failure-mode page. One
 //! that did land before the kill is recorded as applied and verified.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +17,7 @@ use flowfail_core::{
     Result, RolloutStatus,
 };
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 /// A Deployment whose rollback call never returns, and, unless `land` is set, never reaches
 /// the API: the process is killed while it waits.

@@ -2,8 +2,6 @@
 //! tenant whose TaskObjects echo vendor words (`input_value='rate_limit_error'`) into their
 //! validation errors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::FailureKind;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail_core::report::{ActionFields, Outcome, Report};

@@ -1,8 +1,6 @@
 //! The archive-then-conditional-write protocol of prune-context, with injected conflicts,
 //! failed archives, lost replies and crashes: no bundle is ever lost.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;

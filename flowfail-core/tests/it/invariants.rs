@@ -3,8 +3,6 @@
 //! are in no incident's record, which N7 reports too: those tests leave N7 out, and N7's own
 //! tests break it on a real incident's record.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::invariants::{CallMark, Invariants};
 use flowfail_core::memory::{World, synthesize_bundle};
 use flowfail_core::ports::{BundleStore, IncidentStore, Page, Pager, TimelineEntry};

@@ -3,8 +3,6 @@
 //! the pager received carries the three message templates with their counts, an example and a
 //! proposed rule each; the post-incident record (JSON, Markdown, text) carries the same.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::FailureKind;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use regex::Regex;

@@ -1,7 +1,5 @@
 //! Users' rule files: what they can add, and what a bad file is told.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::classify::RuleSet;
 use flowfail_core::{ErrorKind, FailureKind};
 

@@ -2,16 +2,13 @@
 //! responders with different rules run side by side in one process and each classifies with
 //! its own.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 
 use flowfail_core::classify::RuleSet;
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, FailureKind};
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 #[test]
 fn two_responders_with_different_rules_in_one_process() {

@@ -2,8 +2,6 @@
 //! per incident, cheap idle passes, no second incident while an escalated one's alert still
 //! fires, the open incident picked up after a restart, old failures left alone, shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

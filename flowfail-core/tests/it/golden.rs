@@ -2,10 +2,8 @@
 //! the JSON report recorded in `testdata/golden/<name>.json`. A change to the engine that
 //! changes a report shows up here as a diff, to be explained in the commit.
 //!
-//! After an intended change: `FLOWFAIL_BLESS=1 cargo test -p flowfail-core --test golden`
+//! After an intended change: `FLOWFAIL_BLESS=1 cargo test -p flowfail-core --test it golden::`
 //! rewrites the golden files; review them with `git diff testdata/golden`.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

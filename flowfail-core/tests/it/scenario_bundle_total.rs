@@ -1,8 +1,6 @@
 //! Security review #15 (scenarios): every bundle is capped, and so is their total, since the
 //! replay synthesises each one in memory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
 use flowfail_core::ErrorKind;
 use flowfail_core::replay::Scenario;
 use serde_json::{Value, json};

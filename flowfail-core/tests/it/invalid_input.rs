@@ -1,14 +1,11 @@
 //! Invalid input is not a bad deploy: validation failures count toward a rollback only when
 //! they began with the deploy.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use flowfail_core::FailureKind;
 use flowfail_core::replay::{ReplayOptions, replay_blocking};
 use flowfail_core::report::{ActionFields, Outcome};
 
-mod support;
-use support::load;
+use crate::support::load;
 
 /// A tenant's invalid TaskObjects all hour, a healthy deploy 20 minutes ago, 36 % failing: the
 /// deploy is not rolled back, and the record says why.

@@ -2,8 +2,6 @@
 //! `set_env` and recording it leaves the intent; the next responder reconciles it with the
 //! Deployment, records the change as flowfail's, and restores it when the incident closes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +14,7 @@ use flowfail_core::{
 };
 use tokio::sync::Notify;
 
-mod support;
-use support::{load, paused};
+use crate::support::{load, paused};
 
 /// A Deployment whose `set_env` of `name` applies and then never answers: the process is
 /// stopped (its future dropped) between the call and anything it would record.
