@@ -1,40 +1,19 @@
 //! `flowfail triage` and `flowfail retry` against a real PostgreSQL TaskDB: what they do, and
 //! how PostgreSQL's errors reach the terminal (message, SQLSTATE, hint, advice, exit code).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use chrono::{TimeDelta, Utc};
 use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore};
 use flowfail_pg::{PgTaskStore, TaskTable, connect};
 use serde_json::Value;
 
+use crate::support::{flowfail_cmd, fresh_schema};
+
 fn url() -> String {
     flowfail_testkit::pg_url()
 }
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 async fn seeded() -> Option<(PgTaskStore, String)> {
-    let pool = connect(&url(), 2).unwrap();
-    let c = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url(), &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_cli_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    c.batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let (pool, schema) = fresh_schema(module_path!(), "ff_cli", 2).await?;
     let s = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
     s.migrate().await.unwrap();
     let now = Utc::now();
@@ -87,7 +66,7 @@ fn flowfail(args: &[&str]) -> (i32, Value) {
 
 /// Runs the binary with `FLOWFAIL_PG_URL=pg`: exit code, stdout as JSON, stderr.
 fn flowfail_at(args: &[&str], pg: &str) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let out = flowfail_cmd()
         .args(args)
         .env("FLOWFAIL_PG_URL", pg)
         .output()

@@ -1,28 +1,28 @@
 //! `--dry-run` and the `FLOWFAIL_KILL_SWITCH` environment variable on the two commands that
 //! change a backend (security review finding 8): `prune-context` against a bundle directory and
-//! `retry` against a real PostgreSQL TaskDB (skipped through `pg_unreachable` when there is
+//! `retry` against a real PostgreSQL TaskDB (skipped through `pg_unreachable_in` when there is
 //! none). With either, nothing changes: the directory is byte-identical afterwards (no archive
 //! directory) and the task's row reads back the same. A dry run exits as the real run would
 //! (0 or 1); the kill switch exits 1 and names the variable. A real run on the same fixtures
 //! does change them, so the fixtures can tell.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{TimeDelta, Utc};
 use flowfail_core::memory::synthesize_bundle;
 use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore};
-use flowfail_pg::{PgTaskStore, TaskTable, connect};
+use flowfail_pg::{PgTaskStore, TaskTable};
 use serde_json::Value;
+
+use crate::support::{flowfail_cmd, fresh_schema};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
 fn flowfail(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flowfail"));
+    let mut c = flowfail_cmd();
     c.args(args).env_remove("FLOWFAIL_KILL_SWITCH");
     for (k, v) in env {
         c.env(k, v);
@@ -181,23 +181,7 @@ fn url() -> String {
 
 /// A fresh schema with `t-ok` (a timeout, retryable) and `t-max` (out of attempts).
 async fn seeded() -> Option<(PgTaskStore, String)> {
-    let pool = connect(&url(), 2).unwrap();
-    let c = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url(), &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_cli_dry_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    c.batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let (pool, schema) = fresh_schema(module_path!(), "ff_cli_dry", 2).await?;
     let s = PgTaskStore::new(pool, &TaskTable::in_schema(schema.clone())).unwrap();
     s.migrate().await.unwrap();
     let old = Utc::now() - TimeDelta::minutes(10);

@@ -3,14 +3,13 @@
 //!
 //! Needs PostgreSQL (`FLOWFAIL_PG_URL`); skips without it unless `FLOWFAIL_PG_REQUIRED=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::PathBuf;
-use std::process::Command;
 
 use chrono::Utc;
 use flowfail_core::IncidentStore;
-use flowfail_pg::{PgIncidentStore, connect};
+use flowfail_pg::PgIncidentStore;
+
+use crate::support::{flowfail_cmd, fresh_schema};
 
 struct Ledger {
     pool: deadpool_postgres::Pool,
@@ -21,24 +20,7 @@ struct Ledger {
 
 async fn ledger() -> Option<Ledger> {
     let url = flowfail_testkit::pg_url();
-    let pool = connect(&url, 2).unwrap();
-    let c = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url, &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_cli_ctl_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    c.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    ))
-    .await
-    .unwrap();
+    let (pool, schema) = fresh_schema(module_path!(), "ff_cli_ctl", 2).await?;
     let store = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
     store.migrate().await.unwrap();
     let dir = std::env::temp_dir().join(format!("flowfail-control-cli-{schema}"));
@@ -85,7 +67,7 @@ tech_lead = {{ file = "{k}" }}
 impl Ledger {
     /// Runs the binary: exit code, stdout, stderr.
     fn flowfail(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        let out = flowfail_cmd()
             .args(args)
             .args(["--config", &self.config.display().to_string()])
             .env("USER", "test-operator")

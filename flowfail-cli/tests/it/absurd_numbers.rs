@@ -1,9 +1,7 @@
 //! Absurd numbers in a scenario or a policy are refused with a clear error (exit 1), never a
 //! panic (exit 101) from time arithmetic that overflows.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::process::Command;
+use crate::support::flowfail_cmd;
 
 fn respond_with(edit: impl Fn(&mut serde_json::Value)) -> (Option<i32>, String) {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -15,7 +13,7 @@ fn respond_with(edit: impl Fn(&mut serde_json::Value)) -> (Option<i32>, String) 
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{}.json", rand_name(&sc)));
     std::fs::write(&path, serde_json::to_vec(&sc).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let out = flowfail_cmd()
         .args(["respond", "--scenario"])
         .arg(&path)
         .output()

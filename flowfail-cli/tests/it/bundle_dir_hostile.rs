@@ -2,7 +2,6 @@
 //! others can write to. Links are never followed, only regular files are read, reads are
 //! capped, temporary files have random names and archives are 0600. Exit codes as the
 //! README's table says for prune-context: 1 for a bundle that cannot be pruned.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -11,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::flowfail_cmd;
+
 /// Runs `flowfail prune-context` on `dir` for `id`; a run that takes over 60 s is killed and
 /// the test fails (the code before the fix hung on a FIFO and read /dev/zero for ever).
 fn prune_context(dir: &Path, id: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let mut child = flowfail_cmd()
         .args([
             "prune-context",
             "--task-id",

@@ -1,16 +1,14 @@
 //! Security review finding 16: `--help` of the commands that read `FLOWFAIL_PG_URL` never
 //! prints its value, whose password would otherwise land in a terminal or a CI log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::process::Command;
+use crate::support::flowfail_cmd;
 
 const URL: &str = "postgres://u:s3cret@h/db";
 
 #[test]
 fn help_never_prints_the_value_of_flowfail_pg_url() {
     for cmd in ["triage", "retry"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        let out = flowfail_cmd()
             .args([cmd, "--help"])
             .env("FLOWFAIL_PG_URL", URL)
             .output()

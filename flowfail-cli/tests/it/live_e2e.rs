@@ -8,8 +8,6 @@
 //! Needs PostgreSQL (`FLOWFAIL_PG_URL`) and the local AWS API (`FLOWFAIL_AWS_ENDPOINT`); skips
 //! without them unless `FLOWFAIL_PG_REQUIRED=1` / `FLOWFAIL_AWS_REQUIRED=1` (CI).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,8 +22,11 @@ use flowfail_k8s::fake::FakeApiServer;
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::sync::RwLockReadGuard;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{flowfail_cmd, local_aws_shared};
 
 fn pg_url() -> String {
     flowfail_testkit::pg_url()
@@ -43,6 +44,8 @@ struct World {
     group: String,
     aws_endpoint: String,
     k8s: FakeApiServer,
+    /// Keeps `aws_denied` from switching the local AWS API's IAM enforcement on meanwhile.
+    _local_aws: RwLockReadGuard<'static, ()>,
     quota: MockServer,
     status: MockServer,
     pager: MockServer,
@@ -51,13 +54,14 @@ struct World {
 }
 
 async fn world(name: &str) -> Option<World> {
-    // A missing peer: one visible skip line per binary (or a failure with *_REQUIRED=1).
-    let aws_endpoint = flowfail_testkit::aws_endpoint()?;
+    // A missing peer: one visible skip line for this module (or a failure with *_REQUIRED=1).
+    let local_aws = local_aws_shared().await;
+    let aws_endpoint = flowfail_testkit::aws_endpoint_in(module_path!())?;
     let pool = connect(&pg_url(), 4).unwrap();
     let c = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            flowfail_testkit::pg_unreachable(&pg_url(), &e);
+            flowfail_testkit::pg_unreachable_in(module_path!(), &pg_url(), &e);
             return None;
         }
     };
@@ -129,6 +133,7 @@ async fn world(name: &str) -> Option<World> {
         bucket,
         group,
         aws_endpoint,
+        _local_aws: local_aws,
         k8s,
         quota,
         status,
@@ -261,7 +266,7 @@ step_timeout_s = 10
     /// Starts `flowfail run` with this config.
     fn run_config(&self, config: &std::path::Path, tag: &str) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("run-{tag}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        flowfail_cmd()
             .args(["run", "--config"])
             .arg(config)
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -459,7 +464,7 @@ step_timeout_s = 10
 
     /// Runs `flowfail pause|resume …` with this world's config; its exit code and stderr.
     fn control(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+        let out = flowfail_cmd()
             .args(args)
             .arg("--config")
             .arg(self.config("act"))
@@ -970,7 +975,7 @@ async fn shadow_mode_changes_nothing_and_records_the_decisions() {
 }
 
 fn check_config(config: &std::path::Path, offline: bool) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowfail"));
+    let mut cmd = flowfail_cmd();
     cmd.args(["check-config", "--config"]).arg(config);
     if offline {
         cmd.arg("--offline");
@@ -1276,7 +1281,7 @@ async fn d_a_grafana_webhook_starts_the_response_and_the_metrics_move() {
 /// A measurement, not a test: it asserts only that each alert led to a retry.
 ///
 /// ```bash
-/// cargo test --release -p flowfail-cli --test live_e2e p9_webhook -- --ignored --nocapture
+/// cargo test --release -p flowfail-cli --test it live_e2e::p9_webhook -- --ignored --nocapture
 /// ```
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark (P9): run it with --ignored --nocapture"]

@@ -2,8 +2,6 @@
 //! local AWS API (moto, `FLOWFAIL_AWS_ENDPOINT`): what they do, and how their errors reach the
 //! terminal (the AWS error code and message, advice, the exit code).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::Utc;
@@ -11,12 +9,14 @@ use flowfail_aws::{AwsOptions, load_config};
 use flowfail_core::TaskId;
 use flowfail_core::memory::synthesize_bundle;
 
+use crate::support::{flowfail_cmd, local_aws_shared};
+
 fn endpoint() -> Option<String> {
-    flowfail_testkit::aws_endpoint()
+    flowfail_testkit::aws_endpoint_in(module_path!())
 }
 
 fn flowfail(args: &[&str], endpoint: &str) -> (i32, serde_json::Value, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let out = flowfail_cmd()
         .args(args)
         .env("FLOWFAIL_AWS_ENDPOINT", endpoint)
         .env_remove("FLOWFAIL_PG_URL")
@@ -31,6 +31,7 @@ fn flowfail(args: &[&str], endpoint: &str) -> (i32, serde_json::Value, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triage_reads_cloudwatch_and_prune_context_works_on_s3() {
+    let _local_aws = local_aws_shared().await;
     let Some(ep) = endpoint() else { return };
     let cfg = load_config(&AwsOptions::local(ep.clone())).await;
     let n = Utc::now().timestamp_nanos_opt().unwrap_or(0);
@@ -165,6 +166,7 @@ fn prune_context(bucket: &str, task: &str, ep: &str) -> (i32, serde_json::Value,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_or_log_group_reaches_the_terminal_in_the_servers_words() {
+    let _local_aws = local_aws_shared().await;
     let Some(ep) = endpoint() else { return };
     let n = Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let bucket = format!("no-such-bundles-{n}");

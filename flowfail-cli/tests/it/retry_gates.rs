@@ -3,39 +3,22 @@
 //! incident's breaker is open, and a 5xx task while flowfail routes around an outage. Against a
 //! real PostgreSQL; the assertions read the task's row.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::process::Command;
-
 use chrono::{TimeDelta, Utc};
 use flowfail_core::breaker::Breaker;
 use flowfail_core::decide::{EnvRecord, IncidentState};
 use flowfail_core::{
     FlowType, IncidentStore, Policy, Task, TaskId, TaskStatus, TaskStore, detect::alert_from_counts,
 };
-use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
+use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable};
+
+use crate::support::{flowfail_cmd, fresh_schema};
 
 fn url() -> String {
     flowfail_testkit::pg_url()
 }
 
 async fn stores() -> Option<(PgTaskStore, PgIncidentStore, String)> {
-    let pool = connect(&url(), 2).unwrap();
-    let c = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url(), &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_cli_gates_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    c.batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let (pool, schema) = fresh_schema(module_path!(), "ff_cli_gates", 2).await?;
     let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
     tasks.migrate().await.unwrap();
     let ledger = PgIncidentStore::new(pool, Some(&schema)).unwrap();
@@ -63,7 +46,7 @@ async fn stores() -> Option<(PgTaskStore, PgIncidentStore, String)> {
 }
 
 fn retry(id: &str, schema: &str) -> (Option<i32>, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let out = flowfail_cmd()
         .args([
             "retry",
             "--task-id",

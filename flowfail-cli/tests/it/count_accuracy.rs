@@ -7,14 +7,12 @@
 //! words (`dispatching to lambda … timeout=45s`, INFO lines about 429s, rate limits and
 //! timeouts, the HTTP client's request log, WARN lines with a priority of 429).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+use crate::support::{flowfail_cmd, run_with_stdin};
 
 /// xorshift64*: the same log on every machine.
 struct Rng(u64);
@@ -142,18 +140,8 @@ fn labelled_log(lines: usize, seed: u64) -> (Vec<u8>, BTreeMap<String, u64>) {
 }
 
 fn count(args: &[&str], log: &[u8]) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = log.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let (out, written) = run_with_stdin(flowfail_cmd().args(args), log);
+    written.unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -2,18 +2,15 @@
 //! actions and fits on a screen; `--verbose` shows every action on a line of its own, as the
 //! JSON report (and the post-incident timeline) has them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
+use crate::support::flowfail_cmd;
+
 fn flowfail(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowfail"))
-        .args(args)
-        .output()
-        .unwrap()
+    flowfail_cmd().args(args).output().unwrap()
 }
 
 /// A bad deploy: 250 tasks failing with an error no rule knows, every third failing its first

@@ -1,12 +1,13 @@
 //! Security review #15 (classify): a JSON line is read up to 1 MiB; a longer one is an error
 //! for that line (with its input line number, like a malformed line), its rest is skipped
 //! without being buffered, and reading goes on.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
+
+use crate::support::{flowfail_cmd, run_with_stdin};
 
 const MIB: usize = 1 << 20;
 
@@ -64,7 +65,7 @@ fn an_over_long_line_is_an_error_for_that_line_and_reading_goes_on() {
 
 #[test]
 fn the_rest_of_an_over_long_line_is_not_buffered() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let mut child = flowfail_cmd()
         .arg("classify")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -106,19 +107,5 @@ fn the_rest_of_an_over_long_line_is_not_buffered() {
 }
 
 fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    run_with_stdin(flowfail_cmd().args(args), stdin).0
 }

@@ -3,35 +3,18 @@
 //! (the operating system refuses the connection, as it does for a stopped server). The cells
 //! that need a working PostgreSQL (`retry` 0 and 1) are checked in `pg_cli.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{flowfail_cmd, repo, run_with_stdin};
 
 fn flowfail(args: &[String], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowfail"))
-        .args(args)
+    let mut cmd = flowfail_cmd();
+    cmd.args(args)
         .env_remove("FLOWFAIL_PG_URL")
-        .env_remove("FLOWFAIL_AWS_ENDPOINT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+        .env_remove("FLOWFAIL_AWS_ENDPOINT");
+    run_with_stdin(&mut cmd, stdin).0
 }
 
 /// A port on which nothing listens: connecting to it is refused, as with a stopped server.

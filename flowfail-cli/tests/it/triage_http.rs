@@ -1,10 +1,10 @@
 //! `flowfail triage` with quota and vendor health from local HTTP servers: what it reports, and
 //! how an HTTP failure reaches the terminal (status, a key-free body excerpt, the OS error).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::flowfail_cmd;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triage_shows_quota_and_vendor_health() {
@@ -32,7 +32,7 @@ async fn triage_shows_quota_and_vendor_health() {
     let out = tokio::task::spawn_blocking({
         let (api, status) = (api.uri(), status.uri());
         move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_flowfail"))
+            flowfail_cmd()
                 .args([
                     "triage",
                     "--json",
@@ -104,7 +104,7 @@ async fn http_failures_reach_the_terminal_with_status_body_and_advice() {
     let out = tokio::task::spawn_blocking({
         let (api, status) = (api.uri(), status.uri());
         move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_flowfail"))
+            flowfail_cmd()
                 .args([
                     "triage",
                     "--json",

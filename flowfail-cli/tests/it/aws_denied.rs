@@ -3,15 +3,16 @@
 //! against the local AWS API (moto) with its IAM enforcement switched on.
 //!
 //! moto enforces IAM only when asked (`POST /moto-api/reset-auth`, a server-wide setting), so
-//! this is the only test of its binary (cargo runs test binaries one after another) and puts
-//! the previous setting back when it ends, however it ends.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! this test runs alone among the tests of this binary that call the local AWS API (it holds
+//! `support::local_aws_alone`, they hold `local_aws_shared`) and puts the previous setting back
+//! when it ends, however it ends.
 
 use std::io::{Read, Write};
 
 use aws_sdk_s3::primitives::ByteStream;
 use flowfail_aws::{AwsOptions, load_config};
+
+use crate::support::{flowfail_cmd, local_aws_alone};
 
 /// A plain HTTP/1.1 request to the local AWS API; returns the status and the body.
 fn http(endpoint: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
@@ -103,7 +104,7 @@ impl Drop for Enforced {
 }
 
 fn flowfail(args: &[&str], endpoint: &str, key: (&str, &str)) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowfail"))
+    let out = flowfail_cmd()
         .args(args)
         .env("FLOWFAIL_AWS_ENDPOINT", endpoint)
         .env("AWS_ACCESS_KEY_ID", key.0)
@@ -120,7 +121,10 @@ fn flowfail(args: &[&str], endpoint: &str, key: (&str, &str)) -> (i32, String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_permission_is_named_with_the_servers_words() {
-    let Some(ep) = flowfail_testkit::aws_endpoint() else {
+    // Before IAM enforcement goes on, and released after it is off again (`_enforced` is
+    // dropped first).
+    let _alone = local_aws_alone().await;
+    let Some(ep) = flowfail_testkit::aws_endpoint_in(module_path!()) else {
         return;
     };
     let n = std::process::id();
