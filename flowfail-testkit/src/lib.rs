@@ -12,11 +12,16 @@
 //! The count is the number of tests of the binary the run selects (the binary lists itself with
 //! the run's filters), so [`skip`] is for binaries whose every test needs the peer and
 //! [`skip_named`] for the others. With the peer's `*_REQUIRED=1` (CI) a skip is a failure.
+//!
+//! A test binary made of several modules (`tests/it/main.rs` declaring `mod pg_cli;` ...)
+//! uses the `_in` forms ([`pg_unreachable_in`], [`aws_endpoint_in`], [`skip_in`]) with the
+//! caller's `module_path!()`: the line is printed once per peer per module and counts that
+//! module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
 
 pub use flowfail_core::model::redact_url;
 use std::io::Write;
 use std::process::Command;
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 
 /// A server or tool that some tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,21 +86,45 @@ pub fn pg_unreachable(url: &str, why: &dyn std::fmt::Display) {
     skip(Peer::Postgres, &format!("at {}", redact_url(url)), why);
 }
 
+/// [`pg_unreachable`] for a module of a test binary whose every test needs PostgreSQL:
+/// `module` is the caller's `module_path!()`.
+pub fn pg_unreachable_in(module: &str, url: &str, why: &dyn std::fmt::Display) {
+    skip_in(
+        module,
+        Peer::Postgres,
+        &format!("at {}", redact_url(url)),
+        why,
+    );
+}
+
 /// `FLOWFAIL_AWS_ENDPOINT` when it is set and something accepts connections there; otherwise
 /// `None` after [`skip`] (or a failure with `FLOWFAIL_AWS_REQUIRED=1`). For binaries whose
 /// every test needs the local AWS API.
 pub fn aws_endpoint() -> Option<String> {
+    aws_endpoint_scoped(None)
+}
+
+/// [`aws_endpoint`] for a module of a test binary whose every test needs the local AWS API:
+/// `module` is the caller's `module_path!()`.
+pub fn aws_endpoint_in(module: &str) -> Option<String> {
+    aws_endpoint_scoped(Some(module))
+}
+
+fn aws_endpoint_scoped(module: Option<&str>) -> Option<String> {
+    let skip = |place: &str, why: &dyn std::fmt::Display| match module {
+        Some(m) => skip_in(m, Peer::LocalAws, place, why),
+        None => skip(Peer::LocalAws, place, why),
+    };
     match std::env::var("FLOWFAIL_AWS_ENDPOINT") {
         Ok(e) if !e.is_empty() => match answers(&e) {
             Ok(()) => Some(e),
             Err(why) => {
-                skip(Peer::LocalAws, &format!("at {}", redact_url(&e)), &why);
+                skip(&format!("at {}", redact_url(&e)), &why);
                 None
             }
         },
         _ => {
             skip(
-                Peer::LocalAws,
                 ": FLOWFAIL_AWS_ENDPOINT is not set",
                 &"scripts/test-peers.sh starts moto and sets it",
             );
@@ -142,9 +171,38 @@ pub fn skip_named(peer: Peer, place: &str, why: &dyn std::fmt::Display, name_par
     skip_counting(peer, place, why, Some(name_part));
 }
 
+/// [`skip`] for the tests of one module of a test binary that holds several: `module` is the
+/// caller's `module_path!()` (`it::aws_cli`). The line is printed once per peer per module and
+/// counts the tests under that module (`aws_cli::...`). At a binary's root (`module_path!()`
+/// is the crate's name alone) this is [`skip`].
+pub fn skip_in(module: &str, peer: Peer, place: &str, why: &dyn std::fmt::Display) {
+    let Some(module) = test_module(module) else {
+        return skip(peer, place, why);
+    };
+    fail_if_required(peer, place, why);
+    static PRINTED: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let mut printed = PRINTED.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = (peer.index(), module.to_owned());
+    if printed.contains(&key) {
+        return;
+    }
+    let prefix = format!("{module}::");
+    let tests = selected_tests(|name| name.starts_with(&prefix));
+    let line = skip_line_in(peer, place, tests, Some(module));
+    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    printed.push(key);
+}
+
+/// The module path of a test binary's module without the crate's name (`it::aws_cli` is
+/// `aws_cli`), which is how libtest names its tests; `None` at the crate's root.
+fn test_module(module_path: &str) -> Option<&str> {
+    module_path.split_once("::").map(|(_, m)| m)
+}
+
 // Failing the calling test is this function's job when the peer is required.
 #[allow(clippy::panic)]
-fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Option<&str>) {
+fn fail_if_required(peer: Peer, place: &str, why: &dyn std::fmt::Display) {
     if peer.required() {
         panic!(
             "{}=1 but no {} {place}: {why}",
@@ -152,9 +210,17 @@ fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Opt
             peer.name()
         );
     }
+}
+
+fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Option<&str>) {
+    fail_if_required(peer, place, why);
     static PRINTED: [Once; 3] = [Once::new(), Once::new(), Once::new()];
     PRINTED[peer.index()].call_once(|| {
-        let line = skip_line(peer, place, selected_tests(part));
+        let line = skip_line(
+            peer,
+            place,
+            selected_tests(|name| part.is_none_or(|p| name.contains(p))),
+        );
         // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     });
@@ -162,22 +228,28 @@ fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Opt
 
 /// The skip line: `skipped N tests: no PEER PLACE (VAR=1 fails instead)`.
 pub fn skip_line(peer: Peer, place: &str, tests: Option<usize>) -> String {
+    skip_line_in(peer, place, tests, None)
+}
+
+/// The skip line of one module's tests: `skipped N tests in MODULE: no PEER PLACE (...)`.
+fn skip_line_in(peer: Peer, place: &str, tests: Option<usize>, module: Option<&str>) -> String {
     let what = match tests {
         Some(1) => "1 test".to_owned(),
         Some(n) => format!("{n} tests"),
         None => "the tests that need it".to_owned(),
     };
+    let scope = module.map(|m| format!(" in {m}")).unwrap_or_default();
     let sep = if place.starts_with(':') { "" } else { " " };
     format!(
-        "skipped {what}: no {}{sep}{place} ({}=1 fails instead)",
+        "skipped {what}{scope}: no {}{sep}{place} ({}=1 fails instead)",
         peer.name(),
         peer.required_var()
     )
 }
 
-/// How many tests of this binary the run selects (with `part`: whose name contains it), by
-/// asking the binary itself with the run's filters and `--list`.
-fn selected_tests(part: Option<&str>) -> Option<usize> {
+/// How many tests of this binary the run selects (those whose name `counts`), by asking the
+/// binary itself with the run's filters and `--list`.
+fn selected_tests(counts: impl Fn(&str) -> bool) -> Option<usize> {
     let exe = std::env::current_exe().ok()?;
     let out = Command::new(exe)
         .args(filter_args(std::env::args().skip(1)))
@@ -191,7 +263,7 @@ fn selected_tests(part: Option<&str>) -> Option<usize> {
     Some(
         text.lines()
             .filter_map(|l| l.strip_suffix(": test"))
-            .filter(|name| part.is_none_or(|p| name.contains(p)))
+            .filter(|name| counts(name))
             .count(),
     )
 }
@@ -252,6 +324,22 @@ mod tests {
         assert_eq!(
             skip_line(Peer::Kubectl, "on PATH", Some(1)),
             "skipped 1 test: no kubectl on PATH (FLOWFAIL_KUBECTL_REQUIRED=1 fails instead)"
+        );
+    }
+
+    #[test]
+    fn a_modules_skip_line_names_the_module() {
+        assert_eq!(test_module("it::aws_cli"), Some("aws_cli"));
+        assert_eq!(test_module("it::a::b"), Some("a::b"));
+        assert_eq!(test_module("aws_cli"), None);
+        assert_eq!(
+            skip_line_in(
+                Peer::LocalAws,
+                ": FLOWFAIL_AWS_ENDPOINT is not set",
+                Some(2),
+                Some("aws_cli")
+            ),
+            "skipped 2 tests in aws_cli: no local AWS API: FLOWFAIL_AWS_ENDPOINT is not set (FLOWFAIL_AWS_REQUIRED=1 fails instead)"
         );
     }
 

@@ -1,0 +1,168 @@
+//! Issue 17 #6: the claim epoch fences every mutation of the world, not only ledger writes. A
+//! replica whose claim another replica superseded sets no env var, retries nothing, prunes
+//! nothing and pages nobody.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowfail_core::memory::{Call, MemoryIncidentStore, World};
+use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, TimelineEntry};
+use flowfail_core::respond::Responder;
+use flowfail_core::{Clock, Policy, Result, Timestamp};
+
+use crate::support::{load, paused};
+
+/// Every mutating call to a port of the world other than the ledger.
+fn world_mutations(w: &World) -> Vec<Call> {
+    [
+        w.tasks.calls().mutations(),
+        w.bundles.calls().mutations(),
+        w.deployment.calls().mutations(),
+        w.pager.calls().mutations(),
+        w.notifier.calls().mutations(),
+    ]
+    .concat()
+}
+
+/// A ledger that, right after its first `claim` returns, lets another responder run a whole pass
+/// on the same ledger: the claim of the responder using this store is superseded before it acts.
+struct Overtaken {
+    inner: MemoryIncidentStore,
+    other: Arc<Responder>,
+    world: World,
+    /// The world's mutations right after the other responder's pass (set once).
+    after_other: Arc<Mutex<Option<usize>>>,
+}
+
+impl std::fmt::Debug for Overtaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overtaken").finish_non_exhaustive()
+    }
+}
+
+use flowfail_core::control::{Approval, Pause};
+
+#[async_trait]
+impl IncidentStore for Overtaken {
+    async fn open(
+        &self,
+        scope: &str,
+        key: &str,
+        at: Timestamp,
+        state: &serde_json::Value,
+    ) -> Result<(IncidentRecord, bool)> {
+        self.inner.open(scope, key, at, state).await
+    }
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        self.inner.find_open(scope).await
+    }
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>> {
+        self.inner.latest_closed(scope).await
+    }
+    async fn claim(&self, key: &str) -> Result<Epoch> {
+        let mine = self.inner.claim(key).await?;
+        let first = self.after_other.lock().unwrap().is_none();
+        if first {
+            let out = self.other.pass().await.unwrap();
+            assert!(out.incident_open);
+            *self.after_other.lock().unwrap() = Some(world_mutations(&self.world).len());
+        }
+        Ok(mine)
+    }
+    async fn get(&self, key: &str) -> Result<IncidentRecord> {
+        self.inner.get(key).await
+    }
+    async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {
+        self.inner.save_state(key, epoch, state).await
+    }
+    async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool> {
+        self.inner.reserve_effect(key, epoch, effect).await
+    }
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        self.inner.check_epoch(key, epoch).await
+    }
+    async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()> {
+        self.inner.append(key, epoch, entries).await
+    }
+    async fn close(
+        &self,
+        key: &str,
+        epoch: Epoch,
+        at: Timestamp,
+        post: &serde_json::Value,
+    ) -> Result<()> {
+        self.inner.close(key, epoch, at, post).await
+    }
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {
+        self.inner.set_pause(scope, pause).await
+    }
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>> {
+        self.inner.pause_flag(scope).await
+    }
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()> {
+        self.inner.add_approval(key, approval).await
+    }
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>> {
+        self.inner.approvals(key).await
+    }
+}
+
+fn responder(policy: &Policy, clock: &Clock, ports: flowfail_core::ports::Ports) -> Responder {
+    Responder::builder()
+        .ports(ports)
+        .policy(policy.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+/// Two responders on one ledger: A claims, B claims after it and acts; A, now stale, makes no
+/// raw call to any mutating port of the world for the rest of its pass.
+#[test]
+fn a_superseded_replica_mutates_nothing() {
+    for name in ["pilot-timeout", "rate-limit", "bad-deploy", "vendor-outage"] {
+        paused(async {
+            let sc = load(name);
+            let policy = sc.policy().unwrap();
+            let clock = Clock::tokio_anchored(sc.now);
+            let world = sc.world(&policy, clock.clone()).unwrap();
+            let b = Arc::new(responder(&policy, &clock, world.ports()));
+            let after_other = Arc::new(Mutex::new(None));
+            let ports = world
+                .ports_builder()
+                .incidents(Arc::new(Overtaken {
+                    inner: world.incidents.clone(),
+                    other: b,
+                    world: world.clone(),
+                    after_other: after_other.clone(),
+                }))
+                .build()
+                .unwrap();
+            let a = responder(&policy, &clock, ports);
+            let out = a.pass().await.unwrap();
+            let after_b = after_other.lock().unwrap().expect("B ran inside A's claim");
+            assert!(after_b > 0, "{name}: B acted in its pass");
+            let all = world_mutations(&world);
+            assert_eq!(
+                all.len(),
+                after_b,
+                "{name}: the stale replica made raw mutating calls: {:?}",
+                &all[after_b..]
+            );
+            assert!(
+                out.settled.is_none(),
+                "{name}: a stale pass settles nothing"
+            );
+            let r = a.report();
+            assert!(
+                r.data_gaps.iter().any(|g| g.contains("another responder")),
+                "{name}: {:?}",
+                r.data_gaps
+            );
+            // The next pass claims again and carries on (nothing is lost by stepping aside).
+            tokio::time::sleep(Duration::from_secs(policy.poll_interval_s)).await;
+            a.pass().await.unwrap();
+        });
+    }
+}

@@ -1,0 +1,292 @@
+//! The N1–N7 checker can fail: each invariant broken on purpose, by raw calls to the in-memory
+//! backends or by editing a record, is reported under its id. The raw calls that break N1–N6
+//! are in no incident's record, which N7 reports too: those tests leave N7 out, and N7's own
+//! tests break it on a real incident's record.
+
+use flowfail_core::invariants::{CallMark, Invariants};
+use flowfail_core::memory::{World, synthesize_bundle};
+use flowfail_core::ports::{BundleStore, IncidentStore, Page, Pager, TimelineEntry};
+use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail_core::{Clock, DeploymentController, FlowType, Policy, Task, TaskId, TaskStatus};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// The broken invariants among N1–N6.
+fn broken(inv: &Invariants, w: &World, p: &Policy) -> Vec<&'static str> {
+    all_broken(inv, w, p)
+        .into_iter()
+        .filter(|i| *i != "N7")
+        .collect()
+}
+
+fn all_broken(inv: &Invariants, w: &World, p: &Policy) -> Vec<&'static str> {
+    match inv.check(w, p) {
+        Ok(()) => Vec::new(),
+        Err(v) => v.0.iter().map(|v| v.invariant).collect(),
+    }
+}
+
+/// The N7 violations' details.
+fn n7(inv: &Invariants, w: &World, p: &Policy) -> Vec<String> {
+    match inv.check(w, p) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter()
+                .filter(|v| v.invariant == "N7")
+                .map(|v| v.detail)
+                .collect()
+        }
+    }
+}
+
+fn world() -> (World, Policy) {
+    let p = Policy::default();
+    (World::new(&p, Clock::manual(chrono::Utc::now())), p)
+}
+
+#[test]
+fn an_untouched_world_holds() {
+    let (w, p) = world();
+    assert!(Invariants::before(&w).check(&w, &p).is_ok());
+}
+
+#[test]
+fn n1_a_lost_or_over_retried_task_breaks_it() {
+    let (w, p) = world();
+    let id = TaskId::parse("t-1").unwrap();
+    w.tasks.insert(Task::new(
+        id.clone(),
+        FlowType::Plan,
+        TaskStatus::Failed,
+        chrono::Utc::now(),
+    ));
+    let inv = Invariants::before(&w);
+    w.tasks
+        .set_status(&id, TaskStatus::Running, chrono::Utc::now());
+    assert_eq!(broken(&inv, &w, &p), ["N1"]);
+}
+
+#[test]
+fn n2_a_replaced_bundle_without_its_archive_breaks_it() {
+    let (w, p) = world();
+    let id = TaskId::parse("t-1").unwrap();
+    let v = w.bundles.put(&id, synthesize_bundle(&id, 4000));
+    let inv = Invariants::before(&w);
+    rt().block_on(w.bundles.put_if_version(&id, b"{}", &v))
+        .unwrap();
+    assert_eq!(broken(&inv, &w, &p), ["N2"]);
+    // Archived under a checksum that does not match: still broken.
+    rt().block_on(
+        w.bundles
+            .put_archive(&id, "00", &synthesize_bundle(&id, 4000)),
+    )
+    .unwrap();
+    assert_eq!(broken(&inv, &w, &p), ["N2"]);
+}
+
+#[test]
+fn n3_an_open_incident_breaks_it_unless_allowed() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w);
+    rt().block_on(w.incidents.open(
+        "flowengine",
+        "k",
+        chrono::Utc::now(),
+        &serde_json::json!({}),
+    ))
+    .unwrap();
+    assert_eq!(broken(&inv, &w, &p), ["N3"]);
+    assert!(broken(&inv.open_incidents_allowed(), &w, &p).is_empty());
+}
+
+#[test]
+fn n4_a_second_rollback_breaks_it() {
+    let p = Policy::default();
+    let clock = Clock::manual(chrono::Utc::now());
+    let w = World::new(&p, clock.clone());
+    w.deployment.deploy(2, clock.now());
+    w.deployment.deploy(3, clock.now());
+    let inv = Invariants::before(&w).open_incidents_allowed();
+    let rt = rt();
+    for to in [2, 1] {
+        let rv = rt
+            .block_on(w.deployment.state("flowengine"))
+            .unwrap()
+            .resource_version;
+        rt.block_on(w.deployment.rollback(
+            "flowengine",
+            to,
+            &rv,
+            &flowfail_core::ChangeCause::default(),
+        ))
+        .unwrap();
+    }
+    assert_eq!(broken(&inv, &w, &p), ["N4"]);
+}
+
+#[test]
+fn n5_one_key_applied_twice_or_for_two_targets_breaks_it() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w);
+    let rt = rt();
+    let page = Page::new("on_call", "inc:page:x", "s", serde_json::json!({}));
+    rt.block_on(w.pager.page(&page)).unwrap();
+    assert!(broken(&inv, &w, &p).is_empty());
+    rt.block_on(w.pager.page(&page)).unwrap();
+    assert_eq!(broken(&inv, &w, &p), ["N5"]);
+    assert!(broken(&inv.clone().redelivery_allowed(), &w, &p).is_empty());
+    let other = Page::new("sre", "inc:page:x", "s", serde_json::json!({}));
+    rt.block_on(w.pager.page(&other)).unwrap();
+    assert_eq!(broken(&inv.redelivery_allowed(), &w, &p), ["N5"]);
+}
+
+#[test]
+fn n6_a_canary_anywhere_breaks_it() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w).canary("sk-ant-CANARY");
+    assert!(broken(&inv, &w, &p).is_empty());
+    assert_eq!(
+        broken(
+            &inv.clone().output("error: key sk-ant-CANARY refused"),
+            &w,
+            &p
+        ),
+        ["N6"]
+    );
+    let page = Page::new(
+        "on_call",
+        "k",
+        "leaked sk-ant-CANARY",
+        serde_json::json!({}),
+    );
+    rt().block_on(w.pager.page(&page)).unwrap();
+    assert_eq!(broken(&inv, &w, &p), ["N6"]);
+}
+
+/// A bad deploy replayed to its end (a rollback, its rollout, retries, pages): N1–N7 hold.
+fn replayed() -> (World, Policy, Invariants, flowfail_core::report::Report) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/scenarios/bad-deploy.json"
+    );
+    let sc = Scenario::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let p = sc.policy().unwrap();
+    let inv = Invariants::before(&sc.world(&p, Clock::manual(sc.now)).unwrap());
+    let (report, w) = replay_blocking(&sc, &ReplayOptions::default()).unwrap();
+    let inv = inv.report(&report);
+    assert_eq!(all_broken(&inv, &w, &p), Vec::<&str>::new());
+    assert_eq!(
+        w.deployment.calls().of("deployment.rollback").len(),
+        1,
+        "the replay rolls back"
+    );
+    (w, p, inv, report)
+}
+
+fn key(w: &World) -> String {
+    w.incidents.incidents()[0].key.clone()
+}
+
+#[test]
+fn n7_a_raw_call_in_no_record_breaks_it() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w);
+    let page = Page::new("on_call", "inc:page:on_call:x", "s", serde_json::json!({}));
+    rt().block_on(w.pager.page(&page)).unwrap();
+    assert_eq!(all_broken(&inv, &w, &p), ["N7"]);
+    assert!(
+        n7(&inv, &w, &p)[0].contains("pager.page #0"),
+        "{:?}",
+        n7(&inv, &w, &p)
+    );
+}
+
+#[test]
+fn n7_a_record_listing_an_action_that_was_never_called_breaks_it() {
+    let (w, p, inv, _) = replayed();
+    let k = key(&w);
+    // An env change and a second rollback added to the record as applied: no call made them.
+    w.incidents.edit(&k, |r| {
+        for action in [
+            serde_json::json!({"kind": "set_env", "deployment": "flowengine", "name": "FALLBACK_MODEL", "value": "gpt-4o", "purpose": "outage"}),
+            serde_json::json!({"kind": "rollback", "deployment": "flowengine", "from_revision": 9, "to_revision": 8}),
+        ] {
+            r.timeline.push(TimelineEntry::new(
+                chrono::Utc::now(),
+                "action",
+                serde_json::json!({"action": action, "outcome": "applied", "detail": null}),
+            ));
+        }
+    });
+    let v = n7(&inv, &w, &p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(
+        v[0].contains("set_env FALLBACK_MODEL=gpt-4o as applied, with no applied raw call"),
+        "{v:?}"
+    );
+    assert!(v[1].contains("rollback to revision 8 as applied"), "{v:?}");
+}
+
+#[test]
+fn n7_a_record_missing_an_applied_call_breaks_it() {
+    let (w, p, inv, _) = replayed();
+    // The rollback dropped from the record: the applied rollback call is in no record.
+    w.incidents.edit(&key(&w), |r| {
+        r.timeline
+            .retain(|e| !(e.kind == "action" && e.detail["action"]["kind"] == "rollback"));
+    });
+    let v = n7(&inv, &w, &p);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].starts_with("applied raw call deployment.rollback #"),
+        "{v:?}"
+    );
+    assert!(v[0].ends_with("is in no incident's record"), "{v:?}");
+}
+
+#[test]
+fn n7_a_stored_post_incident_record_or_a_report_claiming_more_breaks_it() {
+    let (w, p, inv, report) = replayed();
+    w.incidents.edit(&key(&w), |r| {
+        let post = r.post_incident.as_mut().unwrap();
+        post["actions_summary"]["rollback"]["applied"] = serde_json::json!(2);
+    });
+    let v = n7(&inv, &w, &p);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("count 2 applied rollback action(s), with 1 applied raw call(s)"),
+        "{v:?}"
+    );
+
+    // A report saying a verified rollout happened where no rollback was ever called.
+    let (w, p) = world();
+    let mut fabricated = report.clone();
+    fabricated
+        .actions
+        .retain(|a| a.action.kind() == "verify_rollout");
+    assert!(!fabricated.actions.is_empty());
+    let inv = Invariants::before(&w).report(&fabricated);
+    assert_eq!(all_broken(&inv, &w, &p), ["N7"]);
+}
+
+#[test]
+fn n7_excuses_only_the_calls_of_a_pass_declared_killed() {
+    let (w, p) = world();
+    let page = |k: &str| Page::new("on_call", k, "s", serde_json::json!({}));
+    let rt = rt();
+    rt.block_on(w.pager.page(&page("inc:page:on_call:before")))
+        .unwrap();
+    let mark = CallMark::now(&w);
+    rt.block_on(w.pager.page(&page("inc:page:on_call:killed")))
+        .unwrap();
+    let inv = Invariants::before(&w).unrecorded_allowed_since(&w, mark);
+    assert_eq!(inv.unrecorded_allowed(), 1);
+    let v = n7(&inv, &w, &p);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("pager.page #0"), "{v:?}");
+}
