@@ -152,19 +152,7 @@ impl ReportBuilder {
     pub fn build(&self, state: Option<&IncidentState>, ended_at: Timestamp) -> Report {
         let resolved = state.and_then(|s| s.resolved_at).is_some();
         let escalated = state.and_then(|s| s.escalated_at).is_some();
-        let status = if self.dry_run {
-            "dry_run"
-        } else if self.halted {
-            "halted"
-        } else if state.is_none() {
-            "not_firing"
-        } else if resolved {
-            "resolved"
-        } else if escalated {
-            "escalated"
-        } else {
-            "unresolved"
-        };
+        let status = self.status(state);
         let alert = state
             .map(|s| s.alert_at_detection)
             .or(self.last_alert)
@@ -179,79 +167,11 @@ impl ReportBuilder {
             .unwrap_or_else(|| FailureKind::ALL.iter().map(|k| (*k, 0)).collect());
         let detected_at = state.map(|s| s.detected_at);
         let resolved_at = state.and_then(|s| s.resolved_at);
-        let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for a in &self.actions {
-            let o = serde_json::to_value(a.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            *summary
-                .entry(a.action.kind().to_owned())
-                .or_default()
-                .entry(o)
-                .or_default() += 1;
-        }
+        let summary = self.actions_summary();
         let (new_failure_modes, failure_templates) = new_failure_modes(&self.findings);
-        let left_in_place: Vec<String> = state
-            .map(|s| {
-                s.env_changes
-                    .iter()
-                    .map(|(k, r)| match &r.value {
-                        Some(v) => {
-                            format!("{k}={v} (was {})", r.previous.as_deref().unwrap_or("unset"))
-                        }
-                        None => format!(
-                            "{k} unset (was {})",
-                            r.previous.as_deref().unwrap_or("unset")
-                        ),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut follow_ups = Vec::new();
-        if !new_failure_modes.is_empty() {
-            follow_ups
-                .push("Update the runbook: a failure mode it does not cover was seen".to_owned());
-        }
-        if failure_templates.iter().any(|t| t.proposed_rule.is_some()) {
-            follow_ups.push(
-                "Review the proposed rules of the new failure modes, set each rule's kind, and add them to a rules file".to_owned(),
-            );
-        }
-        if self
-            .findings
-            .iter()
-            .any(|f| f.finding.kind == "retry_failed_again")
-        {
-            follow_ups.push(
-                "Look at the retried tasks that failed again (retry_failed_again findings): the retry did not recover them".to_owned(),
-            );
-        }
-        if !self.gaps.is_empty() {
-            follow_ups
-                .push("Add monitoring: some data could not be read during the incident".to_owned());
-        }
-        if status == "escalated" || status == "unresolved" {
-            follow_ups
-                .push("Human follow-up needed: automation did not resolve the incident".to_owned());
-        }
-        let mut timeline = self.timeline.clone();
-        match (status, resolved_at) {
-            ("resolved", Some(t)) => timeline.push(TimelineLine {
-                at: t,
-                event: "resolved: failure rate back under the alert threshold".into(),
-            }),
-            ("escalated", _) => timeline.push(TimelineLine {
-                at: state.and_then(|s| s.escalated_at).unwrap_or(ended_at),
-                event: "escalated: no automated step remains".into(),
-            }),
-            ("unresolved", _) => timeline.push(TimelineLine {
-                at: ended_at,
-                event: "stopped: incident still open".into(),
-            }),
-            _ => {}
-        }
-        timeline.sort_by_key(|l| l.at);
+        let left_in_place = left_in_place(state);
+        let follow_ups = self.follow_ups(status, &new_failure_modes, &failure_templates);
+        let timeline = self.closing_timeline(status, state, resolved_at, ended_at);
         Report {
             name: self.name.clone(),
             dry_run: self.dry_run,
@@ -285,6 +205,108 @@ impl ReportBuilder {
                 woken_by: state.and_then(|s| s.woken_by.clone()),
             },
         }
+    }
+
+    /// The record's status: `dry_run`, `halted`, `not_firing`, `resolved`, `escalated` or
+    /// `unresolved`.
+    fn status(&self, state: Option<&IncidentState>) -> &'static str {
+        let resolved = state.and_then(|s| s.resolved_at).is_some();
+        let escalated = state.and_then(|s| s.escalated_at).is_some();
+        if self.dry_run {
+            "dry_run"
+        } else if self.halted {
+            "halted"
+        } else if state.is_none() {
+            "not_firing"
+        } else if resolved {
+            "resolved"
+        } else if escalated {
+            "escalated"
+        } else {
+            "unresolved"
+        }
+    }
+
+    /// How many actions of each kind ended with each outcome.
+    fn actions_summary(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut summary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for a in &self.actions {
+            let o = serde_json::to_value(a.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *summary
+                .entry(a.action.kind().to_owned())
+                .or_default()
+                .entry(o)
+                .or_default() += 1;
+        }
+        summary
+    }
+
+    /// The follow-ups the record asks of humans.
+    fn follow_ups(
+        &self,
+        status: &str,
+        new_failure_modes: &[String],
+        failure_templates: &[FailureTemplate],
+    ) -> Vec<String> {
+        let mut follow_ups = Vec::new();
+        if !new_failure_modes.is_empty() {
+            follow_ups
+                .push("Update the runbook: a failure mode it does not cover was seen".to_owned());
+        }
+        if failure_templates.iter().any(|t| t.proposed_rule.is_some()) {
+            follow_ups.push(
+                "Review the proposed rules of the new failure modes, set each rule's kind, and add them to a rules file".to_owned(),
+            );
+        }
+        if self
+            .findings
+            .iter()
+            .any(|f| f.finding.kind == "retry_failed_again")
+        {
+            follow_ups.push(
+                "Look at the retried tasks that failed again (retry_failed_again findings): the retry did not recover them".to_owned(),
+            );
+        }
+        if !self.gaps.is_empty() {
+            follow_ups
+                .push("Add monitoring: some data could not be read during the incident".to_owned());
+        }
+        if status == "escalated" || status == "unresolved" {
+            follow_ups
+                .push("Human follow-up needed: automation did not resolve the incident".to_owned());
+        }
+        follow_ups
+    }
+
+    /// The timeline, with the line that closes it (resolved, escalated or stopped), in time order.
+    fn closing_timeline(
+        &self,
+        status: &str,
+        state: Option<&IncidentState>,
+        resolved_at: Option<Timestamp>,
+        ended_at: Timestamp,
+    ) -> Vec<TimelineLine> {
+        let mut timeline = self.timeline.clone();
+        match (status, resolved_at) {
+            ("resolved", Some(t)) => timeline.push(TimelineLine {
+                at: t,
+                event: "resolved: failure rate back under the alert threshold".into(),
+            }),
+            ("escalated", _) => timeline.push(TimelineLine {
+                at: state.and_then(|s| s.escalated_at).unwrap_or(ended_at),
+                event: "escalated: no automated step remains".into(),
+            }),
+            ("unresolved", _) => timeline.push(TimelineLine {
+                at: ended_at,
+                event: "stopped: incident still open".into(),
+            }),
+            _ => {}
+        }
+        timeline.sort_by_key(|l| l.at);
+        timeline
     }
 }
 
@@ -367,4 +389,24 @@ fn root_cause(
         ),
         None => base,
     }
+}
+
+/// The env changes flowfail made and left in place, each with the value it replaced.
+fn left_in_place(state: Option<&IncidentState>) -> Vec<String> {
+    state
+        .map(|s| {
+            s.env_changes
+                .iter()
+                .map(|(k, r)| match &r.value {
+                    Some(v) => {
+                        format!("{k}={v} (was {})", r.previous.as_deref().unwrap_or("unset"))
+                    }
+                    None => format!(
+                        "{k} unset (was {})",
+                        r.previous.as_deref().unwrap_or("unset")
+                    ),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
