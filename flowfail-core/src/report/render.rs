@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::action::describe;
 use super::{ActionFields, ActionRecord, Outcome, Report};
 use crate::model::{FailureKind, Timestamp};
+use crate::templates::FailureTemplate;
 use crate::text::clean_text;
 
 /// What a run of actions at the same time is grouped by in the human timeline: per-task
@@ -215,6 +216,37 @@ impl Report {
     fn render_text(&self, verbose: bool) -> String {
         let mut s = String::new();
         let p = &self.post_incident;
+        self.write_text_header(&mut s);
+        let _ = writeln!(s, "\ntimeline:");
+        for (at, event) in self.text_timeline(verbose) {
+            let _ = writeln!(
+                s,
+                "  {}  {}",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                clean_text(&event)
+            );
+        }
+        self.write_not_taken(&mut s);
+        let _ = writeln!(s, "\nroot cause: {}", clean_text(&p.root_cause));
+        match p.mttr_seconds {
+            Some(m) => {
+                let _ = writeln!(s, "MTTR: {m} s");
+            }
+            None => {
+                let _ = writeln!(s, "MTTR: - (not resolved)");
+            }
+        }
+        for l in &p.left_in_place {
+            let _ = writeln!(s, "left in place: {}", clean_text(l));
+        }
+        write_templates(&p.failure_templates, &mut s);
+        s
+    }
+
+    /// The first lines of the human timeline: the incident and its status, the alert, the
+    /// classification.
+    fn write_text_header(&self, s: &mut String) {
+        let p = &self.post_incident;
         let _ = writeln!(
             s,
             "{}incident {} — {}",
@@ -251,15 +283,10 @@ impl Report {
                 classes.join(" ")
             }
         );
-        let _ = writeln!(s, "\ntimeline:");
-        for (at, event) in self.text_timeline(verbose) {
-            let _ = writeln!(
-                s,
-                "  {}  {}",
-                at.format("%Y-%m-%d %H:%M:%S"),
-                clean_text(&event)
-            );
-        }
+    }
+
+    /// The human timeline's section of what was not done, and why.
+    fn write_not_taken(&self, s: &mut String) {
         if !self.not_taken.is_empty() {
             let _ = writeln!(s, "\nnot done, and why:");
             for r in &self.not_taken {
@@ -280,44 +307,36 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(s, "\nroot cause: {}", clean_text(&p.root_cause));
-        match p.mttr_seconds {
-            Some(m) => {
-                let _ = writeln!(s, "MTTR: {m} s");
+    }
+}
+
+/// The human timeline's section of the new failure modes: each template with its example and
+/// proposed rule.
+fn write_templates(templates: &[FailureTemplate], s: &mut String) {
+    if templates.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nnew failure modes (message templates, with a proposed rule):"
+    );
+    for t in templates {
+        let _ = writeln!(s, "  {}× {}", t.count, clean_text(&t.template));
+        let _ = writeln!(s, "    e.g. {}", clean_text(&t.example));
+        match &t.proposed_rule {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "    rule: name = {:?}, kind = {}, pattern = {}",
+                    clean_text(&r.name),
+                    r.kind,
+                    clean_text(&r.pattern)
+                );
             }
             None => {
-                let _ = writeln!(s, "MTTR: - (not resolved)");
+                let _ = writeln!(s, "    rule: none proposed (too generic to match safely)");
             }
         }
-        for l in &p.left_in_place {
-            let _ = writeln!(s, "left in place: {}", clean_text(l));
-        }
-        if !p.failure_templates.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nnew failure modes (message templates, with a proposed rule):"
-            );
-            for t in &p.failure_templates {
-                let _ = writeln!(s, "  {}× {}", t.count, clean_text(&t.template));
-                let _ = writeln!(s, "    e.g. {}", clean_text(&t.example));
-                match &t.proposed_rule {
-                    Some(r) => {
-                        let _ = writeln!(
-                            s,
-                            "    rule: name = {:?}, kind = {}, pattern = {}",
-                            clean_text(&r.name),
-                            r.kind,
-                            clean_text(&r.pattern)
-                        );
-                    }
-                    None => {
-                        let _ =
-                            writeln!(s, "    rule: none proposed (too generic to match safely)");
-                    }
-                }
-            }
-        }
-        s
     }
 }
 
