@@ -99,7 +99,7 @@ pub(super) fn prepare(message: &str, max: usize) -> (String, bool) {
     (redact(&clean), truncated)
 }
 
-/// The message with its variable parts replaced by placeholders (see the [module docs](self)).
+/// The message with its variable parts replaced by placeholders (see the [module docs](super)).
 pub fn mask(message: &str) -> String {
     let (clean, _) = prepare(message, MinerOptions::default().max_message_bytes);
     human(&mask_prepared(&clean))
