@@ -259,6 +259,26 @@ impl Policy {
     /// a prune target above the timeout threshold, empty or unknown targets.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
+        self.validate_ratios(&mut problems);
+        self.validate_vendor_5xx(&mut problems);
+        self.validate_levels(&mut problems);
+        self.validate_durations(&mut problems);
+        self.validate_limits(&mut problems);
+        self.validate_targets(&mut problems);
+        self.validate_approvals(&mut problems);
+        self.validate_fallbacks(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid_input(format!(
+                "invalid policy: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// Every ratio in 0..=1, and an alert rate above 0.
+    fn validate_ratios(&self, problems: &mut Vec<String>) {
         let ratios = [
             ("alert_failure_rate", self.alert_failure_rate),
             ("alert_clear_rate", self.alert_clear_rate),
@@ -276,7 +296,10 @@ impl Policy {
         if self.alert_failure_rate <= 0.0 {
             problems.push("alert_failure_rate must be above 0".into());
         }
-        self.validate_vendor_5xx(&mut problems);
+    }
+
+    /// Each clear level at most its trigger, and the escalation levels not below theirs.
+    fn validate_levels(&self, problems: &mut Vec<String>) {
         if self.alert_clear_rate > self.alert_failure_rate {
             problems.push("alert_clear_rate must not exceed alert_failure_rate".into());
         }
@@ -290,6 +313,10 @@ impl Policy {
         if self.widespread_failure_rate < self.alert_failure_rate {
             problems.push("widespread_failure_rate must not be below alert_failure_rate".into());
         }
+    }
+
+    /// Every window and timeout above 0, and every duration at most a year.
+    fn validate_durations(&self, problems: &mut Vec<String>) {
         for (name, v) in [
             ("alert_window_s", self.alert_window_s),
             ("poll_interval_s", self.poll_interval_s),
@@ -321,6 +348,10 @@ impl Policy {
                 ));
             }
         }
+    }
+
+    /// Counts above 0, and the prune target and bundle sizes in order.
+    fn validate_limits(&self, problems: &mut Vec<String>) {
         if self.min_sample == 0 {
             problems.push("min_sample must be above 0".into());
         }
@@ -339,6 +370,10 @@ impl Policy {
         if self.max_bundle_size < self.timeout_bundle_threshold {
             problems.push("max_bundle_size must not be below timeout_bundle_threshold".into());
         }
+    }
+
+    /// Names not empty, and every paged target one of `page_targets`.
+    fn validate_targets(&self, problems: &mut Vec<String>) {
         for (name, v) in [
             ("deployment", &self.deployment),
             ("breaker_env", &self.breaker_env),
@@ -364,7 +399,10 @@ impl Policy {
                 problems.push(format!("target {t:?} is not in page_targets"));
             }
         }
-        self.validate_approvals(&mut problems);
+    }
+
+    /// Each fallback on another vendor, with a vendor and a model.
+    fn validate_fallbacks(&self, problems: &mut Vec<String>) {
         for (vendor, fb) in &self.fallbacks {
             if fb.vendor == *vendor {
                 problems.push(format!("fallback for {vendor} must be on another vendor"));
@@ -372,14 +410,6 @@ impl Policy {
             if fb.model.trim().is_empty() || fb.vendor.trim().is_empty() {
                 problems.push(format!("fallback for {vendor} needs a vendor and a model"));
             }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::invalid_input(format!(
-                "invalid policy: {}",
-                problems.join("; ")
-            )))
         }
     }
 

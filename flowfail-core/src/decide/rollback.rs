@@ -1,8 +1,8 @@
 //! Widespread failures: roll back to the revision recorded at open, once, verified.
 
-use super::{Action, Builder, Ctx, IncidentState, Observation, pct, secs};
+use super::{Action, Builder, Ctx, DeploymentAtOpen, IncidentState, Observation, pct, secs};
 use crate::detect::AlertState;
-use crate::model::FailureKind;
+use crate::model::{DeploymentState, FailureKind};
 use crate::policy::Policy;
 
 /// Verifies a rollback in progress, pages when it failed, and plans a rollback when failures
@@ -306,28 +306,8 @@ fn plan_rollback(
         b.wait("deployment state readable", None);
         return;
     };
-    match at_open.deployed_at {
-        Some(t) if obs.now - t <= secs(policy.rollback_max_deploy_age_s) => {}
-        Some(t) => {
-            b.skip(
-                "rollback",
-                "",
-                format!(
-                    "revision {} deployed {} h ago: not a recent deploy",
-                    at_open.revision,
-                    (obs.now - t).num_hours()
-                ),
-            );
-            return;
-        }
-        None => {
-            b.skip(
-                "rollback",
-                "",
-                "deploy time of the current revision unknown",
-            );
-            return;
-        }
+    if !deployed_recently(obs, policy, at_open, b) {
+        return;
     }
     let refuse = |b: &mut Builder, reason: &str, summary: String| {
         b.skip("rollback", "", summary.clone());
@@ -347,34 +327,8 @@ fn plan_rollback(
         );
         return;
     };
-    if let Some(why) = rolled_away_from(state, target) {
+    if let Some(why) = rollback_refused(state, current, target) {
         refuse(b, "rollback_refused", why);
-        return;
-    }
-    if current.paused {
-        refuse(
-            b,
-            "rollback_refused",
-            "deployment is paused: rollback refused".into(),
-        );
-        return;
-    }
-    if state.deployment_changed_externally
-        || state.known_resource_version.as_deref() != Some(current.resource_version.as_str())
-    {
-        refuse(
-            b,
-            "rollback_refused",
-            "deployment changed outside flowfail since the incident opened: not overriding a human change".into(),
-        );
-        return;
-    }
-    if !current.history.iter().any(|h| h.revision == target) {
-        refuse(
-            b,
-            "rollback_refused",
-            format!("revision {target} is no longer in the history"),
-        );
         return;
     }
     b.actions.push(Action::Rollback {
@@ -383,4 +337,61 @@ fn plan_rollback(
         to_revision: target,
         expected_resource_version: current.resource_version.clone(),
     });
+}
+
+/// Whether the revision of the incident's open was deployed recently enough to roll back;
+/// when not, the skip says why.
+fn deployed_recently(
+    obs: &Observation,
+    policy: &Policy,
+    at_open: &DeploymentAtOpen,
+    b: &mut Builder,
+) -> bool {
+    match at_open.deployed_at {
+        Some(t) if obs.now - t <= secs(policy.rollback_max_deploy_age_s) => true,
+        Some(t) => {
+            b.skip(
+                "rollback",
+                "",
+                format!(
+                    "revision {} deployed {} h ago: not a recent deploy",
+                    at_open.revision,
+                    (obs.now - t).num_hours()
+                ),
+            );
+            false
+        }
+        None => {
+            b.skip(
+                "rollback",
+                "",
+                "deploy time of the current revision unknown",
+            );
+            false
+        }
+    }
+}
+
+/// Why a rollback to `target` is refused, if it is: a revision rolled away from, a paused
+/// Deployment, a change made outside flowfail, a revision gone from the history.
+fn rollback_refused(
+    state: &IncidentState,
+    current: &DeploymentState,
+    target: u64,
+) -> Option<String> {
+    if let Some(why) = rolled_away_from(state, target) {
+        return Some(why);
+    }
+    if current.paused {
+        return Some("deployment is paused: rollback refused".into());
+    }
+    if state.deployment_changed_externally
+        || state.known_resource_version.as_deref() != Some(current.resource_version.as_str())
+    {
+        return Some("deployment changed outside flowfail since the incident opened: not overriding a human change".into());
+    }
+    if !current.history.iter().any(|h| h.revision == target) {
+        return Some(format!("revision {target} is no longer in the history"));
+    }
+    None
 }

@@ -1,0 +1,219 @@
+//! The incident ledger: epochs, timeline entries, records and the [`IncidentStore`] port.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::Timestamp;
+use crate::operator::{Approval, Pause};
+
+/// Fencing token of an incident: every write carries the epoch its writer claimed; a write with
+/// an older epoch than the incident's is rejected as stale.
+pub type Epoch = u64;
+
+/// One entry of an incident's append-only timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Timestamp,
+    /// What (`detected`, `action`, `finding`, `resolved`, ...).
+    pub kind: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+impl TimelineEntry {
+    /// An entry.
+    pub fn new(at: Timestamp, kind: impl Into<String>, detail: serde_json::Value) -> Self {
+        TimelineEntry {
+            at,
+            kind: kind.into(),
+            detail,
+        }
+    }
+}
+
+/// An incident as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IncidentRecord {
+    /// Deterministic incident key.
+    pub key: String,
+    /// The scope it belongs to (the Deployment name): one open incident per scope.
+    pub scope: String,
+    /// Current epoch.
+    pub epoch: Epoch,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+    /// The responder's state (opaque JSON, written by [`IncidentStore::save_state`]).
+    pub state: serde_json::Value,
+    /// Effects reserved so far (see [`IncidentStore::reserve_effect`]).
+    pub effects: Vec<String>,
+    /// The timeline, in append order.
+    pub timeline: Vec<TimelineEntry>,
+    /// When it was closed, if it was.
+    pub closed_at: Option<Timestamp>,
+    /// The post-incident record, once closed.
+    pub post_incident: Option<serde_json::Value>,
+}
+
+impl IncidentRecord {
+    /// A new open incident at epoch 0 with no effects and an empty timeline (adapters fill in
+    /// the rest from their storage).
+    pub fn new(
+        key: impl Into<String>,
+        scope: impl Into<String>,
+        opened_at: Timestamp,
+        state: serde_json::Value,
+    ) -> Self {
+        IncidentRecord {
+            key: key.into(),
+            scope: scope.into(),
+            epoch: 0,
+            opened_at,
+            state,
+            effects: Vec::new(),
+            timeline: Vec::new(),
+            closed_at: None,
+            post_incident: None,
+        }
+    }
+}
+
+/// The incident ledger: where replicas agree on one incident and one effect per action.
+#[async_trait]
+pub trait IncidentStore: Send + Sync + Debug + 'static {
+    /// Opens an incident in `scope` under `key`, unless one is already open in that scope.
+    /// Returns the open incident and whether this call created it.
+    ///
+    /// **Behavior**
+    /// 1. At most one open incident per scope: concurrent calls create one, the others get it.
+    /// 2. A closed incident never blocks opening a new one with a different key.
+    /// 3. Reopening a closed key returns the closed record with `created == false`.
+    async fn open(
+        &self,
+        scope: &str,
+        key: &str,
+        opened_at: Timestamp,
+        state: &serde_json::Value,
+    ) -> Result<(IncidentRecord, bool)>;
+
+    /// The open incident in `scope`, if any (how a restarted responder finds its incident).
+    ///
+    /// **Behavior**
+    /// 1. Returns the incident `open` would return for the scope, or `None` when none is open.
+    async fn find_open(&self, scope: &str) -> Result<Option<IncidentRecord>>;
+
+    /// The incident of `scope` closed most recently (by close time, then open time, then key),
+    /// if any: the supervisor's cool-down after an escalation and the revisions flowfail rolled
+    /// away from are read from it. Its timeline need not be included.
+    ///
+    /// **Behavior**
+    /// 1. `None` while no incident of the scope is closed; an open incident is never returned.
+    /// 2. Scopes are independent.
+    /// 3. A closed incident still takes [`IncidentStore::reserve_effect`] at its current epoch
+    ///    (the end of an escalated incident's cool-down is its effect `cooldown_over`).
+    async fn latest_closed(&self, scope: &str) -> Result<Option<IncidentRecord>>;
+
+    /// Claims the incident for a pass: increments and returns its epoch.
+    ///
+    /// **Behavior**
+    /// 1. Each call returns a larger epoch than any before it.
+    /// 2. An unknown key is `NotFound`.
+    async fn claim(&self, key: &str) -> Result<Epoch>;
+
+    /// The incident.
+    ///
+    /// **Behavior**
+    /// 1. An unknown key is `NotFound`.
+    async fn get(&self, key: &str) -> Result<IncidentRecord>;
+
+    /// Replaces the responder's state.
+    ///
+    /// **Behavior**
+    /// 1. An epoch older than the incident's is [`crate::ErrorKind::Conflict`], nothing written.
+    async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()>;
+
+    /// Reserves a named effect (`rollback`, `page:sre:outage`, ...) for this incident.
+    /// Returns `true` the first time, `false` when it was already reserved.
+    ///
+    /// **Behavior**
+    /// 1. At most one reservation per (incident, effect) ever succeeds, across all writers.
+    /// 2. An epoch older than the incident's is `Conflict`, nothing reserved.
+    async fn reserve_effect(&self, key: &str, epoch: Epoch, effect: &str) -> Result<bool>;
+
+    /// Checks that `epoch` is still the incident's: a writer whose claim was superseded by
+    /// another replica's gets [`crate::ErrorKind::Conflict`]. The responder asks right before
+    /// every mutation of the world (env changes, retries, prunes, pages), which the ledger's own
+    /// fencing cannot cover. The default reads the record with [`IncidentStore::get`]; stores
+    /// with a cheaper read of the epoch alone override it.
+    ///
+    /// **Behavior**
+    /// 1. An epoch older than the incident's is `Conflict`; the current one (or a newer) is `Ok`.
+    /// 2. An unknown key is `NotFound`.
+    async fn check_epoch(&self, key: &str, epoch: Epoch) -> Result<()> {
+        let current = self.get(key).await?.epoch;
+        if epoch < current {
+            Err(crate::Error::conflict(format!(
+                "stale claim: epoch {epoch} is older than the incident's epoch {current}"
+            ))
+            .with_operation("incident.check_epoch"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends timeline entries.
+    ///
+    /// **Behavior**
+    /// 1. Entries are kept in append order and never rewritten.
+    /// 2. An epoch older than the incident's is `Conflict`, nothing appended.
+    async fn append(&self, key: &str, epoch: Epoch, entries: &[TimelineEntry]) -> Result<()>;
+
+    /// Closes the incident with its post-incident record.
+    ///
+    /// **Behavior**
+    /// 1. An epoch older than the incident's is `Conflict`.
+    /// 2. Closing a closed incident again succeeds and keeps the first record.
+    async fn close(
+        &self,
+        key: &str,
+        epoch: Epoch,
+        closed_at: Timestamp,
+        post_incident: &serde_json::Value,
+    ) -> Result<()>;
+
+    /// Pauses automation in `scope` (`Some`), or lifts the pause (`None`). An operator's
+    /// switch, read by every replica each pass (see [`crate::control`]); it carries no epoch.
+    ///
+    /// **Behavior**
+    /// 1. After `Some(p)`, [`IncidentStore::pause_flag`] returns `p` (a second pause replaces the
+    ///    first); after `None`, it returns `None`.
+    /// 2. Lifting a pause that is not set succeeds and changes nothing.
+    /// 3. Scopes are independent.
+    async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()>;
+
+    /// The pause of `scope`, if automation is paused there.
+    ///
+    /// **Behavior**
+    /// 1. `None` when no pause was set, or the last one was lifted.
+    async fn pause_flag(&self, scope: &str) -> Result<Option<Pause>>;
+
+    /// Records a human's approval of a gated action for the incident `key` (see
+    /// [`crate::control::approve`]); it carries no epoch.
+    ///
+    /// **Behavior**
+    /// 1. An unknown key is `NotFound`; a closed incident is [`crate::ErrorKind::Refused`];
+    ///    either way nothing is written.
+    /// 2. Approvals are kept in the order recorded and never rewritten.
+    async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()>;
+
+    /// The approvals recorded for the incident `key`, oldest first (expired ones included).
+    ///
+    /// **Behavior**
+    /// 1. An unknown key is `NotFound`; an incident without approvals has none (`Ok(vec![])`).
+    async fn approvals(&self, key: &str) -> Result<Vec<Approval>>;
+}
