@@ -2,7 +2,7 @@
 """Writes testdata/corpus/adversarial/: failure messages that echo tenant input, crossed with
 the words a tenant could plant in it (vendor codes, statuses, timeout phrases, exception names),
 and genuine vendor errors that quote a prompt. Each entry is labelled with what the failure
-really is; `cargo test -p flowfail-core --test adversarial` requires that none is steered.
+really is; `cargo test -p flowfail-core --test it adversarial::` requires that none is steered.
 
 Run from the repository root: python3 scripts/adversarial-corpus.py
 """
