@@ -354,7 +354,7 @@ pub fn describe_action(a: &Action) -> String {
             deployment, name, ..
         } => format!("unset {name} on {deployment}"),
         Action::PruneContext { task_id, .. } => format!("prune the context bundle of {task_id}"),
-        other => other.kind().replace('_', " "),
+        other => other.kind().as_str().replace('_', " "),
     }
 }
 

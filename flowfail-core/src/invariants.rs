@@ -531,7 +531,9 @@ fn recorded(world: &World) -> BTreeSet<Effect> {
 fn effect_of(incident: Option<&str>, a: &ActionFields) -> Option<Effect> {
     Some(match a {
         ActionFields::Rollback { to_revision, .. } => Effect::Rollback(*to_revision),
-        ActionFields::VerifyRollout { status, .. } if status == "complete" => {
+        ActionFields::VerifyRollout { status, .. }
+            if crate::decide::RolloutVerdict::parse(status).is_complete() =>
+        {
             Effect::RolloutVerified
         }
         ActionFields::SetEnv { name, value, .. } => Effect::Env(name.clone(), value.clone()),
@@ -541,7 +543,7 @@ fn effect_of(incident: Option<&str>, a: &ActionFields) -> Option<Effect> {
         } => Effect::Retry(task_id.clone(), *attempt),
         ActionFields::Page { target, reason, .. } => Effect::Page(crate::respond::dedup_key(
             incident?,
-            &format!("page:{target}:{reason}"),
+            &crate::decide::effects::page(target, reason),
         )),
         ActionFields::Notify { audience, .. } => {
             Effect::Notify(incident?.to_owned(), audience.clone())
@@ -624,8 +626,11 @@ fn applied_effects(
             // "<audience> <dedup key>"
             "notifier.notify" => {
                 let key = d.split_once(' ').map_or(d, |(_, k)| k);
-                if let Some((incident, rest)) = key.split_once(":notify:") {
-                    let audience = rest.split(':').next().unwrap_or_default();
+                if let Some(at) = key.find(":notify:")
+                    && let crate::decide::effects::EffectKey::Notify { audience, .. } =
+                        crate::decide::effects::EffectKey::parse(&key[at + 1..])
+                {
+                    let incident = &key[..at];
                     out.push((
                         c.op,
                         i,

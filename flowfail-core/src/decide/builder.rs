@@ -1,5 +1,6 @@
 //! The decision under construction: actions, skips (aggregated), findings, waits.
 
+use super::kinds::{ActionKind, SkipKind};
 use std::collections::BTreeMap;
 
 use super::types::{Action, Finding, IncidentState, Skip};
@@ -8,8 +9,8 @@ use crate::policy::Policy;
 
 pub(super) struct Builder {
     pub(super) actions: Vec<Action>,
-    skips: BTreeMap<(String, String), Skip>,
-    skip_order: Vec<(String, String)>,
+    skips: BTreeMap<(SkipKind, String), Skip>,
+    skip_order: Vec<(SkipKind, String)>,
     pub(super) findings: Vec<Finding>,
     pub(super) waiting: Vec<String>,
     pub(super) wake_at: Option<Timestamp>,
@@ -28,15 +29,15 @@ impl Builder {
     }
     pub(super) fn skip(
         &mut self,
-        action: &str,
+        action: impl Into<SkipKind>,
         subject: impl Into<String>,
         reason: impl Into<String>,
     ) {
-        let key = (action.to_owned(), reason.into());
+        let key = (action.into(), reason.into());
         let e = self.skips.entry(key.clone()).or_insert_with(|| {
             self.skip_order.push(key.clone());
             Skip {
-                action: key.0.clone(),
+                action: key.0,
                 reason: key.1.clone(),
                 count: 0,
                 examples: Vec::new(),
@@ -85,7 +86,11 @@ impl Builder {
         details: serde_json::Value,
     ) {
         if !policy.is_page_target(target) {
-            self.skip("page", target, "target is not in the policy's page_targets");
+            self.skip(
+                ActionKind::Page,
+                target,
+                "target is not in the policy's page_targets",
+            );
             return;
         }
         let a = Action::Page {

@@ -39,6 +39,8 @@ use crate::model::{FailureKind, StatusCounts, Task, TaskId, Timestamp};
 use crate::policy::Policy;
 
 mod builder;
+pub mod effects;
+mod kinds;
 mod outage;
 mod outcome;
 mod rate_limit;
@@ -49,6 +51,7 @@ mod types;
 mod vendor;
 
 use builder::Builder;
+pub use kinds::{ActionKind, RolloutVerdict, SkipKind};
 pub use outcome::{
     ActionOutcome, Applied, ROLLBACK_NEVER_REACHED, ReservedRollback, apply_outcome,
     escalate_after_panic, reconcile_env_intents, reconcile_reserved,
@@ -138,7 +141,10 @@ pub fn manual_retry(
         FailureKind::Validation => return Err("validation failures are never retried as-is".into()),
         FailureKind::Unknown
             if !incident.is_some_and(|s| {
-                s.rollback.as_ref().and_then(|r| r.rollout.as_deref()) == Some("complete")
+                s.rollback
+                    .as_ref()
+                    .and_then(RollbackRecord::verdict)
+                    .is_some_and(|v| v.is_complete())
             }) =>
         {
             return Err("no automated fix for unknown failures".into());
@@ -246,7 +252,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
 
     let Some(counts) = &obs.counts else {
         b.skip(
-            "all",
+            SkipKind::All,
             "",
             "TaskDB counts could not be read: no decision on missing data",
         );
@@ -257,7 +263,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     next.alert_firing = alert.firing;
     let Some(failed) = &obs.failed else {
         b.skip(
-            "all",
+            SkipKind::All,
             "",
             "failed tasks could not be read: no decision on missing data",
         );

@@ -5,6 +5,7 @@
 //! observed 5xx rate in the TaskDB window. Degraded by either means degraded; healthy needs
 //! both. Every decision of this branch says which evidence it used, with the numbers.
 
+use super::kinds::ActionKind;
 use super::vendor::{VendorJudgement, judge};
 use super::{Action, Builder, Ctx, Finding, IncidentState, secs};
 use crate::model::FailureKind;
@@ -68,7 +69,7 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
         undo(cx, &p, b);
     } else if has_5xx {
         b.skip(
-            "set_env",
+            ActionKind::SetEnv,
             policy.fallback_env.clone(),
             format!("{primary} status unknown: no fallback on an unreadable status page"),
         );
@@ -132,7 +133,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
         // Failing over again would flap FlowEngine between models; on-call decides (the
         // escalation below pages them when the outage lasts).
         b.skip(
-            "set_env",
+            ActionKind::SetEnv,
             name.clone(),
             format!("{primary} degraded again after flowfail undid {name} in this incident: no second failover"),
         );
@@ -140,7 +141,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
     }
     match (fallback, fb, cx.env) {
         (_, _, None) => b.skip(
-            "set_env",
+            ActionKind::SetEnv,
             policy.fallback_env.clone(),
             "deployment state unreadable",
         ),
@@ -176,7 +177,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
                 }
                 _ => format!("no fallback configured for {primary}"),
             };
-            b.skip("set_env", policy.fallback_env.clone(), why);
+            b.skip(ActionKind::SetEnv, policy.fallback_env.clone(), why);
             if env.get(&policy.manual_review_env).map(String::as_str) != Some("true") {
                 b.actions.push(Action::SetEnv {
                     deployment: policy.deployment.clone(),
@@ -204,7 +205,7 @@ pub(super) fn tell_outage_over(
     b: &mut Builder,
 ) -> bool {
     let audience = &policy.stakeholder_audience;
-    let told = format!("notify:{audience}");
+    let told = super::effects::notify(audience, None);
     if !cx_state.effects.contains(&told) {
         return false;
     }
@@ -247,7 +248,9 @@ fn escalate(cx: &Ctx<'_>, p: &VendorJudgement, mins: i64, b: &mut Builder) {
         ),
         reason: None,
     };
-    if !state.effects.contains("notify:stakeholders")
+    if !state
+        .effects
+        .contains(&super::effects::notify("stakeholders", None))
         && n.effect_key().is_some_and(|k| !state.effects.contains(&k))
     {
         b.actions.push(n);

@@ -79,10 +79,10 @@ pub enum Applied {
         /// resourceVersion after the rollback.
         resource_version: String,
     },
-    /// The rollout's verdict: `complete`, `failed: …` or `timeout`.
+    /// The rollout's verdict: complete, failed or timed out.
     RolloutVerdict {
         /// The verdict.
-        verdict: String,
+        verdict: super::RolloutVerdict,
     },
     /// The rollout is still in progress: no verdict yet.
     RolloutPending,
@@ -158,7 +158,7 @@ pub fn apply_outcome(
         (Action::VerifyRollout { .. }, O::Applied(Applied::RolloutVerdict { verdict })) => {
             if let Some(rb) = state.rollback.take() {
                 state.rollback = Some(RollbackRecord {
-                    rollout: Some(verdict.clone()),
+                    rollout: Some(verdict.to_string()),
                     verified_at: Some(now),
                     ..rb
                 });
@@ -245,7 +245,7 @@ fn rollback(state: &mut IncidentState, action: &Action, outcome: &ActionOutcome,
         }
         | ActionOutcome::Unknown { reason } => {
             state.rollback = Some(record(
-                Some(format!("rollback failed: {reason}")),
+                Some(super::RolloutVerdict::RollbackFailed(reason.to_string()).to_string()),
                 Some(now),
             ));
         }

@@ -1,5 +1,6 @@
 //! Rate limits: quota, the circuit-breaker env var, flowfail's own breaker.
 
+use super::kinds::ActionKind;
 use super::{Action, Builder, Ctx, IncidentState, pct};
 use crate::breaker::Breaker;
 use crate::model::{FailureKind, Quota, QuotaUsage, TaskStatus};
@@ -15,7 +16,7 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
         match &cx.obs.quota {
             Quota::Known(u) => plan_for_quota(cx, u, next, b, &mut plan),
             Quota::Unknown { reason } => b.skip(
-                "set_env",
+                ActionKind::SetEnv,
                 cx.policy.breaker_env.clone(),
                 format!(
                     "quota unknown ({reason}): not enabling the breaker on rate-limit errors alone"
@@ -60,7 +61,7 @@ fn plan_for_quota(
         match cx.env {
             Some(env) if env.get(&policy.breaker_env).map(String::as_str) == Some("true") => {
                 b.skip(
-                    "set_env",
+                    ActionKind::SetEnv,
                     policy.breaker_env.clone(),
                     "circuit breaker already enabled",
                 );
@@ -82,14 +83,14 @@ fn plan_for_quota(
                 *plan = Breaker::open(now, policy.half_open_after_s);
             }
             None => b.skip(
-                "set_env",
+                ActionKind::SetEnv,
                 policy.breaker_env.clone(),
                 "deployment state unreadable",
             ),
         }
     } else if u.used_ratio <= policy.quota_breaker_threshold && state.breaker_enabled_at.is_none() {
         b.skip(
-            "set_env",
+            ActionKind::SetEnv,
             policy.breaker_env.clone(),
             format!(
                 "quota {} is not above {}: breaker not needed",
@@ -128,7 +129,7 @@ fn restore_breaker_env(cx: &Ctx<'_>, plan: &Breaker, b: &mut Builder) {
     {
         let Some(env) = cx.env else {
             b.skip(
-                "set_env",
+                ActionKind::SetEnv,
                 policy.breaker_env.clone(),
                 "deployment state unreadable: circuit breaker restored once it can be read",
             );
@@ -140,7 +141,7 @@ fn restore_breaker_env(cx: &Ctx<'_>, plan: &Breaker, b: &mut Builder) {
         };
         if env.get(&policy.breaker_env) != rec.value.as_ref() {
             b.skip(
-                "set_env",
+                ActionKind::SetEnv,
                 policy.breaker_env.clone(),
                 "changed since by someone else: their value stands",
             );

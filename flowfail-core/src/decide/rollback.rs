@@ -1,5 +1,6 @@
 //! Widespread failures: roll back to the revision recorded at open, once, verified.
 
+use super::kinds::{ActionKind, RolloutVerdict};
 use super::{Action, Builder, Ctx, DeploymentAtOpen, IncidentState, Observation, pct, secs};
 use crate::detect::AlertState;
 use crate::model::{DeploymentState, FailureKind};
@@ -11,14 +12,14 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
     let (now, policy, state, alert) = (cx.now, cx.policy, cx.state, &cx.alert);
     let mut rollback_verified = false;
     if let Some(rb) = &state.rollback {
-        match rb.rollout.as_deref() {
+        match rb.verdict() {
             None => {
                 b.actions.push(Action::VerifyRollout {
                     deployment: policy.deployment.clone(),
                 });
                 b.wait("rollout of the rollback", None);
             }
-            Some("complete") => rollback_verified = true,
+            Some(RolloutVerdict::Complete) => rollback_verified = true,
             Some(_) if rb.never_reached() => b.page(
                 state,
                 policy,
@@ -56,7 +57,7 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
             && alert.failure_rate >= policy.widespread_failure_rate
     }) {
         b.skip(
-            "rollback",
+            ActionKind::Rollback,
             "",
             format!(
                 "{why}; without them the failure rate is {} (under {}): invalid input is not a bad deploy",
@@ -68,7 +69,7 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
     if widespread {
         match (dominant, &state.rollback) {
             (Some(k), _) if k.is_external() => b.skip(
-                "rollback",
+                ActionKind::Rollback,
                 "",
                 format!("failures are mostly {k}: a vendor problem, not a bad deploy"),
             ),
@@ -76,7 +77,7 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
                 let persisting_after = rb
                     .verified_at
                     .map(|v| v + secs(policy.rollback_verify_after_s));
-                b.skip("rollback", "", never_twice(rb));
+                b.skip(ActionKind::Rollback, "", never_twice(rb));
                 if let Some(t) = persisting_after {
                     if now >= t {
                         b.page(
@@ -288,7 +289,7 @@ fn plan_rollback(
     );
     let Some(at_open) = &state.deployment_at_open else {
         b.skip(
-            "rollback",
+            ActionKind::Rollback,
             "",
             "deployment state at incident open unknown: no rollback target",
         );
@@ -302,7 +303,11 @@ fn plan_rollback(
         return;
     };
     let Some(current) = &obs.deployment else {
-        b.skip("rollback", "", "deployment state unreadable this pass");
+        b.skip(
+            ActionKind::Rollback,
+            "",
+            "deployment state unreadable this pass",
+        );
         b.wait("deployment state readable", None);
         return;
     };
@@ -310,7 +315,7 @@ fn plan_rollback(
         return;
     }
     let refuse = |b: &mut Builder, reason: &str, summary: String| {
-        b.skip("rollback", "", summary.clone());
+        b.skip(ActionKind::Rollback, "", summary.clone());
         b.page(
             state,
             policy,
@@ -351,7 +356,7 @@ fn deployed_recently(
         Some(t) if obs.now - t <= secs(policy.rollback_max_deploy_age_s) => true,
         Some(t) => {
             b.skip(
-                "rollback",
+                ActionKind::Rollback,
                 "",
                 format!(
                     "revision {} deployed {} h ago: not a recent deploy",
@@ -363,7 +368,7 @@ fn deployed_recently(
         }
         None => {
             b.skip(
-                "rollback",
+                ActionKind::Rollback,
                 "",
                 "deploy time of the current revision unknown",
             );

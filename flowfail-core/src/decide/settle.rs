@@ -1,5 +1,6 @@
 //! Settling: an incident with nothing left to do or to wait for is escalated to humans.
 
+use super::kinds::SkipKind;
 use super::{Action, Builder, Ctx, Finding, IncidentState, Observation, Settle, pct};
 use crate::model::{Quota, Task, TaskId, TaskStatus};
 use crate::policy::Policy;
@@ -12,12 +13,14 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) ->
     if busy {
         return None;
     }
-    let on_call = format!("page:{}:", policy.on_call_target);
     // The operator's notices (paused, approval wanted) are not an escalation.
-    let escalation = |k: &String| {
-        k.strip_prefix(&on_call).is_some_and(|r| {
-            r != crate::operator::PAUSED_NOTICE_REASON && !r.starts_with("approval_")
-        })
+    let escalation = |k: &String| match super::effects::EffectKey::parse(k) {
+        super::effects::EffectKey::Page { target, reason } => {
+            target == policy.on_call_target
+                && reason != crate::operator::PAUSED_NOTICE_REASON
+                && !reason.starts_with("approval_")
+        }
+        _ => false,
     };
     let paged_on_call = state.effects.iter().any(escalation)
         || b.actions
@@ -142,7 +145,7 @@ pub(super) fn wait_for_retries(unfinished: &[TaskId], b: &mut Builder) -> bool {
     }
     for id in unfinished {
         b.skip(
-            "resolve",
+            SkipKind::Resolve,
             id.to_string(),
             "the alert is clear but retried tasks have not finished",
         );

@@ -1,6 +1,7 @@
 //! Per-task remediation (validation findings, prune then retry, backoff, the breaker's probe,
 //! the retry budget) and the new-failure-mode page for unknown failures.
 
+use super::kinds::ActionKind;
 use super::outage::OutageView;
 use super::{
     Action, Builder, BundleObs, Ctx, Finding, IncidentState, ObservedTask, SchemaObs, backoff, secs,
@@ -56,7 +57,7 @@ fn task(
     match kind {
         FailureKind::Validation => {
             b.skip(
-                "retry_task",
+                ActionKind::RetryTask,
                 id.to_string(),
                 "validation failures are never retried as-is",
             );
@@ -68,7 +69,7 @@ fn task(
         }
         FailureKind::Unknown if !rollback_verified => {
             b.skip(
-                "retry_task",
+                ActionKind::RetryTask,
                 id.to_string(),
                 "no automated fix for unknown failures",
             );
@@ -93,27 +94,27 @@ fn task(
             Admission::Probe if !pass.probe_chosen => probe = true,
             Admission::Probe => {
                 b.skip(
-                    "retry_task",
+                    ActionKind::RetryTask,
                     id.to_string(),
                     "circuit breaker half-open: one probe first",
                 );
                 return;
             }
             Admission::None { reason, until } => {
-                b.skip("retry_task", id.to_string(), reason.clone());
+                b.skip(ActionKind::RetryTask, id.to_string(), reason.clone());
                 b.wait("circuit breaker", *until);
                 return;
             }
         }
     }
     if due > now {
-        b.skip("retry_task", id.to_string(), "waiting for backoff");
+        b.skip(ActionKind::RetryTask, id.to_string(), "waiting for backoff");
         b.wait("retry backoff", Some(due));
         return;
     }
     if pass.budget == 0 {
         b.skip(
-            "retry_task",
+            ActionKind::RetryTask,
             id.to_string(),
             "retry budget for this pass used up",
         );
@@ -141,7 +142,7 @@ pub(super) fn retry_allowed(cx: &Ctx<'_>, b: &mut Builder, t: &ObservedTask) -> 
     let (policy, state) = (cx.policy, cx.state);
     let id = &t.task.task_id;
     if let Err(why) = super::retry_gate(&t.task, &t.class, policy) {
-        b.skip("retry_task", id.to_string(), why);
+        b.skip(ActionKind::RetryTask, id.to_string(), why);
         if t.class.kind == FailureKind::RateLimit && !t.class.retryable {
             b.page(
                 state,
@@ -160,7 +161,7 @@ pub(super) fn retry_allowed(cx: &Ctx<'_>, b: &mut Builder, t: &ObservedTask) -> 
         && r.attempts > t.task.attempts
     {
         b.skip(
-            "retry_task",
+            ActionKind::RetryTask,
             id.to_string(),
             "a retry flowfail scheduled is not reflected yet",
         );
@@ -182,14 +183,14 @@ fn prune_first(cx: &Ctx<'_>, b: &mut Builder, pass: &Pass<'_>, t: &ObservedTask)
         BundleObs::Size { bytes } if *bytes > policy.timeout_bundle_threshold.bytes() => {
             if state.pruned.contains_key(id) {
                 b.skip(
-                    "prune_context",
+                    ActionKind::PruneContext,
                     id.to_string(),
                     "already pruned once in this incident and still over the threshold",
                 );
                 return None;
             } else if let Some(why) = state.prune_failed.get(id) {
                 b.skip(
-                    "prune_context",
+                    ActionKind::PruneContext,
                     id.to_string(),
                     format!("prune failed earlier: {why}"),
                 );
@@ -197,7 +198,7 @@ fn prune_first(cx: &Ctx<'_>, b: &mut Builder, pass: &Pass<'_>, t: &ObservedTask)
             }
             if pass.budget == 0 {
                 b.skip(
-                    "prune_context",
+                    ActionKind::PruneContext,
                     id.to_string(),
                     "retry budget for this pass used up",
                 );
@@ -213,7 +214,7 @@ fn prune_first(cx: &Ctx<'_>, b: &mut Builder, pass: &Pass<'_>, t: &ObservedTask)
         }
         BundleObs::Size { .. } if !state.pruned.contains_key(id) => {
             b.skip(
-                "prune_context",
+                ActionKind::PruneContext,
                 id.to_string(),
                 format!(
                     "bundle within {}: retry without pruning",
@@ -223,12 +224,16 @@ fn prune_first(cx: &Ctx<'_>, b: &mut Builder, pass: &Pass<'_>, t: &ObservedTask)
             Some(false)
         }
         BundleObs::Missing => {
-            b.skip("prune_context", id.to_string(), "no context bundle found");
+            b.skip(
+                ActionKind::PruneContext,
+                id.to_string(),
+                "no context bundle found",
+            );
             Some(false)
         }
         BundleObs::Unreadable { reason } => {
             b.skip(
-                "retry_task",
+                ActionKind::RetryTask,
                 id.to_string(),
                 format!("bundle size unknown ({reason}): no prune, no retry this pass"),
             );
@@ -260,7 +265,7 @@ pub(super) fn due(
     }
     if kind == FailureKind::ModelApi5xx {
         if let Some(why) = &outage.hold_5xx {
-            b.skip("retry_task", id.to_string(), why.clone());
+            b.skip(ActionKind::RetryTask, id.to_string(), why.clone());
             return None;
         }
         if attempt == 1 && !outage.primary_healthy {
@@ -279,7 +284,7 @@ const TOP_TEMPLATES: usize = 5;
 pub(super) fn new_failure_mode(cx: &Ctx<'_>, b: &mut Builder, rollback_verified: bool) {
     let (policy, state) = (cx.policy, cx.state);
     let n = cx.classes[&FailureKind::Unknown];
-    let page_key = format!("page:{}:new_failure_mode", policy.on_call_target);
+    let page_key = super::effects::page(&policy.on_call_target, "new_failure_mode");
     if n == 0 || rollback_verified || state.effects.contains(&page_key) {
         return;
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::kinds::{ActionKind, RolloutVerdict, SkipKind};
 use crate::breaker::Breaker;
 use crate::classify::Classification;
 use crate::detect::AlertState;
@@ -192,15 +193,21 @@ impl RollbackRecord {
     /// A rollback reserved in the ledger by a process that stopped before the call, which never
     /// reached the Deployment ([`crate::decide::reconcile_reserved`]).
     pub fn never_reached(&self) -> bool {
-        self.rollout.as_deref() == Some(super::ROLLBACK_NEVER_REACHED)
+        self.verdict() == Some(RolloutVerdict::NeverReached)
+    }
+
+    /// The rollout's verdict, when there is one.
+    pub fn verdict(&self) -> Option<RolloutVerdict> {
+        self.rollout.as_deref().map(RolloutVerdict::parse)
     }
 
     /// Whether the rollback may have changed the Deployment: all but one that never reached it
     /// and one the API refused (a panic while calling it may have landed).
     pub fn may_have_landed(&self) -> bool {
-        let refused = self.rollout.as_deref().is_some_and(|r| {
-            r.starts_with("rollback failed: ") && !r.starts_with("rollback failed: panicked")
-        });
+        let refused = matches!(
+            self.verdict(),
+            Some(RolloutVerdict::RollbackFailed(why)) if !why.starts_with("panicked")
+        );
         !self.never_reached() && !refused
     }
 }
@@ -452,16 +459,16 @@ pub enum Action {
 }
 
 impl Action {
-    /// The report's `kind` of this action.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of action it is (its `kind` in reports).
+    pub fn kind(&self) -> ActionKind {
         match self {
-            Action::PruneContext { .. } => "prune_context",
-            Action::SetEnv { .. } => "set_env",
-            Action::RetryTask { .. } => "retry_task",
-            Action::Rollback { .. } => "rollback",
-            Action::VerifyRollout { .. } => "verify_rollout",
-            Action::Page { .. } => "page",
-            Action::Notify { .. } => "notify",
+            Action::PruneContext { .. } => ActionKind::PruneContext,
+            Action::SetEnv { .. } => ActionKind::SetEnv,
+            Action::RetryTask { .. } => ActionKind::RetryTask,
+            Action::Rollback { .. } => ActionKind::Rollback,
+            Action::VerifyRollout { .. } => ActionKind::VerifyRollout,
+            Action::Page { .. } => ActionKind::Page,
+            Action::Notify { .. } => ActionKind::Notify,
         }
     }
 
@@ -474,18 +481,11 @@ impl Action {
     /// rollback).
     pub fn effect_key(&self) -> Option<String> {
         match self {
-            Action::Page { target, reason, .. } => Some(format!("page:{target}:{reason}")),
+            Action::Page { target, reason, .. } => Some(super::effects::page(target, reason)),
             Action::Notify {
-                audience,
-                reason: None,
-                ..
-            } => Some(format!("notify:{audience}")),
-            Action::Notify {
-                audience,
-                reason: Some(r),
-                ..
-            } => Some(format!("notify:{audience}:{r}")),
-            Action::Rollback { .. } => Some("rollback".into()),
+                audience, reason, ..
+            } => Some(super::effects::notify(audience, reason.as_deref())),
+            Action::Rollback { .. } => Some(super::effects::ROLLBACK.to_owned()),
             _ => None,
         }
     }
@@ -495,8 +495,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Skip {
-    /// The action kind not taken (`retry_task`, `rollback`, `set_env`, …).
-    pub action: String,
+    /// What was not done (`retry_task`, `rollback`, `set_env`, … `resolve`, `all`).
+    pub action: SkipKind,
     /// Why.
     pub reason: String,
     /// How many subjects.
@@ -507,10 +507,14 @@ pub struct Skip {
 
 impl Skip {
     /// A skip of one subject.
-    pub fn new(action: &str, subject: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(
+        action: impl Into<SkipKind>,
+        subject: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         let s = subject.into();
         Skip {
-            action: action.to_owned(),
+            action: action.into(),
             reason: reason.into(),
             count: 1,
             examples: if s.is_empty() { Vec::new() } else { vec![s] },

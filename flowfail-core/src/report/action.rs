@@ -239,9 +239,9 @@ fn rendered_applied(
         (Action::VerifyRollout { deployment }, Applied::RolloutVerdict { verdict }) => (
             ActionFields::VerifyRollout {
                 deployment: deployment.clone(),
-                status: verdict.clone(),
+                status: verdict.to_string(),
             },
-            if verdict == "complete" {
+            if verdict.is_complete() {
                 Outcome::Applied
             } else {
                 Outcome::Failed

@@ -300,7 +300,7 @@ impl Report {
                 let _ = writeln!(
                     s,
                     "  {} x{}: {}{}",
-                    clean_text(&r.skip.action),
+                    clean_text(r.skip.action.as_str()),
                     r.skip.count,
                     clean_text(&r.skip.reason),
                     ex

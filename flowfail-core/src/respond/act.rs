@@ -8,8 +8,8 @@ use super::guard::{Budget, Gate};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::{
-    Action, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation, Skip,
-    apply_outcome, escalate_after_panic,
+    Action, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation,
+    RolloutVerdict, Skip, apply_outcome, escalate_after_panic,
 };
 use crate::error::{ErrorKind, Result};
 use crate::model::{
@@ -228,7 +228,7 @@ impl Responder {
                 self.record_action(a, &o, pass);
                 let panicked = matches!(o, ActionOutcome::Unknown { .. });
                 if panicked {
-                    tracing::error!(incident = %state.key, kind = a.kind(), "action panicked; contained");
+                    tracing::error!(incident = %state.key, kind = a.kind().as_str(), "action panicked; contained");
                     escalate_after_panic(state, pass.now);
                     pass.panicked = true;
                 }
@@ -258,7 +258,7 @@ impl Responder {
             }
         }
         if outcome != crate::report::Outcome::DryRun {
-            tracing::info!(action = a.kind(), outcome = ?outcome, "action");
+            tracing::info!(action = a.kind().as_str(), outcome = ?outcome, "action");
         }
         pass.entries.push(TimelineEntry::new(
             pass.now,
@@ -533,9 +533,9 @@ impl Responder {
             i64::try_from(self.policy.rollout_timeout_s).unwrap_or(i64::MAX / 1000),
         );
         let verdict = match status {
-            Ok(RolloutStatus::Complete) => "complete".to_owned(),
-            Ok(RolloutStatus::Failed { message }) => format!("failed: {message}"),
-            Ok(_) | Err(_) if pass.now - rb.at > timeout => "timeout".to_owned(),
+            Ok(RolloutStatus::Complete) => RolloutVerdict::Complete,
+            Ok(RolloutStatus::Failed { message }) => RolloutVerdict::Failed(message),
+            Ok(_) | Err(_) if pass.now - rb.at > timeout => RolloutVerdict::Timeout,
             _ => return Ok(Done::Nothing),
         };
         Ok(Done::Outcome(ActionOutcome::Applied(
@@ -607,7 +607,7 @@ impl Responder {
         pass: &mut ActPhase<'_>,
     ) {
         let target = self.policy.on_call_target.clone();
-        let key = format!("page:{target}:{reason}");
+        let key = crate::decide::effects::page(&target, reason);
         if state.effects.contains(&key)
             || self.dry_run
             || self.shadow

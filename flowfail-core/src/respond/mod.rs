@@ -465,7 +465,13 @@ impl Responder {
 
     /// Resolves the pages of a resolved incident, each through the guard.
     async fn resolve_pages(&self, next: &IncidentState, now: Timestamp) {
-        for k in next.effects.iter().filter(|k| k.starts_with("page:")) {
+        let pages = next.effects.iter().filter(|k| {
+            matches!(
+                crate::decide::effects::EffectKey::parse(k),
+                crate::decide::effects::EffectKey::Page { .. }
+            )
+        });
+        for k in pages {
             let dk = dedup_key(&next.key, k);
             let _ = self
                 .guarded("pager.resolve", guard::Budget::Exempt, now, || {

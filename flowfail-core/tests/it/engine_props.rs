@@ -340,7 +340,7 @@ mod outcomes {
                 resource_version: "102".into(),
             },
             Action::VerifyRollout { .. } => Applied::RolloutVerdict {
-                verdict: "complete".into(),
+                verdict: flowfail_core::decide::RolloutVerdict::Complete,
             },
             _ => Applied::Delivered {
                 deduplicated: false,

@@ -153,7 +153,14 @@ fn hostile_report() -> Report {
         };
         b.action(at, action, Outcome::Failed, Some((*h).to_owned()));
         b.gap(at, (*h).to_owned());
-        b.skips(at, &[Skip::new("retry_task", *h, *h)]);
+        b.skips(
+            at,
+            &[Skip::new(
+                flowfail_core::decide::ActionKind::RetryTask,
+                *h,
+                *h,
+            )],
+        );
     }
     b.build(None, t0() + TimeDelta::seconds(60))
 }
