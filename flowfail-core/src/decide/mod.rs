@@ -47,6 +47,7 @@ mod rate_limit;
 mod rollback;
 mod settle;
 mod tasks;
+mod trouble;
 mod types;
 mod vendor;
 
@@ -56,6 +57,7 @@ pub use outcome::{
     ActionOutcome, Applied, ROLLBACK_NEVER_REACHED, ReservedRollback, apply_outcome,
     escalate_after_panic, reconcile_env_intents, reconcile_reserved,
 };
+pub use trouble::{Trouble, escalation, retry_after_prune};
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,

@@ -8,8 +8,9 @@ use super::guard::{Budget, Gate};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::{
-    Action, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation,
-    RolloutVerdict, Skip, apply_outcome, escalate_after_panic,
+    Action, ActionKind, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation,
+    RolloutVerdict, Skip, Trouble, apply_outcome, escalate_after_panic, escalation,
+    retry_after_prune,
 };
 use crate::error::{ErrorKind, Result};
 use crate::model::{
@@ -45,8 +46,9 @@ struct ActPhase<'a> {
     epoch: Option<Epoch>,
     now: Timestamp,
     entries: Vec<TimelineEntry>,
-    /// Tasks whose bundle was pruned (or found small) in this pass: their retry may go.
-    pruned_now: Vec<TaskId>,
+    /// What became of this pass's prunes, by task: the retries that follow them are judged by
+    /// [`retry_after_prune`].
+    prunes: Vec<(TaskId, ActionOutcome)>,
     deferred: usize,
     panicked: bool,
     stale: bool,
@@ -100,7 +102,7 @@ impl Responder {
             epoch,
             now,
             entries: Vec::new(),
-            pruned_now: Vec::new(),
+            prunes: Vec::new(),
             deferred: 0,
             panicked: false,
             stale: false,
@@ -121,11 +123,7 @@ impl Responder {
             i += 1;
             let done = self.execute(a, state, &mut pass).await;
             if self.finish(a, done, state, &mut pass) {
-                let summary = format!(
-                    "flowfail: a {} action panicked and was contained; a human should look",
-                    a.kind()
-                );
-                self.escalate("action_panicked", summary, state, &mut pass)
+                self.escalate(Trouble::ActionPanicked(a.kind()), state, &mut pass)
                     .await;
             }
             self.checkpoint(state, &mut pass).await;
@@ -139,12 +137,11 @@ impl Responder {
         }
         if pass.deferred > 0 && !pass.stale {
             // Excess is escalated, never dropped: the deferred actions are decided again.
-            let summary = format!(
-                "flowfail hit its action rate limit ({} a minute): {} action(s) deferred; a human may want to look",
-                self.policy.max_actions_per_minute, pass.deferred
-            );
-            self.escalate("action_rate_limited", summary, state, &mut pass)
-                .await;
+            let trouble = Trouble::RateLimited {
+                per_minute: self.policy.max_actions_per_minute,
+                deferred: pass.deferred,
+            };
+            self.escalate(trouble, state, &mut pass).await;
         }
         Acted {
             entries: pass.entries,
@@ -189,7 +186,13 @@ impl Responder {
 
     async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut ActPhase<'_>) -> Done {
         let r = match a {
-            Action::PruneContext { .. } => self.prune(a, pass).await,
+            Action::PruneContext { task_id, .. } => {
+                let r = self.prune(a, pass).await;
+                if let Ok(Done::Outcome(o)) | Err(Done::Outcome(o)) = &r {
+                    pass.prunes.push((task_id.clone(), o.clone()));
+                }
+                r
+            }
             Action::SetEnv { .. } => self.set_env(a, state, pass).await,
             Action::Rollback { .. } => self.rollback(a, state, pass).await,
             Action::VerifyRollout { deployment } => self.verify(deployment, state, pass).await,
@@ -293,16 +296,12 @@ impl Responder {
                 to_bytes,
                 archive_checksum,
                 ..
-            }) => {
-                pass.pruned_now.push(task_id.clone());
-                ActionOutcome::Applied(Applied::Pruned {
-                    from_bytes,
-                    to_bytes,
-                    archive_checksum,
-                })
-            }
+            }) => ActionOutcome::Applied(Applied::Pruned {
+                from_bytes,
+                to_bytes,
+                archive_checksum,
+            }),
             Ok(PruneContextOutcome::AlreadySmall { bytes }) => {
-                pass.pruned_now.push(task_id.clone());
                 ActionOutcome::Applied(Applied::AlreadySmall { bytes })
             }
             Err(e) => {
@@ -598,29 +597,11 @@ impl Responder {
         }))
     }
 
-    /// Pages on-call once per incident for `reason` (flowfail's own trouble).
-    async fn escalate(
-        &self,
-        reason: &str,
-        summary: String,
-        state: &mut IncidentState,
-        pass: &mut ActPhase<'_>,
-    ) {
-        let target = self.policy.on_call_target.clone();
-        let key = crate::decide::effects::page(&target, reason);
-        if state.effects.contains(&key)
-            || self.dry_run
-            || self.shadow
-            || self.kill.is_on()
-            || pass.stale
-        {
+    /// Pages on-call about flowfail's own trouble, as [`escalation`] decides (once per
+    /// incident), through the guard like every page.
+    async fn escalate(&self, trouble: Trouble, state: &mut IncidentState, pass: &mut ActPhase<'_>) {
+        let Some(a) = escalation(trouble, state, &self.policy) else {
             return;
-        }
-        let a = Action::Page {
-            target,
-            reason: reason.to_owned(),
-            summary,
-            details: serde_json::Value::Null,
         };
         let done = self.execute(&a, state, pass).await;
         self.finish(&a, done, state, pass);
@@ -644,14 +625,12 @@ impl Responder {
             else {
                 continue;
             };
-            let may_call = !self.kill.is_on()
-                && !self.dry_run
-                && !self.shadow
-                && self.pause_refusal().is_none();
-            if may_call && *after_prune && !pass.pruned_now.contains(task_id) {
-                let o = refused("bundle was not pruned: not retrying into the same timeout");
-                self.finish(a, Done::Outcome(o), state, pass);
-                continue;
+            if *after_prune {
+                let prune = pass.prunes.iter().rev().find(|(t, _)| t == task_id);
+                if let Err(why) = retry_after_prune(prune.map(|(_, o)| o)) {
+                    self.finish(a, Done::Outcome(refused(why)), state, pass);
+                    continue;
+                }
             }
             requests.push(RetryRequest::new(
                 task_id.clone(),
@@ -689,8 +668,8 @@ impl Responder {
                     self.finish(a, d, state, pass);
                 }
                 if panicked {
-                    let summary = "flowfail: a retry_task action panicked and was contained; a human should look".to_owned();
-                    self.escalate("action_panicked", summary, state, pass).await;
+                    let trouble = Trouble::ActionPanicked(ActionKind::RetryTask);
+                    self.escalate(trouble, state, pass).await;
                 }
                 return;
             }
