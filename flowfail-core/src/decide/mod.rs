@@ -38,6 +38,7 @@ use crate::detect::{AlertState, alert_from_counts};
 use crate::model::{FailureKind, StatusCounts, Task, TaskId, Timestamp};
 use crate::policy::Policy;
 
+pub mod approval;
 mod builder;
 pub mod effects;
 mod kinds;
@@ -57,7 +58,7 @@ pub use outcome::{
     ActionOutcome, Applied, ROLLBACK_NEVER_REACHED, ReservedRollback, apply_outcome,
     escalate_after_panic, reconcile_env_intents, reconcile_reserved,
 };
-pub use trouble::{Trouble, escalation, retry_after_prune};
+pub use trouble::{Trouble, escalation, pause_notice, retry_after_prune};
 pub use types::{
     Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,

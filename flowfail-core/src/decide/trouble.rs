@@ -1,9 +1,11 @@
-//! What the engine decides from the outcomes of a pass's own actions (pure): the page about
-//! flowfail's own trouble, and whether a retry that was to follow a prune may go.
+//! What the engine decides from what happened to a pass itself (pure): the page about
+//! flowfail's own trouble, the one "automation paused" notice, and whether a retry that was to
+//! follow a prune may go.
 
 use super::kinds::ActionKind;
 use super::outcome::{ActionOutcome, Applied};
 use super::types::{Action, IncidentState};
+use crate::operator::{PAUSED_NOTICE_REASON, Pause};
 use crate::policy::Policy;
 
 /// flowfail's own trouble in a pass, which on-call hears about once per incident.
@@ -62,4 +64,21 @@ pub fn retry_after_prune(prune: Option<&ActionOutcome>) -> Result<(), &'static s
         ) => Ok(()),
         _ => Err("bundle was not pruned: not retrying into the same timeout"),
     }
+}
+
+/// The one "automation paused" notice of an incident: the page to on-call while `pause` holds,
+/// unless the incident already sent it. (The responder reserves it in the ledger before sending,
+/// so replicas and restarts send it once.)
+pub fn pause_notice(pause: &Pause, state: &IncidentState, policy: &Policy) -> Option<Action> {
+    let notice = Action::Page {
+        target: policy.on_call_target.clone(),
+        reason: PAUSED_NOTICE_REASON.to_owned(),
+        summary: format!(
+            "flowfail automation is paused during incident {} (by {}: {}); it observes and records, and changes nothing until resumed",
+            state.key, pause.by, pause.reason
+        ),
+        details: serde_json::Value::Null,
+    };
+    let key = notice.effect_key()?;
+    (!state.effects.contains(&key)).then_some(notice)
 }

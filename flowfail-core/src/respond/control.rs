@@ -3,7 +3,7 @@
 //! [`crate::control`].
 
 use super::{Responder, lock};
-use crate::control::{self, PAUSED_NOTICE_REASON, Pause};
+use crate::control::{self, Pause};
 use crate::decide::{Action, Decision, IncidentState};
 use crate::model::Timestamp;
 use crate::ports::{Epoch, TimelineEntry};
@@ -92,20 +92,12 @@ impl Responder {
         let (PauseState::Paused(p), Some(epoch)) = (&current, epoch) else {
             return None;
         };
-        let notice = Action::Page {
-            target: self.policy.on_call_target.clone(),
-            reason: PAUSED_NOTICE_REASON.to_owned(),
-            summary: format!(
-                "flowfail automation is paused during incident {} (by {}: {}); it observes and records, and changes nothing until resumed",
-                state.key, p.by, p.reason
-            ),
-            details: serde_json::Value::Null,
-        };
-        let effect = notice.effect_key()?;
         // Shadow mode pages nobody: the reservation is kept for a responder that acts.
-        if self.shadow || state.effects.contains(&effect) {
+        if self.shadow {
             return None;
         }
+        let notice = crate::decide::pause_notice(p, state, &self.policy)?;
+        let effect = notice.effect_key()?;
         // At most one notice per incident, across replicas and restarts.
         match self
             .ports
