@@ -158,14 +158,14 @@ impl Responder {
         if pass.entries.is_empty() {
             return;
         }
-        let panicked = |what: String| Err(crate::Error::refused(format!("panicked: {what}")));
-        let appended = super::contain(self.ports.incidents.append(
-            &state.key,
-            epoch,
-            &pass.entries,
-        ))
-        .await
-        .unwrap_or_else(panicked);
+        let appended = self
+            .call(
+                "incident.append",
+                self.ports
+                    .incidents
+                    .append(&state.key, epoch, &pass.entries),
+            )
+            .await;
         if let Err(e) = appended
             && !self.appended_anyway(&state.key, &pass.entries, &e).await
         {
@@ -174,9 +174,13 @@ impl Responder {
         }
         pass.entries.clear();
         let saved = match serde_json::to_value(state) {
-            Ok(json) => super::contain(self.ports.incidents.save_state(&state.key, epoch, &json))
+            Ok(json) => {
+                self.call(
+                    "incident.save_state",
+                    self.ports.incidents.save_state(&state.key, epoch, &json),
+                )
                 .await
-                .unwrap_or_else(panicked),
+            }
             Err(e) => Err(e.into()),
         };
         if let Err(e) = saved {
@@ -414,7 +418,10 @@ impl Responder {
     /// short of what was done. `None` when it could not be read.
     async fn state_after_lost_reply(&self, deployment: &str) -> Option<DeploymentState> {
         for _ in 0..3 {
-            if let Ok(s) = self.ports.deployment.state(deployment).await {
+            if let Ok(s) = self
+                .call("deployment.state", self.ports.deployment.state(deployment))
+                .await
+            {
                 return Some(s);
             }
         }
@@ -450,9 +457,14 @@ impl Responder {
                     return Err(crate::Error::refused("no ledger claim for this pass"));
                 };
                 match self
-                    .ports
-                    .incidents
-                    .reserve_effect(&state.key, epoch, "rollback")
+                    .call(
+                        "incident.reserve_effect",
+                        self.ports.incidents.reserve_effect(
+                            &state.key,
+                            epoch,
+                            crate::decide::effects::ROLLBACK,
+                        ),
+                    )
                     .await
                 {
                     Ok(true) => Ok(Some(
@@ -701,7 +713,7 @@ impl Responder {
             ..
         } = a
             && e.is_transient()
-            && let Ok(t) = self.ports.tasks.get(task_id).await
+            && let Ok(t) = self.call("task.get", self.ports.tasks.get(task_id)).await
             && t.attempts == expected_attempts + 1
         {
             return ActionOutcome::Applied(Applied::Retried {

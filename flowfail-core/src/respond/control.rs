@@ -100,9 +100,12 @@ impl Responder {
         let effect = notice.effect_key()?;
         // At most one notice per incident, across replicas and restarts.
         match self
-            .ports
-            .incidents
-            .reserve_effect(&state.key, epoch, &effect)
+            .call(
+                "incident.reserve_effect",
+                self.ports
+                    .incidents
+                    .reserve_effect(&state.key, epoch, &effect),
+            )
             .await
         {
             Ok(true) => Some(notice),

@@ -169,6 +169,29 @@ impl Responder {
     }
 }
 
+impl Responder {
+    /// One port call with the step deadline, a panic contained. Reads retried on transient
+    /// errors go through [`Responder::read`], mutations through [`Responder::guarded`]; every
+    /// other port call (the ledger's claim, records and read-backs, a read after a lost reply)
+    /// goes through here.
+    pub(super) async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        match super::contain(tokio::time::timeout(deadline, fut)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(timeout_error(op, deadline)),
+            Err(what) => Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{op} panicked (contained): {what}"),
+            )
+            .with_operation(op)),
+        }
+    }
+}
+
 /// The error of a call abandoned at the step deadline.
 pub(super) fn timeout_error(op: &'static str, deadline: Duration) -> Error {
     Error::new(

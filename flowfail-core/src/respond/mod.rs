@@ -314,26 +314,38 @@ impl Responder {
         let appended = AtomicBool::new(false);
         let write = async {
             let state_json = serde_json::to_value(next)?;
-            if let Err(e) = self.ports.incidents.append(&next.key, epoch, entries).await
+            if let Err(e) = self
+                .call(
+                    "incident.append",
+                    self.ports.incidents.append(&next.key, epoch, entries),
+                )
+                .await
                 && !self.appended_anyway(&next.key, entries, &e).await
             {
                 return Err(e);
             }
             appended.store(true, Ordering::SeqCst);
-            self.ports
-                .incidents
-                .save_state(&next.key, epoch, &state_json)
-                .await?;
+            self.call(
+                "incident.save_state",
+                self.ports
+                    .incidents
+                    .save_state(&next.key, epoch, &state_json),
+            )
+            .await?;
             if settled {
                 // The record is the ledger's whole timeline, not only this process's passes.
-                let timeline = self.ports.incidents.get(&next.key).await?.timeline;
+                let timeline = self
+                    .call("incident.get", self.ports.incidents.get(&next.key))
+                    .await?
+                    .timeline;
                 let builder = lock(&self.inner).report.with_ledger_timeline(&timeline);
                 let report = builder.build(Some(next), now);
                 let post = serde_json::to_value(&report.post_incident)?;
-                self.ports
-                    .incidents
-                    .close(&next.key, epoch, now, &post)
-                    .await?;
+                self.call(
+                    "incident.close",
+                    self.ports.incidents.close(&next.key, epoch, now, &post),
+                )
+                .await?;
             }
             Ok::<(), Error>(())
         };
@@ -367,7 +379,10 @@ impl Responder {
         if entries.is_empty() || e.kind() == crate::ErrorKind::Conflict {
             return false;
         }
-        let Ok(rec) = self.ports.incidents.get(key).await else {
+        let Ok(rec) = self
+            .call("incident.get", self.ports.incidents.get(key))
+            .await
+        else {
             return false;
         };
         let Some(tail) = rec
@@ -421,7 +436,10 @@ impl Responder {
             return;
         }
         // Unreadable, nothing is taken as recorded: an action twice rather than not at all.
-        let timeline = match self.ports.incidents.get(key).await {
+        let timeline = match self
+            .call("incident.get", self.ports.incidents.get(key))
+            .await
+        {
             Ok(r) => r.timeline,
             Err(_) => Vec::new(),
         };
@@ -512,24 +530,30 @@ impl Responder {
                 return Ok(Some(s));
             }
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
-            return Ok(Some(match self.ports.incidents.get(&s.key).await {
-                Ok(rec) => {
-                    let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
-                    self.reconcile(&mut state, &rec, obs).await;
-                    state
-                }
-                Err(e) => {
-                    self.note_gap(format!("incident ledger: {e}"));
-                    s
-                }
-            }));
+            return Ok(Some(
+                match self
+                    .call("incident.get", self.ports.incidents.get(&s.key))
+                    .await
+                {
+                    Ok(rec) => {
+                        let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
+                        self.reconcile(&mut state, &rec, obs).await;
+                        state
+                    }
+                    Err(e) => {
+                        self.note_gap(format!("incident ledger: {e}"));
+                        s
+                    }
+                },
+            ));
         }
         if self.mutating(halted) {
             // A restarted responder (or another replica) carries on with the open incident.
             match self
-                .ports
-                .incidents
-                .find_open(&self.policy.deployment)
+                .call(
+                    "incident.find_open",
+                    self.ports.incidents.find_open(&self.policy.deployment),
+                )
                 .await
             {
                 Ok(Some(rec)) => {
@@ -624,9 +648,10 @@ impl Responder {
         // What the ledger remembers across incidents (the revisions flowfail rolled away from)
         // comes from the incident closed last; unread, no incident opens this pass.
         match self
-            .ports
-            .incidents
-            .latest_closed(&self.policy.deployment)
+            .call(
+                "incident.latest_closed",
+                self.ports.incidents.latest_closed(&self.policy.deployment),
+            )
             .await
         {
             Ok(Some(prev)) => state.inherit(&prev.key, &prev.state),
@@ -660,9 +685,12 @@ impl Responder {
             }
             let json = serde_json::to_value(&state)?;
             let (rec, created) = self
-                .ports
-                .incidents
-                .open(&self.policy.deployment, &state.key, obs.now, &json)
+                .call(
+                    "incident.open",
+                    self.ports
+                        .incidents
+                        .open(&self.policy.deployment, &state.key, obs.now, &json),
+                )
                 .await?;
             if created {
                 return Ok(Some(state));

@@ -132,7 +132,10 @@ impl Responder {
         if !self.mutating(halted) {
             return Ok(None);
         }
-        match self.ports.incidents.claim(&state.key).await {
+        match self
+            .call("incident.claim", self.ports.incidents.claim(&state.key))
+            .await
+        {
             Ok(e) => {
                 lock(&self.inner).claim = Some((state.key.clone(), e));
                 Ok(Some(e))
