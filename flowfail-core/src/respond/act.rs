@@ -4,7 +4,7 @@
 
 use chrono::TimeDelta;
 
-use super::guard::{Budget, Gate};
+use super::guard::{Budget, Fence, Gate};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::{
@@ -43,6 +43,8 @@ enum Done {
 /// The state of one act phase.
 struct ActPhase<'a> {
     obs: &'a Observation,
+    /// The pass's claim and pause: what the guard checks every mutation against.
+    fence: &'a Fence,
     epoch: Option<Epoch>,
     now: Timestamp,
     entries: Vec<TimelineEntry>,
@@ -94,12 +96,13 @@ impl Responder {
         d: &Decision,
         obs: &Observation,
         state: &mut IncidentState,
-        epoch: Option<Epoch>,
+        fence: &Fence,
         now: Timestamp,
     ) -> Acted {
         let mut pass = ActPhase {
             obs,
-            epoch,
+            fence,
+            epoch: fence.epoch(),
             now,
             entries: Vec::new(),
             prunes: Vec::new(),
@@ -249,7 +252,7 @@ impl Responder {
             return;
         };
         if let ActionOutcome::Refused { reason } = o
-            && self.pause_refusal().as_ref() == Some(reason)
+            && pass.fence.paused.as_ref() == Some(reason)
         {
             // Paused, the same refusals come pass after pass: record each once per pause.
             let key = serde_json::to_string(&fields).unwrap_or_default();
@@ -285,14 +288,20 @@ impl Responder {
             return Ok(Done::Nothing);
         };
         let gate = self
-            .guarded("prune_context", Budget::Limited, pass.now, || {
-                self.ports.bundles.prune_context(
-                    task_id,
-                    ByteSize::new(*max_bytes),
-                    self.policy.max_bundle_size,
-                    &self.prune_options,
-                )
-            })
+            .guarded(
+                pass.fence,
+                "prune_context",
+                Budget::Limited,
+                pass.now,
+                || {
+                    self.ports.bundles.prune_context(
+                        task_id,
+                        ByteSize::new(*max_bytes),
+                        self.policy.max_bundle_size,
+                        &self.prune_options,
+                    )
+                },
+            )
             .await;
         Ok(Done::Outcome(match stopped(gate)? {
             Ok(PruneContextOutcome::Pruned {
@@ -367,21 +376,27 @@ impl Responder {
         let ahead = serde_json::to_value(&ahead);
         let epoch = pass.epoch;
         let gate = self
-            .guarded("deployment.set_env", Budget::Limited, pass.now, || async {
-                let Some(epoch) = epoch else {
-                    return Err(crate::Error::refused("no ledger claim for this pass"));
-                };
-                let ahead = ahead.map_err(crate::Error::from)?;
-                self.ports
-                    .incidents
-                    .save_state(&state.key, epoch, &ahead)
-                    .await?;
-                Ok(self
-                    .ports
-                    .deployment
-                    .set_env(deployment, std::slice::from_ref(&change), pre, &cause)
-                    .await)
-            })
+            .guarded(
+                pass.fence,
+                "deployment.set_env",
+                Budget::Limited,
+                pass.now,
+                || async {
+                    let Some(epoch) = epoch else {
+                        return Err(crate::Error::refused("no ledger claim for this pass"));
+                    };
+                    let ahead = ahead.map_err(crate::Error::from)?;
+                    self.ports
+                        .incidents
+                        .save_state(&state.key, epoch, &ahead)
+                        .await?;
+                    Ok(self
+                        .ports
+                        .deployment
+                        .set_env(deployment, std::slice::from_ref(&change), pre, &cause)
+                        .await)
+                },
+            )
             .await;
         let r = match gate {
             Gate::Ran(Err(e)) => {
@@ -451,32 +466,43 @@ impl Responder {
         );
         let epoch = pass.epoch;
         let gate = self
-            .guarded("deployment.rollback", Budget::Limited, pass.now, || async {
-                // Mutations run only under a ledger claim; without one, nothing is reserved.
-                let Some(epoch) = epoch else {
-                    return Err(crate::Error::refused("no ledger claim for this pass"));
-                };
-                match self
-                    .call(
-                        "incident.reserve_effect",
-                        self.ports.incidents.reserve_effect(
-                            &state.key,
-                            epoch,
-                            crate::decide::effects::ROLLBACK,
-                        ),
-                    )
-                    .await
-                {
-                    Ok(true) => Ok(Some(
-                        self.ports
-                            .deployment
-                            .rollback(deployment, *to_revision, expected_resource_version, &cause)
-                            .await,
-                    )),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
+            .guarded(
+                pass.fence,
+                "deployment.rollback",
+                Budget::Limited,
+                pass.now,
+                || async {
+                    // Mutations run only under a ledger claim; without one, nothing is reserved.
+                    let Some(epoch) = epoch else {
+                        return Err(crate::Error::refused("no ledger claim for this pass"));
+                    };
+                    match self
+                        .call(
+                            "incident.reserve_effect",
+                            self.ports.incidents.reserve_effect(
+                                &state.key,
+                                epoch,
+                                crate::decide::effects::ROLLBACK,
+                            ),
+                        )
+                        .await
+                    {
+                        Ok(true) => Ok(Some(
+                            self.ports
+                                .deployment
+                                .rollback(
+                                    deployment,
+                                    *to_revision,
+                                    expected_resource_version,
+                                    &cause,
+                                )
+                                .await,
+                        )),
+                        Ok(false) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                },
+            )
             .await;
         let r: Result<DeploymentState> = match gate {
             Gate::Ran(Ok(Some(r))) => r,
@@ -525,6 +551,7 @@ impl Responder {
         };
         let gate = self
             .guarded(
+                pass.fence,
                 "deployment.rollout_status",
                 Budget::Exempt,
                 pass.now,
@@ -585,7 +612,7 @@ impl Responder {
                 } else {
                     Budget::Exempt
                 };
-                self.guarded("pager.page", budget, pass.now, || {
+                self.guarded(pass.fence, "pager.page", budget, pass.now, || {
                     self.read("pager.page", || self.ports.pager.page(&page))
                 })
                 .await
@@ -594,9 +621,13 @@ impl Responder {
                 audience, message, ..
             } => {
                 let n = Notification::new(audience.clone(), dk, message.clone());
-                self.guarded("notifier.notify", Budget::Exempt, pass.now, || {
-                    self.read("notifier.notify", || self.ports.notifier.notify(&n))
-                })
+                self.guarded(
+                    pass.fence,
+                    "notifier.notify",
+                    Budget::Exempt,
+                    pass.now,
+                    || self.read("notifier.notify", || self.ports.notifier.notify(&n)),
+                )
                 .await
             }
             _ => return Ok(Done::Nothing),
@@ -655,9 +686,13 @@ impl Responder {
             return;
         }
         let gate = self
-            .guarded("task.schedule_retries", Budget::Limited, pass.now, || {
-                self.ports.tasks.schedule_retries(&requests)
-            })
+            .guarded(
+                pass.fence,
+                "task.schedule_retries",
+                Budget::Limited,
+                pass.now,
+                || self.ports.tasks.schedule_retries(&requests),
+            )
             .await;
         let outcomes = match stopped(gate) {
             Ok(Ok(outcomes)) => outcomes,

@@ -128,7 +128,6 @@ impl ResponderBuilder {
                 pass_reads: Vec::new(),
                 last_failure_rate: None,
                 last_waiting: Vec::new(),
-                claim: None,
                 pause: control::PauseState::default(),
                 paused_seen: HashSet::new(),
                 proposed_seen: HashSet::new(),

@@ -54,6 +54,24 @@ pub(super) enum Gate<T> {
     Unfenced(Error),
 }
 
+/// What the guard checks one pass's mutations against: the claim the pass holds on its
+/// incident (none without an incident in the ledger) and the operator's pause as the pass read
+/// it (`Some(why)` when paused or unreadable). Part of the pass, never shared between passes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fence {
+    /// The incident and epoch this pass claimed.
+    pub(super) claim: Option<(String, Epoch)>,
+    /// Why mutations are refused, while the operator's pause holds.
+    pub(super) paused: Option<String>,
+}
+
+impl Fence {
+    /// The epoch of the pass's claim.
+    pub(super) fn epoch(&self) -> Option<Epoch> {
+        self.claim.as_ref().map(|(_, e)| *e)
+    }
+}
+
 /// Why the guard held a call back before asking the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Held {
@@ -105,6 +123,7 @@ impl Responder {
     /// Runs `call` if every safeguard lets it through. See the [module docs](self).
     pub(super) async fn guarded<T, Fut>(
         &self,
+        fence: &Fence,
         op: &'static str,
         budget: Budget,
         now: Timestamp,
@@ -115,7 +134,7 @@ impl Responder {
     {
         let paused = match budget {
             Budget::PauseNotice => None,
-            _ => self.pause_refusal(),
+            _ => fence.paused.clone(),
         };
         match admit(self.kill.is_on(), self.dry_run || self.shadow, paused) {
             Ok(()) => {}
@@ -123,7 +142,7 @@ impl Responder {
             Err(Held::DryRun) => return Gate::DryRun,
             Err(Held::Paused(why)) => return Gate::Paused(why),
         }
-        match self.fence(op).await {
+        match self.fence(fence, op).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 tracing::warn!(op, error = %e, "claim superseded: not mutating");
@@ -148,12 +167,12 @@ impl Responder {
 
     /// Asks the ledger whether this pass's claim still holds, right before a mutation. A pass
     /// without a claim (no incident in the ledger) has nothing to fence.
-    async fn fence(&self, op: &'static str) -> Result<()> {
-        let Some((key, epoch)) = lock(&self.inner).claim.clone() else {
+    async fn fence(&self, fence: &Fence, op: &'static str) -> Result<()> {
+        let Some((key, epoch)) = &fence.claim else {
             return Ok(());
         };
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
-        fence_on(&*self.ports.incidents, &key, epoch, deadline, op).await
+        fence_on(&*self.ports.incidents, key, *epoch, deadline, op).await
     }
 
     /// Whether the action rate limit lets one more mutation through.

@@ -115,9 +115,8 @@ struct Inner {
     last_failure_rate: Option<f64>,
     /// What the open incident waited for at the last pass (logged when it changes).
     last_waiting: Vec<String>,
-    /// The incident and epoch this pass claimed: the guard checks it before every mutation.
-    claim: Option<(String, Epoch)>,
-    /// The pause flag as this pass read it (the guard refuses mutations while paused).
+    /// The pause flag as the last pass read it (a change is noted in the report and the
+    /// timeline; the guard reads the pass's own [`guard::Fence`]).
     pause: control::PauseState,
     /// Actions refused because automation is paused, recorded once each until resumed.
     paused_seen: HashSet<String>,
@@ -482,7 +481,7 @@ impl Responder {
     }
 
     /// Resolves the pages of a resolved incident, each through the guard.
-    async fn resolve_pages(&self, next: &IncidentState, now: Timestamp) {
+    async fn resolve_pages(&self, next: &IncidentState, fence: &guard::Fence, now: Timestamp) {
         let pages = next.effects.iter().filter(|k| {
             matches!(
                 crate::decide::effects::EffectKey::parse(k),
@@ -492,7 +491,7 @@ impl Responder {
         for k in pages {
             let dk = dedup_key(&next.key, k);
             let _ = self
-                .guarded("pager.resolve", guard::Budget::Exempt, now, || {
+                .guarded(fence, "pager.resolve", guard::Budget::Exempt, now, || {
                     self.read("pager.resolve", || self.ports.pager.resolve(&dk))
                 })
                 .await;

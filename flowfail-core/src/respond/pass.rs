@@ -2,6 +2,7 @@
 //! controls → act → record. [`Responder::pass`] reads as that list; each step is a method here.
 
 use super::act::Acted;
+use super::guard::Fence;
 use super::{PassOutcome, Responder, contain, lock};
 use crate::decide::{Decision, IncidentState, Observation, Settle, decide};
 use crate::error::{Error, ErrorKind, Result};
@@ -16,7 +17,8 @@ struct Pass {
     halted: bool,
     obs: Observation,
     state: IncidentState,
-    epoch: Option<Epoch>,
+    /// The claim and the pause the guard checks this pass's mutations against.
+    fence: Fence,
     decision: Decision,
     entries: Vec<TimelineEntry>,
 }
@@ -46,7 +48,7 @@ impl Responder {
             Loaded::Quiet => return Ok(self.quiet(&obs, halted)),
             Loaded::Unreadable => return Ok(self.outcome(None, true, None, halted)),
         };
-        let Ok(epoch) = self.claim_incident(&state, halted).await else {
+        let Ok(claim) = self.claim_incident(&state, halted).await else {
             return Ok(PassOutcome {
                 settled: None,
                 incident_open: true,
@@ -62,8 +64,11 @@ impl Responder {
             now,
             halted,
             obs,
+            fence: Fence {
+                claim: claim.map(|e| (state.key.clone(), e)),
+                paused: None,
+            },
             state,
-            epoch,
             decision,
             entries: Vec::new(),
         };
@@ -74,7 +79,7 @@ impl Responder {
             .clone()
             .unwrap_or_else(|| pass.state.clone());
         let acted = self
-            .act(&pass.decision, &pass.obs, &mut next, pass.epoch, now)
+            .act(&pass.decision, &pass.obs, &mut next, &pass.fence, now)
             .await;
         self.record_pass(pass, next, acted).await
     }
@@ -86,7 +91,6 @@ impl Responder {
         let mut inner = lock(&self.inner);
         inner.pass_reads.clear();
         inner.reconciled.clear();
-        inner.claim = None;
         (now, self.kill.is_on())
     }
 
@@ -136,10 +140,7 @@ impl Responder {
             .call("incident.claim", self.ports.incidents.claim(&state.key))
             .await
         {
-            Ok(e) => {
-                lock(&self.inner).claim = Some((state.key.clone(), e));
-                Ok(Some(e))
-            }
+            Ok(e) => Ok(Some(e)),
             Err(e) => {
                 self.note_gap(format!("incident ledger: {e}"));
                 Err(())
@@ -153,18 +154,20 @@ impl Responder {
         let Pass {
             now,
             state,
-            epoch,
+            fence,
             decision,
             entries,
             ..
         } = pass;
+        let epoch = fence.epoch();
         if epoch.is_some() {
             self.record_pending(&state.key, *now, entries).await;
-            if let Some(notice) = self.read_pause(state, *epoch, *now, entries).await {
+            if let Some(notice) = self.read_pause(state, epoch, *now, entries).await {
                 decision.actions.insert(0, notice);
             }
+            fence.paused = self.pause_refusal();
         }
-        self.gate(decision, state, *epoch, *now, entries).await;
+        self.gate(decision, state, epoch, *now, entries).await;
         tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
     }
 
@@ -180,11 +183,12 @@ impl Responder {
             now,
             halted,
             state,
-            epoch,
+            fence,
             decision,
             mut entries,
             ..
         } = pass;
+        let epoch = fence.epoch();
         entries.append(&mut acted.entries);
         {
             let mut inner = lock(&self.inner);
@@ -222,7 +226,7 @@ impl Responder {
             settled = None;
         }
         if settled == Some(Settle::Resolved) {
-            self.resolve_pages(&next, now).await;
+            self.resolve_pages(&next, &fence, now).await;
         }
         lock(&self.inner).incident = Some(next);
         Ok(self.outcome(settled, true, decision.wake_at, halted))
