@@ -14,9 +14,9 @@
 //! [`skip_named`] for the others. With the peer's `*_REQUIRED=1` (CI) a skip is a failure.
 //!
 //! A test binary made of several modules (`tests/it/main.rs` declaring `mod pg_cli;` ...)
-//! uses the `_in` forms ([`pg_unreachable_in`], [`aws_endpoint_in`], [`skip_in`]) with the
-//! caller's `module_path!()`: the line is printed once per peer per module and counts that
-//! module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
+//! uses the `_in` forms ([`pg_unreachable_in`], [`aws_endpoint_in`], [`skip_in`],
+//! [`skip_named_in`]) with the caller's `module_path!()`: the line is printed once per peer per
+//! module and counts that module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
 
 pub use flowfail_core::model::redact_url;
 use std::io::Write;
@@ -176,8 +176,30 @@ pub fn skip_named(peer: Peer, place: &str, why: &dyn std::fmt::Display, name_par
 /// counts the tests under that module (`aws_cli::...`). At a binary's root (`module_path!()`
 /// is the crate's name alone) this is [`skip`].
 pub fn skip_in(module: &str, peer: Peer, place: &str, why: &dyn std::fmt::Display) {
+    skip_in_counting(module, peer, place, why, None);
+}
+
+/// [`skip_in`] for a module where only some tests need `peer`: those of the module whose name
+/// contains `name_part` are counted. At a binary's root this is [`skip_named`].
+pub fn skip_named_in(
+    module: &str,
+    peer: Peer,
+    place: &str,
+    why: &dyn std::fmt::Display,
+    name_part: &str,
+) {
+    skip_in_counting(module, peer, place, why, Some(name_part));
+}
+
+fn skip_in_counting(
+    module: &str,
+    peer: Peer,
+    place: &str,
+    why: &dyn std::fmt::Display,
+    part: Option<&str>,
+) {
     let Some(module) = test_module(module) else {
-        return skip(peer, place, why);
+        return skip_counting(peer, place, why, part);
     };
     fail_if_required(peer, place, why);
     static PRINTED: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
@@ -187,7 +209,10 @@ pub fn skip_in(module: &str, peer: Peer, place: &str, why: &dyn std::fmt::Displa
         return;
     }
     let prefix = format!("{module}::");
-    let tests = selected_tests(|name| name.starts_with(&prefix));
+    let tests = selected_tests(|name| {
+        name.strip_prefix(&prefix)
+            .is_some_and(|rest| part.is_none_or(|p| rest.contains(p)))
+    });
     let line = skip_line_in(peer, place, tests, Some(module));
     // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
     let _ = writeln!(std::io::stderr().lock(), "{line}");
