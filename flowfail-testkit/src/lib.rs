@@ -251,6 +251,46 @@ fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Opt
     });
 }
 
+/// The variable that marks the child process [`alone_in_a_child`] starts.
+const ALONE: &str = "FLOWFAIL_TEST_ALONE";
+
+/// For a test that must not share its process with the other tests of its binary (it captures
+/// tracing's output with a scoped subscriber, and tracing's callsite cache and level filter are
+/// process-wide: tests on other threads hitting the same callsites can make it miss events).
+/// `module` is the caller's `module_path!()`, `test` its function's name. In the child process
+/// this starts, it returns `true`: run the test. Otherwise it runs this binary again with only
+/// that test selected, fails the calling test if the child did not pass it, and returns
+/// `false`: the test is done.
+// Failing the calling test is this function's job when the child fails.
+#[allow(clippy::panic)]
+pub fn alone_in_a_child(module: &str, test: &str) -> bool {
+    let name = match test_module(module) {
+        Some(m) => format!("{m}::{test}"),
+        None => test.to_owned(),
+    };
+    if std::env::var(ALONE).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let out = std::env::current_exe()
+        .and_then(|exe| {
+            Command::new(exe)
+                .args(["--exact", &name, "--test-threads", "1"])
+                .env(ALONE, &name)
+                .output()
+        })
+        .unwrap_or_else(|e| panic!("{name}: cannot run the test binary again: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The child's skip line, if it skipped, is this run's.
+    for line in stderr.lines().filter(|l| l.starts_with("skipped ")) {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+    if !out.status.success() || !stdout.contains("1 passed") {
+        panic!("{name}, alone in a child process:\n{stdout}{stderr}");
+    }
+    false
+}
+
 /// The skip line: `skipped N tests: no PEER PLACE (VAR=1 fails instead)`.
 pub fn skip_line(peer: Peer, place: &str, tests: Option<usize>) -> String {
     skip_line_in(peer, place, tests, None)

@@ -72,6 +72,14 @@ impl Capture {
 
 #[tokio::test]
 async fn recent_failed_returns_the_good_rows_and_counts_the_skipped_ones() {
+    // Alone in its process: `pg::hostile_ids_and_identifiers_never_reach_sql_text` hits the same
+    // tracing callsite on another thread, which can make a scoped subscriber miss the event.
+    if !flowfail_testkit::alone_in_a_child(
+        module_path!(),
+        "recent_failed_returns_the_good_rows_and_counts_the_skipped_ones",
+    ) {
+        return;
+    }
     let Some((pool, schema)) = fresh_schema(module_path!(), "ff_test_recent", 4).await else {
         return;
     };
