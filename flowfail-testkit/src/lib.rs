@@ -14,9 +14,9 @@
 //! [`skip_named`] for the others. With the peer's `*_REQUIRED=1` (CI) a skip is a failure.
 //!
 //! A test binary made of several modules (`tests/it/main.rs` declaring `mod pg_cli;` ...)
-//! uses the `_in` forms ([`pg_unreachable_in`], [`aws_endpoint_in`], [`skip_in`]) with the
-//! caller's `module_path!()`: the line is printed once per peer per module and counts that
-//! module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
+//! uses the `_in` forms ([`pg_unreachable_in`], [`aws_endpoint_in`], [`skip_in`],
+//! [`skip_named_in`]) with the caller's `module_path!()`: the line is printed once per peer per
+//! module and counts that module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
 
 pub use flowfail_core::model::redact_url;
 use std::io::Write;
@@ -176,8 +176,30 @@ pub fn skip_named(peer: Peer, place: &str, why: &dyn std::fmt::Display, name_par
 /// counts the tests under that module (`aws_cli::...`). At a binary's root (`module_path!()`
 /// is the crate's name alone) this is [`skip`].
 pub fn skip_in(module: &str, peer: Peer, place: &str, why: &dyn std::fmt::Display) {
+    skip_in_counting(module, peer, place, why, None);
+}
+
+/// [`skip_in`] for a module where only some tests need `peer`: those of the module whose name
+/// contains `name_part` are counted. At a binary's root this is [`skip_named`].
+pub fn skip_named_in(
+    module: &str,
+    peer: Peer,
+    place: &str,
+    why: &dyn std::fmt::Display,
+    name_part: &str,
+) {
+    skip_in_counting(module, peer, place, why, Some(name_part));
+}
+
+fn skip_in_counting(
+    module: &str,
+    peer: Peer,
+    place: &str,
+    why: &dyn std::fmt::Display,
+    part: Option<&str>,
+) {
     let Some(module) = test_module(module) else {
-        return skip(peer, place, why);
+        return skip_counting(peer, place, why, part);
     };
     fail_if_required(peer, place, why);
     static PRINTED: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
@@ -187,7 +209,10 @@ pub fn skip_in(module: &str, peer: Peer, place: &str, why: &dyn std::fmt::Displa
         return;
     }
     let prefix = format!("{module}::");
-    let tests = selected_tests(|name| name.starts_with(&prefix));
+    let tests = selected_tests(|name| {
+        name.strip_prefix(&prefix)
+            .is_some_and(|rest| part.is_none_or(|p| rest.contains(p)))
+    });
     let line = skip_line_in(peer, place, tests, Some(module));
     // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
     let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -224,6 +249,46 @@ fn skip_counting(peer: Peer, place: &str, why: &dyn std::fmt::Display, part: Opt
         // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     });
+}
+
+/// The variable that marks the child process [`alone_in_a_child`] starts.
+const ALONE: &str = "FLOWFAIL_TEST_ALONE";
+
+/// For a test that must not share its process with the other tests of its binary (it captures
+/// tracing's output with a scoped subscriber, and tracing's callsite cache and level filter are
+/// process-wide: tests on other threads hitting the same callsites can make it miss events).
+/// `module` is the caller's `module_path!()`, `test` its function's name. In the child process
+/// this starts, it returns `true`: run the test. Otherwise it runs this binary again with only
+/// that test selected, fails the calling test if the child did not pass it, and returns
+/// `false`: the test is done.
+// Failing the calling test is this function's job when the child fails.
+#[allow(clippy::panic)]
+pub fn alone_in_a_child(module: &str, test: &str) -> bool {
+    let name = match test_module(module) {
+        Some(m) => format!("{m}::{test}"),
+        None => test.to_owned(),
+    };
+    if std::env::var(ALONE).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let out = std::env::current_exe()
+        .and_then(|exe| {
+            Command::new(exe)
+                .args(["--exact", &name, "--test-threads", "1"])
+                .env(ALONE, &name)
+                .output()
+        })
+        .unwrap_or_else(|e| panic!("{name}: cannot run the test binary again: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The child's skip line, if it skipped, is this run's.
+    for line in stderr.lines().filter(|l| l.starts_with("skipped ")) {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+    if !out.status.success() || !stdout.contains("1 passed") {
+        panic!("{name}, alone in a child process:\n{stdout}{stderr}");
+    }
+    false
 }
 
 /// The skip line: `skipped N tests: no PEER PLACE (VAR=1 fails instead)`.

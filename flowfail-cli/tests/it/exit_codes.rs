@@ -361,8 +361,12 @@ const ELSEWHERE: [(&str, u8, &str); 8] = [
         1,
         "control_cli.rs (no such incident, a closed one)",
     ),
-    ("run", 0, "live_e2e.rs (SIGTERM)"),
-    ("check-config", 1, "live_e2e.rs (a probe fails)"),
+    ("run", 0, "live_e2e/incidents.rs (SIGTERM)"),
+    (
+        "check-config",
+        1,
+        "live_e2e/check_config.rs (a probe fails)",
+    ),
 ];
 
 /// The (command, code) cells the README's per-command table marks.

@@ -3,28 +3,19 @@
 //! second, which must receive nothing, neither the `x-api-key` header nor PagerDuty's routing
 //! key in a POST body.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flowfail_core::{ErrorKind, Notification, Notifier, Page, Pager};
 use flowfail_http::{AnthropicQuota, HttpOptions, PagerDuty, Webhook};
-use secrecy::SecretString;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{opts, secret};
 
 const KEY: &str = "sk-ant-api03-REDIRECT-CANARY-5d1e";
 const ROUTING: &str = "R0UTING-KEY-REDIRECT-CANARY-77aa";
 const HOOK_TOKEN: &str = "T0KEN-IN-THE-HOOK-PATH-93bc";
-
-fn opts() -> HttpOptions {
-    HttpOptions::default().timeout(Duration::from_secs(5))
-}
-
-fn secret(s: &str) -> SecretString {
-    SecretString::from(s.to_owned())
-}
 
 /// `first` redirects every request with `status` to the same path on `second`, which answers
 /// 200 to anything (so a followed redirect would succeed).

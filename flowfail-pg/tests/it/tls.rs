@@ -4,8 +4,6 @@
 //! `FLOWFAIL_PG_REQUIRED=1`. Those that need the server to offer TLS (Debian's default: `ssl =
 //! on` with the `snakeoil` certificate for `localhost`) skip with a note when it does not.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::io::Write;
 use std::time::Duration;
 
@@ -13,11 +11,16 @@ use flowfail_core::{Error, ErrorKind};
 use flowfail_pg::{PgIncidentStore, connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::url;
+
 const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 const CHILD: &str = "FLOWFAIL_TLS_TEST_CHILD";
 
-fn url() -> String {
-    flowfail_testkit::pg_url()
+/// The libtest name of `require_with_a_trusted_certificate_connects_over_tls`, which runs
+/// itself in a child process: its module path without the binary's name.
+fn trusted_test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::require_with_a_trusted_certificate_connects_over_tls")
 }
 
 fn note(why: &str) {
@@ -46,7 +49,7 @@ async fn session_tls(url: &str) -> Option<(bool, bool)> {
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            flowfail_testkit::pg_unreachable(&flowfail_testkit::pg_url(), &e);
+            flowfail_testkit::pg_unreachable_in(module_path!(), &crate::support::url(), &e);
             return None;
         }
     };
@@ -155,10 +158,7 @@ async fn require_with_a_trusted_certificate_connects_over_tls() {
     // The snakeoil certificate names localhost.
     let u = with_param(&url().replace("127.0.0.1", "localhost"), "sslmode=require");
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "require_with_a_trusted_certificate_connects_over_tls",
-        ])
+        .args(["--exact", &trusted_test_name()])
         .env(CHILD, &u)
         .env("SSL_CERT_FILE", SNAKEOIL)
         .env_remove("SSL_CERT_DIR")

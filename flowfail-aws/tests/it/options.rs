@@ -1,8 +1,6 @@
 //! Security review finding 16: `AwsOptions::standard()` gets operation, attempt, connect and
 //! read timeouts, and `Debug` never shows the static secret.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use flowfail_aws::{AwsOptions, load_config};

@@ -1,11 +1,7 @@
 //! flowfail-pg against a real PostgreSQL server (`FLOWFAIL_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Each test works in a fresh schema. Without a
-//! server the tests skip with one line on stderr (`skipped N tests: no PostgreSQL at URL …`),
-//! unless `FLOWFAIL_PG_REQUIRED=1` (CI), where they fail.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! server the tests skip with one line on stderr (`skipped N tests in pg: no PostgreSQL at URL
+//! …`), unless `FLOWFAIL_PG_REQUIRED=1` (CI), where they fail.
 
 use chrono::{TimeDelta, Utc};
 use flowfail_core::conformance;
@@ -15,45 +11,7 @@ use flowfail_core::{
 };
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskColumns, TaskTable, connect};
 
-static N: AtomicU64 = AtomicU64::new(0);
-
-fn url() -> String {
-    flowfail_testkit::pg_url()
-}
-
-/// A fresh schema with both stores migrated, or `None` (skip) when no server answers and
-/// none is required.
-async fn fresh() -> Option<(
-    PgTaskStore,
-    PgIncidentStore,
-    String,
-    deadpool_postgres::Pool,
-)> {
-    let pool = connect(&url(), 8).unwrap();
-    let client = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url(), &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_test_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    drop(client);
-    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
-    let ledger = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
-    tasks.migrate().await.unwrap();
-    ledger.migrate().await.unwrap();
-    Some((tasks, ledger, schema, pool))
-}
+use crate::support::{fresh_stores, url};
 
 struct Fixture(PgTaskStore);
 
@@ -84,7 +42,7 @@ fn failed(n: usize, prefix: &str) -> Vec<Task> {
 
 #[tokio::test]
 async fn task_store_passes_the_conformance_suite() {
-    let Some((tasks, ..)) = fresh().await else {
+    let Some((tasks, ..)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     conformance::task_store(&Fixture(tasks)).await;
@@ -92,7 +50,7 @@ async fn task_store_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn incident_store_passes_the_conformance_suite() {
-    let Some((_, ledger, ..)) = fresh().await else {
+    let Some((_, ledger, ..)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     conformance::incident_store(&ledger).await;
@@ -100,7 +58,8 @@ async fn incident_store_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_safe_concurrently() {
-    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+    let Some((tasks, ledger, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await
+    else {
         return;
     };
     tasks.migrate().await.unwrap();
@@ -127,7 +86,7 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retry_scheduling_applies_each_retry_once() {
-    let Some((tasks, _, schema, _)) = fresh().await else {
+    let Some((tasks, _, schema, _)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let all = failed(300, "r");
@@ -154,7 +113,7 @@ async fn concurrent_retry_scheduling_applies_each_retry_once() {
 
 #[tokio::test]
 async fn a_stale_epoch_is_rejected_across_stores() {
-    let Some((_, ledger, schema, pool)) = fresh().await else {
+    let Some((_, ledger, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let other = PgIncidentStore::new(pool, Some(&schema)).unwrap();
@@ -209,7 +168,7 @@ async fn a_stale_epoch_is_rejected_across_stores() {
 
 #[tokio::test]
 async fn hostile_ids_and_identifiers_never_reach_sql_text() {
-    let Some((tasks, _, schema, pool)) = fresh().await else {
+    let Some((tasks, _, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     // Identifiers come only from configuration, and are validated.
@@ -260,7 +219,7 @@ async fn hostile_ids_and_identifiers_never_reach_sql_text() {
 
 #[tokio::test]
 async fn configurable_table_and_column_names() {
-    let Some((_, _, schema, pool)) = fresh().await else {
+    let Some((_, _, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let mut cols = TaskColumns::default();
@@ -287,7 +246,8 @@ async fn configurable_table_and_column_names() {
 
 #[tokio::test]
 async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
-    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+    let Some((tasks, ledger, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await
+    else {
         return;
     };
     pool.get()
@@ -323,7 +283,7 @@ async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn batched_retries_scale_to_ten_thousand_tasks() {
-    let Some((tasks, ..)) = fresh().await else {
+    let Some((tasks, ..)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let all = failed(10_000, "b");
@@ -367,7 +327,7 @@ async fn batched_retries_scale_to_ten_thousand_tasks() {
 
 #[tokio::test]
 async fn counts_follow_the_window_and_finish_times() {
-    let Some((tasks, ..)) = fresh().await else {
+    let Some((tasks, ..)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let now = Utc::now();
@@ -442,7 +402,7 @@ async fn cutting_proxy(limit: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_read_is_an_error_not_a_short_list() {
-    let Some((tasks, _, schema, _)) = fresh().await else {
+    let Some((tasks, _, schema, _)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let mut many = failed(5_000, "d");
@@ -461,7 +421,7 @@ async fn a_connection_dropped_mid_read_is_an_error_not_a_short_list() {
 
 #[tokio::test]
 async fn server_errors_keep_the_servers_words_sqlstate_and_hint() {
-    let Some((tasks, _, schema, pool)) = fresh().await else {
+    let Some((tasks, _, schema, pool)) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let c = pool.get().await.unwrap();
@@ -499,7 +459,7 @@ async fn server_errors_keep_the_servers_words_sqlstate_and_hint() {
 #[tokio::test]
 async fn a_stopped_server_is_a_transient_error_down_to_the_os() {
     // A port nothing listens on answers like a stopped server: the OS refuses the connection.
-    let Some(_) = fresh().await else {
+    let Some(_) = fresh_stores(module_path!(), "ff_test", 8).await else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

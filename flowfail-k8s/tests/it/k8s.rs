@@ -1,8 +1,6 @@
 //! The Kubernetes controller against the in-process fake API server, and the fake proven
 //! faithful with the real kubectl.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,6 +11,8 @@ use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind, Rol
 use flowfail_k8s::fake::{FakeApiServer, RolloutMode};
 use flowfail_k8s::{CHANGE_CAUSE, KubeDeploymentController};
 use serde_json::json;
+
+use crate::support::kubectl_present;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -238,18 +238,7 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output 
 /// The fake is faithful: real kubectl drives it, and the controller agrees with what kubectl did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_set_env_rollout_undo_and_status_work_against_the_fake() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        flowfail_testkit::skip_named(
-            flowfail_testkit::Peer::Kubectl,
-            "on PATH",
-            &"`kubectl version --client` did not run",
-            "kubectl_set_env",
-        );
+    if !kubectl_present(module_path!(), "kubectl_") {
         return;
     }
     let (s, c) = setup().await;
@@ -512,18 +501,7 @@ fn rs_cause(s: &FakeApiServer, revision: u64) -> Option<String> {
 /// The change cause as an operator sees it: the real `kubectl rollout history`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollout_history_shows_what_flowfail_did_and_why() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        flowfail_testkit::skip_named(
-            flowfail_testkit::Peer::Kubectl,
-            "on PATH",
-            &"`kubectl version --client` did not run",
-            "kubectl_rollout_history",
-        );
+    if !kubectl_present(module_path!(), "kubectl_") {
         return;
     }
     let (s, c) = setup().await;

@@ -1,12 +1,10 @@
 //! flowfail-aws against a local AWS API (moto's server mode, `FLOWFAIL_AWS_ENDPOINT`, started
 //! by `scripts/test-peers.sh`). Without one that answers, the tests skip with one line on stderr
-//! (`skipped N tests: no local AWS API …`), unless `FLOWFAIL_AWS_REQUIRED=1` (CI).
+//! (`skipped N tests in moto: no local AWS API …`), unless `FLOWFAIL_AWS_REQUIRED=1` (CI).
 //!
 //! moto implements `FilterLogEvents` (plain-term patterns), `HeadObject`, `GetObject`, and S3
 //! conditional writes on `PutObject` (`If-None-Match: *`, `If-Match`): every path here runs
 //! against it, none against a mock.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,7 +36,7 @@ fn unique(p: &str) -> String {
 }
 
 async fn endpoint() -> Option<AwsOptions> {
-    flowfail_testkit::aws_endpoint().map(AwsOptions::local)
+    flowfail_testkit::aws_endpoint_in(module_path!()).map(AwsOptions::local)
 }
 
 async fn bucket_store() -> Option<S3BundleStore> {

@@ -3,8 +3,6 @@
 //! alert waking the supervisor, metrics, health. The control calls are checked as interactions
 //! with a recording fake (the real ones are driven against PostgreSQL in the CLI's e2e test).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;

@@ -2,8 +2,6 @@
 //! TaskDB and the incident ledger on a real PostgreSQL, the other ports in memory. One pass
 //! prunes and retries the pilot's timeouts; assertions read PostgreSQL, not the report.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
@@ -15,43 +13,12 @@ use flowfail_core::{
 };
 use flowfail_pg::{PgIncidentStore, PgTaskStore, TaskTable, connect};
 
-fn url() -> String {
-    flowfail_testkit::pg_url()
-}
-
-async fn fresh() -> Option<(
-    PgTaskStore,
-    PgIncidentStore,
-    String,
-    deadpool_postgres::Pool,
-)> {
-    let pool = connect(&url(), 4).unwrap();
-    let client = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            flowfail_testkit::pg_unreachable(&url(), &e);
-            return None;
-        }
-    };
-    let schema = format!(
-        "ff_test_resp_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let tasks = PgTaskStore::new(pool.clone(), &TaskTable::in_schema(schema.clone())).unwrap();
-    let ledger = PgIncidentStore::new(pool.clone(), Some(&schema)).unwrap();
-    tasks.migrate().await.unwrap();
-    ledger.migrate().await.unwrap();
-    Some((tasks, ledger, schema, pool))
-}
+use crate::support::{fresh_stores, url};
 
 #[tokio::test]
 async fn a_responder_built_from_its_own_ports_runs_on_postgres() {
-    let Some((tasks, ledger, schema, pool)) = fresh().await else {
+    let Some((tasks, ledger, schema, pool)) = fresh_stores(module_path!(), "ff_test_resp", 4).await
+    else {
         return;
     };
     let policy = Policy::default();
@@ -175,7 +142,9 @@ async fn a_responder_built_from_its_own_ports_runs_on_postgres() {
 /// exactly once, every bundle pruned once, one incident.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_retry_each_task_once() {
-    let Some((tasks, _ledger, schema, pool)) = fresh().await else {
+    let Some((tasks, _ledger, schema, pool)) =
+        fresh_stores(module_path!(), "ff_test_resp", 4).await
+    else {
         return;
     };
     let policy = Policy::default();

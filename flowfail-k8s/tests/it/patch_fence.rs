@@ -5,14 +5,14 @@
 //! both are `ErrorKind::Conflict` and change nothing. kubectl shows the fake's answers as it
 //! shows a real API server's.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 
 use flowfail_core::{ChangeCause, DeploymentController, EnvChange, ErrorKind};
 use flowfail_k8s::KubeDeploymentController;
 use flowfail_k8s::fake::FakeApiServer;
 use serde_json::json;
+
+use crate::support::kubectl_present;
 
 async fn setup() -> (FakeApiServer, KubeDeploymentController) {
     let s = FakeApiServer::start().await.unwrap();
@@ -109,17 +109,7 @@ async fn a_change_between_read_and_env_patch_is_a_409_conflict() {
 /// "Error from server (Conflict): Operation cannot be fulfilled on deployments.apps …" (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_shows_the_fakes_422_and_409_as_for_a_real_api_server() {
-    if std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_err()
-    {
-        flowfail_testkit::skip_named(
-            flowfail_testkit::Peer::Kubectl,
-            "on PATH",
-            &"`kubectl version --client` did not run",
-            "kubectl_shows_the_fakes_422_and_409",
-        );
+    if !kubectl_present(module_path!(), "kubectl_") {
         return;
     }
     let (s, _c) = setup().await;

@@ -1,8 +1,6 @@
 //! Issue 17 #14: everything a notification carries reaches Slack escaped for mrkdwn, read from
 //! what the webhook server received.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use flowfail_core::{Notification, Notifier};

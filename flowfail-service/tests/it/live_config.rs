@@ -1,8 +1,6 @@
 //! `flowfail.toml`: every value checked before anything connects; unknown keys named by path;
 //! secrets only by reference, never echoed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::PathBuf;
 
 use flowfail_service::{Config, Mode};

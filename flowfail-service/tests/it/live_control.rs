@@ -4,8 +4,6 @@
 //!
 //! Needs PostgreSQL (`FLOWFAIL_PG_URL`); skips without it unless `FLOWFAIL_PG_REQUIRED=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 
 use chrono::Utc;
@@ -19,7 +17,7 @@ async fn live(k8s: &FakeApiServer) -> Option<(Live, String)> {
     let c = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            flowfail_testkit::pg_unreachable(&url, &e);
+            flowfail_testkit::pg_unreachable_in(module_path!(), &url, &e);
             return None;
         }
     };

@@ -1,7 +1,5 @@
 //! `KubeDeploymentController::check_patchable`, and the fake API server's dry runs, RBAC and
-//! validation, through kube (no kubectl needed; `deploy.rs` drives the same with kubectl).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! validation, through kube (no kubectl needed; the `deploy` tests drive the same with kubectl).
 
 use std::collections::BTreeMap;
 
@@ -33,7 +31,7 @@ fn client(s: &FakeApiServer) -> kube::Client {
     kube::Client::try_from(kube::Config::new(s.url().parse().unwrap())).unwrap()
 }
 
-/// The Role of deploy/rbac.yaml, as data (deploy.rs checks the file itself is this).
+/// The Role of deploy/rbac.yaml, as data (the `deploy` tests check the file itself is this).
 fn role(rules: Value) -> Value {
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "flowfail", "namespace": "default"}, "rules": rules})

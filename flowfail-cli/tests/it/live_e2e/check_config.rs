@@ -1,0 +1,90 @@
+//! `flowfail check-config` against the live peers: every backend probed read-only.
+
+use std::collections::BTreeMap;
+
+use super::world;
+use crate::support::flowfail_cmd;
+
+fn check_config(config: &std::path::Path, offline: bool) -> (Option<i32>, String, String) {
+    let mut cmd = flowfail_cmd();
+    cmd.args(["check-config", "--config"]).arg(config);
+    if offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `check-config` probes every backend read-only: one `ok` line per port on a good world,
+/// a `FAIL` line and exit 1 for a missing bucket, exit 1 with the key's path offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_probes_every_backend_read_only() {
+    let Some(w) = world("check").await else {
+        return;
+    };
+    w.k8s
+        .add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    let rv = w.resource_version();
+    let config = w.config("act");
+    let (code, out, err) = check_config(&config, false);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for port in [
+        "config",
+        "postgres.tasks",
+        "postgres.ledger",
+        "aws.logs",
+        "aws.bundles",
+        "kubernetes",
+        "status.anthropic",
+        "quota.anthropic",
+        "pager",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(port))
+            .unwrap_or_else(|| panic!("no line for {port}:\n{out}"));
+        assert!(line.starts_with("ok"), "{line}");
+    }
+    // Read-only: nothing changed, nobody paged, the quota read once per vendor at most.
+    assert_eq!(w.resource_version(), rv);
+    assert!(w.pager.received_requests().await.unwrap().is_empty());
+    assert!(w.webhook.received_requests().await.unwrap().is_empty());
+    assert!(w.keys().await.is_empty());
+
+    // A bucket that does not exist: one FAIL line, exit 1.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let bad = w.dir.join("bad-bucket.toml");
+    std::fs::write(
+        &bad,
+        text.replace(
+            &format!("bucket = \"{}\"", w.bucket),
+            "bucket = \"no-such-bucket-flowfail\"",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check_config(&bad, false);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("aws.bundles"))
+        .unwrap_or_else(|| panic!("{out}\n{err}"));
+    assert!(line.starts_with("FAIL"), "{out}");
+
+    // Offline: an unknown key is found without connecting, by its path.
+    let typo = w.dir.join("typo.toml");
+    std::fs::write(&typo, text.replace("[aws]\n", "[aws]\nbuckt = \"x\"\n")).unwrap();
+    let (code, out, err) = check_config(&typo, true);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(err.contains("aws") && err.contains("buckt"), "{err}");
+    let (code, out, _) = check_config(&config, true);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("ok"), "{out}");
+}

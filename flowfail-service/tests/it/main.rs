@@ -1,0 +1,9 @@
+//! flowfail-service's integration tests: one module per subject, all in one test binary, so the
+//! dependency tree is linked once. Run one module with
+//! `cargo test -p flowfail-service --test it <module>::`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod live_config;
+mod live_control;
+mod serve;
