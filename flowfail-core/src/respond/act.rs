@@ -56,6 +56,27 @@ struct ActPhase<'a> {
     stale: bool,
 }
 
+/// Write-ahead: the state with the env change's intent, saved in the ledger before the call, so
+/// a process that stops between the call and its record leaves a trace the next pass reconciles.
+fn written_ahead(
+    state: &IncidentState,
+    name: &str,
+    value: &Option<String>,
+    previous: &Option<String>,
+    now: Timestamp,
+) -> serde_json::Result<serde_json::Value> {
+    let mut ahead = state.clone();
+    ahead.env_intents.insert(
+        name.to_owned(),
+        EnvRecord {
+            value: value.clone(),
+            previous: previous.clone(),
+            at: now,
+        },
+    );
+    serde_json::to_value(&ahead)
+}
+
 /// The outcome of a call the guard did not let run to completion.
 fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
     match gate {
@@ -362,18 +383,7 @@ impl Responder {
             )));
         };
         let pre = Some(pre);
-        // Write-ahead: the intent is in the ledger before the call, so a process that stops
-        // between the call and its record leaves a trace the next pass reconciles.
-        let mut ahead = state.clone();
-        ahead.env_intents.insert(
-            name.clone(),
-            EnvRecord {
-                value: value.clone(),
-                previous: previous.clone(),
-                at: pass.now,
-            },
-        );
-        let ahead = serde_json::to_value(&ahead);
+        let ahead = written_ahead(state, name, value, &previous, pass.now);
         let epoch = pass.epoch;
         let gate = self
             .guarded(
