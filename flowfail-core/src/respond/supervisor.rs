@@ -284,9 +284,10 @@ impl Supervisor {
     /// At start: an incident left open in the ledger (by a previous process) is continued.
     async fn resume(&self) -> Watch {
         match self
-            .ports
-            .incidents
-            .find_open(&self.policy.deployment)
+            .ledger(
+                "incident.find_open",
+                self.ports.incidents.find_open(&self.policy.deployment),
+            )
             .await
         {
             Ok(Some(rec)) => {
@@ -311,15 +312,30 @@ impl Supervisor {
         }
     }
 
+    /// A ledger call of the supervisor, with the step deadline (a ledger that never answers
+    /// must not hold the supervisor, as it must not hold a pass).
+    async fn ledger<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        tokio::time::timeout(deadline, fut)
+            .await
+            .unwrap_or_else(|_| Err(super::guard::timeout_error(op, deadline)))
+    }
+
     /// The escalated incident whose cool-down the ledger says is still on: the incident of the
     /// scope closed last escalated, and nobody has seen its alert clear since. `None` while an
     /// incident is open (it is joined, not cooled on).
     async fn cooling_in_ledger(&self) -> Result<Option<String>> {
         let scope = &self.policy.deployment;
-        if self.ports.incidents.find_open(scope).await?.is_some() {
+        let open = self.ports.incidents.find_open(scope);
+        if self.ledger("incident.find_open", open).await?.is_some() {
             return Ok(None);
         }
-        let Some(last) = self.ports.incidents.latest_closed(scope).await? else {
+        let closed = self.ports.incidents.latest_closed(scope);
+        let Some(last) = self.ledger("incident.latest_closed", closed).await? else {
             return Ok(None);
         };
         let set = |field: &str| last.state.get(field).is_some_and(|v| !v.is_null());
@@ -332,11 +348,13 @@ impl Supervisor {
     /// cool-down is over for every replica.
     async fn end_cooldown(&self, key: &str) {
         let ended = async {
-            let epoch = self.ports.incidents.get(key).await?.epoch;
-            self.ports
+            let rec = self.ports.incidents.get(key);
+            let epoch = self.ledger("incident.get", rec).await?.epoch;
+            let reserve = self
+                .ports
                 .incidents
-                .reserve_effect(key, epoch, COOLDOWN_OVER)
-                .await
+                .reserve_effect(key, epoch, COOLDOWN_OVER);
+            self.ledger("incident.reserve_effect", reserve).await
         };
         match ended.await {
             Ok(_) => tracing::info!(incident = %key, "alert cleared: cool-down over"),
@@ -421,9 +439,10 @@ impl Supervisor {
             (true, Watch::Cooling(key)) => {
                 // Another replica may have seen the alert clear and opened a new incident.
                 match self
-                    .ports
-                    .incidents
-                    .find_open(&self.policy.deployment)
+                    .ledger(
+                        "incident.find_open",
+                        self.ports.incidents.find_open(&self.policy.deployment),
+                    )
                     .await
                 {
                     Ok(Some(_)) => self

@@ -542,3 +542,26 @@ fn a_flood_of_alerts_keeps_passes_a_second_apart() {
         run.await.unwrap().unwrap();
     });
 }
+
+/// A ledger that never answers at start (the supervisor looks for an open incident to continue)
+/// does not hold the supervisor: it gives up at the step deadline and starts polling.
+#[test]
+fn a_hung_ledger_at_start_does_not_hold_the_supervisor() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.incidents
+            .faults()
+            .delay("incident.find_open", Duration::from_secs(24 * 3600));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let (stop, run) = spawn(supervisor(&w, &clock, &reports));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let polls = w.tasks.calls().of("task.counts").len();
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        assert!(
+            polls >= 5,
+            "{polls} polls in 10 minutes: the supervisor waited on the ledger"
+        );
+    });
+}
