@@ -98,6 +98,25 @@ pub(super) fn admit(kill_on: bool, dry_run: bool, paused: Option<String>) -> Res
     }
 }
 
+/// One port call within `deadline`, a panic contained: the timeout is a transient
+/// [`ErrorKind::Timeout`] error, the panic an [`ErrorKind::Unexpected`] one, both naming `op`.
+/// Every bounded port call outside the guard's mutation path comes through here.
+pub(super) async fn bounded<T>(
+    op: &'static str,
+    deadline: Duration,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match super::contain(tokio::time::timeout(deadline, fut)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(timeout_error(op, deadline)),
+        Err(what) => Err(Error::new(
+            ErrorKind::Unexpected,
+            format!("{op} panicked (contained): {what}"),
+        )
+        .with_operation(op)),
+    }
+}
+
 /// Asks the ledger whether `epoch` is still the incident's claim, within `deadline`, panics
 /// contained: `Ok` when it is, a [`ErrorKind::Conflict`] error when another claim superseded
 /// it, another error when the ledger could not say.
@@ -108,15 +127,16 @@ pub(super) async fn fence_on(
     deadline: Duration,
     op: &'static str,
 ) -> Result<()> {
-    let check = tokio::time::timeout(deadline, ledger.check_epoch(key, epoch));
-    match super::contain(check).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(timeout_error("incident.check_epoch", deadline)),
-        Err(what) => Err(Error::new(
-            ErrorKind::Unexpected,
-            format!("the claim check before {op} panicked (contained): {what}"),
-        )),
-    }
+    let check = ledger.check_epoch(key, epoch);
+    bounded("incident.check_epoch", deadline, check)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Unexpected => Error::new(
+                ErrorKind::Unexpected,
+                format!("the claim check before {op}: {}", e.message()),
+            ),
+            _ => e,
+        })
 }
 
 impl Responder {
@@ -198,16 +218,7 @@ impl Responder {
         op: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let deadline = Duration::from_secs(self.policy.step_timeout_s);
-        match super::contain(tokio::time::timeout(deadline, fut)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(timeout_error(op, deadline)),
-            Err(what) => Err(Error::new(
-                ErrorKind::Unexpected,
-                format!("{op} panicked (contained): {what}"),
-            )
-            .with_operation(op)),
-        }
+        bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
     }
 }
 

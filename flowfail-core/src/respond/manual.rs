@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::KillSwitch;
 use super::control::PauseState;
-use super::guard::{Held, admit, fence_on, timeout_error};
+use super::guard::{Held, admit, bounded, fence_on};
 use crate::classify::RuleSet;
 use crate::decide::{Action, IncidentState, ObservedTask, manual_retry};
 use crate::error::{ErrorKind, Result};
@@ -210,9 +210,7 @@ impl<'a> ManualRetry<'a> {
         }
         let request = RetryRequest::new(task.task_id.clone(), task.attempts, not_before);
         let write = self.tasks.schedule_retries(std::slice::from_ref(&request));
-        let answer = tokio::time::timeout(deadline, write)
-            .await
-            .map_err(|_| timeout_error(OP, deadline))??;
+        let answer = bounded(OP, deadline, write).await?;
         Ok(ManualOutcome::Ran {
             attempt,
             not_before,

@@ -319,10 +319,7 @@ impl Supervisor {
         op: &'static str,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let deadline = Duration::from_secs(self.policy.step_timeout_s);
-        tokio::time::timeout(deadline, fut)
-            .await
-            .unwrap_or_else(|_| Err(super::guard::timeout_error(op, deadline)))
+        super::guard::bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
     }
 
     /// The escalated incident whose cool-down the ledger says is still on: the incident of the
