@@ -196,11 +196,13 @@ mod tests {
     fn only_new_changes_are_gated_never_an_undo() {
         let now = chrono::Utc::now();
         let p = Policy::default();
-        let set = |name: &str, value: Option<&str>| Action::SetEnv {
-            deployment: "flowengine".into(),
-            name: name.into(),
-            value: value.map(str::to_owned),
-            purpose: "test".into(),
+        let set = |name: &str, value: Option<&str>| {
+            Action::SetEnv(crate::decide::actions::SetEnv {
+                deployment: "flowengine".into(),
+                name: name.into(),
+                value: value.map(str::to_owned),
+                purpose: "test".into(),
+            })
         };
         let mut s = state(now);
         assert_eq!(

@@ -2,9 +2,11 @@
 //! ([`gate_name`], [`gate`]), what each proposal says, and when an approval unlocks one. The
 //! operator's calls that write approvals are in [`crate::control`].
 
+use super::actions;
 use chrono::TimeDelta;
 
-use super::types::{Action, Decision, IncidentState, Skip};
+use super::actions::Action;
+use super::types::{Decision, IncidentState, Skip};
 use crate::model::Timestamp;
 use crate::operator::{Approval, MAX_APPROVAL_TTL_S};
 use crate::policy::Policy;
@@ -33,9 +35,9 @@ impl Approval {
 /// breaker). Undoing flowfail's own change is never gated.
 pub fn gate_name(action: &Action, state: &IncidentState, policy: &Policy) -> Option<&'static str> {
     match action {
-        Action::Rollback { .. } => Some("rollback"),
-        Action::PruneContext { .. } => Some("prune_context"),
-        Action::SetEnv { name, value, .. }
+        Action::Rollback(_) => Some("rollback"),
+        Action::PruneContext(_) => Some("prune_context"),
+        Action::SetEnv(actions::SetEnv { name, value, .. })
             if value.is_some() && !state.env_changes.contains_key(name) =>
         {
             if *name == policy.manual_review_env {
@@ -126,7 +128,7 @@ pub fn gate(
     }
     d.actions = kept;
     for p in &out.proposed {
-        let page = Action::Page {
+        let page = Action::Page(actions::Page {
             target: policy.on_call_target.clone(),
             reason: format!("approval_{}", p.gate),
             summary: format!(
@@ -137,7 +139,7 @@ pub fn gate(
                 policy.approval_ttl_s / 60
             ),
             details: serde_json::Value::Null,
-        };
+        });
         let fresh = page
             .effect_key()
             .is_some_and(|k| !state.effects.contains(&k));
@@ -151,12 +153,12 @@ pub fn gate(
 /// Why the engine decided `a`, in the report's words.
 fn proposal_reason(a: &Action, d: &Decision) -> String {
     match a {
-        Action::SetEnv { purpose, .. } => purpose.clone(),
-        Action::PruneContext {
+        Action::SetEnv(actions::SetEnv { purpose, .. }) => purpose.clone(),
+        Action::PruneContext(actions::PruneContext {
             from_bytes,
             max_bytes,
             ..
-        } => format!("bundle of {from_bytes} bytes exceeds the prune target of {max_bytes}"),
+        }) => format!("bundle of {from_bytes} bytes exceeds the prune target of {max_bytes}"),
         _ => match &d.alert {
             Some(al) => format!(
                 "failure rate {:.2}% over {} tasks",
@@ -171,31 +173,35 @@ fn proposal_reason(a: &Action, d: &Decision) -> String {
 /// The action in a few words.
 pub fn describe_action(a: &Action) -> String {
     match a {
-        Action::Rollback {
+        Action::Rollback(actions::Rollback {
             deployment,
             from_revision,
             to_revision,
             ..
-        } => format!("roll {deployment} back from revision {from_revision} to {to_revision}"),
-        Action::SetEnv {
+        }) => format!("roll {deployment} back from revision {from_revision} to {to_revision}"),
+        Action::SetEnv(actions::SetEnv {
             deployment,
             name,
             value: Some(v),
             ..
-        } => format!("set {name}={v} on {deployment}"),
-        Action::SetEnv {
+        }) => format!("set {name}={v} on {deployment}"),
+        Action::SetEnv(actions::SetEnv {
             deployment, name, ..
-        } => format!("unset {name} on {deployment}"),
-        Action::PruneContext { task_id, .. } => format!("prune the context bundle of {task_id}"),
+        }) => format!("unset {name} on {deployment}"),
+        Action::PruneContext(actions::PruneContext { task_id, .. }) => {
+            format!("prune the context bundle of {task_id}")
+        }
         other => other.kind().as_str().replace('_', " "),
     }
 }
 
 fn subject(a: &Action) -> String {
     match a {
-        Action::Rollback { to_revision, .. } => format!("revision {to_revision}"),
-        Action::SetEnv { name, .. } => name.clone(),
-        Action::PruneContext { task_id, .. } => task_id.to_string(),
+        Action::Rollback(actions::Rollback { to_revision, .. }) => {
+            format!("revision {to_revision}")
+        }
+        Action::SetEnv(actions::SetEnv { name, .. }) => name.clone(),
+        Action::PruneContext(actions::PruneContext { task_id, .. }) => task_id.to_string(),
         _ => String::new(),
     }
 }

@@ -1,9 +1,11 @@
 //! The decision under construction: actions, skips (aggregated), findings, waits.
 
+use super::actions;
 use super::kinds::{ActionKind, SkipKind};
 use std::collections::BTreeMap;
 
-use super::types::{Action, Finding, IncidentState, Skip};
+use super::actions::Action;
+use super::types::{Finding, IncidentState, Skip};
 use crate::model::Timestamp;
 use crate::policy::Policy;
 
@@ -93,12 +95,12 @@ impl Builder {
             );
             return;
         }
-        let a = Action::Page {
+        let a = Action::Page(actions::Page {
             target: target.to_owned(),
             reason: reason.to_owned(),
             summary,
             details,
-        };
+        });
         if let Some(k) = a.effect_key()
             && !state.effects.contains(&k)
             && !self.actions.contains(&a)

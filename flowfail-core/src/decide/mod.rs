@@ -38,6 +38,7 @@ use crate::detect::{AlertState, alert_from_counts};
 use crate::model::{FailureKind, StatusCounts, Task, TaskId, Timestamp};
 use crate::policy::Policy;
 
+pub mod actions;
 pub mod approval;
 mod builder;
 pub mod effects;
@@ -52,6 +53,7 @@ mod trouble;
 mod types;
 mod vendor;
 
+pub use actions::Action;
 use builder::Builder;
 pub use kinds::{ActionKind, RolloutVerdict, SkipKind};
 pub use outcome::{
@@ -60,7 +62,7 @@ pub use outcome::{
 };
 pub use trouble::{Trouble, escalation, pause_notice, retry_after_prune};
 pub use types::{
-    Action, BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
+    BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,
 };
 pub use vendor::{ObservedRate, vendor_of};
@@ -214,14 +216,14 @@ pub fn manual_retry(
         return Err(reason);
     }
     Ok((
-        Action::RetryTask {
+        Action::RetryTask(actions::RetryTask {
             task_id: task.task.task_id.clone(),
             attempt,
             expected_attempts: task.task.attempts,
             failure_kind: task.class.kind,
             after_prune: false,
             probe: false,
-        },
+        }),
         due,
     ))
 }

@@ -5,6 +5,7 @@
 //! observed 5xx rate in the TaskDB window. Degraded by either means degraded; healthy needs
 //! both. Every decision of this branch says which evidence it used, with the numbers.
 
+use super::actions;
 use super::kinds::ActionKind;
 use super::vendor::{VendorJudgement, judge};
 use super::{Action, Builder, Ctx, Finding, IncidentState, secs};
@@ -105,7 +106,7 @@ fn undo(cx: &Ctx<'_>, p: &VendorJudgement, b: &mut Builder) {
             && rec.value.is_some()
             && cx.env.is_some_and(|e| e.get(name) == rec.value.as_ref())
         {
-            b.actions.push(Action::SetEnv {
+            b.actions.push(Action::SetEnv(actions::SetEnv {
                 deployment: policy.deployment.clone(),
                 name: name.clone(),
                 value: rec.previous.clone(),
@@ -115,7 +116,7 @@ fn undo(cx: &Ctx<'_>, p: &VendorJudgement, b: &mut Builder) {
                     p.page,
                     p.observed_words(policy)
                 ),
-            });
+            }));
         }
     }
 }
@@ -147,7 +148,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
         ),
         (Some(f), Some(h), Some(env)) if h.healthy() => {
             if env.get(&policy.fallback_env) != Some(&f.model) {
-                b.actions.push(Action::SetEnv {
+                b.actions.push(Action::SetEnv(actions::SetEnv {
                     deployment: policy.deployment.clone(),
                     name: policy.fallback_env.clone(),
                     value: Some(f.model.clone()),
@@ -159,7 +160,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
                         h.page,
                         h.observed_words(policy)
                     ),
-                });
+                }));
             }
         }
         (f, h, Some(env)) => {
@@ -179,7 +180,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
             };
             b.skip(ActionKind::SetEnv, policy.fallback_env.clone(), why);
             if env.get(&policy.manual_review_env).map(String::as_str) != Some("true") {
-                b.actions.push(Action::SetEnv {
+                b.actions.push(Action::SetEnv(actions::SetEnv {
                     deployment: policy.deployment.clone(),
                     name: policy.manual_review_env.clone(),
                     value: Some("true".into()),
@@ -187,7 +188,7 @@ fn route_around(cx: &Ctx<'_>, p: &VendorJudgement, fb: Option<&VendorJudgement>,
                         "{primary} is degraded ({}) and no healthy fallback: manual review",
                         short(p)
                     ),
-                });
+                }));
             }
         }
     }
@@ -209,14 +210,14 @@ pub(super) fn tell_outage_over(
     if !cx_state.effects.contains(&told) {
         return false;
     }
-    let n = Action::Notify {
+    let n = Action::Notify(actions::Notify {
         audience: audience.clone(),
         message: format!(
             "FlowEngine recovered: the failure rate is back under the alert threshold; the {} outage is over (incident {})",
             policy.primary_vendor, cx_state.key
         ),
         reason: Some(OUTAGE_OVER.to_owned()),
-    };
+    });
     if n.effect_key()
         .is_some_and(|k| cx_state.effects.contains(&k))
     {
@@ -241,13 +242,13 @@ fn escalate(cx: &Ctx<'_>, p: &VendorJudgement, mins: i64, b: &mut Builder) {
             serde_json::json!({ "vendor_health": p.details(policy) }),
         );
     }
-    let n = Action::Notify {
+    let n = Action::Notify(actions::Notify {
         audience: policy.stakeholder_audience.clone(),
         message: format!(
             "FlowEngine degraded: {primary} outage for {mins} min; flows are on fallback or manual review"
         ),
         reason: None,
-    };
+    });
     if !state
         .effects
         .contains(&super::effects::notify("stakeholders", None))

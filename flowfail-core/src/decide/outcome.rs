@@ -4,6 +4,7 @@
 //! is the only place where an action's effect enters the [`IncidentState`]. It is pure, so the
 //! state transitions of every (action, outcome) pair can be tested in one place.
 
+use super::actions;
 use super::{Action, EnvRecord, IncidentState, PruneRecord, RetryRecord, RollbackRecord};
 use crate::breaker::Breaker;
 use crate::model::Timestamp;
@@ -42,6 +43,29 @@ pub enum ActionOutcome {
         /// What is known.
         reason: String,
     },
+    /// Held back by the action rate limit: not attempted, not recorded as an action (the
+    /// excess is escalated); decided again next pass.
+    Deferred,
+    /// Not attempted: another responder claimed the incident after this pass did. Nothing is
+    /// recorded and the pass stops acting.
+    Superseded,
+}
+
+impl ActionOutcome {
+    /// Not attempted, with why.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        ActionOutcome::Refused {
+            reason: reason.into(),
+        }
+    }
+
+    /// Attempted and not done; `final_for_incident` when it must not be decided again.
+    pub fn failed(reason: impl Into<String>, final_for_incident: bool) -> Self {
+        ActionOutcome::Failed {
+            reason: reason.into(),
+            final_for_incident,
+        }
+    }
 }
 
 /// What an applied action returned.
@@ -109,7 +133,7 @@ pub fn apply_outcome(
     use ActionOutcome as O;
     match (action, outcome) {
         (
-            Action::PruneContext { task_id, .. },
+            Action::PruneContext(actions::PruneContext { task_id, .. }),
             O::Applied(Applied::Pruned {
                 from_bytes,
                 to_bytes,
@@ -126,7 +150,7 @@ pub fn apply_outcome(
             );
         }
         (
-            Action::PruneContext { task_id, .. },
+            Action::PruneContext(actions::PruneContext { task_id, .. }),
             O::Failed {
                 reason,
                 final_for_incident: true,
@@ -135,13 +159,16 @@ pub fn apply_outcome(
             state.prune_failed.insert(task_id.clone(), reason.clone());
         }
         (
-            Action::SetEnv { name, value, .. },
+            Action::SetEnv(actions::SetEnv { name, value, .. }),
             O::Applied(Applied::EnvSet {
                 resource_version,
                 previous,
             }),
         ) => env_set(state, policy, name, value, resource_version, previous, now),
-        (Action::RetryTask { task_id, probe, .. }, O::Applied(Applied::Retried { attempts })) => {
+        (
+            Action::RetryTask(actions::RetryTask { task_id, probe, .. }),
+            O::Applied(Applied::Retried { attempts }),
+        ) => {
             state.retries.insert(
                 task_id.clone(),
                 RetryRecord {
@@ -154,8 +181,8 @@ pub fn apply_outcome(
                 state.breaker.probe_sent(task_id.clone());
             }
         }
-        (Action::Rollback { .. }, _) => rollback(state, action, outcome, now),
-        (Action::VerifyRollout { .. }, O::Applied(Applied::RolloutVerdict { verdict })) => {
+        (Action::Rollback(_), _) => rollback(state, action, outcome, now),
+        (Action::VerifyRollout(_), O::Applied(Applied::RolloutVerdict { verdict })) => {
             if let Some(rb) = state.rollback.take() {
                 state.rollback = Some(RollbackRecord {
                     rollout: Some(verdict.to_string()),
@@ -164,7 +191,7 @@ pub fn apply_outcome(
                 });
             }
         }
-        (Action::Page { .. } | Action::Notify { .. }, O::Applied(Applied::Delivered { .. })) => {
+        (Action::Page(_) | Action::Notify(_), O::Applied(Applied::Delivered { .. })) => {
             if let Some(k) = action.effect_key() {
                 state.effects.insert(k);
             }
@@ -212,11 +239,11 @@ fn env_set(
 }
 
 fn rollback(state: &mut IncidentState, action: &Action, outcome: &ActionOutcome, now: Timestamp) {
-    let Action::Rollback {
+    let Action::Rollback(actions::Rollback {
         from_revision,
         to_revision,
         ..
-    } = action
+    }) = action
     else {
         return;
     };

@@ -1,5 +1,6 @@
 //! Rate limits: quota, the circuit-breaker env var, flowfail's own breaker.
 
+use super::actions;
 use super::kinds::ActionKind;
 use super::{Action, Builder, Ctx, IncidentState, pct};
 use crate::breaker::Breaker;
@@ -70,7 +71,7 @@ fn plan_for_quota(
                 *plan = next.breaker.clone();
             }
             Some(_) => {
-                b.actions.push(Action::SetEnv {
+                b.actions.push(Action::SetEnv(actions::SetEnv {
                     deployment: policy.deployment.clone(),
                     name: policy.breaker_env.clone(),
                     value: Some("true".into()),
@@ -79,7 +80,7 @@ fn plan_for_quota(
                         pct(u.used_ratio),
                         pct(policy.quota_breaker_threshold)
                     ),
-                });
+                }));
                 *plan = Breaker::open(now, policy.half_open_after_s);
             }
             None => b.skip(
@@ -147,7 +148,7 @@ fn restore_breaker_env(cx: &Ctx<'_>, plan: &Breaker, b: &mut Builder) {
             );
             return;
         }
-        b.actions.push(Action::SetEnv {
+        b.actions.push(Action::SetEnv(actions::SetEnv {
             deployment: policy.deployment.clone(),
             name: policy.breaker_env.clone(),
             value: rec.previous.clone(),
@@ -155,6 +156,6 @@ fn restore_breaker_env(cx: &Ctx<'_>, plan: &Breaker, b: &mut Builder) {
                 "quota back to {}: restore circuit breaker setting",
                 pct(u.used_ratio)
             ),
-        });
+        }));
     }
 }

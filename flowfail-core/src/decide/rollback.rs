@@ -1,5 +1,6 @@
 //! Widespread failures: roll back to the revision recorded at open, once, verified.
 
+use super::actions;
 use super::kinds::{ActionKind, RolloutVerdict};
 use super::{Action, Builder, Ctx, DeploymentAtOpen, IncidentState, Observation, pct, secs};
 use crate::detect::AlertState;
@@ -14,9 +15,9 @@ pub(super) fn decide(cx: &Ctx<'_>, b: &mut Builder) -> bool {
     if let Some(rb) = &state.rollback {
         match rb.verdict() {
             None => {
-                b.actions.push(Action::VerifyRollout {
+                b.actions.push(Action::VerifyRollout(actions::VerifyRollout {
                     deployment: policy.deployment.clone(),
-                });
+                }));
                 b.wait("rollout of the rollback", None);
             }
             Some(RolloutVerdict::Complete) => rollback_verified = true,
@@ -336,12 +337,12 @@ fn plan_rollback(
         refuse(b, "rollback_refused", why);
         return;
     }
-    b.actions.push(Action::Rollback {
+    b.actions.push(Action::Rollback(actions::Rollback {
         deployment: policy.deployment.clone(),
         from_revision: current.revision,
         to_revision: target,
         expected_resource_version: current.resource_version.clone(),
-    });
+    }));
 }
 
 /// Whether the revision of the incident's open was deployed recently enough to roll back;

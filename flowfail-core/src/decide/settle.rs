@@ -1,5 +1,6 @@
 //! Settling: an incident with nothing left to do or to wait for is escalated to humans.
 
+use super::actions;
 use super::kinds::SkipKind;
 use super::{Action, Builder, Ctx, Finding, IncidentState, Observation, Settle, pct};
 use crate::model::{Quota, Task, TaskId, TaskStatus};
@@ -192,12 +193,12 @@ pub(super) fn restore_on_close(
             obs.vendor(&policy.primary_vendor).is_operational()
         };
         if safe {
-            b.actions.push(Action::SetEnv {
+            b.actions.push(Action::SetEnv(actions::SetEnv {
                 deployment: policy.deployment.clone(),
                 name: name.clone(),
                 value: rec.previous.clone(),
                 purpose: "incident resolved: restore what flowfail changed".into(),
-            });
+            }));
             restoring = true;
         } else {
             let value = rec.value.as_deref().unwrap_or("unset");

@@ -1,6 +1,7 @@
 //! Per-task remediation (validation findings, prune then retry, backoff, the breaker's probe,
 //! the retry budget) and the new-failure-mode page for unknown failures.
 
+use super::actions;
 use super::kinds::ActionKind;
 use super::outage::OutageView;
 use super::{
@@ -126,14 +127,14 @@ fn task(
         pass.probe_chosen = true;
         pass.breaker.probe_sent(id.clone());
     }
-    b.actions.push(Action::RetryTask {
+    b.actions.push(Action::RetryTask(actions::RetryTask {
         task_id: id.clone(),
         attempt,
         expected_attempts: t.task.attempts,
         failure_kind: kind,
         after_prune,
         probe,
-    });
+    }));
 }
 
 /// The retry gates that do not depend on this pass: retryable kind, attempts left, no retry of
@@ -205,11 +206,11 @@ fn prune_first(cx: &Ctx<'_>, b: &mut Builder, pass: &Pass<'_>, t: &ObservedTask)
                 b.wait("retry budget", None);
                 return None;
             }
-            b.actions.push(Action::PruneContext {
+            b.actions.push(Action::PruneContext(actions::PruneContext {
                 task_id: id.clone(),
                 from_bytes: *bytes,
                 max_bytes: policy.prune_target.bytes(),
-            });
+            }));
             Some(true)
         }
         BundleObs::Size { .. } if !state.pruned.contains_key(id) => {

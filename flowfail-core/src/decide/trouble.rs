@@ -2,9 +2,11 @@
 //! flowfail's own trouble, the one "automation paused" notice, and whether a retry that was to
 //! follow a prune may go.
 
+use super::actions;
+use super::actions::Action;
 use super::kinds::ActionKind;
 use super::outcome::{ActionOutcome, Applied};
-use super::types::{Action, IncidentState};
+use super::types::IncidentState;
 use crate::operator::{PAUSED_NOTICE_REASON, Pause};
 use crate::policy::Policy;
 
@@ -24,7 +26,11 @@ pub enum Trouble {
 }
 
 /// The page to on-call about `trouble`, unless the incident already sent it.
-pub fn escalation(trouble: Trouble, state: &IncidentState, policy: &Policy) -> Option<Action> {
+pub fn escalation(
+    trouble: Trouble,
+    state: &IncidentState,
+    policy: &Policy,
+) -> Option<actions::Page> {
     let (reason, summary) = match trouble {
         Trouble::ActionPanicked(kind) => (
             "action_panicked",
@@ -40,13 +46,13 @@ pub fn escalation(trouble: Trouble, state: &IncidentState, policy: &Policy) -> O
             ),
         ),
     };
-    let page = Action::Page {
+    let page = actions::Page {
         target: policy.on_call_target.clone(),
         reason: reason.to_owned(),
         summary,
         details: serde_json::Value::Null,
     };
-    let key = page.effect_key()?;
+    let key = super::effects::page(&page.target, &page.reason);
     (!state.effects.contains(&key)).then_some(page)
 }
 
@@ -70,7 +76,7 @@ pub fn retry_after_prune(prune: Option<&ActionOutcome>) -> Result<(), &'static s
 /// unless the incident already sent it. (The responder reserves it in the ledger before sending,
 /// so replicas and restarts send it once.)
 pub fn pause_notice(pause: &Pause, state: &IncidentState, policy: &Policy) -> Option<Action> {
-    let notice = Action::Page {
+    let notice = Action::Page(actions::Page {
         target: policy.on_call_target.clone(),
         reason: PAUSED_NOTICE_REASON.to_owned(),
         summary: format!(
@@ -78,7 +84,7 @@ pub fn pause_notice(pause: &Pause, state: &IncidentState, policy: &Policy) -> Op
             state.key, pause.by, pause.reason
         ),
         details: serde_json::Value::Null,
-    };
+    });
     let key = notice.effect_key()?;
     (!state.effects.contains(&key)).then_some(notice)
 }

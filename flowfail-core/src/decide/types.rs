@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::kinds::{ActionKind, RolloutVerdict, SkipKind};
+use super::actions::Action;
+use super::kinds::{RolloutVerdict, SkipKind};
 use crate::breaker::Breaker;
 use crate::classify::Classification;
 use crate::detect::AlertState;
@@ -375,121 +376,6 @@ impl IncidentState {
 
 // ---------------------------------------------------------------------------------------------
 // Outputs
-
-/// One thing to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Action {
-    /// Prune the task's context bundle to `max_bytes`.
-    PruneContext {
-        /// Task.
-        task_id: TaskId,
-        /// Bundle size seen.
-        from_bytes: u64,
-        /// Budget.
-        max_bytes: u64,
-    },
-    /// Set (or, with `value: None`, unset) an env var on the Deployment.
-    SetEnv {
-        /// Deployment.
-        deployment: String,
-        /// Variable.
-        name: String,
-        /// New value.
-        value: Option<String>,
-        /// Why, in the runbook's words.
-        purpose: String,
-    },
-    /// Retry a task, fenced on its attempt count.
-    RetryTask {
-        /// Task.
-        task_id: TaskId,
-        /// The attempt this is (1-based).
-        attempt: u32,
-        /// Attempt count the retry is fenced on.
-        expected_attempts: u32,
-        /// The failure being retried.
-        failure_kind: FailureKind,
-        /// Only if the bundle was pruned in this pass (or needs no prune).
-        after_prune: bool,
-        /// The breaker's half-open probe.
-        probe: bool,
-    },
-    /// Roll back to a recorded revision, only if the Deployment is unchanged.
-    Rollback {
-        /// Deployment.
-        deployment: String,
-        /// Current revision.
-        from_revision: u64,
-        /// Target revision (the previous one when the incident opened).
-        to_revision: u64,
-        /// Precondition.
-        expected_resource_version: String,
-    },
-    /// Check the rollout after a rollback.
-    VerifyRollout {
-        /// Deployment.
-        deployment: String,
-    },
-    /// Page a human.
-    Page {
-        /// Configured target.
-        target: String,
-        /// Short machine-readable reason (`quota_critical`, `outage_30min`, …).
-        reason: String,
-        /// Human summary.
-        summary: String,
-        /// Evidence for the human beyond the summary (the templates of a new failure mode, the
-        /// evidence of an outage); `null` when there is none.
-        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-        details: serde_json::Value,
-    },
-    /// Notify an audience.
-    Notify {
-        /// Audience.
-        audience: String,
-        /// Message.
-        message: String,
-        /// What about, when an incident tells an audience more than one thing (`outage_over`);
-        /// part of the dedup key. `None`: the incident's first notice.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-}
-
-impl Action {
-    /// What kind of action it is (its `kind` in reports).
-    pub fn kind(&self) -> ActionKind {
-        match self {
-            Action::PruneContext { .. } => ActionKind::PruneContext,
-            Action::SetEnv { .. } => ActionKind::SetEnv,
-            Action::RetryTask { .. } => ActionKind::RetryTask,
-            Action::Rollback { .. } => ActionKind::Rollback,
-            Action::VerifyRollout { .. } => ActionKind::VerifyRollout,
-            Action::Page { .. } => ActionKind::Page,
-            Action::Notify { .. } => ActionKind::Notify,
-        }
-    }
-
-    /// Whether carrying it out changes anything.
-    pub fn is_mutation(&self) -> bool {
-        !matches!(self, Action::VerifyRollout { .. })
-    }
-
-    /// The effect key used for at-most-once reservations and dedup keys (pages, notifications,
-    /// rollback).
-    pub fn effect_key(&self) -> Option<String> {
-        match self {
-            Action::Page { target, reason, .. } => Some(super::effects::page(target, reason)),
-            Action::Notify {
-                audience, reason, ..
-            } => Some(super::effects::notify(audience, reason.as_deref())),
-            Action::Rollback { .. } => Some(super::effects::ROLLBACK.to_owned()),
-            _ => None,
-        }
-    }
-}
 
 /// An action considered and not taken, with the reason. Repeated reasons are aggregated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! One action as the report records it: its fields, its outcome, its timeline line.
 
+use crate::decide::actions;
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
@@ -98,65 +99,67 @@ impl ActionFields {
     /// The report fields of a decided action (`to_bytes` = the budget until known).
     pub fn from_action(a: &Action) -> Self {
         match a.clone() {
-            Action::PruneContext {
+            Action::PruneContext(actions::PruneContext {
                 task_id,
                 from_bytes,
                 max_bytes,
-            } => ActionFields::PruneContext {
+            }) => ActionFields::PruneContext {
                 task_id: task_id.to_string(),
                 from_bytes,
                 to_bytes: max_bytes,
             },
-            Action::SetEnv {
+            Action::SetEnv(actions::SetEnv {
                 deployment,
                 name,
                 value,
                 purpose,
-            } => ActionFields::SetEnv {
+            }) => ActionFields::SetEnv {
                 deployment,
                 name,
                 value,
                 purpose,
             },
-            Action::RetryTask {
+            Action::RetryTask(actions::RetryTask {
                 task_id,
                 attempt,
                 failure_kind,
                 probe,
                 ..
-            } => ActionFields::RetryTask {
+            }) => ActionFields::RetryTask {
                 task_id: task_id.to_string(),
                 attempt,
                 failure_kind,
                 probe,
             },
-            Action::Rollback {
+            Action::Rollback(actions::Rollback {
                 deployment,
                 from_revision,
                 to_revision,
                 ..
-            } => ActionFields::Rollback {
+            }) => ActionFields::Rollback {
                 deployment,
                 from_revision,
                 to_revision,
             },
-            Action::VerifyRollout { deployment } => ActionFields::VerifyRollout {
-                deployment,
-                status: "unknown".into(),
-            },
-            Action::Page {
+            Action::VerifyRollout(actions::VerifyRollout { deployment }) => {
+                ActionFields::VerifyRollout {
+                    deployment,
+                    status: "unknown".into(),
+                }
+            }
+            Action::Page(actions::Page {
                 target,
                 reason,
                 summary,
                 ..
-            } => ActionFields::Page {
+            }) => ActionFields::Page {
                 target,
                 reason,
                 summary,
             },
-            Action::Notify {
+            Action::Notify(actions::Notify {
                 audience, message, ..
-            } => ActionFields::Notify { audience, message },
+            }) => ActionFields::Notify { audience, message },
         }
     }
 
@@ -176,7 +179,9 @@ impl ActionFields {
 
 /// How the report shows an action and what came of it: its fields (with what the action
 /// returned: a pruned size, a rollout verdict), the outcome and the detail. `None` for what the
-/// report does not show (a rollout check in a dry run, a rollout still in progress).
+/// report does not show (a rollout check in a dry run, a rollout still in progress, an action
+/// deferred by the rate limit — the report has its skip — or superseded by another claim). The
+/// one conversion from what an action came to into what the report and the ledger show.
 pub fn rendered(
     action: &Action,
     outcome: &ActionOutcome,
@@ -184,7 +189,8 @@ pub fn rendered(
     let fields = ActionFields::from_action(action);
     Some(match outcome {
         ActionOutcome::Applied(applied) => return rendered_applied(action, fields, applied),
-        ActionOutcome::DryRun if matches!(action, Action::VerifyRollout { .. }) => return None,
+        ActionOutcome::DryRun if matches!(action, Action::VerifyRollout(_)) => return None,
+        ActionOutcome::Deferred | ActionOutcome::Superseded => return None,
         ActionOutcome::DryRun => (fields, Outcome::DryRun, None),
         ActionOutcome::Refused { reason } | ActionOutcome::DoneElsewhere { reason } => {
             (fields, Outcome::Skipped, Some(reason.clone()))
@@ -202,7 +208,7 @@ fn rendered_applied(
 ) -> Option<(ActionFields, Outcome, Option<String>)> {
     Some(match (action, applied) {
         (
-            Action::PruneContext { task_id, .. },
+            Action::PruneContext(actions::PruneContext { task_id, .. }),
             Applied::Pruned {
                 from_bytes,
                 to_bytes,
@@ -221,11 +227,11 @@ fn rendered_applied(
             )),
         ),
         (
-            Action::PruneContext {
+            Action::PruneContext(actions::PruneContext {
                 task_id,
                 from_bytes,
                 ..
-            },
+            }),
             Applied::AlreadySmall { bytes },
         ) => (
             ActionFields::PruneContext {
@@ -236,7 +242,10 @@ fn rendered_applied(
             Outcome::Skipped,
             Some("bundle already within budget".into()),
         ),
-        (Action::VerifyRollout { deployment }, Applied::RolloutVerdict { verdict }) => (
+        (
+            Action::VerifyRollout(actions::VerifyRollout { deployment }),
+            Applied::RolloutVerdict { verdict },
+        ) => (
             ActionFields::VerifyRollout {
                 deployment: deployment.clone(),
                 status: verdict.to_string(),
@@ -249,7 +258,7 @@ fn rendered_applied(
             None,
         ),
         (_, Applied::RolloutPending) => return None,
-        (Action::Page { .. }, Applied::Delivered { deduplicated: true }) => (
+        (Action::Page(_), Applied::Delivered { deduplicated: true }) => (
             fields,
             Outcome::Applied,
             Some("deduplicated by the pager".into()),

@@ -1,22 +1,29 @@
 //! Act: carry out a decision's actions, each through the [guard](super::guard), and report one
-//! [`ActionOutcome`] per action. The outcome enters the incident state only through
-//! [`apply_outcome`]; it is recorded in the report and in the ledger's timeline.
+//! [`ActionOutcome`] per action. An action is dispatched by its kind in one place
+//! ([`Responder::step`]); each handler takes its own struct and returns the outcome. The
+//! outcome enters the incident state only through [`apply_outcome`], and the report and the
+//! ledger's timeline only through [`crate::report::rendered`].
 
 use chrono::TimeDelta;
 
-use super::guard::{Budget, Fence, Gate};
+use super::guard::{Budget, Fence};
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
+use crate::decide::actions::{
+    self, Notify, PruneContext, RetryTask, Rollback, SetEnv, VerifyRollout,
+};
 use crate::decide::{
     Action, ActionKind, ActionOutcome, Applied, Decision, EnvRecord, IncidentState, Observation,
-    RolloutVerdict, Skip, Trouble, apply_outcome, escalate_after_panic, escalation,
+    RolloutVerdict, Skip, Trouble, apply_outcome, effects, escalate_after_panic, escalation,
     retry_after_prune,
 };
 use crate::error::{ErrorKind, Result};
 use crate::model::{
     ByteSize, ChangeCause, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp,
 };
-use crate::ports::{Epoch, Notification, Page, RetryOutcome, RetryRequest, TimelineEntry};
+use crate::ports::{
+    self, Delivery, Epoch, Notification, RetryOutcome, RetryRequest, TimelineEntry,
+};
 
 /// What acting on one decision produced.
 pub(super) struct Acted {
@@ -26,18 +33,6 @@ pub(super) struct Acted {
     pub(super) panicked: bool,
     /// Another responder claimed the incident mid-pass: this pass stopped acting.
     pub(super) stale: bool,
-}
-
-/// What one action came to.
-enum Done {
-    /// An outcome to apply and record.
-    Outcome(ActionOutcome),
-    /// Held back by the action rate limit: not recorded as an action; decided again next pass.
-    Deferred,
-    /// Nothing to record (a dry-run rollout check, a rollout still in progress).
-    Nothing,
-    /// Another responder holds the incident now: not called, not recorded; the pass stops.
-    Stale,
 }
 
 /// The state of one act phase.
@@ -77,37 +72,13 @@ fn written_ahead(
     serde_json::to_value(&ahead)
 }
 
-/// The outcome of a call the guard did not let run to completion.
-fn stopped<T>(gate: Gate<T>) -> std::result::Result<T, Done> {
-    match gate {
-        Gate::Ran(t) => Ok(t),
-        Gate::Halted => Err(Done::Outcome(refused("kill switch is on"))),
-        Gate::DryRun => Err(Done::Outcome(ActionOutcome::DryRun)),
-        Gate::Paused(why) => Err(Done::Outcome(refused(why))),
-        Gate::Deferred => Err(Done::Deferred),
-        Gate::TimedOut(e) => Err(Done::Outcome(failed(e.to_string(), false))),
-        Gate::Panicked(what) => Err(Done::Outcome(ActionOutcome::Unknown {
-            reason: format!("panicked: {what}"),
-        })),
-        Gate::Stale => Err(Done::Stale),
-        Gate::Unfenced(e) => Err(Done::Outcome(failed(
-            format!("the ledger could not confirm this pass's claim: {e}"),
-            false,
-        ))),
-    }
-}
-
-fn refused(reason: impl Into<String>) -> ActionOutcome {
-    ActionOutcome::Refused {
-        reason: reason.into(),
-    }
-}
-
-fn failed(reason: String, final_for_incident: bool) -> ActionOutcome {
-    ActionOutcome::Failed {
-        reason,
-        final_for_incident,
-    }
+/// A mutation written down in the ledger first (the env change's intent, the rollback's
+/// reservation): what the ledger step came to, and the call's result when it ran.
+enum Staged<T> {
+    /// The ledger step held and the call ran: what it returned.
+    Ran(T),
+    /// The ledger step failed: the call was not made.
+    NotRecorded(crate::Error),
 }
 
 impl Responder {
@@ -133,23 +104,7 @@ impl Responder {
         };
         let mut i = 0;
         while i < d.actions.len() && !pass.stale {
-            if let Action::RetryTask { .. } = d.actions[i] {
-                let start = i;
-                while matches!(d.actions.get(i), Some(Action::RetryTask { .. })) {
-                    i += 1;
-                }
-                self.retry_batch(&d.actions[start..i], state, &mut pass)
-                    .await;
-                self.checkpoint(state, &mut pass).await;
-                continue;
-            }
-            let a = &d.actions[i];
-            i += 1;
-            let done = self.execute(a, state, &mut pass).await;
-            if self.finish(a, done, state, &mut pass) {
-                self.escalate(Trouble::ActionPanicked(a.kind()), state, &mut pass)
-                    .await;
-            }
+            i += self.step(&d.actions[i..], state, &mut pass).await;
             self.checkpoint(state, &mut pass).await;
         }
         for f in &d.findings {
@@ -172,6 +127,38 @@ impl Responder {
             panicked: pass.panicked,
             stale: pass.stale,
         }
+    }
+
+    /// Carries out the next action, or the next run of retries as one batch: the one place an
+    /// action is dispatched by its kind. Returns how many actions it took (at least one).
+    async fn step(
+        &self,
+        next: &[Action],
+        state: &mut IncidentState,
+        pass: &mut ActPhase<'_>,
+    ) -> usize {
+        let Some(a) = next.first() else { return 1 };
+        let outcome = match a {
+            Action::RetryTask(_) => {
+                let run = next
+                    .iter()
+                    .take_while(|a| matches!(a, Action::RetryTask(_)))
+                    .count();
+                self.retry_batch(&next[..run], state, pass).await;
+                return run;
+            }
+            Action::PruneContext(p) => self.prune(p, pass).await,
+            Action::SetEnv(s) => self.set_env(s, state, pass).await,
+            Action::Rollback(r) => self.rollback(r, state, pass).await,
+            Action::VerifyRollout(v) => self.verify(v, state, pass).await,
+            Action::Page(p) => self.page(p, state, pass).await,
+            Action::Notify(n) => self.notify(n, state, pass).await,
+        };
+        if self.finish(a, outcome, state, pass) {
+            self.escalate(Trouble::ActionPanicked(a.kind()), state, pass)
+                .await;
+        }
+        1
     }
 
     /// Writes what happened so far to the ledger (its timeline entries and the state), so a
@@ -212,49 +199,30 @@ impl Responder {
         }
     }
 
-    async fn execute(&self, a: &Action, state: &IncidentState, pass: &mut ActPhase<'_>) -> Done {
-        let r = match a {
-            Action::PruneContext { task_id, .. } => {
-                let r = self.prune(a, pass).await;
-                if let Ok(Done::Outcome(o)) | Err(Done::Outcome(o)) = &r {
-                    pass.prunes.push((task_id.clone(), o.clone()));
-                }
-                r
-            }
-            Action::SetEnv { .. } => self.set_env(a, state, pass).await,
-            Action::Rollback { .. } => self.rollback(a, state, pass).await,
-            Action::VerifyRollout { deployment } => self.verify(deployment, state, pass).await,
-            Action::Page { .. } | Action::Notify { .. } => self.deliver(a, state, pass).await,
-            Action::RetryTask { .. } => Ok(Done::Nothing),
-        };
-        r.unwrap_or_else(|done| done)
-    }
-
     /// Applies and records one outcome. Returns `true` when the action panicked.
     fn finish(
         &self,
         a: &Action,
-        done: Done,
+        outcome: ActionOutcome,
         state: &mut IncidentState,
         pass: &mut ActPhase<'_>,
     ) -> bool {
-        match done {
-            Done::Nothing => false,
-            Done::Stale => {
+        match outcome {
+            ActionOutcome::Superseded => {
                 pass.stale = true;
                 false
             }
-            Done::Deferred => {
+            ActionOutcome::Deferred => {
                 let skip = Skip::new(
                     a.kind(),
-                    subject(a),
+                    a.subject(),
                     "action rate limit: deferred to the next pass",
                 );
                 lock(&self.inner).report.skips(pass.now, &[skip]);
                 pass.deferred += 1;
                 false
             }
-            Done::Outcome(o) => {
+            o => {
                 apply_outcome(state, a, &o, &self.policy, pass.now);
                 self.record_action(a, &o, pass);
                 let panicked = matches!(o, ActionOutcome::Unknown { .. });
@@ -301,14 +269,8 @@ impl Responder {
             .action(pass.now, fields, outcome, detail);
     }
 
-    async fn prune(&self, a: &Action, pass: &mut ActPhase<'_>) -> std::result::Result<Done, Done> {
-        let Action::PruneContext {
-            task_id, max_bytes, ..
-        } = a
-        else {
-            return Ok(Done::Nothing);
-        };
-        let gate = self
+    async fn prune(&self, p: &PruneContext, pass: &mut ActPhase<'_>) -> ActionOutcome {
+        let pruned = self
             .guarded(
                 pass.fence,
                 "prune_context",
@@ -316,126 +278,120 @@ impl Responder {
                 pass.now,
                 || {
                     self.ports.bundles.prune_context(
-                        task_id,
-                        ByteSize::new(*max_bytes),
+                        &p.task_id,
+                        ByteSize::new(p.max_bytes),
                         self.policy.max_bundle_size,
                         &self.prune_options,
                     )
                 },
             )
             .await;
-        Ok(Done::Outcome(match stopped(gate)? {
-            Ok(PruneContextOutcome::Pruned {
+        let outcome = match pruned {
+            Ok(Ok(PruneContextOutcome::Pruned {
                 from_bytes,
                 to_bytes,
                 archive_checksum,
                 ..
-            }) => ActionOutcome::Applied(Applied::Pruned {
+            })) => ActionOutcome::Applied(Applied::Pruned {
                 from_bytes,
                 to_bytes,
                 archive_checksum,
             }),
-            Ok(PruneContextOutcome::AlreadySmall { bytes }) => {
+            Ok(Ok(PruneContextOutcome::AlreadySmall { bytes })) => {
                 ActionOutcome::Applied(Applied::AlreadySmall { bytes })
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 let final_for_incident = e.kind() != ErrorKind::Conflict && !e.is_transient();
-                failed(e.to_string(), final_for_incident)
+                ActionOutcome::failed(e.to_string(), final_for_incident)
             }
-        }))
+            Err(held) => held,
+        };
+        pass.prunes.push((p.task_id.clone(), outcome.clone()));
+        outcome
     }
 
     async fn set_env(
         &self,
-        a: &Action,
+        a: &SetEnv,
         state: &IncidentState,
         pass: &mut ActPhase<'_>,
-    ) -> std::result::Result<Done, Done> {
-        let Action::SetEnv {
+    ) -> ActionOutcome {
+        let SetEnv {
             deployment,
             name,
             value,
             purpose,
-        } = a
-        else {
-            return Ok(Done::Nothing);
-        };
+        } = a;
         let cause = ChangeCause::for_incident(&state.key, purpose);
         let change = match value {
             Some(v) => EnvChange::set(name.clone(), v.clone()),
             None => EnvChange::unset(name.clone()),
         };
-        let previous = pass
-            .obs
-            .deployment
-            .as_ref()
-            .and_then(|d| d.env.get(name).cloned());
+        let seen = pass.obs.deployment.as_ref();
+        let previous = seen.and_then(|d| d.env.get(name).cloned());
         // Never a blind write: without this pass's read of the Deployment there is no
         // precondition, so no call.
-        let Some(pre) = pass
-            .obs
-            .deployment
-            .as_ref()
-            .map(|d| d.resource_version.clone())
-        else {
-            return Ok(Done::Outcome(refused(
+        let Some(pre) = seen.map(|d| d.resource_version.clone()) else {
+            return ActionOutcome::refused(
                 "deployment state unread: no env change without a precondition",
-            )));
+            );
         };
-        let pre = Some(pre);
         let ahead = written_ahead(state, name, value, &previous, pass.now);
         let epoch = pass.epoch;
-        let gate = self
+        let ran = self
             .guarded(
                 pass.fence,
                 "deployment.set_env",
                 Budget::Limited,
                 pass.now,
                 || async {
-                    let Some(epoch) = epoch else {
-                        return Err(crate::Error::refused("no ledger claim for this pass"));
+                    let recorded = match (epoch, ahead) {
+                        (None, _) => Err(crate::Error::refused("no ledger claim for this pass")),
+                        (Some(_), Err(e)) => Err(e.into()),
+                        (Some(epoch), Ok(ahead)) => {
+                            self.ports
+                                .incidents
+                                .save_state(&state.key, epoch, &ahead)
+                                .await
+                        }
                     };
-                    let ahead = ahead.map_err(crate::Error::from)?;
-                    self.ports
-                        .incidents
-                        .save_state(&state.key, epoch, &ahead)
-                        .await?;
-                    Ok(self
+                    if let Err(e) = recorded {
+                        return Ok(Staged::NotRecorded(e));
+                    }
+                    let change = std::slice::from_ref(&change);
+                    let set = self
                         .ports
                         .deployment
-                        .set_env(deployment, std::slice::from_ref(&change), pre, &cause)
-                        .await)
+                        .set_env(deployment, change, Some(pre), &cause);
+                    set.await.map(Staged::Ran)
                 },
             )
             .await;
-        let r = match gate {
-            Gate::Ran(Err(e)) => {
-                return Ok(Done::Outcome(failed(
+        let r = match ran {
+            Err(held) => return held,
+            Ok(Ok(Staged::NotRecorded(e))) => {
+                return ActionOutcome::failed(
                     format!("could not record the env change ahead of it: {e}"),
                     false,
-                )));
+                );
             }
-            Gate::Ran(Ok(r)) => r,
-            Gate::TimedOut(e) => Err(e),
-            other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
-        };
-        let r = match r {
-            // A lost reply? Look before reporting failure.
-            Err(e) if e.kind() != ErrorKind::Conflict => {
+            Ok(Ok(Staged::Ran(s))) => Ok(s),
+            // A lost reply (or no reply within the deadline)? Look before reporting failure.
+            Ok(Err(e)) if e.kind() != ErrorKind::Conflict => {
                 match self.state_after_lost_reply(deployment).await {
                     Some(s) if s.env.get(name) == value.as_ref() => Ok(s),
                     _ => Err(e),
                 }
             }
-            r => r,
+            Ok(Err(e)) => Err(e),
         };
-        Ok(Done::Outcome(match r {
+        match r {
             Ok(s) => ActionOutcome::Applied(Applied::EnvSet {
                 resource_version: s.resource_version,
                 previous,
             }),
-            Err(e) => failed(e.to_string(), false),
-        }))
+            Err(e) => ActionOutcome::failed(e.to_string(), false),
+        }
     }
 
     /// The Deployment after a mutation whose reply was lost (it may have applied): read up to
@@ -457,25 +413,19 @@ impl Responder {
     /// only if the resourceVersion is unchanged; a failure is final for the incident.
     async fn rollback(
         &self,
-        a: &Action,
+        a: &Rollback,
         state: &IncidentState,
         pass: &mut ActPhase<'_>,
-    ) -> std::result::Result<Done, Done> {
-        let Action::Rollback {
-            deployment,
-            from_revision,
-            to_revision,
-            expected_resource_version,
-        } = a
-        else {
-            return Ok(Done::Nothing);
-        };
+    ) -> ActionOutcome {
         let cause = ChangeCause::for_incident(
             &state.key,
-            &format!("widespread failures after the deploy of revision {from_revision}"),
+            &format!(
+                "widespread failures after the deploy of revision {}",
+                a.from_revision
+            ),
         );
         let epoch = pass.epoch;
-        let gate = self
+        let ran = self
             .guarded(
                 pass.fence,
                 "deployment.rollback",
@@ -484,82 +434,76 @@ impl Responder {
                 || async {
                     // Mutations run only under a ledger claim; without one, nothing is reserved.
                     let Some(epoch) = epoch else {
-                        return Err(crate::Error::refused("no ledger claim for this pass"));
+                        let e = crate::Error::refused("no ledger claim for this pass");
+                        return Ok(Staged::NotRecorded(e));
                     };
-                    match self
-                        .call(
-                            "incident.reserve_effect",
-                            self.ports.incidents.reserve_effect(
-                                &state.key,
-                                epoch,
-                                crate::decide::effects::ROLLBACK,
-                            ),
-                        )
-                        .await
-                    {
-                        Ok(true) => Ok(Some(
-                            self.ports
-                                .deployment
-                                .rollback(
-                                    deployment,
-                                    *to_revision,
-                                    expected_resource_version,
-                                    &cause,
-                                )
-                                .await,
-                        )),
-                        Ok(false) => Ok(None),
-                        Err(e) => Err(e),
+                    let reserve =
+                        self.ports
+                            .incidents
+                            .reserve_effect(&state.key, epoch, effects::ROLLBACK);
+                    match self.call("incident.reserve_effect", reserve).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(Staged::Ran(None)),
+                        Err(e) => return Ok(Staged::NotRecorded(e)),
                     }
+                    let rollback = self.ports.deployment.rollback(
+                        &a.deployment,
+                        a.to_revision,
+                        &a.expected_resource_version,
+                        &cause,
+                    );
+                    rollback.await.map(|s| Staged::Ran(Some(s)))
                 },
             )
             .await;
-        let r: Result<DeploymentState> = match gate {
-            Gate::Ran(Ok(Some(r))) => r,
-            Gate::Ran(Ok(None)) => {
-                return Ok(Done::Outcome(ActionOutcome::DoneElsewhere {
+        let r = match ran {
+            Err(held) => return held,
+            Ok(Ok(Staged::Ran(None))) => {
+                return ActionOutcome::DoneElsewhere {
                     reason: "rollback already reserved for this incident (another responder or an earlier pass)".into(),
-                }));
+                };
             }
-            Gate::Ran(Err(e)) => {
-                return Ok(Done::Outcome(failed(
+            Ok(Ok(Staged::NotRecorded(e))) => {
+                return ActionOutcome::failed(
                     format!("could not reserve the rollback: {e}"),
                     false,
-                )));
+                );
             }
-            Gate::TimedOut(e) => Err(e),
-            other => return Err(stopped(other).err().unwrap_or(Done::Nothing)),
-        };
-        let r = match r {
-            Err(e) if e.is_transient() => match self.state_after_lost_reply(deployment).await {
-                Some(s)
-                    if s.revision != *from_revision
-                        && !s.history.iter().any(|h| h.revision == *to_revision) =>
-                {
-                    Ok(s)
+            Ok(Ok(Staged::Ran(Some(s)))) => Ok(s),
+            Ok(Err(e)) if e.is_transient() => {
+                match self.state_after_lost_reply(&a.deployment).await {
+                    Some(s)
+                        if s.revision != a.from_revision
+                            && !s.history.iter().any(|h| h.revision == a.to_revision) =>
+                    {
+                        Ok(s)
+                    }
+                    _ => Err(e),
                 }
-                _ => Err(e),
-            },
-            r => r,
+            }
+            Ok(Err(e)) => Err(e),
         };
-        Ok(Done::Outcome(match r {
+        match r {
             Ok(s) => ActionOutcome::Applied(Applied::RolledBack {
                 resource_version: s.resource_version,
             }),
-            Err(e) => failed(e.to_string(), true),
-        }))
+            Err(e) => ActionOutcome::failed(e.to_string(), true),
+        }
     }
 
+    /// The rollout's verdict after a rollback. A check that the pause held, or a rollout still
+    /// in progress, is no verdict this pass.
     async fn verify(
         &self,
-        deployment: &str,
+        a: &VerifyRollout,
         state: &IncidentState,
         pass: &mut ActPhase<'_>,
-    ) -> std::result::Result<Done, Done> {
+    ) -> ActionOutcome {
+        let pending = ActionOutcome::Applied(Applied::RolloutPending);
         let Some(rb) = &state.rollback else {
-            return Ok(Done::Nothing);
+            return pending;
         };
-        let gate = self
+        let read = self
             .guarded(
                 pass.fence,
                 "deployment.rollout_status",
@@ -567,15 +511,19 @@ impl Responder {
                 pass.now,
                 || {
                     self.read("deployment.rollout_status", || {
-                        self.ports.deployment.rollout_status(deployment)
+                        self.ports.deployment.rollout_status(&a.deployment)
                     })
                 },
             )
             .await;
-        let status = match gate {
-            Gate::DryRun | Gate::Paused(_) => return Ok(Done::Nothing),
-            Gate::TimedOut(e) => Err(e),
-            other => stopped(other)?,
+        let status = match read {
+            Ok(status) => status,
+            Err(ActionOutcome::Refused { reason })
+                if pass.fence.paused.as_ref() == Some(&reason) =>
+            {
+                return pending;
+            }
+            Err(held) => return held,
         };
         let timeout = TimeDelta::seconds(
             i64::try_from(self.policy.rollout_timeout_s).unwrap_or(i64::MAX / 1000),
@@ -584,80 +532,74 @@ impl Responder {
             Ok(RolloutStatus::Complete) => RolloutVerdict::Complete,
             Ok(RolloutStatus::Failed { message }) => RolloutVerdict::Failed(message),
             Ok(_) | Err(_) if pass.now - rb.at > timeout => RolloutVerdict::Timeout,
-            _ => return Ok(Done::Nothing),
+            _ => return pending,
         };
-        Ok(Done::Outcome(ActionOutcome::Applied(
-            Applied::RolloutVerdict { verdict },
-        )))
+        ActionOutcome::Applied(Applied::RolloutVerdict { verdict })
     }
 
-    /// Pages and notifications: never held back by the rate limit; deduplicated by key.
-    async fn deliver(
+    /// A page: never held back by the rate limit; deduplicated by its key.
+    async fn page(
         &self,
-        a: &Action,
+        p: &actions::Page,
         state: &IncidentState,
         pass: &mut ActPhase<'_>,
-    ) -> std::result::Result<Done, Done> {
-        let key = a.effect_key().unwrap_or_default();
-        let dk = dedup_key(&state.key, &key);
-        let gate = match a {
-            Action::Page {
-                target,
-                reason,
-                summary,
-                details,
-            } => {
-                let mut body = serde_json::json!({
-                    "incident": state.key,
-                    "reason": reason,
-                    "classification": state.classification_at_detection,
-                    "alert": state.alert_at_detection,
-                });
-                if !details.is_null() {
-                    body["evidence"] = details.clone();
-                }
-                let page = Page::new(target.clone(), dk, summary.clone(), body);
-                let budget = if reason == crate::control::PAUSED_NOTICE_REASON {
-                    Budget::PauseNotice
-                } else {
-                    Budget::Exempt
-                };
-                self.guarded(pass.fence, "pager.page", budget, pass.now, || {
-                    self.read("pager.page", || self.ports.pager.page(&page))
-                })
-                .await
-            }
-            Action::Notify {
-                audience, message, ..
-            } => {
-                let n = Notification::new(audience.clone(), dk, message.clone());
-                self.guarded(
-                    pass.fence,
-                    "notifier.notify",
-                    Budget::Exempt,
-                    pass.now,
-                    || self.read("notifier.notify", || self.ports.notifier.notify(&n)),
-                )
-                .await
-            }
-            _ => return Ok(Done::Nothing),
+    ) -> ActionOutcome {
+        let dk = dedup_key(&state.key, &effects::page(&p.target, &p.reason));
+        let mut body = serde_json::json!({
+            "incident": state.key,
+            "reason": p.reason,
+            "classification": state.classification_at_detection,
+            "alert": state.alert_at_detection,
+        });
+        if !p.details.is_null() {
+            body["evidence"] = p.details.clone();
+        }
+        let page = ports::Page::new(p.target.clone(), dk, p.summary.clone(), body);
+        let budget = if p.reason == crate::control::PAUSED_NOTICE_REASON {
+            Budget::PauseNotice
+        } else {
+            Budget::Exempt
         };
-        Ok(Done::Outcome(match stopped(gate)? {
-            Ok(d) => ActionOutcome::Applied(Applied::Delivered {
-                deduplicated: d == crate::ports::Delivery::Deduplicated,
-            }),
-            Err(e) => failed(e.to_string(), false),
-        }))
+        let sent = self
+            .guarded(pass.fence, "pager.page", budget, pass.now, || {
+                self.read("pager.page", || self.ports.pager.page(&page))
+            })
+            .await;
+        delivered(sent)
+    }
+
+    /// A notification: never held back by the rate limit; deduplicated by its key.
+    async fn notify(
+        &self,
+        n: &Notify,
+        state: &IncidentState,
+        pass: &mut ActPhase<'_>,
+    ) -> ActionOutcome {
+        let dk = dedup_key(
+            &state.key,
+            &effects::notify(&n.audience, n.reason.as_deref()),
+        );
+        let notice = Notification::new(n.audience.clone(), dk, n.message.clone());
+        let sent = self
+            .guarded(
+                pass.fence,
+                "notifier.notify",
+                Budget::Exempt,
+                pass.now,
+                || self.read("notifier.notify", || self.ports.notifier.notify(&notice)),
+            )
+            .await;
+        delivered(sent)
     }
 
     /// Pages on-call about flowfail's own trouble, as [`escalation`] decides (once per
     /// incident), through the guard like every page.
     async fn escalate(&self, trouble: Trouble, state: &mut IncidentState, pass: &mut ActPhase<'_>) {
-        let Some(a) = escalation(trouble, state, &self.policy) else {
+        let Some(page) = escalation(trouble, state, &self.policy) else {
             return;
         };
-        let done = self.execute(&a, state, pass).await;
-        self.finish(&a, done, state, pass);
+        let outcome = self.page(&page, state, pass).await;
+        self.finish(&Action::Page(page), outcome, state, pass);
     }
 
     async fn retry_batch(
@@ -667,35 +609,27 @@ impl Responder {
         pass: &mut ActPhase<'_>,
     ) {
         let mut requests = Vec::new();
-        let mut sent: Vec<&Action> = Vec::new();
+        let mut sent: Vec<(&Action, &RetryTask)> = Vec::new();
         for a in batch {
-            let Action::RetryTask {
-                task_id,
-                expected_attempts,
-                after_prune,
-                ..
-            } = a
-            else {
-                continue;
-            };
-            if *after_prune {
-                let prune = pass.prunes.iter().rev().find(|(t, _)| t == task_id);
+            let Action::RetryTask(r) = a else { continue };
+            if r.after_prune {
+                let prune = pass.prunes.iter().rev().find(|(t, _)| *t == r.task_id);
                 if let Err(why) = retry_after_prune(prune.map(|(_, o)| o)) {
-                    self.finish(a, Done::Outcome(refused(why)), state, pass);
+                    self.finish(a, ActionOutcome::refused(why), state, pass);
                     continue;
                 }
             }
             requests.push(RetryRequest::new(
-                task_id.clone(),
-                *expected_attempts,
+                r.task_id.clone(),
+                r.expected_attempts,
                 pass.now,
             ));
-            sent.push(a);
+            sent.push((a, r));
         }
         if requests.is_empty() {
             return;
         }
-        let gate = self
+        let scheduled = self
             .guarded(
                 pass.fence,
                 "task.schedule_retries",
@@ -704,25 +638,19 @@ impl Responder {
                 || self.ports.tasks.schedule_retries(&requests),
             )
             .await;
-        let outcomes = match stopped(gate) {
+        let outcomes = match scheduled {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(e)) => {
-                for a in sent {
-                    let o = self.retry_after_error(a, &e).await;
-                    self.finish(a, Done::Outcome(o), state, pass);
+                for (a, r) in sent {
+                    let o = self.retry_after_error(r, &e).await;
+                    self.finish(a, o, state, pass);
                 }
                 return;
             }
-            Err(done) => {
-                let panicked = matches!(done, Done::Outcome(ActionOutcome::Unknown { .. }));
-                for a in &sent {
-                    let d = match &done {
-                        Done::Outcome(o) => Done::Outcome(o.clone()),
-                        Done::Deferred => Done::Deferred,
-                        Done::Nothing => Done::Nothing,
-                        Done::Stale => Done::Stale,
-                    };
-                    self.finish(a, d, state, pass);
+            Err(held) => {
+                let panicked = matches!(held, ActionOutcome::Unknown { .. });
+                for (a, _) in &sent {
+                    self.finish(a, held.clone(), state, pass);
                 }
                 if panicked {
                     let trouble = Trouble::ActionPanicked(ActionKind::RetryTask);
@@ -731,7 +659,7 @@ impl Responder {
                 return;
             }
         };
-        for (a, o) in sent.into_iter().zip(outcomes) {
+        for ((a, _), o) in sent.into_iter().zip(outcomes) {
             let o = match o {
                 RetryOutcome::Scheduled { attempts } => {
                     ActionOutcome::Applied(Applied::Retried { attempts })
@@ -739,45 +667,43 @@ impl Responder {
                 RetryOutcome::Conflict { current_attempts } => ActionOutcome::DoneElsewhere {
                     reason: format!("attempt count is now {current_attempts}: retried elsewhere"),
                 },
-                RetryOutcome::NotRetryable { status } => refused(format!("task is {status:?}")),
-                RetryOutcome::NotFound => failed("task not found".into(), false),
+                RetryOutcome::NotRetryable { status } => {
+                    ActionOutcome::refused(format!("task is {status:?}"))
+                }
+                RetryOutcome::NotFound => ActionOutcome::failed("task not found", false),
             };
-            self.finish(a, Done::Outcome(o), state, pass);
+            self.finish(a, o, state, pass);
         }
     }
-}
 
-impl Responder {
     /// A retry whose batch call failed: after a transient error (a lost reply) the task is read
     /// back, and a retry whose attempt count moved one past the fence is recorded as applied —
-    /// the record says what happened; otherwise it failed and is decided again.
-    async fn retry_after_error(&self, a: &Action, e: &crate::Error) -> ActionOutcome {
-        if let Action::RetryTask {
-            task_id,
-            expected_attempts,
-            ..
-        } = a
-            && e.is_transient()
-            && let Ok(t) = self.call("task.get", self.ports.tasks.get(task_id)).await
-            && t.attempts == expected_attempts + 1
+    /// the record says what happened; otherwise it failed and is decided again. A batch that
+    /// got no answer within the step deadline is not read back task by task: a store that does
+    /// not answer would hold the pass for one deadline per task.
+    async fn retry_after_error(&self, r: &RetryTask, e: &crate::Error) -> ActionOutcome {
+        if e.is_transient()
+            && e.kind() != ErrorKind::Timeout
+            && let Ok(t) = self
+                .call("task.get", self.ports.tasks.get(&r.task_id))
+                .await
+            && t.attempts == r.expected_attempts + 1
         {
             return ActionOutcome::Applied(Applied::Retried {
                 attempts: t.attempts,
             });
         }
-        failed(e.to_string(), false)
+        ActionOutcome::failed(e.to_string(), false)
     }
 }
 
-fn subject(a: &Action) -> String {
-    match a {
-        Action::PruneContext { task_id, .. } | Action::RetryTask { task_id, .. } => {
-            task_id.to_string()
-        }
-        Action::SetEnv { name, .. } => name.clone(),
-        Action::Rollback { to_revision, .. } => format!("revision {to_revision}"),
-        Action::VerifyRollout { deployment } => deployment.clone(),
-        Action::Page { target, .. } => target.clone(),
-        Action::Notify { audience, .. } => audience.clone(),
+/// What a page or a notification came to.
+fn delivered(sent: std::result::Result<Result<Delivery>, ActionOutcome>) -> ActionOutcome {
+    match sent {
+        Ok(Ok(d)) => ActionOutcome::Applied(Applied::Delivered {
+            deduplicated: d == Delivery::Deduplicated,
+        }),
+        Ok(Err(e)) => ActionOutcome::failed(e.to_string(), false),
+        Err(held) => held,
     }
 }

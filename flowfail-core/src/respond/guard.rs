@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::{Responder, lock};
+use crate::decide::ActionOutcome;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
 use crate::ports::{Epoch, IncidentStore};
@@ -28,30 +29,6 @@ pub(super) enum Budget {
     Exempt,
     /// The one "automation paused" notice: exempt, and let through while paused.
     PauseNotice,
-}
-
-/// What the guard did with a call.
-#[derive(Debug)]
-pub(super) enum Gate<T> {
-    /// The call ran to completion and returned this.
-    Ran(T),
-    /// The kill switch is on: not called.
-    Halted,
-    /// Dry run: not called.
-    DryRun,
-    /// Automation is paused (an operator's flag in the ledger): not called; why.
-    Paused(String),
-    /// The action rate limit is reached: not called; the next pass decides again.
-    Deferred,
-    /// No answer within the step deadline: the call was abandoned.
-    TimedOut(Error),
-    /// The call panicked; the panic was contained.
-    Panicked(String),
-    /// Another responder claimed the incident after this pass did: not called.
-    Stale,
-    /// The ledger could not confirm this pass's claim (unreachable, or the check panicked or
-    /// timed out): not called; the next pass decides again.
-    Unfenced(Error),
 }
 
 /// What the guard checks one pass's mutations against: the claim the pass holds on its
@@ -141,6 +118,12 @@ pub(super) async fn fence_on(
 
 impl Responder {
     /// Runs `call` if every safeguard lets it through. See the [module docs](self).
+    ///
+    /// `Ok` holds what the call returned, a call abandoned at the step deadline being a
+    /// transient [`ErrorKind::Timeout`] error like any other. `Err` is what the action came to
+    /// without that: refused (the kill switch, the pause), a dry run, deferred by the rate limit,
+    /// superseded by another claim, failed (the claim could not be confirmed), or unknown (the
+    /// call panicked; contained). Either way the action ends as one [`ActionOutcome`].
     pub(super) async fn guarded<T, Fut>(
         &self,
         fence: &Fence,
@@ -148,9 +131,9 @@ impl Responder {
         budget: Budget,
         now: Timestamp,
         call: impl FnOnce() -> Fut,
-    ) -> Gate<T>
+    ) -> std::result::Result<Result<T>, ActionOutcome>
     where
-        Fut: Future<Output = T>,
+        Fut: Future<Output = Result<T>>,
     {
         let paused = match budget {
             Budget::PauseNotice => None,
@@ -158,29 +141,36 @@ impl Responder {
         };
         match admit(self.kill.is_on(), self.dry_run || self.shadow, paused) {
             Ok(()) => {}
-            Err(Held::Halted) => return Gate::Halted,
-            Err(Held::DryRun) => return Gate::DryRun,
-            Err(Held::Paused(why)) => return Gate::Paused(why),
+            Err(Held::Halted) => return Err(ActionOutcome::refused("kill switch is on")),
+            Err(Held::DryRun) => return Err(ActionOutcome::DryRun),
+            Err(Held::Paused(why)) => return Err(ActionOutcome::refused(why)),
         }
         match self.fence(fence, op).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 tracing::warn!(op, error = %e, "claim superseded: not mutating");
-                return Gate::Stale;
+                return Err(ActionOutcome::Superseded);
             }
-            Err(e) => return Gate::Unfenced(e),
+            Err(e) => {
+                return Err(ActionOutcome::failed(
+                    format!("the ledger could not confirm this pass's claim: {e}"),
+                    false,
+                ));
+            }
         }
         if budget == Budget::Limited && !self.take_token(now) {
-            return Gate::Deferred;
+            return Err(ActionOutcome::Deferred);
         }
         let deadline = Duration::from_secs(self.policy.step_timeout_s);
         let run = super::contain(async move { tokio::time::timeout(deadline, call()).await }).await;
         match run {
-            Ok(Ok(t)) => Gate::Ran(t),
-            Ok(Err(_)) => Gate::TimedOut(timeout_error(op, deadline)),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Ok(Err(timeout_error(op, deadline))),
             Err(what) => {
                 tracing::error!(op, "mutation panicked; contained");
-                Gate::Panicked(what)
+                Err(ActionOutcome::Unknown {
+                    reason: format!("panicked: {what}"),
+                })
             }
         }
     }

@@ -4,6 +4,7 @@
 //! kill switch, the operator's pause, a claim on the open incident fenced right before the
 //! write, the step deadline). The CLI only prints what this returns.
 
+use crate::decide::actions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +129,9 @@ impl<'a> ManualRetry<'a> {
         };
         let (attempt, not_before) =
             match manual_retry(&observed, incident.as_ref(), self.policy, now) {
-                Ok((Action::RetryTask { attempt, .. }, not_before)) => (attempt, not_before),
+                Ok((Action::RetryTask(actions::RetryTask { attempt, .. }), not_before)) => {
+                    (attempt, not_before)
+                }
                 Ok(_) => return Ok(report(ManualOutcome::Refused("no retry decided".into()))),
                 Err(why) => return Ok(report(ManualOutcome::Refused(why))),
             };

@@ -3,6 +3,7 @@
 //! never more attempts than the policy allows, no mutation with the kill switch on, none in a
 //! dry run.
 
+use flowfail_core::decide::actions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -259,49 +260,53 @@ mod outcomes {
             "OTHER".to_owned(),
         ];
         prop_oneof![
-            (0u8..4, 500_000u64..900_000).prop_map(|(n, b)| Action::PruneContext {
-                task_id: id(n),
-                from_bytes: b,
-                max_bytes: 180_000
-            }),
+            (0u8..4, 500_000u64..900_000).prop_map(|(n, b)| Action::PruneContext(
+                actions::PruneContext {
+                    task_id: id(n),
+                    from_bytes: b,
+                    max_bytes: 180_000
+                }
+            )),
             (
                 proptest::sample::select(envs),
                 proptest::option::of(proptest::sample::select(vec!["true", "false", "m-2"]))
             )
-                .prop_map(|(name, v)| Action::SetEnv {
+                .prop_map(|(name, v)| Action::SetEnv(actions::SetEnv {
                     deployment: "flowengine".into(),
                     name,
                     value: v.map(str::to_owned),
                     purpose: "p".into()
-                }),
-            (0u8..4, 0u32..3, any::<bool>()).prop_map(|(n, a, probe)| Action::RetryTask {
-                task_id: id(n),
-                attempt: a + 1,
-                expected_attempts: a,
-                failure_kind: FailureKind::RateLimit,
-                after_prune: false,
-                probe
-            }),
-            Just(Action::Rollback {
+                })),
+            (0u8..4, 0u32..3, any::<bool>()).prop_map(|(n, a, probe)| Action::RetryTask(
+                actions::RetryTask {
+                    task_id: id(n),
+                    attempt: a + 1,
+                    expected_attempts: a,
+                    failure_kind: FailureKind::RateLimit,
+                    after_prune: false,
+                    probe
+                }
+            )),
+            Just(Action::Rollback(actions::Rollback {
                 deployment: "flowengine".into(),
                 from_revision: 8,
                 to_revision: 7,
                 expected_resource_version: "100".into()
-            }),
-            Just(Action::VerifyRollout {
+            })),
+            Just(Action::VerifyRollout(actions::VerifyRollout {
                 deployment: "flowengine".into()
-            }),
-            (0u8..3).prop_map(|r| Action::Page {
+            })),
+            (0u8..3).prop_map(|r| Action::Page(actions::Page {
                 target: "on_call".into(),
                 reason: format!("r{r}"),
                 summary: "s".into(),
                 details: serde_json::Value::Null,
-            }),
-            Just(Action::Notify {
+            })),
+            Just(Action::Notify(actions::Notify {
                 audience: "stakeholders".into(),
                 message: "m".into(),
                 reason: None,
-            }),
+            })),
         ]
     }
 
@@ -322,24 +327,24 @@ mod outcomes {
     /// The outcome an action of this kind reports when it was applied.
     fn applied_for(a: &Action) -> ActionOutcome {
         ActionOutcome::Applied(match a {
-            Action::PruneContext { from_bytes, .. } => Applied::Pruned {
+            Action::PruneContext(actions::PruneContext { from_bytes, .. }) => Applied::Pruned {
                 from_bytes: *from_bytes,
                 to_bytes: 170_000,
                 archive_checksum: "ab".repeat(32),
             },
-            Action::SetEnv { .. } => Applied::EnvSet {
+            Action::SetEnv(_) => Applied::EnvSet {
                 resource_version: "101".into(),
                 previous: Some("before".into()),
             },
-            Action::RetryTask {
+            Action::RetryTask(actions::RetryTask {
                 expected_attempts, ..
-            } => Applied::Retried {
+            }) => Applied::Retried {
                 attempts: expected_attempts + 1,
             },
-            Action::Rollback { .. } => Applied::RolledBack {
+            Action::Rollback(_) => Applied::RolledBack {
                 resource_version: "102".into(),
             },
-            Action::VerifyRollout { .. } => Applied::RolloutVerdict {
+            Action::VerifyRollout(_) => Applied::RolloutVerdict {
                 verdict: flowfail_core::decide::RolloutVerdict::Complete,
             },
             _ => Applied::Delivered {
@@ -406,7 +411,7 @@ mod outcomes {
             let now = t0() + TimeDelta::minutes(5);
             apply_outcome(&mut s, &a, &applied_for(&a), &p, now);
             match &a {
-                Action::RetryTask { task_id, expected_attempts, probe, .. } => {
+                Action::RetryTask(actions::RetryTask { task_id, expected_attempts, probe, .. }) => {
                     prop_assert_eq!(s.retries[task_id].attempts, expected_attempts + 1);
                     prop_assert_eq!(s.retries[task_id].last_at, now);
                     // A probe is only ever planned while the breaker is half-open.
@@ -414,11 +419,11 @@ mod outcomes {
                         prop_assert_eq!(s.breaker.probe(), Some(task_id));
                     }
                 }
-                Action::PruneContext { task_id, .. } => prop_assert!(s.pruned.contains_key(task_id)),
-                Action::Page { .. } | Action::Notify { .. } => {
+                Action::PruneContext(actions::PruneContext { task_id, .. }) => prop_assert!(s.pruned.contains_key(task_id)),
+                Action::Page(_) | Action::Notify(_) => {
                     prop_assert!(s.effects.contains(&a.effect_key().unwrap()));
                 }
-                Action::SetEnv { name, value, .. } if *name == p.breaker_env => {
+                Action::SetEnv(actions::SetEnv { name, value, .. }) if *name == p.breaker_env => {
                     if value.as_deref() == Some("true") {
                         prop_assert_eq!(s.breaker_enabled_at, Some(now));
                         let is_open = matches!(s.breaker, Breaker::Open { .. });
@@ -427,19 +432,19 @@ mod outcomes {
                         prop_assert_eq!(s.breaker_enabled_at, None);
                     }
                 }
-                Action::Rollback { .. } | Action::VerifyRollout { .. } => {
+                Action::Rollback(_) | Action::VerifyRollout(_) => {
                     prop_assert!(s.rollback.is_some() || !had_rollback);
                 }
                 _ => {}
             }
             // Whatever comes next for a rollback, a recorded one is never erased.
             if s.rollback.is_some() {
-                let rb = Action::Rollback {
+                let rb = Action::Rollback(actions::Rollback {
                     deployment: "flowengine".into(),
                     from_revision: 8,
                     to_revision: 7,
                     expected_resource_version: "100".into(),
-                };
+                });
                 for o in [
                     ActionOutcome::DoneElsewhere { reason: "reserved".into() },
                     ActionOutcome::Refused { reason: "kill switch is on".into() },
@@ -460,10 +465,10 @@ mod outcomes {
         ) {
             let p = Policy::default();
             let mut s = state();
-            let set = Action::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: Some(v.to_owned()), purpose: "p".into() };
+            let set = Action::SetEnv(actions::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: Some(v.to_owned()), purpose: "p".into() });
             apply_outcome(&mut s, &set, &ActionOutcome::Applied(Applied::EnvSet { resource_version: "1".into(), previous: previous.map(str::to_owned) }), &p, t0());
             prop_assert!(s.env_changes.contains_key(&p.fallback_env));
-            let undo = Action::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: previous.map(str::to_owned), purpose: "undo".into() };
+            let undo = Action::SetEnv(actions::SetEnv { deployment: "flowengine".into(), name: p.fallback_env.clone(), value: previous.map(str::to_owned), purpose: "undo".into() });
             apply_outcome(&mut s, &undo, &ActionOutcome::Applied(Applied::EnvSet { resource_version: "2".into(), previous: Some(v.to_owned()) }), &p, t0());
             prop_assert!(!s.env_changes.contains_key(&p.fallback_env));
             prop_assert_eq!(s.known_resource_version.as_deref(), Some("2"));
@@ -474,7 +479,7 @@ mod outcomes {
         fn a_failed_rollback_is_never_retried(final_failure in any::<bool>()) {
             let p = Policy::default();
             let mut s = state();
-            let rb = Action::Rollback { deployment: "flowengine".into(), from_revision: 8, to_revision: 7, expected_resource_version: "100".into() };
+            let rb = Action::Rollback(actions::Rollback { deployment: "flowengine".into(), from_revision: 8, to_revision: 7, expected_resource_version: "100".into() });
             let o = if final_failure {
                 ActionOutcome::Failed { reason: "conflict".into(), final_for_incident: true }
             } else {
