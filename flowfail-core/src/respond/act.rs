@@ -7,6 +7,7 @@
 use chrono::TimeDelta;
 
 use super::guard::{Budget, Fence};
+use super::stats::PassLog;
 use super::{Responder, dedup_key, lock};
 use crate::bundle::{BundleStoreExt, PruneContextOutcome};
 use crate::decide::actions::{
@@ -40,6 +41,8 @@ struct ActPhase<'a> {
     obs: &'a Observation,
     /// The pass's claim and pause: what the guard checks every mutation against.
     fence: &'a Fence,
+    /// The pass's reads.
+    log: &'a PassLog,
     epoch: Option<Epoch>,
     now: Timestamp,
     entries: Vec<TimelineEntry>,
@@ -89,11 +92,13 @@ impl Responder {
         obs: &Observation,
         state: &mut IncidentState,
         fence: &Fence,
-        now: Timestamp,
+        log: &PassLog,
     ) -> Acted {
+        let now = obs.now;
         let mut pass = ActPhase {
             obs,
             fence,
+            log,
             epoch: fence.epoch(),
             now,
             entries: Vec::new(),
@@ -510,7 +515,7 @@ impl Responder {
                 Budget::Exempt,
                 pass.now,
                 || {
-                    self.read("deployment.rollout_status", || {
+                    self.read_noted(pass.log, "deployment.rollout_status", || {
                         self.ports.deployment.rollout_status(&a.deployment)
                     })
                 },

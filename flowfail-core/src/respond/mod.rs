@@ -99,6 +99,11 @@ impl KillSwitch {
     }
 }
 
+/// What the responder carries from one pass to the next: the incident and its report, the
+/// rate limit's tokens, the classification cache, what was already recorded once (shadow,
+/// paused and proposed actions), the last wait logged, the pause as last read, and entries no
+/// pass could write yet. Nothing of one pass alone lives here: that is the pass's own
+/// [`pass::Pass`] value, its [`guard::Fence`] and its [`stats::PassLog`].
 #[derive(Debug)]
 struct Inner {
     /// The incident this responder works on, and its last known state.
@@ -109,10 +114,6 @@ struct Inner {
     class_cache: HashMap<(String, Option<u16>), Classification>,
     /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
     shadow_seen: HashSet<String>,
-    /// The reads of the pass in progress (for [`PassStats`]).
-    pass_reads: Vec<ReadStat>,
-    /// The failure rate the last pass observed.
-    last_failure_rate: Option<f64>,
     /// What the open incident waited for at the last pass (logged when it changes).
     last_waiting: Vec<String>,
     /// The pause flag as the last pass read it (a change is noted in the report and the
@@ -122,13 +123,19 @@ struct Inner {
     paused_seen: HashSet<String>,
     /// Proposals and approvals already noted.
     proposed_seen: HashSet<String>,
-    /// What this pass found of a rollback a stopped process reserved: recorded under the
-    /// pass's claim.
-    reconciled: Vec<(crate::report::ActionFields, crate::report::Outcome, String)>,
     /// Timeline entries of an incident that a pass could not write to the ledger (a ledger
     /// error, or another replica's claim during the pass): the next pass with a claim writes
     /// them, so the record keeps what this process did.
     unrecorded: Option<(String, Vec<TimelineEntry>)>,
+}
+
+/// What a pass found of a rollback a stopped process reserved without recording its outcome:
+/// recorded under the pass's claim ([`Responder::record_pending`]).
+#[derive(Debug)]
+struct Reconciled {
+    fields: crate::report::ActionFields,
+    outcome: crate::report::Outcome,
+    detail: String,
 }
 
 /// What one pass ended with.
@@ -143,6 +150,10 @@ pub struct PassOutcome {
     pub wake_at: Option<Timestamp>,
     /// The run should stop (kill switch, dry run, settled).
     pub stop: bool,
+    /// The failure rate the pass observed (`None` when the counts could not be read).
+    pub failure_rate: Option<f64>,
+    /// The reads the pass made, and whether each answered.
+    pub reads: Vec<ReadStat>,
 }
 
 /// Carries out the runbook. See the [module docs](self).
@@ -259,8 +270,8 @@ impl Responder {
     /// The pass's observation, counted in the report with its gaps. A panic while reading (a
     /// backend's data the adapter did not expect) is contained: the pass decides nothing on an
     /// observation it does not have.
-    async fn observe_contained(&self, now: Timestamp) -> Observation {
-        let obs = match contain(self.observe(now)).await {
+    async fn observe_contained(&self, now: Timestamp, log: &stats::PassLog) -> Observation {
+        let obs = match contain(self.observe(now, log)).await {
             Ok(obs) => obs,
             Err(what) => {
                 let mut obs = Observation::new(now);
@@ -272,8 +283,7 @@ impl Responder {
         let mut inner = lock(&self.inner);
         inner.report.passes += 1;
         if let Some(c) = &obs.counts {
-            inner.last_failure_rate =
-                Some(crate::decide::alert(c, false, &self.policy).failure_rate);
+            log.note_failure_rate(crate::decide::alert(c, false, &self.policy).failure_rate);
         }
         for g in &obs.gaps {
             inner.report.gap(now, g.clone());
@@ -418,20 +428,25 @@ impl Responder {
     /// entries an earlier pass of this incident could not write, and what reconciliation found
     /// of a reserved rollback, first in this pass's entries — each unless the ledger's timeline
     /// already records the same action with the same outcome (another process did meanwhile).
-    async fn record_pending(&self, key: &str, now: Timestamp, entries: &mut Vec<TimelineEntry>) {
+    async fn record_pending(
+        &self,
+        key: &str,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+        found: Option<Reconciled>,
+    ) {
         use crate::report::Outcome;
-        let (kept, found) = {
+        let kept = {
             let mut inner = lock(&self.inner);
-            let kept = match inner.unrecorded.take() {
+            match inner.unrecorded.take() {
                 Some((k, kept)) if k == key => kept,
                 other => {
                     inner.unrecorded = other;
                     Vec::new()
                 }
-            };
-            (kept, std::mem::take(&mut inner.reconciled))
+            }
         };
-        if kept.is_empty() && found.is_empty() {
+        if kept.is_empty() && found.is_none() {
             return;
         }
         // Unreadable, nothing is taken as recorded: an action twice rather than not at all.
@@ -456,7 +471,12 @@ impl Responder {
             .into_iter()
             .filter(|e| e.kind != "action" || !recorded(&e.detail))
             .collect();
-        for (fields, outcome, detail) in found {
+        if let Some(Reconciled {
+            fields,
+            outcome,
+            detail,
+        }) = found
+        {
             // A rollback recorded as applied, or a never-reached one recorded at all, is not
             // recorded again.
             let mut rollbacks = actions.iter().filter(|a| a["action"]["kind"] == "rollback");
@@ -464,17 +484,16 @@ impl Responder {
                 Outcome::Failed => rollbacks.next().is_some(),
                 _ => rollbacks.any(|a| a["outcome"] == "applied"),
             };
-            if known {
-                continue;
+            if !known {
+                out.push(TimelineEntry::new(
+                    now,
+                    "action",
+                    serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
+                ));
+                lock(&self.inner)
+                    .report
+                    .action(now, fields, outcome, Some(detail));
             }
-            out.push(TimelineEntry::new(
-                now,
-                "action",
-                serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
-            ));
-            lock(&self.inner)
-                .report
-                .action(now, fields, outcome, Some(detail));
         }
         out.append(entries);
         *entries = out;
@@ -522,11 +541,11 @@ impl Responder {
         &self,
         obs: &Observation,
         halted: bool,
-    ) -> Result<Option<IncidentState>> {
+    ) -> Result<Option<(IncidentState, Option<Reconciled>)>> {
         let known = lock(&self.inner).incident.clone();
         if let Some(s) = known {
             if !self.mutating(halted) {
-                return Ok(Some(s));
+                return Ok(Some((s, None)));
             }
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
             return Ok(Some(
@@ -536,12 +555,12 @@ impl Responder {
                 {
                     Ok(rec) => {
                         let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
-                        self.reconcile(&mut state, &rec, obs).await;
-                        state
+                        let found = self.reconcile(&mut state, &rec, obs);
+                        (state, found)
                     }
                     Err(e) => {
                         self.note_gap(format!("incident ledger: {e}"));
-                        s
+                        (s, None)
                     }
                 },
             ));
@@ -557,8 +576,8 @@ impl Responder {
             {
                 Ok(Some(rec)) => {
                     if let Some(mut state) = self.parse_state(rec.state.clone(), obs.now) {
-                        self.reconcile(&mut state, &rec, obs).await;
-                        return Ok(Some(state));
+                        let found = self.reconcile(&mut state, &rec, obs);
+                        return Ok(Some((state, found)));
                     }
                 }
                 Ok(None) => {}
@@ -568,14 +587,19 @@ impl Responder {
                 }
             }
         }
-        self.open_incident(obs, halted).await
+        Ok(self.open_incident(obs, halted).await?.map(|s| (s, None)))
     }
 
     /// Reconciles what a stopped process left in the ledger with the Deployment as observed:
     /// a reserved rollback without an outcome ([`crate::decide::reconcile_reserved`]; what it
     /// found is recorded under this pass's claim, see [`Responder::record_pending`]) and env
     /// changes written ahead ([`crate::decide::reconcile_env_intents`]).
-    async fn reconcile(&self, state: &mut IncidentState, rec: &IncidentRecord, obs: &Observation) {
+    fn reconcile(
+        &self,
+        state: &mut IncidentState,
+        rec: &IncidentRecord,
+        obs: &Observation,
+    ) -> Option<Reconciled> {
         use crate::decide::ReservedRollback as R;
         use crate::report::{ActionFields, Outcome};
         let found = crate::decide::reconcile_reserved(
@@ -585,36 +609,35 @@ impl Responder {
             obs.now,
         );
         crate::decide::reconcile_env_intents(state, obs.deployment.as_ref(), &self.policy);
-        let (from_revision, to_revision, outcome, detail) = match found {
-            None => return,
-            Some(R::Landed {
+        let (from_revision, to_revision, outcome, detail) = match found? {
+            R::Landed {
                 from_revision,
                 to_revision,
-            }) => (
+            } => (
                 from_revision,
                 to_revision,
                 Outcome::Applied,
                 "found on the Deployment: the process that reserved it stopped before recording it",
             ),
-            Some(R::NeverReached {
+            R::NeverReached {
                 from_revision,
                 to_revision,
-            }) => (
+            } => (
                 from_revision,
                 to_revision,
                 Outcome::Failed,
                 "reserved by a process that stopped before the call: it never reached the Deployment; not attempted again in this incident",
             ),
         };
-        lock(&self.inner).reconciled.push((
-            ActionFields::Rollback {
+        Some(Reconciled {
+            fields: ActionFields::Rollback {
                 deployment: self.policy.deployment.clone(),
                 from_revision,
                 to_revision,
             },
             outcome,
-            detail.to_owned(),
-        ));
+            detail: detail.to_owned(),
+        })
     }
 
     /// Opens an incident when the alert fires (in the ledger unless mutations are off); joins

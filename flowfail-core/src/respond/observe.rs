@@ -8,6 +8,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::guard::timeout_error;
+use super::stats::PassLog;
 use super::{Responder, lock};
 use crate::classify::Classification;
 use crate::decide::{BundleObs, IncidentState, Observation, ObservedTask, SchemaObs};
@@ -49,20 +50,35 @@ impl Responder {
                 delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
             })
             .await;
-        // The port answered, even when with "no such thing".
-        let answered = out
-            .as_ref()
-            .map_or_else(|e| e.kind() == crate::ErrorKind::NotFound, |_| true);
-        self.note_read(op, answered);
         out
     }
 
-    pub(super) async fn observe(&self, now: Timestamp) -> Observation {
+    /// A [`read`](Self::read) noted in the pass's log with whether the port answered (even
+    /// when with "no such thing").
+    pub(super) async fn read_noted<T, F, Fut>(
+        &self,
+        log: &PassLog,
+        op: &'static str,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let out = self.read(op, f).await;
+        let answered = out
+            .as_ref()
+            .map_or_else(|e| e.kind() == crate::ErrorKind::NotFound, |_| true);
+        log.note_read(op, answered);
+        out
+    }
+
+    pub(super) async fn observe(&self, now: Timestamp, log: &PassLog) -> Observation {
         let p = &self.policy;
         let mut obs = Observation::new(now);
         let (since, until) = p.alert_window_at(now);
         match self
-            .read("task.counts", || self.ports.tasks.counts(since, until))
+            .read_noted(log, "task.counts", || self.ports.tasks.counts(since, until))
             .await
         {
             Ok(c) => obs.counts = Some(c),
@@ -74,18 +90,18 @@ impl Responder {
         let failed_since = detected
             .and_then(|d| d.checked_sub_signed(p.alert_window()))
             .map_or(since, |d| d.min(since));
-        self.observe_failed(&mut obs, failed_since).await;
+        self.observe_failed(&mut obs, failed_since, log).await;
         let q = LogQuery::errors(since, until).max_events(10_000);
         match self
-            .read("logs.errors", || self.ports.logs.errors(&q))
+            .read_noted(log, "logs.errors", || self.ports.logs.errors(&q))
             .await
         {
             Ok(b) => obs.log_events = Some((b.events.len(), b.truncated)),
             Err(e) => obs.gaps.push(format!("error logs: {e}")),
         }
-        self.observe_vendors(&mut obs).await;
+        self.observe_vendors(&mut obs, log).await;
         match self
-            .read("deployment.state", || {
+            .read_noted(log, "deployment.state", || {
                 self.ports.deployment.state(&p.deployment)
             })
             .await
@@ -100,7 +116,7 @@ impl Responder {
             && at < until
         {
             match self
-                .read("task.counts", || self.ports.tasks.counts(since, at))
+                .read_noted(log, "task.counts", || self.ports.tasks.counts(since, at))
                 .await
             {
                 Ok(c) => obs.before_deploy = Some(c),
@@ -114,7 +130,9 @@ impl Responder {
             .as_ref()
             .and_then(|s| s.breaker.probe().cloned());
         if let Some(id) = probe
-            && let Ok(t) = self.read("task.get", || self.ports.tasks.get(&id)).await
+            && let Ok(t) = self
+                .read_noted(log, "task.get", || self.ports.tasks.get(&id))
+                .await
         {
             obs.watched.insert(id, t);
         }
@@ -126,7 +144,12 @@ impl Responder {
     /// incident's state is read from the ledger, so a restarted responder reads them too.
     /// Bounded: those ids only, in chunks of [`RETRIED_READ_CHUNK`], each with the step
     /// deadline; a read that fails (or panics) is a gap, and its tasks count as unfinished.
-    pub(super) async fn observe_retried(&self, obs: &mut Observation, state: &IncidentState) {
+    pub(super) async fn observe_retried(
+        &self,
+        obs: &mut Observation,
+        state: &IncidentState,
+        log: &PassLog,
+    ) {
         let ids: Vec<TaskId> = state
             .retries
             .iter()
@@ -134,15 +157,16 @@ impl Responder {
             .map(|(id, _)| id.clone())
             .collect();
         for chunk in ids.chunks(RETRIED_READ_CHUNK) {
-            let read =
-                super::contain(self.read("task.get_many", || self.ports.tasks.get_many(chunk)))
-                    .await
-                    .unwrap_or_else(|what| {
-                        Err(Error::new(
-                            ErrorKind::Unexpected,
-                            format!("panicked (contained): {what}"),
-                        ))
-                    });
+            let read = super::contain(
+                self.read_noted(log, "task.get_many", || self.ports.tasks.get_many(chunk)),
+            )
+            .await
+            .unwrap_or_else(|what| {
+                Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!("panicked (contained): {what}"),
+                ))
+            });
             match read {
                 Ok(tasks) => {
                     // Only the ids asked for are taken (a store's extra row is ignored).
@@ -164,10 +188,10 @@ impl Responder {
     /// The runbook's failed-task query, classified, with evidence per task: bundle sizes for
     /// timeouts, TaskObjects for validation failures. Only failures inside the alert window
     /// count: a task that failed long ago is not this incident's to retry.
-    async fn observe_failed(&self, obs: &mut Observation, since: Timestamp) {
+    async fn observe_failed(&self, obs: &mut Observation, since: Timestamp, log: &PassLog) {
         let limit = self.policy.triage_limit;
         let tasks = match self
-            .read("task.recent_failed", || {
+            .read_noted(log, "task.recent_failed", || {
                 self.ports.tasks.recent_failed(limit)
             })
             .await
@@ -193,7 +217,7 @@ impl Responder {
             match t.class.kind {
                 FailureKind::Timeout => {
                     t.bundle = match self
-                        .read("bundle.head", || self.ports.bundles.head(&id))
+                        .read_noted(log, "bundle.head", || self.ports.bundles.head(&id))
                         .await
                     {
                         Ok(m) => BundleObs::Size { bytes: m.size },
@@ -205,7 +229,9 @@ impl Responder {
                 }
                 FailureKind::Validation => {
                     let read = self
-                        .read("task.task_object", || self.ports.tasks.task_object(&id))
+                        .read_noted(log, "task.task_object", || {
+                            self.ports.tasks.task_object(&id)
+                        })
                         .await;
                     t.schema = Some(match read {
                         Ok(Some(v)) => SchemaObs::Checked(self.schemas.validate(&v)),
@@ -222,10 +248,12 @@ impl Responder {
     }
 
     /// The primary vendor's quota; the primary's and the fallback's status pages.
-    async fn observe_vendors(&self, obs: &mut Observation) {
+    async fn observe_vendors(&self, obs: &mut Observation, log: &PassLog) {
         let p = &self.policy;
         obs.quota = match self
-            .read("quota.quota", || self.ports.quota.quota(&p.primary_vendor))
+            .read_noted(log, "quota.quota", || {
+                self.ports.quota.quota(&p.primary_vendor)
+            })
             .await
         {
             Ok(q) => q,
@@ -242,7 +270,7 @@ impl Responder {
         }
         for v in vendors {
             match self
-                .read("status.health", || self.ports.status.health(&v))
+                .read_noted(log, "status.health", || self.ports.status.health(&v))
                 .await
             {
                 Ok(s) => {

@@ -3,7 +3,8 @@
 
 use super::act::Acted;
 use super::guard::Fence;
-use super::{PassOutcome, Responder, contain, lock};
+use super::stats::PassLog;
+use super::{PassOutcome, Reconciled, Responder, contain, lock};
 use crate::decide::{Decision, IncidentState, Observation, Settle, decide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
@@ -19,14 +20,17 @@ struct Pass {
     state: IncidentState,
     /// The claim and the pause the guard checks this pass's mutations against.
     fence: Fence,
+    /// What reconciliation found of a rollback a stopped process reserved: recorded under the
+    /// pass's claim.
+    reconciled: Option<Reconciled>,
     decision: Decision,
     entries: Vec<TimelineEntry>,
 }
 
 /// The incident a pass found to work on.
 enum Loaded {
-    /// An open incident (from the ledger, or opened now).
-    Open(Box<IncidentState>),
+    /// An open incident (from the ledger, or opened now), with what reconciling it found.
+    Open(Box<IncidentState>, Option<Reconciled>),
     /// No incident and no alert.
     Quiet,
     /// The alert fires but the incident could not be read or opened: the next pass tries again.
@@ -41,23 +45,26 @@ impl Responder {
             .pass_lock
             .try_lock()
             .map_err(|_| Error::refused("a pass is already running"))?;
+        let log = PassLog::default();
+        let mut out = self.pass_steps(&log).await?;
+        log.into_outcome(&mut out);
+        Ok(out)
+    }
+
+    /// The steps of one pass, noting its reads in `log`.
+    async fn pass_steps(&self, log: &PassLog) -> Result<PassOutcome> {
         let (now, halted) = self.begin_pass();
-        let mut obs = self.observe_contained(now).await;
-        let state = match self.load_incident(&obs, halted).await {
-            Loaded::Open(state) => *state,
+        let mut obs = self.observe_contained(now, log).await;
+        let (state, reconciled) = match self.load_incident(&obs, halted).await {
+            Loaded::Open(state, reconciled) => (*state, reconciled),
             Loaded::Quiet => return Ok(self.quiet(&obs, halted)),
             Loaded::Unreadable => return Ok(self.outcome(None, true, None, halted)),
         };
         let Ok(claim) = self.claim_incident(&state, halted).await else {
-            return Ok(PassOutcome {
-                settled: None,
-                incident_open: true,
-                wake_at: None,
-                stop: false,
-            });
+            return Ok(self.outcome(None, true, None, false));
         };
         // The tasks this incident retried, read back by id now that its state is known.
-        self.observe_retried(&mut obs, &state).await;
+        self.observe_retried(&mut obs, &state, log).await;
         let decision = decide(&obs, &state, &self.policy);
         self.log_waiting(&state.key, &decision);
         let mut pass = Pass {
@@ -69,6 +76,7 @@ impl Responder {
                 paused: None,
             },
             state,
+            reconciled,
             decision,
             entries: Vec::new(),
         };
@@ -79,19 +87,14 @@ impl Responder {
             .clone()
             .unwrap_or_else(|| pass.state.clone());
         let acted = self
-            .act(&pass.decision, &pass.obs, &mut next, &pass.fence, now)
+            .act(&pass.decision, &pass.obs, &mut next, &pass.fence, log)
             .await;
         self.record_pass(pass, next, acted).await
     }
 
-    /// The start of a pass: its time, the kill switch as it stands, the last pass's per-pass
-    /// notes cleared.
+    /// The start of a pass: its time and the kill switch as it stands.
     fn begin_pass(&self) -> (Timestamp, bool) {
-        let now = self.clock.now();
-        let mut inner = lock(&self.inner);
-        inner.pass_reads.clear();
-        inner.reconciled.clear();
-        (now, self.kill.is_on())
+        (self.clock.now(), self.kill.is_on())
     }
 
     /// The incident to work on; a ledger read that fails (or panics, contained) is a gap.
@@ -105,7 +108,7 @@ impl Responder {
                 ))
             });
         match read {
-            Ok(Some(state)) => Loaded::Open(Box::new(state)),
+            Ok(Some((state, found))) => Loaded::Open(Box::new(state), found),
             Ok(None) => Loaded::Quiet,
             Err(e) => {
                 // The alert fires but the incident could not be opened: try again next pass,
@@ -155,13 +158,15 @@ impl Responder {
             now,
             state,
             fence,
+            reconciled,
             decision,
             entries,
             ..
         } = pass;
         let epoch = fence.epoch();
         if epoch.is_some() {
-            self.record_pending(&state.key, *now, entries).await;
+            let found = reconciled.take();
+            self.record_pending(&state.key, *now, entries, found).await;
             if let Some(notice) = self.read_pause(state, epoch, *now, entries).await {
                 decision.actions.insert(0, notice);
             }
@@ -246,6 +251,8 @@ impl Responder {
             incident_open,
             wake_at,
             stop: settled.is_some() || halted || self.dry_run,
+            failure_rate: None,
+            reads: Vec::new(),
         }
     }
 }

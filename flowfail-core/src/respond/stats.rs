@@ -142,8 +142,40 @@ pub(super) struct Mark {
     actions: usize,
 }
 
+/// What a pass notes about itself as it goes, for its numbers: the reads it made and whether
+/// each answered, the failure rate it observed. One per pass, owned by [`Responder::pass`] and
+/// handed back in its [`super::PassOutcome`]; never shared between passes.
+#[derive(Debug, Default)]
+pub(super) struct PassLog {
+    reads: std::sync::Mutex<Vec<ReadStat>>,
+    failure_rate: std::sync::Mutex<Option<f64>>,
+}
+
+impl PassLog {
+    /// Notes one read of a port and whether it answered.
+    pub(super) fn note_read(&self, op: &str, ok: bool) {
+        if let Some(port) = read_port(op) {
+            lock(&self.reads).push(ReadStat { port, ok });
+        }
+    }
+
+    /// Notes the failure rate the pass observed.
+    pub(super) fn note_failure_rate(&self, rate: f64) {
+        *lock(&self.failure_rate) = Some(rate);
+    }
+
+    /// Hands what the pass noted to its outcome.
+    pub(super) fn into_outcome(self, out: &mut super::PassOutcome) {
+        out.reads = self.reads.into_inner().unwrap_or_else(|p| p.into_inner());
+        out.failure_rate = self
+            .failure_rate
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 impl Responder {
-    /// Marks the start of a pass (each pass forgets the reads of the one before).
+    /// Marks the start of a pass, to tell the actions it records.
     pub(super) fn mark(&self) -> Mark {
         let inner = lock(&self.inner);
         Mark {
@@ -151,15 +183,15 @@ impl Responder {
         }
     }
 
-    /// Notes one read of a port and whether it answered.
-    pub(super) fn note_read(&self, op: &str, ok: bool) {
-        if let Some(port) = read_port(op) {
-            lock(&self.inner).pass_reads.push(ReadStat { port, ok });
-        }
-    }
-
-    /// The numbers of the pass that started at `mark`.
-    pub(super) fn stats_since(&self, mark: Mark, at: Timestamp, duration: Duration) -> PassStats {
+    /// The numbers of the pass that started at `mark` and ended with `out` (`None` when it
+    /// failed: what it read is not known).
+    pub(super) fn stats_since(
+        &self,
+        mark: Mark,
+        out: Option<&super::PassOutcome>,
+        at: Timestamp,
+        duration: Duration,
+    ) -> PassStats {
         let inner = lock(&self.inner);
         let actions = inner
             .report
@@ -172,7 +204,7 @@ impl Responder {
                 outcome: a.outcome.as_str(),
             })
             .collect();
-        let failure_rate = inner.last_failure_rate;
+        let failure_rate = out.and_then(|o| o.failure_rate);
         PassStats {
             kind: PassKind::Incident,
             at,
@@ -183,7 +215,7 @@ impl Responder {
                 .incident
                 .as_ref()
                 .map(|s| !matches!(s.breaker, Breaker::Closed)),
-            reads: inner.pass_reads.clone(),
+            reads: out.map(|o| o.reads.clone()).unwrap_or_default(),
             actions,
         }
     }

@@ -512,7 +512,7 @@ impl Supervisor {
         };
         let now = self.clock.now();
         if let Some(f) = &self.on_pass {
-            f(&responder.stats_since(mark, at, started.elapsed()));
+            f(&responder.stats_since(mark, out.as_ref().ok(), at, started.elapsed()));
         }
         match out {
             Ok(out) => {
