@@ -38,19 +38,17 @@ impl Responder {
                     .unwrap_or_else(|_| Err(timeout_error(op, deadline)))
             }
         };
-        let out = call
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_times(2)
-                    .with_jitter(),
-            )
-            .when(|e: &Error| e.is_transient())
-            .adjust(move |e: &Error, delay| {
-                delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
-            })
-            .await;
-        out
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_times(2)
+                .with_jitter(),
+        )
+        .when(|e: &Error| e.is_transient())
+        .adjust(move |e: &Error, delay| {
+            delay.map(|d| e.retry_after().map_or(d, |ra| d.max(ra.min(deadline))))
+        })
+        .await
     }
 
     /// A [`read`](Self::read) noted in the pass's log with whether the port answered (even
