@@ -504,7 +504,7 @@ fn calls_of_kind(calls: &[(&'static str, usize, Effect)], kind: &str) -> u64 {
 fn applied_entries(r: &crate::ports::IncidentRecord) -> Vec<(ActionFields, Outcome)> {
     r.timeline
         .iter()
-        .filter(|e| e.kind == "action")
+        .filter(|e| e.kind == crate::ports::TimelineKind::Action)
         .filter_map(|e| {
             let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone()).ok()?;
             let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone()).ok()?;

@@ -40,5 +40,5 @@ pub use ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
     Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
-    TimelineEntry,
+    TimelineEntry, TimelineKind,
 };

@@ -19,20 +19,95 @@ pub type Epoch = u64;
 pub struct TimelineEntry {
     /// When.
     pub at: Timestamp,
-    /// What (`detected`, `action`, `finding`, `resolved`, ...).
-    pub kind: String,
+    /// What.
+    pub kind: TimelineKind,
     /// Details.
     pub detail: serde_json::Value,
 }
 
 impl TimelineEntry {
     /// An entry.
-    pub fn new(at: Timestamp, kind: impl Into<String>, detail: serde_json::Value) -> Self {
+    pub fn new(at: Timestamp, kind: impl Into<TimelineKind>, detail: serde_json::Value) -> Self {
         TimelineEntry {
             at,
             kind: kind.into(),
             detail,
         }
+    }
+}
+
+/// What a timeline entry records. Stored as its name (`action`, `finding`, …); a name this
+/// version does not know (written by a newer one) is kept as [`TimelineKind::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+#[non_exhaustive]
+pub enum TimelineKind {
+    /// An action and what came of it (`detail`: `action`, `outcome`, `detail`).
+    Action,
+    /// A finding (`detail`: the finding).
+    Finding,
+    /// An operator paused automation (`detail`: who, why).
+    Paused,
+    /// An operator resumed automation.
+    Resumed,
+    /// An action waits for an operator's approval (`detail`: the proposal).
+    Proposed,
+    /// An operator approved a proposed action (`detail`: the approval).
+    Approved,
+    /// A kind this version does not know.
+    Other(String),
+}
+
+impl TimelineKind {
+    /// Its stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TimelineKind::Action => "action",
+            TimelineKind::Finding => "finding",
+            TimelineKind::Paused => "paused",
+            TimelineKind::Resumed => "resumed",
+            TimelineKind::Proposed => "proposed",
+            TimelineKind::Approved => "approved",
+            TimelineKind::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for TimelineKind {
+    fn from(s: &str) -> Self {
+        match s {
+            "action" => TimelineKind::Action,
+            "finding" => TimelineKind::Finding,
+            "paused" => TimelineKind::Paused,
+            "resumed" => TimelineKind::Resumed,
+            "proposed" => TimelineKind::Proposed,
+            "approved" => TimelineKind::Approved,
+            other => TimelineKind::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for TimelineKind {
+    fn from(s: String) -> Self {
+        TimelineKind::from(s.as_str())
+    }
+}
+
+impl From<TimelineKind> for String {
+    fn from(k: TimelineKind) -> Self {
+        k.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for TimelineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TimelineKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

@@ -10,6 +10,7 @@ use super::{
 use crate::decide::{Finding, IncidentState, Skip};
 use crate::detect::AlertState;
 use crate::model::{FailureKind, Timestamp};
+use crate::ports::{TimelineEntry, TimelineKind};
 use crate::templates::FailureTemplate;
 
 /// Accumulates a report across passes.
@@ -109,8 +110,11 @@ impl ReportBuilder {
     /// This builder with its actions and findings taken from the incident ledger's timeline,
     /// when the ledger holds more of them than this process saw (it restarted mid-incident):
     /// the post-incident record is then the whole incident's, not this process's.
-    pub fn with_ledger_timeline(&self, entries: &[crate::ports::TimelineEntry]) -> ReportBuilder {
-        let ledger_actions = entries.iter().filter(|e| e.kind == "action").count();
+    pub fn with_ledger_timeline(&self, entries: &[TimelineEntry]) -> ReportBuilder {
+        let ledger_actions = entries
+            .iter()
+            .filter(|e| e.kind == TimelineKind::Action)
+            .count();
         if ledger_actions <= self.actions.len() {
             return self.clone();
         }
@@ -128,8 +132,8 @@ impl ReportBuilder {
             b.gaps.push(g.clone());
         }
         for e in entries {
-            match e.kind.as_str() {
-                "action" => {
+            match e.kind {
+                TimelineKind::Action => {
                     let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone());
                     let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone());
                     if let (Ok(f), Ok(o)) = (fields, outcome) {
@@ -137,7 +141,7 @@ impl ReportBuilder {
                         b.action(e.at, f, o, detail);
                     }
                 }
-                "finding" => {
+                TimelineKind::Finding => {
                     if let Ok(f) = serde_json::from_value::<Finding>(e.detail.clone()) {
                         b.finding(e.at, f);
                     }

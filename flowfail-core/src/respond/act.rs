@@ -22,8 +22,9 @@ use crate::error::{ErrorKind, Result};
 use crate::model::{
     ByteSize, ChangeCause, DeploymentState, EnvChange, RolloutStatus, TaskId, Timestamp,
 };
+use crate::ports::Op;
 use crate::ports::{
-    self, Delivery, Epoch, Notification, RetryOutcome, RetryRequest, TimelineEntry,
+    self, Delivery, Epoch, Notification, RetryOutcome, RetryRequest, TimelineEntry, TimelineKind,
 };
 
 /// What acting on one decision produced.
@@ -115,7 +116,7 @@ impl Responder {
         for f in &d.findings {
             pass.entries.push(TimelineEntry::new(
                 now,
-                "finding",
+                TimelineKind::Finding,
                 serde_json::to_value(f).unwrap_or_default(),
             ));
         }
@@ -176,7 +177,7 @@ impl Responder {
         }
         let appended = self
             .call(
-                "incident.append",
+                Op::IncidentAppend,
                 self.ports
                     .incidents
                     .append(&state.key, epoch, &pass.entries),
@@ -192,7 +193,7 @@ impl Responder {
         let saved = match serde_json::to_value(state) {
             Ok(json) => {
                 self.call(
-                    "incident.save_state",
+                    Op::IncidentSaveState,
                     self.ports.incidents.save_state(&state.key, epoch, &json),
                 )
                 .await
@@ -266,7 +267,7 @@ impl Responder {
         }
         pass.entries.push(TimelineEntry::new(
             pass.now,
-            "action",
+            TimelineKind::Action,
             serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
         ));
         lock(&self.inner)
@@ -278,7 +279,7 @@ impl Responder {
         let pruned = self
             .guarded(
                 pass.fence,
-                "prune_context",
+                Op::PruneContext,
                 Budget::Limited,
                 pass.now,
                 || {
@@ -346,7 +347,7 @@ impl Responder {
         let ran = self
             .guarded(
                 pass.fence,
-                "deployment.set_env",
+                Op::DeploymentSetEnv,
                 Budget::Limited,
                 pass.now,
                 || async {
@@ -405,7 +406,7 @@ impl Responder {
     async fn state_after_lost_reply(&self, deployment: &str) -> Option<DeploymentState> {
         for _ in 0..3 {
             if let Ok(s) = self
-                .call("deployment.state", self.ports.deployment.state(deployment))
+                .call(Op::DeploymentState, self.ports.deployment.state(deployment))
                 .await
             {
                 return Some(s);
@@ -433,7 +434,7 @@ impl Responder {
         let ran = self
             .guarded(
                 pass.fence,
-                "deployment.rollback",
+                Op::DeploymentRollback,
                 Budget::Limited,
                 pass.now,
                 || async {
@@ -446,7 +447,7 @@ impl Responder {
                         self.ports
                             .incidents
                             .reserve_effect(&state.key, epoch, effects::ROLLBACK);
-                    match self.call("incident.reserve_effect", reserve).await {
+                    match self.call(Op::IncidentReserveEffect, reserve).await {
                         Ok(true) => {}
                         Ok(false) => return Ok(Staged::Ran(None)),
                         Err(e) => return Ok(Staged::NotRecorded(e)),
@@ -511,11 +512,11 @@ impl Responder {
         let read = self
             .guarded(
                 pass.fence,
-                "deployment.rollout_status",
+                Op::DeploymentRolloutStatus,
                 Budget::Exempt,
                 pass.now,
                 || {
-                    self.read_noted(pass.log, "deployment.rollout_status", || {
+                    self.read_noted(pass.log, Op::DeploymentRolloutStatus, || {
                         self.ports.deployment.rollout_status(&a.deployment)
                     })
                 },
@@ -566,8 +567,8 @@ impl Responder {
             Budget::Exempt
         };
         let sent = self
-            .guarded(pass.fence, "pager.page", budget, pass.now, || {
-                self.read("pager.page", || self.ports.pager.page(&page))
+            .guarded(pass.fence, Op::PagerPage, budget, pass.now, || {
+                self.read(Op::PagerPage, || self.ports.pager.page(&page))
             })
             .await;
         delivered(sent)
@@ -588,10 +589,10 @@ impl Responder {
         let sent = self
             .guarded(
                 pass.fence,
-                "notifier.notify",
+                Op::NotifierNotify,
                 Budget::Exempt,
                 pass.now,
-                || self.read("notifier.notify", || self.ports.notifier.notify(&notice)),
+                || self.read(Op::NotifierNotify, || self.ports.notifier.notify(&notice)),
             )
             .await;
         delivered(sent)
@@ -637,7 +638,7 @@ impl Responder {
         let scheduled = self
             .guarded(
                 pass.fence,
-                "task.schedule_retries",
+                Op::TaskScheduleRetries,
                 Budget::Limited,
                 pass.now,
                 || self.ports.tasks.schedule_retries(&requests),
@@ -690,7 +691,7 @@ impl Responder {
         if e.is_transient()
             && e.kind() != ErrorKind::Timeout
             && let Ok(t) = self
-                .call("task.get", self.ports.tasks.get(&r.task_id))
+                .call(Op::TaskGet, self.ports.tasks.get(&r.task_id))
                 .await
             && t.attempts == r.expected_attempts + 1
         {

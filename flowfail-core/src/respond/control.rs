@@ -6,7 +6,8 @@ use super::{Responder, lock};
 use crate::control::{self, Pause};
 use crate::decide::{Action, Decision, IncidentState};
 use crate::model::Timestamp;
-use crate::ports::{Epoch, TimelineEntry};
+use crate::ports::Op;
+use crate::ports::{Epoch, TimelineEntry, TimelineKind};
 
 /// The pause as one pass read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +57,7 @@ impl Responder {
     ) -> Option<Action> {
         let scope = self.policy.deployment.as_str();
         let read = self
-            .read("incident.pause_flag", || {
+            .read(Op::IncidentPauseFlag, || {
                 self.ports.incidents.pause_flag(scope)
             })
             .await;
@@ -76,7 +77,7 @@ impl Responder {
                 lock(&self.inner).report.note(now, line);
                 entries.push(TimelineEntry::new(
                     now,
-                    "paused",
+                    TimelineKind::Paused,
                     serde_json::json!({"by": p.by, "reason": p.reason, "since": p.since}),
                 ));
             }
@@ -85,7 +86,11 @@ impl Responder {
                 lock(&self.inner)
                     .report
                     .note(now, "automation resumed".to_owned());
-                entries.push(TimelineEntry::new(now, "resumed", serde_json::json!({})));
+                entries.push(TimelineEntry::new(
+                    now,
+                    TimelineKind::Resumed,
+                    serde_json::json!({}),
+                ));
             }
             _ => {}
         }
@@ -101,7 +106,7 @@ impl Responder {
         // At most one notice per incident, across replicas and restarts.
         match self
             .call(
-                "incident.reserve_effect",
+                Op::IncidentReserveEffect,
                 self.ports
                     .incidents
                     .reserve_effect(&state.key, epoch, &effect),
@@ -138,7 +143,7 @@ impl Responder {
         }
         let read = match epoch {
             Some(_) => {
-                self.read("incident.approvals", || {
+                self.read(Op::IncidentApprovals, || {
                     self.ports.incidents.approvals(&state.key)
                 })
                 .await
@@ -165,7 +170,7 @@ impl Responder {
                 lock(&self.inner).report.note(now, line);
                 entries.push(TimelineEntry::new(
                     now,
-                    "proposed",
+                    TimelineKind::Proposed,
                     serde_json::json!({
                         "gate": p.gate,
                         "action": control::describe_action(&p.action),
@@ -186,7 +191,7 @@ impl Responder {
                 lock(&self.inner).report.note(now, line);
                 entries.push(TimelineEntry::new(
                     now,
-                    "approved",
+                    TimelineKind::Approved,
                     serde_json::json!({"gate": ap.action, "by": ap.by, "at": ap.at}),
                 ));
             }

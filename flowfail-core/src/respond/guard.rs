@@ -18,6 +18,7 @@ use super::{Responder, lock};
 use crate::decide::ActionOutcome;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
+use crate::ports::Op;
 use crate::ports::{Epoch, IncidentStore};
 
 /// Whether a mutation counts against the action rate limit.
@@ -79,7 +80,7 @@ pub(super) fn admit(kill_on: bool, dry_run: bool, paused: Option<String>) -> Res
 /// [`ErrorKind::Timeout`] error, the panic an [`ErrorKind::Unexpected`] one, both naming `op`.
 /// Every bounded port call outside the guard's mutation path comes through here.
 pub(super) async fn bounded<T>(
-    op: &'static str,
+    op: Op,
     deadline: Duration,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -90,7 +91,7 @@ pub(super) async fn bounded<T>(
             ErrorKind::Unexpected,
             format!("{op} panicked (contained): {what}"),
         )
-        .with_operation(op)),
+        .with_operation(op.as_str())),
     }
 }
 
@@ -102,10 +103,10 @@ pub(super) async fn fence_on(
     key: &str,
     epoch: Epoch,
     deadline: Duration,
-    op: &'static str,
+    op: Op,
 ) -> Result<()> {
     let check = ledger.check_epoch(key, epoch);
-    bounded("incident.check_epoch", deadline, check)
+    bounded(Op::IncidentCheckEpoch, deadline, check)
         .await
         .map_err(|e| match e.kind() {
             ErrorKind::Unexpected => Error::new(
@@ -127,7 +128,7 @@ impl Responder {
     pub(super) async fn guarded<T, Fut>(
         &self,
         fence: &Fence,
-        op: &'static str,
+        op: Op,
         budget: Budget,
         now: Timestamp,
         call: impl FnOnce() -> Fut,
@@ -148,7 +149,7 @@ impl Responder {
         match self.fence(fence, op).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::warn!(op, error = %e, "claim superseded: not mutating");
+                tracing::warn!(op = op.as_str(), error = %e, "claim superseded: not mutating");
                 return Err(ActionOutcome::Superseded);
             }
             Err(e) => {
@@ -167,7 +168,7 @@ impl Responder {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Ok(Err(timeout_error(op, deadline))),
             Err(what) => {
-                tracing::error!(op, "mutation panicked; contained");
+                tracing::error!(op = op.as_str(), "mutation panicked; contained");
                 Err(ActionOutcome::Unknown {
                     reason: format!("panicked: {what}"),
                 })
@@ -177,7 +178,7 @@ impl Responder {
 
     /// Asks the ledger whether this pass's claim still holds, right before a mutation. A pass
     /// without a claim (no incident in the ledger) has nothing to fence.
-    async fn fence(&self, fence: &Fence, op: &'static str) -> Result<()> {
+    async fn fence(&self, fence: &Fence, op: Op) -> Result<()> {
         let Some((key, epoch)) = &fence.claim else {
             return Ok(());
         };
@@ -203,21 +204,17 @@ impl Responder {
     /// errors go through [`Responder::read`], mutations through [`Responder::guarded`]; every
     /// other port call (the ledger's claim, records and read-backs, a read after a lost reply)
     /// goes through here.
-    pub(super) async fn call<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
+    pub(super) async fn call<T>(&self, op: Op, fut: impl Future<Output = Result<T>>) -> Result<T> {
         bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
     }
 }
 
 /// The error of a call abandoned at the step deadline.
-pub(super) fn timeout_error(op: &'static str, deadline: Duration) -> Error {
+pub(super) fn timeout_error(op: Op, deadline: Duration) -> Error {
     Error::new(
         ErrorKind::Timeout,
         format!("no answer within {}s", deadline.as_secs()),
     )
     .transient()
-    .with_operation(op)
+    .with_operation(op.as_str())
 }

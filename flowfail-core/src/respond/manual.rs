@@ -5,6 +5,7 @@
 //! write, the step deadline). The CLI only prints what this returns.
 
 use crate::decide::actions;
+use crate::ports::Op;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,4 +223,4 @@ impl<'a> ManualRetry<'a> {
     }
 }
 
-const OP: &str = "task.schedule_retries";
+const OP: Op = Op::TaskScheduleRetries;

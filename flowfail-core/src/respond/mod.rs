@@ -60,7 +60,8 @@ use crate::decide::{IncidentState, Observation, Settle, classification};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 use crate::policy::Policy;
-use crate::ports::{Epoch, IncidentRecord, Ports, TimelineEntry};
+use crate::ports::Op;
+use crate::ports::{Epoch, IncidentRecord, Ports, TimelineEntry, TimelineKind};
 use crate::prune::PruneOptions;
 use crate::report::{Report, ReportBuilder};
 use crate::schema::SchemaSet;
@@ -325,7 +326,7 @@ impl Responder {
             let state_json = serde_json::to_value(next)?;
             if let Err(e) = self
                 .call(
-                    "incident.append",
+                    Op::IncidentAppend,
                     self.ports.incidents.append(&next.key, epoch, entries),
                 )
                 .await
@@ -335,7 +336,7 @@ impl Responder {
             }
             appended.store(true, Ordering::SeqCst);
             self.call(
-                "incident.save_state",
+                Op::IncidentSaveState,
                 self.ports
                     .incidents
                     .save_state(&next.key, epoch, &state_json),
@@ -344,14 +345,14 @@ impl Responder {
             if settled {
                 // The record is the ledger's whole timeline, not only this process's passes.
                 let timeline = self
-                    .call("incident.get", self.ports.incidents.get(&next.key))
+                    .call(Op::IncidentGet, self.ports.incidents.get(&next.key))
                     .await?
                     .timeline;
                 let builder = lock(&self.inner).report.with_ledger_timeline(&timeline);
                 let report = builder.build(Some(next), now);
                 let post = serde_json::to_value(&report.post_incident)?;
                 self.call(
-                    "incident.close",
+                    Op::IncidentClose,
                     self.ports.incidents.close(&next.key, epoch, now, &post),
                 )
                 .await?;
@@ -389,7 +390,7 @@ impl Responder {
             return false;
         }
         let Ok(rec) = self
-            .call("incident.get", self.ports.incidents.get(key))
+            .call(Op::IncidentGet, self.ports.incidents.get(key))
             .await
         else {
             return false;
@@ -451,7 +452,7 @@ impl Responder {
         }
         // Unreadable, nothing is taken as recorded: an action twice rather than not at all.
         let timeline = match self
-            .call("incident.get", self.ports.incidents.get(key))
+            .call(Op::IncidentGet, self.ports.incidents.get(key))
             .await
         {
             Ok(r) => r.timeline,
@@ -459,7 +460,7 @@ impl Responder {
         };
         let actions: Vec<&serde_json::Value> = timeline
             .iter()
-            .filter(|e| e.kind == "action")
+            .filter(|e| e.kind == TimelineKind::Action)
             .map(|e| &e.detail)
             .collect();
         let recorded = |d: &serde_json::Value| {
@@ -469,7 +470,7 @@ impl Responder {
         };
         let mut out: Vec<TimelineEntry> = kept
             .into_iter()
-            .filter(|e| e.kind != "action" || !recorded(&e.detail))
+            .filter(|e| e.kind != TimelineKind::Action || !recorded(&e.detail))
             .collect();
         if let Some(Reconciled {
             fields,
@@ -487,7 +488,7 @@ impl Responder {
             if !known {
                 out.push(TimelineEntry::new(
                     now,
-                    "action",
+                    TimelineKind::Action,
                     serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
                 ));
                 lock(&self.inner)
@@ -510,8 +511,8 @@ impl Responder {
         for k in pages {
             let dk = dedup_key(&next.key, k);
             let _ = self
-                .guarded(fence, "pager.resolve", guard::Budget::Exempt, now, || {
-                    self.read("pager.resolve", || self.ports.pager.resolve(&dk))
+                .guarded(fence, Op::PagerResolve, guard::Budget::Exempt, now, || {
+                    self.read(Op::PagerResolve, || self.ports.pager.resolve(&dk))
                 })
                 .await;
         }
@@ -550,7 +551,7 @@ impl Responder {
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
             return Ok(Some(
                 match self
-                    .call("incident.get", self.ports.incidents.get(&s.key))
+                    .call(Op::IncidentGet, self.ports.incidents.get(&s.key))
                     .await
                 {
                     Ok(rec) => {
@@ -569,7 +570,7 @@ impl Responder {
             // A restarted responder (or another replica) carries on with the open incident.
             match self
                 .call(
-                    "incident.find_open",
+                    Op::IncidentFindOpen,
                     self.ports.incidents.find_open(&self.policy.deployment),
                 )
                 .await
@@ -671,7 +672,7 @@ impl Responder {
         // comes from the incident closed last; unread, no incident opens this pass.
         match self
             .call(
-                "incident.latest_closed",
+                Op::IncidentLatestClosed,
                 self.ports.incidents.latest_closed(&self.policy.deployment),
             )
             .await
@@ -708,7 +709,7 @@ impl Responder {
             let json = serde_json::to_value(&state)?;
             let (rec, created) = self
                 .call(
-                    "incident.open",
+                    Op::IncidentOpen,
                     self.ports
                         .incidents
                         .open(&self.policy.deployment, &state.key, obs.now, &json),

@@ -15,6 +15,7 @@ use crate::decide::{BundleObs, IncidentState, Observation, ObservedTask, SchemaO
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{FailureKind, Quota, Task, TaskId, Timestamp};
 use crate::ports::LogQuery;
+use crate::ports::Op;
 
 /// At most this many retried tasks are read back in one call.
 const RETRIED_READ_CHUNK: usize = 1000;
@@ -23,7 +24,7 @@ impl Responder {
     /// A read with the step deadline; transient errors are retried twice with jittered
     /// backoff, waiting at least what the backend asked for (`Retry-After`, capped at the
     /// deadline). This is flowfail's only retry loop: adapters make one attempt per call.
-    pub(super) async fn read<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    pub(super) async fn read<T, F, Fut>(&self, op: Op, f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -53,12 +54,7 @@ impl Responder {
 
     /// A [`read`](Self::read) noted in the pass's log with whether the port answered (even
     /// when with "no such thing").
-    pub(super) async fn read_noted<T, F, Fut>(
-        &self,
-        log: &PassLog,
-        op: &'static str,
-        f: F,
-    ) -> Result<T>
+    pub(super) async fn read_noted<T, F, Fut>(&self, log: &PassLog, op: Op, f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -76,7 +72,9 @@ impl Responder {
         let mut obs = Observation::new(now);
         let (since, until) = p.alert_window_at(now);
         match self
-            .read_noted(log, "task.counts", || self.ports.tasks.counts(since, until))
+            .read_noted(log, Op::TaskCounts, || {
+                self.ports.tasks.counts(since, until)
+            })
             .await
         {
             Ok(c) => obs.counts = Some(c),
@@ -91,7 +89,7 @@ impl Responder {
         self.observe_failed(&mut obs, failed_since, log).await;
         let q = LogQuery::errors(since, until).max_events(10_000);
         match self
-            .read_noted(log, "logs.errors", || self.ports.logs.errors(&q))
+            .read_noted(log, Op::LogsErrors, || self.ports.logs.errors(&q))
             .await
         {
             Ok(b) => obs.log_events = Some((b.events.len(), b.truncated)),
@@ -99,7 +97,7 @@ impl Responder {
         }
         self.observe_vendors(&mut obs, log).await;
         match self
-            .read_noted(log, "deployment.state", || {
+            .read_noted(log, Op::DeploymentState, || {
                 self.ports.deployment.state(&p.deployment)
             })
             .await
@@ -114,7 +112,7 @@ impl Responder {
             && at < until
         {
             match self
-                .read_noted(log, "task.counts", || self.ports.tasks.counts(since, at))
+                .read_noted(log, Op::TaskCounts, || self.ports.tasks.counts(since, at))
                 .await
             {
                 Ok(c) => obs.before_deploy = Some(c),
@@ -129,7 +127,7 @@ impl Responder {
             .and_then(|s| s.breaker.probe().cloned());
         if let Some(id) = probe
             && let Ok(t) = self
-                .read_noted(log, "task.get", || self.ports.tasks.get(&id))
+                .read_noted(log, Op::TaskGet, || self.ports.tasks.get(&id))
                 .await
         {
             obs.watched.insert(id, t);
@@ -156,7 +154,7 @@ impl Responder {
             .collect();
         for chunk in ids.chunks(RETRIED_READ_CHUNK) {
             let read = super::contain(
-                self.read_noted(log, "task.get_many", || self.ports.tasks.get_many(chunk)),
+                self.read_noted(log, Op::TaskGetMany, || self.ports.tasks.get_many(chunk)),
             )
             .await
             .unwrap_or_else(|what| {
@@ -189,7 +187,7 @@ impl Responder {
     async fn observe_failed(&self, obs: &mut Observation, since: Timestamp, log: &PassLog) {
         let limit = self.policy.triage_limit;
         let tasks = match self
-            .read_noted(log, "task.recent_failed", || {
+            .read_noted(log, Op::TaskRecentFailed, || {
                 self.ports.tasks.recent_failed(limit)
             })
             .await
@@ -215,7 +213,7 @@ impl Responder {
             match t.class.kind {
                 FailureKind::Timeout => {
                     t.bundle = match self
-                        .read_noted(log, "bundle.head", || self.ports.bundles.head(&id))
+                        .read_noted(log, Op::BundleHead, || self.ports.bundles.head(&id))
                         .await
                     {
                         Ok(m) => BundleObs::Size { bytes: m.size },
@@ -227,9 +225,7 @@ impl Responder {
                 }
                 FailureKind::Validation => {
                     let read = self
-                        .read_noted(log, "task.task_object", || {
-                            self.ports.tasks.task_object(&id)
-                        })
+                        .read_noted(log, Op::TaskObject, || self.ports.tasks.task_object(&id))
                         .await;
                     t.schema = Some(match read {
                         Ok(Some(v)) => SchemaObs::Checked(self.schemas.validate(&v)),
@@ -249,9 +245,7 @@ impl Responder {
     async fn observe_vendors(&self, obs: &mut Observation, log: &PassLog) {
         let p = &self.policy;
         obs.quota = match self
-            .read_noted(log, "quota.quota", || {
-                self.ports.quota.quota(&p.primary_vendor)
-            })
+            .read_noted(log, Op::Quota, || self.ports.quota.quota(&p.primary_vendor))
             .await
         {
             Ok(q) => q,
@@ -268,7 +262,7 @@ impl Responder {
         }
         for v in vendors {
             match self
-                .read_noted(log, "status.health", || self.ports.status.health(&v))
+                .read_noted(log, Op::StatusHealth, || self.ports.status.health(&v))
                 .await
             {
                 Ok(s) => {

@@ -8,6 +8,7 @@ use super::{PassOutcome, Reconciled, Responder, contain, lock};
 use crate::decide::{Decision, IncidentState, Observation, Settle, decide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
+use crate::ports::Op;
 use crate::ports::{Epoch, TimelineEntry};
 
 /// What one pass works with: when it runs, whether the kill switch was on at its start, what it
@@ -140,7 +141,7 @@ impl Responder {
             return Ok(None);
         }
         match self
-            .call("incident.claim", self.ports.incidents.claim(&state.key))
+            .call(Op::IncidentClaim, self.ports.incidents.claim(&state.key))
             .await
         {
             Ok(e) => Ok(Some(e)),

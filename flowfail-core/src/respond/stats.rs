@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::model::Timestamp;
+use crate::ports::Op;
 
 use super::{Responder, lock};
 
@@ -122,20 +123,6 @@ impl PassStats {
     }
 }
 
-/// The port a read op (`task.counts`, `status.health`, …) belongs to; `None` for ops that
-/// are mutations going through the read loop (pages, notifications).
-pub(super) fn read_port(op: &str) -> Option<&'static str> {
-    Some(match op.split('.').next().unwrap_or(op) {
-        "task" => "tasks",
-        "logs" => "logs",
-        "deployment" => "deployment",
-        "bundle" => "bundles",
-        "quota" => "quota",
-        "status" => "status",
-        _ => return None,
-    })
-}
-
 /// Where a pass started in the responder's records, to tell what it added.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Mark {
@@ -153,8 +140,8 @@ pub(super) struct PassLog {
 
 impl PassLog {
     /// Notes one read of a port and whether it answered.
-    pub(super) fn note_read(&self, op: &str, ok: bool) {
-        if let Some(port) = read_port(op) {
+    pub(super) fn note_read(&self, op: Op, ok: bool) {
+        if let Some(port) = op.read_port() {
             lock(&self.reads).push(ReadStat { port, ok });
         }
     }

@@ -49,6 +49,7 @@ use crate::clock::Clock;
 use crate::decide::Settle;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+use crate::ports::Op;
 use crate::ports::Ports;
 use crate::report::Report;
 
@@ -285,7 +286,7 @@ impl Supervisor {
     async fn resume(&self) -> Watch {
         match self
             .ledger(
-                "incident.find_open",
+                Op::IncidentFindOpen,
                 self.ports.incidents.find_open(&self.policy.deployment),
             )
             .await
@@ -316,7 +317,7 @@ impl Supervisor {
     /// must not hold the supervisor, as it must not hold a pass).
     async fn ledger<T>(
         &self,
-        op: &'static str,
+        op: Op,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         super::guard::bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
@@ -328,11 +329,11 @@ impl Supervisor {
     async fn cooling_in_ledger(&self) -> Result<Option<String>> {
         let scope = &self.policy.deployment;
         let open = self.ports.incidents.find_open(scope);
-        if self.ledger("incident.find_open", open).await?.is_some() {
+        if self.ledger(Op::IncidentFindOpen, open).await?.is_some() {
             return Ok(None);
         }
         let closed = self.ports.incidents.latest_closed(scope);
-        let Some(last) = self.ledger("incident.latest_closed", closed).await? else {
+        let Some(last) = self.ledger(Op::IncidentLatestClosed, closed).await? else {
             return Ok(None);
         };
         let set = |field: &str| last.state.get(field).is_some_and(|v| !v.is_null());
@@ -346,12 +347,12 @@ impl Supervisor {
     async fn end_cooldown(&self, key: &str) {
         let ended = async {
             let rec = self.ports.incidents.get(key);
-            let epoch = self.ledger("incident.get", rec).await?.epoch;
+            let epoch = self.ledger(Op::IncidentGet, rec).await?.epoch;
             let reserve = self
                 .ports
                 .incidents
                 .reserve_effect(key, epoch, COOLDOWN_OVER);
-            self.ledger("incident.reserve_effect", reserve).await
+            self.ledger(Op::IncidentReserveEffect, reserve).await
         };
         match ended.await {
             Ok(_) => tracing::info!(incident = %key, "alert cleared: cool-down over"),
@@ -437,7 +438,7 @@ impl Supervisor {
                 // Another replica may have seen the alert clear and opened a new incident.
                 match self
                     .ledger(
-                        "incident.find_open",
+                        Op::IncidentFindOpen,
                         self.ports.incidents.find_open(&self.policy.deployment),
                     )
                     .await
