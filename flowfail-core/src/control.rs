@@ -56,9 +56,11 @@ fn operator_text(field: &str, s: &str, max_chars: usize) -> Result<String> {
             "{field} is longer than {max_chars} characters"
         )));
     }
-    if t.chars().any(char::is_control) {
+    if t.chars().any(|c| c.is_control() || crate::text::is_format_char(c)) {
+        // Control characters rewrite a terminal; invisible format characters (bidi overrides,
+        // zero-width characters) make a record read differently from what it holds.
         return Err(Error::invalid_input(format!(
-            "{field} must not contain control characters: {}",
+            "{field} must not contain control or invisible formatting characters: {}",
             describe_untrusted(t)
         )));
     }
@@ -253,7 +255,16 @@ mod tests {
     #[test]
     fn operator_text_is_trimmed_bounded_and_printable() {
         assert_eq!(operator_text("by", "  alice ", 10).unwrap(), "alice");
-        for bad in ["", "   ", "a\u{1b}[2Jb", "x\ny", &"é".repeat(11)] {
+        for bad in [
+            "",
+            "   ",
+            "a\u{1b}[2Jb",
+            "x\ny",
+            &"é".repeat(11),
+            "deploy \u{202E}kcabllor",
+            "al\u{200B}ice",
+            "\u{2066}bob\u{2069}",
+        ] {
             assert!(operator_text("by", bad, 10).is_err(), "{bad:?}");
         }
         assert!(operator_text("by", &"é".repeat(10), 10).is_ok());

@@ -17,7 +17,8 @@ pub use crate::mode::Mode;
 pub enum SecretRef {
     /// The value of this environment variable.
     Env(String),
-    /// The contents of this file (trailing newline removed), e.g. a mounted Secret.
+    /// The contents of this file (one trailing newline removed), e.g. a mounted Secret. The
+    /// file must be readable by its owner only and at most 64 KiB.
     File(PathBuf),
 }
 
@@ -61,18 +62,57 @@ impl SecretRef {
             SecretRef::Env(var) => std::env::var(var).map_err(|_| {
                 Error::invalid_input(format!("{what}: environment variable {var} is not set"))
             })?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| {
-                    Error::invalid_input(format!("{what}: cannot read {}: {e}", path.display()))
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
+            SecretRef::File(path) => read_secret_file(what, path)?,
         };
         if value.is_empty() {
             return Err(Error::invalid_input(format!("{what}: the secret is empty")));
         }
         Ok(SecretString::from(value))
     }
+}
+
+/// The largest secret file read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// A secret file's contents: refused when group or others may read it, or when it is larger
+/// than [`MAX_SECRET_FILE`]; one trailing newline (`\n` or `\r\n`) removed, nothing else (a
+/// token's own spaces are part of it). Errors name the file, never its contents.
+fn read_secret_file(what: &str, path: &Path) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        Error::invalid_input(format!("{what}: cannot read {}: {e}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = meta.mode() & 0o777;
+        // The group may read only when it is this process's own group: a Kubernetes Secret
+        // mounted with `fsGroup` and mode 0440 is the pod's alone.
+        let own_group = meta.gid() == rustix::process::getegid().as_raw();
+        if mode & 0o037 != 0 || (mode & 0o040 != 0 && !own_group) {
+            return Err(Error::invalid_input(format!(
+                "{what}: {} is readable by group or others (mode {mode:03o}): make it 0400 or 0600, or 0440 with this process's own group (a mounted Secret: defaultMode 0440 and the pod's fsGroup)",
+                path.display()
+            )));
+        }
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(Error::invalid_input(format!(
+            "{what}: {} is larger than {MAX_SECRET_FILE} bytes: not a secret",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if let Some(t) = text.strip_suffix('\n') {
+        let t = t.strip_suffix('\r').unwrap_or(t);
+        text.truncate(t.len());
+    }
+    Ok(text)
 }
 
 /// The TaskDB and the incident ledger.
@@ -221,15 +261,33 @@ pub struct NotifierConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// `host:port` to listen on, e.g. `0.0.0.0:9464`.
+    /// `host:port` to listen on, e.g. `127.0.0.1:9464`.
     pub listen: String,
-    /// The bearer token of the webhooks and the control calls (at least 16 characters).
-    pub token: SecretRef,
+    /// The bearer token of the alert webhooks (at least 16 characters).
+    pub webhook_token: SecretRef,
+    /// The bearer token of the control calls: pause, resume, approve (at least 16 characters,
+    /// different from the other two).
+    pub control_token: SecretRef,
+    /// The bearer token of `/metrics` (none: metrics are open).
+    pub read_token: Option<SecretRef>,
     /// Grafana's HMAC secret, when its contact point signs the webhook.
     pub grafana_hmac_secret: Option<SecretRef>,
     /// The largest request body accepted, in bytes (default 262144, at most 16 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// TLS on the listener (none: plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS on the listener: PEM files, e.g. from a mounted `kubernetes.io/tls` Secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// The certificate chain (`tls.crt`).
+    pub cert_file: PathBuf,
+    /// Its private key (`tls.key`), readable by its owner only.
+    pub key_file: SecretRef,
 }
 
 fn default_max_body() -> usize {
@@ -237,9 +295,27 @@ fn default_max_body() -> usize {
 }
 
 impl ServerConfig {
+    /// The listener's TLS, when `[server.tls]` is set (files read and checked).
+    pub fn tls(&self) -> Result<Option<super::serve::Tls>> {
+        self.tls.as_ref().map(|t| self.tls_of(t)).transpose()
+    }
+
+    fn tls_of(&self, tls: &TlsConfig) -> Result<super::serve::Tls> {
+        let key = tls.key_file.resolve("server.tls.key_file")?;
+        super::serve::Tls::from_pem(&tls.cert_file, secrecy::ExposeSecret::expose_secret(&key))
+    }
+
     /// The listener's options, secrets resolved.
     pub fn options(&self) -> Result<super::serve::ServerOptions> {
-        let mut o = super::serve::ServerOptions::new(self.token.resolve("server.token")?);
+        let mut o = super::serve::ServerOptions::new(
+            self.webhook_token.resolve("server.webhook_token")?,
+            self.control_token.resolve("server.control_token")?,
+        );
+        o.read_token = self
+            .read_token
+            .as_ref()
+            .map(|r| r.resolve("server.read_token"))
+            .transpose()?;
         o.grafana_hmac_secret = self
             .grafana_hmac_secret
             .as_ref()
@@ -254,20 +330,30 @@ impl ServerConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("server.listen", format!("not host:port ({e})")))?;
         let o = self.options()?;
-        if secrecy::ExposeSecret::expose_secret(&o.token)
-            .chars()
-            .count()
-            < 16
-        {
-            return Err(invalid("server.token", "must be at least 16 characters"));
+        let tokens = [
+            ("server.webhook_token", Some(&o.webhook_token)),
+            ("server.control_token", Some(&o.control_token)),
+            ("server.read_token", o.read_token.as_ref()),
+            ("server.grafana_hmac_secret", o.grafana_hmac_secret.as_ref()),
+        ];
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (key, token) in tokens {
+            let Some(token) = token.map(secrecy::ExposeSecret::expose_secret) else {
+                continue;
+            };
+            if token.chars().count() < 16 {
+                return Err(invalid(key, "must be at least 16 characters"));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, t)| *t == token) {
+                return Err(invalid(
+                    key,
+                    format!("must differ from {other}: each credential opens different doors"),
+                ));
+            }
+            seen.push((key, token));
         }
-        if let Some(h) = &o.grafana_hmac_secret
-            && secrecy::ExposeSecret::expose_secret(h).chars().count() < 16
-        {
-            return Err(invalid(
-                "server.grafana_hmac_secret",
-                "must be at least 16 characters",
-            ));
+        if let Some(tls) = &self.tls {
+            self.tls_of(tls)?;
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(invalid(
@@ -322,14 +408,24 @@ impl Config {
 
     /// Parses and validates a config. An unknown key is an error naming its path.
     pub fn from_toml_str(text: &str) -> Result<Config> {
-        let value: toml::Value =
-            toml::from_str(text).map_err(|e| Error::invalid_input(format!("invalid TOML: {e}")))?;
+        // Errors name the key and the line, never a value: a secret written where a reference
+        // belongs must not reach a terminal or a log.
+        let value: toml::Value = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            Error::invalid_input(format!(
+                "invalid TOML{}: {}",
+                line.map_or_else(String::new, |l| format!(" at line {l}")),
+                e.message().trim_end()
+            ))
+        })?;
         let policy_names = |key: &str| value.get("policy").and_then(|p| p.get(key)).is_some();
         let (names_deployment, names_vendor) =
             (policy_names("deployment"), policy_names("primary_vendor"));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            Error::invalid_input(format!("{path}: {}", e.inner()))
+            Error::invalid_input(format!("{path}: {}", without_values(&e.inner().to_string())))
         })?;
         if !names_deployment {
             config.policy.deployment = config.kubernetes.deployment.clone();
@@ -339,6 +435,23 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// A deserializer's message without the value it quotes (`invalid type: string "…", expected
+/// a table` → `invalid type: expected a table`); key names (in backticks) stay.
+fn without_values(msg: &str) -> String {
+    let quotes_a_value = ["invalid type:", "invalid value:", "invalid length", "unknown variant"]
+        .iter()
+        .any(|p| msg.starts_with(p));
+    match msg.split_once(", expected") {
+        Some((head, expected)) if quotes_a_value => {
+            let kind = head.split(':').next().unwrap_or(head).trim();
+            let kind = kind.split(" `").next().unwrap_or(kind);
+            format!("{kind}: expected{expected}")
+        }
+        _ if quotes_a_value => msg.split(':').next().unwrap_or(msg).to_owned(),
+        _ => msg.to_owned(),
     }
 }
 

@@ -12,13 +12,24 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::mode::Mode;
-use crate::serve;
+use crate::serve::{self, Health};
 use crate::wire::Live;
 
 /// How long a pass in progress gets after the shutdown signal (the supervisor itself gives it
 /// 3 s), and how long the listener gets after that.
 const SUPERVISOR_GRACE: Duration = Duration::from_secs(4);
 const LISTENER_GRACE: Duration = Duration::from_secs(1);
+
+/// How long `/healthz` tolerates no completed pass: four poll intervals, plus two step
+/// deadlines for a slow incident pass.
+fn health_tolerance(policy: &flowfail_core::Policy) -> Duration {
+    let s = policy
+        .poll_interval_s
+        .max(1)
+        .saturating_mul(4)
+        .saturating_add(policy.step_timeout_s.saturating_mul(2));
+    Duration::from_secs(s)
+}
 
 /// Runs the service until `shutdown` resolves: the supervisor in the config's mode (shadow when
 /// `force_shadow`), with its metrics, and the listener of `[server]` if the config has one.
@@ -31,11 +42,15 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
     let shadow = force_shadow || live.config.mode == Mode::Shadow;
     let metrics = Arc::new(Metrics::new(if shadow { Mode::Shadow } else { Mode::Act }));
     let wake = Wake::new();
-    let on_pass = Arc::clone(&metrics);
+    let health = Health::new(health_tolerance(&live.config.policy));
+    let (on_pass, passed) = (Arc::clone(&metrics), health.clone());
     let supervisor = live
         .supervisor_builder(force_shadow)
         .wake(wake.clone())
-        .on_pass(move |s| on_pass.observe_pass(s))
+        .on_pass(move |s| {
+            on_pass.observe_pass(s);
+            passed.pass_done();
+        })
         .on_settled(|r| {
             tracing::info!(
                 incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
@@ -53,7 +68,7 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
     );
     let stop = CancellationToken::new();
     let listener = match &live.config.server {
-        Some(server) => Some(listen(server, &live, wake, &metrics, &stop).await?),
+        Some(server) => Some(listen(server, &live, wake, &metrics, health, &stop).await?),
         None => None,
     };
     let task = tokio::spawn({
@@ -81,9 +96,11 @@ async fn listen(
     live: &Live,
     wake: Wake,
     metrics: &Arc<Metrics>,
+    health: Health,
     stop: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let options = server.options()?;
+    let tls = server.tls()?;
     let tcp = tokio::net::TcpListener::bind(&server.listen)
         .await
         .map_err(|e| {
@@ -97,10 +114,16 @@ async fn listen(
         .local_addr()
         .map_or_else(|_| server.listen.clone(), |a| a.to_string());
     tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
-    let router = serve::router(options, wake, Arc::clone(metrics), Arc::new(live.clone()));
-    let stop = stop.clone();
+    let router = serve::router(
+        options,
+        wake,
+        Arc::clone(metrics),
+        Arc::new(live.clone()),
+        health,
+    );
+    let (stop, metrics) = (stop.clone(), Arc::clone(metrics));
     Ok(tokio::spawn(async move {
-        if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned()).await {
+        if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned(), tls, metrics).await {
             tracing::error!(error = %e, "listener stopped");
         }
     }))

@@ -16,31 +16,80 @@ pub(crate) fn describe_untrusted(s: &str) -> String {
     }
 }
 
-/// A connection URL (or libpq `key=value` string) with any password replaced by `***`
-/// (`scheme://user:***@host`, `password=***`): safe for errors, logs and `--help`.
+/// A connection URL (or libpq `key=value` string) with every password replaced by `***`
+/// (`scheme://user:***@host`, `password=***`, a quoted `password='…'` whole): safe for errors,
+/// logs and `--help`.
 ///
 /// ```
 /// use flowfail_core::model::redact_url;
 /// assert_eq!(redact_url("postgres://ff:s3cret@db:5432/x"), "postgres://ff:***@db:5432/x");
 /// assert_eq!(redact_url("host=db password=s3cret user=x"), "host=db password=*** user=x");
+/// assert_eq!(redact_url("password = 'a b\\'c' user=x"), "password = *** user=x");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
         {
-            out = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+            Some((colon, at)) => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
         }
+        rest = &tail[end..];
     }
-    if let Some(i) = out.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
+    out.push_str(rest);
+    redact_password_params(&out)
+}
+
+/// Every `password=` value (a URL query parameter or a libpq keyword, any case, spaces
+/// around `=` allowed) replaced by `***`; a single-quoted value is replaced whole, escapes
+/// included.
+fn redact_password_params(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let bytes = s.as_bytes();
+    let skip_spaces = |mut i: usize| {
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        i
+    };
+    let (mut out, mut copied, mut from) = (String::with_capacity(s.len()), 0, 0);
+    while let Some(rel) = lower[from..].find("password") {
+        let key = from + rel;
+        from = key + "password".len();
+        let starts_a_word = key == 0 || matches!(bytes[key - 1], b' ' | b'?' | b'&' | b';' | b'\t');
+        let eq = skip_spaces(from);
+        if !starts_a_word || bytes.get(eq) != Some(&b'=') {
+            continue;
+        }
+        let value = skip_spaces(eq + 1);
+        let end = if bytes.get(value) == Some(&b'\'') {
+            let mut e = value + 1;
+            while e < bytes.len() && bytes[e] != b'\'' {
+                e += if bytes[e] == b'\\' { 2 } else { 1 };
+            }
+            (e + 1).min(bytes.len())
+        } else {
+            s[value..]
+                .find([' ', '&', ';', '\t'])
+                .map_or(s.len(), |e| value + e)
+        };
+        out.push_str(&s[copied..value]);
+        out.push_str("***");
+        copied = end;
+        from = end;
     }
+    out.push_str(&s[copied..]);
     out
 }
 
@@ -95,4 +144,34 @@ pub fn one_line(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", out[..end].trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_password_is_redacted_quoted_values_whole() {
+        for (given, shown) in [
+            (
+                "postgres://a:one@h/x and postgres://b:two@h/y",
+                "postgres://a:***@h/x and postgres://b:***@h/y",
+            ),
+            (
+                "host=db password='with spaces and \\' quote' user=x",
+                "host=db password=*** user=x",
+            ),
+            (
+                "postgres://h/x?password=one&user=u&password=two",
+                "postgres://h/x?password=***&user=u&password=***",
+            ),
+            ("PASSWORD=Loud user=x", "PASSWORD=*** user=x"),
+            ("password = spaced user=x", "password = *** user=x"),
+            ("password='never closed", "password=***"),
+            ("host=db user=x", "host=db user=x"),
+            ("my_password_file=/p user=x", "my_password_file=/p user=x"),
+        ] {
+            assert_eq!(redact_url(given), shown, "{given}");
+        }
+    }
 }

@@ -83,6 +83,14 @@ pub(super) const KINDS: &[Kind] = &[
         verbs: READ_ONLY,
     },
     Kind {
+        group: "networking.k8s.io",
+        version: "v1",
+        resource: "networkpolicies",
+        kind: "NetworkPolicy",
+        short_names: &["netpol"],
+        verbs: READ_WRITE,
+    },
+    Kind {
         group: "rbac.authorization.k8s.io",
         version: "v1",
         resource: "roles",

@@ -147,6 +147,7 @@ fn round_trip(kind: &Kind, obj: &Value) -> Result<Value, String> {
         "ConfigMap" => decode::<ConfigMap>(obj),
         "Secret" => decode::<Secret>(obj),
         "Role" => decode::<Role>(obj),
+        "NetworkPolicy" => decode::<k8s_openapi::api::networking::v1::NetworkPolicy>(obj),
         "RoleBinding" => decode::<RoleBinding>(obj),
         _ => Ok(obj.clone()),
     }

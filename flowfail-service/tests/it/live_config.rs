@@ -17,8 +17,13 @@ fn secret_file(name: &str, value: &str) -> PathBuf {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!("{name}.{n}.tmp"));
     std::fs::write(&tmp, format!("{value}\n")).unwrap();
+    set_mode(&tmp, 0o600);
     std::fs::rename(&tmp, &p).unwrap();
     p
+}
+
+fn set_mode(p: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
 fn base() -> String {
@@ -178,8 +183,12 @@ fn the_example_in_the_repo_is_a_valid_config() {
             &format!("url_file = \"{k}\""),
         )
         .replace(
-            "{ env = \"FLOWFAIL_HTTP_TOKEN\" }",
+            "{ env = \"FLOWFAIL_WEBHOOK_TOKEN\" }",
             &format!("{{ file = \"{k}\" }}"),
+        )
+        .replace(
+            "{ env = \"FLOWFAIL_CONTROL_TOKEN\" }",
+            &format!("{{ file = \"{}\" }}", secret_file("control", "a-control-token-value").display()),
         );
     let c = Config::from_toml_str(&text).unwrap();
     assert_eq!(c.mode, Mode::Shadow);
@@ -311,58 +320,149 @@ async fn the_pager_section_is_wired_into_the_pager_port() {
 }
 
 #[test]
-fn the_listener_needs_an_address_and_a_long_token_by_reference() {
-    let token = secret_file("http-token", "sixteen-chars-ok");
+fn the_listener_needs_an_address_and_three_separate_tokens_by_reference() {
+    let hook = secret_file("webhook-token", "sixteen-chars-ok");
+    let control = secret_file("control-token", "another-sixteen-chars");
     let short = secret_file("short-token", "too-short");
-    let t = token.display();
+    let (h, c) = (hook.display(), control.display());
+    let tokens = format!(
+        "webhook_token = {{ file = \"{h}\" }}\ncontrol_token = {{ file = \"{c}\" }}"
+    );
     let ok = format!(
-        "{}\n[server]\nlisten = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\n",
+        "{}\n[server]\nlisten = \"127.0.0.1:9464\"\n{tokens}\n",
         base()
     );
-    let c = Config::from_toml_str(&ok).unwrap();
-    let server = c.server.unwrap();
+    let conf = Config::from_toml_str(&ok).unwrap();
+    let server = conf.server.unwrap();
     assert_eq!(server.max_body_bytes, 262_144);
+    assert!(server.read_token.is_none());
     for (server, why) in [
-        (
-            format!("listen = \"localhost\"\ntoken = {{ file = \"{t}\" }}"),
-            "server.listen",
-        ),
+        (format!("listen = \"localhost\"\n{tokens}"), "server.listen"),
         (
             format!(
-                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{}\" }}",
+                "listen = \"127.0.0.1:9464\"\nwebhook_token = {{ file = \"{}\" }}\ncontrol_token = {{ file = \"{c}\" }}",
                 short.display()
             ),
             "at least 16",
         ),
         (
-            "listen = \"127.0.0.1:9464\"\ntoken = \"an-inline-token-of-length\"".to_owned(),
-            "inline is refused",
+            format!(
+                "listen = \"127.0.0.1:9464\"\nwebhook_token = {{ file = \"{h}\" }}\ncontrol_token = {{ file = \"{h}\" }}"
+            ),
+            "server.control_token: must differ from server.webhook_token",
         ),
         (
             format!(
-                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\nmax_body_bytes = 10"
+                "listen = \"127.0.0.1:9464\"\n{tokens}\nread_token = {{ file = \"{c}\" }}"
             ),
+            "server.read_token: must differ from server.control_token",
+        ),
+        (
+            format!(
+                "listen = \"127.0.0.1:9464\"\nwebhook_token = \"an-inline-token-of-length\"\ncontrol_token = {{ file = \"{c}\" }}"
+            ),
+            "inline is refused",
+        ),
+        (
+            format!("listen = \"127.0.0.1:9464\"\n{tokens}\nmax_body_bytes = 10"),
             "server.max_body_bytes",
         ),
         (
             format!(
-                "listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\ngrafana_hmac_secret = {{ file = \"{}\" }}",
+                "listen = \"127.0.0.1:9464\"\n{tokens}\ngrafana_hmac_secret = {{ file = \"{}\" }}",
                 short.display()
             ),
             "server.grafana_hmac_secret",
         ),
         (
-            format!("listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{t}\" }}\nlisten_on = 1"),
+            format!("listen = \"127.0.0.1:9464\"\n{tokens}\nlisten_on = 1"),
             "listen_on",
+        ),
+        (
+            format!("listen = \"127.0.0.1:9464\"\ntoken = {{ file = \"{h}\" }}"),
+            "token",
+        ),
+        (
+            format!(
+                "listen = \"127.0.0.1:9464\"\n{tokens}\n[server.tls]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = {{ file = \"{c}\" }}"
+            ),
+            "server.tls",
         ),
     ] {
         let text = format!("{}\n[server]\n{server}\n", base());
         let e = Config::from_toml_str(&text).unwrap_err().to_string();
         assert!(e.contains(why), "{why}: {e}");
+        for secret in ["an-inline-token", "too-short", "sixteen-chars-ok", "another-sixteen"] {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+}
+
+/// A secret file: readable by its owner only, at most 64 KiB, one trailing newline removed
+/// and nothing else (a token's own spaces are part of it).
+#[test]
+fn secret_files_are_private_small_and_read_as_written() {
+    let config = |path: &std::path::Path| {
+        format!(
+            "{}\n[server]\nlisten = \"127.0.0.1:9464\"\nwebhook_token = {{ file = \"{}\" }}\ncontrol_token = {{ file = \"{}\" }}\n",
+            base(),
+            path.display(),
+            secret_file("control-token-2", "another-sixteen-chars").display()
+        )
+    };
+    let open = secret_file("open-token", "sixteen-chars-ok");
+    for mode in [0o644, 0o604, 0o620, 0o606] {
+        set_mode(&open, mode);
+        let e = Config::from_toml_str(&config(&open)).unwrap_err().to_string();
         assert!(
-            !e.contains("an-inline-token") && !e.contains("too-short"),
+            e.contains("readable by group or others") && e.contains(&format!("{mode:03o}")),
             "{e}"
         );
+        assert!(!e.contains("sixteen-chars-ok"), "{e}");
+    }
+    // Readable by the process's own group (a Secret mounted with the pod's fsGroup): fine.
+    set_mode(&open, 0o440);
+    Config::from_toml_str(&config(&open)).unwrap();
+    let big = secret_file("big-token", &"x".repeat(70_000));
+    let e = Config::from_toml_str(&config(&big)).unwrap_err().to_string();
+    assert!(e.contains("larger than 65536 bytes"), "{e}");
+    // Trailing spaces are the token's; a CRLF ending is not.
+    let spaced = secret_file("spaced-token", "sixteen-chars-ok  \r");
+    let c = Config::from_toml_str(&config(&spaced)).unwrap();
+    let o = c.server.unwrap().options().unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&o.webhook_token),
+        "sixteen-chars-ok  "
+    );
+}
+
+/// Config errors name the key and the line, never the value: a secret typed where a
+/// reference belongs, or on a line that does not parse, stays out of the error.
+#[test]
+fn config_errors_name_the_key_never_the_value() {
+    let secret = "hunter2-correct-horse-battery";
+    for (text, names) in [
+        (
+            base().replace(
+                "[postgres]",
+                &format!("[postgres]\npassword = {{ env = [\"{secret}\"] }}"),
+            ),
+            "postgres",
+        ),
+        (
+            base().replace("[postgres]", &format!("[postgres]\npassword = 7{secret}")),
+            "line",
+        ),
+        (format!("mode = \"{secret}\"\n{}", base()), "mode"),
+        (
+            base().replace("[postgres]", &format!("[postgres]\nurl = \"{secret}")),
+            "line",
+        ),
+    ] {
+        let e = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(e.contains(names), "{names}: {e}");
+        assert!(!e.contains(secret), "the value leaked: {e}");
+        assert!(!e.contains("hunter2"), "the value leaked: {e}");
     }
 }
 

@@ -17,9 +17,10 @@ use flowfail_core::respond::Wake;
 use flowfail_core::{Error, Result};
 use flowfail_service::Mode;
 use flowfail_service::metrics::Metrics;
-use flowfail_service::serve::{Control, ServerOptions, router};
+use flowfail_service::serve::{Control, Health, ServerOptions, router};
 
 const TOKEN: &str = "a-token-of-enough-length";
+const CONTROL: &str = "a-control-token-of-enough-length";
 const HMAC_SECRET: &str = "grafana-hmac-secret";
 
 /// Records every control call; `ready` fails when told to.
@@ -83,7 +84,7 @@ struct App {
 }
 
 fn app_with(max_body: usize, unready: bool) -> App {
-    let mut opts = ServerOptions::new(SecretString::from(TOKEN));
+    let mut opts = ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL));
     opts.grafana_hmac_secret = Some(SecretString::from(HMAC_SECRET));
     opts.max_body_bytes = max_body;
     let wake = Wake::new();
@@ -96,6 +97,7 @@ fn app_with(max_body: usize, unready: bool) -> App {
         wake.clone(),
         Arc::new(Metrics::new(Mode::Act)),
         control.clone(),
+        Health::new(std::time::Duration::from_secs(60)),
     );
     App {
         router,
@@ -123,8 +125,14 @@ fn post(path: &str, auth: Option<&str>, body: impl Into<Body>) -> Request<Body> 
     b.body(body.into()).unwrap()
 }
 
+/// The webhook token.
 fn bearer() -> Option<&'static str> {
     Some("Bearer a-token-of-enough-length")
+}
+
+/// The control token.
+fn control() -> Option<&'static str> {
+    Some("Bearer a-control-token-of-enough-length")
 }
 
 fn grafana_payload(status: &str) -> String {
@@ -363,10 +371,13 @@ async fn bodies_over_the_limit_are_refused() {
     );
     let (code, _) = call(&app, post("/hooks/grafana", bearer(), big.clone())).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
-    let (code, _) = call(&app, post("/pause", bearer(), big.clone())).await;
+    let (code, _) = call(&app, post("/pause", control(), big.clone())).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
-    // Without the token, the body is never read: 401, not 413.
+    // Without the token, the body is never read: 401, not 413 — Grafana's route included
+    // (its HMAC is configured, but a request without signature headers is not a signed one).
     let (code, _) = call(&app, post("/pause", None, big.clone())).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = call(&app, post("/hooks/grafana", None, big.clone())).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     let (code, _) = call(&app, post("/hooks/alertmanager", None, big)).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
@@ -385,6 +396,9 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
             r#"{"reason":"deploy freeze"}"#,
         ),
         post("/resume", None, ""),
+        // The webhook token does not open the control calls.
+        post("/pause", bearer(), r#"{"reason":"deploy freeze"}"#),
+        post("/resume", bearer(), ""),
         post(
             "/approve",
             None,
@@ -395,22 +409,20 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
         assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
     }
     let malformed = [
-        post("/pause", bearer(), ""),
-        post("/pause", bearer(), r#"{"why":"x"}"#),
-        post("/pause", bearer(), r#"{"reason":"x","extra":1}"#),
-        post(
-            "/approve",
-            bearer(),
+        post("/pause", control(), ""),
+        post("/pause", control(), r#"{"why":"x"}"#),
+        post("/pause", control(), r#"{"reason":"x","extra":1}"#),
+        post("/approve", control(),
             r#"{"incident":"flowengine-20261127T1000Z"}"#,
         ),
-        post("/resume", bearer(), "{"),
+        post("/resume", control(), "{"),
     ];
     for req in malformed {
         assert_eq!(call(&app, req).await.0, StatusCode::BAD_REQUEST);
     }
     // The fake refuses an empty reason and an unknown incident: 400, 404.
     assert_eq!(
-        call(&app, post("/pause", bearer(), r#"{"reason":"  "}"#))
+        call(&app, post("/pause", control(), r#"{"reason":"  "}"#))
             .await
             .0,
         StatusCode::BAD_REQUEST
@@ -418,9 +430,7 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     assert_eq!(
         call(
             &app,
-            post(
-                "/approve",
-                bearer(),
+            post("/approve", control(),
                 r#"{"incident":"nope","action":"rollback"}"#
             )
         )
@@ -432,23 +442,19 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     // Well formed: one call each, `by` defaulting to "http".
     let (code, text) = call(
         &app,
-        post(
-            "/pause",
-            bearer(),
+        post("/pause", control(),
             r#"{"reason":"deploy freeze","by":"alice"}"#,
         ),
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{text}");
     assert_eq!(
-        call(&app, post("/resume", bearer(), "")).await.0,
+        call(&app, post("/resume", control(), "")).await.0,
         StatusCode::OK
     );
     let (code, text) = call(
         &app,
-        post(
-            "/approve",
-            bearer(),
+        post("/approve", control(),
             r#"{"incident":"flowengine-20261127T1000Z","action":"rollback"}"#,
         ),
     )
@@ -495,7 +501,7 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
-    call(&app, post("/pause", bearer(), r#"{"reason":"x"}"#)).await;
+    call(&app, post("/pause", control(), r#"{"reason":"x"}"#)).await;
     let (_, m) = call(&app, get("/metrics")).await;
     assert!(m.contains("flowfail_paused 1"), "{m}");
 }
@@ -518,10 +524,11 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     metrics.observe_pass(&s);
     let wake = Wake::new();
     let r = router(
-        ServerOptions::new(SecretString::from(TOKEN)),
+        ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL)),
         wake,
         metrics.clone(),
         Arc::new(Fake::default()),
+        Health::new(std::time::Duration::from_secs(60)),
     );
     let app = App {
         router: r,
@@ -579,4 +586,161 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
         }
     }
     assert!(queried >= 14, "{queried}");
+}
+
+/// A control whose `pause` waits until released: requests that hold the listener.
+struct Slow {
+    release: tokio::sync::Notify,
+    entered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Control for Slow {
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn paused(&self) -> Result<bool> {
+        Ok(false)
+    }
+    async fn pause(&self, _: &str, _: &str) -> Result<()> {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.release.notified().await;
+        Ok(())
+    }
+    async fn resume(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn approve(&self, _: &str, _: &str, _: &str) -> Result<String> {
+        Ok(String::new())
+    }
+}
+
+/// One limit of 32 requests in progress across every route; the 33rd is refused at once
+/// (503), whatever its route, never queued behind the slow ones; a signed webhook goes through
+/// again as soon as one finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_in_flight_limit_for_every_route_and_excess_refused_at_once() {
+    let slow = Arc::new(Slow {
+        release: tokio::sync::Notify::new(),
+        entered: Default::default(),
+    });
+    let opts = ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL));
+    let metrics = Arc::new(Metrics::new(Mode::Act));
+    let app = router(
+        opts,
+        Wake::new(),
+        Arc::clone(&metrics),
+        slow.clone(),
+        Health::new(std::time::Duration::from_secs(60)),
+    );
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let app = app.clone();
+        held.push(tokio::spawn(async move {
+            app.oneshot(post("/pause", control(), r#"{"reason":"hold"}"#))
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    while slow.entered.load(std::sync::atomic::Ordering::SeqCst) < 32 {
+        tokio::task::yield_now().await;
+    }
+    for req in [
+        post("/hooks/grafana", bearer(), grafana_payload("firing")),
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+        post("/pause", control(), r#"{"reason":"one more"}"#),
+    ] {
+        let started = std::time::Instant::now();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+    assert_eq!(slow.entered.load(std::sync::atomic::Ordering::SeqCst), 32);
+    slow.release.notify_waiters();
+    for h in held {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+    let res = app
+        .clone()
+        .oneshot(post("/hooks/grafana", bearer(), grafana_payload("firing")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let m = metrics.encode();
+    assert!(
+        m.contains("flowfail_requests_refused_total{path=\"*\",reason=\"busy\"} 3"),
+        "{m}"
+    );
+}
+
+/// With a read token, `/metrics` takes it (and only it); `/healthz` and `/readyz` stay open.
+#[tokio::test]
+async fn a_read_token_guards_the_metrics() {
+    let mut opts = ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL));
+    opts.read_token = Some(SecretString::from("a-read-token-of-enough-length"));
+    let app = App {
+        router: router(
+            opts,
+            Wake::new(),
+            Arc::new(Metrics::new(Mode::Act)),
+            Arc::new(Fake::default()),
+            Health::new(std::time::Duration::from_secs(60)),
+        ),
+        wake: Wake::new(),
+        control: Arc::new(Fake::default()),
+    };
+    let get = |p: &str, auth: Option<&str>| {
+        let mut r = Request::get(p);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    for auth in [None, bearer(), control()] {
+        assert_eq!(
+            call(&app, get("/metrics", auth)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (code, m) = call(
+        &app,
+        get("/metrics", Some("Bearer a-read-token-of-enough-length")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(m.contains("# EOF"));
+    assert_eq!(call(&app, get("/healthz", None)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/readyz", None)).await.0, StatusCode::OK);
+}
+
+/// `/healthz` fails once no supervisor pass has completed within its tolerance (a dead or
+/// stuck supervisor), and recovers with the next pass.
+#[tokio::test(start_paused = true)]
+async fn healthz_fails_when_no_pass_completes() {
+    let health = Health::new(std::time::Duration::from_secs(60));
+    let app = App {
+        router: router(
+            ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL)),
+            Wake::new(),
+            Arc::new(Metrics::new(Mode::Act)),
+            Arc::new(Fake::default()),
+            health.clone(),
+        ),
+        wake: Wake::new(),
+        control: Arc::new(Fake::default()),
+    };
+    let get = || Request::get("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(call(&app, get()).await.0, StatusCode::OK);
+    tokio::time::advance(std::time::Duration::from_secs(45)).await;
+    health.pass_done();
+    tokio::time::advance(std::time::Duration::from_secs(45)).await;
+    assert_eq!(call(&app, get()).await.0, StatusCode::OK);
+    tokio::time::advance(std::time::Duration::from_secs(30)).await;
+    let (code, text) = call(&app, get()).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("no supervisor pass completed"), "{text}");
+    health.pass_done();
+    assert_eq!(call(&app, get()).await.0, StatusCode::OK);
 }

@@ -252,10 +252,17 @@ step_timeout_s = 10
         );
         let text = match listen {
             Some(port) => {
-                std::fs::write(self.dir.join("http-token"), format!("{HTTP_TOKEN}\n")).unwrap();
+                let secret = |name: &str, value: &str| {
+                    let path = self.dir.join(name);
+                    std::fs::write(&path, format!("{value}\n")).unwrap();
+                    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                        .unwrap();
+                    path.display().to_string()
+                };
                 format!(
-                    "{text}\n[server]\nlisten = \"127.0.0.1:{port}\"\ntoken = {{ file = \"{}\" }}\n",
-                    self.dir.join("http-token").display()
+                    "{text}\n[server]\nlisten = \"127.0.0.1:{port}\"\nwebhook_token = {{ file = \"{}\" }}\ncontrol_token = {{ file = \"{}\" }}\n",
+                    secret("webhook-token", HTTP_TOKEN),
+                    secret("control-token", CONTROL_TOKEN),
                 )
             }
             None => text,
@@ -572,7 +579,10 @@ fn kill9(child: &mut Child) {
 }
 
 const TIMEOUT: &str = "Task timed out after 45.00 seconds";
+/// The listener's webhook token (what Grafana holds).
 const HTTP_TOKEN: &str = "e2e-http-token-0123456789";
+/// The listener's control token (what the operators hold).
+const CONTROL_TOKEN: &str = "e2e-control-token-0123456789";
 
 /// The pilot's world: the Deployment at revision 2, and three timeouts among 100 successes
 /// whose bundles are 600 kB (returned, as stored). 3 of 103 failed: the alert keeps firing

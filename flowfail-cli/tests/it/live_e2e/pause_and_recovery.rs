@@ -9,7 +9,7 @@ use flowfail_core::{FlowType, IncidentStore, Task, TaskId, TaskStatus};
 use serde_json::json;
 
 use super::{
-    HTTP_TOKEN, Listener, TIMEOUT, free_port, terminate, timeout_world, triggers_with, until, world,
+    CONTROL_TOKEN, HTTP_TOKEN, Listener, TIMEOUT, free_port, terminate, timeout_world, triggers_with, until, world,
 };
 
 /// (e) Paused mid-incident over HTTP: new failures arrive while paused and nothing reaches any
@@ -42,6 +42,14 @@ async fn e_pause_mid_incident_holds_every_peer_until_resume() {
         .0,
         401
     );
+    // The webhook token (what the alerting system holds) does not open the control calls.
+    assert_eq!(
+        l.post("/pause", Some(HTTP_TOKEN), pause_body.clone())
+            .await
+            .0,
+        401,
+        "the webhook credential paused automation"
+    );
     // The first failures are pruned and retried: the incident is under way.
     until(&w, 60, "the first retries", &mut p, "e", || async {
         let mut all = true;
@@ -56,7 +64,7 @@ async fn e_pause_mid_incident_holds_every_peer_until_resume() {
         0.0,
         "paused by a refused call"
     );
-    let (code, text) = l.post("/pause", Some(HTTP_TOKEN), pause_body).await;
+    let (code, text) = l.post("/pause", Some(CONTROL_TOKEN), pause_body).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(l.metric("flowfail_paused").await, 1.0);
     // Let the pass in progress end, then new failures arrive while paused.
@@ -124,7 +132,7 @@ async fn e_pause_mid_incident_holds_every_peer_until_resume() {
     );
 
     assert_eq!(l.post("/resume", None, String::new()).await.0, 401);
-    let (code, text) = l.post("/resume", Some(HTTP_TOKEN), String::new()).await;
+    let (code, text) = l.post("/resume", Some(CONTROL_TOKEN), String::new()).await;
     assert_eq!(code, 200, "{text}");
     until(
         &w,

@@ -19,7 +19,9 @@ async fn applied_for_real_then_dry_runs_change_nothing_as_kubectl_shows() {
     }
     let out = k.run(&args).await;
     assert_exit(&out, 0, "apply", &s);
-    assert_eq!(text(&out.stdout).matches(" created\n").count(), 7);
+    assert_eq!(text(&out.stdout).matches(" created\n").count(), 8);
+    let policy = s.object("networkpolicies", NS, "flowfail").unwrap();
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 9464);
     let stored = s.object("deployments", NS, "flowfail").unwrap();
     assert_eq!(stored["metadata"]["generation"], 1);
     let secret = s.object("secrets", NS, "flowfail-secrets").unwrap();
@@ -142,6 +144,7 @@ async fn the_kustomization_applies_everything_but_the_secret() {
         [
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
             "Service",

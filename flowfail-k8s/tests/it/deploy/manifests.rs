@@ -26,6 +26,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
         [
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
             "Secret",
@@ -180,6 +181,9 @@ fn check_config(cfg: &Toml) {
             let mut want = Toml::parse(&text).values;
             want.remove("kubernetes.kubeconfig");
             want.insert("mode".into(), "shadow".into());
+            // In the pod, all interfaces (the NetworkPolicy admits the callers); on a host,
+            // loopback.
+            want.insert("server.listen".into(), "0.0.0.0:9464".into());
             assert_eq!(
                 cfg.values, want,
                 "deploy/configmap.yaml drifted from flowfail.example.toml"

@@ -23,14 +23,15 @@ use serde_json::Value;
 const NS: &str = "default";
 const USER: &str = "system:serviceaccount:default:flowfail";
 /// Every secret flowfail.toml refers to by env var.
-const SECRET_ENV: [&str; 7] = [
+const SECRET_ENV: [&str; 8] = [
     "FLOWFAIL_PG_PASSWORD",
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
     "PAGERDUTY_ON_CALL_KEY",
     "PAGERDUTY_SRE_KEY",
     "FLOWFAIL_STAKEHOLDER_WEBHOOK_URL",
-    "FLOWFAIL_HTTP_TOKEN",
+    "FLOWFAIL_WEBHOOK_TOKEN",
+    "FLOWFAIL_CONTROL_TOKEN",
 ];
 /// Every secret flowfail.toml refers to by file.
 const SECRET_FILES: [&str; 1] = ["/etc/flowfail/secrets/pagerduty-tech-lead"];
@@ -61,12 +62,13 @@ fn manifest(name: &str) -> String {
     deploy_dir().join(name).to_string_lossy().into_owned()
 }
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     "rbac.yaml",
     "configmap.yaml",
     "secret.example.yaml",
     "deployment.yaml",
     "service.yaml",
+    "networkpolicy.yaml",
 ];
 
 /// kubectl with a kubeconfig for the fake and a cache of its own, in a scratch directory.

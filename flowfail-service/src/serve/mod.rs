@@ -2,37 +2,42 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `POST /hooks/grafana` | bearer or HMAC | Grafana unified-alerting webhook: a firing alert wakes the supervisor |
-//! | `POST /hooks/alertmanager` | bearer | Alertmanager webhook (version 4): same |
-//! | `GET /metrics` | none | [`Metrics`] in the OpenMetrics text format |
-//! | `GET /healthz` | none | the process answers |
+//! | `POST /hooks/grafana` | webhook token or HMAC | Grafana unified-alerting webhook: a firing alert wakes the supervisor |
+//! | `POST /hooks/alertmanager` | webhook token | Alertmanager webhook (version 4): same |
+//! | `GET /metrics` | read token, when one is set | [`Metrics`] in the OpenMetrics text format |
+//! | `GET /healthz` | none | the supervisor completed a pass recently (see [`Health`]) |
 //! | `GET /readyz` | none | the config is loaded and the ledger answers |
-//! | `POST /pause` | bearer | `{"reason": "…", "by": "…"}`: automation paused on every replica |
-//! | `POST /resume` | bearer | `{"by": "…"}` |
-//! | `POST /approve` | bearer | `{"incident": "…", "action": "rollback", "by": "…"}` |
+//! | `POST /pause` | control token | `{"reason": "…", "by": "…"}`: automation paused on every replica |
+//! | `POST /resume` | control token | `{"by": "…"}` |
+//! | `POST /approve` | control token | `{"incident": "…", "action": "rollback", "by": "…"}` |
 //!
 //! **An alert is a trigger, not a verdict.** A firing alert makes the supervisor read the
 //! failure rate at once instead of at its next poll; it opens an incident only if its own read
 //! fires (min sample, hysteresis), and the incident's record names the alert that woke it. A
 //! resolved alert is counted and logged, nothing more.
 //!
-//! **Authentication.** The bearer token (`Authorization: Bearer …`) comes from the config's
-//! secret reference and is compared in constant time (as digests: its length does not leak).
-//! Grafana may sign instead: HMAC-SHA256 of `timestamp:body`, with the contact point's
-//! timestamp header (`X-Grafana-Alerting-Timestamp`, required, within five minutes of now) and
-//! the hex signature in `X-Grafana-Alerting-Signature`, verified in constant time; each
-//! signature is accepted once, so a captured request cannot be replayed.
+//! **Authentication.** Three secrets, each from the config's secret reference: the webhook
+//! token (what Grafana and Alertmanager hold), the control token (pause, resume, approve: what
+//! the operators hold), and an optional read token for `/metrics`. Whoever holds an alerting
+//! credential cannot approve a rollback or pause automation. Tokens (`Authorization: Bearer …`)
+//! are compared in constant time (as digests: their length does not leak). Grafana may sign
+//! instead: HMAC-SHA256 of `timestamp:body`, with the contact point's timestamp header
+//! (`X-Grafana-Alerting-Timestamp`, required, within five minutes of now) and the hex
+//! signature in `X-Grafana-Alerting-Signature`, verified in constant time; each signature is
+//! accepted once, so a captured request cannot be replayed. A request that carries neither a
+//! token nor well-formed, fresh signature headers is refused before its body is read.
 //!
-//! **Bounds.** Every request has 10 s, body included (a slow sender gets 408); at most 32 are
-//! handled at once; routes that take only the token refuse a request without it before reading
-//! its body; bodies over the configured limit are refused (413). `/readyz` and `/metrics` ask
-//! the ledger one query at a time and reuse the answer for 2 s, so probes cannot take the
-//! supervisor's connections. Every refused call changes nothing and is counted in
-//! `flowfail_requests_refused_total`;
-//! malformed or unknown payloads get 400 with the reason and are never acted on.
+//! **Bounds.** HTTP/1 only ([`listen`]): headers must arrive within 5 s and fit in 16 KiB, an
+//! idle keep-alive connection is closed after 5 s, at most 256 connections are open (more are
+//! closed at once). At most 32 requests are handled at once across all routes; one more is
+//! refused at once with 503, never queued. Every request has 10 s, body included (a slow
+//! sender gets 408); bodies over the configured limit are refused (413). `/readyz` and
+//! `/metrics` ask the ledger one query at a time and reuse the answer for 2 s, so probes cannot
+//! take the supervisor's connections. Every refused call changes nothing and is counted in
+//! `flowfail_requests_refused_total`; the log says so at most 10 times in 10 s, then how many it
+//! left out. Malformed or unknown payloads get 400 with the reason and are never acted on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,16 +49,20 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
-use sha2::Digest;
-use subtle::ConstantTimeEq;
 
+use flowfail_core::ErrorKind;
 use flowfail_core::respond::{AlertTrigger, Wake};
-use flowfail_core::{Error, ErrorKind, Result};
+use flowfail_core::Result;
 
 use super::metrics::Metrics;
+
+mod auth;
+mod listen;
+
+use auth::{bearer_ok, hmac_ok, signature_headers_ok};
+pub use listen::{HEADER_READ_TIMEOUT, Health, MAX_CONNECTIONS, MAX_HEADER_BYTES, Tls, serve};
 
 /// What the listener asks of the running flowfail: readiness, and the control calls.
 /// [`super::Live`] implements it; tests may fake it.
@@ -75,8 +84,12 @@ pub trait Control: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// The bearer token of every authenticated route.
-    pub token: SecretString,
+    /// The bearer token of the alert webhooks.
+    pub webhook_token: SecretString,
+    /// The bearer token of the control calls (pause, resume, approve).
+    pub control_token: SecretString,
+    /// The bearer token of `/metrics`; `None`: metrics are open.
+    pub read_token: Option<SecretString>,
     /// Grafana's HMAC secret, when Grafana signs its webhook.
     pub grafana_hmac_secret: Option<SecretString>,
     /// The largest request body accepted, in bytes.
@@ -84,10 +97,12 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    /// Options with the default body limit (256 KiB) and no HMAC secret.
-    pub fn new(token: SecretString) -> Self {
+    /// Options with the default body limit (256 KiB), open metrics and no HMAC secret.
+    pub fn new(webhook_token: SecretString, control_token: SecretString) -> Self {
         ServerOptions {
-            token,
+            webhook_token,
+            control_token,
+            read_token: None,
             grafana_hmac_secret: None,
             max_body_bytes: 256 * 1024,
         }
@@ -105,7 +120,46 @@ struct AppState {
     probes: Arc<tokio::sync::Mutex<Probes>>,
     /// Grafana signatures seen in the last five minutes (a signed request is accepted once).
     seen: Arc<Mutex<HashMap<[u8; 32], i64>>>,
+    /// Requests in progress, across every route.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// How many refusals the log still says this window.
+    log: Arc<Mutex<LogBudget>>,
+    /// When the supervisor last completed a pass (`/healthz`).
+    health: Health,
 }
+
+/// At most [`LOG_BURST`] refusal lines per [`LOG_WINDOW`]; the rest are counted and said once.
+#[derive(Debug, Default)]
+struct LogBudget {
+    window: Option<tokio::time::Instant>,
+    logged: u32,
+    left_out: u64,
+}
+
+impl LogBudget {
+    /// Whether one more refusal may be logged now: `Some(n)`, with the `n` refusals left out
+    /// of the log in the window before, or `None` (counted, left out).
+    fn admit(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        let mut before = 0;
+        if self.window.is_none_or(|w| now.duration_since(w) >= LOG_WINDOW) {
+            before = std::mem::take(&mut self.left_out);
+            self.window = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            Some(before)
+        } else {
+            self.left_out += 1;
+            None
+        }
+    }
+}
+
+/// The refusal lines one window may hold.
+const LOG_BURST: u32 = 10;
+/// The window of [`LOG_BURST`].
+const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Probes {
@@ -117,17 +171,18 @@ struct Probes {
 const PROBE_TTL: Duration = Duration::from_secs(2);
 /// How long one request may take, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests handled at once; more wait.
+/// Requests handled at once, across every route; one more is refused at once (503).
 const MAX_IN_FLIGHT: usize = 32;
 /// The most Grafana signatures remembered (replay protection).
 const MAX_SEEN: usize = 10_000;
 
-/// The routes. See the [module docs](self).
+/// The routes. See the [module docs](self). `health` is what `/healthz` reports.
 pub fn router(
     opts: ServerOptions,
     wake: Wake,
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
+    health: Health,
 ) -> Router {
     let limit = opts.max_body_bytes;
     let state = AppState {
@@ -137,43 +192,68 @@ pub fn router(
         control,
         probes: Arc::default(),
         seen: Arc::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        log: Arc::default(),
+        health,
     };
     Router::new()
         .route("/hooks/grafana", post(grafana))
         .route("/hooks/alertmanager", post(alertmanager))
         .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
         .route("/approve", post(approve))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
-        .with_state(state)
+        .with_state(state.clone())
+        // Outside the router: one limit for every route (a layer on the router is per route).
+        .layer(middleware::from_fn_with_state(state, gatekeeper))
 }
 
-/// Before any body is read: routes that take only the bearer token refuse a request without
-/// it; every request gets [`REQUEST_TIMEOUT`] (a slow sender is cut off with 408).
-async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let path = match req.uri().path() {
-        "/pause" => Some("/pause"),
-        "/resume" => Some("/resume"),
-        "/approve" => Some("/approve"),
-        "/hooks/alertmanager" => Some("/hooks/alertmanager"),
-        "/hooks/grafana" if s.opts.grafana_hmac_secret.is_none() => Some("/hooks/grafana"),
+/// Which token a route takes, if any.
+fn required_token<'a>(s: &'a AppState, path: &str) -> Option<(&'static str, &'a SecretString)> {
+    let o = &s.opts;
+    match path {
+        "/pause" => Some(("/pause", &o.control_token)),
+        "/resume" => Some(("/resume", &o.control_token)),
+        "/approve" => Some(("/approve", &o.control_token)),
+        "/hooks/alertmanager" => Some(("/hooks/alertmanager", &o.webhook_token)),
+        "/hooks/grafana" => Some(("/hooks/grafana", &o.webhook_token)),
+        "/metrics" => o.read_token.as_ref().map(|t| ("/metrics", t)),
         _ => None,
-    };
-    if let Some(path) = path
-        && !bearer_ok(req.headers(), &s.opts.token)
-    {
+    }
+}
+
+/// Before any body is read: the global in-flight limit (503 at once when reached), then the
+/// route's token — a Grafana webhook without one must carry well-formed, fresh signature
+/// headers, and its signature is verified once the body is read — then [`REQUEST_TIMEOUT`]
+/// (a slow sender is cut off with 408).
+async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = Arc::clone(&s.in_flight).try_acquire_owned() else {
         return refuse(
             &s,
-            path,
-            "unauthenticated",
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated: a bearer token is required".into(),
+            "*",
+            "busy",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: too many requests in progress; try again".into(),
         );
+    };
+    if let Some((path, token)) = required_token(&s, req.uri().path())
+        && !bearer_ok(req.headers(), token)
+    {
+        let signed = path == "/hooks/grafana"
+            && s.opts.grafana_hmac_secret.is_some()
+            && signature_headers_ok(req.headers());
+        if !signed {
+            return refuse(
+                &s,
+                path,
+                "unauthenticated",
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated: a bearer token is required".into(),
+            );
+        }
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
@@ -181,16 +261,20 @@ async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Resp
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("listener: {e}")))
+/// `/healthz`: 200 while the supervisor completes passes, 503 once none has completed within
+/// a few poll intervals (a stuck or dead supervisor).
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.health.stale_for() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(d) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: no supervisor pass completed in the last {} s\n",
+                d.as_secs()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 fn refuse(
@@ -201,78 +285,22 @@ fn refuse(
     msg: String,
 ) -> Response {
     s.metrics.refused(path, reason);
-    tracing::warn!(path, reason, "request refused");
+    let left_out = s
+        .log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(tokio::time::Instant::now());
+    match left_out {
+        Some(0) => tracing::warn!(path, reason, "request refused"),
+        Some(n) => tracing::warn!(
+            path,
+            reason,
+            left_out = n,
+            "request refused (and {n} refusals the log left out in the last window)"
+        ),
+        None => {}
+    }
     (code, format!("{msg}\n")).into_response()
-}
-
-fn bearer_ok(headers: &HeaderMap, token: &SecretString) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    // Digests of equal length: the comparison says nothing about the token's length.
-    let given = sha2::Sha256::digest(given.as_bytes());
-    let want = sha2::Sha256::digest(token.expose_secret().as_bytes());
-    given.as_slice().ct_eq(want.as_slice()).into()
-}
-
-/// How far Grafana's signed timestamp may be from now.
-const HMAC_SKEW_S: u64 = 300;
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    let s = s.strip_prefix("sha256=").unwrap_or(s);
-    if !s.len().is_multiple_of(2) || s.len() > 128 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Grafana's signature: HMAC-SHA256 of `timestamp:body`, the timestamp within five minutes of
-/// now, each signature accepted once (a captured request cannot be replayed).
-fn hmac_ok(s: &AppState, headers: &HeaderMap, body: &[u8], secret: &SecretString) -> bool {
-    let Some(sig) = headers
-        .get("x-grafana-alerting-signature")
-        .and_then(|v| v.to_str().ok())
-        .and_then(hex_decode)
-    else {
-        return false;
-    };
-    let Some(ts) = headers.get("x-grafana-alerting-timestamp") else {
-        return false;
-    };
-    let Some(t) = ts.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) else {
-        return false;
-    };
-    let now = chrono::Utc::now().timestamp();
-    if now.abs_diff(t) > HMAC_SKEW_S {
-        return false;
-    }
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-    else {
-        return false;
-    };
-    mac.update(ts.as_bytes());
-    mac.update(b":");
-    mac.update(body);
-    if mac.verify_slice(&sig).is_err() {
-        return false;
-    }
-    let Ok(key) = <[u8; 32]>::try_from(sig.as_slice()) else {
-        return false;
-    };
-    let mut seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
-    seen.retain(|_, at| now.abs_diff(*at) <= HMAC_SKEW_S);
-    if seen.len() >= MAX_SEEN || seen.insert(key, t).is_some() {
-        return false;
-    }
-    true
 }
 
 /// One alert of a webhook payload (Grafana and Alertmanager share these fields).
@@ -347,7 +375,7 @@ async fn hook(
         .then_some(s.opts.grafana_hmac_secret.as_ref())
         .flatten()
         .is_some_and(|secret| hmac_ok(s, headers, body, secret));
-    if !hmac && !bearer_ok(headers, &s.opts.token) {
+    if !hmac && !bearer_ok(headers, &s.opts.webhook_token) {
         return refuse(
             s,
             path,
@@ -496,7 +524,7 @@ fn control_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     empty: Option<T>,
 ) -> std::result::Result<T, Box<Response>> {
-    if !bearer_ok(headers, &s.opts.token) {
+    if !bearer_ok(headers, &s.opts.control_token) {
         return Err(Box::new(refuse(
             s,
             path,
@@ -524,8 +552,8 @@ fn control_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Who made a control call, as the caller says, marked as said over HTTP (one token is
-/// shared: the name is a claim, not an identity).
+/// Who made a control call, as the caller says, marked as said over HTTP (the operators share
+/// the control token: the name is a claim, not an identity).
 fn who(by: Option<&str>) -> String {
     let by = by.map_or_else(String::new, |b| flowfail_core::model::sanitize(b, 80));
     if by.trim().is_empty() {

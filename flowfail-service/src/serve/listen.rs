@@ -1,0 +1,185 @@
+//! The accept loop: HTTP/1 only, through hyper directly, so every connection has bounds —
+//! headers within [`HEADER_READ_TIMEOUT`] and [`MAX_HEADER_BYTES`], an idle keep-alive
+//! connection closed after the same timeout, at most [`MAX_CONNECTIONS`] open (one more is
+//! closed at once and counted), TLS when configured, and a graceful stop.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use flowfail_core::{Error, Result};
+
+use crate::metrics::Metrics;
+
+/// Open connections at most; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client has to send a request's headers, and how long an idle keep-alive
+/// connection stays open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a connection buffers while reading headers (hyper answers 431 past it).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TLS on the listener: a certificate chain and its key, PEM (e.g. a mounted Secret).
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// The chain from `cert` and the key from its PEM text. Errors name the file or the key,
+    /// never their contents.
+    pub fn from_pem(cert: &Path, key_pem: &str) -> Result<Tls> {
+        let bad = |why: String| {
+            Error::invalid_input(format!("server.tls.cert_file: {}: {why}", cert.display()))
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(bad("no certificate in the file".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+            Error::invalid_input("server.tls.key_file: not a PEM private key")
+        })?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid_input(format!("server.tls: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::invalid_input(format!("server.tls: {e}")))?;
+        let mut config = config;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+/// Whether the supervisor is alive: when it last completed a pass, and how long a silence
+/// `/healthz` tolerates (a few poll intervals). Cloned into the supervisor's pass callback.
+#[derive(Debug, Clone)]
+pub struct Health {
+    last: Arc<Mutex<tokio::time::Instant>>,
+    tolerance: Duration,
+}
+
+impl Health {
+    /// Healthy until `tolerance` passes without a completed pass (counted from now).
+    pub fn new(tolerance: Duration) -> Self {
+        Health {
+            last: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            tolerance,
+        }
+    }
+
+    /// A pass completed.
+    pub fn pass_done(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// `None` while healthy; how long since the last completed pass otherwise.
+    pub fn stale_for(&self) -> Option<Duration> {
+        let since = self.last.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        (since > self.tolerance).then_some(since)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in
+/// progress finish (the caller bounds how long it waits). See the [module docs](self).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    tls: Option<Tls>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let conns = TaskTracker::new();
+    let stop = CancellationToken::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: wait a little, never spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            metrics.refused("*", "too_many_connections");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let (tls, stop) = (tls.clone(), stop.clone());
+        conns.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => connection(stream, service, stop).await,
+                Some(t) => {
+                    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, t.acceptor.accept(stream));
+                    if let Ok(Ok(s)) = accepted.await {
+                        connection(s, service, stop).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    conns.close();
+    conns.wait().await;
+    Ok(())
+}
+
+/// One HTTP/1 connection, bounded as the [module docs](self) say, until it ends or `stop`
+/// (then the request in progress finishes and the connection closes).
+async fn connection<I>(io: I, service: TowerToHyperService<Router>, stop: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
