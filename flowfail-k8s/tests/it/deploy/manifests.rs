@@ -40,7 +40,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
         .into_iter()
         .filter(|r| r.starts_with("POST "))
         .collect();
-    assert_eq!(posts.len(), 7, "{posts:?}");
+    assert_eq!(posts.len(), 8, "{posts:?}");
     for p in &posts {
         assert!(
             p.contains("\"dryRun\": \"All\"") && p.contains("\"fieldValidation\": \"Strict\""),
