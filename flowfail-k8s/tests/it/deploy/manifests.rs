@@ -57,7 +57,7 @@ async fn the_manifests_pass_a_strict_server_side_dry_run_and_nothing_is_stored()
     assert!(secret.get("stringData").is_none());
     let decoded: Secret = serde_json::from_value(secret.clone()).unwrap();
     let data = decoded.data.unwrap();
-    assert_eq!(data.len(), 8);
+    assert_eq!(data.len(), 9);
     for (key, value) in &data {
         let v = String::from_utf8(value.0.clone()).unwrap();
         assert!(v.starts_with("REPLACE-ME: "), "{key} is not a placeholder");
