@@ -56,7 +56,9 @@ fn operator_text(field: &str, s: &str, max_chars: usize) -> Result<String> {
             "{field} is longer than {max_chars} characters"
         )));
     }
-    if t.chars().any(|c| c.is_control() || crate::text::is_format_char(c)) {
+    if t.chars()
+        .any(|c| c.is_control() || crate::text::is_format_char(c))
+    {
         // Control characters rewrite a terminal; invisible format characters (bidi overrides,
         // zero-width characters) make a record read differently from what it holds.
         return Err(Error::invalid_input(format!(

@@ -425,7 +425,10 @@ impl Config {
             (policy_names("deployment"), policy_names("primary_vendor"));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            Error::invalid_input(format!("{path}: {}", without_values(&e.inner().to_string())))
+            Error::invalid_input(format!(
+                "{path}: {}",
+                without_values(&e.inner().to_string())
+            ))
         })?;
         if !names_deployment {
             config.policy.deployment = config.kubernetes.deployment.clone();
@@ -441,9 +444,14 @@ impl Config {
 /// A deserializer's message without the value it quotes (`invalid type: string "…", expected
 /// a table` → `invalid type: expected a table`); key names (in backticks) stay.
 fn without_values(msg: &str) -> String {
-    let quotes_a_value = ["invalid type:", "invalid value:", "invalid length", "unknown variant"]
-        .iter()
-        .any(|p| msg.starts_with(p));
+    let quotes_a_value = [
+        "invalid type:",
+        "invalid value:",
+        "invalid length",
+        "unknown variant",
+    ]
+    .iter()
+    .any(|p| msg.starts_with(p));
     match msg.split_once(", expected") {
         Some((head, expected)) if quotes_a_value => {
             let kind = head.split(':').next().unwrap_or(head).trim();

@@ -26,7 +26,7 @@ async fn ledger() -> Option<Ledger> {
     let dir = std::env::temp_dir().join(format!("flowfail-control-cli-{schema}"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
-    std::fs::write(&key, "x-test\n").unwrap();
+    flowfail_testkit::write_secret(&key, "x-test\n");
     let k = key.display();
     let config = dir.join("flowfail.toml");
     std::fs::write(

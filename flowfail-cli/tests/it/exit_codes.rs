@@ -304,7 +304,7 @@ fn cases(dir: &Path) -> Vec<Case> {
 /// unknown key, and valid but with nothing listening at `pg` (for exit 3).
 fn live_configs(dir: &Path, dead_pg: &str) -> (String, String, String) {
     let key = dir.join("key");
-    std::fs::write(&key, "x-test\n").unwrap();
+    flowfail_testkit::write_secret(&key, "x-test\n");
     let k = key.display();
     let text = |pg: &str| {
         format!(

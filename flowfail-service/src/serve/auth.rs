@@ -40,7 +40,12 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Grafana's signature: HMAC-SHA256 of `timestamp:body`, the timestamp within five minutes of
 /// now, each signature accepted once (a captured request cannot be replayed).
-pub(super) fn hmac_ok(s: &AppState, headers: &HeaderMap, body: &[u8], secret: &SecretString) -> bool {
+pub(super) fn hmac_ok(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &SecretString,
+) -> bool {
     let Some(sig) = headers
         .get("x-grafana-alerting-signature")
         .and_then(|v| v.to_str().ok())
@@ -78,7 +83,6 @@ pub(super) fn hmac_ok(s: &AppState, headers: &HeaderMap, body: &[u8], secret: &S
     }
     true
 }
-
 
 /// Whether a request carries Grafana's signature headers, well-formed and fresh: checked before
 /// its body is read, so an unauthenticated sender cannot make the listener buffer a body. The

@@ -1,7 +1,14 @@
 //! The accept loop: HTTP/1 only, through hyper directly, so every connection has bounds —
 //! headers within [`HEADER_READ_TIMEOUT`] and [`MAX_HEADER_BYTES`], an idle keep-alive
-//! connection closed after the same timeout, at most [`MAX_CONNECTIONS`] open (one more is
-//! closed at once and counted), TLS when configured, and a graceful stop.
+//! connection closed after the same timeout, at most [`MAX_CONNECTIONS`] open, TLS when
+//! configured, and a graceful stop.
+//!
+//! **At the cap, the oldest idle connection goes, not the new one.** A connection that has not
+//! yet sent a whole request is the first to be closed when one more arrives (the oldest of
+//! those first; then the oldest of all): a client holding connections open without sending
+//! (slowloris) cannot keep a webhook out, since the webhook's connection sends its request at
+//! once and its older, silent neighbours are closed for it. Each closing is counted in
+//! `flowfail_requests_refused_total{reason="evicted"}`.
 
 use std::future::Future;
 use std::path::Path;
@@ -11,7 +18,6 @@ use std::time::Duration;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,8 +28,8 @@ use flowfail_core::{Error, Result};
 
 use crate::metrics::Metrics;
 
-/// Open connections at most; one more is closed at once.
-pub const MAX_CONNECTIONS: usize = 256;
+/// Open connections at most; at the cap, one more closes the oldest silent one.
+pub const MAX_CONNECTIONS: usize = 512;
 /// How long a client has to send a request's headers, and how long an idle keep-alive
 /// connection stays open.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,9 +64,8 @@ impl Tls {
         if chain.is_empty() {
             return Err(bad("no certificate in the file".into()));
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
-            Error::invalid_input("server.tls.key_file: not a PEM private key")
-        })?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|_| Error::invalid_input("server.tls.key_file: not a PEM private key"))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -100,8 +105,55 @@ impl Health {
 
     /// `None` while healthy; how long since the last completed pass otherwise.
     pub fn stale_for(&self) -> Option<Duration> {
-        let since = self.last.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let since = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
         (since > self.tolerance).then_some(since)
+    }
+}
+
+/// The open connections, by age: those that have not sent a whole request yet (`silent`) and
+/// the others, each with the switch that closes it.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    silent: std::collections::BTreeMap<u64, CancellationToken>,
+    served: std::collections::BTreeMap<u64, CancellationToken>,
+}
+
+impl Conns {
+    /// Room for one more: the oldest silent connection (or, if none, the oldest) is closed
+    /// when the table is full. Returns the new connection's id and switch, and whether one was
+    /// closed for it.
+    fn admit(&mut self) -> (u64, CancellationToken, bool) {
+        let mut evicted = false;
+        if self.silent.len() + self.served.len() >= MAX_CONNECTIONS {
+            let oldest = self.silent.pop_first().or_else(|| self.served.pop_first());
+            if let Some((_, close)) = oldest {
+                close.cancel();
+                evicted = true;
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let close = CancellationToken::new();
+        self.silent.insert(id, close.clone());
+        (id, close, evicted)
+    }
+
+    /// The connection sent a whole request.
+    fn served(&mut self, id: u64) {
+        if let Some(close) = self.silent.remove(&id) {
+            self.served.insert(id, close);
+        }
+    }
+
+    /// The connection ended.
+    fn gone(&mut self, id: u64) {
+        self.silent.remove(&id);
+        self.served.remove(&id);
     }
 }
 
@@ -114,8 +166,8 @@ pub async fn serve(
     tls: Option<Tls>,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let conns = TaskTracker::new();
+    let table = Arc::new(Mutex::new(Conns::default()));
+    let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
@@ -131,39 +183,60 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            metrics.refused("*", "too_many_connections");
-            drop(stream);
-            continue;
-        };
+        let (id, close, evicted) = lock(&table).admit();
+        if evicted {
+            metrics.refused("*", "evicted");
+        }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let (tls, stop) = (tls.clone(), stop.clone());
-        conns.spawn(async move {
-            let _permit = permit;
+        let service = {
+            let (table, router) = (Arc::clone(&table), router.clone());
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                lock(&table).served(id);
+                let mut router = router.clone();
+                async move {
+                    use tower::Service;
+                    router.call(req.map(axum::body::Body::new)).await
+                }
+            })
+        };
+        let (tls, stop, table) = (tls.clone(), stop.clone(), Arc::clone(&table));
+        tasks.spawn(async move {
             match tls {
-                None => connection(stream, service, stop).await,
+                None => connection(stream, service, stop, close).await,
                 Some(t) => {
-                    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, t.acceptor.accept(stream));
+                    let accepted =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, t.acceptor.accept(stream));
                     if let Ok(Ok(s)) = accepted.await {
-                        connection(s, service, stop).await;
+                        connection(s, service, stop, close).await;
                     }
                 }
             }
+            lock(&table).gone(id);
         });
     }
     drop(listener);
     stop.cancel();
-    conns.close();
-    conns.wait().await;
+    tasks.close();
+    tasks.wait().await;
     Ok(())
 }
 
-/// One HTTP/1 connection, bounded as the [module docs](self) say, until it ends or `stop`
-/// (then the request in progress finishes and the connection closes).
-async fn connection<I>(io: I, service: TowerToHyperService<Router>, stop: CancellationToken)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One HTTP/1 connection, bounded as the [module docs](self) say, until it ends, `close`
+/// (evicted: dropped at once) or `stop` (the request in progress finishes, then it closes).
+async fn connection<I, S>(io: I, service: S, stop: CancellationToken, close: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -177,6 +250,7 @@ where
                 tracing::debug!(error = %e, "connection ended");
             }
         }
+        () = close.cancelled() => {}
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;

@@ -28,8 +28,8 @@
 //! token nor well-formed, fresh signature headers is refused before its body is read.
 //!
 //! **Bounds.** HTTP/1 only ([`listen`]): headers must arrive within 5 s and fit in 16 KiB, an
-//! idle keep-alive connection is closed after 5 s, at most 256 connections are open (more are
-//! closed at once). At most 32 requests are handled at once across all routes; one more is
+//! idle keep-alive connection is closed after 5 s, at most 512 connections are open (at the
+//! cap, a new one closes the oldest that has not sent a request). At most 32 requests are handled at once across all routes; one more is
 //! refused at once with 503, never queued. Every request has 10 s, body included (a slow
 //! sender gets 408); bodies over the configured limit are refused (413). `/readyz` and
 //! `/metrics` ask the ledger one query at a time and reuse the answer for 2 s, so probes cannot
@@ -53,8 +53,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use flowfail_core::ErrorKind;
-use flowfail_core::respond::{AlertTrigger, Wake};
 use flowfail_core::Result;
+use flowfail_core::respond::{AlertTrigger, Wake};
 
 use super::metrics::Metrics;
 
@@ -141,7 +141,10 @@ impl LogBudget {
     /// of the log in the window before, or `None` (counted, left out).
     fn admit(&mut self, now: tokio::time::Instant) -> Option<u64> {
         let mut before = 0;
-        if self.window.is_none_or(|w| now.duration_since(w) >= LOG_WINDOW) {
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= LOG_WINDOW)
+        {
             before = std::mem::take(&mut self.left_out);
             self.window = Some(now);
             self.logged = 0;

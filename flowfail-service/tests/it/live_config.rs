@@ -188,7 +188,10 @@ fn the_example_in_the_repo_is_a_valid_config() {
         )
         .replace(
             "{ env = \"FLOWFAIL_CONTROL_TOKEN\" }",
-            &format!("{{ file = \"{}\" }}", secret_file("control", "a-control-token-value").display()),
+            &format!(
+                "{{ file = \"{}\" }}",
+                secret_file("control", "a-control-token-value").display()
+            ),
         );
     let c = Config::from_toml_str(&text).unwrap();
     assert_eq!(c.mode, Mode::Shadow);
@@ -325,9 +328,8 @@ fn the_listener_needs_an_address_and_three_separate_tokens_by_reference() {
     let control = secret_file("control-token", "another-sixteen-chars");
     let short = secret_file("short-token", "too-short");
     let (h, c) = (hook.display(), control.display());
-    let tokens = format!(
-        "webhook_token = {{ file = \"{h}\" }}\ncontrol_token = {{ file = \"{c}\" }}"
-    );
+    let tokens =
+        format!("webhook_token = {{ file = \"{h}\" }}\ncontrol_token = {{ file = \"{c}\" }}");
     let ok = format!(
         "{}\n[server]\nlisten = \"127.0.0.1:9464\"\n{tokens}\n",
         base()
@@ -352,9 +354,7 @@ fn the_listener_needs_an_address_and_three_separate_tokens_by_reference() {
             "server.control_token: must differ from server.webhook_token",
         ),
         (
-            format!(
-                "listen = \"127.0.0.1:9464\"\n{tokens}\nread_token = {{ file = \"{c}\" }}"
-            ),
+            format!("listen = \"127.0.0.1:9464\"\n{tokens}\nread_token = {{ file = \"{c}\" }}"),
             "server.read_token: must differ from server.control_token",
         ),
         (
@@ -392,7 +392,12 @@ fn the_listener_needs_an_address_and_three_separate_tokens_by_reference() {
         let text = format!("{}\n[server]\n{server}\n", base());
         let e = Config::from_toml_str(&text).unwrap_err().to_string();
         assert!(e.contains(why), "{why}: {e}");
-        for secret in ["an-inline-token", "too-short", "sixteen-chars-ok", "another-sixteen"] {
+        for secret in [
+            "an-inline-token",
+            "too-short",
+            "sixteen-chars-ok",
+            "another-sixteen",
+        ] {
             assert!(!e.contains(secret), "{e}");
         }
     }
@@ -413,7 +418,9 @@ fn secret_files_are_private_small_and_read_as_written() {
     let open = secret_file("open-token", "sixteen-chars-ok");
     for mode in [0o644, 0o604, 0o620, 0o606] {
         set_mode(&open, mode);
-        let e = Config::from_toml_str(&config(&open)).unwrap_err().to_string();
+        let e = Config::from_toml_str(&config(&open))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("readable by group or others") && e.contains(&format!("{mode:03o}")),
             "{e}"
@@ -424,7 +431,9 @@ fn secret_files_are_private_small_and_read_as_written() {
     set_mode(&open, 0o440);
     Config::from_toml_str(&config(&open)).unwrap();
     let big = secret_file("big-token", &"x".repeat(70_000));
-    let e = Config::from_toml_str(&config(&big)).unwrap_err().to_string();
+    let e = Config::from_toml_str(&config(&big))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("larger than 65536 bytes"), "{e}");
     // Trailing spaces are the token's; a CRLF ending is not.
     let spaced = secret_file("spaced-token", "sixteen-chars-ok  \r");

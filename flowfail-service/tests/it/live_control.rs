@@ -32,7 +32,7 @@ async fn live(k8s: &FakeApiServer) -> Option<(Live, String)> {
     let dir = std::env::temp_dir().join(format!("flowfail-{schema}"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
-    std::fs::write(&key, "x-test\n").unwrap();
+    flowfail_testkit::write_secret(&key, "x-test\n");
     let k = key.display();
     let text = format!(
         r#"mode = "act"

@@ -412,7 +412,9 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
         post("/pause", control(), ""),
         post("/pause", control(), r#"{"why":"x"}"#),
         post("/pause", control(), r#"{"reason":"x","extra":1}"#),
-        post("/approve", control(),
+        post(
+            "/approve",
+            control(),
             r#"{"incident":"flowengine-20261127T1000Z"}"#,
         ),
         post("/resume", control(), "{"),
@@ -430,7 +432,9 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     assert_eq!(
         call(
             &app,
-            post("/approve", control(),
+            post(
+                "/approve",
+                control(),
                 r#"{"incident":"nope","action":"rollback"}"#
             )
         )
@@ -442,7 +446,9 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     // Well formed: one call each, `by` defaulting to "http".
     let (code, text) = call(
         &app,
-        post("/pause", control(),
+        post(
+            "/pause",
+            control(),
             r#"{"reason":"deploy freeze","by":"alice"}"#,
         ),
     )
@@ -454,7 +460,9 @@ async fn control_calls_need_the_token_and_a_well_formed_body() {
     );
     let (code, text) = call(
         &app,
-        post("/approve", control(),
+        post(
+            "/approve",
+            control(),
             r#"{"incident":"flowengine-20261127T1000Z","action":"rollback"}"#,
         ),
     )

@@ -31,6 +31,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::{flowfail_cmd, local_aws_shared};
 
 mod check_config;
+mod hostile;
 mod incidents;
 mod pause_and_recovery;
 mod webhook;
@@ -129,7 +130,7 @@ async fn world(name: &str) -> Option<World> {
         .await;
     let dir = std::env::temp_dir().join(format!("flowfail-e2e-{name}-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("key"), "e2e-secret-key\n").unwrap();
+    flowfail_testkit::write_secret(&dir.join("key"), "e2e-secret-key\n");
     Some(World {
         name: name.to_owned(),
         schema,
@@ -246,7 +247,7 @@ step_timeout_s = 10
             pager = self.pager.uri(),
             hook = {
                 let p = self.dir.join("hook-url");
-                std::fs::write(&p, format!("{}/hook\n", self.webhook.uri())).unwrap();
+                flowfail_testkit::write_secret(&p, &format!("{}/hook\n", self.webhook.uri()));
                 p.display().to_string()
             },
         );
@@ -254,9 +255,7 @@ step_timeout_s = 10
             Some(port) => {
                 let secret = |name: &str, value: &str| {
                     let path = self.dir.join(name);
-                    std::fs::write(&path, format!("{value}\n")).unwrap();
-                    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                        .unwrap();
+                    flowfail_testkit::write_secret(&path, &format!("{value}\n"));
                     path.display().to_string()
                 };
                 format!(
@@ -619,7 +618,12 @@ impl Listener {
     fn new(port: u16) -> Self {
         Listener {
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            // A connection per request: the listener closes idle keep-alive connections after
+            // 5 s, and a POST on one it just closed would fail.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         }
     }
 

@@ -9,7 +9,8 @@ use flowfail_core::{FlowType, IncidentStore, Task, TaskId, TaskStatus};
 use serde_json::json;
 
 use super::{
-    CONTROL_TOKEN, HTTP_TOKEN, Listener, TIMEOUT, free_port, terminate, timeout_world, triggers_with, until, world,
+    CONTROL_TOKEN, HTTP_TOKEN, Listener, TIMEOUT, free_port, terminate, timeout_world,
+    triggers_with, until, world,
 };
 
 /// (e) Paused mid-incident over HTTP: new failures arrive while paused and nothing reaches any
