@@ -364,6 +364,16 @@ fn filter_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// Writes a secret file as flowfail accepts one: readable by its owner only (mode 0600).
+/// Panics (it is a test's setup) when the file cannot be written.
+#[allow(clippy::panic)]
+pub fn write_secret(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,14 +449,4 @@ mod tests {
         assert_eq!(redact_url(DEFAULT_PG_URL), DEFAULT_PG_URL);
         assert_eq!(redact_url("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
     }
-}
-
-/// Writes a secret file as flowfail accepts one: readable by its owner only (mode 0600).
-/// Panics (it is a test's setup) when the file cannot be written.
-#[allow(clippy::panic)]
-pub fn write_secret(path: &std::path::Path, contents: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
