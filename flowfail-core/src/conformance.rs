@@ -1046,6 +1046,16 @@ pub async fn incident_store(s: &dyn IncidentStore) {
         s.find_open(&scope).await.expect("find_open").is_none(),
         "find_open rule 1: closed"
     );
+    // A closed incident is over: it cannot be claimed, and no pass fences on it or saves its
+    // state (a responder that joined before another closed it must stop, not act).
+    for (what, r) in [
+        ("claim", s.claim(&key).await.map(|_| ())),
+        ("check_epoch", s.check_epoch(&key, e2).await),
+        ("save_state", s.save_state(&key, e2, &st).await),
+    ] {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::Conflict, "closed rule: {what}: {e}");
+    }
     incident_store_latest_closed(s, &scope, &key, e2).await;
     let (r3, created3) = s
         .open(&scope, &unique("inc-next"), now, &st)

@@ -96,10 +96,14 @@ impl IncidentSql {
                 "SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NOT NULL
                  ORDER BY closed_at DESC, opened_at DESC, key DESC LIMIT 1"
             ),
-            claim: format!("UPDATE {inc} SET epoch = epoch + 1 WHERE key = $1 RETURNING epoch"),
+            claim: format!(
+                "UPDATE {inc} SET epoch = epoch + 1 WHERE key = $1 AND closed_at IS NULL RETURNING epoch"
+            ),
             epoch_for_share: format!("SELECT epoch FROM {inc} WHERE key = $1 FOR SHARE"),
-            epoch_of: format!("SELECT epoch FROM {inc} WHERE key = $1"),
-            save_state: format!("UPDATE {inc} SET state = $3 WHERE key = $1 AND epoch <= $2 RETURNING 1"),
+            epoch_of: format!("SELECT epoch, closed_at IS NOT NULL FROM {inc} WHERE key = $1"),
+            save_state: format!(
+                "UPDATE {inc} SET state = $3 WHERE key = $1 AND epoch <= $2 AND closed_at IS NULL RETURNING 1"
+            ),
             reserve: format!(
                 "UPDATE {inc} SET effects = array_append(effects, $3) WHERE key = $1 AND epoch <= $2 AND NOT ($3 = ANY(effects)) RETURNING 1"
             ),
@@ -220,19 +224,37 @@ impl PgIncidentStore {
             .is_some())
     }
 
-    async fn epoch_failure(
+    fn closed(op: &'static str, key: &str) -> Error {
+        Error::conflict(format!("incident {} is closed", describe(key)))
+            .with_operation(op)
+            .with_backend(BACKEND)
+    }
+
+    /// Why a write guarded by the epoch (`Some`) or by the incident being open found no row:
+    /// no such incident, a stale epoch, or a closed incident.
+    async fn why_not(
         &self,
         c: &deadpool_postgres::Object,
         key: &str,
-        epoch: Epoch,
+        epoch: Option<Epoch>,
         op: &'static str,
     ) -> Error {
-        match self.exists(c, key, op).await {
-            Ok(true) => Self::stale(op, key, epoch),
-            Ok(false) => Error::not_found(format!("incident {} not found", describe(key)))
+        let row = match c.query_opt(&self.sql.epoch_of, &[&key]).await {
+            Ok(row) => row,
+            Err(e) => return pg_err(op, e),
+        };
+        let Some(row) = row else {
+            return Error::not_found(format!("incident {} not found", describe(key)))
                 .with_operation(op)
-                .with_backend(BACKEND),
-            Err(e) => e,
+                .with_backend(BACKEND);
+        };
+        let current = match epoch_column(&row, 0, op) {
+            Ok(e) => e,
+            Err(e) => return e,
+        };
+        match epoch {
+            Some(epoch) if current > epoch => Self::stale(op, key, epoch),
+            _ => Self::closed(op, key),
         }
     }
 }
@@ -307,12 +329,10 @@ impl IncidentStore for PgIncidentStore {
             .query_opt(&self.sql.claim, &[&key])
             .await
             .map_err(|e| pg_err("incident.claim", e))?;
-        let r = r.ok_or_else(|| {
-            Error::not_found(format!("incident {} not found", describe(key)))
-                .with_operation("incident.claim")
-                .with_backend(BACKEND)
-        })?;
-        epoch_column(&r, 0, "incident.claim")
+        match r {
+            Some(r) => epoch_column(&r, 0, "incident.claim"),
+            None => Err(self.why_not(&c, key, None, "incident.claim").await),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<IncidentRecord> {
@@ -353,7 +373,7 @@ impl IncidentStore for PgIncidentStore {
         match r {
             Some(_) => Ok(()),
             None => Err(self
-                .epoch_failure(&c, key, epoch, "incident.save_state")
+                .why_not(&c, key, Some(epoch), "incident.save_state")
                 .await),
         }
     }
@@ -400,6 +420,8 @@ impl IncidentStore for PgIncidentStore {
             })?;
         if epoch_column(&r, 0, op)? > epoch {
             Err(Self::stale(op, key, epoch))
+        } else if r.try_get::<_, bool>(1).map_err(|e| decode_err(op, e))? {
+            Err(Self::closed(op, key))
         } else {
             Ok(())
         }
@@ -454,7 +476,7 @@ impl IncidentStore for PgIncidentStore {
             .map_err(|e| pg_err("incident.close", e))?;
         match r {
             Some(_) => Ok(()),
-            None => Err(self.epoch_failure(&c, key, epoch, "incident.close").await),
+            None => Err(self.why_not(&c, key, Some(epoch), "incident.close").await),
         }
     }
     async fn set_pause(&self, scope: &str, pause: Option<&Pause>) -> Result<()> {

@@ -31,6 +31,16 @@ impl MemoryIncidentStore {
     }
 }
 
+/// A closed incident is over: nothing claims it, and no pass acts or saves state under it.
+fn check_open(r: &IncidentRecord, op: &'static str) -> Result<()> {
+    match r.closed_at {
+        Some(_) => Err(Error::conflict(format!("incident {:?} is closed", r.key))
+            .with_operation(op)
+            .with_backend(BACKEND)),
+        None => Ok(()),
+    }
+}
+
 fn check_epoch(r: &IncidentRecord, epoch: Epoch, op: &'static str) -> Result<()> {
     if epoch < r.epoch {
         Err(Error::conflict(format!(
@@ -129,6 +139,7 @@ impl IncidentStore for MemoryIncidentStore {
             let r = all
                 .get_mut(key)
                 .ok_or_else(|| not_found("incident.claim", format!("incident {key:?}")))?;
+            check_open(r, "incident.claim")?;
             r.epoch += 1;
             r.epoch
         };
@@ -158,6 +169,7 @@ impl IncidentStore for MemoryIncidentStore {
                 .get_mut(key)
                 .ok_or_else(|| not_found("incident.save_state", format!("incident {key:?}")))?;
             check_epoch(r, epoch, "incident.save_state")?;
+            check_open(r, "incident.save_state")?;
             r.state = state.clone();
         }
         t.finish("incident.save_state", ())
@@ -203,6 +215,7 @@ impl IncidentStore for MemoryIncidentStore {
                 .get(key)
                 .ok_or_else(|| not_found("incident.check_epoch", format!("incident {key:?}")))?;
             check_epoch(r, epoch, "incident.check_epoch")?;
+            check_open(r, "incident.check_epoch")?;
         }
         t.finish("incident.check_epoch", ())
     }

@@ -139,6 +139,15 @@ struct Reconciled {
     detail: String,
 }
 
+/// The incident a pass found in the ledger.
+#[derive(Debug)]
+enum Found {
+    /// Open: its state, and what reconciling it found.
+    Open(IncidentState, Option<Reconciled>),
+    /// Closed since this responder last saw it.
+    Closed(IncidentState),
+}
+
 /// What one pass ended with.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -538,15 +547,11 @@ impl Responder {
 
     /// The incident's current state: from the ledger when one is open, a new one when the alert
     /// fires, none otherwise.
-    async fn incident_state(
-        &self,
-        obs: &Observation,
-        halted: bool,
-    ) -> Result<Option<(IncidentState, Option<Reconciled>)>> {
+    async fn incident_state(&self, obs: &Observation, halted: bool) -> Result<Option<Found>> {
         let known = lock(&self.inner).incident.clone();
         if let Some(s) = known {
             if !self.mutating(halted) {
-                return Ok(Some((s, None)));
+                return Ok(Some(Found::Open(s, None)));
             }
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
             return Ok(Some(
@@ -556,12 +561,17 @@ impl Responder {
                 {
                     Ok(rec) => {
                         let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
+                        if rec.closed_at.is_some() {
+                            // Closed by another responder (or by this one, its reply lost):
+                            // the incident is over; nothing is done under its key any more.
+                            return Ok(Some(Found::Closed(state)));
+                        }
                         let found = self.reconcile(&mut state, &rec, obs);
-                        (state, found)
+                        Found::Open(state, found)
                     }
                     Err(e) => {
                         self.note_gap(format!("incident ledger: {e}"));
-                        (s, None)
+                        Found::Open(s, None)
                     }
                 },
             ));
@@ -578,7 +588,7 @@ impl Responder {
                 Ok(Some(rec)) => {
                     if let Some(mut state) = self.parse_state(rec.state.clone(), obs.now) {
                         let found = self.reconcile(&mut state, &rec, obs);
-                        return Ok(Some((state, found)));
+                        return Ok(Some(Found::Open(state, found)));
                     }
                 }
                 Ok(None) => {}
@@ -588,7 +598,10 @@ impl Responder {
                 }
             }
         }
-        Ok(self.open_incident(obs, halted).await?.map(|s| (s, None)))
+        Ok(self
+            .open_incident(obs, halted)
+            .await?
+            .map(|s| Found::Open(s, None)))
     }
 
     /// Reconciles what a stopped process left in the ledger with the Deployment as observed:

@@ -4,7 +4,7 @@
 use super::act::Acted;
 use super::guard::Fence;
 use super::stats::PassLog;
-use super::{PassOutcome, Reconciled, Responder, contain, lock};
+use super::{Found, PassOutcome, Reconciled, Responder, contain, lock};
 use crate::decide::{Decision, IncidentState, Observation, Settle, decide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Timestamp;
@@ -34,6 +34,8 @@ enum Loaded {
     Open(Box<IncidentState>, Option<Reconciled>),
     /// No incident and no alert.
     Quiet,
+    /// The incident was closed in the ledger since the last pass (by another responder).
+    Closed(Box<IncidentState>),
     /// The alert fires but the incident could not be read or opened: the next pass tries again.
     Unreadable,
 }
@@ -59,6 +61,7 @@ impl Responder {
         let (state, reconciled) = match self.load_incident(&obs, halted).await {
             Loaded::Open(state, reconciled) => (*state, reconciled),
             Loaded::Quiet => return Ok(self.quiet(&obs, halted)),
+            Loaded::Closed(state) => return Ok(self.closed_elsewhere(*state, halted)),
             Loaded::Unreadable => return Ok(self.outcome(None, true, None, halted)),
         };
         let Ok(claim) = self.claim_incident(&state, halted).await else {
@@ -109,7 +112,8 @@ impl Responder {
                 ))
             });
         match read {
-            Ok(Some((state, found))) => Loaded::Open(Box::new(state), found),
+            Ok(Some(Found::Open(state, found))) => Loaded::Open(Box::new(state), found),
+            Ok(Some(Found::Closed(state))) => Loaded::Closed(Box::new(state)),
             Ok(None) => Loaded::Quiet,
             Err(e) => {
                 // The alert fires but the incident could not be opened: try again next pass,
@@ -127,6 +131,29 @@ impl Responder {
                 Some(crate::decide::alert(c, false, &self.policy));
         }
         self.outcome(None, false, None, halted)
+    }
+
+    /// The incident was closed in the ledger by another responder: this one settles as the
+    /// ledger says (resolved or escalated) and acts no more under its key.
+    fn closed_elsewhere(&self, state: IncidentState, halted: bool) -> PassOutcome {
+        let settle = if state.resolved_at.is_some() {
+            Settle::Resolved
+        } else {
+            Settle::Escalated
+        };
+        tracing::info!(incident = %state.key, "incident closed in the ledger by another responder: stopping");
+        {
+            let mut inner = lock(&self.inner);
+            inner.report.note(
+                self.clock.now(),
+                format!(
+                    "incident {} closed in the ledger by another responder: this one stopped",
+                    state.key
+                ),
+            );
+            inner.incident = Some(state);
+        }
+        self.outcome(Some(settle), false, None, halted)
     }
 
     /// Claims the incident in the ledger when this pass may mutate (`Ok(None)` when it may

@@ -166,3 +166,72 @@ fn a_superseded_replica_mutates_nothing() {
         });
     }
 }
+
+/// Issue 27 #11: a responder that joined an incident another responder then closed makes no
+/// call to a mutating port under the closed key — even with new failures to act on — and
+/// settles as the ledger says.
+#[test]
+fn a_replica_stops_on_an_incident_closed_elsewhere() {
+    paused(async {
+        let sc = load("vendor-outage");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let a = responder(&policy, &clock, world.ports());
+        let b = responder(&policy, &clock, world.ports());
+        let out = a.pass().await.unwrap();
+        assert!(out.incident_open, "{out:?}");
+        let out = b.pass().await.unwrap();
+        assert!(out.incident_open, "B joined: {out:?}");
+        // A settles the incident: closed in the ledger at its current epoch.
+        let open = world
+            .incidents
+            .find_open(&policy.deployment)
+            .await
+            .unwrap()
+            .expect("open incident");
+        world
+            .incidents
+            .close(&open.key, open.epoch, clock.now(), &serde_json::json!({}))
+            .await
+            .unwrap();
+        // New timeouts with large bundles: what B would prune and retry under the old key.
+        let now = clock.now();
+        for i in 0..3 {
+            let id = flowfail_core::TaskId::parse(&format!("late-{i}")).unwrap();
+            world.tasks.insert(
+                flowfail_core::Task::new(
+                    id.clone(),
+                    flowfail_core::FlowType::Impl,
+                    flowfail_core::TaskStatus::Failed,
+                    now - chrono::TimeDelta::seconds(30),
+                )
+                .with_error("Lambda timeout after 900s", None),
+            );
+            world
+                .bundles
+                .put(&id, flowfail_core::memory::synthesize_bundle(&id, 600_000));
+        }
+        let before = world_mutations(&world).len();
+        let incident_calls = world.incidents.calls().mutations().len();
+        tokio::time::sleep(Duration::from_secs(policy.poll_interval_s)).await;
+        let out = b.pass().await.unwrap();
+        let after = world_mutations(&world);
+        assert_eq!(
+            after.len(),
+            before,
+            "B acted under a closed incident: {:?}",
+            &after[before..]
+        );
+        assert_eq!(
+            world.incidents.calls().mutations().len(),
+            incident_calls,
+            "B claimed or wrote the closed incident"
+        );
+        assert!(out.settled.is_some() && out.stop, "{out:?}");
+        assert!(b.report().post_incident.timeline.iter().any(|l| {
+            l.event
+                .contains("closed in the ledger by another responder")
+        }));
+    });
+}
