@@ -66,7 +66,10 @@ impl ResponderBuilder {
     /// Shadow mode: observe, decide, record in the ledger and report — change nothing in the
     /// world (no prune, env change, rollback, retry or page). Unlike a dry run it keeps
     /// running and keeps the ledger, so a shadow run's records can be compared with what `act`
-    /// would do. A decision repeated pass after pass is recorded once.
+    /// would do. A decision repeated pass after pass is recorded once. Its incidents are kept
+    /// under a ledger scope of their own (`<deployment>:shadow`, see
+    /// [`Responder::ledger_scope`]): a shadow process beside an acting one on the same ledger
+    /// never claims, writes or closes the acting one's incident.
     pub fn shadow(mut self, on: bool) -> Self {
         self.shadow = on;
         self
@@ -107,7 +110,13 @@ impl ResponderBuilder {
             shadow: self.shadow,
             ..ReportBuilder::default()
         };
+        let scope = if self.shadow {
+            format!("{}:shadow", policy.deployment)
+        } else {
+            policy.deployment.clone()
+        };
         Ok(Responder {
+            scope,
             ports,
             clock: self.clock.unwrap_or_else(Clock::system),
             schemas: self

@@ -169,6 +169,9 @@ pub struct PassOutcome {
 /// Carries out the runbook. See the [module docs](self).
 #[derive(Debug)]
 pub struct Responder {
+    /// The ledger scope of its incidents: the Deployment, or `<deployment>:shadow` in shadow
+    /// mode.
+    scope: String,
     ports: Ports,
     policy: Policy,
     clock: Clock,
@@ -196,6 +199,12 @@ impl Responder {
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The ledger scope its incidents are kept under: the Deployment's name, or
+    /// `<deployment>:shadow` in shadow mode (a shadow run never touches the acting scope).
+    pub fn ledger_scope(&self) -> &str {
+        &self.scope
     }
 
     /// The kill switch.
@@ -434,6 +443,50 @@ impl Responder {
         }
     }
 
+    /// The entries kept for `key` by [`Responder::keep_unrecorded`], taken out.
+    fn take_unrecorded(&self, key: &str) -> Vec<TimelineEntry> {
+        let mut inner = lock(&self.inner);
+        match inner.unrecorded.take() {
+            Some((k, kept)) if k == key => kept,
+            other => {
+                inner.unrecorded = other;
+                Vec::new()
+            }
+        }
+    }
+
+    /// What an earlier pass of an incident closed since could not write (it was superseded
+    /// before its ledger write): appended to the closed incident's timeline under its last
+    /// epoch, unless it is there already. Nothing claims a closed incident, so no writer can
+    /// race this append; what happened in the world stays in the record.
+    async fn record_late(&self, key: &str) {
+        let kept = self.take_unrecorded(key);
+        if kept.is_empty() {
+            return;
+        }
+        let write = async {
+            let rec = self
+                .call(Op::IncidentGet, self.ports.incidents.get(key))
+                .await?;
+            let late = not_yet_recorded(&rec.timeline, kept.clone());
+            if late.is_empty() {
+                return Ok(());
+            }
+            self.call(
+                Op::IncidentAppend,
+                self.ports.incidents.append(key, rec.epoch, &late),
+            )
+            .await
+        };
+        if let Err(e) = write.await {
+            self.note_gap(format!(
+                "incident ledger: could not record {} late entr{} in closed incident {key}: {e}",
+                kept.len(),
+                if kept.len() == 1 { "y" } else { "ies" }
+            ));
+        }
+    }
+
     /// Under this pass's claim (so a superseded pass can no longer write after the look): the
     /// entries an earlier pass of this incident could not write, and what reconciliation found
     /// of a reserved rollback, first in this pass's entries — each unless the ledger's timeline
@@ -446,16 +499,7 @@ impl Responder {
         found: Option<Reconciled>,
     ) {
         use crate::report::Outcome;
-        let kept = {
-            let mut inner = lock(&self.inner);
-            match inner.unrecorded.take() {
-                Some((k, kept)) if k == key => kept,
-                other => {
-                    inner.unrecorded = other;
-                    Vec::new()
-                }
-            }
-        };
+        let kept = self.take_unrecorded(key);
         if kept.is_empty() && found.is_none() {
             return;
         }
@@ -467,20 +511,8 @@ impl Responder {
             Ok(r) => r.timeline,
             Err(_) => Vec::new(),
         };
-        let actions: Vec<&serde_json::Value> = timeline
-            .iter()
-            .filter(|e| e.kind == TimelineKind::Action)
-            .map(|e| &e.detail)
-            .collect();
-        let recorded = |d: &serde_json::Value| {
-            actions
-                .iter()
-                .any(|a| a["action"] == d["action"] && a["outcome"] == d["outcome"])
-        };
-        let mut out: Vec<TimelineEntry> = kept
-            .into_iter()
-            .filter(|e| e.kind != TimelineKind::Action || !recorded(&e.detail))
-            .collect();
+        let mut out = not_yet_recorded(&timeline, kept);
+        let actions = recorded_actions(&timeline);
         if let Some(Reconciled {
             fields,
             outcome,
@@ -581,7 +613,7 @@ impl Responder {
             match self
                 .call(
                     Op::IncidentFindOpen,
-                    self.ports.incidents.find_open(&self.policy.deployment),
+                    self.ports.incidents.find_open(&self.scope),
                 )
                 .await
             {
@@ -668,11 +700,7 @@ impl Responder {
         if !alert.firing {
             return Ok(None);
         }
-        let key = format!(
-            "{}-{}",
-            self.policy.deployment,
-            obs.now.format("%Y%m%dT%H%MZ")
-        );
+        let key = format!("{}-{}", self.scope, obs.now.format("%Y%m%dT%H%MZ"));
         let mut state = IncidentState::open(
             key.clone(),
             obs.now,
@@ -686,7 +714,7 @@ impl Responder {
         match self
             .call(
                 Op::IncidentLatestClosed,
-                self.ports.incidents.latest_closed(&self.policy.deployment),
+                self.ports.incidents.latest_closed(&self.scope),
             )
             .await
         {
@@ -725,7 +753,7 @@ impl Responder {
                     Op::IncidentOpen,
                     self.ports
                         .incidents
-                        .open(&self.policy.deployment, &state.key, obs.now, &json),
+                        .open(&self.scope, &state.key, obs.now, &json),
                 )
                 .await?;
             if created {
@@ -786,4 +814,27 @@ mod tests {
         assert!(k.starts_with('é'));
         assert_eq!(dedup_key("inc", "page:x"), "inc:page:x");
     }
+}
+
+/// The action entries of a timeline.
+fn recorded_actions(timeline: &[TimelineEntry]) -> Vec<&serde_json::Value> {
+    timeline
+        .iter()
+        .filter(|e| e.kind == TimelineKind::Action)
+        .map(|e| &e.detail)
+        .collect()
+}
+
+/// The entries of `kept` the timeline does not hold yet: an action is recorded when the
+/// timeline has the same action with the same outcome (another process wrote it meanwhile).
+fn not_yet_recorded(timeline: &[TimelineEntry], kept: Vec<TimelineEntry>) -> Vec<TimelineEntry> {
+    let actions = recorded_actions(timeline);
+    let recorded = |d: &serde_json::Value| {
+        actions
+            .iter()
+            .any(|a| a["action"] == d["action"] && a["outcome"] == d["outcome"])
+    };
+    kept.into_iter()
+        .filter(|e| e.kind != TimelineKind::Action || !recorded(&e.detail))
+        .collect()
 }

@@ -61,7 +61,7 @@ impl Responder {
         let (state, reconciled) = match self.load_incident(&obs, halted).await {
             Loaded::Open(state, reconciled) => (*state, reconciled),
             Loaded::Quiet => return Ok(self.quiet(&obs, halted)),
-            Loaded::Closed(state) => return Ok(self.closed_elsewhere(*state, halted)),
+            Loaded::Closed(state) => return Ok(self.closed_elsewhere(*state, halted).await),
             Loaded::Unreadable => return Ok(self.outcome(None, true, None, halted)),
         };
         let Ok(claim) = self.claim_incident(&state, halted).await else {
@@ -135,13 +135,14 @@ impl Responder {
 
     /// The incident was closed in the ledger by another responder: this one settles as the
     /// ledger says (resolved or escalated) and acts no more under its key.
-    fn closed_elsewhere(&self, state: IncidentState, halted: bool) -> PassOutcome {
+    async fn closed_elsewhere(&self, state: IncidentState, halted: bool) -> PassOutcome {
         let settle = if state.resolved_at.is_some() {
             Settle::Resolved
         } else {
             Settle::Escalated
         };
         tracing::info!(incident = %state.key, "incident closed in the ledger by another responder: stopping");
+        self.record_late(&state.key).await;
         {
             let mut inner = lock(&self.inner);
             inner.report.note(

@@ -185,6 +185,7 @@ impl SupervisorBuilder {
             .ok_or_else(|| Error::invalid_input("supervisor needs a responder builder"))?;
         let probe = template.clone().build()?;
         Ok(Supervisor {
+            scope: probe.ledger_scope().to_owned(),
             ports: probe.ports.clone(),
             policy: probe.policy.clone(),
             clock: probe.clock.clone(),
@@ -200,6 +201,8 @@ impl SupervisorBuilder {
 
 /// Runs the runbook for as long as it is asked to. See the [module docs](self).
 pub struct Supervisor {
+    /// The ledger scope of its incidents ([`Responder::ledger_scope`]).
+    scope: String,
     template: ResponderBuilder,
     ports: Ports,
     policy: Policy,
@@ -287,7 +290,7 @@ impl Supervisor {
         match self
             .ledger(
                 Op::IncidentFindOpen,
-                self.ports.incidents.find_open(&self.policy.deployment),
+                self.ports.incidents.find_open(&self.scope),
             )
             .await
         {
@@ -327,7 +330,7 @@ impl Supervisor {
     /// scope closed last escalated, and nobody has seen its alert clear since. `None` while an
     /// incident is open (it is joined, not cooled on).
     async fn cooling_in_ledger(&self) -> Result<Option<String>> {
-        let scope = &self.policy.deployment;
+        let scope = &self.scope;
         let open = self.ports.incidents.find_open(scope);
         if self.ledger(Op::IncidentFindOpen, open).await?.is_some() {
             return Ok(None);
@@ -439,7 +442,7 @@ impl Supervisor {
                 match self
                     .ledger(
                         Op::IncidentFindOpen,
-                        self.ports.incidents.find_open(&self.policy.deployment),
+                        self.ports.incidents.find_open(&self.scope),
                     )
                     .await
                 {

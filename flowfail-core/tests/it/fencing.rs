@@ -235,3 +235,63 @@ fn a_replica_stops_on_an_incident_closed_elsewhere() {
         }));
     });
 }
+
+/// Issue 27 #12: a shadow responder beside an acting one on the same ledger keeps its incidents
+/// under a scope of its own. The acting incident carries no shadow decision and is claimed by
+/// the acting responder alone; the shadow incident records only what would have been done.
+#[test]
+fn a_shadow_responder_never_touches_the_acting_incident() {
+    paused(async {
+        let sc = load("bad-deploy");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let act = responder(&policy, &clock, world.ports());
+        let shadow = Responder::builder()
+            .ports(world.ports())
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .shadow(true)
+            .build()
+            .unwrap();
+        assert_eq!(shadow.ledger_scope(), "flowengine:shadow");
+        assert_eq!(act.ledger_scope(), "flowengine");
+        let mut act_claims = 0;
+        for _ in 0..30 {
+            let before = world.incidents.calls().of("incident.claim").len();
+            let a = act.pass().await.unwrap();
+            act_claims += world.incidents.calls().of("incident.claim").len() - before;
+            let _ = shadow.pass().await.unwrap();
+            if a.stop {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(policy.poll_interval_s)).await;
+        }
+        let all = world.incidents.incidents();
+        let acting: Vec<_> = all.iter().filter(|r| r.scope == "flowengine").collect();
+        let shadowed: Vec<_> = all
+            .iter()
+            .filter(|r| r.scope == "flowengine:shadow")
+            .collect();
+        assert_eq!((acting.len(), shadowed.len(), all.len()), (1, 1, 2));
+        let outcomes = |r: &IncidentRecord| -> Vec<String> {
+            r.timeline
+                .iter()
+                .filter(|e| e.kind == "action")
+                .map(|e| e.detail["outcome"].as_str().unwrap_or("").to_owned())
+                .collect()
+        };
+        let a = outcomes(acting[0]);
+        assert!(a.iter().any(|o| o == "applied"), "{a:?}");
+        let mixed = a.iter().filter(|o| *o == "dry_run").count();
+        assert_eq!(mixed, 0, "shadow decisions in the acting incident");
+        let s = outcomes(shadowed[0]);
+        assert!(!s.is_empty() && s.iter().all(|o| o == "dry_run"), "{s:?}");
+        // Every claim of the acting incident is the acting responder's.
+        assert_eq!(
+            acting[0].epoch, act_claims as Epoch,
+            "another writer claimed it"
+        );
+        assert_eq!(world.deployment.calls().of("deployment.rollback").len(), 1);
+    });
+}

@@ -338,7 +338,7 @@ async fn shadow_mode_changes_nothing_and_records_the_decisions() {
     let rv = w.resource_version();
     let mut p = w.run("shadow", "s");
     until(&w, 60, "decisions in the ledger", &mut p, "s", || async {
-        let Ok(Some(open)) = w.ledger.find_open("flowengine").await else {
+        let Ok(Some(open)) = w.ledger.find_open("flowengine:shadow").await else {
             return false;
         };
         let Ok(rec) = w.ledger.get(&open.key).await else {
@@ -390,7 +390,16 @@ async fn shadow_mode_changes_nothing_and_records_the_decisions() {
             .unwrap_or_default()
             .is_empty()
     );
-    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    // Shadow incidents are kept under a scope of their own: an acting process on the same
+    // ledger finds none of them.
+    assert!(w.ledger.find_open("flowengine").await.unwrap().is_none());
+    let open = w
+        .ledger
+        .find_open("flowengine:shadow")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(open.key.starts_with("flowengine:shadow-"), "{}", open.key);
     let rec = w.ledger.get(&open.key).await.unwrap();
     let actions = rec.timeline.iter().filter(|e| e.kind == "action").count();
     assert_eq!(
