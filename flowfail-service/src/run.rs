@@ -49,7 +49,9 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         .wake(wake.clone())
         .on_pass(move |s| {
             on_pass.observe_pass(s);
-            passed.pass_done();
+            if s.completed {
+                passed.pass_done();
+            }
         })
         .on_settled(|r| {
             tracing::info!(

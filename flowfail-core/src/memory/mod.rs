@@ -60,6 +60,8 @@ pub enum FaultAction {
     LoseReply,
     /// Wait this long (tokio time) before the call.
     Delay(Duration),
+    /// Panic in the call, before any effect (a bug in an adapter, data it did not expect).
+    Panic,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,10 @@ impl Faults {
     /// Delays every call of `op`.
     pub fn delay(&self, op: &str, by: Duration) {
         self.push(op, None, FaultAction::Delay(by));
+    }
+    /// Panics in every call of `op` until [`Faults::clear`]: for tests of panic containment.
+    pub fn panic_always(&self, op: &str) {
+        self.push(op, None, FaultAction::Panic);
     }
     /// Removes every rule (call counts are kept).
     pub fn clear(&self) {
@@ -153,6 +159,7 @@ impl Faults {
                         .with_backend(BACKEND));
                 }
                 FaultAction::LoseReply => ticket.lose_reply = true,
+                FaultAction::Panic => panic!("injected panic in {op}"),
             }
         }
         Ok(ticket)

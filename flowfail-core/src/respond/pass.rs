@@ -49,7 +49,17 @@ impl Responder {
             .try_lock()
             .map_err(|_| Error::refused("a pass is already running"))?;
         let log = PassLog::default();
-        let mut out = self.pass_steps(&log).await?;
+        // A panic anywhere in the pass (a claim, the pause read, deciding, rendering) ends this
+        // pass with an error, never the process: the next pass starts from the ledger.
+        let mut out = contain(self.pass_steps(&log))
+            .await
+            .unwrap_or_else(|what| {
+                self.note_gap(format!("the pass panicked (contained): {what}"));
+                Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!("the pass panicked (contained): {what}"),
+                ))
+            })?;
         log.into_outcome(&mut out);
         Ok(out)
     }

@@ -74,6 +74,9 @@ pub struct PassStats {
     pub reads: Vec<ReadStat>,
     /// The actions it recorded.
     pub actions: Vec<ActionStat>,
+    /// Whether the pass ran to its end: `false` when it ended with an error (a panic in it,
+    /// contained, is one). A service's health check counts completed passes only.
+    pub completed: bool,
 }
 
 impl ReadStat {
@@ -102,6 +105,7 @@ impl PassStats {
             breaker_open: None,
             reads: Vec::new(),
             actions: Vec::new(),
+            completed: true,
         }
     }
 
@@ -119,6 +123,7 @@ impl PassStats {
                 ok: failure_rate.is_some(),
             }],
             actions: Vec::new(),
+            completed: true,
         }
     }
 }
@@ -204,6 +209,7 @@ impl Responder {
                 .map(|s| !matches!(s.breaker, Breaker::Closed)),
             reads: out.map(|o| o.reads.clone()).unwrap_or_default(),
             actions,
+            completed: out.is_some(),
         }
     }
 }

@@ -250,17 +250,29 @@ impl Supervisor {
     /// Watches until `shutdown` is cancelled; returns `Ok` then. Errors of single passes are
     /// logged and retried at the next poll, never returned.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
-        let mut watch = self.resume().await;
+        let mut watch = super::contain(self.resume()).await.unwrap_or(Watch::Idle);
         while !shutdown.is_cancelled() {
             let started = tokio::time::Instant::now();
+            // A panic in a step (a callback, a read the adapters did not expect) ends that step,
+            // never the supervisor: it starts again idle, and finds an open incident in the
+            // ledger at its next pass.
             let sleep = match watch {
                 Watch::Incident(responder) => {
-                    let (next, sleep) = self.incident_pass(*responder, &shutdown).await;
+                    let step = super::contain(self.incident_pass(*responder, &shutdown)).await;
+                    let (next, sleep) = step.unwrap_or_else(|what| {
+                        tracing::error!(panic = %what, "incident pass panicked (contained): looking again next poll");
+                        (Watch::Idle, self.poll())
+                    });
                     watch = next;
                     sleep
                 }
                 Watch::Idle | Watch::Cooling(_) => {
-                    watch = self.idle_pass(watch).await;
+                    watch = super::contain(self.idle_pass(watch))
+                        .await
+                        .unwrap_or_else(|what| {
+                            tracing::error!(panic = %what, "idle pass panicked (contained): looking again next poll");
+                            Watch::Idle
+                        });
                     if matches!(watch, Watch::Incident(_)) {
                         continue; // the alert fired: the first incident pass runs now
                     }

@@ -565,3 +565,69 @@ fn a_hung_ledger_at_start_does_not_hold_the_supervisor() {
         );
     });
 }
+
+/// Issue 27 #10: a panic outside the guarded calls (the pause read in a pass, the idle poll's
+/// count read) ends that pass, never the supervisor. Polls go on, an incident pass that panicked
+/// is reported as not completed (a service's `/healthz` counts completed passes only), nothing is
+/// mutated while the panics last, and the incident is handled once they stop.
+#[test]
+fn a_panic_outside_the_guarded_calls_is_contained_per_pass() {
+    for op in ["incident.pause_flag", "task.counts"] {
+        paused().block_on(async {
+            let clock = Clock::tokio_anchored(t0());
+            let w = World::new(&Policy::default(), clock.clone());
+            w.tasks.set_background(300, 0);
+            fail(&w, "c", 5, t0() - TimeDelta::minutes(1), false);
+            let faults = if op == "task.counts" {
+                w.tasks.faults()
+            } else {
+                w.incidents.faults()
+            };
+            faults.panic_always(op);
+            let passes = Arc::new(Mutex::new(Vec::new()));
+            let reports = Arc::new(Mutex::new(Vec::new()));
+            let seen = passes.clone();
+            let s = Supervisor::builder()
+                .responder(
+                    Responder::builder()
+                        .ports(w.ports())
+                        .policy(Policy::default())
+                        .clock(clock.clone()),
+                )
+                .on_pass(move |p| {
+                    if p.kind == flowfail_core::respond::PassKind::Incident {
+                        seen.lock().unwrap().push(p.completed);
+                    }
+                })
+                .on_settled({
+                    let reports = reports.clone();
+                    move |r| reports.lock().unwrap().push(r.post_incident.status.clone())
+                })
+                .build()
+                .unwrap();
+            let (stop, run) = spawn(s);
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            let calls = if op == "task.counts" {
+                w.tasks.calls().of(op).len()
+            } else {
+                w.incidents.calls().of(op).len()
+            };
+            assert!(
+                calls >= 5,
+                "{op}: {calls} calls in 5 min: the polls stopped"
+            );
+            assert!(
+                passes.lock().unwrap().iter().all(|c| !*c),
+                "{op}: an incident pass that panicked was reported completed"
+            );
+            assert!(w.tasks.calls().mutations().is_empty(), "{op}: mutated");
+            faults.clear();
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            stop.cancel();
+            run.await
+                .unwrap_or_else(|e| panic!("{op}: the supervisor died: {e}"))
+                .unwrap();
+            assert_eq!(*reports.lock().unwrap(), ["resolved"], "{op}");
+        });
+    }
+}
