@@ -21,7 +21,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// The environment variable that stops `retry` and `prune-context` from changing anything.
-pub(crate) const KILL_SWITCH_VAR: &str = "FLOWFAIL_KILL_SWITCH";
+pub(crate) use flowfail::live::KILL_SWITCH_VAR;
 
 /// Help text shared by the `--dry-run` flags: the flag, and the kill switch it pairs with.
 const DRY_RUN_HELP: &str = "Do every read and check, print the same JSON line with \"dry_run\": true \
@@ -31,11 +31,7 @@ unless --dry-run is given (any value other than empty, 0 or false counts as on)"
 
 /// Whether the kill switch variable is on (any value other than empty, 0 or false).
 fn kill_switch_on() -> bool {
-    std::env::var_os(KILL_SWITCH_VAR).is_some_and(|v| {
-        let v = v.to_string_lossy();
-        let t = v.trim();
-        !(t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false"))
-    })
+    flowfail::live::kill_switch_env()
 }
 
 /// Refuses (exit 1, naming the variable) when the kill switch is on and the command would

@@ -395,9 +395,38 @@ pub struct Config {
     /// working directory.
     #[serde(default)]
     pub rules: Vec<PathBuf>,
+    /// A file whose existence pulls the kill switch of the running service: every mutation is
+    /// refused from the next call on, and the ledger is no longer written from the next pass
+    /// on (`touch` it to stop, remove it to go on; no restart). Its directory must exist.
+    /// `FLOWFAIL_KILL_SWITCH=1` in the environment pulls the switch for the whole run.
+    pub kill_switch_file: Option<PathBuf>,
+}
+
+/// The environment variable that pulls the kill switch, for `flowfail run` and every command
+/// that changes something.
+pub const KILL_SWITCH_VAR: &str = "FLOWFAIL_KILL_SWITCH";
+
+/// Whether [`KILL_SWITCH_VAR`] is on: any value other than empty, `0` or `false`.
+pub fn kill_switch_env() -> bool {
+    std::env::var_os(KILL_SWITCH_VAR).is_some_and(|v| {
+        let v = v.to_string_lossy();
+        let t = v.trim();
+        !(t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false"))
+    })
 }
 
 impl Config {
+    /// The kill switch of a run with this config: watching `kill_switch_file` when one is set,
+    /// and pulled from the start when [`KILL_SWITCH_VAR`] is on.
+    pub fn kill_switch(&self) -> flowfail_core::respond::KillSwitch {
+        let k = match &self.kill_switch_file {
+            Some(p) => flowfail_core::respond::KillSwitch::watching(p),
+            None => flowfail_core::respond::KillSwitch::new(),
+        };
+        k.set(kill_switch_env());
+        k
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
@@ -558,6 +587,15 @@ impl Config {
     /// missing one is reported now, by name, never by value.
     pub fn validate(&self) -> Result<()> {
         self.policy.validate()?;
+        if let Some(p) = &self.kill_switch_file {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if !p.is_absolute() || !dir.is_some_and(Path::is_dir) {
+                return Err(invalid(
+                    "kill_switch_file",
+                    "must be an absolute path in a directory that exists (else the switch could never be pulled)",
+                ));
+            }
+        }
         let pg = &self.postgres;
         let parsed: tokio_postgres::Config = pg
             .url

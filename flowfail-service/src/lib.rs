@@ -44,8 +44,9 @@ pub mod serve;
 mod wire;
 
 pub use config::{
-    AwsConfig, Config, KubernetesConfig, Mode, NotifierConfig, PagerConfig, PostgresConfig,
-    QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
+    AwsConfig, Config, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig, PagerConfig,
+    PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
+    kill_switch_env,
 };
 pub use run::run;
 pub use wire::{Controls, Live, Probe};

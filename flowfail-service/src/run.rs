@@ -63,6 +63,12 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
             );
         })
         .build()?;
+    if let Some(f) = live.kill.file() {
+        tracing::info!(file = %f.display(), on = live.kill.is_on(), "kill switch: watching its file (create it to stop every mutation)");
+    }
+    if live.kill.is_on() {
+        tracing::warn!("kill switch is on: nothing will be changed");
+    }
     tracing::info!(
         mode = if shadow { "shadow" } else { "act" },
         deployment = %live.config.kubernetes.deployment,

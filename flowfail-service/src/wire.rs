@@ -29,6 +29,8 @@ pub struct Live {
     pub ledger: flowfail_pg::PgIncidentStore,
     /// The Deployment.
     pub deployment: Arc<flowfail_k8s::KubeDeploymentController>,
+    /// The kill switch every responder of this process shares ([`Config::kill_switch`]).
+    pub kill: flowfail_core::respond::KillSwitch,
 }
 
 /// One line of `flowfail check-config`.
@@ -130,6 +132,7 @@ impl Config {
             .incidents(Arc::new(ledger.clone()))
             .build()?;
         Ok(Live {
+            kill: self.kill_switch(),
             config: self.clone(),
             ports,
             rules,
@@ -313,6 +316,7 @@ impl Live {
             .rules(self.rules.clone())
             .policy(self.config.policy.clone())
             .clock(Clock::system())
+            .kill_switch(self.kill.clone())
             .shadow(shadow || self.config.mode == Mode::Shadow)
     }
 

@@ -14,9 +14,12 @@
 //!
 //! Safety, in the order the one [guard](guard) applies it to every mutation:
 //!
-//! - **kill switch** ([`KillSwitch`]): re-read right before each call; when on, no mutation
-//!   reaches any port (the ledger included); the pass still reports what it would have done,
-//!   and the run halts;
+//! - **kill switch** ([`KillSwitch`]: in the process, or a file): re-read right before each
+//!   call; when on, no mutation reaches the world. A pass that starts with it on writes nothing
+//!   anywhere, the ledger included, and reports what it would have done; pulled mid-pass, every
+//!   later call is refused and the pass still writes its record (what it did before, what it
+//!   refused after) so the ledger stays true. A [`Responder::run`] halts; a supervisor keeps
+//!   watching and acts again once the switch is released;
 //! - **dry run**: nothing is mutated; one pass reports what would be done;
 //! - **pause** ([`crate::control`]): an operator's flag in the ledger, read each pass before
 //!   any mutation; paused, every mutation is refused and recorded, and on-call gets one
@@ -82,21 +85,59 @@ pub use stats::{ActionStat, PassKind, PassStats, ReadStat};
 pub use supervisor::{AlertTrigger, COOLDOWN_OVER, Supervisor, SupervisorBuilder, Wake};
 
 /// Stops every mutation when on. Cheap to clone; clones share the switch.
+///
+/// Pulled in the process ([`KillSwitch::set`]) or, for a switch made with
+/// [`KillSwitch::watching`], by creating its file: an operator's `touch` (or a mounted
+/// ConfigMap key) stops a running service without a restart. The guard reads the switch right
+/// before every mutation; a file that cannot be checked (anything but "not found") counts as on.
+///
+/// ```
+/// use flowfail_core::respond::KillSwitch;
+/// let dir = std::env::temp_dir().join(format!("ff-kill-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let k = KillSwitch::watching(dir.join("kill"));
+/// assert!(!k.is_on());
+/// std::fs::write(dir.join("kill"), "").unwrap();
+/// assert!(k.is_on());
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// assert!(!k.is_on());
+/// ```
 #[derive(Debug, Clone, Default)]
-pub struct KillSwitch(Arc<AtomicBool>);
+pub struct KillSwitch {
+    on: Arc<AtomicBool>,
+    file: Option<Arc<std::path::PathBuf>>,
+}
 
 impl KillSwitch {
     /// A switch, off.
     pub fn new() -> Self {
         Self::default()
     }
-    /// Turns it on (or off).
+    /// A switch that is also on while `file` exists.
+    pub fn watching(file: impl Into<std::path::PathBuf>) -> Self {
+        KillSwitch {
+            on: Arc::default(),
+            file: Some(Arc::new(file.into())),
+        }
+    }
+    /// Turns it on (or off). A watched file, while it exists, keeps the switch on.
     pub fn set(&self, on: bool) {
-        self.0.store(on, Ordering::SeqCst);
+        self.on.store(on, Ordering::SeqCst);
     }
     /// Whether it is on.
     pub fn is_on(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.on.load(Ordering::SeqCst)
+            || self
+                .file
+                .as_deref()
+                .is_some_and(|p| match std::fs::symlink_metadata(p) {
+                    Ok(_) => true,
+                    Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+                })
+    }
+    /// The file it watches, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref().map(|p| p.as_path())
     }
 }
 
@@ -586,27 +627,30 @@ impl Responder {
                 return Ok(Some(Found::Open(s, None)));
             }
             // Level-triggered: the ledger is the truth (another replica may have moved it on).
-            return Ok(Some(
-                match self
-                    .call(Op::IncidentGet, self.ports.incidents.get(&s.key))
-                    .await
-                {
-                    Ok(rec) => {
-                        let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
-                        if rec.closed_at.is_some() {
-                            // Closed by another responder (or by this one, its reply lost):
-                            // the incident is over; nothing is done under its key any more.
-                            return Ok(Some(Found::Closed(state)));
-                        }
-                        let found = self.reconcile(&mut state, &rec, obs);
-                        Found::Open(state, found)
+            match self
+                .call(Op::IncidentGet, self.ports.incidents.get(&s.key))
+                .await
+            {
+                Ok(rec) => {
+                    let mut state = self.parse_state(rec.state.clone(), obs.now).unwrap_or(s);
+                    if rec.closed_at.is_some() {
+                        // Closed by another responder (or by this one, its reply lost): the
+                        // incident is over; nothing is done under its key any more.
+                        return Ok(Some(Found::Closed(state)));
                     }
-                    Err(e) => {
-                        self.note_gap(format!("incident ledger: {e}"));
-                        Found::Open(s, None)
-                    }
-                },
-            ));
+                    let found = self.reconcile(&mut state, &rec, obs);
+                    return Ok(Some(Found::Open(state, found)));
+                }
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+                    // Never written (opened while the kill switch was on) or gone from the
+                    // ledger: looked for, or opened, afresh.
+                    lock(&self.inner).incident = None;
+                }
+                Err(e) => {
+                    self.note_gap(format!("incident ledger: {e}"));
+                    return Ok(Some(Found::Open(s, None)));
+                }
+            }
         }
         if self.mutating(halted) {
             // A restarted responder (or another replica) carries on with the open incident.

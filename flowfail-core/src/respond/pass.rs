@@ -240,9 +240,8 @@ impl Responder {
             for f in &decision.findings {
                 inner.report.finding(now, f.clone());
             }
-            if halted {
-                inner.report.halted = true;
-            }
+            // As the switch stands now: a switch released since an earlier pass is not halted.
+            inner.report.halted = halted;
         }
         if acted.stale {
             // Another replica claimed the incident mid-pass: it acts and records; this pass's

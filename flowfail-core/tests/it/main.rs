@@ -17,6 +17,7 @@ mod golden;
 mod interactions;
 mod invalid_input;
 mod invariants;
+mod kill_switch;
 mod ledger_deadline;
 mod model;
 mod new_failure_modes;

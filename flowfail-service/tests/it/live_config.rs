@@ -550,3 +550,29 @@ fn users_rule_files_are_loaded_and_a_bad_one_is_refused_by_name() {
     // No key: the built-in rules.
     assert!(Config::from_toml_str(&base()).unwrap().rules.is_empty());
 }
+
+/// Issue 27 #13: the kill switch file of `flowfail run`: an absolute path in a directory that
+/// exists (else it could never be pulled); the switch reads the file each time.
+#[test]
+fn the_kill_switch_file_must_be_pullable_and_is_read_each_time() {
+    for bad in ["kill", "/no/such/dir/kill"] {
+        let e = err(&format!("kill_switch_file = \"{bad}\"\n{}", base()));
+        assert!(e.contains("kill_switch_file"), "{bad}: {e}");
+    }
+    let dir = std::env::temp_dir().join(format!("ff-kill-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kill");
+    let c = Config::from_toml_str(&format!(
+        "kill_switch_file = \"{}\"\n{}",
+        file.display(),
+        base()
+    ))
+    .unwrap();
+    let k = c.kill_switch();
+    assert!(!k.is_on());
+    std::fs::write(&file, "").unwrap();
+    assert!(k.is_on());
+    std::fs::remove_file(&file).unwrap();
+    assert!(!k.is_on());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -33,6 +33,7 @@ use crate::support::{flowfail_cmd, local_aws_shared};
 mod check_config;
 mod hostile;
 mod incidents;
+mod kill_switch;
 mod pause_and_recovery;
 mod webhook;
 
