@@ -46,8 +46,8 @@ impl Responder {
     }
 
     /// Reads the pause flag for this pass (before any mutation), notes a change in the report
-    /// and the timeline, and — paused, under a ledger claim — reserves the incident's one
-    /// "automation paused" notice: returns the page to send, the first time only.
+    /// and the timeline, and — paused, under a ledger claim — returns the incident's one
+    /// "automation paused" notice to send, until one was delivered.
     pub(super) async fn read_pause(
         &self,
         state: &IncidentState,
@@ -101,25 +101,10 @@ impl Responder {
         if self.shadow {
             return None;
         }
-        let notice = crate::decide::pause_notice(p, state, &self.policy)?;
-        let effect = notice.effect_key()?;
-        // At most one notice per incident, across replicas and restarts.
-        match self
-            .call(
-                Op::IncidentReserveEffect,
-                self.ports
-                    .incidents
-                    .reserve_effect(&state.key, epoch, &effect),
-            )
-            .await
-        {
-            Ok(true) => Some(notice),
-            Ok(false) => None,
-            Err(e) => {
-                self.note_gap(format!("incident ledger: pause notice: {e}"));
-                None
-            }
-        }
+        // One notice per incident: sent until one is delivered (a delivered page goes into the
+        // incident's effects, which `pause_notice` checks). Not reserved before the send: a
+        // failed send is tried again next pass. Replicas paging at once share its dedup key.
+        crate::decide::pause_notice(p, state, &self.policy)
     }
 
     /// Holds back the decision's actions that wait for approval (see [`control::gate`]),

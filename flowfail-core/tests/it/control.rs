@@ -151,6 +151,59 @@ fn paused_nothing_is_mutated_one_notice_then_resume_acts() {
     }
 }
 
+/// Issue 27 #14: the "automation paused" notice whose send fails is sent again at the next pass
+/// (it was reserved before the send: a failed send was never retried, and on-call never learned
+/// that automation was paused). Delivered once, it is not repeated.
+#[test]
+fn a_failed_pause_notice_is_sent_again_until_delivered() {
+    paused(async {
+        let s = setup("pilot-timeout", |_| {});
+        control::pause(
+            &s.world.incidents,
+            &s.policy.deployment,
+            "change freeze",
+            "alice",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+        for n in 1..=2 {
+            s.world
+                .pager
+                .faults()
+                .fail_nth("pager.page", n, flowfail_core::ErrorKind::Unavailable);
+        }
+        let r = responder(&s);
+        for _ in 0..10 {
+            r.pass().await.unwrap();
+            tick(&s).await;
+        }
+        let attempts = s.world.pager.calls().of("pager.page");
+        assert!(
+            attempts
+                .iter()
+                .all(|c| c.detail.contains("automation_paused")),
+            "{attempts:?}"
+        );
+        let delivered = s
+            .world
+            .pager
+            .pages()
+            .iter()
+            .filter(|p| p.dedup_key.ends_with("automation_paused"))
+            .count();
+        assert_eq!(
+            delivered, 1,
+            "the notice never reached on-call: {attempts:?}"
+        );
+        assert_eq!(
+            attempts.len(),
+            3,
+            "two failed sends, one delivered, none after"
+        );
+    });
+}
+
 /// A pause set mid-incident stops every later mutation: the outage's escalation pages and the
 /// stakeholders' notice, due 30 minutes in, never go out while paused.
 #[test]
