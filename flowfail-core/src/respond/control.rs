@@ -94,7 +94,7 @@ impl Responder {
             }
             _ => {}
         }
-        let (PauseState::Paused(p), Some(epoch)) = (&current, epoch) else {
+        let (PauseState::Paused(p), Some(_)) = (&current, epoch) else {
             return None;
         };
         // Shadow mode pages nobody: the reservation is kept for a responder that acts.
