@@ -300,7 +300,9 @@ fn bundle_store(
                     d.display()
                 )));
             }
-            Box::new(fs_store::FsBundleStore::new(d))
+            let store = fs_store::FsBundleStore::open(d)
+                .map_err(|e| Failure::usage(format!("--bundle-dir {}", e.message())))?;
+            Box::new(store)
         }
         (None, Some(b)) => {
             let cfg = rt.block_on(flowfail_aws::load_config(&aws_options(

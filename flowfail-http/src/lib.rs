@@ -3,6 +3,7 @@
 mod client;
 mod pager;
 mod quota;
+mod recent;
 mod status;
 mod webhook;
 

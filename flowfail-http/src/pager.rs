@@ -1,6 +1,6 @@
 //! Paging on-call: [`PagerDuty`] on the Events API v2.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -8,11 +8,18 @@ use flowfail_core::{Delivery, Error, Page, Pager, Result};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::{BACKEND, Http, HttpOptions, cut};
+use crate::recent::{CAPACITY, Recent};
 
 /// PagerDuty Events API v2.
 ///
 /// Every trigger carries the configured severity ([`PagerDuty::severity`], default `error`)
 /// and links ([`PagerDuty::link`]: the runbook, a dashboard), sent as the event's `links`.
+///
+/// A page whose dedup key was already sent by this process is not sent again
+/// ([`Delivery::Deduplicated`]), and a resolve goes to the service the key was paged on. The
+/// last [`PagerDuty::REMEMBERED`] keys used are remembered; an older one is forgotten, so its
+/// page is sent again (PagerDuty merges it into the open incident of that key) and its resolve
+/// goes to every configured service, as after a restart.
 #[derive(Debug)]
 pub struct PagerDuty {
     http: Http,
@@ -21,7 +28,8 @@ pub struct PagerDuty {
     source: String,
     severity: &'static str,
     links: Vec<(String, String)>,
-    sent: Mutex<HashMap<String, String>>,
+    /// Dedup key → the target it was paged on.
+    sent: Mutex<Recent<String>>,
 }
 
 impl PagerDuty {
@@ -39,8 +47,17 @@ impl PagerDuty {
             source: "flowfail".into(),
             severity: Self::DEFAULT_SEVERITY,
             links: Vec::new(),
-            sent: Mutex::new(HashMap::new()),
+            sent: Mutex::new(Recent::new(CAPACITY)),
         })
+    }
+
+    /// How many dedup keys are remembered, the least recently used forgotten first.
+    pub const REMEMBERED: usize = CAPACITY;
+
+    /// How many dedup keys are remembered now (at most [`PagerDuty::REMEMBERED`]).
+    #[doc(hidden)]
+    pub fn remembered(&self) -> usize {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The severities of the Events API v2, most severe first.
@@ -101,7 +118,8 @@ impl Pager for PagerDuty {
             .sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&dedup)
+            .get(&dedup)
+            .is_some()
         {
             return Ok(Delivery::Deduplicated);
         }

@@ -1,6 +1,5 @@
 //! Stakeholder notifications: [`Webhook`] posts a Slack-compatible JSON body.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -9,16 +8,21 @@ use flowfail_core::{Delivery, Notification, Notifier, Result};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::{Http, HttpOptions, cut};
+use crate::recent::{CAPACITY, Recent};
 
 /// A JSON webhook (Slack-compatible body: `{"text": …}`). The URL is a secret: chat webhook
 /// URLs carry their token. The text is escaped for Slack's mrkdwn
 /// ([`flowfail_core::report::mrkdwn_escape`]): no `<!channel>`, mention or link can be formed
 /// from what a notification carries.
+///
+/// A notification whose dedup key was already sent by this process is not sent again
+/// ([`Delivery::Deduplicated`]). The last [`Webhook::REMEMBERED`] keys used are remembered;
+/// an older one is forgotten, and its notification would be sent again.
 #[derive(Debug)]
 pub struct Webhook {
     http: Http,
     url: SecretString,
-    sent: Mutex<HashSet<String>>,
+    sent: Mutex<Recent<()>>,
 }
 
 impl Webhook {
@@ -27,8 +31,17 @@ impl Webhook {
         Ok(Webhook {
             http: Http::new(opts)?,
             url,
-            sent: Mutex::new(HashSet::new()),
+            sent: Mutex::new(Recent::new(CAPACITY)),
         })
+    }
+
+    /// How many dedup keys are remembered, the least recently used forgotten first.
+    pub const REMEMBERED: usize = CAPACITY;
+
+    /// How many dedup keys are remembered now (at most [`Webhook::REMEMBERED`]).
+    #[doc(hidden)]
+    pub fn remembered(&self) -> usize {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -39,7 +52,8 @@ impl Notifier for Webhook {
             .sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&n.dedup_key)
+            .get(&n.dedup_key)
+            .is_some()
         {
             return Ok(Delivery::Deduplicated);
         }
@@ -65,7 +79,7 @@ impl Notifier for Webhook {
         self.sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(n.dedup_key.clone());
+            .insert(n.dedup_key.clone(), ());
         Ok(Delivery::Sent)
     }
 }

@@ -11,6 +11,7 @@ use crate::support::{opts, secret};
 
 const CANARY: &str = "CANARY-sk-ant-api03-DO-NOT-LEAK-7f3a9c";
 
+mod dedup_memory;
 mod one_call;
 mod pager;
 mod quota;
