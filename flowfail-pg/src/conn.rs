@@ -2,6 +2,7 @@
 //! [`Error`], identifier quoting, and the advisory-lock keys of the two migrations.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use flowfail_core::model::describe_untrusted_pub as describe;
@@ -87,7 +88,54 @@ fn is_local(cfg: &tokio_postgres::Config) -> bool {
     cfg.get_hosts().iter().all(host_local) && cfg.get_hostaddrs().iter().all(|a| a.is_loopback())
 }
 
-fn build_pool(cfg: tokio_postgres::Config, max_size: usize) -> Result<Pool> {
+/// How long a new connection may take (TCP, TLS and startup), unless the URL sets
+/// `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free connection of the pool, and a new one may take to be
+/// made, or a returned one to be checked.
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server ends a statement running longer than this (`statement_timeout`), unless the
+/// URL's `options` set one.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection whose sent data goes unacknowledged this long is dropped (Linux
+/// `TCP_USER_TIMEOUT`): a peer that vanished without a reset, or a network that drops every
+/// packet, ends a call in seconds, not after the kernel's ~15 minutes of retransmissions.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The connection settings flowfail needs against a hung server or a black-holed network,
+/// where the URL left them unset: a connect timeout, TCP keepalives after 30 s idle (probes
+/// every 10 s, 3 lost ends the connection), `TCP_USER_TIMEOUT`, and a server-side
+/// `statement_timeout`.
+pub(crate) fn harden(cfg: &mut tokio_postgres::Config) {
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // tokio-postgres's default idle time before the first keepalive is two hours.
+    if cfg.get_keepalives_idle() >= Duration::from_secs(7200) {
+        cfg.keepalives_idle(Duration::from_secs(30));
+    }
+    if cfg.get_keepalives_interval().is_none() {
+        cfg.keepalives_interval(Duration::from_secs(10));
+    }
+    if cfg.get_keepalives_retries().is_none() {
+        cfg.keepalives_retries(3);
+    }
+    if cfg.get_tcp_user_timeout().is_none() {
+        cfg.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    let options = cfg.get_options().unwrap_or_default().to_owned();
+    if !options.contains("statement_timeout") {
+        let set = format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis());
+        cfg.options(if options.trim().is_empty() {
+            set
+        } else {
+            format!("{options} {set}")
+        });
+    }
+}
+
+fn build_pool(mut cfg: tokio_postgres::Config, max_size: usize) -> Result<Pool> {
+    harden(&mut cfg);
     let tls = tls_connector(cfg.get_ssl_mode())?;
     let mgr = Manager::from_config(
         cfg,
@@ -98,6 +146,10 @@ fn build_pool(cfg: tokio_postgres::Config, max_size: usize) -> Result<Pool> {
     );
     Pool::builder(mgr)
         .max_size(max_size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(POOL_WAIT_TIMEOUT))
+        .recycle_timeout(Some(POOL_WAIT_TIMEOUT))
         .build()
         .map_err(|e| {
             Error::new(
@@ -291,6 +343,14 @@ pub(crate) fn pool_err(op: &'static str, e: deadpool_postgres::PoolError) -> Err
                 (kind, transient, format!("no database connection{words}"))
             }
         },
+        deadpool_postgres::PoolError::Timeout(t) => (
+            ErrorKind::Timeout,
+            true,
+            format!(
+                "no database connection within {} s ({t:?}): the server or the network does not answer",
+                POOL_WAIT_TIMEOUT.as_secs()
+            ),
+        ),
         _ => (
             ErrorKind::Unavailable,
             true,

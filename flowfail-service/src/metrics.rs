@@ -106,7 +106,7 @@ impl Metrics {
         let gaps = Family::<PortLabel, Counter>::default();
         registry.register(
             "flowfail_data_gaps",
-            "Reads that did not answer (after retries), by port",
+            "Reads that did not answer (after retries), by port; `ledger`: incident ledger calls that failed or did not answer",
             gaps.clone(),
         );
         let last_read = Family::<PortLabel, Gauge<f64, AtomicU64>>::default();

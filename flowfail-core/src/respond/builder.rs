@@ -141,6 +141,7 @@ impl ResponderBuilder {
                 unrecorded: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
+            ledger_calls: Default::default(),
             policy,
         })
     }

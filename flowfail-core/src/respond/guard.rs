@@ -205,7 +205,11 @@ impl Responder {
     /// other port call (the ledger's claim, records and read-backs, a read after a lost reply)
     /// goes through here.
     pub(super) async fn call<T>(&self, op: Op, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
+        let out = bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await;
+        if op.as_str().starts_with("incident.") {
+            self.ledger_calls.count(out.is_ok());
+        }
+        out
     }
 }
 

@@ -226,6 +226,9 @@ pub struct Responder {
     woken_by: Option<String>,
     inner: Mutex<Inner>,
     pass_lock: tokio::sync::Mutex<()>,
+    /// Ledger calls through [`Responder::call`] that answered, and that failed (an error or no
+    /// answer within the step deadline): counters for the passes' numbers.
+    ledger_calls: stats::LedgerCalls,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -132,6 +132,33 @@ impl PassStats {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Mark {
     actions: usize,
+    ledger: (u64, u64),
+}
+
+/// Ledger calls that answered and that failed, since the responder was built.
+#[derive(Debug, Default)]
+pub(super) struct LedgerCalls {
+    ok: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl LedgerCalls {
+    pub(super) fn count(&self, ok: bool) {
+        let c = if ok { &self.ok } else { &self.failed };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn now(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ok.load(Relaxed), self.failed.load(Relaxed))
+    }
+    /// The ledger's reads since `mark`, as the pass's numbers carry them: one answered (when
+    /// any did) and one per failed call.
+    fn since(&self, mark: (u64, u64)) -> Vec<ReadStat> {
+        let (ok, failed) = self.now();
+        let answered = (ok > mark.0).then_some(ReadStat::new("ledger", true));
+        let failed = (mark.1..failed).map(|_| ReadStat::new("ledger", false));
+        answered.into_iter().chain(failed).collect()
+    }
 }
 
 /// What a pass notes about itself as it goes, for its numbers: the reads it made and whether
@@ -172,6 +199,7 @@ impl Responder {
         let inner = lock(&self.inner);
         Mark {
             actions: inner.report.actions.len(),
+            ledger: self.ledger_calls.now(),
         }
     }
 
@@ -207,7 +235,12 @@ impl Responder {
                 .incident
                 .as_ref()
                 .map(|s| !matches!(s.breaker, Breaker::Closed)),
-            reads: out.map(|o| o.reads.clone()).unwrap_or_default(),
+            reads: out
+                .map(|o| o.reads.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.ledger_calls.since(mark.ledger))
+                .collect(),
             actions,
             completed: out.is_some(),
         }

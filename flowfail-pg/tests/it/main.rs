@@ -7,6 +7,7 @@
 
 mod support;
 
+mod blackhole;
 mod pg;
 mod recent_failed;
 mod responder;
