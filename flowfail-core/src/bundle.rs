@@ -136,6 +136,12 @@ async fn plan<S: BundleStore + ?Sized>(
         return Ok(PrunePlan::AlreadySmall { bytes: meta.size });
     }
     let original = bundles.get(task_id, max_read.bytes()).await?;
+    if original.bytes.len() as u64 <= max_size.bytes() {
+        // Pruned by another writer between the two reads: nothing left to do.
+        return Ok(PrunePlan::AlreadySmall {
+            bytes: original.bytes.len() as u64,
+        });
+    }
     let pruned = prune(&original.bytes, max_size.bytes(), options)?;
     let archive_checksum = hex(&Sha256::digest(&original.bytes));
     Ok(PrunePlan::Prune(Box::new(PlannedPrune {

@@ -245,3 +245,29 @@ async fn hostile_bundles_are_refused_and_kept() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
 }
+
+/// Two pruners of one bundle (two replicas, or a replica and a human's `prune-context`): the
+/// second reads the size before the first writes and the bundle after it. It finds the bundle
+/// already pruned and leaves it alone — the model test found the second replacing it again
+/// (the same content, a second archive and a second write in one incident).
+#[tokio::test(start_paused = true)]
+async fn a_bundle_pruned_by_another_between_the_two_reads_is_left_alone() {
+    let store = MemoryBundleStore::new();
+    store.put(&id(), synthesize_bundle(&id(), 500_000));
+    store
+        .faults()
+        .delay("bundle.get", std::time::Duration::from_secs(2));
+    let first = run(&store);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        run(&store).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    assert!(matches!(a.unwrap(), PruneContextOutcome::Pruned { .. }));
+    assert!(
+        matches!(b.unwrap(), PruneContextOutcome::AlreadySmall { .. }),
+        "the second pruner replaced the pruned bundle"
+    );
+    assert_eq!(store.calls().of("bundle.put_if_version").len(), 1);
+    assert_eq!(store.calls().of("bundle.put_archive").len(), 1);
+}
