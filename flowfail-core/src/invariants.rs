@@ -8,7 +8,7 @@
 //! | N1 | every task is accounted for: none lost, none left `running` by flowfail (the in-memory TaskDB has no claims), attempts never go down nor past the policy | the TaskDB before and after |
 //! | N2 | every bundle flowfail replaced has its original recoverable from an archive whose checksum verifies | applied `bundle.put_if_version` calls, the archives, the bundles before |
 //! | N3 | every incident is terminal in the ledger (closed) with its post-incident record | the ledger |
-//! | N4 | at most one effect per incident and action: applied rollbacks, env changes (per name and value) and prunes (per task) at most once per incident | applied raw calls |
+//! | N4 | at most one effect per incident and action: per incident a change cause names, one applied rollback and each env change (name and value) once (changes naming no incident count as one more incident); a bundle replaced at most once per incident whose record lists its prune (at least one) | applied raw calls, their change causes, the ledger's records |
 //! | N5 | pages and notifications deduplicated by key: one target per key, at most one applied call per key | applied `pager.page` / `notifier.notify` calls |
 //! | N6 | no secret canary anywhere flowfail writes: ledger rows, every raw call, pages, notifications, and the outputs handed in (report, Markdown, logs, errors, `--help`) | all of those, as text |
 //! | N7 | the record says what happened: every action the record lists as applied has an applied raw call, and every applied raw call is in the record | each incident's ledger timeline (what its post-incident record is built from), the stored post-incident records' counts, the reports handed in ([`Invariants::report`]); applied `deployment.rollback` / `set_env`, `bundle.put_if_version`, `task.schedule_retries` (the retries that took effect), `pager.page`, `notifier.notify` |
@@ -657,28 +657,47 @@ fn n3(world: &World, v: &mut Vec<Violation>) {
     }
 }
 
+/// N4, per incident: a rollback and each env change (name and value) at most once under each
+/// incident the change cause names (changes that name none count as one more incident); a
+/// bundle replaced at most once per incident whose record lists its prune (at least once).
 fn n4(world: &World, v: &mut Vec<Violation>) {
-    let incidents = world.incidents.incidents().len().max(1);
-    let rollbacks = applied(world.deployment.calls().calls(), "deployment.rollback").len();
-    if rollbacks > incidents {
+    let of = |c: &Call| {
+        c.cause
+            .as_ref()
+            .and_then(|c| c.incident())
+            .unwrap_or("(none)")
+            .to_owned()
+    };
+    let mut rollbacks: BTreeMap<String, usize> = BTreeMap::new();
+    for c in applied(world.deployment.calls().calls(), "deployment.rollback") {
+        *rollbacks.entry(of(&c)).or_default() += 1;
+    }
+    for (incident, n) in rollbacks.into_iter().filter(|(_, n)| *n > 1) {
         v.push(violation(
             "N4",
-            format!("{rollbacks} rollbacks applied for {incidents} incident(s)"),
+            format!("{n} rollbacks applied for incident {incident}"),
         ));
     }
     // Details are "<deployment> NAME=value NAME- … if rv=…".
-    let mut env: BTreeMap<String, usize> = BTreeMap::new();
+    let mut env: BTreeMap<(String, String), usize> = BTreeMap::new();
     for c in applied(world.deployment.calls().calls(), "deployment.set_env") {
         for change in c.detail.split(' ').skip(1).take_while(|w| *w != "if") {
-            *env.entry(change.to_owned()).or_default() += 1;
+            *env.entry((of(&c), change.to_owned())).or_default() += 1;
         }
     }
-    for (change, n) in env {
-        if n > incidents {
-            v.push(violation(
-                "N4",
-                format!("env change {change} applied {n} times for {incidents} incident(s)"),
-            ));
+    for ((incident, change), n) in env.into_iter().filter(|(_, n)| *n > 1) {
+        v.push(violation(
+            "N4",
+            format!("env change {change} applied {n} times for incident {incident}"),
+        ));
+    }
+    // A prune names no incident: each incident whose record lists it allows one.
+    let mut recorded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in world.incidents.incidents() {
+        for (fields, _) in applied_entries(&r) {
+            if let ActionFields::PruneContext { task_id, .. } = fields {
+                recorded.entry(task_id).or_default().insert(r.key.clone());
+            }
         }
     }
     let mut prunes: BTreeMap<String, usize> = BTreeMap::new();
@@ -687,10 +706,13 @@ fn n4(world: &World, v: &mut Vec<Violation>) {
         *prunes.entry(id).or_default() += 1;
     }
     for (id, n) in prunes {
-        if n > incidents {
+        let allowed = recorded.get(&id).map_or(1, |k| k.len().max(1));
+        if n > allowed {
             v.push(violation(
                 "N4",
-                format!("bundle {id} replaced {n} times for {incidents} incident(s)"),
+                format!(
+                    "bundle {id} replaced {n} times for {allowed} incident(s) recording its prune"
+                ),
             ));
         }
     }

@@ -130,6 +130,74 @@ fn n4_a_second_rollback_breaks_it() {
 }
 
 #[test]
+fn n4_two_effects_in_one_incident_break_it_while_another_incident_exists() {
+    let p = Policy::default();
+    let clock = Clock::manual(chrono::Utc::now());
+    let w = World::new(&p, clock.clone());
+    w.deployment.deploy(2, clock.now());
+    w.deployment.deploy(3, clock.now());
+    let id = TaskId::parse("t-1").unwrap();
+    w.bundles.put(&id, synthesize_bundle(&id, 4000));
+    let inv = Invariants::before(&w).open_incidents_allowed();
+    let rt = rt();
+    // Two incidents (one open per scope).
+    for (scope, key) in [("flowengine", "inc-a"), ("other", "inc-b")] {
+        rt.block_on(
+            w.incidents
+                .open(scope, key, clock.now(), &serde_json::json!({})),
+        )
+        .unwrap();
+    }
+    assert_eq!(w.incidents.incidents().len(), 2);
+    let cause = flowfail_core::ChangeCause::for_incident("inc-a", "test");
+    let rv = |w: &World| {
+        rt.block_on(w.deployment.state("flowengine"))
+            .unwrap()
+            .resource_version
+    };
+    // Two rollbacks, one env change twice, one bundle replaced twice: all under inc-a.
+    for to in [2, 1] {
+        rt.block_on(w.deployment.rollback("flowengine", to, &rv(&w), &cause))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let change = [flowfail_core::EnvChange::set("CIRCUIT_BREAKER", "true")];
+        rt.block_on(
+            w.deployment
+                .set_env("flowengine", &change, Some(rv(&w)), &cause),
+        )
+        .unwrap();
+    }
+    for body in [&b"{}"[..], &b"[]"[..]] {
+        let v = rt.block_on(w.bundles.head(&id)).unwrap().version;
+        rt.block_on(w.bundles.put_if_version(&id, body, &v))
+            .unwrap();
+    }
+    let details: Vec<String> = match inv.check(&w, &p) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter()
+                .filter(|v| v.invariant == "N4")
+                .map(|v| v.detail)
+                .collect()
+        }
+    };
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(
+        details[0].contains("2 rollbacks applied for incident inc-a"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].contains("CIRCUIT_BREAKER=true applied 2 times for incident inc-a"),
+        "{details:?}"
+    );
+    assert!(
+        details[2].contains("bundle t-1 replaced 2 times"),
+        "{details:?}"
+    );
+}
+
+#[test]
 fn n5_one_key_applied_twice_or_for_two_targets_breaks_it() {
     let (w, p) = world();
     let inv = Invariants::before(&w);
