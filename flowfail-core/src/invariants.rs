@@ -5,9 +5,9 @@
 //!
 //! | id | invariant | checked from |
 //! |---|---|---|
-//! | N1 | every task is accounted for: none lost, none left `running` by flowfail (the in-memory TaskDB has no claims), attempts never go down nor past the policy | the TaskDB before and after |
+//! | N1 | every task accounted for: attempts never past the policy; none flowfail retried left `running`; every task still `failed` that failed during an incident now closed was retried, marked final, or reported (named in a ledger row or a report, covered by an escalated incident, or counted among a report's retries not taken) | the TaskDB before and after, applied `task.schedule_retries`, the ledger, the reports handed in |
 //! | N2 | every bundle flowfail replaced has its original recoverable from an archive whose checksum verifies | applied `bundle.put_if_version` calls, the archives, the bundles before |
-//! | N3 | every incident is terminal in the ledger (closed) with its post-incident record | the ledger |
+//! | N3 | every incident closed, with its own post-incident record (its key, a final status) | the ledger |
 //! | N4 | at most one effect per incident and action: per incident a change cause names, one applied rollback and each env change (name and value) once (changes naming no incident count as one more incident); a bundle replaced at most once per incident whose record lists its prune (at least one) | applied raw calls, their change causes, the ledger's records |
 //! | N5 | pages and notifications deduplicated by key: one target per key, at most one applied call per key | applied `pager.page` / `notifier.notify` calls |
 //! | N6 | no secret canary anywhere flowfail writes: ledger rows, every raw call, pages, notifications, and the outputs handed in (report, Markdown, logs, errors, `--help`) | all of those, as text |
@@ -38,9 +38,12 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::memory::{Call, World};
+
+mod effects;
 use crate::model::{TaskId, TaskStatus};
 use crate::policy::Policy;
 use crate::report::{ActionFields, Outcome, Report};
+use effects::{Effect, applied_effects, applied_entries, calls_of_kind, effect_of, recorded};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +84,8 @@ pub struct Invariants {
     unrecorded_allowed: BTreeSet<(&'static str, usize)>,
     /// Applied actions of the reports handed in (N7).
     reported: Vec<(Option<String>, ActionFields)>,
+    /// The reports handed in, as JSON (N1: a task they name is reported).
+    reported_text: Vec<String>,
 }
 
 /// How many calls each backend had received at some point: see
@@ -140,6 +145,7 @@ impl Invariants {
             redelivery_allowed: false,
             unrecorded_allowed: BTreeSet::new(),
             reported: Vec::new(),
+            reported_text: Vec::new(),
         }
     }
 
@@ -147,6 +153,8 @@ impl Invariants {
     /// call (N7).
     pub fn report(mut self, report: &Report) -> Self {
         let key = report.post_incident.incident_key.clone();
+        self.reported_text
+            .push(serde_json::to_string(report).unwrap_or_default());
         for a in report
             .actions
             .iter()
@@ -224,37 +232,83 @@ impl Invariants {
         }
     }
 
+    /// N1: attempts never past the policy; no task flowfail retried left `running`; every
+    /// task that failed while an incident was open is accounted for.
     fn n1(&self, world: &World, policy: &Policy, v: &mut Vec<Violation>) {
-        let after: BTreeMap<TaskId, (TaskStatus, u32)> = world
-            .tasks
-            .tasks()
-            .into_iter()
-            .map(|t| (t.task_id.clone(), (t.status, t.attempts)))
+        let retried: BTreeSet<String> =
+            applied(world.tasks.calls().calls(), "task.schedule_retries")
+                .iter()
+                .flat_map(|c| {
+                    c.detail
+                        .split(',')
+                        .filter_map(|r| r.split_once('@').map(|(id, _)| id.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        let incidents = world.incidents.incidents();
+        let mut texts: Vec<String> = incidents
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap_or_default())
             .collect();
-        for (id, (status, attempts)) in &self.tasks {
-            let Some((now_status, now_attempts)) = after.get(id) else {
-                v.push(violation("N1", format!("task {id} is gone")));
-                continue;
-            };
-            if now_attempts < attempts {
-                v.push(violation(
-                    "N1",
-                    format!("task {id}: attempts went down from {attempts} to {now_attempts}"),
-                ));
-            }
-            if *now_attempts > (*attempts).max(policy.max_attempts) {
+        texts.extend(self.reported_text.iter().cloned());
+        let mut lost = Vec::new();
+        for t in world.tasks.tasks() {
+            let id = t.task_id.to_string();
+            let (status0, attempts0) = self
+                .tasks
+                .get(&t.task_id)
+                .copied()
+                .unwrap_or((TaskStatus::Pending, 0));
+            if t.attempts > attempts0.max(policy.max_attempts) {
                 v.push(violation(
                     "N1",
                     format!(
-                        "task {id}: {now_attempts} attempts, over the policy's {}",
-                        policy.max_attempts
+                        "task {id}: {} attempts, over the policy's {}",
+                        t.attempts, policy.max_attempts
                     ),
                 ));
             }
-            if *now_status == TaskStatus::Running && *status != TaskStatus::Running {
+            if t.status == TaskStatus::Running
+                && status0 != TaskStatus::Running
+                && retried.contains(&id)
+            {
                 v.push(violation(
                     "N1",
-                    format!("task {id} left running without a claim"),
+                    format!("task {id} retried by flowfail and left running"),
+                ));
+            }
+            // Failed while an incident that is over was open (or within the alert's window before).
+            let at = t.finished_at.unwrap_or(t.created_at);
+            let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
+            // Over: an incident still open (a run cut short) has not finished its work yet.
+            let during = |r: &&crate::ports::IncidentRecord| {
+                at >= r.opened_at - window && r.closed_at.is_some_and(|c| at <= c)
+            };
+            let in_incident = incidents.iter().any(|r| during(&r));
+            // An escalated incident hands every failure it covers to on-call.
+            let handed_over = incidents.iter().filter(during).any(escalated);
+            let accounted = t.attempts > attempts0
+                || t.status == TaskStatus::FailedFinal
+                || handed_over
+                || texts.iter().any(|x| mentions(x, &id));
+            if t.status == TaskStatus::Failed && in_incident && !accounted {
+                lost.push(id);
+            }
+        }
+        // A report may count the retries it held back (`not_taken`) rather than name each.
+        let held = self
+            .reported_text
+            .iter()
+            .map(|r| held_retries(r))
+            .max()
+            .unwrap_or(0);
+        if lost.len() > held {
+            for id in lost {
+                v.push(violation(
+                    "N1",
+                    format!(
+                        "task {id} failed during an incident and was neither retried, marked final nor reported"
+                    ),
                 ));
             }
         }
@@ -443,215 +497,35 @@ impl Invariants {
     }
 }
 
-/// What an applied action did, as both a record and a raw call name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Effect {
-    /// A rollback to this revision.
-    Rollback(u64),
-    /// The rollout of a rollback verified complete (a record only: it needs a rollback call).
-    RolloutVerified,
-    /// An env var set (`Some`) or unset.
-    Env(String, Option<String>),
-    /// A bundle replaced by its pruned form.
-    Prune(String),
-    /// A task's retry to this attempt (1-based), which took effect.
-    Retry(String, u32),
-    /// A page, by its dedup key.
-    Page(String),
-    /// A notification of an incident to an audience.
-    Notify(String, String),
-}
-
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Effect::Rollback(to) => write!(f, "rollback to revision {to}"),
-            Effect::RolloutVerified => write!(f, "a verified rollout"),
-            Effect::Env(n, Some(v)) => write!(f, "set_env {n}={v}"),
-            Effect::Env(n, None) => write!(f, "set_env {n} (unset)"),
-            Effect::Prune(id) => write!(f, "prune_context {id}"),
-            Effect::Retry(id, a) => write!(f, "retry_task {id} attempt {a}"),
-            Effect::Page(k) => write!(f, "page {k}"),
-            Effect::Notify(i, a) => write!(f, "notify {a} of incident {i}"),
-        }
-    }
-}
-
-/// The applied raw calls of a kind of record action (`actions_summary`'s keys), which the
-/// post-incident records may not count more of; `u64::MAX` for a kind that is no effect: a
-/// rollout check is a read, and two replicas may each record the verdict.
-fn calls_of_kind(calls: &[(&'static str, usize, Effect)], kind: &str) -> u64 {
-    let of_kind = |k: &Effect| match kind {
-        "rollback" => matches!(k, Effect::Rollback(_)),
-        "set_env" => matches!(k, Effect::Env(..)),
-        "prune_context" => matches!(k, Effect::Prune(_)),
-        "retry_task" => matches!(k, Effect::Retry(..)),
-        "page" => matches!(k, Effect::Page(_)),
-        "notify" => matches!(k, Effect::Notify(..)),
-        _ => false,
-    };
-    if matches!(
-        kind,
-        "rollback" | "set_env" | "prune_context" | "retry_task" | "page" | "notify"
-    ) {
-        calls.iter().filter(|(_, _, k)| of_kind(k)).count() as u64
-    } else {
-        u64::MAX
-    }
-}
-
-/// The actions an incident's ledger timeline records as applied.
-fn applied_entries(r: &crate::ports::IncidentRecord) -> Vec<(ActionFields, Outcome)> {
-    r.timeline
-        .iter()
-        .filter(|e| e.kind == crate::ports::TimelineKind::Action)
-        .filter_map(|e| {
-            let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone()).ok()?;
-            let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone()).ok()?;
-            (outcome == Outcome::Applied).then_some((fields, outcome))
-        })
-        .collect()
-}
-
-/// Every effect the ledger's records list as applied.
-fn recorded(world: &World) -> BTreeSet<Effect> {
-    world
-        .incidents
-        .incidents()
-        .iter()
-        .flat_map(|r| {
-            applied_entries(r)
-                .into_iter()
-                .filter_map(|(f, _)| effect_of(Some(&r.key), &f))
-        })
-        .collect()
-}
-
-/// The effect of an action recorded as applied (in `incident`'s record).
-fn effect_of(incident: Option<&str>, a: &ActionFields) -> Option<Effect> {
-    Some(match a {
-        ActionFields::Rollback { to_revision, .. } => Effect::Rollback(*to_revision),
-        ActionFields::VerifyRollout { status, .. }
-            if crate::decide::RolloutVerdict::parse(status).is_complete() =>
-        {
-            Effect::RolloutVerified
-        }
-        ActionFields::SetEnv { name, value, .. } => Effect::Env(name.clone(), value.clone()),
-        ActionFields::PruneContext { task_id, .. } => Effect::Prune(task_id.clone()),
-        ActionFields::RetryTask {
-            task_id, attempt, ..
-        } => Effect::Retry(task_id.clone(), *attempt),
-        ActionFields::Page { target, reason, .. } => Effect::Page(crate::respond::dedup_key(
-            incident?,
-            &crate::decide::effects::page(target, reason),
-        )),
-        ActionFields::Notify { audience, .. } => {
-            Effect::Notify(incident?.to_owned(), audience.clone())
-        }
-        _ => return None,
-    })
-}
-
-/// Every applied raw call that is an action's effect: (operation, index in its backend's call
-/// log, effect). A retry batch gives one effect per retry that took effect: the task's attempts
-/// went past the count the retry was fenced on (attempts change only through retries), and the
-/// task had not reached it before the run.
-fn applied_effects(
-    world: &World,
-    before: &BTreeMap<TaskId, (TaskStatus, u32)>,
-) -> Vec<(&'static str, usize, Effect)> {
-    let mut out = Vec::new();
-    let attempts: BTreeMap<String, u32> = world
-        .tasks
-        .tasks()
-        .into_iter()
-        .map(|t| (t.task_id.to_string(), t.attempts))
-        .collect();
-    let logs = [
-        world.deployment.calls().calls(),
-        world.bundles.calls().calls(),
-        world.tasks.calls().calls(),
-        world.pager.calls().calls(),
-        world.notifier.calls().calls(),
-    ];
-    for (i, c) in logs.iter().flat_map(|l| l.iter().enumerate()) {
-        if !c.applied {
-            continue;
-        }
-        let d = c.detail.as_str();
-        match c.op {
-            // "<deployment> to <revision> if rv=…"
-            "deployment.rollback" => {
-                if let Some(to) = d.split(' ').nth(2).and_then(|r| r.parse().ok()) {
-                    out.push((c.op, i, Effect::Rollback(to)));
-                }
-            }
-            // "<deployment> NAME=value NAME- … if rv=…"
-            "deployment.set_env" => {
-                for change in d.split(' ').skip(1).take_while(|w| *w != "if") {
-                    let e = match change.split_once('=') {
-                        Some((n, v)) => Effect::Env(n.to_owned(), Some(v.to_owned())),
-                        None => Effect::Env(change.trim_end_matches('-').to_owned(), None),
-                    };
-                    out.push((c.op, i, e));
-                }
-            }
-            // "<task> if <version> (<n> bytes)"
-            "bundle.put_if_version" => {
-                let id = d.split(' ').next().unwrap_or_default();
-                out.push((c.op, i, Effect::Prune(id.to_owned())));
-            }
-            // "<task>@<expected attempts>,…"
-            "task.schedule_retries" => {
-                for r in d.split(',') {
-                    let Some((id, k)) = r.split_once('@') else {
-                        continue;
-                    };
-                    let Ok(k) = k.parse::<u32>() else { continue };
-                    let took_effect = attempts.get(id).is_some_and(|a| *a > k)
-                        && TaskId::parse(id)
-                            .ok()
-                            .and_then(|t| before.get(&t))
-                            .is_none_or(|(_, a0)| *a0 <= k);
-                    if took_effect {
-                        out.push((c.op, i, Effect::Retry(id.to_owned(), k + 1)));
-                    }
-                }
-            }
-            // "<target> <dedup key>"
-            "pager.page" => {
-                let key = d.split_once(' ').map_or(d, |(_, k)| k);
-                out.push((c.op, i, Effect::Page(key.to_owned())));
-            }
-            // "<audience> <dedup key>"
-            "notifier.notify" => {
-                let key = d.split_once(' ').map_or(d, |(_, k)| k);
-                if let Some(at) = key.find(":notify:")
-                    && let crate::decide::effects::EffectKey::Notify { audience, .. } =
-                        crate::decide::effects::EffectKey::parse(&key[at + 1..])
-                {
-                    let incident = &key[..at];
-                    out.push((
-                        c.op,
-                        i,
-                        Effect::Notify(incident.to_owned(), audience.to_owned()),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
+/// N3: every incident closed, with its own post-incident record: an object naming the
+/// incident's key and a final status.
 fn n3(world: &World, v: &mut Vec<Violation>) {
     for r in world.incidents.incidents() {
         if r.closed_at.is_none() {
             v.push(violation("N3", format!("incident {} is still open", r.key)));
-        } else if r.post_incident.is_none() {
+            continue;
+        }
+        let post = r.post_incident.as_ref();
+        let key = post
+            .and_then(|p| p.get("incident_key"))
+            .and_then(|k| k.as_str());
+        let status = post.and_then(|p| p.get("status")).and_then(|s| s.as_str());
+        if key != Some(r.key.as_str()) {
             v.push(violation(
                 "N3",
-                format!("incident {} closed without a record", r.key),
+                format!(
+                    "incident {} closed with a post-incident record of {key:?}",
+                    r.key
+                ),
+            ));
+        }
+        if !matches!(
+            status,
+            Some("resolved" | "escalated" | "unresolved" | "not_firing" | "halted" | "dry_run")
+        ) {
+            v.push(violation(
+                "N3",
+                format!("incident {} closed with status {status:?}", r.key),
             ));
         }
     }
@@ -754,4 +628,34 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+/// How many retries a report (as JSON) lists as not taken.
+fn held_retries(report: &str) -> usize {
+    let r: serde_json::Value = serde_json::from_str(report).unwrap_or_default();
+    r["not_taken"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["action"] == "retry_task")
+        .filter_map(|s| s["count"].as_u64())
+        .sum::<u64>() as usize
+}
+
+/// Whether an incident's post-incident record says it was handed to on-call.
+fn escalated(r: &crate::ports::IncidentRecord) -> bool {
+    let status = r.post_incident.as_ref().and_then(|p| p.get("status"));
+    matches!(
+        status.and_then(|s| s.as_str()),
+        Some("escalated" | "unresolved")
+    )
+}
+
+/// Whether `text` names task `id` as a whole word (`t-1` is not in `t-10`).
+fn mentions(text: &str, id: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    text.match_indices(id).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(word)
+            && !text[i + id.len()..].chars().next().is_some_and(word)
+    })
 }

@@ -5,7 +5,7 @@
 
 use flowfail_core::invariants::{CallMark, Invariants};
 use flowfail_core::memory::{World, synthesize_bundle};
-use flowfail_core::ports::{BundleStore, IncidentStore, Page, Pager, TimelineEntry};
+use flowfail_core::ports::{BundleStore, IncidentStore, Page, Pager, TaskStore, TimelineEntry};
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
 use flowfail_core::{Clock, DeploymentController, FlowType, Policy, Task, TaskId, TaskStatus};
 
@@ -56,7 +56,7 @@ fn an_untouched_world_holds() {
 }
 
 #[test]
-fn n1_a_lost_or_over_retried_task_breaks_it() {
+fn n1_a_task_retried_and_left_running_breaks_it() {
     let (w, p) = world();
     let id = TaskId::parse("t-1").unwrap();
     w.tasks.insert(Task::new(
@@ -66,9 +66,83 @@ fn n1_a_lost_or_over_retried_task_breaks_it() {
         chrono::Utc::now(),
     ));
     let inv = Invariants::before(&w);
+    // A worker setting it running is not flowfail's doing.
     w.tasks
         .set_status(&id, TaskStatus::Running, chrono::Utc::now());
+    assert!(broken(&inv, &w, &p).is_empty());
+    w.tasks
+        .set_status(&id, TaskStatus::Failed, chrono::Utc::now());
+    w.tasks.script_retries(&id, [TaskStatus::Running]);
+    let retry = flowfail_core::ports::RetryRequest::new(id.clone(), 0, chrono::Utc::now());
+    rt().block_on(w.tasks.schedule_retries(&[retry])).unwrap();
     assert_eq!(broken(&inv, &w, &p), ["N1"]);
+}
+
+#[test]
+fn n1_a_failed_task_nobody_accounted_for_or_an_over_retried_one_breaks_it() {
+    let (w, p) = world();
+    let now = chrono::Utc::now();
+    let rt = rt();
+    rt.block_on(
+        w.incidents
+            .open("flowengine", "inc", now, &serde_json::json!({})),
+    )
+    .unwrap();
+    let failed = |id: &str| {
+        Task::new(
+            TaskId::parse(id).unwrap(),
+            FlowType::Plan,
+            TaskStatus::Failed,
+            now,
+        )
+        .with_error("boom", None)
+    };
+    w.tasks.insert(failed("t-1"));
+    w.tasks.insert(failed("t-2"));
+    w.tasks.insert(failed("t-3"));
+    let inv = Invariants::before(&w);
+    // t-1 retried, t-2 marked final, t-3 left as it was: t-3 is lost.
+    let t1 = TaskId::parse("t-1").unwrap();
+    let retry = |attempts| flowfail_core::ports::RetryRequest::new(t1.clone(), attempts, now);
+    rt.block_on(w.tasks.schedule_retries(&[retry(0)])).unwrap();
+    rt.block_on(w.tasks.mark_final(&TaskId::parse("t-2").unwrap(), 0))
+        .unwrap();
+    // The incident resolves.
+    let epoch = rt.block_on(w.incidents.claim("inc")).unwrap();
+    let record = serde_json::json!({"incident_key": "inc", "status": "resolved"});
+    rt.block_on(w.incidents.close("inc", epoch, now, &record))
+        .unwrap();
+    let details = |inv: &Invariants| match inv.check(&w, &p) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter()
+                .filter(|v| v.invariant == "N1")
+                .map(|v| v.detail)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        details(&inv),
+        ["task t-3 failed during an incident and was neither retried, marked final nor reported"]
+    );
+    // Named in the incident's record: reported.
+    w.incidents.edit("inc", |r| {
+        r.timeline.push(TimelineEntry::new(
+            now,
+            "note",
+            serde_json::json!({"escalated": ["t-3"]}),
+        ))
+    });
+    assert_eq!(details(&inv), Vec::<String>::new());
+    // Retried past the policy.
+    for attempts in 1..=p.max_attempts {
+        w.tasks.set_status(&t1, TaskStatus::Failed, now);
+        rt.block_on(w.tasks.schedule_retries(&[retry(attempts)]))
+            .unwrap();
+    }
+    let d = details(&inv);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].contains("over the policy's"), "{d:?}");
 }
 
 #[test]
@@ -102,6 +176,45 @@ fn n3_an_open_incident_breaks_it_unless_allowed() {
     .unwrap();
     assert_eq!(broken(&inv, &w, &p), ["N3"]);
     assert!(broken(&inv.open_incidents_allowed(), &w, &p).is_empty());
+}
+
+#[test]
+fn n3_an_incident_closed_without_its_own_record_breaks_it() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w);
+    let rt = rt();
+    let now = chrono::Utc::now();
+    for (scope, key) in [("flowengine", "a"), ("other", "b")] {
+        rt.block_on(w.incidents.open(scope, key, now, &serde_json::json!({})))
+            .unwrap();
+    }
+    let epoch = |k| rt.block_on(w.incidents.claim(k)).unwrap();
+    // An empty record, and the record of another incident.
+    rt.block_on(
+        w.incidents
+            .close("a", epoch("a"), now, &serde_json::json!({})),
+    )
+    .unwrap();
+    let other = serde_json::json!({"incident_key": "a", "status": "resolved"});
+    rt.block_on(w.incidents.close("b", epoch("b"), now, &other))
+        .unwrap();
+    let v: Vec<String> = match inv.check(&w, &p) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter()
+                .filter(|v| v.invariant == "N3")
+                .map(|v| v.detail)
+                .collect()
+        }
+    };
+    assert_eq!(
+        v,
+        [
+            "incident a closed with a post-incident record of None",
+            "incident a closed with status None",
+            "incident b closed with a post-incident record of Some(\"a\")",
+        ]
+    );
 }
 
 #[test]

@@ -210,11 +210,12 @@ fn a4_lost_reply_on_set_env_is_recognised() {
 fn a6_a_restart_after_every_pass_converges_with_effects_at_most_once() {
     for name in ["pilot-timeout", "bad-deploy", "vendor-outage", "rate-limit"] {
         paused(async {
-            let s = setup(&load(name));
+            let mut s = setup(&load(name));
             let mut settled = false;
             for _ in 0..800 {
                 let r = responder(&s, s.world.ports());
                 let out = r.pass().await.unwrap();
+                s.report(&r.report());
                 if out.settled.is_some() {
                     settled = true;
                     break;
