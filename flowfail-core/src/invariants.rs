@@ -9,7 +9,7 @@
 //! | N2 | every bundle flowfail replaced has its original recoverable from an archive whose checksum verifies | applied `bundle.put_if_version` calls, the archives, the bundles before |
 //! | N3 | every incident closed, with its own post-incident record (its key, a final status) | the ledger |
 //! | N4 | at most one effect per incident and action: per incident a change cause names, one applied rollback and each env change (name and value) once (changes naming no incident count as one more incident); a bundle replaced at most once per incident whose record lists its prune (at least one) | applied raw calls, their change causes, the ledger's records |
-//! | N5 | pages and notifications deduplicated by key: one target per key, at most one applied call per key | applied `pager.page` / `notifier.notify` calls |
+//! | N5 | pages and notifications deduplicated by key: one target per key; per key, deliveries (every one the in-memory pager or notifier received) at most one plus the earlier applied calls of that key whose reply was lost or whose pass was declared killed or superseded | the pager's and the notifier's deliveries, their call logs (`applied`, `reply_lost`) |
 //! | N6 | no secret canary anywhere flowfail writes: ledger rows, every raw call, pages, notifications, and the outputs handed in (report, Markdown, logs, errors, `--help`) | all of those, as text |
 //! | N7 | the record says what happened: every action the record lists as applied has an applied raw call, and every applied raw call is in the record | each incident's ledger timeline (what its post-incident record is built from), the stored post-incident records' counts, the reports handed in ([`Invariants::report`]); applied `deployment.rollback` / `set_env`, `bundle.put_if_version`, `task.schedule_retries` (the retries that took effect), `pager.page`, `notifier.notify` |
 //!
@@ -82,6 +82,9 @@ pub struct Invariants {
     redelivery_allowed: bool,
     /// Applied raw calls a killed or superseded pass made that no record holds (N7).
     unrecorded_allowed: BTreeSet<(&'static str, usize)>,
+    /// The pager's and the notifier's call-log ranges of passes declared killed or superseded
+    /// (N5: a page or notification they made may be sent again).
+    resend_windows: Vec<[(usize, usize); 2]>,
     /// Applied actions of the reports handed in (N7).
     reported: Vec<(Option<String>, ActionFields)>,
     /// The reports handed in, as JSON (N1: a task they name is reported).
@@ -144,6 +147,7 @@ impl Invariants {
             open_allowed: false,
             redelivery_allowed: false,
             unrecorded_allowed: BTreeSet::new(),
+            resend_windows: Vec::new(),
             reported: Vec::new(),
             reported_text: Vec::new(),
         }
@@ -170,7 +174,11 @@ impl Invariants {
     /// record holds *now* may stay unrecorded (N7). What the ledger holds is what a process
     /// killed mid-pass keeps: everything up to its last ledger write. Call it right after the
     /// pass ends.
+    /// Its pages and notifications may also be sent again, once each, by a later pass (N5).
     pub fn unrecorded_allowed_since(mut self, world: &World, mark: CallMark) -> Self {
+        let now = CallMark::now(world);
+        self.resend_windows
+            .push([(mark.pager, now.pager), (mark.notifier, now.notifier)]);
         let recorded = recorded(world);
         for (op, i, key) in applied_effects(world, &self.tasks) {
             if i >= mark.of(op) && !recorded.contains(&key) {
@@ -205,9 +213,11 @@ impl Invariants {
         self
     }
 
-    /// Pages and notifications may be applied more than once per key, because the test loses
-    /// their replies on purpose (the sender cannot know they landed): N5 then checks that the
-    /// pager's delivered view has one page per key and that a key never names two targets.
+    /// Pages and notifications may be delivered any number of times per key, because passes
+    /// ran at the same time that the test cannot declare one by one (two replicas may both
+    /// decide a page): N5 then checks only that a key never names two targets. Lost replies
+    /// and passes declared killed ([`Invariants::unrecorded_allowed_since`]) need no such
+    /// allowance: N5 counts them.
     pub fn redelivery_allowed(mut self) -> Self {
         self.redelivery_allowed = true;
         self
@@ -345,45 +355,64 @@ impl Invariants {
         }
     }
 
+    /// N5: one target per key; per key, the deliveries that reached the pager (the notifier)
+    /// are one, plus one for each earlier applied call of that key the sender could not know
+    /// landed: its reply was lost, or its pass was declared killed or superseded.
     fn n5(&self, world: &World, v: &mut Vec<Violation>) {
-        for (op, calls) in [
-            ("pager.page", world.pager.calls().calls()),
-            ("notifier.notify", world.notifier.calls().calls()),
+        let pages: Vec<String> = world
+            .pager
+            .deliveries()
+            .into_iter()
+            .map(|p| p.dedup_key)
+            .collect();
+        let notes: Vec<String> = world
+            .notifier
+            .deliveries()
+            .into_iter()
+            .map(|n| n.dedup_key)
+            .collect();
+        for (op, calls, delivered, window) in [
+            ("pager.page", world.pager.calls().calls(), pages, 0),
+            ("notifier.notify", world.notifier.calls().calls(), notes, 1),
         ] {
             // Details are "<target> <dedup key>".
-            let mut by_key: BTreeMap<String, (BTreeSet<String>, usize)> = BTreeMap::new();
-            for c in calls.iter().filter(|c| c.op == op) {
+            let mut targets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut explained: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.op == op) {
                 let (target, key) = c.detail.split_once(' ').unwrap_or(("", c.detail.as_str()));
-                let e = by_key.entry(key.to_owned()).or_default();
-                e.0.insert(target.to_owned());
-                e.1 += usize::from(c.applied);
-            }
-            for (key, (targets, applied)) in by_key {
-                if targets.len() > 1 {
-                    v.push(violation(
-                        "N5",
-                        format!("{op}: key {key} used for {targets:?}"),
-                    ));
-                }
-                if applied > 1 && !self.redelivery_allowed {
-                    v.push(violation(
-                        "N5",
-                        format!("{op}: key {key} applied {applied} times"),
-                    ));
+                targets
+                    .entry(key.to_owned())
+                    .or_default()
+                    .insert(target.to_owned());
+                let killed = self
+                    .resend_windows
+                    .iter()
+                    .any(|w| (w[window].0..w[window].1).contains(&i));
+                if c.applied && (c.reply_lost || killed) {
+                    *explained.entry(key.to_owned()).or_default() += 1;
                 }
             }
-        }
-        let mut delivered: Vec<String> = world
-            .pager
-            .pages()
-            .iter()
-            .map(|p| p.dedup_key.clone())
-            .collect();
-        let n = delivered.len();
-        delivered.sort();
-        delivered.dedup();
-        if delivered.len() != n {
-            v.push(violation("N5", "the pager delivered one key twice".into()));
+            for (key, t) in &targets {
+                if t.len() > 1 {
+                    v.push(violation("N5", format!("{op}: key {key} used for {t:?}")));
+                }
+            }
+            let mut count: BTreeMap<String, usize> = BTreeMap::new();
+            for key in delivered {
+                *count.entry(key).or_default() += 1;
+            }
+            for (key, n) in count {
+                let allowed = 1 + explained.get(&key).copied().unwrap_or(0);
+                if n > allowed && !self.redelivery_allowed {
+                    v.push(violation(
+                        "N5",
+                        format!(
+                            "{op}: key {key} delivered {n} times, {} of them unexplained by a lost reply or a killed pass",
+                            n - allowed
+                        ),
+                    ));
+                }
+            }
         }
     }
 

@@ -190,20 +190,6 @@ async fn run_case(c: Case, files: &[PathBuf]) {
     let clock = Clock::tokio_anchored(sc.now);
     let world = seed(&sc, &policy, &clock, &c);
     let mut inv = Invariants::before(&world).canary(CANARY);
-    let lossy_pager = c.faults.iter().any(
-        |f| matches!(f, Fault::LoseReply { op, .. } if matches!(OPS[*op].1, "pager.page" | "notifier.notify")),
-    );
-    // A page is sent at least once and deduplicated by its key at the pager: a process killed
-    // after the page went out but before the ledger recorded it, or two replicas deciding the
-    // same page, send it again under the same key (the pager's delivered view must still hold
-    // it once). Runs without these keep the strict one-call-per-key check.
-    let resends = c
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::Crash { .. } | Step::Concurrent));
-    if lossy_pager || resends {
-        inv = inv.redelivery_allowed();
-    }
     for f in &c.faults {
         match f {
             Fault::Fail { op, nth, transient } => {

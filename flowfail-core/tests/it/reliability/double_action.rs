@@ -123,8 +123,8 @@ proptest! {
             // Two replicas' passes at the same time can both page with one dedup key: the
             // claim check and the page call are two calls, and a page is not reserved in the
             // ledger (a failed page must be sent again). The pager's dedup key makes them one
-            // page, which N5 then checks (`redelivery_allowed`: one target and one delivered
-            // page per key). A pass another replica superseded between its fence check and its
+            // page; N5 then checks one target per key (`redelivery_allowed`: these passes
+            // cannot be declared one by one). A pass another replica superseded between its fence check and its
             // ledger write records what it did at its next pass (N7); in the last round there
             // is none.
             let mark = last_round.lock().unwrap().unwrap();
