@@ -102,6 +102,10 @@ impl Faults {
     pub fn lose_reply_nth(&self, op: &str, n: u64) {
         self.push(op, Some(n), FaultAction::LoseReply);
     }
+    /// Delays the `n`th call (1-based) of `op`.
+    pub fn delay_nth(&self, op: &str, n: u64, by: Duration) {
+        self.push(op, Some(n), FaultAction::Delay(by));
+    }
     /// Delays every call of `op`.
     pub fn delay(&self, op: &str, by: Duration) {
         self.push(op, None, FaultAction::Delay(by));
