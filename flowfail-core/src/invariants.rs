@@ -5,11 +5,11 @@
 //!
 //! | id | invariant | checked from |
 //! |---|---|---|
-//! | N1 | every task is accounted for: none lost, none left `running` by flowfail (the in-memory TaskDB has no claims), attempts never go down nor past the policy | the TaskDB before and after |
+//! | N1 | every task accounted for: attempts never past the policy; none flowfail retried left `running`; every task still `failed` that failed during an incident now closed was retried, marked final, or reported (named in a ledger row or a report, covered by an escalated incident, or counted among a report's retries not taken) | the TaskDB before and after, applied `task.schedule_retries`, the ledger, the reports handed in |
 //! | N2 | every bundle flowfail replaced has its original recoverable from an archive whose checksum verifies | applied `bundle.put_if_version` calls, the archives, the bundles before |
-//! | N3 | every incident is terminal in the ledger (closed) with its post-incident record | the ledger |
-//! | N4 | at most one effect per incident and action: applied rollbacks, env changes (per name and value) and prunes (per task) at most once per incident | applied raw calls |
-//! | N5 | pages and notifications deduplicated by key: one target per key, at most one applied call per key | applied `pager.page` / `notifier.notify` calls |
+//! | N3 | every incident closed, with its own post-incident record (its key, a final status) | the ledger |
+//! | N4 | at most one effect per incident and action: per incident a change cause names, one applied rollback and each env change (name and value) once (changes naming no incident count as one more incident); a bundle replaced at most once per incident whose record lists its prune (at least one) | applied raw calls, their change causes, the ledger's records |
+//! | N5 | pages and notifications deduplicated by key: one target per key; per key, deliveries (every one the in-memory pager or notifier received) at most one plus the earlier applied calls of that key whose reply was lost or whose pass was declared killed or superseded | the pager's and the notifier's deliveries, their call logs (`applied`, `reply_lost`) |
 //! | N6 | no secret canary anywhere flowfail writes: ledger rows, every raw call, pages, notifications, and the outputs handed in (report, Markdown, logs, errors, `--help`) | all of those, as text |
 //! | N7 | the record says what happened: every action the record lists as applied has an applied raw call, and every applied raw call is in the record | each incident's ledger timeline (what its post-incident record is built from), the stored post-incident records' counts, the reports handed in ([`Invariants::report`]); applied `deployment.rollback` / `set_env`, `bundle.put_if_version`, `task.schedule_retries` (the retries that took effect), `pager.page`, `notifier.notify` |
 //!
@@ -38,9 +38,12 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::memory::{Call, World};
+
+mod effects;
 use crate::model::{TaskId, TaskStatus};
 use crate::policy::Policy;
 use crate::report::{ActionFields, Outcome, Report};
+use effects::{Effect, applied_effects, applied_entries, calls_of_kind, effect_of, recorded};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +82,13 @@ pub struct Invariants {
     redelivery_allowed: bool,
     /// Applied raw calls a killed or superseded pass made that no record holds (N7).
     unrecorded_allowed: BTreeSet<(&'static str, usize)>,
+    /// The pager's and the notifier's call-log ranges of passes declared killed or superseded
+    /// (N5: a page or notification they made may be sent again).
+    resend_windows: Vec<[(usize, usize); 2]>,
     /// Applied actions of the reports handed in (N7).
     reported: Vec<(Option<String>, ActionFields)>,
+    /// The reports handed in, as JSON (N1: a task they name is reported).
+    reported_text: Vec<String>,
 }
 
 /// How many calls each backend had received at some point: see
@@ -139,7 +147,9 @@ impl Invariants {
             open_allowed: false,
             redelivery_allowed: false,
             unrecorded_allowed: BTreeSet::new(),
+            resend_windows: Vec::new(),
             reported: Vec::new(),
+            reported_text: Vec::new(),
         }
     }
 
@@ -147,6 +157,8 @@ impl Invariants {
     /// call (N7).
     pub fn report(mut self, report: &Report) -> Self {
         let key = report.post_incident.incident_key.clone();
+        self.reported_text
+            .push(serde_json::to_string(report).unwrap_or_default());
         for a in report
             .actions
             .iter()
@@ -162,7 +174,11 @@ impl Invariants {
     /// record holds *now* may stay unrecorded (N7). What the ledger holds is what a process
     /// killed mid-pass keeps: everything up to its last ledger write. Call it right after the
     /// pass ends.
+    /// Its pages and notifications may also be sent again, once each, by a later pass (N5).
     pub fn unrecorded_allowed_since(mut self, world: &World, mark: CallMark) -> Self {
+        let now = CallMark::now(world);
+        self.resend_windows
+            .push([(mark.pager, now.pager), (mark.notifier, now.notifier)]);
         let recorded = recorded(world);
         for (op, i, key) in applied_effects(world, &self.tasks) {
             if i >= mark.of(op) && !recorded.contains(&key) {
@@ -197,9 +213,11 @@ impl Invariants {
         self
     }
 
-    /// Pages and notifications may be applied more than once per key, because the test loses
-    /// their replies on purpose (the sender cannot know they landed): N5 then checks that the
-    /// pager's delivered view has one page per key and that a key never names two targets.
+    /// Pages and notifications may be delivered any number of times per key, because passes
+    /// ran at the same time that the test cannot declare one by one (two replicas may both
+    /// decide a page): N5 then checks only that a key never names two targets. Lost replies
+    /// and passes declared killed ([`Invariants::unrecorded_allowed_since`]) need no such
+    /// allowance: N5 counts them.
     pub fn redelivery_allowed(mut self) -> Self {
         self.redelivery_allowed = true;
         self
@@ -224,37 +242,79 @@ impl Invariants {
         }
     }
 
+    /// N1: attempts never past the policy; no task flowfail retried left `running`; every
+    /// task that failed while an incident was open is accounted for.
     fn n1(&self, world: &World, policy: &Policy, v: &mut Vec<Violation>) {
-        let after: BTreeMap<TaskId, (TaskStatus, u32)> = world
-            .tasks
-            .tasks()
-            .into_iter()
-            .map(|t| (t.task_id.clone(), (t.status, t.attempts)))
+        let retried: BTreeSet<String> =
+            applied(world.tasks.calls().calls(), "task.schedule_retries")
+                .iter()
+                .flat_map(|c| {
+                    c.detail
+                        .split(',')
+                        .filter_map(|r| r.split_once('@').map(|(id, _)| id.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        let incidents = world.incidents.incidents();
+        let mut texts: Vec<String> = incidents
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap_or_default())
             .collect();
-        for (id, (status, attempts)) in &self.tasks {
-            let Some((now_status, now_attempts)) = after.get(id) else {
-                v.push(violation("N1", format!("task {id} is gone")));
-                continue;
-            };
-            if now_attempts < attempts {
-                v.push(violation(
-                    "N1",
-                    format!("task {id}: attempts went down from {attempts} to {now_attempts}"),
-                ));
-            }
-            if *now_attempts > (*attempts).max(policy.max_attempts) {
+        texts.extend(self.reported_text.iter().cloned());
+        let mut lost = Vec::new();
+        for t in world.tasks.tasks() {
+            let id = t.task_id.to_string();
+            let (status0, attempts0) = self
+                .tasks
+                .get(&t.task_id)
+                .copied()
+                .unwrap_or((TaskStatus::Pending, 0));
+            if t.attempts > attempts0.max(policy.max_attempts) {
                 v.push(violation(
                     "N1",
                     format!(
-                        "task {id}: {now_attempts} attempts, over the policy's {}",
-                        policy.max_attempts
+                        "task {id}: {} attempts, over the policy's {}",
+                        t.attempts, policy.max_attempts
                     ),
                 ));
             }
-            if *now_status == TaskStatus::Running && *status != TaskStatus::Running {
+            if t.status == TaskStatus::Running
+                && status0 != TaskStatus::Running
+                && retried.contains(&id)
+            {
                 v.push(violation(
                     "N1",
-                    format!("task {id} left running without a claim"),
+                    format!("task {id} retried by flowfail and left running"),
+                ));
+            }
+            // Failed while an incident that is over was open (or within the alert's window before).
+            let at = t.finished_at.unwrap_or(t.created_at);
+            let window = chrono::TimeDelta::seconds(policy.alert_window_s as i64);
+            // Over: an incident still open (a run cut short) has not finished its work yet.
+            let during = |r: &&crate::ports::IncidentRecord| {
+                at >= r.opened_at - window && r.closed_at.is_some_and(|c| at <= c)
+            };
+            let in_incident = incidents.iter().any(|r| during(&r));
+            // An escalated incident hands every failure it covers to on-call.
+            let handed_over = incidents.iter().filter(during).any(escalated);
+            let accounted = t.attempts > attempts0
+                || t.status == TaskStatus::FailedFinal
+                || handed_over
+                || texts.iter().any(|x| mentions(x, &id));
+            if t.status == TaskStatus::Failed && in_incident && !accounted {
+                lost.push(id);
+            }
+        }
+        // A report may count the retries it held back (`not_taken`) rather than name each:
+        // the reports handed in cover at most as many tasks as they count together.
+        let held: usize = self.reported_text.iter().map(|r| held_retries(r)).sum();
+        if lost.len() > held {
+            for id in lost {
+                v.push(violation(
+                    "N1",
+                    format!(
+                        "task {id} failed during an incident and was neither retried, marked final nor reported"
+                    ),
                 ));
             }
         }
@@ -291,45 +351,64 @@ impl Invariants {
         }
     }
 
+    /// N5: one target per key; per key, the deliveries that reached the pager (the notifier)
+    /// are one, plus one for each earlier applied call of that key the sender could not know
+    /// landed: its reply was lost, or its pass was declared killed or superseded.
     fn n5(&self, world: &World, v: &mut Vec<Violation>) {
-        for (op, calls) in [
-            ("pager.page", world.pager.calls().calls()),
-            ("notifier.notify", world.notifier.calls().calls()),
+        let pages: Vec<String> = world
+            .pager
+            .deliveries()
+            .into_iter()
+            .map(|p| p.dedup_key)
+            .collect();
+        let notes: Vec<String> = world
+            .notifier
+            .deliveries()
+            .into_iter()
+            .map(|n| n.dedup_key)
+            .collect();
+        for (op, calls, delivered, window) in [
+            ("pager.page", world.pager.calls().calls(), pages, 0),
+            ("notifier.notify", world.notifier.calls().calls(), notes, 1),
         ] {
             // Details are "<target> <dedup key>".
-            let mut by_key: BTreeMap<String, (BTreeSet<String>, usize)> = BTreeMap::new();
-            for c in calls.iter().filter(|c| c.op == op) {
+            let mut targets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut explained: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.op == op) {
                 let (target, key) = c.detail.split_once(' ').unwrap_or(("", c.detail.as_str()));
-                let e = by_key.entry(key.to_owned()).or_default();
-                e.0.insert(target.to_owned());
-                e.1 += usize::from(c.applied);
-            }
-            for (key, (targets, applied)) in by_key {
-                if targets.len() > 1 {
-                    v.push(violation(
-                        "N5",
-                        format!("{op}: key {key} used for {targets:?}"),
-                    ));
-                }
-                if applied > 1 && !self.redelivery_allowed {
-                    v.push(violation(
-                        "N5",
-                        format!("{op}: key {key} applied {applied} times"),
-                    ));
+                targets
+                    .entry(key.to_owned())
+                    .or_default()
+                    .insert(target.to_owned());
+                let killed = self
+                    .resend_windows
+                    .iter()
+                    .any(|w| (w[window].0..w[window].1).contains(&i));
+                if c.applied && (c.reply_lost || killed) {
+                    *explained.entry(key.to_owned()).or_default() += 1;
                 }
             }
-        }
-        let mut delivered: Vec<String> = world
-            .pager
-            .pages()
-            .iter()
-            .map(|p| p.dedup_key.clone())
-            .collect();
-        let n = delivered.len();
-        delivered.sort();
-        delivered.dedup();
-        if delivered.len() != n {
-            v.push(violation("N5", "the pager delivered one key twice".into()));
+            for (key, t) in &targets {
+                if t.len() > 1 {
+                    v.push(violation("N5", format!("{op}: key {key} used for {t:?}")));
+                }
+            }
+            let mut count: BTreeMap<String, usize> = BTreeMap::new();
+            for key in delivered {
+                *count.entry(key).or_default() += 1;
+            }
+            for (key, n) in count {
+                let allowed = 1 + explained.get(&key).copied().unwrap_or(0);
+                if n > allowed && !self.redelivery_allowed {
+                    v.push(violation(
+                        "N5",
+                        format!(
+                            "{op}: key {key} delivered {n} times, {} of them unexplained by a lost reply or a killed pass",
+                            n - allowed
+                        ),
+                    ));
+                }
+            }
         }
     }
 
@@ -443,242 +522,81 @@ impl Invariants {
     }
 }
 
-/// What an applied action did, as both a record and a raw call name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Effect {
-    /// A rollback to this revision.
-    Rollback(u64),
-    /// The rollout of a rollback verified complete (a record only: it needs a rollback call).
-    RolloutVerified,
-    /// An env var set (`Some`) or unset.
-    Env(String, Option<String>),
-    /// A bundle replaced by its pruned form.
-    Prune(String),
-    /// A task's retry to this attempt (1-based), which took effect.
-    Retry(String, u32),
-    /// A page, by its dedup key.
-    Page(String),
-    /// A notification of an incident to an audience.
-    Notify(String, String),
-}
-
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Effect::Rollback(to) => write!(f, "rollback to revision {to}"),
-            Effect::RolloutVerified => write!(f, "a verified rollout"),
-            Effect::Env(n, Some(v)) => write!(f, "set_env {n}={v}"),
-            Effect::Env(n, None) => write!(f, "set_env {n} (unset)"),
-            Effect::Prune(id) => write!(f, "prune_context {id}"),
-            Effect::Retry(id, a) => write!(f, "retry_task {id} attempt {a}"),
-            Effect::Page(k) => write!(f, "page {k}"),
-            Effect::Notify(i, a) => write!(f, "notify {a} of incident {i}"),
-        }
-    }
-}
-
-/// The applied raw calls of a kind of record action (`actions_summary`'s keys), which the
-/// post-incident records may not count more of; `u64::MAX` for a kind that is no effect: a
-/// rollout check is a read, and two replicas may each record the verdict.
-fn calls_of_kind(calls: &[(&'static str, usize, Effect)], kind: &str) -> u64 {
-    let of_kind = |k: &Effect| match kind {
-        "rollback" => matches!(k, Effect::Rollback(_)),
-        "set_env" => matches!(k, Effect::Env(..)),
-        "prune_context" => matches!(k, Effect::Prune(_)),
-        "retry_task" => matches!(k, Effect::Retry(..)),
-        "page" => matches!(k, Effect::Page(_)),
-        "notify" => matches!(k, Effect::Notify(..)),
-        _ => false,
-    };
-    if matches!(
-        kind,
-        "rollback" | "set_env" | "prune_context" | "retry_task" | "page" | "notify"
-    ) {
-        calls.iter().filter(|(_, _, k)| of_kind(k)).count() as u64
-    } else {
-        u64::MAX
-    }
-}
-
-/// The actions an incident's ledger timeline records as applied.
-fn applied_entries(r: &crate::ports::IncidentRecord) -> Vec<(ActionFields, Outcome)> {
-    r.timeline
-        .iter()
-        .filter(|e| e.kind == crate::ports::TimelineKind::Action)
-        .filter_map(|e| {
-            let fields = serde_json::from_value::<ActionFields>(e.detail["action"].clone()).ok()?;
-            let outcome = serde_json::from_value::<Outcome>(e.detail["outcome"].clone()).ok()?;
-            (outcome == Outcome::Applied).then_some((fields, outcome))
-        })
-        .collect()
-}
-
-/// Every effect the ledger's records list as applied.
-fn recorded(world: &World) -> BTreeSet<Effect> {
-    world
-        .incidents
-        .incidents()
-        .iter()
-        .flat_map(|r| {
-            applied_entries(r)
-                .into_iter()
-                .filter_map(|(f, _)| effect_of(Some(&r.key), &f))
-        })
-        .collect()
-}
-
-/// The effect of an action recorded as applied (in `incident`'s record).
-fn effect_of(incident: Option<&str>, a: &ActionFields) -> Option<Effect> {
-    Some(match a {
-        ActionFields::Rollback { to_revision, .. } => Effect::Rollback(*to_revision),
-        ActionFields::VerifyRollout { status, .. }
-            if crate::decide::RolloutVerdict::parse(status).is_complete() =>
-        {
-            Effect::RolloutVerified
-        }
-        ActionFields::SetEnv { name, value, .. } => Effect::Env(name.clone(), value.clone()),
-        ActionFields::PruneContext { task_id, .. } => Effect::Prune(task_id.clone()),
-        ActionFields::RetryTask {
-            task_id, attempt, ..
-        } => Effect::Retry(task_id.clone(), *attempt),
-        ActionFields::Page { target, reason, .. } => Effect::Page(crate::respond::dedup_key(
-            incident?,
-            &crate::decide::effects::page(target, reason),
-        )),
-        ActionFields::Notify { audience, .. } => {
-            Effect::Notify(incident?.to_owned(), audience.clone())
-        }
-        _ => return None,
-    })
-}
-
-/// Every applied raw call that is an action's effect: (operation, index in its backend's call
-/// log, effect). A retry batch gives one effect per retry that took effect: the task's attempts
-/// went past the count the retry was fenced on (attempts change only through retries), and the
-/// task had not reached it before the run.
-fn applied_effects(
-    world: &World,
-    before: &BTreeMap<TaskId, (TaskStatus, u32)>,
-) -> Vec<(&'static str, usize, Effect)> {
-    let mut out = Vec::new();
-    let attempts: BTreeMap<String, u32> = world
-        .tasks
-        .tasks()
-        .into_iter()
-        .map(|t| (t.task_id.to_string(), t.attempts))
-        .collect();
-    let logs = [
-        world.deployment.calls().calls(),
-        world.bundles.calls().calls(),
-        world.tasks.calls().calls(),
-        world.pager.calls().calls(),
-        world.notifier.calls().calls(),
-    ];
-    for (i, c) in logs.iter().flat_map(|l| l.iter().enumerate()) {
-        if !c.applied {
-            continue;
-        }
-        let d = c.detail.as_str();
-        match c.op {
-            // "<deployment> to <revision> if rv=…"
-            "deployment.rollback" => {
-                if let Some(to) = d.split(' ').nth(2).and_then(|r| r.parse().ok()) {
-                    out.push((c.op, i, Effect::Rollback(to)));
-                }
-            }
-            // "<deployment> NAME=value NAME- … if rv=…"
-            "deployment.set_env" => {
-                for change in d.split(' ').skip(1).take_while(|w| *w != "if") {
-                    let e = match change.split_once('=') {
-                        Some((n, v)) => Effect::Env(n.to_owned(), Some(v.to_owned())),
-                        None => Effect::Env(change.trim_end_matches('-').to_owned(), None),
-                    };
-                    out.push((c.op, i, e));
-                }
-            }
-            // "<task> if <version> (<n> bytes)"
-            "bundle.put_if_version" => {
-                let id = d.split(' ').next().unwrap_or_default();
-                out.push((c.op, i, Effect::Prune(id.to_owned())));
-            }
-            // "<task>@<expected attempts>,…"
-            "task.schedule_retries" => {
-                for r in d.split(',') {
-                    let Some((id, k)) = r.split_once('@') else {
-                        continue;
-                    };
-                    let Ok(k) = k.parse::<u32>() else { continue };
-                    let took_effect = attempts.get(id).is_some_and(|a| *a > k)
-                        && TaskId::parse(id)
-                            .ok()
-                            .and_then(|t| before.get(&t))
-                            .is_none_or(|(_, a0)| *a0 <= k);
-                    if took_effect {
-                        out.push((c.op, i, Effect::Retry(id.to_owned(), k + 1)));
-                    }
-                }
-            }
-            // "<target> <dedup key>"
-            "pager.page" => {
-                let key = d.split_once(' ').map_or(d, |(_, k)| k);
-                out.push((c.op, i, Effect::Page(key.to_owned())));
-            }
-            // "<audience> <dedup key>"
-            "notifier.notify" => {
-                let key = d.split_once(' ').map_or(d, |(_, k)| k);
-                if let Some(at) = key.find(":notify:")
-                    && let crate::decide::effects::EffectKey::Notify { audience, .. } =
-                        crate::decide::effects::EffectKey::parse(&key[at + 1..])
-                {
-                    let incident = &key[..at];
-                    out.push((
-                        c.op,
-                        i,
-                        Effect::Notify(incident.to_owned(), audience.to_owned()),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
+/// N3: every incident closed, with its own post-incident record: an object naming the
+/// incident's key and a final status.
 fn n3(world: &World, v: &mut Vec<Violation>) {
     for r in world.incidents.incidents() {
         if r.closed_at.is_none() {
             v.push(violation("N3", format!("incident {} is still open", r.key)));
-        } else if r.post_incident.is_none() {
+            continue;
+        }
+        let post = r.post_incident.as_ref();
+        let key = post
+            .and_then(|p| p.get("incident_key"))
+            .and_then(|k| k.as_str());
+        let status = post.and_then(|p| p.get("status")).and_then(|s| s.as_str());
+        if key != Some(r.key.as_str()) {
             v.push(violation(
                 "N3",
-                format!("incident {} closed without a record", r.key),
+                format!(
+                    "incident {} closed with a post-incident record of {key:?}",
+                    r.key
+                ),
+            ));
+        }
+        if !matches!(
+            status,
+            Some("resolved" | "escalated" | "unresolved" | "not_firing" | "halted" | "dry_run")
+        ) {
+            v.push(violation(
+                "N3",
+                format!("incident {} closed with status {status:?}", r.key),
             ));
         }
     }
 }
 
+/// N4, per incident: a rollback and each env change (name and value) at most once under each
+/// incident the change cause names (changes that name none count as one more incident); a
+/// bundle replaced at most once per incident whose record lists its prune (at least once).
 fn n4(world: &World, v: &mut Vec<Violation>) {
-    let incidents = world.incidents.incidents().len().max(1);
-    let rollbacks = applied(world.deployment.calls().calls(), "deployment.rollback").len();
-    if rollbacks > incidents {
+    let of = |c: &Call| {
+        c.cause
+            .as_ref()
+            .and_then(|c| c.incident())
+            .unwrap_or("(none)")
+            .to_owned()
+    };
+    let mut rollbacks: BTreeMap<String, usize> = BTreeMap::new();
+    for c in applied(world.deployment.calls().calls(), "deployment.rollback") {
+        *rollbacks.entry(of(&c)).or_default() += 1;
+    }
+    for (incident, n) in rollbacks.into_iter().filter(|(_, n)| *n > 1) {
         v.push(violation(
             "N4",
-            format!("{rollbacks} rollbacks applied for {incidents} incident(s)"),
+            format!("{n} rollbacks applied for incident {incident}"),
         ));
     }
     // Details are "<deployment> NAME=value NAME- … if rv=…".
-    let mut env: BTreeMap<String, usize> = BTreeMap::new();
+    let mut env: BTreeMap<(String, String), usize> = BTreeMap::new();
     for c in applied(world.deployment.calls().calls(), "deployment.set_env") {
         for change in c.detail.split(' ').skip(1).take_while(|w| *w != "if") {
-            *env.entry(change.to_owned()).or_default() += 1;
+            *env.entry((of(&c), change.to_owned())).or_default() += 1;
         }
     }
-    for (change, n) in env {
-        if n > incidents {
-            v.push(violation(
-                "N4",
-                format!("env change {change} applied {n} times for {incidents} incident(s)"),
-            ));
+    for ((incident, change), n) in env.into_iter().filter(|(_, n)| *n > 1) {
+        v.push(violation(
+            "N4",
+            format!("env change {change} applied {n} times for incident {incident}"),
+        ));
+    }
+    // A prune names no incident: each incident whose record lists it allows one.
+    let mut recorded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in world.incidents.incidents() {
+        for (fields, _) in applied_entries(&r) {
+            if let ActionFields::PruneContext { task_id, .. } = fields {
+                recorded.entry(task_id).or_default().insert(r.key.clone());
+            }
         }
     }
     let mut prunes: BTreeMap<String, usize> = BTreeMap::new();
@@ -687,10 +605,13 @@ fn n4(world: &World, v: &mut Vec<Violation>) {
         *prunes.entry(id).or_default() += 1;
     }
     for (id, n) in prunes {
-        if n > incidents {
+        let allowed = recorded.get(&id).map_or(1, |k| k.len().max(1));
+        if n > allowed {
             v.push(violation(
                 "N4",
-                format!("bundle {id} replaced {n} times for {incidents} incident(s)"),
+                format!(
+                    "bundle {id} replaced {n} times for {allowed} incident(s) recording its prune"
+                ),
             ));
         }
     }
@@ -732,4 +653,34 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+/// How many retries a report (as JSON) lists as not taken.
+fn held_retries(report: &str) -> usize {
+    let r: serde_json::Value = serde_json::from_str(report).unwrap_or_default();
+    r["not_taken"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["action"] == "retry_task")
+        .filter_map(|s| s["count"].as_u64())
+        .sum::<u64>() as usize
+}
+
+/// Whether an incident's post-incident record says it was handed to on-call.
+fn escalated(r: &crate::ports::IncidentRecord) -> bool {
+    let status = r.post_incident.as_ref().and_then(|p| p.get("status"));
+    matches!(
+        status.and_then(|s| s.as_str()),
+        Some("escalated" | "unresolved")
+    )
+}
+
+/// Whether `text` names task `id` as a whole word (`t-1` is not in `t-10`).
+fn mentions(text: &str, id: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    text.match_indices(id).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(word)
+            && !text[i + id.len()..].chars().next().is_some_and(word)
+    })
 }

@@ -325,6 +325,28 @@ impl Scenario {
         Ok((Value::Object(known), unknown))
     }
 
+    /// Applies to `world` the events of `events` (this scenario's, sorted by `after_s`) from
+    /// index `next` on that are due at `now`, each at its own time; returns the index of the
+    /// first one not yet due. For tests that drive a responder themselves, as
+    /// [`replay`] does.
+    pub fn apply_events_due(
+        &self,
+        world: &World,
+        events: &[ScenarioEvent],
+        mut next: usize,
+        now: Timestamp,
+    ) -> usize {
+        while let Some(e) = events.get(next) {
+            let at = self.now + TimeDelta::seconds(e.after_s as i64);
+            if at > now {
+                break;
+            }
+            apply_event(world, self, e, at);
+            next += 1;
+        }
+        next
+    }
+
     /// A world seeded from the scenario. Call inside a tokio runtime.
     pub fn world(&self, policy: &Policy, clock: Clock) -> Result<World> {
         let mut w = World::new(policy, clock.clone());

@@ -104,6 +104,10 @@ impl Faults {
     pub fn lose_reply_nth(&self, op: &str, n: u64) {
         self.push(op, Some(n), FaultAction::LoseReply);
     }
+    /// Delays the `n`th call (1-based) of `op`.
+    pub fn delay_nth(&self, op: &str, n: u64, by: Duration) {
+        self.push(op, Some(n), FaultAction::Delay(by));
+    }
     /// Delays every call of `op`.
     pub fn delay(&self, op: &str, by: Duration) {
         self.push(op, None, FaultAction::Delay(by));
@@ -171,7 +175,7 @@ impl Faults {
 impl Ticket {
     fn finish<T>(self, op: &'static str, value: T) -> Result<T> {
         if let Some((log, i)) = &self.call {
-            log.mark_applied(*i);
+            log.mark_applied(*i, self.lose_reply);
         }
         if self.lose_reply {
             Err(Error::new(
@@ -201,6 +205,10 @@ pub struct Call {
     /// then lost); `false` for a call refused before any effect (an injected fault, a failed
     /// precondition, an unknown id).
     pub applied: bool,
+    /// Whether the effect applied and its reply was then lost (an injected fault): the caller
+    /// saw an error and cannot know the call landed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reply_lost: bool,
     /// The change cause a Deployment mutation carried; `None` for every other call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<ChangeCause>,
@@ -224,13 +232,15 @@ impl CallLog {
             detail,
             mutation,
             applied: false,
+            reply_lost: false,
             cause,
         });
         calls.len() - 1
     }
-    fn mark_applied(&self, i: usize) {
+    fn mark_applied(&self, i: usize, reply_lost: bool) {
         if let Some(c) = lock(&self.0).get_mut(i) {
             c.applied = true;
+            c.reply_lost = reply_lost;
         }
     }
     /// Calls whose effect applied (see [`Call::applied`]).

@@ -3,6 +3,7 @@
 use super::*;
 
 /// In-memory [`Pager`]: pages are deduplicated by key; only configured targets are accepted.
+/// Every page that reaches it is kept ([`MemoryPager::deliveries`]), a repeated key too.
 #[derive(Debug, Clone)]
 pub struct MemoryPager {
     targets: Arc<HashSet<String>>,
@@ -24,8 +25,13 @@ impl MemoryPager {
         }
     }
     common_accessors!();
-    /// Pages delivered (deduplicated ones excluded).
+    /// Pages delivered, the first of each key (deduplicated ones excluded).
     pub fn pages(&self) -> Vec<Page> {
+        first_per_key(&lock(&self.pages), |p| &p.dedup_key)
+    }
+    /// Every page that reached the pager, in order, a repeated key (answered
+    /// [`Delivery::Deduplicated`]) included.
+    pub fn deliveries(&self) -> Vec<Page> {
         lock(&self.pages).clone()
     }
     /// Keys resolved.
@@ -50,10 +56,11 @@ impl Pager for MemoryPager {
         }
         let d = {
             let mut pages = lock(&self.pages);
-            if pages.iter().any(|p| p.dedup_key == page.dedup_key) {
+            let seen = pages.iter().any(|p| p.dedup_key == page.dedup_key);
+            pages.push(page.clone());
+            if seen {
                 Delivery::Deduplicated
             } else {
-                pages.push(page.clone());
                 Delivery::Sent
             }
         };
@@ -70,7 +77,8 @@ impl Pager for MemoryPager {
     }
 }
 
-/// In-memory [`Notifier`], deduplicated by key.
+/// In-memory [`Notifier`], deduplicated by key; every notification that reaches it is kept
+/// ([`MemoryNotifier::deliveries`]).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryNotifier {
     sent: Arc<Mutex<Vec<Notification>>>,
@@ -84,8 +92,12 @@ impl MemoryNotifier {
         Self::default()
     }
     common_accessors!();
-    /// Notifications delivered.
+    /// Notifications delivered, the first of each key.
     pub fn sent(&self) -> Vec<Notification> {
+        first_per_key(&lock(&self.sent), |n| &n.dedup_key)
+    }
+    /// Every notification that reached the notifier, in order, a repeated key included.
+    pub fn deliveries(&self) -> Vec<Notification> {
         lock(&self.sent).clone()
     }
 }
@@ -99,13 +111,24 @@ impl Notifier for MemoryNotifier {
         .await?;
         let d = {
             let mut sent = lock(&self.sent);
-            if sent.iter().any(|s| s.dedup_key == n.dedup_key) {
+            let seen = sent.iter().any(|s| s.dedup_key == n.dedup_key);
+            sent.push(n.clone());
+            if seen {
                 Delivery::Deduplicated
             } else {
-                sent.push(n.clone());
                 Delivery::Sent
             }
         };
         t.finish("notifier.notify", d)
     }
+}
+
+/// The first item of each key, in order.
+fn first_per_key<T: Clone>(items: &[T], key: impl Fn(&T) -> &String) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .filter(|i| seen.insert(key(i).clone()))
+        .cloned()
+        .collect()
 }

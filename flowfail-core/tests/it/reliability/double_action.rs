@@ -123,8 +123,8 @@ proptest! {
             // Two replicas' passes at the same time can both page with one dedup key: the
             // claim check and the page call are two calls, and a page is not reserved in the
             // ledger (a failed page must be sent again). The pager's dedup key makes them one
-            // page, which N5 then checks (`redelivery_allowed`: one target and one delivered
-            // page per key). A pass another replica superseded between its fence check and its
+            // page; N5 then checks one target per key (`redelivery_allowed`: these passes
+            // cannot be declared one by one). A pass another replica superseded between its fence check and its
             // ledger write records what it did at its next pass (N7); in the last round there
             // is none.
             let mark = last_round.lock().unwrap().unwrap();
@@ -210,11 +210,12 @@ fn a4_lost_reply_on_set_env_is_recognised() {
 fn a6_a_restart_after_every_pass_converges_with_effects_at_most_once() {
     for name in ["pilot-timeout", "bad-deploy", "vendor-outage", "rate-limit"] {
         paused(async {
-            let s = setup(&load(name));
+            let mut s = setup(&load(name));
             let mut settled = false;
             for _ in 0..800 {
                 let r = responder(&s, s.world.ports());
                 let out = r.pass().await.unwrap();
+                s.report(&r.report());
                 if out.settled.is_some() {
                     settled = true;
                     break;

@@ -21,7 +21,7 @@ use crate::support::{load, paused};
 fn b1_quota_flapping_causes_bounded_flips() {
     paused(async {
         let sc = load("rate-limit");
-        let s = setup(&sc);
+        let mut s = setup(&sc);
         let vendor = sc.primary_vendor.clone();
         let quota = |q: f64| {
             s.world.quota.set(
@@ -68,6 +68,7 @@ fn b1_quota_flapping_causes_bounded_flips() {
         // The failures stop; the alert clears with the quota still flapping above 70 %.
         s.world.tasks.set_background(100_000, 0);
         let report = r.run(Duration::from_secs(3600)).await.unwrap();
+        s.report(&report);
         assert!(report.resolved);
         assert_eq!(s.world.deployment.calls().of("deployment.set_env").len(), 1);
         assert_eq!(

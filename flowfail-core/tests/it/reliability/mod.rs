@@ -43,6 +43,12 @@ impl Setup {
     fn open_allowed(&mut self) {
         self.inv = self.inv.take().map(Invariants::open_incidents_allowed);
     }
+
+    /// A report flowfail produced (N7 checks its applied actions; N1 counts the tasks it
+    /// names or holds back as reported).
+    fn report(&mut self, report: &Report) {
+        self.inv = self.inv.take().map(|i| i.report(report));
+    }
 }
 
 fn setup(sc: &Scenario) -> Setup {
