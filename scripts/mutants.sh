@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Mutation testing of the checks that must not be fooled: cargo-mutants mutates the invariant
+# checker (flowfail-core/src/invariants.rs and invariants/) and the one guard every mutation
+# passes (flowfail-core/src/respond/guard.rs), and runs flowfail-core's integration tests
+# against each mutant. A mutant the tests do not catch is a check that could be fooled.
+#
+#   scripts/mutants.sh                 both files (slow: a build and a test run per mutant)
+#   scripts/mutants.sh --file 'flowfail-core/src/respond/guard.rs'   one file only
+#   scripts/mutants.sh --list          the mutants, without running them
+#
+# Not in CI (tens of minutes to hours on 2 cores). The score of the last run is written down in
+# docs/RELIABILITY.md ("Mutation testing"), with the command that produced it. Results are in
+# mutants.out/ (caught.txt, missed.txt, timeout.txt, unviable.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=27.1.0
+if ! cargo mutants --version 2>/dev/null | grep -q "$version"; then
+  echo "installing cargo-mutants $version"
+  cargo install --locked --quiet "cargo-mutants@$version"
+fi
+
+files=(--file 'flowfail-core/src/invariants.rs' --file 'flowfail-core/src/invariants/*.rs'
+  --file 'flowfail-core/src/respond/guard.rs')
+for a in "$@"; do
+  # A --file given on the command line replaces the default set.
+  if [ "$a" = "--file" ] || [ "$a" = "-f" ]; then files=(); fi
+done
+
+# The PostgreSQL and AWS peers are not needed: flowfail-core's tests run on the in-memory
+# backends. The model test runs fewer cases per mutant (it still reaches every check).
+export FLOWFAIL_MODEL_CASES="${FLOWFAIL_MODEL_CASES:-16}"
+exec cargo mutants --package flowfail-core "${files[@]}" --timeout 600 "$@" -- --test it
