@@ -295,3 +295,39 @@ fn a_shadow_responder_never_touches_the_acting_incident() {
         assert_eq!(world.deployment.calls().of("deployment.rollback").len(), 1);
     });
 }
+
+/// The claim check right before a mutation fails for another reason than a newer claim (the
+/// ledger does not answer): the action is recorded as failed with the reason — not taken as
+/// superseded, which would leave it out of the record — and the world is not touched. Found by
+/// mutation testing (`scripts/mutants.sh`): no test told the two apart.
+#[test]
+fn a_claim_check_the_ledger_cannot_answer_fails_the_action_and_says_why() {
+    paused(async {
+        let sc = load("pilot-timeout");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        world.incidents.faults().fail_always(
+            "incident.check_epoch",
+            flowfail_core::ErrorKind::Unavailable,
+        );
+        let r = responder(&policy, &clock, world.ports());
+        r.pass().await.unwrap();
+        assert!(
+            world_mutations(&world).is_empty(),
+            "{:?}",
+            world_mutations(&world)
+        );
+        let report = r.report();
+        let failed: Vec<_> = report
+            .actions
+            .iter()
+            .filter(|a| {
+                a.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("could not confirm this pass's claim"))
+            })
+            .collect();
+        assert!(!failed.is_empty(), "{:#?}", report.actions);
+    });
+}
