@@ -6,24 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowfail_core::memory::{Call, MemoryIncidentStore, World};
+use flowfail_core::memory::{MemoryIncidentStore, World};
 use flowfail_core::ports::{Epoch, IncidentRecord, IncidentStore, TimelineEntry};
 use flowfail_core::respond::Responder;
 use flowfail_core::{Clock, Policy, Result, Timestamp};
 
-use crate::support::{load, paused};
-
-/// Every mutating call to a port of the world other than the ledger.
-fn world_mutations(w: &World) -> Vec<Call> {
-    [
-        w.tasks.calls().mutations(),
-        w.bundles.calls().mutations(),
-        w.deployment.calls().mutations(),
-        w.pager.calls().mutations(),
-        w.notifier.calls().mutations(),
-    ]
-    .concat()
-}
+use crate::support::{load, paused, world_mutations};
 
 /// A ledger that, right after its first `claim` returns, lets another responder run a whole pass
 /// on the same ledger: the claim of the responder using this store is superseded before it acts.

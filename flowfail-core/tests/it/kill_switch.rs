@@ -5,23 +5,11 @@
 
 use std::time::Duration;
 
-use flowfail_core::memory::{Call, World};
+use flowfail_core::memory::World;
 use flowfail_core::respond::{KillSwitch, Responder};
 use flowfail_core::{Clock, Policy};
 
-use crate::support::{load, paused};
-
-/// Every mutating call to a port of the world other than the ledger.
-fn world_mutations(w: &World) -> Vec<Call> {
-    [
-        w.tasks.calls().mutations(),
-        w.bundles.calls().mutations(),
-        w.deployment.calls().mutations(),
-        w.pager.calls().mutations(),
-        w.notifier.calls().mutations(),
-    ]
-    .concat()
-}
+use crate::support::{load, paused, world_mutations};
 
 fn responder(policy: &Policy, clock: &Clock, w: &World, kill: &KillSwitch) -> Responder {
     Responder::builder()

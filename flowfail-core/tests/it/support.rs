@@ -22,3 +22,17 @@ pub(crate) fn paused<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// Every mutating call to a port of the world other than the ledger.
+pub(crate) fn world_mutations(
+    w: &flowfail_core::memory::World,
+) -> Vec<flowfail_core::memory::Call> {
+    [
+        w.tasks.calls().mutations(),
+        w.bundles.calls().mutations(),
+        w.deployment.calls().mutations(),
+        w.pager.calls().mutations(),
+        w.notifier.calls().mutations(),
+    ]
+    .concat()
+}
