@@ -195,7 +195,7 @@ fn operator(by: Option<&String>) -> String {
 }
 
 /// A control call's error: bad input exits 2, an unknown or closed incident 1, a backend 3.
-fn control_failure(e: flowfail_core::Error) -> Failure {
+pub(crate) fn control_failure(e: flowfail_core::Error) -> Failure {
     match e.kind() {
         flowfail_core::ErrorKind::InvalidInput => Failure::usage(e),
         flowfail_core::ErrorKind::NotFound | flowfail_core::ErrorKind::Refused => {
@@ -207,7 +207,7 @@ fn control_failure(e: flowfail_core::Error) -> Failure {
 
 /// Builds the config's operator controls — its ledger alone, no Kubernetes, AWS or vendor
 /// client — creates the ledger's tables if missing, and runs `f` on them.
-fn with_controls<T>(
+pub(crate) fn with_controls<T>(
     config: &std::path::Path,
     f: impl AsyncFnOnce(&Controls, &Config) -> Result<T, Failure>,
 ) -> Result<T, Failure> {

@@ -8,6 +8,7 @@
 mod advice;
 mod failure;
 mod fs_store;
+mod history;
 mod live;
 mod remote;
 mod scan;
@@ -145,6 +146,15 @@ enum Command {
     /// incident: the next pass carries it out if it still decides it; the approval expires
     /// after `approval_ttl_s`.
     Approve(live::ApproveArgs),
+    /// The config's incidents, newest first: key, mode (act: what flowfail did; shadow: what
+    /// it would have done), status, opened, MTTR, actions applied / failed / only decided,
+    /// root cause.
+    Incidents(history::IncidentsArgs),
+    /// One incident's record read back from the ledger (for an open incident, its state so
+    /// far), rendered as `respond` renders a replay: the grouped timeline with each pass's
+    /// decision, what was not done and why, root cause, what is left in place, and what waits
+    /// for approval. --markdown is what a team pastes into its incident tracker.
+    Incident(history::IncidentArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `flowfail completions bash > /etc/bash_completion.d/flowfail`.
     Completions {
@@ -244,6 +254,8 @@ fn run(cmd: Command) -> CliResult {
         Command::Pause(a) => live::cmd_pause(&a),
         Command::Resume(a) => live::cmd_resume(&a),
         Command::Approve(a) => live::cmd_approve(&a),
+        Command::Incidents(a) => history::cmd_incidents(&a),
+        Command::Incident(a) => history::cmd_incident(&a),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut command(), "flowfail", &mut out);

@@ -1087,6 +1087,96 @@ pub async fn incident_store(s: &dyn IncidentStore) {
     assert_eq!(created, 1, "open rule 1: concurrent opens create one");
 
     incident_store_control(s).await;
+    incident_store_list(s).await;
+}
+
+/// The rules of [`IncidentStore::list`].
+async fn incident_store_list(s: &dyn IncidentStore) {
+    use crate::ports::IncidentQuery;
+    let (a, b) = (unique("list-a"), unique("list-b"));
+    let t0 = Utc::now() - chrono::TimeDelta::hours(3);
+    let at = |h: i64| t0 + chrono::TimeDelta::hours(h);
+    let st = serde_json::json!({});
+    // Scope a: an incident closed at hour 0, one open from hour 2; scope b: open from hour 1.
+    let (old, new, other) = (unique("list-old"), unique("list-new"), unique("list-other"));
+    s.open(&a, &old, at(0), &st).await.expect("open");
+    let e = s.claim(&old).await.expect("claim");
+    let outcome = |o: &str| {
+        TimelineEntry::new(
+            at(0),
+            "action",
+            serde_json::json!({"action": {}, "outcome": o}),
+        )
+    };
+    s.append(
+        &old,
+        e,
+        &[
+            outcome("applied"),
+            outcome("applied"),
+            outcome("failed"),
+            outcome("dry_run"),
+            outcome("skipped"),
+            TimelineEntry::new(at(0), "finding", serde_json::json!({"outcome": "applied"})),
+        ],
+    )
+    .await
+    .expect("append");
+    s.close(&old, e, at(1), &serde_json::json!({"status": "resolved"}))
+        .await
+        .expect("close");
+    s.open(&a, &new, at(2), &st).await.expect("open");
+    s.open(&b, &other, at(1), &st).await.expect("open");
+
+    let keys = |l: Vec<crate::ports::IncidentListing>| -> Vec<String> {
+        l.into_iter().map(|l| l.record.key).collect()
+    };
+    let both = IncidentQuery::scopes([a.clone(), b.clone()]);
+    let all = s.list(&both).await.expect("list");
+    assert_eq!(
+        keys(all.clone()),
+        vec![new.clone(), other.clone(), old.clone()],
+        "list rule 1: newest first"
+    );
+    let o = all.iter().find(|l| l.record.key == old).expect("old");
+    assert_eq!(
+        (o.applied, o.failed, o.decided),
+        (2, 1, 2),
+        "list rule 3: actions by outcome (findings not counted)"
+    );
+    assert!(o.record.timeline.is_empty() && o.record.closed_at.is_some());
+    assert_eq!(
+        o.record.post_incident.as_ref().expect("record")["status"],
+        "resolved"
+    );
+    assert_eq!(
+        keys(s.list(&both.clone().limit(2)).await.expect("list")),
+        vec![new.clone(), other.clone()],
+        "list rule 1: the limit keeps the newest"
+    );
+    assert_eq!(
+        keys(
+            s.list(&IncidentQuery::scopes([a.clone()]))
+                .await
+                .expect("list")
+        ),
+        vec![new.clone(), old.clone()],
+        "list rule 2: scopes"
+    );
+    assert_eq!(
+        keys(s.list(&both.clone().open_only(true)).await.expect("list")),
+        vec![new.clone(), other.clone()],
+        "list rule 2: open only"
+    );
+    assert_eq!(
+        keys(
+            s.list(&both.clone().since(Some(at(1))))
+                .await
+                .expect("list")
+        ),
+        vec![new.clone(), other.clone()],
+        "list rule 2: since (inclusive)"
+    );
 }
 
 /// The rules of [`IncidentStore::latest_closed`], and effects reserved on a closed incident;

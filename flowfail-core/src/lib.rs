@@ -10,6 +10,7 @@ pub mod control;
 pub mod decide;
 pub mod detect;
 pub mod error;
+pub mod history;
 pub mod invariants;
 pub mod memory;
 pub mod model;

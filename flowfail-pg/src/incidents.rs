@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use flowfail_core::control::{Approval, Pause};
 use flowfail_core::model::describe_untrusted_pub as describe;
+use flowfail_core::ports::{IncidentListing, IncidentQuery};
 use flowfail_core::{
     Epoch, Error, IncidentRecord, IncidentStore, Result, TimelineEntry, Timestamp,
 };
@@ -34,6 +35,7 @@ struct IncidentSql {
     add_approval: String,
     approvals: String,
     closed_at: String,
+    list: String,
 }
 
 impl IncidentSql {
@@ -84,7 +86,11 @@ impl IncidentSql {
                  CREATE INDEX IF NOT EXISTS flowfail_approvals_key ON {appr} (key, id);
                  INSERT INTO {mig} (version) VALUES (2) ON CONFLICT DO NOTHING;
                  CREATE INDEX IF NOT EXISTS flowfail_incidents_closed ON {inc} (scope, closed_at DESC, opened_at DESC, key DESC) WHERE closed_at IS NOT NULL;
-                 INSERT INTO {mig} (version) VALUES (3) ON CONFLICT DO NOTHING;"
+                 INSERT INTO {mig} (version) VALUES (3) ON CONFLICT DO NOTHING;
+                 CREATE INDEX IF NOT EXISTS flowfail_incidents_opened ON {inc} (opened_at DESC, key DESC);
+                 ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS denied BOOLEAN NOT NULL DEFAULT false;
+                 ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS reason TEXT;
+                 INSERT INTO {mig} (version) VALUES (4) ON CONFLICT DO NOTHING;"
             ),
             insert: format!(
                 "INSERT INTO {inc} (key, scope, epoch, opened_at, state) VALUES ($1, $2, 0, $3, $4)
@@ -131,6 +137,22 @@ impl IncidentSql {
                 "SELECT action, approved_by, approved_at FROM {appr} WHERE key = $1 ORDER BY id"
             ),
             closed_at: format!("SELECT closed_at FROM {inc} WHERE key = $1"),
+            // The listing: newest first, each with its actions counted by outcome in one pass
+            // over its timeline rows (the (key, id) index).
+            list: format!(
+                "SELECT i.key, i.scope, i.epoch, i.opened_at, i.state, i.effects, i.closed_at, i.post_incident,
+                        c.applied, c.failed, c.decided
+                 FROM {inc} i LEFT JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE t.detail->>'outcome' = 'applied') AS applied,
+                          count(*) FILTER (WHERE t.detail->>'outcome' = 'failed') AS failed,
+                          count(*) FILTER (WHERE t.detail->>'outcome' IN ('dry_run', 'skipped')) AS decided
+                   FROM {tl} t WHERE t.key = i.key AND t.kind = 'action') c ON true
+                 WHERE (cardinality($1::text[]) = 0 OR i.scope = ANY($1))
+                   AND (NOT $2 OR i.closed_at IS NULL)
+                   AND ($3::timestamptz IS NULL OR i.opened_at >= $3)
+                 ORDER BY i.opened_at DESC, i.key DESC
+                 LIMIT $4"
+            ),
         })
     }
 }
@@ -362,6 +384,33 @@ impl IncidentStore for PgIncidentStore {
             })
             .collect::<Result<_>>()?;
         Ok(rec)
+    }
+
+    async fn list(&self, query: &IncidentQuery) -> Result<Vec<IncidentListing>> {
+        let op = "incident.list";
+        let c = self.client(op).await?;
+        // LIMIT NULL is no limit.
+        let limit = (query.limit > 0).then(|| i64::try_from(query.limit).unwrap_or(i64::MAX));
+        let rows = c
+            .query(
+                &self.sql.list,
+                &[&query.scopes, &query.open_only, &query.since, &limit],
+            )
+            .await
+            .map_err(|e| pg_err(op, e))?;
+        rows.iter()
+            .map(|r| {
+                let count = |i: usize| -> Result<u64> {
+                    let n: i64 = r.try_get(i).map_err(|e| decode_err(op, e))?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                let mut l = IncidentListing::of(row_to_incident(r, op)?);
+                l.applied = count(8)?;
+                l.failed = count(9)?;
+                l.decided = count(10)?;
+                Ok(l)
+            })
+            .collect()
     }
 
     async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {

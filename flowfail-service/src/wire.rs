@@ -7,7 +7,8 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use flowfail_core::control::{self, Approval, Pause};
-use flowfail_core::ports::{IncidentStore, Ports};
+use flowfail_core::history;
+use flowfail_core::ports::{IncidentQuery, IncidentStore, Ports};
 use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
 use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
 
@@ -460,5 +461,52 @@ impl Controls {
             )));
         }
         control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
+    }
+
+    /// The scopes this config's incidents are kept under: the Deployment's (acting) and its
+    /// shadow run's.
+    pub fn scopes(&self) -> [String; 2] {
+        [
+            self.scope.clone(),
+            format!("{}{}", self.scope, history::SHADOW_SUFFIX),
+        ]
+    }
+
+    /// This config's incidents (acting and shadow), newest first.
+    pub async fn incidents(
+        &self,
+        open_only: bool,
+        since: Option<flowfail_core::Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<history::IncidentLine>> {
+        let q = IncidentQuery::scopes(self.scopes())
+            .open_only(open_only)
+            .since(since)
+            .limit(limit);
+        let found = self.ledger.list(&q).await?;
+        Ok(found.iter().map(history::IncidentLine::of).collect())
+    }
+
+    /// One incident of this config (acting or shadow), read back from the ledger: an unknown
+    /// key, or one of another Deployment sharing the ledger, is
+    /// [`flowfail_core::ErrorKind::NotFound`].
+    pub async fn incident(&self, key: &str) -> Result<history::IncidentView> {
+        let rec = match self.ledger.get(key).await {
+            Ok(rec) if self.scopes().contains(&rec.scope) => rec,
+            Ok(_) => {
+                return Err(Error::not_found(format!(
+                    "no incident {} of {}",
+                    flowfail_core::model::describe_untrusted_pub(key),
+                    self.scope
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let approvals = self.ledger.approvals(key).await?;
+        Ok(history::IncidentView::from_record(
+            &rec,
+            &approvals,
+            Clock::system().now(),
+        ))
     }
 }

@@ -158,6 +158,23 @@ impl IncidentStore for MemoryIncidentStore {
         t.finish("incident.get", r)
     }
 
+    async fn list(&self, query: &IncidentQuery) -> Result<Vec<IncidentListing>> {
+        let t = enter(&self.log, &self.faults, "incident.list", false, String::new).await?;
+        let mut found: Vec<IncidentListing> = lock(&self.incidents)
+            .values()
+            .filter(|r| query.matches(r))
+            .cloned()
+            .map(IncidentListing::of)
+            .collect();
+        found.sort_by(|a, b| {
+            (b.record.opened_at, &b.record.key).cmp(&(a.record.opened_at, &a.record.key))
+        });
+        if query.limit > 0 {
+            found.truncate(query.limit);
+        }
+        t.finish("incident.list", found)
+    }
+
     async fn save_state(&self, key: &str, epoch: Epoch, state: &serde_json::Value) -> Result<()> {
         let t = enter(&self.log, &self.faults, "incident.save_state", true, || {
             format!("{key}@{epoch}")

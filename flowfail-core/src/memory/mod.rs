@@ -36,9 +36,9 @@ use crate::operator::{Approval, Pause};
 use crate::policy::Policy;
 use crate::ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
-    IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
-    Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
-    TimelineEntry,
+    IncidentListing, IncidentQuery, IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource,
+    Notification, Notifier, Page, Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome,
+    RetryRequest, StatusPage, TaskStore, TimelineEntry,
 };
 
 const BACKEND: &str = "memory";

@@ -54,6 +54,14 @@ pub enum TimelineKind {
     Proposed,
     /// An operator approved a proposed action (`detail`: the approval).
     Approved,
+    /// An operator denied a proposed action (`detail`: the denial: gate, who, why).
+    Denied,
+    /// A pass's decision, written when it differs from the last one recorded (`detail`: a
+    /// [`crate::report::DecisionRecord`]).
+    Decision,
+    /// The alert's numbers of a pass whose decision did not change, at most one a minute
+    /// (`detail`: the alert), so the incident's failure rate can be drawn over its course.
+    Sample,
     /// A kind this version does not know.
     Other(String),
 }
@@ -68,6 +76,9 @@ impl TimelineKind {
             TimelineKind::Resumed => "resumed",
             TimelineKind::Proposed => "proposed",
             TimelineKind::Approved => "approved",
+            TimelineKind::Denied => "denied",
+            TimelineKind::Decision => "decision",
+            TimelineKind::Sample => "sample",
             TimelineKind::Other(s) => s,
         }
     }
@@ -82,6 +93,9 @@ impl From<&str> for TimelineKind {
             "resumed" => TimelineKind::Resumed,
             "proposed" => TimelineKind::Proposed,
             "approved" => TimelineKind::Approved,
+            "denied" => TimelineKind::Denied,
+            "decision" => TimelineKind::Decision,
+            "sample" => TimelineKind::Sample,
             other => TimelineKind::Other(other.to_owned()),
         }
     }
@@ -154,6 +168,93 @@ impl IncidentRecord {
             timeline: Vec::new(),
             closed_at: None,
             post_incident: None,
+        }
+    }
+}
+
+/// Which incidents [`IncidentStore::list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct IncidentQuery {
+    /// Only these scopes (none: every scope).
+    pub scopes: Vec<String>,
+    /// Only open incidents.
+    pub open_only: bool,
+    /// Only incidents opened at or after this time.
+    pub since: Option<Timestamp>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+impl IncidentQuery {
+    /// Every incident of these scopes, newest first.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        IncidentQuery {
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            ..IncidentQuery::default()
+        }
+    }
+    /// Only the open ones.
+    pub fn open_only(mut self, yes: bool) -> Self {
+        self.open_only = yes;
+        self
+    }
+    /// Only those opened at or after `t`.
+    pub fn since(mut self, t: Option<Timestamp>) -> Self {
+        self.since = t;
+        self
+    }
+    /// At most `n` (0: no limit).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n;
+        self
+    }
+    /// Whether `r` is one of them (the limit aside).
+    pub fn matches(&self, r: &IncidentRecord) -> bool {
+        (self.scopes.is_empty() || self.scopes.contains(&r.scope))
+            && (!self.open_only || r.closed_at.is_none())
+            && self.since.is_none_or(|t| r.opened_at >= t)
+    }
+}
+
+/// One incident of [`IncidentStore::list`]: its record without the timeline, and how many of
+/// its timeline's actions changed the world and how many were only decided.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct IncidentListing {
+    /// The record; its `timeline` is empty.
+    pub record: IncidentRecord,
+    /// Actions recorded as `applied`.
+    pub applied: u64,
+    /// Actions recorded as `failed` (tried, and the world said no).
+    pub failed: u64,
+    /// Actions only decided: `dry_run` (shadow, dry run) or `skipped` (paused, superseded, a
+    /// precondition).
+    pub decided: u64,
+}
+
+impl IncidentListing {
+    /// The listing of `record`, counting the actions of its timeline (which it then drops).
+    pub fn of(mut record: IncidentRecord) -> Self {
+        let (mut applied, mut failed, mut decided) = (0, 0, 0);
+        for e in record
+            .timeline
+            .iter()
+            .filter(|e| e.kind == TimelineKind::Action)
+        {
+            match e.detail["outcome"].as_str() {
+                Some("applied") => applied += 1,
+                Some("failed") => failed += 1,
+                Some("dry_run" | "skipped") => decided += 1,
+                _ => {}
+            }
+        }
+        record.timeline = Vec::new();
+        IncidentListing {
+            record,
+            applied,
+            failed,
+            decided,
         }
     }
 }
@@ -285,6 +386,24 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     ///    either way nothing is written.
     /// 2. Approvals are kept in the order recorded and never rewritten.
     async fn add_approval(&self, key: &str, approval: &Approval) -> Result<()>;
+
+    /// The incidents `query` selects, newest first (by open time, then key), without their
+    /// timelines: what `flowfail incidents` and the console's index list. Stores that cannot
+    /// list answer [`crate::ErrorKind::Unsupported`] (the default).
+    ///
+    /// **Behavior**
+    /// 1. Newest first; `limit` (when not 0) keeps the newest.
+    /// 2. Only the scopes asked for (all when none), only open ones with `open_only`, only
+    ///    those opened at or after `since`.
+    /// 3. Each listing counts its timeline's actions by outcome as [`IncidentListing::of`] does.
+    async fn list(&self, query: &IncidentQuery) -> Result<Vec<IncidentListing>> {
+        let _ = query;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this incident ledger cannot list its incidents",
+        )
+        .with_operation("incident.list"))
+    }
 
     /// The approvals recorded for the incident `key`, oldest first (expired ones included).
     ///

@@ -39,7 +39,10 @@ pub use bundles::{Bundle, BundleMeta, BundleStore, BundleVersion};
 pub use deployment::DeploymentController;
 #[cfg(feature = "mock")]
 pub use deployment::MockDeploymentController;
-pub use incidents::{Epoch, IncidentRecord, IncidentStore, TimelineEntry, TimelineKind};
+pub use incidents::{
+    Epoch, IncidentListing, IncidentQuery, IncidentRecord, IncidentStore, TimelineEntry,
+    TimelineKind,
+};
 pub use logs::{LogBatch, LogQuery, LogSource};
 pub use notifier::{Notification, Notifier};
 pub use op::Op;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::action::describe;
 use super::{
-    ActionFields, ActionRecord, FindingRecord, Outcome, PostIncident, Report, SkipRecord,
-    TimelineLine,
+    ActionFields, ActionRecord, DecisionRecord, FindingRecord, Outcome, PostIncident, Report,
+    SkipRecord, TimelineLine,
 };
 use crate::decide::{Finding, IncidentState, Skip};
 use crate::detect::AlertState;
@@ -110,7 +110,21 @@ impl ReportBuilder {
     /// This builder with its actions and findings taken from the incident ledger's timeline,
     /// when the ledger holds more of them than this process saw (it restarted mid-incident):
     /// the post-incident record is then the whole incident's, not this process's.
+    /// The reasons for not acting recorded in the ledger's decisions (by any process) are
+    /// merged into this builder's.
     pub fn with_ledger_timeline(&self, entries: &[TimelineEntry]) -> ReportBuilder {
+        let mut b = self.ledger_actions(entries);
+        for e in entries.iter().filter(|e| e.kind == TimelineKind::Decision) {
+            if let Ok(d) = serde_json::from_value::<DecisionRecord>(e.detail.clone()) {
+                b.skips(e.at, &d.skipped);
+            }
+        }
+        b
+    }
+
+    /// This builder with its actions and findings from the ledger's entries, when the ledger
+    /// holds more actions than this process saw.
+    fn ledger_actions(&self, entries: &[TimelineEntry]) -> ReportBuilder {
         let ledger_actions = entries
             .iter()
             .filter(|e| e.kind == TimelineKind::Action)
@@ -205,6 +219,7 @@ impl ReportBuilder {
                 new_failure_modes,
                 failure_templates,
                 left_in_place,
+                not_taken: self.not_taken.clone(),
                 follow_ups,
                 woken_by: state.and_then(|s| s.woken_by.clone()),
             },

@@ -20,6 +20,12 @@ impl Report {
             "# Post-incident review: {}\n",
             e(p.incident_key.as_deref().unwrap_or("no incident"))
         );
+        if self.shadow {
+            let _ = writeln!(
+                s,
+                "- **Mode:** shadow: what flowfail would have done (nothing was changed)"
+            );
+        }
         let _ = writeln!(s, "- **Status:** {}", e(&p.status));
         let _ = writeln!(s, "- **Root cause:** {}", e(&p.root_cause));
         if let Some(d) = p.detected_at {
@@ -47,6 +53,21 @@ impl Report {
         for (k, m) in &p.actions_summary {
             for (o, n) in m {
                 let _ = writeln!(s, "| {} | {} | {n} |", e(k), e(o));
+            }
+        }
+        if !p.not_taken.is_empty() {
+            let _ = writeln!(s, "\n## Not done, and why\n");
+            let _ = writeln!(s, "| action | count | why not | e.g. |\n|---|---|---|---|");
+            for r in &p.not_taken {
+                let ex: Vec<&str> = r.skip.examples.iter().take(3).map(String::as_str).collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    e(r.skip.action.as_str()),
+                    r.skip.count,
+                    e(&r.skip.reason),
+                    e(&ex.join(", "))
+                );
             }
         }
         let sections = [

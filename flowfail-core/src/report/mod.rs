@@ -16,13 +16,17 @@ use crate::templates::FailureTemplate;
 
 mod action;
 mod build;
+mod decision;
 mod escape;
 mod markdown;
 mod render;
 
+pub(crate) use render::collapse_ids;
+
 pub use crate::text::clean_text;
 pub use action::{ActionFields, ActionRecord, rendered};
 pub use build::ReportBuilder;
+pub use decision::{Conduct, DecisionRecord, Planned};
 pub use escape::{md_escape, mrkdwn_escape};
 
 /// What happened to an action.
@@ -113,6 +117,9 @@ pub struct PostIncident {
     pub failure_templates: Vec<FailureTemplate>,
     /// Changes flowfail left in place when it stopped.
     pub left_in_place: Vec<String>,
+    /// Actions considered and not taken, with the reasons (as the report's `not_taken`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_taken: Vec<SkipRecord>,
     /// Suggested follow-ups (runbook updates, monitoring gaps).
     pub follow_ups: Vec<String>,
     /// The alert that woke flowfail (a webhook), when one did.

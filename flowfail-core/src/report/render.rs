@@ -128,7 +128,7 @@ impl<'a> NumberedId<'a> {
 
 /// Task ids, sorted, as ranges where they are numbered consecutively (`t-00000…t-00249`), or
 /// the first few and a count (`t-1, t-7, t-9 and 247 more`).
-fn collapse_ids(ids: &[&str]) -> String {
+pub(crate) fn collapse_ids(ids: &[&str]) -> String {
     let mut sorted: Vec<NumberedId<'_>> = ids.iter().map(|id| NumberedId::new(id)).collect();
     sorted.sort_by(|a, b| (a.prefix, a.number, a.id).cmp(&(b.prefix, b.number, b.id)));
     sorted.dedup_by(|a, b| a.id == b.id);
@@ -257,6 +257,12 @@ impl Report {
             clean_text(p.incident_key.as_deref().unwrap_or("(none)")),
             clean_text(&p.status)
         );
+        if self.shadow {
+            let _ = writeln!(
+                s,
+                "mode: shadow — what flowfail would have done (nothing was changed)"
+            );
+        }
         let _ = writeln!(
             s,
             "alert: {} — failure rate {:.2}% over {} tasks",

@@ -26,6 +26,7 @@ use crate::ports::Op;
 use crate::ports::{
     self, Delivery, Epoch, Notification, RetryOutcome, RetryRequest, TimelineEntry, TimelineKind,
 };
+use crate::report::Conduct;
 
 /// What acting on one decision produced.
 pub(super) struct Acted {
@@ -53,6 +54,8 @@ struct ActPhase<'a> {
     deferred: usize,
     panicked: bool,
     stale: bool,
+    /// The actions recorded this pass, for the log ([`super::log::log_actions`]).
+    done: Vec<crate::report::ActionRecord>,
 }
 
 /// Write-ahead: the state with the env change's intent, saved in the ledger before the call, so
@@ -107,12 +110,14 @@ impl Responder {
             deferred: 0,
             panicked: false,
             stale: false,
+            done: Vec::new(),
         };
         let mut i = 0;
         while i < d.actions.len() && !pass.stale {
             i += self.step(&d.actions[i..], state, &mut pass).await;
             self.checkpoint(state, &mut pass).await;
         }
+        super::log::log_actions(&state.key, &pass.done);
         for f in &d.findings {
             pass.entries.push(TimelineEntry::new(
                 now,
@@ -262,14 +267,30 @@ impl Responder {
                 return;
             }
         }
-        if outcome != crate::report::Outcome::DryRun {
-            tracing::info!(action = a.kind().as_str(), outcome = ?outcome, "action");
-        }
+        let paused = matches!(o, ActionOutcome::Refused { reason } if pass.fence.paused.as_ref() == Some(reason));
+        let mode = match outcome {
+            crate::report::Outcome::DryRun if self.shadow => Conduct::Shadow,
+            crate::report::Outcome::DryRun => Conduct::DryRun,
+            _ if paused => Conduct::Paused,
+            _ => Conduct::Act,
+        };
         pass.entries.push(TimelineEntry::new(
             pass.now,
             TimelineKind::Action,
-            serde_json::json!({"action": &fields, "outcome": outcome, "detail": &detail}),
+            serde_json::json!({
+                "action": &fields,
+                "outcome": outcome,
+                "detail": &detail,
+                "mode": mode,
+                "acted": matches!(outcome, crate::report::Outcome::Applied | crate::report::Outcome::Failed),
+            }),
         ));
+        pass.done.push(crate::report::ActionRecord {
+            at: pass.now,
+            action: fields.clone(),
+            outcome,
+            detail: detail.clone(),
+        });
         lock(&self.inner)
             .report
             .action(pass.now, fields, outcome, detail);

@@ -111,7 +111,7 @@ impl ResponderBuilder {
             ..ReportBuilder::default()
         };
         let scope = if self.shadow {
-            format!("{}:shadow", policy.deployment)
+            format!("{}{}", policy.deployment, crate::history::SHADOW_SUFFIX)
         } else {
             policy.deployment.clone()
         };
@@ -139,6 +139,7 @@ impl ResponderBuilder {
                 paused_seen: HashSet::new(),
                 proposed_seen: HashSet::new(),
                 unrecorded: None,
+                last_decision: None,
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             ledger_calls: Default::default(),

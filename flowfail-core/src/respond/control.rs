@@ -111,6 +111,7 @@ impl Responder {
     /// reading the incident's approvals only when a gated action was decided (and the pass
     /// holds a ledger claim: a dry run has no incident in the ledger, so nothing approved).
     /// Proposals and the approvals used are noted once each in the report and the timeline.
+    /// Returns the gates of the actions held back.
     pub(super) async fn gate(
         &self,
         d: &mut Decision,
@@ -118,13 +119,13 @@ impl Responder {
         epoch: Option<Epoch>,
         now: Timestamp,
         entries: &mut Vec<TimelineEntry>,
-    ) {
+    ) -> Vec<String> {
         let gated = |a: &Action| {
             control::gate_name(a, state, &self.policy)
                 .is_some_and(|g| self.policy.require_approval.iter().any(|r| r == g))
         };
         if !d.actions.iter().any(gated) {
-            return;
+            return Vec::new();
         }
         let read = match epoch {
             Some(_) => {
@@ -161,6 +162,7 @@ impl Responder {
                         "action": control::describe_action(&p.action),
                         "reason": p.reason,
                         "approve_with": p.approve_with,
+                        "mode": crate::report::Conduct::AwaitingApproval,
                     }),
                 ));
             }
@@ -181,5 +183,8 @@ impl Responder {
                 ));
             }
         }
+        let mut held: Vec<String> = out.proposed.iter().map(|p| p.gate.to_string()).collect();
+        held.dedup();
+        held
     }
 }

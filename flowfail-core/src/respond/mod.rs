@@ -73,6 +73,7 @@ mod act;
 mod builder;
 mod control;
 mod guard;
+mod log;
 mod manual;
 mod observe;
 mod pass;
@@ -170,6 +171,17 @@ struct Inner {
     /// error, or another replica's claim during the pass): the next pass with a claim writes
     /// them, so the record keeps what this process did.
     unrecorded: Option<(String, Vec<TimelineEntry>)>,
+    /// The decision last noted in an incident's timeline ([`Responder::note_decision`]).
+    last_decision: Option<LastDecision>,
+}
+
+/// The decision last noted in an incident's timeline: its incident, its signature
+/// ([`crate::report::DecisionRecord::signature`]) and when its numbers were last written.
+#[derive(Debug)]
+struct LastDecision {
+    key: String,
+    signature: String,
+    sampled_at: Timestamp,
 }
 
 /// What a pass found of a rollback a stopped process reserved without recording its outcome:

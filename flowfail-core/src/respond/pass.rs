@@ -211,7 +211,17 @@ impl Responder {
             }
             fence.paused = self.pause_refusal();
         }
-        self.gate(decision, state, epoch, *now, entries).await;
+        let held = self.gate(decision, state, epoch, *now, entries).await;
+        if epoch.is_some() {
+            self.note_decision(
+                &state.key,
+                decision,
+                held,
+                fence.paused.is_some(),
+                *now,
+                entries,
+            );
+        }
         tracing::debug!(incident = %state.key, epoch = ?epoch, actions = decision.actions.len(), "decided");
     }
 

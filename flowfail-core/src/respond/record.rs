@@ -10,6 +10,9 @@ use crate::error::Error;
 use crate::model::Timestamp;
 use crate::ports::{Epoch, Op, TimelineEntry, TimelineKind};
 
+/// How often, at most, an unchanged decision adds a `sample` of the alert's numbers.
+const SAMPLE_EVERY_S: i64 = 60;
+
 impl Responder {
     /// Writes the pass to the ledger: timeline entries, the state, and — when the incident
     /// settled — the post-incident record. A stale epoch means another replica took over this
@@ -222,6 +225,59 @@ impl Responder {
         }
         out.append(entries);
         *entries = out;
+    }
+
+    /// Notes the pass's decision in its timeline entries when it differs from the last one
+    /// this process recorded for the incident (a steady incident does not write the same
+    /// decision every pass); an unchanged decision adds a `sample` of the alert's numbers at
+    /// most once a minute, for the failure rate over the incident's course.
+    pub(super) fn note_decision(
+        &self,
+        key: &str,
+        d: &crate::decide::Decision,
+        held: Vec<String>,
+        paused: bool,
+        now: Timestamp,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        use crate::report::{Conduct, DecisionRecord};
+        let mode = if self.shadow {
+            Conduct::Shadow
+        } else if paused {
+            Conduct::Paused
+        } else {
+            Conduct::Act
+        };
+        let rec = DecisionRecord::of(d, mode, held);
+        let signature = rec.signature();
+        let mut inner = lock(&self.inner);
+        match &mut inner.last_decision {
+            Some(last) if last.key == key && last.signature == signature => {
+                if now - last.sampled_at >= chrono::TimeDelta::seconds(SAMPLE_EVERY_S)
+                    && let Some(a) = d.alert
+                {
+                    last.sampled_at = now;
+                    entries.push(TimelineEntry::new(
+                        now,
+                        TimelineKind::Sample,
+                        serde_json::to_value(a).unwrap_or_default(),
+                    ));
+                }
+            }
+            last => {
+                tracing::info!(incident = %key, mode = mode.as_str(), decision = %crate::text::clean_text(&rec.summary()), "decision");
+                entries.push(TimelineEntry::new(
+                    now,
+                    TimelineKind::Decision,
+                    serde_json::to_value(&rec).unwrap_or_default(),
+                ));
+                *last = Some(super::LastDecision {
+                    key: key.to_owned(),
+                    signature,
+                    sampled_at: now,
+                });
+            }
+        }
     }
 
     /// Resolves the pages of a resolved incident, each through the guard.

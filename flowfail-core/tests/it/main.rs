@@ -19,6 +19,7 @@ mod invalid_input;
 mod invariants;
 mod kill_switch;
 mod ledger_deadline;
+mod ledger_record;
 mod model;
 mod new_failure_modes;
 mod prune_context;

@@ -204,6 +204,7 @@ fn markdown_renders_hostile_text_inert() {
             "# Post-incident review: no incident",
             "## Timeline",
             "## Actions",
+            "## Not done, and why",
             "## New failure modes",
             "## Follow-ups"
         ],

@@ -70,7 +70,7 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     b.unwrap();
     let c = pool.get().await.unwrap();
     // Each version once: 1 (incidents, timeline), 2 (pause flag, approvals), 3 (the index of
-    // closed incidents by scope, for `latest_closed`).
+    // closed incidents by scope, for `latest_closed`), 4 (the index for `list`, denials).
     let versions: Vec<i32> = c
         .query(
             &format!("SELECT version FROM {schema}.flowfail_migrations ORDER BY version"),
@@ -81,7 +81,7 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

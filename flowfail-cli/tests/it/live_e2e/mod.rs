@@ -35,6 +35,7 @@ mod hostile;
 mod incidents;
 mod kill_switch;
 mod pause_and_recovery;
+mod read_back;
 mod webhook;
 
 fn pg_url() -> String {
@@ -279,10 +280,16 @@ step_timeout_s = 10
 
     /// Starts `flowfail run` with this config.
     fn run_config(&self, config: &std::path::Path, tag: &str) -> Child {
+        self.run_with(config, tag, &[])
+    }
+
+    /// Starts `flowfail run` with this config and these extra arguments.
+    fn run_with(&self, config: &std::path::Path, tag: &str, extra: &[&str]) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("run-{tag}.log"))).unwrap();
         flowfail_cmd()
             .args(["run", "--config"])
             .arg(config)
+            .args(extra)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("RUST_LOG", "info")
