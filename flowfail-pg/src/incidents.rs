@@ -87,10 +87,8 @@ impl IncidentSql {
                  INSERT INTO {mig} (version) VALUES (2) ON CONFLICT DO NOTHING;
                  CREATE INDEX IF NOT EXISTS flowfail_incidents_closed ON {inc} (scope, closed_at DESC, opened_at DESC, key DESC) WHERE closed_at IS NOT NULL;
                  INSERT INTO {mig} (version) VALUES (3) ON CONFLICT DO NOTHING;
-                 CREATE INDEX IF NOT EXISTS flowfail_incidents_opened ON {inc} (opened_at DESC, key DESC);
-                 ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS denied BOOLEAN NOT NULL DEFAULT false;
-                 ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS reason TEXT;
-                 INSERT INTO {mig} (version) VALUES (4) ON CONFLICT DO NOTHING;"
+                 {}",
+                migration_4(&inc, &appr, &mig)
             ),
             insert: format!(
                 "INSERT INTO {inc} (key, scope, epoch, opened_at, state) VALUES ($1, $2, 0, $3, $4)
@@ -137,24 +135,38 @@ impl IncidentSql {
                 "SELECT action, approved_by, approved_at FROM {appr} WHERE key = $1 ORDER BY id"
             ),
             closed_at: format!("SELECT closed_at FROM {inc} WHERE key = $1"),
-            // The listing: newest first, each with its actions counted by outcome in one pass
-            // over its timeline rows (the (key, id) index).
-            list: format!(
-                "SELECT i.key, i.scope, i.epoch, i.opened_at, i.state, i.effects, i.closed_at, i.post_incident,
-                        c.applied, c.failed, c.decided
-                 FROM {inc} i LEFT JOIN LATERAL (
-                   SELECT count(*) FILTER (WHERE t.detail->>'outcome' = 'applied') AS applied,
-                          count(*) FILTER (WHERE t.detail->>'outcome' = 'failed') AS failed,
-                          count(*) FILTER (WHERE t.detail->>'outcome' IN ('dry_run', 'skipped')) AS decided
-                   FROM {tl} t WHERE t.key = i.key AND t.kind = 'action') c ON true
-                 WHERE (cardinality($1::text[]) = 0 OR i.scope = ANY($1))
-                   AND (NOT $2 OR i.closed_at IS NULL)
-                   AND ($3::timestamptz IS NULL OR i.opened_at >= $3)
-                 ORDER BY i.opened_at DESC, i.key DESC
-                 LIMIT $4"
-            ),
+            list: list_sql(&inc, &tl),
         })
     }
+}
+
+/// Migration 4: the index `list` reads, and the denial of an approval (who said no, and why).
+fn migration_4(inc: &str, appr: &str, mig: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS flowfail_incidents_opened ON {inc} (opened_at DESC, key DESC);
+         ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS denied BOOLEAN NOT NULL DEFAULT false;
+         ALTER TABLE {appr} ADD COLUMN IF NOT EXISTS reason TEXT;
+         INSERT INTO {mig} (version) VALUES (4) ON CONFLICT DO NOTHING;"
+    )
+}
+
+/// The listing: newest first, each incident with its actions counted by outcome in one pass
+/// over its timeline rows (the `(key, id)` index).
+fn list_sql(inc: &str, tl: &str) -> String {
+    format!(
+        "SELECT i.key, i.scope, i.epoch, i.opened_at, i.state, i.effects, i.closed_at, i.post_incident,
+                c.applied, c.failed, c.decided
+         FROM {inc} i LEFT JOIN LATERAL (
+           SELECT count(*) FILTER (WHERE t.detail->>'outcome' = 'applied') AS applied,
+                  count(*) FILTER (WHERE t.detail->>'outcome' = 'failed') AS failed,
+                  count(*) FILTER (WHERE t.detail->>'outcome' IN ('dry_run', 'skipped')) AS decided
+           FROM {tl} t WHERE t.key = i.key AND t.kind = 'action') c ON true
+         WHERE (cardinality($1::text[]) = 0 OR i.scope = ANY($1))
+           AND (NOT $2 OR i.closed_at IS NULL)
+           AND ($3::timestamptz IS NULL OR i.opened_at >= $3)
+         ORDER BY i.opened_at DESC, i.key DESC
+         LIMIT $4"
+    )
 }
 
 /// [`IncidentStore`] on PostgreSQL: one row per incident (a partial unique index keeps one open
