@@ -273,3 +273,41 @@ pub(crate) fn cmd_approve(a: &ApproveArgs) -> CliResult {
         Ok(Exit::Ok)
     })
 }
+
+/// Arguments of `flowfail deny`.
+#[derive(clap::Args)]
+pub(crate) struct DenyArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Why not (recorded in the ledger and the incident's record).
+    #[arg(long)]
+    reason: String,
+    /// Who denies (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    /// The incident key.
+    incident: String,
+    /// The action: rollback, manual_review, fallback_model, circuit_breaker or prune_context.
+    action: String,
+}
+
+/// `flowfail deny --config F INCIDENT ACTION --reason "…"`: the action is not carried out,
+/// nor proposed again, in that incident.
+pub(crate) fn cmd_deny(a: &DenyArgs) -> CliResult {
+    let by = operator(a.by.as_ref());
+    with_controls(&a.config, async |live, _| {
+        let no = live
+            .deny(&a.incident, &a.action, &a.reason, &by)
+            .await
+            .map_err(control_failure)?;
+        println!(
+            "denied: {} for incident {} by {} ({}); not proposed again in this incident",
+            no.action,
+            no.incident,
+            no.by,
+            no.reason.as_deref().unwrap_or("")
+        );
+        Ok(Exit::Ok)
+    })
+}

@@ -146,6 +146,9 @@ enum Command {
     /// incident: the next pass carries it out if it still decides it; the approval expires
     /// after `approval_ttl_s`.
     Approve(live::ApproveArgs),
+    /// Deny an action that waits for approval: it is not carried out, nor proposed (or paged
+    /// for) again, in that incident; the denial, its reason and who gave it are in the record.
+    Deny(live::DenyArgs),
     /// The config's incidents, newest first: key, mode (act: what flowfail did; shadow: what
     /// it would have done), status, opened, MTTR, actions applied / failed / only decided,
     /// root cause.
@@ -254,6 +257,7 @@ fn run(cmd: Command) -> CliResult {
         Command::Pause(a) => live::cmd_pause(&a),
         Command::Resume(a) => live::cmd_resume(&a),
         Command::Approve(a) => live::cmd_approve(&a),
+        Command::Deny(a) => live::cmd_deny(&a),
         Command::Incidents(a) => history::cmd_incidents(&a),
         Command::Incident(a) => history::cmd_incident(&a),
         Command::Completions { shell } => {

@@ -1312,8 +1312,12 @@ async fn incident_store_control(s: &dyn IncidentStore) {
     );
     let first = Approval::new(&key, "rollback", "alice", now);
     let second = Approval::new(&key, "manual_review", "bob", now + TimeDelta::seconds(1));
+    let no = Approval::denial(&key, "prune_context", "dan", "bundles are evidence", now);
     s.add_approval(&key, &first).await.expect("add_approval");
     s.add_approval(&key, &second).await.expect("add_approval");
+    s.add_approval(&key, &no)
+        .await
+        .expect("add_approval: a denial");
     let got = s.approvals(&key).await.expect("approvals");
     let names: Vec<(&str, &str)> = got
         .iter()
@@ -1321,9 +1325,19 @@ async fn incident_store_control(s: &dyn IncidentStore) {
         .collect();
     assert_eq!(
         names,
-        [("rollback", "alice"), ("manual_review", "bob")],
+        [
+            ("rollback", "alice"),
+            ("manual_review", "bob"),
+            ("prune_context", "dan")
+        ],
         "add_approval rule 2: in order"
     );
+    assert_eq!(
+        (got[2].denied, got[2].reason.as_deref()),
+        (true, Some("bundles are evidence")),
+        "add_approval rule 2: a denial kept with its reason"
+    );
+    assert!(!got[0].denied && got[0].reason.is_none());
     assert!(got.iter().all(|a| a.incident == key));
     let e = s.claim(&key).await.expect("claim");
     s.close(&key, e, now, &st).await.expect("close");
@@ -1337,7 +1351,7 @@ async fn incident_store_control(s: &dyn IncidentStore) {
     );
     assert_eq!(
         s.approvals(&key).await.expect("approvals").len(),
-        2,
+        3,
         "add_approval rule 1: a refused approval writes nothing"
     );
 }

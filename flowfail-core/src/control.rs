@@ -177,6 +177,47 @@ pub async fn approve(
     Ok(a)
 }
 
+/// Denies `action` (one of [`GATED_ACTIONS`]) for the open incident `incident`: the
+/// responder drops it from every later decision of the incident and records why (it is not
+/// proposed, nor paged for, again). Validated like [`approve`]; `reason` like a pause's.
+pub async fn deny(
+    ledger: &dyn IncidentStore,
+    incident: &str,
+    action: &str,
+    reason: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Approval> {
+    if !GATED_ACTIONS.contains(&action) {
+        return Err(Error::invalid_input(format!(
+            "{} is not an action that waits for approval (one of {})",
+            describe_untrusted(action),
+            GATED_ACTIONS.join(", ")
+        ))
+        .with_operation("control.deny"));
+    }
+    let reason = operator_text("reason", reason, MAX_REASON_CHARS)?;
+    let by = operator_text("by", by, MAX_BY_CHARS)?;
+    let rec = ledger
+        .get(incident)
+        .await
+        .map_err(|e| e.with_operation("control.deny"))?;
+    if rec.closed_at.is_some() {
+        return Err(Error::refused(format!(
+            "incident {} is closed: nothing left to deny",
+            describe_untrusted(incident)
+        ))
+        .with_operation("control.deny"));
+    }
+    let a = Approval::denial(rec.key, action, by, reason, now);
+    ledger
+        .add_approval(&a.incident, &a)
+        .await
+        .map_err(|e| e.with_operation("control.deny"))?;
+    tracing::info!(incident = %a.incident, action, by = %a.by, "action denied");
+    Ok(a)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

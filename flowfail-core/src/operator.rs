@@ -75,6 +75,12 @@ pub struct Approval {
     pub by: String,
     /// When.
     pub at: Timestamp,
+    /// A "no": the action is not carried out, nor proposed again, in this incident.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied: bool,
+    /// Why it was denied (operator text, validated, never interpreted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Approval {
@@ -90,6 +96,24 @@ impl Approval {
             action: action.into(),
             by: by.into(),
             at,
+            denied: false,
+            reason: None,
+        }
+    }
+
+    /// A denial of `action` for `incident`, with its reason. Use [`crate::control::deny`] to
+    /// validate it and record it in the ledger.
+    pub fn denial(
+        incident: impl Into<String>,
+        action: impl Into<String>,
+        by: impl Into<String>,
+        reason: impl Into<String>,
+        at: Timestamp,
+    ) -> Self {
+        Approval {
+            denied: true,
+            reason: Some(reason.into()),
+            ..Approval::new(incident, action, by, at)
         }
     }
 }

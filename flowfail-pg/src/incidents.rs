@@ -128,11 +128,11 @@ impl IncidentSql {
             pause_flag: format!("SELECT reason, paused_by, paused_at FROM {pause} WHERE scope = $1"),
             // One statement: the incident must exist and be open, or nothing is inserted.
             add_approval: format!(
-                "INSERT INTO {appr} (key, action, approved_by, approved_at)
-                 SELECT key, $2, $3, $4 FROM {inc} WHERE key = $1 AND closed_at IS NULL RETURNING 1"
+                "INSERT INTO {appr} (key, action, approved_by, approved_at, denied, reason)
+                 SELECT key, $2, $3, $4, $5, $6 FROM {inc} WHERE key = $1 AND closed_at IS NULL RETURNING 1"
             ),
             approvals: format!(
-                "SELECT action, approved_by, approved_at FROM {appr} WHERE key = $1 ORDER BY id"
+                "SELECT action, approved_by, approved_at, denied, reason FROM {appr} WHERE key = $1 ORDER BY id"
             ),
             closed_at: format!("SELECT closed_at FROM {inc} WHERE key = $1"),
             list: list_sql(&inc, &tl),
@@ -574,7 +574,14 @@ impl IncidentStore for PgIncidentStore {
         let inserted = c
             .query_opt(
                 &self.sql.add_approval,
-                &[&key, &approval.action, &approval.by, &approval.at],
+                &[
+                    &key,
+                    &approval.action,
+                    &approval.by,
+                    &approval.at,
+                    &approval.denied,
+                    &approval.reason,
+                ],
             )
             .await
             .map_err(|e| pg_err(op, e))?;
@@ -612,7 +619,14 @@ impl IncidentStore for PgIncidentStore {
                 let action: String = r.try_get(0).map_err(|e| decode_err(op, e))?;
                 let by: String = r.try_get(1).map_err(|e| decode_err(op, e))?;
                 let at: Timestamp = r.try_get(2).map_err(|e| decode_err(op, e))?;
-                Ok(Approval::new(key, action, by, at))
+                let denied: bool = r.try_get(3).map_err(|e| decode_err(op, e))?;
+                let reason: Option<String> = r.try_get(4).map_err(|e| decode_err(op, e))?;
+                Ok(match (denied, reason) {
+                    (true, reason) => {
+                        Approval::denial(key, action, by, reason.unwrap_or_default(), at)
+                    }
+                    (false, _) => Approval::new(key, action, by, at),
+                })
             })
             .collect()
     }

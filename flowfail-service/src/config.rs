@@ -322,6 +322,7 @@ impl ServerConfig {
             .map(|r| r.resolve("server.grafana_hmac_secret"))
             .transpose()?;
         o.max_body_bytes = self.max_body_bytes;
+        o.secure_cookies = self.tls.is_some();
         Ok(o)
     }
 

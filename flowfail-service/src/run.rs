@@ -121,7 +121,7 @@ async fn listen(
     let addr = tcp
         .local_addr()
         .map_or_else(|_| server.listen.clone(), |a| a.to_string());
-    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve");
+    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve, /deny, the console at /");
     let router = serve::router(
         options,
         wake,

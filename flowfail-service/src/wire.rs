@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use flowfail_core::control::{self, Approval, Pause};
-use flowfail_core::history;
+use flowfail_core::history::{self, IncidentLine, IncidentView};
 use flowfail_core::ports::{IncidentQuery, IncidentStore, Ports};
 use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
 use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
@@ -357,6 +357,22 @@ impl super::serve::Control for Live {
             a.action, a.incident, a.by, a.at
         ))
     }
+    async fn deny(&self, incident: &str, action: &str, reason: &str, by: &str) -> Result<String> {
+        let a = Live::deny(self, incident, action, reason, by).await?;
+        Ok(format!(
+            "{} of {} denied by {} at {}",
+            a.action, a.incident, a.by, a.at
+        ))
+    }
+    async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
+        self.controls().incidents(open_only, None, limit).await
+    }
+    async fn incident(&self, key: &str) -> Result<IncidentView> {
+        self.controls().incident(key).await
+    }
+    async fn pause_state(&self) -> Result<Option<Pause>> {
+        Live::paused(self).await
+    }
 }
 
 /// The operator's controls (see [`flowfail_core::control`]), on this config's ledger and
@@ -388,6 +404,17 @@ impl Live {
     /// Approves a gated action (see [`Controls::approve`]).
     pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
         self.controls().approve(incident, action, by).await
+    }
+
+    /// Denies a gated action of an open incident (see [`Controls::deny`]).
+    pub async fn deny(
+        &self,
+        incident: &str,
+        action: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<Approval> {
+        self.controls().deny(incident, action, reason, by).await
     }
 }
 
@@ -451,16 +478,42 @@ impl Controls {
     pub async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<Approval> {
         // Only this Deployment's incidents: a ledger shared by several Deployments must not let
         // one's operators approve another's rollback.
-        if let Ok(rec) = self.ledger.get(incident).await
-            && rec.scope != self.scope
-        {
-            return Err(Error::not_found(format!(
+        self.own(incident).await?;
+        control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
+    }
+
+    /// Denies `action` for the open incident `incident`, with `reason`: it is not carried
+    /// out, nor proposed again, in that incident. Refused as [`Controls::approve`] refuses.
+    pub async fn deny(
+        &self,
+        incident: &str,
+        action: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<Approval> {
+        self.own(incident).await?;
+        control::deny(
+            &self.ledger,
+            incident,
+            action,
+            reason,
+            by,
+            Clock::system().now(),
+        )
+        .await
+    }
+
+    /// `NotFound` when `incident` is not an acting incident of this Deployment (another
+    /// Deployment's sharing the ledger, or a shadow run's: nothing acts on those).
+    async fn own(&self, incident: &str) -> Result<()> {
+        match self.ledger.get(incident).await {
+            Ok(rec) if rec.scope != self.scope => Err(Error::not_found(format!(
                 "no incident {} of {}",
                 flowfail_core::model::describe_untrusted_pub(incident),
                 self.scope
-            )));
+            ))),
+            _ => Ok(()),
         }
-        control::approve(&self.ledger, incident, action, by, Clock::system().now()).await
     }
 
     /// The scopes this config's incidents are kept under: the Deployment's (acting) and its

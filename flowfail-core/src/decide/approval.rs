@@ -23,7 +23,8 @@ impl Approval {
     /// Whether it unlocks `action` of `incident` at `now`: same incident and action, given no
     /// later than `now` and not expired.
     pub fn unlocks(&self, incident: &str, action: &str, policy: &Policy, now: Timestamp) -> bool {
-        self.incident == incident
+        !self.denied
+            && self.incident == incident
             && self.action == action
             && self.at <= now
             && now < self.expires_at(policy)
@@ -76,6 +77,9 @@ pub struct Gated {
     pub proposed: Vec<Proposal>,
     /// Gated actions let through, with the approval that unlocked each.
     pub approved: Vec<(Action, Approval)>,
+    /// Gated actions an operator denied in this incident, with the denial: dropped, never
+    /// proposed again.
+    pub denied: Vec<(Action, Approval)>,
 }
 
 /// Holds back the decision's gated actions that no approval in force unlocks (pure). Each one
@@ -101,6 +105,23 @@ pub fn gate(
             kept.push(a);
             continue;
         };
+        // A "no" is final for the incident, whatever approvals came before or after it.
+        if let Some(no) = approvals
+            .iter()
+            .find(|ap| ap.denied && ap.incident == state.key && ap.action == g && ap.at <= now)
+        {
+            d.skipped.push(Skip::new(
+                a.kind(),
+                subject(&a),
+                format!(
+                    "denied by {}: {}",
+                    no.by,
+                    no.reason.as_deref().unwrap_or("no reason given")
+                ),
+            ));
+            out.denied.push((a, no.clone()));
+            continue;
+        }
         if let Some(ap) = approvals
             .iter()
             .rev()

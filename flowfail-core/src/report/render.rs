@@ -172,6 +172,13 @@ impl Report {
         self.render_text(true)
     }
 
+    /// The timeline as people read it: per-task actions of the same kind, outcome and attempt
+    /// at the same time on one line (unless `verbose`), each line with its time. The text is
+    /// as recorded (from outside, in part): escape it for where it goes.
+    pub fn timeline_lines(&self, verbose: bool) -> Vec<(Timestamp, String)> {
+        self.text_timeline(verbose)
+    }
+
     /// The timeline's lines for the human timeline, grouped unless `verbose`; not yet cleaned.
     fn text_timeline(&self, verbose: bool) -> Vec<(Timestamp, String)> {
         let p = &self.post_incident;

@@ -183,6 +183,23 @@ impl Responder {
                 ));
             }
         }
+        for (a, no) in &out.denied {
+            let line = format!(
+                "denied by {} at {}: {} ({})",
+                no.by,
+                no.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                control::describe_action(a),
+                no.reason.as_deref().unwrap_or("no reason given")
+            );
+            if lock(&self.inner).proposed_seen.insert(line.clone()) {
+                lock(&self.inner).report.note(now, line);
+                entries.push(TimelineEntry::new(
+                    now,
+                    TimelineKind::Denied,
+                    serde_json::json!({"gate": no.action, "by": no.by, "at": no.at, "reason": no.reason}),
+                ));
+            }
+        }
         let mut held: Vec<String> = out.proposed.iter().map(|p| p.gate.to_string()).collect();
         held.dedup();
         held

@@ -430,3 +430,94 @@ fn stakeholders_are_told_once_when_the_outage_ends() {
         );
     });
 }
+
+/// Issue 25: a "no". A denied rollback is not carried out, nor proposed or paged for again, in
+/// that incident, even when approved afterwards; the denial, its reason and who gave it are in
+/// the timeline, the reasons for not acting and the read-back view. Denying needs a reason and
+/// an open incident.
+#[test]
+fn a_denied_action_is_never_carried_out_nor_proposed_again() {
+    paused(async {
+        let s = setup("bad-deploy", |p| {
+            p.require_approval = vec!["rollback".into()]
+        });
+        let r = responder(&s);
+        for _ in 0..3 {
+            r.pass().await.unwrap();
+            tick(&s).await;
+        }
+        let key = incident_key(&s.world);
+        let proposals = || {
+            s.world
+                .pager
+                .pages()
+                .into_iter()
+                .filter(|p| p.dedup_key.ends_with("approval_rollback"))
+                .count()
+        };
+        assert_eq!(proposals(), 1);
+        let e = control::deny(
+            &s.world.incidents,
+            &key,
+            "rollback",
+            " ",
+            "dan",
+            s.clock.now(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "a denial needs a reason");
+        control::deny(
+            &s.world.incidents,
+            &key,
+            "rollback",
+            "a schema migration went out with revision 8",
+            "dan",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+        // An approval after the "no" does not undo it.
+        control::approve(&s.world.incidents, &key, "rollback", "carol", s.clock.now())
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            r.pass().await.unwrap();
+            tick(&s).await;
+        }
+        assert!(
+            s.world
+                .deployment
+                .calls()
+                .of("deployment.rollback")
+                .is_empty()
+        );
+        assert_eq!(proposals(), 1, "proposed (paged) again after the denial");
+        let rec = s.world.incidents.get(&key).await.unwrap();
+        let denied: Vec<_> = rec.timeline.iter().filter(|e| e.kind == "denied").collect();
+        assert_eq!(denied.len(), 1, "{:#?}", rec.timeline);
+        assert_eq!(denied[0].detail["by"], "dan");
+        let proposed_after = rec
+            .timeline
+            .iter()
+            .skip_while(|e| e.kind != "denied")
+            .filter(|e| e.kind == "proposed")
+            .count();
+        assert_eq!(proposed_after, 0, "proposed again after the denial");
+        let why = "denied by dan: a schema migration went out with revision 8";
+        assert!(
+            r.report()
+                .not_taken
+                .iter()
+                .any(|n| n.skip.action == "rollback" && n.skip.reason == why),
+            "{:#?}",
+            r.report().not_taken
+        );
+        let approvals = s.world.incidents.approvals(&key).await.unwrap();
+        let view =
+            flowfail_core::history::IncidentView::from_record(&rec, &approvals, s.clock.now());
+        assert!(view.pending.is_empty(), "{:?}", view.pending);
+        assert!(view.to_text(false).contains(why), "{}", view.to_text(false));
+        assert!(approvals.iter().any(|a| a.denied && a.by == "dan"));
+    });
+}

@@ -10,6 +10,10 @@
 //! | `POST /pause` | control token | `{"reason": "…", "by": "…"}`: automation paused on every replica |
 //! | `POST /resume` | control token | `{"by": "…"}` |
 //! | `POST /approve` | control token | `{"incident": "…", "action": "rollback", "by": "…"}` |
+//! | `POST /deny` | control token | `{"incident": "…", "action": "rollback", "reason": "…", "by": "…"}`: not carried out, nor proposed again, in that incident |
+//! | `GET /`, `GET /incidents/KEY` | a console session (read or control token), or the read or control token as a bearer | the web console: incidents, and one incident's record (see [`console`]) |
+//! | `GET /login`, `POST /login`, `POST /logout` | the token, once | the console's sign-in: an HttpOnly, SameSite=Strict session cookie |
+//! | `POST /console/{approve,deny,pause,resume}` | a control session and its CSRF token | the console's buttons |
 //!
 //! **An alert is a trigger, not a verdict.** A firing alert makes the supervisor read the
 //! failure rate at once instead of at its next poll; it opens an incident only if its own read
@@ -54,11 +58,14 @@ use serde::Deserialize;
 
 use flowfail_core::ErrorKind;
 use flowfail_core::Result;
+use flowfail_core::control::Pause;
+use flowfail_core::history::{IncidentLine, IncidentView};
 use flowfail_core::respond::{AlertTrigger, Wake};
 
 use super::metrics::Metrics;
 
 mod auth;
+pub mod console;
 mod listen;
 
 use auth::{bearer_ok, hmac_ok, signature_headers_ok};
@@ -78,6 +85,35 @@ pub trait Control: Send + Sync + 'static {
     async fn resume(&self, by: &str) -> Result<()>;
     /// Approves a gated action of an open incident; returns what was approved, in words.
     async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String>;
+    /// Denies a gated action of an open incident, with the reason; returns what was denied, in
+    /// words. The default: unsupported.
+    async fn deny(&self, incident: &str, action: &str, reason: &str, by: &str) -> Result<String> {
+        let _ = (incident, action, reason, by);
+        Err(unsupported("deny"))
+    }
+    /// The incidents (acting and shadow), newest first (the console's index). The default:
+    /// unsupported.
+    async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
+        let _ = (open_only, limit);
+        Err(unsupported("incidents"))
+    }
+    /// One incident read back from the ledger (the console's incident page). The default:
+    /// unsupported.
+    async fn incident(&self, key: &str) -> Result<IncidentView> {
+        let _ = key;
+        Err(unsupported("incident"))
+    }
+    /// The pause in force, if any (the console's banner). The default: none.
+    async fn pause_state(&self) -> Result<Option<Pause>> {
+        Ok(None)
+    }
+}
+
+fn unsupported(what: &str) -> flowfail_core::Error {
+    flowfail_core::Error::new(
+        ErrorKind::Unsupported,
+        format!("{what}: not supported by this control"),
+    )
 }
 
 /// How the listener authenticates and bounds requests.
@@ -94,6 +130,8 @@ pub struct ServerOptions {
     pub grafana_hmac_secret: Option<SecretString>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The console's session cookie is `Secure` (the listener serves TLS).
+    pub secure_cookies: bool,
 }
 
 impl ServerOptions {
@@ -105,6 +143,7 @@ impl ServerOptions {
             read_token: None,
             grafana_hmac_secret: None,
             max_body_bytes: 256 * 1024,
+            secure_cookies: false,
         }
     }
 }
@@ -126,6 +165,8 @@ struct AppState {
     log: Arc<Mutex<LogBudget>>,
     /// When the supervisor last completed a pass (`/healthz`).
     health: Health,
+    /// The console's signed-in browsers.
+    sessions: Arc<console::Sessions>,
 }
 
 /// At most [`LOG_BURST`] refusal lines per [`LOG_WINDOW`]; the rest are counted and said once.
@@ -198,6 +239,7 @@ pub fn router(
         in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         log: Arc::default(),
         health,
+        sessions: Arc::default(),
     };
     Router::new()
         .route("/hooks/grafana", post(grafana))
@@ -208,6 +250,8 @@ pub fn router(
         .route("/pause", post(pause))
         .route("/resume", post(resume))
         .route("/approve", post(approve))
+        .route("/deny", post(deny))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone())
         // Outside the router: one limit for every route (a layer on the router is per route).
@@ -221,6 +265,7 @@ fn required_token<'a>(s: &'a AppState, path: &str) -> Option<(&'static str, &'a 
         "/pause" => Some(("/pause", &o.control_token)),
         "/resume" => Some(("/resume", &o.control_token)),
         "/approve" => Some(("/approve", &o.control_token)),
+        "/deny" => Some(("/deny", &o.control_token)),
         "/hooks/alertmanager" => Some(("/hooks/alertmanager", &o.webhook_token)),
         "/hooks/grafana" => Some(("/hooks/grafana", &o.webhook_token)),
         "/metrics" => o.read_token.as_ref().map(|t| ("/metrics", t)),
@@ -519,6 +564,16 @@ struct ApproveBody {
     by: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DenyBody {
+    incident: String,
+    action: String,
+    reason: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
 /// The body of a control call, or the response refusing it.
 fn control_body<T: serde::de::DeserializeOwned>(
     s: &AppState,
@@ -616,4 +671,14 @@ async fn approve(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     let by = who(b.by.as_deref());
     let r = s.control.approve(&b.incident, &b.action, &by).await;
     control_result(&s, "/approve", r)
+}
+
+async fn deny(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: DenyBody = match control_body(&s, "/deny", &headers, &body, None) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let by = who(b.by.as_deref());
+    let r = s.control.deny(&b.incident, &b.action, &b.reason, &by).await;
+    control_result(&s, "/deny", r)
 }

@@ -1,0 +1,402 @@
+//! The web console on the listener: what flowfail did and would have done, read from the
+//! ledger, and the operator's buttons.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /login`, `POST /login` | anyone, with a token | sign in: your name and the read or control token; a session cookie (HttpOnly, SameSite=Strict, Secure over TLS) for 12 h |
+//! | `POST /logout` | a session | sign out |
+//! | `GET /` | a session, or the read / control token as a bearer | incidents, newest first: mode, status, MTTR, actions, root cause; the pause state |
+//! | `GET /incidents/KEY` | same | the record: summary, the failure rate as a chart, pending approvals, the grouped timeline, why not, decisions |
+//! | `POST /console/approve`, `/console/deny`, `/console/pause`, `/console/resume` | a control session, with its CSRF token | the buttons |
+//!
+//! The pages are rendered on the server ([`pages`]): no script, no external resource. Every
+//! response carries a Content-Security-Policy that allows no script at all, and every piece
+//! of text from outside is escaped. Viewing needs the read token (or the control token); the
+//! buttons need a session signed in with the control token, and every form carries the
+//! session's CSRF token. What a button did is recorded in the ledger under the name given at
+//! sign-in (`console:NAME`).
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use flowfail_core::ErrorKind;
+
+use super::AppState;
+
+mod chart;
+pub mod pages;
+mod session;
+
+pub(super) use session::Sessions;
+use session::{Role, Session};
+
+/// The console's routes (merged into the listener's router).
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/incidents/{key}", get(incident))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/console/approve", post(approve))
+        .route("/console/deny", post(deny))
+        .route("/console/pause", post(pause))
+        .route("/console/resume", post(resume))
+}
+
+/// The incidents the index lists at most.
+const INDEX_LIMIT: usize = 200;
+
+/// Headers of every console page: no script, no frame, nothing cached, no referrer.
+fn page(code: StatusCode, html: String) -> Response {
+    let mut r = (code, Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn see_other(to: &str, cookie: Option<String>) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn token_is(given: &str, want: &secrecy::SecretString) -> bool {
+    let a = sha2::Sha256::digest(given.as_bytes());
+    let b = sha2::Sha256::digest(want.expose_secret().as_bytes());
+    a.as_slice().ct_eq(b.as_slice()).into()
+}
+
+/// The role a token gives: the control token, or the read token when one is set.
+fn role_of(s: &AppState, token: &str) -> Option<Role> {
+    if token_is(token, &s.opts.control_token) {
+        Some(Role::Control)
+    } else if s
+        .opts
+        .read_token
+        .as_ref()
+        .is_some_and(|r| token_is(token, r))
+    {
+        Some(Role::Read)
+    } else {
+        None
+    }
+}
+
+fn session(s: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    s.sessions.get(session::cookie_id(cookies)?, Instant::now())
+}
+
+/// Who is looking: a session, or a bearer token (read or control; no forms without a
+/// session). `None`: sign in first.
+fn viewer(s: &AppState, headers: &HeaderMap) -> Option<pages::Viewer> {
+    if let Some(se) = session(s, headers) {
+        return Some(pages::Viewer {
+            control: se.role == Role::Control,
+            csrf: se.csrf,
+            by: se.by,
+        });
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    role_of(s, bearer).map(|role| pages::Viewer {
+        control: false,
+        csrf: String::new(),
+        by: if role == Role::Control {
+            "control token".into()
+        } else {
+            "read token".into()
+        },
+    })
+}
+
+/// A ledger error as a page: unknown is 404, bad input 400, the rest 503.
+fn failed(e: &flowfail_core::Error) -> Response {
+    let code = match e.kind() {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Refused | ErrorKind::Conflict => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    page(code, pages::message_page("flowfail", &e.to_string()))
+}
+
+async fn index(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(v) = viewer(&s, &headers) else {
+        return see_other("/login", None);
+    };
+    let lines = match s.control.incidents(false, INDEX_LIMIT).await {
+        Ok(l) => l,
+        Err(e) => return failed(&e),
+    };
+    let pause = s.control.pause_state().await.ok().flatten();
+    page(
+        StatusCode::OK,
+        pages::index_page(&lines, pause.as_ref(), &v),
+    )
+}
+
+async fn incident(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(v) = viewer(&s, &headers) else {
+        return see_other("/login", None);
+    };
+    let view = match s.control.incident(&key).await {
+        Ok(view) => view,
+        Err(e) => return failed(&e),
+    };
+    let pause = s.control.pause_state().await.ok().flatten();
+    page(
+        StatusCode::OK,
+        pages::incident_page(&view, pause.as_ref(), &v),
+    )
+}
+
+async fn login_form() -> Response {
+    page(StatusCode::OK, pages::login_page(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    token: String,
+}
+
+async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let name = flowfail_core::model::sanitize(f.name.trim(), 100);
+    let Some(role) = role_of(&s, &f.token) else {
+        super::refuse(
+            &s,
+            "/login",
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            String::new(),
+        );
+        return page(
+            StatusCode::UNAUTHORIZED,
+            pages::login_page(Some("That token opens nothing here.")),
+        );
+    };
+    if name.trim().is_empty() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::login_page(Some(
+                "Give your name: it is recorded with what you approve.",
+            )),
+        );
+    }
+    let Some((id, _)) = s.sessions.open(role, name, Instant::now()) else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message_page("flowfail", "no randomness for a session id"),
+        );
+    };
+    see_other("/", Some(session::set_cookie(&id, s.opts.secure_cookies)))
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(cookies) = headers.get(header::COOKIE).and_then(|c| c.to_str().ok())
+        && let Some(id) = session::cookie_id(cookies)
+        && s.sessions
+            .get(id, Instant::now())
+            .is_some_and(|se| se.csrf_ok(&f.csrf))
+    {
+        s.sessions.close(id);
+    }
+    see_other("/login", Some(session::clear_cookie()))
+}
+
+/// The control session of a button press, its CSRF token checked; or the refusal.
+fn control_session(
+    s: &AppState,
+    path: &'static str,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Session, Box<Response>> {
+    let refused = |reason: &'static str, code: StatusCode, text: &str| {
+        super::refuse(s, path, reason, code, String::new());
+        Box::new(page(code, pages::message_page("flowfail: refused", text)))
+    };
+    let Some(se) = session(s, headers) else {
+        return Err(refused(
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "Sign in first.",
+        ));
+    };
+    if !se.csrf_ok(csrf) {
+        return Err(refused(
+            "csrf",
+            StatusCode::FORBIDDEN,
+            "The form's token does not match this session: reload the page and try again.",
+        ));
+    }
+    if se.role != Role::Control {
+        return Err(refused(
+            "forbidden",
+            StatusCode::FORBIDDEN,
+            "This needs a session signed in with the control token.",
+        ));
+    }
+    Ok(se)
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf: String,
+    incident: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn incident_path(key: &str) -> String {
+    format!("/incidents/{}", pages::path_segment(key))
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    let se = match control_session(&s, "/console/approve", &headers, &f.csrf) {
+        Ok(se) => se,
+        Err(r) => return *r,
+    };
+    let by = format!("console:{}", se.by);
+    match s.control.approve(&f.incident, &f.action, &by).await {
+        Ok(_) => see_other(&incident_path(&f.incident), None),
+        Err(e) => failed(&e),
+    }
+}
+
+async fn deny(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    let se = match control_session(&s, "/console/deny", &headers, &f.csrf) {
+        Ok(se) => se,
+        Err(r) => return *r,
+    };
+    let by = format!("console:{}", se.by);
+    match s.control.deny(&f.incident, &f.action, &f.reason, &by).await {
+        Ok(_) => see_other(&incident_path(&f.incident), None),
+        Err(e) => failed(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PauseForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Where a button returns to: a path of this console, never another site.
+fn back_to(back: &str) -> &str {
+    if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
+        back
+    } else {
+        "/"
+    }
+}
+
+async fn pause(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<PauseForm>,
+) -> Response {
+    let se = match control_session(&s, "/console/pause", &headers, &f.csrf) {
+        Ok(se) => se,
+        Err(r) => return *r,
+    };
+    match s
+        .control
+        .pause(&f.reason, &format!("console:{}", se.by))
+        .await
+    {
+        Ok(()) => {
+            s.metrics.set_paused(true);
+            see_other(back_to(&f.back), None)
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+async fn resume(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<PauseForm>,
+) -> Response {
+    let se = match control_session(&s, "/console/resume", &headers, &f.csrf) {
+        Ok(se) => se,
+        Err(r) => return *r,
+    };
+    match s.control.resume(&format!("console:{}", se.by)).await {
+        Ok(()) => {
+            s.metrics.set_paused(false);
+            see_other(back_to(&f.back), None)
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_stays_on_this_console() {
+        assert_eq!(back_to("/incidents/x"), "/incidents/x");
+        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", ""] {
+            assert_eq!(back_to(bad), "/", "{bad}");
+        }
+    }
+}
