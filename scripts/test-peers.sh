@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The peers that give the tests full coverage: PostgreSQL at 127.0.0.1:5432 (trust auth) and a
-# local AWS API (moto's server mode, from PyPI into .venv-moto) on a free local port.
+# The peers that give the tests full coverage: PostgreSQL at 127.0.0.1:5432 (trust auth), a
+# local AWS API (moto's server mode, from PyPI into .venv-moto) on a free local port, and
+# headless Chromium with ChromeDriver (Debian's packages) for the console's browser test.
 #
 #   scripts/test-peers.sh cargo test --workspace   start both, run the command, stop moto
 #   . scripts/test-peers.sh                         start both and export the variables into this
 #                                                   shell; moto stops when the shell exits
 #
 # It exports FLOWFAIL_PG_URL, FLOWFAIL_AWS_ENDPOINT, and FLOWFAIL_PG_REQUIRED=1 /
-# FLOWFAIL_AWS_REQUIRED=1 (with the peers up, a test that cannot reach one fails instead of
-# skipping). PostgreSQL is started when a local cluster exists and installed with apt-get when
+# FLOWFAIL_AWS_REQUIRED=1 / FLOWFAIL_BROWSER_REQUIRED=1 (with the peers up, a test that cannot
+# reach one fails instead of skipping). PostgreSQL is started when a local cluster exists and installed with apt-get when
 # none does and this runs as root (CI). Schemas left by earlier test runs are dropped. `.ci/run`
 # sources this file. Fails loudly when a peer cannot be brought up.
 
@@ -83,6 +84,21 @@ test_peers_moto() {
   echo "moto answers at $FLOWFAIL_AWS_ENDPOINT (log: $log)"
 }
 
+test_peers_browser() {
+  echo "== headless Chromium and ChromeDriver (Debian's chromium, chromium-driver)"
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "chromium and chromedriver are not installed; install them (apt-get install chromium chromium-driver) or run this as root" >&2
+      return 1
+    fi
+    echo "installing chromium and chromium-driver"
+    apt-get update -qq || return 1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || return 1
+  fi
+  export FLOWFAIL_BROWSER_REQUIRED=1
+  echo "$(chromium --version 2>/dev/null | head -n 1); $(chromedriver --version 2>/dev/null | head -n 1)"
+}
+
 # Stops the moto server this file started (by its process id), if any.
 test_peers_down() {
   if [ -n "${TEST_PEERS_MOTO_PID:-}" ]; then
@@ -93,7 +109,7 @@ test_peers_down() {
 }
 
 test_peers_up() {
-  test_peers_postgres && test_peers_moto
+  test_peers_postgres && test_peers_moto && test_peers_browser
 }
 
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then

@@ -404,11 +404,12 @@ fn read_entry(
                     text("reason")
                 ),
             );
-            if !pending.iter().any(|p| p.gate == gate) {
+            let action = text("action");
+            if !pending.iter().any(|p| p.gate == gate && p.action == action) {
                 pending.push(PendingApproval {
                     at: e.at,
                     gate,
-                    action: text("action"),
+                    action,
                     reason: text("reason"),
                 });
             }

@@ -23,3 +23,4 @@ mod pg_cli;
 mod respond_timeline;
 mod retry_gates;
 mod triage_http;
+mod webdriver;

@@ -46,9 +46,17 @@ impl Conduct {
         self == Conduct::Act
     }
 
-    /// How a reader says it: `did` when acting, `would have` otherwise.
+    /// How a reader says what was decided: `decided` when acting (each action's entry says
+    /// what came of it), `would have done` in shadow mode or a dry run, and what held it back
+    /// otherwise.
     pub fn verb(self) -> &'static str {
-        if self.acted() { "did" } else { "would have" }
+        match self {
+            Conduct::Act => "decided",
+            Conduct::Shadow | Conduct::DryRun => "would have done",
+            Conduct::Paused => "decided, held back (paused)",
+            Conduct::AwaitingApproval => "decided, held for approval",
+            Conduct::Halted => "decided, held back (kill switch)",
+        }
     }
 }
 
@@ -156,7 +164,7 @@ impl DecisionRecord {
         .to_string()
     }
 
-    /// One line for people: `act: did retry_task ×12, set_env ×1; held for approval:
+    /// One line for people: `act: decided retry_task ×12, set_env ×1; held for approval:
     /// rollback; waiting: …`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod console;
 mod listen;
 mod live_config;
 mod live_control;

@@ -31,6 +31,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::{flowfail_cmd, local_aws_shared};
 
 mod check_config;
+mod console;
 mod hostile;
 mod incidents;
 mod kill_switch;

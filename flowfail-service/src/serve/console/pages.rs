@@ -68,8 +68,8 @@ fn head(title: &str, s: &mut String) {
 fn nav(v: &Viewer, s: &mut String) {
     let _ = write!(
         s,
-        "<p><a href=\"/\">incidents</a> · signed in as {} ({}) · \
-         <form class=\"inline\" method=\"post\" action=\"/logout\">{}<button>sign out</button></form></p>",
+        "<div id=\"nav\"><a href=\"/\">incidents</a> · signed in as {} ({}) · \
+         <form class=\"inline\" method=\"post\" action=\"/logout\">{}<button>sign out</button></form></div>",
         esc(&v.by),
         if v.control { "control" } else { "read" },
         csrf_field(v)
@@ -220,6 +220,19 @@ pub fn incident_page(view: &IncidentView, pause: Option<&Pause>, v: &Viewer) -> 
     }
     s.push_str("</table>");
     why_not_section(view, &mut s);
+    if !p.failure_templates.is_empty() {
+        s.push_str("<h2>New failure modes</h2><table id=\"new-failure-modes\"><tr><th>count</th><th>template</th><th>example</th></tr>");
+        for t in &p.failure_templates {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                t.count,
+                esc(&t.template),
+                esc(&t.example)
+            );
+        }
+        s.push_str("</table>");
+    }
     if !p.left_in_place.is_empty() {
         s.push_str("<h2>Left in place</h2><ul>");
         for l in &p.left_in_place {
@@ -250,7 +263,8 @@ fn classification(view: &IncidentView) -> String {
 /// denials given.
 fn approvals_section(view: &IncidentView, v: &Viewer, s: &mut String) {
     if !view.pending.is_empty() {
-        s.push_str("<h2>Waiting for approval</h2><table id=\"pending\"><tr><th>proposed</th><th>action</th><th>why</th><th></th></tr>");
+        s.push_str("<h2>Waiting for approval</h2><p class=\"muted\">Approve and Deny apply to the action's kind in this incident (every prune, say), as <code>flowfail approve</code> and <code>flowfail deny</code> do.</p><table id=\"pending\"><tr><th>proposed</th><th>action</th><th>why</th><th></th></tr>");
+        let mut buttons: Vec<&str> = Vec::new();
         for p in &view.pending {
             let _ = write!(
                 s,
@@ -259,7 +273,10 @@ fn approvals_section(view: &IncidentView, v: &Viewer, s: &mut String) {
                 esc(&p.action),
                 esc(&p.reason)
             );
-            if v.control {
+            if buttons.contains(&p.gate.as_str()) {
+                s.push_str("<span class=\"muted\">as above</span>");
+            } else if v.control {
+                buttons.push(&p.gate);
                 let key = esc(&view.key);
                 let gate = esc(&p.gate);
                 let _ = write!(
