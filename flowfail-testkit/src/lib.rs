@@ -18,6 +18,8 @@
 //! [`skip_named_in`]) with the caller's `module_path!()`: the line is printed once per peer per
 //! module and counts that module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
 
+pub mod ledger;
+
 pub use flowfail_core::model::redact_url;
 use std::io::Write;
 use std::process::Command;

@@ -384,3 +384,24 @@ async fn deny_over_http_needs_the_control_token() {
         [format!("deny {KEY} rollback no http:ops")]
     );
 }
+
+/// P11's size bound: the incident page of a 250-task incident with 2 hours of passes (the
+/// record the responder writes) stays under 300 KB. Its time is measured by
+/// `cargo bench -p flowfail-service --bench console`.
+#[test]
+fn the_page_of_a_long_incident_stays_under_300_kb() {
+    use chrono::TimeZone;
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
+    let rec = flowfail_testkit::ledger::long_incident(250, chrono::TimeDelta::hours(2), t0);
+    let view = IncidentView::from_record(&rec, &[], t0 + chrono::TimeDelta::hours(2));
+    assert_eq!(view.report.actions.len(), 250 + 250 + 2 * (250 / 3));
+    assert!(view.rates.len() >= 120, "{} points", view.rates.len());
+    let viewer = flowfail_service::serve::console::pages::Viewer {
+        control: true,
+        csrf: "0".repeat(64),
+        by: "t".into(),
+    };
+    let page = flowfail_service::serve::console::pages::incident_page(&view, None, &viewer);
+    assert!(page.len() <= 300_000, "{} bytes", page.len());
+    assert!(page.contains("t-00249"), "the grouped timeline names the tasks");
+}
