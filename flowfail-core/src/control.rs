@@ -46,7 +46,10 @@ pub use crate::operator::{
 };
 
 /// Operator text (a reason, a name): trimmed, non-empty, bounded, no control characters.
-fn operator_text(field: &str, s: &str, max_chars: usize) -> Result<String> {
+/// Operator text (a reason, a name) as the ledger takes it: trimmed, not empty, at most
+/// `max_chars` characters, no control or invisible formatting characters; an error names
+/// `field`.
+pub fn operator_text(field: &str, s: &str, max_chars: usize) -> Result<String> {
     let t = s.trim();
     if t.is_empty() {
         return Err(Error::invalid_input(format!("{field} must not be empty")));
@@ -179,7 +182,9 @@ pub async fn approve(
 
 /// Denies `action` (one of [`GATED_ACTIONS`]) for the open incident `incident`: the
 /// responder drops it from every later decision of the incident and records why (it is not
-/// proposed, nor paged for, again). Validated like [`approve`]; `reason` like a pause's.
+/// proposed, nor paged for, again). Validated like [`approve`]; `reason` like a pause's. Like
+/// an approval, a denial only concerns an action the policy holds for approval
+/// (`require_approval`); `flowfail deny` and the listener refuse any other.
 pub async fn deny(
     ledger: &dyn IncidentStore,
     incident: &str,

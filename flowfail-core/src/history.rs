@@ -221,6 +221,8 @@ impl IncidentView {
         for e in entries {
             read_entry(e, &mut b, &mut decisions, &mut rates, &mut pending);
         }
+        // Answered since it was proposed (the pass that reads the answer has not run yet).
+        pending.retain(|p| !approvals.iter().any(|a| a.action == p.gate && a.at >= p.at));
         b.passes = decisions.len() as u64;
         let mut report = b.build(state.as_ref(), rec.closed_at.unwrap_or(now));
         let status = if rec.closed_at.is_none() {

@@ -48,7 +48,9 @@ fn bench_console(c: &mut Criterion) {
     g.bench_function("page_only", |b| {
         b.iter(|| incident_page(black_box(&view), None, &viewer))
     });
-    g.bench_function("markdown_record", |b| b.iter(|| black_box(&view).to_markdown()));
+    g.bench_function("markdown_record", |b| {
+        b.iter(|| black_box(&view).to_markdown())
+    });
     g.bench_function("index_200_incidents", |b| {
         b.iter(|| index_page(black_box(&lines), None, &viewer))
     });

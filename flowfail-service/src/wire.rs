@@ -383,6 +383,7 @@ impl Live {
         Controls {
             scope: self.config.policy.deployment.clone(),
             ledger: self.ledger.clone(),
+            require_approval: self.config.policy.require_approval.clone(),
         }
     }
 
@@ -424,6 +425,8 @@ impl Live {
 pub struct Controls {
     scope: String,
     ledger: flowfail_pg::PgIncidentStore,
+    /// The policy's `require_approval`: only these actions wait for a "yes" or a "no".
+    require_approval: Vec<String>,
 }
 
 impl Config {
@@ -434,6 +437,7 @@ impl Config {
         Ok(Controls {
             scope: self.policy.deployment.clone(),
             ledger,
+            require_approval: self.policy.require_approval.clone(),
         })
     }
 }
@@ -491,6 +495,15 @@ impl Controls {
         reason: &str,
         by: &str,
     ) -> Result<Approval> {
+        // A "no" to an action the policy does not hold for approval would be recorded and
+        // change nothing: refused, with what would.
+        if !self.require_approval.iter().any(|a| a == action) {
+            return Err(Error::invalid_input(format!(
+                "{} is not held for approval here (require_approval = [{}]): a denial would change nothing; pause automation instead, or add it to require_approval",
+                flowfail_core::model::describe_untrusted_pub(action),
+                self.require_approval.join(", ")
+            )));
+        }
         self.own(incident).await?;
         control::deny(
             &self.ledger,

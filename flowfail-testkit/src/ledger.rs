@@ -45,7 +45,11 @@ pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> Incide
         if pass % 60 == 0 {
             // The decision changed: a new round of retries, other subjects held back.
             let round = pass / 60;
-            let held: Vec<&String> = ids.iter().skip(round as usize % tasks.max(1)).take(10).collect();
+            let held: Vec<&String> = ids
+                .iter()
+                .skip(round as usize % tasks.max(1))
+                .take(10)
+                .collect();
             tl.push(e(at, TimelineKind::Decision, json!({
                 "mode": "act", "acted": true, "alert": numbers,
                 "classification": {"timeout": tasks},
@@ -64,8 +68,12 @@ pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> Incide
         }
         let action = |kind: &str, id: &str, attempt: u32| {
             let a = match kind {
-                "prune_context" => json!({"kind": "prune_context", "task_id": id, "from_bytes": 600_000, "to_bytes": 180_000}),
-                _ => json!({"kind": "retry_task", "task_id": id, "attempt": attempt, "failure_kind": "timeout"}),
+                "prune_context" => {
+                    json!({"kind": "prune_context", "task_id": id, "from_bytes": 600_000, "to_bytes": 180_000})
+                }
+                _ => {
+                    json!({"kind": "retry_task", "task_id": id, "attempt": attempt, "failure_kind": "timeout"})
+                }
             };
             json!({"action": a, "outcome": "applied", "detail": null, "mode": "act", "acted": true})
         };
@@ -88,7 +96,11 @@ pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> Incide
                     "task_id": null, "summary": format!("{n} retried tasks failed again"), "details": {"tasks": &ids[..n]}})));
             }
             for id in &ids[..n] {
-                tl.push(e(at, TimelineKind::Action, action("retry_task", id, attempt)));
+                tl.push(e(
+                    at,
+                    TimelineKind::Action,
+                    action("retry_task", id, attempt),
+                ));
             }
         }
     }

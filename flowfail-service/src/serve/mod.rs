@@ -167,6 +167,8 @@ struct AppState {
     health: Health,
     /// The console's signed-in browsers.
     sessions: Arc<console::Sessions>,
+    /// The console's turns to read the ledger (the supervisor's connections come first).
+    console_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// At most [`LOG_BURST`] refusal lines per [`LOG_WINDOW`]; the rest are counted and said once.
@@ -240,6 +242,7 @@ pub fn router(
         log: Arc::default(),
         health,
         sessions: Arc::default(),
+        console_reads: Arc::new(tokio::sync::Semaphore::new(console::LEDGER_READS)),
     };
     Router::new()
         .route("/hooks/grafana", post(grafana))
@@ -287,6 +290,15 @@ async fn gatekeeper(State(s): State<AppState>, req: Request, next: Next) -> Resp
             "busy: too many requests in progress; try again".into(),
         );
     };
+    if !console::body_allowed(&s, req.uri().path(), req.headers()) {
+        return refuse(
+            &s,
+            "/console",
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: sign in at /login".into(),
+        );
+    }
     if let Some((path, token)) = required_token(&s, req.uri().path())
         && !bearer_ok(req.headers(), token)
     {

@@ -213,6 +213,23 @@ async fn viewing_needs_a_session_or_a_viewing_token() {
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "a made-up session");
+    // A name the record could not take (invisible characters, too long) is refused at sign-in.
+    for name in ["\u{202e}ana", "", &"n".repeat(93)] {
+        let r = call(
+            &a,
+            form("/login", None, &[("name", name), ("token", CONTROL)]),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?}");
+    }
+    // A sign-in form over 4 KiB is refused before it is read.
+    let big = "x".repeat(8192);
+    let r = call(
+        &a,
+        form("/login", None, &[("name", "ana"), ("token", &big)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     for bad in [WEBHOOK, "nope"] {
         let r = call(&a, form("/login", None, &[("name", "ana"), ("token", bad)])).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}");
@@ -348,6 +365,11 @@ async fn buttons_need_a_control_session_and_its_csrf_token() {
             "pause freeze console:ana".to_owned(),
         ]
     );
+    // A cross-site sign-out (no CSRF token) changes nothing.
+    let r = call(&a, form("/logout", Some(&ctl), &[("csrf", "")])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.headers.contains_key(header::SET_COOKIE));
+    assert_eq!(call(&a, get("/", Some(&ctl))).await.status, StatusCode::OK);
     // Signed out, the cookie opens nothing.
     let r = call(&a, form("/logout", Some(&ctl), &[("csrf", &csrf)])).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -403,5 +425,8 @@ fn the_page_of_a_long_incident_stays_under_300_kb() {
     };
     let page = flowfail_service::serve::console::pages::incident_page(&view, None, &viewer);
     assert!(page.len() <= 300_000, "{} bytes", page.len());
-    assert!(page.contains("t-00249"), "the grouped timeline names the tasks");
+    assert!(
+        page.contains("t-00249"),
+        "the grouped timeline names the tasks"
+    );
 }

@@ -157,6 +157,16 @@ async fn a_shadow_run_then_an_act_run_read_back_as_would_have_then_did() {
     assert!(!v["decisions"].as_array().unwrap().is_empty());
     assert!(!v["rates"].as_array().unwrap().is_empty());
 
+    // A "no" to an action this config does not hold for approval is refused (exit 2): it
+    // would be recorded and change nothing. Nothing is written.
+    let o = cli(
+        &["deny", &acted.key, "rollback", "--reason", "not now"],
+        &config,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not held for approval"), "{}", text(&o));
+    assert!(w.ledger.approvals(&acted.key).await.unwrap().is_empty());
+
     // Unknown and hostile keys: exit 1, nothing raw echoed.
     for key in ["flowengine-19990101T0000Z", "../../x\u{1b}[31mred\u{7}"] {
         let o = cli(&["incident", key], &config);

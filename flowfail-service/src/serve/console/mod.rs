@@ -44,7 +44,12 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/incidents/{key}", get(incident))
-        .route("/login", get(login_form).post(login))
+        .route(
+            "/login",
+            get(login_form)
+                .post(login)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES)),
+        )
         .route("/logout", post(logout))
         .route("/console/approve", post(approve))
         .route("/console/deny", post(deny))
@@ -54,6 +59,15 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// The incidents the index lists at most.
 const INDEX_LIMIT: usize = 200;
+/// The longest name a console session signs in with: `console:NAME` stays within an
+/// operator's name ([`flowfail_core::control::MAX_BY_CHARS`]).
+const MAX_NAME_CHARS: usize = flowfail_core::control::MAX_BY_CHARS - "console:".len();
+/// The largest sign-in form: a name and a token.
+const MAX_LOGIN_BYTES: usize = 4096;
+/// Console pages reading the ledger at once: the supervisor's connections come first.
+pub(super) const LEDGER_READS: usize = 2;
+/// How long a page waits for its turn to read the ledger.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Headers of every console page: no script, no frame, nothing cached, no referrer.
 fn page(code: StatusCode, html: String) -> Response {
@@ -62,7 +76,7 @@ fn page(code: StatusCode, html: String) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
@@ -110,6 +124,16 @@ fn role_of(s: &AppState, token: &str) -> Option<Role> {
     }
 }
 
+/// Whether a request to `path` may have its body read: the console's buttons and sign-out only
+/// with a live session (checked again, with its CSRF token, once the form is read).
+pub(super) fn body_allowed(s: &AppState, path: &str, headers: &HeaderMap) -> bool {
+    if path.starts_with("/console/") || path == "/logout" {
+        session(s, headers).is_some()
+    } else {
+        true
+    }
+}
+
 fn session(s: &AppState, headers: &HeaderMap) -> Option<Session> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     s.sessions.get(session::cookie_id(cookies)?, Instant::now())
@@ -152,9 +176,27 @@ fn failed(e: &flowfail_core::Error) -> Response {
     page(code, pages::message_page("flowfail", &e.to_string()))
 }
 
+/// A turn to read the ledger (at most [`LEDGER_READS`] pages at once), within [`READ_WAIT`].
+async fn reading_turn(s: &AppState) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    tokio::time::timeout(READ_WAIT, s.console_reads.acquire())
+        .await
+        .ok()?
+        .ok()
+}
+
+fn busy() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message_page("flowfail: busy", "The ledger is busy; reload in a moment."),
+    )
+}
+
 async fn index(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let Some(v) = viewer(&s, &headers) else {
         return see_other("/login", None);
+    };
+    let Some(_turn) = reading_turn(&s).await else {
+        return busy();
     };
     let lines = match s.control.incidents(false, INDEX_LIMIT).await {
         Ok(l) => l,
@@ -174,6 +216,9 @@ async fn incident(
 ) -> Response {
     let Some(v) = viewer(&s, &headers) else {
         return see_other("/login", None);
+    };
+    let Some(_turn) = reading_turn(&s).await else {
+        return busy();
     };
     let view = match s.control.incident(&key).await {
         Ok(view) => view,
@@ -197,7 +242,6 @@ struct LoginForm {
 }
 
 async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
-    let name = flowfail_core::model::sanitize(f.name.trim(), 100);
     let Some(role) = role_of(&s, &f.token) else {
         super::refuse(
             &s,
@@ -211,14 +255,20 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
             pages::login_page(Some("That token opens nothing here.")),
         );
     };
-    if name.trim().is_empty() {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::login_page(Some(
-                "Give your name: it is recorded with what you approve.",
-            )),
-        );
-    }
+    // The name goes into the record as `console:NAME`, under the rules every operator's name
+    // follows (so each button works for whoever could sign in).
+    let name = match flowfail_core::control::operator_text("name", &f.name, MAX_NAME_CHARS) {
+        Ok(n) => n,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::login_page(Some(&format!(
+                    "Give your name (it is recorded with what you approve): {}",
+                    e.message()
+                ))),
+            );
+        }
+    };
     let Some((id, _)) = s.sessions.open(role, name, Instant::now()) else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,8 +296,14 @@ async fn logout(
             .is_some_and(|se| se.csrf_ok(&f.csrf))
     {
         s.sessions.close(id);
+        return see_other("/login", Some(session::clear_cookie()));
     }
-    see_other("/login", Some(session::clear_cookie()))
+    // Only the session's own form signs it out: a cross-site POST changes nothing.
+    super::refuse(&s, "/logout", "csrf", StatusCode::FORBIDDEN, String::new());
+    page(
+        StatusCode::FORBIDDEN,
+        pages::message_page("flowfail: refused", "Sign out from the console's own page."),
+    )
 }
 
 /// The control session of a button press, its CSRF token checked; or the refusal.
@@ -339,13 +395,15 @@ struct PauseForm {
     back: String,
 }
 
-/// Where a button returns to: a path of this console, never another site.
+/// Where a button returns to: the index, or an incident's page of this console (its key as
+/// [`pages::path_segment`] writes it); anything else is the index.
 fn back_to(back: &str) -> &str {
-    if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
-        back
-    } else {
-        "/"
-    }
+    let incident = back.strip_prefix("/incidents/").is_some_and(|k| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'%'))
+    });
+    if back == "/" || incident { back } else { "/" }
 }
 
 async fn pause(
@@ -395,7 +453,21 @@ mod tests {
     #[test]
     fn back_stays_on_this_console() {
         assert_eq!(back_to("/incidents/x"), "/incidents/x");
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", ""] {
+        assert_eq!(back_to("/"), "/");
+        assert_eq!(
+            back_to("/incidents/flowengine%3Ashadow-1"),
+            "/incidents/flowengine%3Ashadow-1"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "",
+            "/\t/evil.example",
+            "/incidents/",
+            "/incidents/a/../../x",
+            "/login",
+        ] {
             assert_eq!(back_to(bad), "/", "{bad}");
         }
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use flowfail_core::control::Pause;
 use flowfail_core::history::{IncidentLine, IncidentView};
-use flowfail_core::report::Conduct;
+use flowfail_core::report::{Conduct, clean_text};
 
 /// Who is looking: whether they may press the control buttons, and the CSRF token their forms
 /// carry.
@@ -20,8 +20,11 @@ pub struct Viewer {
     pub by: String,
 }
 
-/// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped, control characters dropped.
+/// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped; control characters and invisible format
+/// characters (bidi overrides, zero-width characters) dropped and line breaks made spaces, as
+/// [`clean_text`] does, so a page shows what the text holds.
 pub fn esc(s: &str) -> String {
+    let s = clean_text(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -30,7 +33,6 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' => {}
             c => out.push(c),
         }
     }
@@ -275,6 +277,8 @@ fn approvals_section(view: &IncidentView, v: &Viewer, s: &mut String) {
             );
             if buttons.contains(&p.gate.as_str()) {
                 s.push_str("<span class=\"muted\">as above</span>");
+            } else if view.mode == Conduct::Shadow {
+                s.push_str("<span class=\"muted\">shadow run: nothing to approve</span>");
             } else if v.control {
                 buttons.push(&p.gate);
                 let key = esc(&view.key);

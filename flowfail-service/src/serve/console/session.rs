@@ -75,8 +75,13 @@ impl Sessions {
         };
         let mut all = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|_, s| s.expires > now);
+        // At the cap, the oldest read session ends first: signing in with the read token
+        // again and again cannot sign the operators out.
         if all.len() >= MAX_SESSIONS
-            && let Some(oldest) = all.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
+            && let Some(oldest) = all
+                .iter()
+                .min_by_key(|(_, s)| (s.role == Role::Control, s.expires))
+                .map(|(k, _)| *k)
         {
             all.remove(&oldest);
         }
@@ -143,6 +148,7 @@ mod tests {
     fn at_most_max_sessions() {
         let s = Sessions::default();
         let now = Instant::now();
+        let control = s.open(Role::Control, "ops".into(), now).unwrap().0;
         let first = s.open(Role::Read, "a".into(), now).unwrap().0;
         for i in 1..=MAX_SESSIONS {
             s.open(
@@ -151,7 +157,14 @@ mod tests {
                 now + Duration::from_millis(i as u64),
             );
         }
-        assert!(s.get(&first, now).is_none(), "the oldest ended");
+        assert!(
+            s.get(&first, now).is_none(),
+            "the oldest read session ended"
+        );
+        assert!(
+            s.get(&control, now).is_some(),
+            "read sign-ins ended a control session"
+        );
         assert_eq!(s.by_id.lock().unwrap().len(), MAX_SESSIONS);
     }
 
