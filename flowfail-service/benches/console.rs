@@ -17,7 +17,7 @@ use flowfail_testkit::ledger::long_incident;
 
 fn bench_console(c: &mut Criterion) {
     let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
-    let rec = long_incident(250, TimeDelta::hours(2), t0);
+    let rec = long_incident(250, TimeDelta::hours(2), t0).unwrap();
     let now = t0 + TimeDelta::hours(2);
     let viewer = Viewer {
         control: true,

@@ -13,11 +13,14 @@ use flowfail_core::ports::{IncidentRecord, TimelineEntry, TimelineKind};
 use serde_json::json;
 
 /// The record of an open incident of `tasks` failed tasks, `duration` long, opened at `t0`.
-pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> IncidentRecord {
+pub fn long_incident(
+    tasks: usize,
+    duration: TimeDelta,
+    t0: Timestamp,
+) -> serde_json::Result<IncidentRecord> {
     let key = format!("flowengine-{}", t0.format("%Y%m%dT%H%MZ"));
     let alert: AlertState = serde_json::from_value(json!({"firing": true,
-        "failure_rate": 0.25, "window_tasks": tasks * 4, "failed": tasks}))
-    .unwrap_or_else(|e| panic!("an alert: {e}"));
+        "failure_rate": 0.25, "window_tasks": tasks * 4, "failed": tasks}))?;
     let state = IncidentState::open(
         key.clone(),
         t0,
@@ -25,12 +28,7 @@ pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> Incide
         [(FailureKind::Timeout, tasks as u64)].into_iter().collect(),
         None,
     );
-    let mut rec = IncidentRecord::new(
-        key,
-        "flowengine",
-        t0,
-        serde_json::to_value(&state).unwrap_or_default(),
-    );
+    let mut rec = IncidentRecord::new(key, "flowengine", t0, serde_json::to_value(&state)?);
     let ids: Vec<String> = (0..tasks).map(|i| format!("t-{i:05}")).collect();
     let e = |at: Timestamp, kind: TimelineKind, detail: serde_json::Value| {
         TimelineEntry::new(at, kind, detail)
@@ -105,5 +103,5 @@ pub fn long_incident(tasks: usize, duration: TimeDelta, t0: Timestamp) -> Incide
         }
     }
     rec.timeline = tl;
-    rec
+    Ok(rec)
 }

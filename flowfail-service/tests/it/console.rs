@@ -414,7 +414,8 @@ async fn deny_over_http_needs_the_control_token() {
 fn the_page_of_a_long_incident_stays_under_300_kb() {
     use chrono::TimeZone;
     let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
-    let rec = flowfail_testkit::ledger::long_incident(250, chrono::TimeDelta::hours(2), t0);
+    let rec =
+        flowfail_testkit::ledger::long_incident(250, chrono::TimeDelta::hours(2), t0).unwrap();
     let view = IncidentView::from_record(&rec, &[], t0 + chrono::TimeDelta::hours(2));
     assert_eq!(view.report.actions.len(), 250 + 250 + 2 * (250 / 3));
     assert!(view.rates.len() >= 120, "{} points", view.rates.len());
