@@ -2,6 +2,10 @@
 //! of passes — reading the record into its view (`IncidentView::from_record`) and rendering
 //! the page — beside the index page of 200 incidents and the same incident's Markdown record.
 //!
+//! With `FLOWFAIL_PG_URL` set, `console_incident_pg` adds the ledger read: the record written
+//! to a fresh schema on PostgreSQL, then read back (`get` and `approvals`), viewed and rendered,
+//! as `GET /incidents/KEY` does.
+//!
 //! `cargo bench -p flowfail-service --bench console`
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -55,6 +59,61 @@ fn bench_console(c: &mut Criterion) {
         b.iter(|| index_page(black_box(&lines), None, &viewer))
     });
     g.finish();
+    if let Ok(url) = std::env::var("FLOWFAIL_PG_URL") {
+        bench_console_pg(c, &url, &rec, &viewer, now);
+    }
+}
+
+/// The page with its ledger read, on PostgreSQL.
+fn bench_console_pg(
+    c: &mut Criterion,
+    url: &str,
+    rec: &flowfail_core::IncidentRecord,
+    viewer: &Viewer,
+    now: flowfail_core::Timestamp,
+) {
+    use flowfail_core::IncidentStore;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let schema = format!("ff_bench_console_{}", std::process::id());
+    let ledger = rt.block_on(async {
+        let pool = flowfail_pg::connect(url, 2).unwrap();
+        let c = pool.get().await.unwrap();
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+        let ledger = flowfail_pg::PgIncidentStore::new(pool, Some(&schema)).unwrap();
+        ledger.migrate().await.unwrap();
+        ledger
+            .open(&rec.scope, &rec.key, rec.opened_at, &rec.state)
+            .await
+            .unwrap();
+        let epoch = ledger.claim(&rec.key).await.unwrap();
+        ledger.append(&rec.key, epoch, &rec.timeline).await.unwrap();
+        ledger
+    });
+    let mut g = c.benchmark_group("console_incident_pg");
+    g.bench_function("get_view_page", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let r = ledger.get(&rec.key).await.unwrap();
+                let approvals = ledger.approvals(&rec.key).await.unwrap();
+                let v = IncidentView::from_record(&r, &approvals, now);
+                incident_page(&v, None, viewer)
+            })
+        })
+    });
+    g.finish();
+    rt.block_on(async {
+        let pool = flowfail_pg::connect(url, 1).unwrap();
+        let c = pool.get().await.unwrap();
+        let _ = c
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    });
 }
 
 criterion_group!(benches, bench_console);
