@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Mutation testing of the checks that must not be fooled: cargo-mutants mutates the invariant
 # checker (flowfail-core/src/invariants.rs and invariants/) and the one guard every mutation
-# passes (flowfail-core/src/respond/guard.rs), and runs flowfail-core's integration tests
-# against each mutant. A mutant the tests do not catch is a check that could be fooled.
+# passes (flowfail-core/src/respond/guard.rs), and runs the tests that exercise them against
+# each mutant: flowfail-core's `checker` test binary (tests/checker.rs: the checker's direct
+# tests, the scenario replays, the reliability tests and the model test; a small crate, so a
+# mutant costs a rebuild of flowfail-core and little more). A mutant the tests do not catch is
+# a check that could be fooled.
 #
 #   scripts/mutants.sh                 both files (slow: a build and a test run per mutant)
 #   scripts/mutants.sh --file 'flowfail-core/src/respond/guard.rs'   one file only
@@ -30,4 +33,4 @@ done
 # The PostgreSQL and AWS peers are not needed: flowfail-core's tests run on the in-memory
 # backends. The model test runs fewer cases per mutant (it still reaches every check).
 export FLOWFAIL_MODEL_CASES="${FLOWFAIL_MODEL_CASES:-16}"
-exec cargo mutants --package flowfail-core "${files[@]}" --timeout 600 "$@" -- --test it
+exec cargo mutants --package flowfail-core "${files[@]}" --timeout 600 "$@" -- --test checker

@@ -203,7 +203,14 @@ async fn c_bad_deploy_end_to_end() {
     // Unknown failures retried only after the verified rollback, once each.
     for id in &ids {
         let t = w.task(id).await;
-        assert_eq!((t.status, t.attempts), (TaskStatus::Succeeded, 1), "{id}");
+        assert_eq!(
+            (t.status, t.attempts),
+            (TaskStatus::Succeeded, 1),
+            "{id}\nrecord: {:#?}\nfirst run:\n{}\nsecond run:\n{}",
+            w.closed().await,
+            w.log("c1"),
+            w.log("c2")
+        );
     }
     // On-call paged for the new failure mode under one dedup key. Pages are at least once: the
     // one in flight at the kill (sent, not yet checkpointed) may go out again under the same
