@@ -78,6 +78,15 @@ fn n1_a_task_retried_and_left_running_breaks_it() {
     let retry = flowfail_core::ports::RetryRequest::new(id.clone(), 0, chrono::Utc::now());
     rt().block_on(w.tasks.schedule_retries(&[retry])).unwrap();
     assert_eq!(broken(&inv, &w, &p), ["N1"]);
+    // What a failing test prints: the count, then each invariant with what broke it. Found by
+    // mutation testing (`scripts/mutants.sh`): a checker that printed nothing passed.
+    let text = inv.check(&w, &p).unwrap_err().to_string();
+    assert!(
+        text.starts_with(
+            "2 invariant violation(s):\n  N1: task t-1 retried by flowfail and left running\n  N7: "
+        ),
+        "{text}"
+    );
 }
 
 #[test]
