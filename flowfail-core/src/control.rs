@@ -138,6 +138,41 @@ pub async fn paused(ledger: &dyn IncidentStore, scope: &str) -> Result<Option<Pa
         .map_err(|e| e.with_operation("control.paused"))
 }
 
+/// `action` is one of [`GATED_ACTIONS`], or the call `op` is `InvalidInput`.
+fn gated(action: &str, op: &'static str) -> Result<()> {
+    if GATED_ACTIONS.contains(&action) {
+        return Ok(());
+    }
+    Err(Error::invalid_input(format!(
+        "{} is not an action that waits for approval (one of {})",
+        describe_untrusted(action),
+        GATED_ACTIONS.join(", ")
+    ))
+    .with_operation(op))
+}
+
+/// The open incident `incident` an operator wants to `verb` an action of: unknown is
+/// `NotFound`, closed is `Refused` (nothing left to `verb`).
+async fn open_incident(
+    ledger: &dyn IncidentStore,
+    incident: &str,
+    verb: &str,
+    op: &'static str,
+) -> Result<crate::ports::IncidentRecord> {
+    let rec = ledger
+        .get(incident)
+        .await
+        .map_err(|e| e.with_operation(op))?;
+    if rec.closed_at.is_some() {
+        return Err(Error::refused(format!(
+            "incident {} is closed: nothing left to {verb}",
+            describe_untrusted(incident)
+        ))
+        .with_operation(op));
+    }
+    Ok(rec)
+}
+
 /// Approves `action` (one of [`GATED_ACTIONS`]) for the open incident `incident`: the next
 /// pass carries it out if the engine still decides it, until the approval expires
 /// (`approval_ttl_s`). An unknown action name, or an empty `by`, is
@@ -151,26 +186,9 @@ pub async fn approve(
     by: &str,
     now: Timestamp,
 ) -> Result<Approval> {
-    if !GATED_ACTIONS.contains(&action) {
-        return Err(Error::invalid_input(format!(
-            "{} is not an action that waits for approval (one of {})",
-            describe_untrusted(action),
-            GATED_ACTIONS.join(", ")
-        ))
-        .with_operation("control.approve"));
-    }
+    gated(action, "control.approve")?;
     let by = operator_text("by", by, MAX_BY_CHARS)?;
-    let rec = ledger
-        .get(incident)
-        .await
-        .map_err(|e| e.with_operation("control.approve"))?;
-    if rec.closed_at.is_some() {
-        return Err(Error::refused(format!(
-            "incident {} is closed: nothing left to approve",
-            describe_untrusted(incident)
-        ))
-        .with_operation("control.approve"));
-    }
+    let rec = open_incident(ledger, incident, "approve", "control.approve").await?;
     let a = Approval::new(rec.key, action, by, now);
     ledger
         .add_approval(&a.incident, &a)
@@ -193,27 +211,10 @@ pub async fn deny(
     by: &str,
     now: Timestamp,
 ) -> Result<Approval> {
-    if !GATED_ACTIONS.contains(&action) {
-        return Err(Error::invalid_input(format!(
-            "{} is not an action that waits for approval (one of {})",
-            describe_untrusted(action),
-            GATED_ACTIONS.join(", ")
-        ))
-        .with_operation("control.deny"));
-    }
+    gated(action, "control.deny")?;
     let reason = operator_text("reason", reason, MAX_REASON_CHARS)?;
     let by = operator_text("by", by, MAX_BY_CHARS)?;
-    let rec = ledger
-        .get(incident)
-        .await
-        .map_err(|e| e.with_operation("control.deny"))?;
-    if rec.closed_at.is_some() {
-        return Err(Error::refused(format!(
-            "incident {} is closed: nothing left to deny",
-            describe_untrusted(incident)
-        ))
-        .with_operation("control.deny"));
-    }
+    let rec = open_incident(ledger, incident, "deny", "control.deny").await?;
     let a = Approval::denial(rec.key, action, by, reason, now);
     ledger
         .add_approval(&a.incident, &a)

@@ -21,7 +21,7 @@ mod escape;
 mod markdown;
 mod render;
 
-pub(crate) use render::collapse_ids;
+pub(crate) use render::{GroupKey, collapse_ids, group_key, group_totals};
 
 pub use crate::text::clean_text;
 pub use action::{ActionFields, ActionRecord, rendered};

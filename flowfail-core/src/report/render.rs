@@ -13,15 +13,15 @@ use crate::text::clean_text;
 /// actions of the same kind, outcome, attempt and failure kind (and the same reason, when one
 /// was given). Pages, env changes and the rollback are never grouped.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct GroupKey<'a> {
-    kind: &'static str,
-    outcome: Outcome,
-    attempt: u32,
-    failure_kind: Option<FailureKind>,
-    detail: Option<&'a str>,
+pub(crate) struct GroupKey<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) outcome: Outcome,
+    pub(crate) attempt: u32,
+    pub(crate) failure_kind: Option<FailureKind>,
+    pub(crate) detail: Option<&'a str>,
 }
 
-fn group_key(a: &ActionRecord) -> Option<GroupKey<'_>> {
+pub(crate) fn group_key(a: &ActionRecord) -> Option<GroupKey<'_>> {
     match &a.action {
         ActionFields::RetryTask {
             attempt,
@@ -60,9 +60,11 @@ fn outcome_word(o: Outcome) -> &'static str {
     }
 }
 
-/// One line for a group of two or more actions with the same key.
-fn describe_group(key: &GroupKey<'_>, members: &[&ActionRecord]) -> String {
-    let mut ids = Vec::with_capacity(members.len());
+/// The task ids of a group of per-task actions, and the bytes its prunes went from and to.
+pub(crate) fn group_totals<'a>(
+    members: impl Iterator<Item = &'a ActionRecord>,
+) -> (Vec<&'a str>, u64, u64) {
+    let mut ids = Vec::new();
     let (mut from, mut to) = (0u64, 0u64);
     for m in members {
         match &m.action {
@@ -79,6 +81,12 @@ fn describe_group(key: &GroupKey<'_>, members: &[&ActionRecord]) -> String {
             _ => {}
         }
     }
+    (ids, from, to)
+}
+
+/// One line for a group of two or more actions with the same key.
+fn describe_group(key: &GroupKey<'_>, members: &[&ActionRecord]) -> String {
+    let (ids, from, to) = group_totals(members.iter().copied());
     let n = members.len();
     let what = match key.failure_kind {
         Some(k) => format!("{} {n} tasks ({k}), attempt {}", key.kind, key.attempt),

@@ -2,46 +2,10 @@
 //! ids grouped, bundle sizes, env name and value, revisions, outcome and reason). Every value
 //! from outside passes [`clean_text`]; the JSON log format escapes it again.
 
-use crate::model::FailureKind;
-use crate::report::{ActionFields, ActionRecord, Outcome, collapse_ids};
+use crate::report::{
+    ActionFields, ActionRecord, GroupKey, Outcome, collapse_ids, group_key, group_totals,
+};
 use crate::text::clean_text;
-
-/// What per-task actions of one pass are grouped by in the log: kind, outcome, attempt,
-/// failure kind and reason.
-#[derive(PartialEq)]
-struct Group<'a> {
-    kind: &'static str,
-    outcome: Outcome,
-    attempt: u32,
-    failure_kind: Option<FailureKind>,
-    detail: Option<&'a str>,
-}
-
-fn group_of(a: &ActionRecord) -> Option<Group<'_>> {
-    match &a.action {
-        ActionFields::RetryTask {
-            attempt,
-            failure_kind,
-            ..
-        } => Some(Group {
-            kind: "retry_task",
-            outcome: a.outcome,
-            attempt: *attempt,
-            failure_kind: Some(*failure_kind),
-            detail: a.detail.as_deref(),
-        }),
-        ActionFields::PruneContext { .. } => Some(Group {
-            kind: "prune_context",
-            outcome: a.outcome,
-            attempt: 0,
-            failure_kind: None,
-            detail: (a.outcome != Outcome::Applied)
-                .then_some(a.detail.as_deref())
-                .flatten(),
-        }),
-        _ => None,
-    }
-}
 
 /// Logs the actions a pass recorded for `incident`: per-task actions one line per group,
 /// every other action on a line of its own. Dry-run outcomes (shadow, dry run) are logged at
@@ -50,38 +14,22 @@ pub(super) fn log_actions(incident: &str, done: &[ActionRecord]) {
     let mut i = 0;
     while i < done.len() {
         let a = &done[i];
-        let Some(g) = group_of(a) else {
+        let Some(g) = group_key(a) else {
             log_one(incident, a);
             i += 1;
             continue;
         };
         let n = done[i..]
             .iter()
-            .take_while(|b| group_of(b).as_ref() == Some(&g))
+            .take_while(|b| group_key(b).as_ref() == Some(&g))
             .count();
         log_group(incident, &g, &done[i..i + n]);
         i += n;
     }
 }
 
-fn log_group(incident: &str, g: &Group<'_>, members: &[ActionRecord]) {
-    let mut ids = Vec::with_capacity(members.len());
-    let (mut from, mut to) = (0u64, 0u64);
-    for m in members {
-        match &m.action {
-            ActionFields::RetryTask { task_id, .. } => ids.push(task_id.as_str()),
-            ActionFields::PruneContext {
-                task_id,
-                from_bytes,
-                to_bytes,
-            } => {
-                ids.push(task_id.as_str());
-                from = from.saturating_add(*from_bytes);
-                to = to.saturating_add(*to_bytes);
-            }
-            _ => {}
-        }
-    }
+fn log_group(incident: &str, g: &GroupKey<'_>, members: &[ActionRecord]) {
+    let (ids, from, to) = group_totals(members.iter());
     let tasks = clean_text(&collapse_ids(&ids));
     let reason = clean_text(g.detail.unwrap_or(""));
     let outcome = g.outcome.as_str();
@@ -129,6 +77,14 @@ fn log_one(incident: &str, a: &ActionRecord) {
             ..
         } => {
             tracing::info!(incident, action = "page", outcome, target = %clean_text(target), page_reason = %clean_text(why), %reason, "action");
+        }
+        ActionFields::RetryTask {
+            task_id,
+            attempt,
+            failure_kind,
+            ..
+        } => {
+            tracing::info!(incident, action = "retry_task", outcome, tasks = %clean_text(task_id), attempt, %failure_kind, probe = true, %reason, "action");
         }
         ActionFields::Notify { audience, .. } => {
             tracing::info!(incident, action = "notify", outcome, audience = %clean_text(audience), %reason, "action");
