@@ -75,6 +75,9 @@ struct Cluster {
     /// A human's edit of a Deployment, made right before the next PATCH is applied (a writer
     /// racing the client between its read and its write).
     before_next_patch: Option<BeforePatch>,
+    /// How long the reply to the next applied Deployment PATCH is held back (a client killed
+    /// after its write landed and before it read the answer).
+    hold_next_patch_reply: Option<std::time::Duration>,
 }
 
 /// See [`FakeApiServer::edit_before_next_patch`].
@@ -488,6 +491,10 @@ impl FakeApiServer {
                     "spec": {"containers": [{"name": container, "image": "flowengine:1", "env": env}]}}},
             "status": {}
         });
+        // Stored as the API server stores what it admits (an empty `env` list left out), so the
+        // ReplicaSets' templates compare with a template patched back in (a rollback).
+        let d = kinds::find("apps", "v1", "deployments")
+            .map_or_else(|| d.clone(), |k| validate::canonical(k, &d));
         c.deployments.insert((ns.to_owned(), name.to_owned()), d);
         for r in 1..=revisions.max(1) {
             if let Some(d) = c.deployments.get_mut(&(ns.to_owned(), name.to_owned())) {
@@ -534,6 +541,13 @@ impl FakeApiServer {
     ) {
         lock(&self.state).before_next_patch =
             Some(BeforePatch(ns.to_owned(), name.to_owned(), Box::new(f)));
+    }
+
+    /// Holds back the reply to the next Deployment PATCH that is applied (not a dry run) for
+    /// `d`, after the change is stored and the controller has reacted: the write has landed, the
+    /// client has not heard so. A test kills the client in that window.
+    pub fn hold_next_patch_reply(&self, d: std::time::Duration) {
+        lock(&self.state).hold_next_patch_reply = Some(d);
     }
 
     /// Deletes a ReplicaSet by revision (garbage-collected history).

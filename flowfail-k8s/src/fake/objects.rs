@@ -78,7 +78,18 @@ pub(super) async fn request(
         "get" => get(&s, &r),
         "list" | "watch" => list(&s, &r, watch),
         "create" => create(&s, &r, &body),
-        _ => patch(&s, &r, content_type, &body),
+        _ => {
+            let answer = patch(&s, &r, content_type, &body);
+            let hold = (kind.kind == "Deployment"
+                && answer.status().is_success()
+                && !dry_run(&query).unwrap_or(true))
+            .then(|| lock(&s).hold_next_patch_reply.take())
+            .flatten();
+            if let Some(d) = hold {
+                tokio::time::sleep(d).await;
+            }
+            answer
+        }
     }
 }
 

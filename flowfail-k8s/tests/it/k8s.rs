@@ -129,6 +129,33 @@ async fn rollback_goes_to_the_given_revision_exactly_once_under_concurrency() {
     );
 }
 
+/// A Deployment whose container has no environment: the rollback's template (the target
+/// ReplicaSet's, as the API server stored it) is the target's, so the controller revives that
+/// ReplicaSet as the next revision and its old number leaves the history, as on a real cluster.
+/// What a restarted responder reads to tell a rollback that landed from one that never did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_revives_the_targets_replica_set_when_the_container_has_no_env() {
+    let s = FakeApiServer::start().await.unwrap();
+    s.add_deployment("default", "flowengine", "flowengine", &BTreeMap::new(), 2);
+    let c = KubeDeploymentController::for_url(&s.url(), "default").unwrap();
+    let before = c.state("flowengine").await.unwrap();
+    assert_eq!(before.revision, 2);
+    assert_eq!(s.replicasets("default").len(), 2);
+    let after = c
+        .rollback(
+            "flowengine",
+            1,
+            &before.resource_version,
+            &ChangeCause::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.revision, 3);
+    let history: Vec<u64> = after.history.iter().map(|h| h.revision).collect();
+    assert_eq!(history, [2], "revision 1 revived as 3, not copied");
+    assert_eq!(s.replicasets("default").len(), 2, "no new ReplicaSet");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_human_change_between_decide_and_act_is_never_overwritten() {
     let (s, c) = setup().await;
