@@ -2,8 +2,8 @@
 
 use super::actions;
 use super::kinds::SkipKind;
-use super::{Action, Builder, Ctx, Finding, IncidentState, Observation, Settle, pct};
-use crate::model::{Quota, Task, TaskId, TaskStatus};
+use super::{Action, Builder, Ctx, Finding, IncidentState, Observation, ObservedTask, Settle, pct};
+use crate::model::{FailureKind, Quota, Task, TaskId, TaskStatus};
 use crate::policy::Policy;
 
 /// Escalates when no mutation is planned and nothing is awaited; pages on-call then, unless
@@ -155,6 +155,27 @@ pub(super) fn wait_for_retries(unfinished: &[TaskId], b: &mut Builder) -> bool {
     let s = if n == 1 { "" } else { "s" };
     b.wait(format!("{n} retried task{s} not finished yet"), None);
     true
+}
+
+/// The alert cleared: the failed tasks this incident covers and never retried (a process that
+/// stopped before handling them, failures read only now) are not retried on the way out — the
+/// cause is over, and retrying now is on-call's call — but each is named in the record with
+/// why, never dropped without a word.
+pub(super) fn left_failed(failed: &[ObservedTask], state: &IncidentState, b: &mut Builder) {
+    for t in failed {
+        let id = &t.task.task_id;
+        if t.task.status != TaskStatus::Failed || state.retries.contains_key(id) {
+            continue;
+        }
+        let why = match t.class.kind {
+            FailureKind::Validation => "validation failures are never retried as-is".to_owned(),
+            FailureKind::Unknown => "no automated fix for unknown failures".to_owned(),
+            kind => format!(
+                "the alert cleared before this incident retried it ({kind}): left failed for on-call"
+            ),
+        };
+        b.skip(SkipKind::RetryTask, id.to_string(), why);
+    }
 }
 
 /// The alert cleared: the env changes flowfail made and that still hold its value are restored

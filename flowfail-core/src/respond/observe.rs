@@ -181,6 +181,28 @@ impl Responder {
         }
     }
 
+    /// The failures of an incident this process met only after it observed (a restarted
+    /// process, a replica joining): the observation read the alert window alone, and the
+    /// incident covers the window before its detection too. Read again from there, so a
+    /// failure of the incident's early minutes is handled or named, never missed because the
+    /// window moved on while no process ran.
+    pub(super) async fn observe_incident_failures(
+        &self,
+        obs: &mut Observation,
+        state: &IncidentState,
+        log: &PassLog,
+    ) {
+        let (since, _) = self.policy.alert_window_at(obs.now);
+        let from = state
+            .detected_at
+            .checked_sub_signed(self.policy.alert_window());
+        if let Some(from) = from.filter(|f| *f < since)
+            && obs.failed.is_some()
+        {
+            self.observe_failed(obs, from, log).await;
+        }
+    }
+
     /// The runbook's failed-task query, classified, with evidence per task: bundle sizes for
     /// timeouts, TaskObjects for validation failures. Only failures inside the alert window
     /// count: a task that failed long ago is not this incident's to retry.

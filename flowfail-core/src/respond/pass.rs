@@ -67,6 +67,7 @@ impl Responder {
     /// The steps of one pass, noting its reads in `log`.
     async fn pass_steps(&self, log: &PassLog) -> Result<PassOutcome> {
         let (now, halted) = self.begin_pass();
+        let known = lock(&self.inner).incident.as_ref().map(|s| s.detected_at);
         let mut obs = self.observe_contained(now, log).await;
         let (state, reconciled) = match self.load_incident(&obs, halted).await {
             Loaded::Open(state, reconciled) => (*state, reconciled),
@@ -77,8 +78,12 @@ impl Responder {
         let Ok(claim) = self.claim_incident(&state, halted).await else {
             return Ok(self.outcome(None, true, None, false));
         };
-        // The tasks this incident retried, read back by id now that its state is known.
+        // The tasks this incident retried, read back by id now that its state is known; and its
+        // failures from the start, when this process met the incident only now.
         self.observe_retried(&mut obs, &state, log).await;
+        if known != Some(state.detected_at) {
+            self.observe_incident_failures(&mut obs, &state, log).await;
+        }
         let decision = decide(&obs, &state, &self.policy);
         self.log_waiting(&state.key, &decision);
         let mut pass = Pass {

@@ -407,6 +407,51 @@ fn cases() -> u32 {
         .unwrap_or(64)
 }
 
+/// Runs one case by hand on the scenario file `name` (a case the property test found, kept as
+/// a regression test).
+fn run_on(name: &str, steps: Vec<Step>) -> Reach {
+    let files = scenario_files();
+    let loud: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| !QUIET.contains(&p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    let scenario = loud
+        .iter()
+        .position(|p| p.file_name().unwrap() == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"));
+    let c = Case {
+        scenario,
+        quiet: false,
+        extra_timeouts: Vec::new(),
+        quota: None,
+        faults: Vec::new(),
+        steps,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(run_case(c, &files))
+}
+
+/// Found by the property test: steady invalid tenant input after a recent deploy; nobody runs
+/// for 33 minutes, a process is killed while it writes its record, nobody runs for another 26.
+/// Every task that failed during the incident must be retried, marked final or reported.
+#[test]
+fn regression_invalid_input_a_kill_before_the_record_between_long_idles() {
+    run_on(
+        "steady-invalid-input-recent-deploy.json",
+        vec![
+            Step::Idle { minutes: 29 },
+            Step::Idle { minutes: 4 },
+            Step::KillBeforeRecord,
+            Step::Idle { minutes: 15 },
+            Step::Idle { minutes: 11 },
+        ],
+    );
+}
+
 #[test]
 fn nothing_is_lost_under_random_faults_crashes_and_replicas() {
     let files = scenario_files();
