@@ -12,7 +12,7 @@
 //!
 //! The run prints its coverage (cases that open an incident, apply a mutation, are killed
 //! between an applied call and its ledger record, have a fault land after 30 minutes) and
-//! asserts a minimum for each.
+//! asserts a minimum for each (with 64 cases or more).
 //!
 //! Cases: 64 by default; `FLOWFAIL_MODEL_CASES=N` runs N.
 
@@ -490,7 +490,9 @@ fn nothing_is_lost_under_random_faults_crashes_and_replicas() {
     for (what, got, _) in &coverage {
         println!("  {:>5.1} % {what}", got * 100.0);
     }
-    for (what, got, min) in coverage {
+    // Fewer cases than the default (a mutation run's quick pass) print the coverage only: a
+    // fraction of 16 cases is too coarse to hold to a minimum.
+    for (what, got, min) in coverage.into_iter().filter(|_| cases() >= 64) {
         assert!(
             got >= min,
             "only {:.1} % of cases {what} (at least {:.0} %)",
