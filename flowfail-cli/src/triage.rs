@@ -261,11 +261,12 @@ fn status_pages(t: &mut Triage<'_>) -> Result<(), Failure> {
         let (v, u) = o
             .split_once('=')
             .ok_or_else(|| Failure::usage(format!("--status-url {o:?}: expected VENDOR=URL")))?;
-        let components = cfg.get(v).map(|c| c.components.clone()).unwrap_or_default();
-        cfg.insert(
-            v.to_owned(),
-            flowfail_http::StatusPageConfig::new(u, components),
+        // A known vendor keeps its format and components at the given URL.
+        let page = cfg.get(v).cloned().map_or_else(
+            || flowfail_http::StatusPageConfig::new(u, Vec::<String>::new()),
+            |c| c.at(u),
         );
+        cfg.insert(v.to_owned(), page);
     }
     let vendors: Vec<String> = cfg.keys().cloned().collect();
     let pages = flowfail_http::StatusPages::new(cfg, flowfail_http::HttpOptions::default())?;

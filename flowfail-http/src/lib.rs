@@ -10,5 +10,5 @@ mod webhook;
 pub use client::HttpOptions;
 pub use pager::PagerDuty;
 pub use quota::{AnthropicQuota, OpenAiQuota, VendorQuotas, parse_reset};
-pub use status::{StatusPageConfig, StatusPages};
+pub use status::{FEED_MAX_BYTES, GOOGLE_PRODUCTS, PageFormat, StatusPageConfig, StatusPages};
 pub use webhook::Webhook;

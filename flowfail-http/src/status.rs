@@ -1,5 +1,6 @@
 //! Vendor status pages: [`StatusPages`] reads Statuspage v2 `summary.json` (and incident.io's
-//! compatible shape) for the components configured in [`StatusPageConfig`].
+//! compatible shape) for the components configured in [`StatusPageConfig`], and Google Cloud's
+//! incidents feed (`incidents.json`) for the products configured there.
 
 use std::collections::BTreeMap;
 
@@ -10,18 +11,63 @@ use serde::Deserialize;
 
 use crate::client::{BACKEND, Http, HttpOptions, chain_text};
 
-/// Where a vendor's status page is and which of its components FlowEngine depends on.
+/// What a vendor's status page publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PageFormat {
+    /// Statuspage v2 `summary.json` (Anthropic's and OpenAI's pages; incident.io's pages
+    /// publish the same shape): components with a status each, and open incidents.
+    #[default]
+    Statuspage,
+    /// Google Cloud's incidents feed (`incidents.json`): every incident, open and past, each
+    /// with its affected products, its latest status and when it began and ended. There are no
+    /// components: the products it names are matched.
+    GoogleCloud,
+}
+
+impl PageFormat {
+    /// The path read under the page's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            PageFormat::Statuspage => "/api/v2/summary.json",
+            PageFormat::GoogleCloud => "/incidents.json",
+        }
+    }
+
+    /// Its name in the config (`statuspage`, `google_cloud`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageFormat::Statuspage => "statuspage",
+            PageFormat::GoogleCloud => "google_cloud",
+        }
+    }
+
+    /// The format named `s` in the config.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "statuspage" => Some(PageFormat::Statuspage),
+            "google_cloud" => Some(PageFormat::GoogleCloud),
+            _ => None,
+        }
+    }
+}
+
+/// Where a vendor's status page is, what it publishes, and which of its components (or, on
+/// Google's feed, products) FlowEngine depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatusPageConfig {
-    /// Base URL (`https://status.anthropic.com`); `/api/v2/summary.json` is appended.
+    /// Base URL (`https://status.anthropic.com`); the format's path is appended.
     pub base_url: String,
-    /// Component names (case-insensitive); empty: the page's overall indicator.
+    /// Component (or product) names, case-insensitive; empty: the page's overall indicator
+    /// (on Google's feed: any product).
     pub components: Vec<String>,
+    /// What the page publishes.
+    pub format: PageFormat,
 }
 
 impl StatusPageConfig {
-    /// A page and its components.
+    /// A Statuspage v2 page and its components.
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(
         base_url: impl Into<String>,
         components: I,
@@ -29,13 +75,43 @@ impl StatusPageConfig {
         StatusPageConfig {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             components: components.into_iter().map(Into::into).collect(),
+            format: PageFormat::Statuspage,
         }
+    }
+
+    /// Google Cloud's incidents feed and the products that count.
+    pub fn google_cloud<I: IntoIterator<Item = S>, S: Into<String>>(
+        base_url: impl Into<String>,
+        products: I,
+    ) -> Self {
+        StatusPageConfig {
+            format: PageFormat::GoogleCloud,
+            ..StatusPageConfig::new(base_url, products)
+        }
+    }
+
+    /// The same kind of page at another base URL (a mirror, a test server).
+    pub fn at(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The same page read as `format`.
+    pub fn with_format(mut self, format: PageFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The same page with these components (or products).
+    pub fn with_components<I: IntoIterator<Item = S>, S: Into<String>>(mut self, c: I) -> Self {
+        self.components = c.into_iter().map(Into::into).collect();
+        self
     }
 }
 
 impl StatusPageConfig {
     /// The runbook's vendors: Anthropic, OpenAI and Google AI, with the components FlowEngine
-    /// uses (Google's page has no Statuspage components: its overall indicator is used).
+    /// uses (on Google's incidents feed, the Vertex AI products that serve Gemini).
     pub fn defaults() -> BTreeMap<String, StatusPageConfig> {
         let mut v = BTreeMap::new();
         v.insert(
@@ -48,18 +124,29 @@ impl StatusPageConfig {
         );
         v.insert(
             "google".into(),
-            StatusPageConfig::new("https://status.cloud.google.com", Vec::<String>::new()),
+            StatusPageConfig::google_cloud("https://status.cloud.google.com", GOOGLE_PRODUCTS),
         );
         v
     }
 }
 
-/// Vendor status from Statuspage v2 `summary.json` (and incident.io's compatible shape).
+/// The products of Google Cloud's feed that FlowEngine's Gemini calls go through, by default.
+pub const GOOGLE_PRODUCTS: [&str; 2] = ["Vertex Gemini API", "Vertex AI Online Prediction"];
+
+/// Vendor status from Statuspage v2 `summary.json` (and incident.io's compatible shape) or
+/// Google Cloud's `incidents.json`.
 #[derive(Debug)]
 pub struct StatusPages {
     http: Http,
+    /// For Google's feed, which holds every incident since the page began: several megabytes,
+    /// read with [`FEED_MAX_BYTES`] as its limit.
+    feed_http: Http,
     vendors: BTreeMap<String, StatusPageConfig>,
 }
+
+/// The size limit of Google's incidents feed (the whole history of the page; a few megabytes
+/// today). Other pages keep [`HttpOptions::max_response_bytes`].
+pub const FEED_MAX_BYTES: usize = 32 << 20;
 
 #[derive(Deserialize)]
 struct Summary {
@@ -100,6 +187,44 @@ struct IncidentComponent {
     name: String,
 }
 
+/// One incident of Google Cloud's feed (the fields read; the feed has more).
+#[derive(Deserialize)]
+struct GoogleIncident {
+    #[serde(default)]
+    begin: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    status_impact: Option<String>,
+    #[serde(default)]
+    most_recent_update: Option<GoogleUpdate>,
+    #[serde(default)]
+    affected_products: Vec<GoogleProduct>,
+}
+
+#[derive(Deserialize)]
+struct GoogleUpdate {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GoogleProduct {
+    #[serde(default)]
+    title: String,
+}
+
+/// A Google incident's status as a health: an outage is a major outage, a disruption a
+/// partial one; "service information" and "available" say requests are served.
+fn google_health(status: &str) -> Option<VendorHealth> {
+    match status {
+        "SERVICE_OUTAGE" => Some(VendorHealth::MajorOutage),
+        "SERVICE_DISRUPTION" => Some(VendorHealth::PartialOutage),
+        "SERVICE_INFORMATION" | "AVAILABLE" => Some(VendorHealth::Operational),
+        _ => None,
+    }
+}
+
 fn severity(h: VendorHealth) -> u8 {
     match h {
         VendorHealth::Operational => 0,
@@ -114,8 +239,12 @@ fn severity(h: VendorHealth) -> u8 {
 impl StatusPages {
     /// The given vendors.
     pub fn new(vendors: BTreeMap<String, StatusPageConfig>, opts: HttpOptions) -> Result<Self> {
+        let feed = opts
+            .clone()
+            .max_response_bytes(opts.max_response_bytes.max(FEED_MAX_BYTES));
         Ok(StatusPages {
             http: Http::new(opts)?,
+            feed_http: Http::new(feed)?,
             vendors,
         })
     }
@@ -182,6 +311,55 @@ impl StatusPages {
 }
 
 impl StatusPages {
+    /// Google's feed: the worst status of the open incidents (no `end`) that name a product
+    /// that counts, since the earliest of their beginnings; operational when there is none.
+    fn judge_google(
+        cfg: &StatusPageConfig,
+        incidents: &[GoogleIncident],
+    ) -> std::result::Result<VendorStatus, String> {
+        let wanted: Vec<String> = cfg.components.iter().map(|c| c.to_lowercase()).collect();
+        let mut worst = VendorHealth::Operational;
+        let mut since = None;
+        for i in incidents.iter().filter(|i| i.end.is_none()) {
+            if !wanted.is_empty()
+                && !i
+                    .affected_products
+                    .iter()
+                    .any(|p| wanted.contains(&p.title.to_lowercase()))
+            {
+                continue;
+            }
+            let status = i
+                .most_recent_update
+                .as_ref()
+                .and_then(|u| u.status.as_deref())
+                .or(i.status_impact.as_deref())
+                .unwrap_or("");
+            let h = google_health(status)
+                .ok_or_else(|| format!("an open incident has an unrecognised status {status:?}"))?;
+            if !h.is_degraded() {
+                continue;
+            }
+            if severity(h) > severity(worst) {
+                worst = h;
+            }
+            let began = i
+                .begin
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            since = match (since, began) {
+                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut st = VendorStatus::new(worst);
+        if let Some(t) = since {
+            st = st.since(t);
+        }
+        Ok(st)
+    }
+
     /// The vendor's health, or the error that kept it from being read: the transport's (down
     /// to the OS error), the server's answer with its status and what its body said, or what
     /// is wrong with the page. [`StatusPage::health`] reports such an error as
@@ -193,20 +371,35 @@ impl StatusPages {
                     .with_backend(BACKEND),
             );
         };
-        const OP: &str = "status.summary";
-        let url = format!("{}/api/v2/summary.json", cfg.base_url);
-        let r = self.http.send(OP, |c| c.get(&url)).await?;
+        let (op, http) = match cfg.format {
+            PageFormat::Statuspage => ("status.summary", &self.http),
+            PageFormat::GoogleCloud => ("status.incidents", &self.feed_http),
+        };
+        let url = format!("{}{}", cfg.base_url, cfg.format.path());
+        let r = http.send(op, |c| c.get(&url)).await?;
         if !(200..300).contains(&r.status) {
-            return Err(self.http.status_err(OP, &r));
+            return Err(http.status_err(op, &r));
         }
         let page_err = |why: String| {
             Error::new(ErrorKind::Unexpected, why)
-                .with_operation(OP)
+                .with_operation(op)
                 .with_backend(BACKEND)
         };
-        let summary = serde_json::from_slice::<Summary>(&r.body)
-            .map_err(|e| page_err("summary.json is not the expected JSON".into()).with_source(e))?;
-        Self::judge(cfg, &summary).map_err(page_err)
+        match cfg.format {
+            PageFormat::Statuspage => {
+                let summary = serde_json::from_slice::<Summary>(&r.body).map_err(|e| {
+                    page_err("summary.json is not the expected JSON".into()).with_source(e)
+                })?;
+                Self::judge(cfg, &summary).map_err(page_err)
+            }
+            PageFormat::GoogleCloud => {
+                let incidents =
+                    serde_json::from_slice::<Vec<GoogleIncident>>(&r.body).map_err(|e| {
+                        page_err("incidents.json is not the expected JSON".into()).with_source(e)
+                    })?;
+                Self::judge_google(cfg, &incidents).map_err(page_err)
+            }
+        }
     }
 }
 

@@ -139,12 +139,14 @@ impl Live {
         let mut out = Vec::new();
         for (name, v) in &self.config.vendors.vendors {
             if v.status_url.is_some() {
-                let r = match self.ports.status.health(name).await {
+                // Read directly, not through the port (which turns any error into "unknown"),
+                // so a FAIL line says why on the line itself.
+                let r = match self.status.read(name).await {
                     Ok(s) if s.health == VendorHealth::Unknown => {
-                        Err("status page unreadable or not understood".to_owned())
+                        Err("status page unreadable: no health on it".to_owned())
                     }
                     Ok(s) => Ok(format!("status page readable: {:?}", s.health)),
-                    Err(e) => Err(chain(&e)),
+                    Err(e) => Err(format!("status page unreadable: {}", chain(&e))),
                 };
                 out.push(probe(&format!("status.{name}"), r));
             }

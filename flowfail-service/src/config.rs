@@ -204,8 +204,16 @@ pub struct VendorConfig {
     pub api_key_file: Option<PathBuf>,
     /// Refused: a key is never written in the config.
     pub api_key: Option<toml::Value>,
-    /// Its Statuspage v2 base URL.
+    /// Its status page's base URL.
     pub status_url: Option<String>,
+    /// What the status page publishes: `statuspage` (Statuspage v2 `summary.json`, and
+    /// incident.io's pages) or `google_cloud` (Google Cloud's `incidents.json`). Default: as
+    /// the vendor's public page (`google_cloud` for `google`), else `statuspage`.
+    pub status_format: Option<String>,
+    /// The components (on Google's feed, products) that count, case-insensitive. Default: the
+    /// vendor's (`Claude API`; `API`, `Chat Completions`; `Vertex Gemini API`, `Vertex AI
+    /// Online Prediction`), none for another vendor (the page's overall indicator).
+    pub status_components: Option<Vec<String>>,
 }
 
 /// Model vendors.
@@ -680,6 +688,14 @@ impl Config {
             }
             if let Some(u) = &c.status_url {
                 http_url(&format!("{at}.status_url"), u)?;
+            }
+            if let Some(f) = &c.status_format
+                && flowfail_http::PageFormat::parse(f).is_none()
+            {
+                return Err(invalid(
+                    &format!("{at}.status_format"),
+                    "must be \"statuspage\" or \"google_cloud\"",
+                ));
             }
             let key = c.api_key_ref(name)?;
             if c.quota != QuotaSource::None {

@@ -30,6 +30,8 @@ pub struct Live {
     pub ledger: flowfail_pg::PgIncidentStore,
     /// The Deployment.
     pub deployment: Arc<flowfail_k8s::KubeDeploymentController>,
+    /// The vendors' status pages (for probes that say why a page is unreadable).
+    pub status: Arc<flowfail_http::StatusPages>,
     /// The kill switch every responder of this process shares ([`Config::kill_switch`]).
     pub kill: flowfail_core::respond::KillSwitch,
 }
@@ -121,13 +123,14 @@ impl Config {
             )?),
             None => Arc::new(NoNotifier),
         };
+        let status = Arc::new(self.status_pages(&opts)?);
         let ports = Ports::builder()
             .logs(Arc::new(logs))
             .tasks(Arc::new(tasks.clone()))
             .bundles(Arc::new(bundles))
             .quota(Arc::new(self.quota(&opts)?))
             .deployment(deployment.clone())
-            .status(Arc::new(self.status_pages(&opts)?))
+            .status(status.clone())
             .pager(Arc::new(pager))
             .notifier(notifier)
             .incidents(Arc::new(ledger.clone()))
@@ -140,6 +143,7 @@ impl Config {
             tasks,
             ledger,
             deployment,
+            status,
         })
     }
 
@@ -266,14 +270,23 @@ impl Config {
         let mut pages = BTreeMap::new();
         for (name, v) in &self.vendors.vendors {
             if let Some(url) = &v.status_url {
-                let components = defaults
-                    .get(name)
-                    .map(|d| d.components.clone())
-                    .unwrap_or_default();
-                pages.insert(
-                    name.clone(),
-                    flowfail_http::StatusPageConfig::new(url, components),
+                // The vendor's public page as the default; the config's format and components
+                // over it.
+                let mut page = defaults.get(name).cloned().map_or_else(
+                    || flowfail_http::StatusPageConfig::new(url, Vec::<String>::new()),
+                    |d| d.at(url),
                 );
+                if let Some(f) = v
+                    .status_format
+                    .as_deref()
+                    .and_then(flowfail_http::PageFormat::parse)
+                {
+                    page = page.with_format(f);
+                }
+                if let Some(c) = &v.status_components {
+                    page = page.with_components(c.iter().cloned());
+                }
+                pages.insert(name.clone(), page);
             }
         }
         flowfail_http::StatusPages::new(pages, opts.clone())

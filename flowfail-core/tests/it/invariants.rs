@@ -528,3 +528,85 @@ fn n7_excuses_only_the_calls_of_a_pass_declared_killed() {
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].contains("pager.page #0"), "{v:?}");
 }
+
+/// The mark is per backend: of each backend's applied calls, those made before the mark stay
+/// N7 violations and those after it are excused, whatever the other backends did. Two calls
+/// before the mark on each, so a mark read from the wrong backend (or as a constant) shows.
+/// Found by mutation testing (`scripts/mutants.sh`): the test above had only the pager.
+#[test]
+fn n7_a_killed_pass_is_marked_on_each_backend_of_its_own() {
+    let (w, p) = world();
+    let rt = rt();
+    let id = TaskId::parse("t-1").unwrap();
+    w.tasks.insert(Task::new(
+        id.clone(),
+        FlowType::Plan,
+        TaskStatus::Failed,
+        chrono::Utc::now(),
+    ));
+    w.tasks.script_retries(
+        &id,
+        [
+            TaskStatus::Failed,
+            TaskStatus::Failed,
+            TaskStatus::Succeeded,
+        ],
+    );
+    let mut version = w.bundles.put(&id, synthesize_bundle(&id, 4000));
+    let inv = Invariants::before(&w);
+    let mut n = 0usize;
+    let mut call = |n: &mut usize| {
+        *n += 1;
+        let k = n.to_string();
+        let change = [flowfail_core::EnvChange::set("MODE", k.as_str())];
+        rt.block_on(w.deployment.set_env(
+            "flowengine",
+            &change,
+            None,
+            &flowfail_core::ChangeCause::default(),
+        ))
+        .unwrap();
+        version = rt
+            .block_on(w.bundles.put_if_version(&id, k.as_bytes(), &version))
+            .unwrap();
+        let retry =
+            flowfail_core::ports::RetryRequest::new(id.clone(), *n as u32 - 1, chrono::Utc::now());
+        rt.block_on(w.tasks.schedule_retries(&[retry])).unwrap();
+        w.tasks
+            .set_status(&id, TaskStatus::Failed, chrono::Utc::now());
+        let page = Page::new(
+            "on_call",
+            format!("inc:page:{k}"),
+            "s",
+            serde_json::json!({}),
+        );
+        rt.block_on(w.pager.page(&page)).unwrap();
+        let note = Notification::new("stakeholders", format!("inc:notify:{k}"), "s");
+        rt.block_on(w.notifier.notify(&note)).unwrap();
+    };
+    call(&mut n);
+    call(&mut n);
+    let mark = CallMark::now(&w);
+    call(&mut n);
+    let inv = inv.unrecorded_allowed_since(&w, mark);
+    assert_eq!(inv.unrecorded_allowed(), 5, "one call excused per backend");
+    let v = n7(&inv, &w, &p);
+    for op in [
+        "deployment.set_env",
+        "bundle.put_if_version",
+        "task.schedule_retries",
+        "pager.page",
+        "notifier.notify",
+    ] {
+        let of_op: Vec<&String> = v.iter().filter(|d| d.contains(op)).collect();
+        assert_eq!(of_op.len(), 2, "{op}: {v:#?}");
+        assert!(
+            of_op.iter().any(|d| d.contains(&format!("{op} #0"))),
+            "{op}: {v:#?}"
+        );
+        assert!(
+            of_op.iter().any(|d| d.contains(&format!("{op} #1"))),
+            "{op}: {v:#?}"
+        );
+    }
+}

@@ -106,6 +106,14 @@ fn nonsense_values_are_refused_before_anything_connects() {
     assert!(e.contains("vendors.primary"), "{e}");
     let e = err(&base().replace("https://status.openai.com", "ftp://status"));
     assert!(e.contains("vendors.openai.status_url"), "{e}");
+    let e = err(&base().replace(
+        "status_url = \"https://status.openai.com\"",
+        "status_url = \"https://status.openai.com\"\nstatus_format = \"rss\"",
+    ));
+    assert!(
+        e.contains("vendors.openai.status_format") && e.contains("google_cloud"),
+        "{e}"
+    );
     let e = err(&format!("mode = \"yolo\"\n{}", base()));
     assert!(e.contains("mode"), "{e}");
     // Every page target of the policy needs a routing key.

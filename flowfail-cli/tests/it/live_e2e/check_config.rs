@@ -78,6 +78,41 @@ async fn check_config_probes_every_backend_read_only() {
         .unwrap_or_else(|| panic!("{out}\n{err}"));
     assert!(line.starts_with("FAIL"), "{out}");
 
+    // A status page that does not carry what the config names, and Google's feed where the
+    // server has none: each FAIL line says why on the line itself.
+    let pages = w.dir.join("pages.toml");
+    std::fs::write(
+        &pages,
+        text.replace(
+            "[vendors.openai]\nquota = \"none\"\n",
+            "[vendors.openai]\nquota = \"none\"\nstatus_components = [\"Sora\"]\n",
+        ) + &format!(
+            "\n[vendors.google]\nquota = \"none\"\nstatus_url = \"{}\"\nstatus_format = \"google_cloud\"\n",
+            w.status.uri()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check_config(&pages, false);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let line = |port: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(port))
+            .unwrap_or_else(|| panic!("no line for {port}:\n{out}"))
+            .to_owned()
+    };
+    assert!(line("status.anthropic").starts_with("ok"), "{out}");
+    let openai = line("status.openai");
+    assert!(
+        openai.starts_with("FAIL")
+            && openai.contains("none of the configured components is on the page"),
+        "{openai}"
+    );
+    let google = line("status.google");
+    assert!(
+        google.starts_with("FAIL") && google.contains("status.incidents") && google.contains("404"),
+        "{google}"
+    );
+
     // Offline: an unknown key is found without connecting, by its path.
     let typo = w.dir.join("typo.toml");
     std::fs::write(&typo, text.replace("[aws]\n", "[aws]\nbuckt = \"x\"\n")).unwrap();
