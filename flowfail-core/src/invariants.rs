@@ -297,10 +297,9 @@ impl Invariants {
             let in_incident = incidents.iter().any(|r| during(&r));
             // An escalated incident hands every failure it covers to on-call.
             let handed_over = incidents.iter().filter(during).any(escalated);
-            let accounted = t.attempts > attempts0
-                || t.status == TaskStatus::FailedFinal
-                || handed_over
-                || texts.iter().any(|x| mentions(x, &id));
+            // (A task marked final is not `failed`: never lost.)
+            let accounted =
+                t.attempts > attempts0 || handed_over || texts.iter().any(|x| mentions(x, &id));
             if t.status == TaskStatus::Failed && in_incident && !accounted {
                 lost.push(id);
             }

@@ -610,3 +610,128 @@ fn n7_a_killed_pass_is_marked_on_each_backend_of_its_own() {
         );
     }
 }
+
+/// N1's edges, each found by mutation testing (`scripts/mutants.sh`): a task at exactly the
+/// policy's attempts is fine; a failure before the incident's window or after it closed is not
+/// the incident's; a task retried and failed again, or covered by an escalated incident, is
+/// accounted for; and the retries a report counts as held back cover that many tasks, no more.
+#[test]
+fn n1_holds_at_its_edges_and_breaks_just_past_them() {
+    let (w, p) = world();
+    let now = chrono::Utc::now();
+    let rt = rt();
+    rt.block_on(
+        w.incidents
+            .open("flowengine", "inc", now, &serde_json::json!({})),
+    )
+    .unwrap();
+    let window = chrono::TimeDelta::seconds(p.alert_window_s as i64);
+    let failed = |id: &str, at| {
+        Task::new(
+            TaskId::parse(id).unwrap(),
+            FlowType::Plan,
+            TaskStatus::Failed,
+            at,
+        )
+        .with_error("boom", None)
+    };
+    // Long before the incident's window, and after it closed: not the incident's.
+    w.tasks.insert(failed("t-early", now - window * 2));
+    w.tasks
+        .insert(failed("t-late", now + chrono::TimeDelta::hours(2)));
+    // Retried up to the policy's attempts exactly, then failed again.
+    let again = TaskId::parse("t-again").unwrap();
+    w.tasks.insert(failed("t-again", now));
+    let inv = Invariants::before(&w);
+    for attempts in 0..p.max_attempts {
+        let retry = flowfail_core::ports::RetryRequest::new(again.clone(), attempts, now);
+        rt.block_on(w.tasks.schedule_retries(&[retry])).unwrap();
+        w.tasks.set_status(&again, TaskStatus::Failed, now);
+    }
+    let attempts = |id: &TaskId| {
+        w.tasks
+            .tasks()
+            .into_iter()
+            .find(|t| t.task_id == *id)
+            .unwrap()
+            .attempts
+    };
+    assert_eq!(attempts(&again), p.max_attempts);
+    let epoch = rt.block_on(w.incidents.claim("inc")).unwrap();
+    let record = serde_json::json!({"incident_key": "inc", "status": "resolved"});
+    rt.block_on(
+        w.incidents
+            .close("inc", epoch, now + chrono::TimeDelta::minutes(30), &record),
+    )
+    .unwrap();
+    let n1 = |inv: &Invariants| match inv.check(&w, &p) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter()
+                .filter(|v| v.invariant == "N1")
+                .map(|v| v.detail)
+                .collect()
+        }
+    };
+    assert_eq!(n1(&inv), Vec::<String>::new());
+    // One task nobody handled: lost.
+    w.tasks.insert(failed("t-lost", now));
+    assert_eq!(n1(&inv).len(), 1, "{:?}", n1(&inv));
+    // The same incident escalated: handed to on-call, so accounted for.
+    w.incidents.edit("inc", |r| {
+        r.post_incident = Some(serde_json::json!({"incident_key": "inc", "status": "escalated"}));
+    });
+    assert_eq!(n1(&inv), Vec::<String>::new());
+}
+
+/// The retries a report counts as held back (`not_taken`) stand for that many unnamed tasks:
+/// as many lost tasks as that pass, one more breaks N1.
+#[test]
+fn n1_held_retries_cover_as_many_tasks_as_they_count() {
+    let (w, p, inv, report) = replayed();
+    let json = serde_json::to_value(&report).unwrap();
+    let held: u64 = json["not_taken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "retry_task")
+        .filter_map(|s| s["count"].as_u64())
+        .sum();
+    assert!(
+        held > 0,
+        "the replay holds retries back: {:#}",
+        json["not_taken"]
+    );
+    let r = &w.incidents.incidents()[0];
+    assert_eq!(
+        r.post_incident.as_ref().unwrap()["status"],
+        "resolved",
+        "not handed over"
+    );
+    let at = r.opened_at;
+    for i in 0..held {
+        w.tasks.insert(
+            Task::new(
+                TaskId::parse(&format!("held-{i}")).unwrap(),
+                FlowType::Plan,
+                TaskStatus::Failed,
+                at,
+            )
+            .with_error("boom", None),
+        );
+    }
+    assert_eq!(all_broken(&inv, &w, &p), Vec::<&str>::new());
+    w.tasks.insert(
+        Task::new(
+            TaskId::parse("one-more").unwrap(),
+            FlowType::Plan,
+            TaskStatus::Failed,
+            at,
+        )
+        .with_error("boom", None),
+    );
+    // Then every lost task is named: which of them the count stood for cannot be told.
+    let broken = all_broken(&inv, &w, &p);
+    assert!(broken.iter().all(|i| *i == "N1"), "{broken:?}");
+    assert_eq!(broken.len() as u64, held + 1);
+}
