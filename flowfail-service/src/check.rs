@@ -50,6 +50,16 @@ impl Live {
             },
         ));
         out.push(probe(
+            "postgres.columns",
+            match self.tasks.check_columns().await {
+                Ok(p) if p.is_empty() => {
+                    Ok("every configured column present, of a type flowfail reads".into())
+                }
+                Ok(p) => Err(p.join("; ")),
+                Err(e) => Err(chain(&e)),
+            },
+        ));
+        out.push(probe(
             "postgres.ledger",
             match self.ledger.find_open(&c.policy.deployment).await {
                 Ok(Some(r)) => Ok(format!("ledger readable; incident {} is open", r.key)),

@@ -477,3 +477,40 @@ async fn a_stopped_server_is_a_transient_error_down_to_the_os() {
         .expect("the chain reaches the OS error");
     assert_eq!(os.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+/// `check_columns` reads the table's columns, read-only: nothing to say about the table
+/// flowfail creates; a column gone or of another type is named with what was expected.
+#[tokio::test]
+async fn check_columns_names_what_is_missing_or_of_another_type() {
+    let Some((tasks, _ledger, schema, pool)) =
+        crate::support::fresh_stores(module_path!(), "ff_test_columns", 2).await
+    else {
+        return;
+    };
+    assert_eq!(tasks.check_columns().await.unwrap(), Vec::<String>::new());
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.tasks DROP COLUMN claimed_by;
+             ALTER TABLE {schema}.tasks ALTER COLUMN http_status TYPE text USING http_status::text"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.check_columns().await.unwrap(),
+        [
+            "column \"http_status\" (http_status) is text, expected integer or smallint or bigint",
+            "column \"claimed_by\" (claimed_by) is missing",
+        ]
+    );
+    let elsewhere = flowfail_pg::PgTaskStore::new(
+        pool.clone(),
+        &flowfail_pg::TaskTable::in_schema(format!("{schema}_none")),
+    )
+    .unwrap();
+    assert_eq!(
+        elsewhere.check_columns().await.unwrap(),
+        ["table \"tasks\" not found"]
+    );
+}

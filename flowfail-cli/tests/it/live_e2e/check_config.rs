@@ -39,6 +39,7 @@ async fn check_config_probes_every_backend_read_only() {
     for port in [
         "config",
         "postgres.tasks",
+        "postgres.columns",
         "postgres.ledger",
         "aws.logs",
         "aws.bundles",
@@ -112,6 +113,27 @@ async fn check_config_probes_every_backend_read_only() {
         google.starts_with("FAIL") && google.contains("status.incidents") && google.contains("404"),
         "{google}"
     );
+
+    // A column renamed in FlowEngine's table (or misnamed in the config) fails here, by name,
+    // not mid-incident; the probes stay read-only.
+    let renamed = w.dir.join("renamed.toml");
+    std::fs::write(
+        &renamed,
+        format!("{text}\n[postgres.columns]\nfinished_at = \"done_at\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = check_config(&renamed, false);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let columns = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("postgres.columns"))
+        .unwrap_or_else(|| panic!("{out}\n{err}"));
+    assert!(
+        columns.starts_with("FAIL")
+            && columns.contains("column \"done_at\" (finished_at) is missing"),
+        "{columns}"
+    );
+    assert_eq!(w.resource_version(), rv);
 
     // Offline: an unknown key is found without connecting, by its path.
     let typo = w.dir.join("typo.toml");
