@@ -62,7 +62,31 @@ fn pilot_timeout_prunes_three_bundles_retries_each_and_resolves() {
 
 #[test]
 fn rate_limit_enables_breaker_once_and_waits_for_half_open() {
-    let (r, w) = run("rate-limit");
+    rate_limit_runbook("rate-limit");
+}
+
+/// The rate-limit and outage branches with OpenAI and with Google as the primary vendor, each
+/// failing in its own error format: the same runbook as with Anthropic, the fallback on the
+/// primary's own fallback vendor.
+#[test]
+fn every_vendor_as_primary_gets_the_same_runbook() {
+    for (vendor, fallback_model) in [("openai", "claude-sonnet-4-5"), ("google", "gpt-4-turbo")] {
+        rate_limit_runbook(&format!("rate-limit-primary-{vendor}"));
+        outage_runbook(&format!("vendor-outage-primary-{vendor}"), fallback_model);
+    }
+}
+
+fn rate_limit_runbook(name: &str) {
+    let (r, w) = run(name);
+    assert_eq!(
+        r.classification
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["rate_limit"],
+        "{name}"
+    );
     let flips: Vec<_> = applied(&r, "set_env")
         .into_iter()
         .filter(|a| matches!(&a.action, ActionFields::SetEnv { name, value: Some(v), .. } if name == "ENABLE_CIRCUIT_BREAKER" && v == "true"))
@@ -93,13 +117,17 @@ fn rate_limit_enables_breaker_once_and_waits_for_half_open() {
 
 #[test]
 fn vendor_outage_falls_back_pages_after_30_min_and_recovers() {
-    let (r, w) = run("vendor-outage");
+    outage_runbook("vendor-outage", "gpt-4-turbo");
+}
+
+fn outage_runbook(name: &str, model: &str) {
+    let (r, w) = run(name);
     let start = r.detected_at.unwrap();
     let fb: Vec<_> = applied(&r, "set_env")
         .into_iter()
-        .filter(|a| matches!(&a.action, ActionFields::SetEnv { name, value: Some(v), .. } if name == "FALLBACK_MODEL" && v == "gpt-4-turbo"))
+        .filter(|a| matches!(&a.action, ActionFields::SetEnv { name, value: Some(v), .. } if name == "FALLBACK_MODEL" && v == model))
         .collect();
-    assert_eq!(fb.len(), 1);
+    assert_eq!(fb.len(), 1, "{name}: {:#?}", r.actions);
     assert_eq!(fb[0].at, start);
     let pages = applied(&r, "page");
     let targets: Vec<&str> = pages
