@@ -263,7 +263,8 @@ impl Responder {
         obs.failed = Some(out);
     }
 
-    /// The primary vendor's quota; the primary's and the fallback's status pages.
+    /// The primary vendor's quota; the status page of every vendor the policy names (the
+    /// primary and its fallback first; a vendor the status port does not know is left out).
     async fn observe_vendors(&self, obs: &mut Observation, log: &PassLog) {
         let p = &self.policy;
         obs.quota = match self
@@ -281,6 +282,13 @@ impl Responder {
         let mut vendors = vec![p.primary_vendor.clone()];
         if let Some(f) = p.fallbacks.get(&p.primary_vendor) {
             vendors.push(f.vendor.clone());
+        }
+        for (from, f) in &p.fallbacks {
+            for v in [from, &f.vendor] {
+                if !vendors.contains(v) {
+                    vendors.push(v.clone());
+                }
+            }
         }
         for v in vendors {
             match self

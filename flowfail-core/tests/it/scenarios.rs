@@ -76,6 +76,29 @@ fn every_vendor_as_primary_gets_the_same_runbook() {
     }
 }
 
+/// Every vendor the policy names has its status page read each pass, not only the primary's
+/// and its fallback's (a vendor the status port does not know is left out without a gap).
+#[test]
+fn every_vendor_the_policy_names_has_its_status_read() {
+    let (r, w) = run("vendor-outage-primary-google");
+    let read: std::collections::BTreeSet<String> = w
+        .status
+        .calls()
+        .of("status.health")
+        .iter()
+        .map(|c| c.detail.clone())
+        .collect();
+    assert_eq!(
+        read.into_iter().collect::<Vec<_>>(),
+        ["anthropic", "google", "openai"]
+    );
+    assert!(
+        r.data_gaps.iter().all(|g| !g.contains("anthropic")),
+        "{:?}",
+        r.data_gaps
+    );
+}
+
 fn rate_limit_runbook(name: &str) {
     let (r, w) = run(name);
     assert_eq!(
