@@ -375,6 +375,9 @@ fn read_entry(
         TimelineKind::Decision => {
             if let Ok(rec) = serde_json::from_value::<DecisionRecord>(d.clone()) {
                 b.skips(e.at, &rec.skipped);
+                for g in &rec.gaps {
+                    b.gap(e.at, g.clone());
+                }
                 if let Some(a) = rec.alert {
                     b.last_alert = Some(a);
                     rates.push(RatePoint { at: e.at, alert: a });

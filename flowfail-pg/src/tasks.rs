@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use flowfail_core::model::describe_untrusted_pub as describe;
+use flowfail_core::ports::FailedRead;
 use flowfail_core::{
     Error, ErrorKind, FlowType, Result, RetryOutcome, RetryRequest, StatusCounts, Task, TaskId,
     TaskStatus, TaskStore, Timestamp,
@@ -115,6 +116,10 @@ pub struct TaskTable {
     pub table: String,
     /// Column names.
     pub columns: TaskColumns,
+    /// FlowEngine's own names for flow types flowfail knows under another (`implementation`
+    /// → [`FlowType::Impl`]). A failed row whose flow type is neither known nor mapped is left
+    /// out of triage and reported ([`flowfail_core::ports::FailedRead`]).
+    pub flow_types: std::collections::BTreeMap<String, FlowType>,
 }
 
 impl Default for TaskTable {
@@ -123,6 +128,7 @@ impl Default for TaskTable {
             schema: None,
             table: "tasks".into(),
             columns: TaskColumns::default(),
+            flow_types: Default::default(),
         }
     }
 }
@@ -366,8 +372,8 @@ enum Unusable {
 }
 
 /// A task row, or `None` (logged) for an id, flow type or status flowfail cannot use.
-fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
-    Ok(match decode_task(r)? {
+fn row_to_task(r: &tokio_postgres::Row, t: &TaskTable) -> Result<Option<Task>> {
+    Ok(match decode_task(r, t)? {
         Ok(t) => Some(t),
         Err(Unusable::BadId(shown)) => {
             tracing::warn!(task_id = %shown, "skipping a task whose id is not a valid TaskId");
@@ -383,14 +389,18 @@ fn row_to_task(r: &tokio_postgres::Row) -> Result<Option<Task>> {
 /// A task row, or why flowfail cannot use it.
 // Decode failures here go through `pg_err` (transient `Unavailable`), as they always have;
 // the later `try_get` conversions use `decode_err` (permanent `Unexpected`).
-fn decode_task(r: &tokio_postgres::Row) -> Result<std::result::Result<Task, Unusable>> {
+fn decode_task(
+    r: &tokio_postgres::Row,
+    table: &TaskTable,
+) -> Result<std::result::Result<Task, Unusable>> {
     let raw_id: String = r.try_get(0).map_err(|e| pg_err("task.decode", e))?;
     let Ok(id) = TaskId::parse(&raw_id) else {
         return Ok(Err(Unusable::BadId(describe(&raw_id))));
     };
     let flow: String = r.try_get(1).map_err(|e| pg_err("task.decode", e))?;
     let status: String = r.try_get(2).map_err(|e| pg_err("task.decode", e))?;
-    let (Some(flow), Some(status)) = (parse_flow(&flow), parse_status(&status)) else {
+    let flow = parse_flow(&flow).or_else(|| table.flow_types.get(&flow).copied());
+    let (Some(flow), Some(status)) = (flow, parse_status(&status)) else {
         return Ok(Err(Unusable::UnknownFlowOrStatus(id)));
     };
     let err: Option<String> = r.try_get(3).map_err(|e| pg_err("task.decode", e))?;
@@ -612,12 +622,16 @@ fn outcome_without_update(current: Option<(String, i32)>, expected: u32) -> Retr
 
 #[async_trait]
 impl TaskStore for PgTaskStore {
-    /// Rows flowfail cannot use (an id that is not a valid [`TaskId`], an unknown flow type)
-    /// are skipped, and their number logged as one warning (no raw values); the list may then
-    /// be shorter than `limit` though more failed tasks exist.
-    // Future work: the trait returns only the tasks, so the responder cannot see this gap
-    // (it is only in the log); reporting it needs a change to `TaskStore` in flowfail-core.
+    /// See [`TaskStore::recent_failed_read`]: the rows it leaves out are not returned here.
     async fn recent_failed(&self, limit: usize) -> Result<Vec<Task>> {
+        Ok(self.recent_failed_read(limit).await?.tasks)
+    }
+
+    /// Rows flowfail cannot use (an id that is not a valid [`TaskId`], a flow type neither
+    /// known nor mapped in [`TaskTable::flow_types`]) are left out and counted by why, and
+    /// their number logged as one warning (no raw values); the list may then be shorter than
+    /// `limit` though more failed tasks exist.
+    async fn recent_failed_read(&self, limit: usize) -> Result<FailedRead> {
         let c = self.client("task.recent_failed").await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // `query` collects every row before returning: a connection lost mid-read is an error,
@@ -629,7 +643,7 @@ impl TaskStore for PgTaskStore {
         let mut out = Vec::with_capacity(rows.len());
         let (mut bad_id, mut unknown) = (0usize, 0usize);
         for r in &rows {
-            match decode_task(r)? {
+            match decode_task(r, &self.table)? {
                 Ok(t) => out.push(t),
                 Err(Unusable::BadId(_)) => bad_id += 1,
                 Err(Unusable::UnknownFlowOrStatus(_)) => unknown += 1,
@@ -645,7 +659,12 @@ impl TaskStore for PgTaskStore {
                 bad_id + unknown
             );
         }
-        Ok(out)
+        Ok(FailedRead::new(out)
+            .with_unreadable("id not a valid task id", bad_id as u64)
+            .with_unreadable(
+                "flow type not known: map it under [postgres.flow_types]",
+                unknown as u64,
+            ))
     }
 
     async fn counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts> {
@@ -670,7 +689,7 @@ impl TaskStore for PgTaskStore {
             .await
             .map_err(|e| pg_err("task.get", e))?;
         row.as_ref()
-            .map(row_to_task)
+            .map(|r| row_to_task(r, &self.table))
             .transpose()?
             .flatten()
             .ok_or_else(|| {
@@ -694,7 +713,7 @@ impl TaskStore for PgTaskStore {
             .map_err(|e| pg_err("task.get_many", e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            if let Some(t) = row_to_task(r)? {
+            if let Some(t) = row_to_task(r, &self.table)? {
                 out.push(t);
             }
         }

@@ -137,6 +137,11 @@ pub struct PostgresConfig {
     /// Column names where FlowEngine's differ.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// FlowEngine's flow-type values flowfail knows under another name (`implementation =
+    /// "impl"`): plan, impl, review or docs. A failed task of a flow type neither known nor
+    /// mapped is left out of triage and reported as a data gap.
+    #[serde(default)]
+    pub flow_types: BTreeMap<String, flowfail_core::FlowType>,
     /// Connections in the pool (default 4).
     pub pool_size: Option<usize>,
 }

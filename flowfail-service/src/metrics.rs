@@ -10,6 +10,7 @@
 //! | `flowfail_incidents_open` | gauge | |
 //! | `flowfail_breaker_open` | gauge | |
 //! | `flowfail_failure_rate` | gauge | (the last observed, 0–1) |
+//! | `flowfail_tasks_unreadable` | gauge | (failed task rows the last triage read left out) |
 //! | `flowfail_mode` | gauge | `mode` (shadow, act): 1 for the running mode |
 //! | `flowfail_paused` | gauge | (1 while automation is paused) |
 //! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
@@ -80,6 +81,7 @@ pub struct Metrics {
     incidents_open: Gauge,
     breaker_open: Gauge,
     failure_rate: Gauge<f64, AtomicU64>,
+    unreadable: Gauge,
     paused: Gauge,
     alerts: Family<AlertLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
@@ -133,6 +135,12 @@ impl Metrics {
             "The failure rate last observed in the alert window (0-1)",
             failure_rate.clone(),
         );
+        let unreadable = Gauge::default();
+        registry.register(
+            "flowfail_tasks_unreadable",
+            "Failed task rows the last triage read left out: a flow type neither known nor mapped, an id that is not a task id (they count in the failure rate)",
+            unreadable.clone(),
+        );
         let mode_family = Family::<ModeLabel, Gauge>::default();
         registry.register(
             "flowfail_mode",
@@ -172,6 +180,7 @@ impl Metrics {
             incidents_open,
             breaker_open,
             failure_rate,
+            unreadable,
             paused,
             alerts,
             refused,
@@ -206,6 +215,9 @@ impl Metrics {
         }
         if let Some(rate) = s.failure_rate {
             self.failure_rate.set(rate);
+        }
+        if let Some(n) = s.unreadable_tasks {
+            self.unreadable.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.incidents_open.set(i64::from(s.incident.is_some()));
         self.breaker_open

@@ -51,7 +51,7 @@ pub use quota::QuotaChecker;
 pub use status::StatusPage;
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskStore;
-pub use tasks::{RetryOutcome, RetryRequest, TaskStore};
+pub use tasks::{FailedRead, RetryOutcome, RetryRequest, TaskStore};
 
 /// Every port the responder uses, one implementation each.
 ///

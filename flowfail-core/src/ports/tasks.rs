@@ -55,6 +55,40 @@ pub enum RetryOutcome {
     NotFound,
 }
 
+/// Failed tasks as read for triage, with the rows left out because flowfail cannot read them.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct FailedRead {
+    /// The failed tasks, newest first (as [`TaskStore::recent_failed`] returns them).
+    pub tasks: Vec<Task>,
+    /// Failed rows left out, by why (`flow type not known`, `id not a valid task id`): they
+    /// count in the alert's failure rate but cannot be triaged. A data gap, never silent.
+    pub unreadable: std::collections::BTreeMap<String, u64>,
+}
+
+impl FailedRead {
+    /// Failed tasks, none left out.
+    pub fn new(tasks: Vec<Task>) -> Self {
+        FailedRead {
+            tasks,
+            unreadable: Default::default(),
+        }
+    }
+
+    /// The same, with `n` rows left out for `why`.
+    pub fn with_unreadable(mut self, why: impl Into<String>, n: u64) -> Self {
+        if n > 0 {
+            *self.unreadable.entry(why.into()).or_default() += n;
+        }
+        self
+    }
+
+    /// How many rows were left out.
+    pub fn unreadable_total(&self) -> u64 {
+        self.unreadable.values().sum()
+    }
+}
+
 /// FlowEngine's TaskDB.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -67,6 +101,13 @@ pub trait TaskStore: Send + Sync + Debug + 'static {
     /// 2. At most `limit` tasks are returned; `limit == 0` returns none.
     /// 3. A read that fails part-way is an error, never a shorter list.
     async fn recent_failed(&self, limit: usize) -> Result<Vec<Task>>;
+
+    /// [`recent_failed`](Self::recent_failed), saying which failed rows it left out because
+    /// they cannot be read (the triage reports them as a data gap). The default leaves none
+    /// out; a store over data it does not control (PostgreSQL) overrides it.
+    async fn recent_failed_read(&self, limit: usize) -> Result<FailedRead> {
+        Ok(FailedRead::new(self.recent_failed(limit).await?))
+    }
 
     /// Finished tasks in `[since, until)` by outcome, and tasks in flight now.
     ///

@@ -117,6 +117,9 @@ impl ReportBuilder {
         for e in entries.iter().filter(|e| e.kind == TimelineKind::Decision) {
             if let Ok(d) = serde_json::from_value::<DecisionRecord>(e.detail.clone()) {
                 b.skips(e.at, &d.skipped);
+                for g in &d.gaps {
+                    b.gap(e.at, g.clone());
+                }
             }
         }
         b

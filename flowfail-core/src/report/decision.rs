@@ -113,6 +113,9 @@ pub struct DecisionRecord {
     /// Resolved or escalated, when it settled.
     #[serde(default)]
     pub settle: Option<Settle>,
+    /// What the pass could not read (data gaps): it decided without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
 }
 
 impl DecisionRecord {
@@ -134,14 +137,27 @@ impl DecisionRecord {
             findings: d.findings.iter().map(|f| f.kind.clone()).collect(),
             waiting: d.waiting.clone(),
             settle: d.settle,
+            gaps: Vec::new(),
         }
+    }
+
+    /// The same, decided without what these data gaps left unread.
+    pub fn with_gaps(mut self, gaps: &[String]) -> Self {
+        self.gaps = gaps.to_vec();
+        self
     }
 
     /// What makes two decisions the same for the ledger: the mode, what is planned (kinds and
     /// counts), held back, skipped (action and reason) and waited for, the settlement and
-    /// whether the alert fires. The alert's numbers, the counts of skipped subjects and their
-    /// examples move every pass, and findings are entries of their own: they are left out.
+    /// whether the alert fires, and the data gaps without their numbers. The alert's numbers,
+    /// the counts of skipped subjects and their examples move every pass, and findings are
+    /// entries of their own: they are left out.
     pub fn signature(&self) -> String {
+        let gaps: Vec<String> = self
+            .gaps
+            .iter()
+            .map(|g| g.chars().filter(|c| !c.is_ascii_digit()).collect())
+            .collect();
         let skipped: Vec<(&str, &str)> = self
             .skipped
             .iter()
@@ -160,6 +176,7 @@ impl DecisionRecord {
             self.waiting,
             self.settle,
             self.alert.map(|a| a.firing),
+            gaps,
         ])
         .to_string()
     }
@@ -197,6 +214,9 @@ impl DecisionRecord {
         }
         if let Some(s) = self.settle {
             parts.push(format!("settled: {}", settle_word(s)));
+        }
+        if !self.gaps.is_empty() {
+            parts.push(format!("{} data gap(s)", self.gaps.len()));
         }
         parts.join("; ")
     }

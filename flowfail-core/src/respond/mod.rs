@@ -218,6 +218,9 @@ pub struct PassOutcome {
     pub failure_rate: Option<f64>,
     /// The reads the pass made, and whether each answered.
     pub reads: Vec<ReadStat>,
+    /// Failed task rows its triage read left out as unreadable (see
+    /// [`crate::ports::FailedRead`]); `None` when it read no failed tasks.
+    pub unreadable_tasks: Option<u64>,
 }
 
 /// Carries out the runbook. See the [module docs](self).

@@ -208,19 +208,28 @@ impl Responder {
     /// count: a task that failed long ago is not this incident's to retry.
     async fn observe_failed(&self, obs: &mut Observation, since: Timestamp, log: &PassLog) {
         let limit = self.policy.triage_limit;
-        let tasks = match self
+        let read = match self
             .read_noted(log, Op::TaskRecentFailed, || {
-                self.ports.tasks.recent_failed(limit)
+                self.ports.tasks.recent_failed_read(limit)
             })
             .await
         {
-            Ok(tasks) => tasks,
+            Ok(read) => read,
             Err(e) => {
                 obs.gaps.push(format!("TaskDB failed tasks: {e}"));
                 return;
             }
         };
-        obs.failed_truncated = tasks.len() >= limit;
+        // Rows the store could not read count in the alert but cannot be triaged: a gap.
+        log.note_unreadable(read.unreadable_total());
+        for (why, n) in &read.unreadable {
+            obs.gaps.push(format!(
+                "TaskDB failed tasks: {n} left out of triage ({why}); they count in the failure rate"
+            ));
+        }
+        let unreadable = usize::try_from(read.unreadable_total()).unwrap_or(usize::MAX);
+        let tasks = read.tasks;
+        obs.failed_truncated = tasks.len().saturating_add(unreadable) >= limit;
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks
             .into_iter()

@@ -205,6 +205,7 @@ impl Responder {
             reconciled,
             decision,
             entries,
+            obs,
             ..
         } = pass;
         let epoch = fence.epoch();
@@ -221,7 +222,7 @@ impl Responder {
             self.note_decision(
                 &state.key,
                 decision,
-                held,
+                (held, &obs.gaps),
                 fence.paused.is_some(),
                 *now,
                 entries,
@@ -306,6 +307,7 @@ impl Responder {
             stop: settled.is_some() || halted || self.dry_run,
             failure_rate: None,
             reads: Vec::new(),
+            unreadable_tasks: None,
         }
     }
 }

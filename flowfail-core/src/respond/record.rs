@@ -235,7 +235,7 @@ impl Responder {
         &self,
         key: &str,
         d: &crate::decide::Decision,
-        held: Vec<String>,
+        (held, gaps): (Vec<String>, &[String]),
         paused: bool,
         now: Timestamp,
         entries: &mut Vec<TimelineEntry>,
@@ -248,7 +248,7 @@ impl Responder {
         } else {
             Conduct::Act
         };
-        let rec = DecisionRecord::of(d, mode, held);
+        let rec = DecisionRecord::of(d, mode, held).with_gaps(gaps);
         let signature = rec.signature();
         let mut inner = lock(&self.inner);
         match &mut inner.last_decision {

@@ -74,6 +74,9 @@ pub struct PassStats {
     pub reads: Vec<ReadStat>,
     /// The actions it recorded.
     pub actions: Vec<ActionStat>,
+    /// Failed task rows its triage read left out because they cannot be read (a flow type
+    /// not known, an id that is not a task id); `None` when it read no failed tasks.
+    pub unreadable_tasks: Option<u64>,
     /// Whether the pass ran to its end: `false` when it ended with an error (a panic in it,
     /// contained, is one). A service's health check counts completed passes only.
     pub completed: bool,
@@ -105,6 +108,7 @@ impl PassStats {
             breaker_open: None,
             reads: Vec::new(),
             actions: Vec::new(),
+            unreadable_tasks: None,
             completed: true,
         }
     }
@@ -123,6 +127,7 @@ impl PassStats {
                 ok: failure_rate.is_some(),
             }],
             actions: Vec::new(),
+            unreadable_tasks: None,
             completed: true,
         }
     }
@@ -168,6 +173,7 @@ impl LedgerCalls {
 pub(super) struct PassLog {
     reads: std::sync::Mutex<Vec<ReadStat>>,
     failure_rate: std::sync::Mutex<Option<f64>>,
+    unreadable: std::sync::Mutex<Option<u64>>,
 }
 
 impl PassLog {
@@ -183,8 +189,17 @@ impl PassLog {
         *lock(&self.failure_rate) = Some(rate);
     }
 
+    /// Notes how many failed task rows the triage read left out.
+    pub(super) fn note_unreadable(&self, n: u64) {
+        *lock(&self.unreadable) = Some(n);
+    }
+
     /// Hands what the pass noted to its outcome.
     pub(super) fn into_outcome(self, out: &mut super::PassOutcome) {
+        out.unreadable_tasks = self
+            .unreadable
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
         out.reads = self.reads.into_inner().unwrap_or_else(|p| p.into_inner());
         out.failure_rate = self
             .failure_rate
@@ -242,6 +257,7 @@ impl Responder {
                 .chain(self.ledger_calls.since(mark.ledger))
                 .collect(),
             actions,
+            unreadable_tasks: out.and_then(|o| o.unreadable_tasks),
             completed: out.is_some(),
         }
     }

@@ -125,3 +125,43 @@ async fn recent_failed_returns_the_good_rows_and_counts_the_skipped_ones() {
         );
     }
 }
+
+/// FlowEngine's own flow-type names, mapped in the config, are triaged under the flow type they
+/// map to; a row neither known nor mapped, or with an id that is not a task id, is left out
+/// and counted by why (the responder reports it as a data gap).
+#[tokio::test]
+async fn mapped_flow_types_are_read_and_what_is_left_out_is_counted_by_why() {
+    let Some((pool, schema)) = fresh_schema(module_path!(), "ff_test_flowmap", 2).await else {
+        return;
+    };
+    let mut table = TaskTable::in_schema(schema.clone());
+    table
+        .flow_types
+        .insert("implementation".to_owned(), FlowType::Impl);
+    let tasks = PgTaskStore::new(pool.clone(), &table).unwrap();
+    tasks.migrate().await.unwrap();
+    raw_row(&pool, &schema, ("mapped-1", "implementation", "failed")).await;
+    raw_row(&pool, &schema, ("odd-1", "mystery", "failed")).await;
+    raw_row(&pool, &schema, ("odd-2", "mystery", "failed")).await;
+    raw_row(&pool, &schema, ("../etc", "impl", "failed")).await;
+    let read = tasks.recent_failed_read(10).await.unwrap();
+    let got: Vec<(&str, FlowType)> = read
+        .tasks
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.flow_type))
+        .collect();
+    assert_eq!(got, [("mapped-1", FlowType::Impl)]);
+    assert_eq!(read.unreadable_total(), 3);
+    assert_eq!(
+        read.unreadable.into_iter().collect::<Vec<_>>(),
+        [
+            (
+                "flow type not known: map it under [postgres.flow_types]".to_owned(),
+                2
+            ),
+            ("id not a valid task id".to_owned(), 1),
+        ]
+    );
+    // The plain read returns the same tasks.
+    assert_eq!(tasks.recent_failed(10).await.unwrap().len(), 1);
+}

@@ -529,6 +529,7 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     s.breaker_open = Some(true);
     s.reads = vec![ReadStat::new("tasks", true), ReadStat::new("logs", false)];
     s.actions = vec![ActionStat::new("retry_task", "applied")];
+    s.unreadable_tasks = Some(2);
     metrics.observe_pass(&s);
     let wake = Wake::new();
     let r = router(
@@ -552,6 +553,7 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     let (_, text) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     for line in [
         "flowfail_failure_rate 0.03",
+        "flowfail_tasks_unreadable 2",
         "flowfail_incidents_open 1",
         "flowfail_breaker_open 1",
         "flowfail_actions_total{kind=\"retry_task\",outcome=\"applied\"} 1",
