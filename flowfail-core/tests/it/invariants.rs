@@ -735,3 +735,57 @@ fn n1_held_retries_cover_as_many_tasks_as_they_count() {
     assert!(broken.iter().all(|i| *i == "N1"), "{broken:?}");
     assert_eq!(broken.len() as u64, held + 1);
 }
+
+/// A canary in a read's arguments (a vendor name, a task id asked for) is a leak too, not only
+/// in what was written; and only in the world's calls, not in its mutations alone. Found by
+/// mutation testing (`scripts/mutants.sh`): the reads were never searched by a test.
+#[test]
+fn n6_a_canary_in_a_read_breaks_it() {
+    let (w, p) = world();
+    let inv = Invariants::before(&w).canary("sk-ant-CANARY");
+    let _ = rt().block_on(flowfail_core::StatusPage::health(
+        &w.status,
+        "vendor-sk-ant-CANARY",
+    ));
+    assert_eq!(broken(&inv, &w, &p), ["N6"]);
+}
+
+/// One rollback and one env change in an incident: N4 holds (the boundary of "at most once").
+#[test]
+fn n4_one_effect_of_each_kind_holds() {
+    let p = Policy::default();
+    let clock = Clock::manual(chrono::Utc::now());
+    let w = World::new(&p, clock.clone());
+    w.deployment.deploy(2, clock.now());
+    let id = TaskId::parse("t-1").unwrap();
+    w.bundles.put(&id, synthesize_bundle(&id, 4000));
+    let inv = Invariants::before(&w).open_incidents_allowed();
+    let rt = rt();
+    rt.block_on(
+        w.incidents
+            .open("flowengine", "inc-a", clock.now(), &serde_json::json!({})),
+    )
+    .unwrap();
+    let cause = flowfail_core::ChangeCause::for_incident("inc-a", "test");
+    let rv = |w: &World| {
+        rt.block_on(w.deployment.state("flowengine"))
+            .unwrap()
+            .resource_version
+    };
+    rt.block_on(w.deployment.rollback("flowengine", 1, &rv(&w), &cause))
+        .unwrap();
+    let change = [flowfail_core::EnvChange::set("CIRCUIT_BREAKER", "true")];
+    rt.block_on(
+        w.deployment
+            .set_env("flowengine", &change, Some(rv(&w)), &cause),
+    )
+    .unwrap();
+    let v = rt.block_on(w.bundles.head(&id)).unwrap().version;
+    rt.block_on(w.bundles.put_if_version(&id, b"{}", &v))
+        .unwrap();
+    assert!(
+        !broken(&inv, &w, &p).contains(&"N4"),
+        "{:?}",
+        broken(&inv, &w, &p)
+    );
+}
