@@ -41,6 +41,7 @@ use crate::policy::Policy;
 pub mod actions;
 pub mod approval;
 mod builder;
+mod detection;
 pub mod effects;
 mod kinds;
 mod outage;
@@ -62,7 +63,7 @@ pub use outcome::{
 };
 pub use trouble::{Trouble, escalation, pause_notice, retry_after_prune};
 pub use types::{
-    BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, Observation,
+    BundleObs, Decision, DeploymentAtOpen, EnvRecord, Finding, IncidentState, LogsObs, Observation,
     ObservedTask, PruneRecord, RetryRecord, RollbackRecord, SchemaObs, Settle, Skip,
 };
 pub use vendor::{ObservedRate, vendor_of};
@@ -320,6 +321,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         rollback_verified,
     );
     tasks::new_failure_mode(&cx, &mut b, rollback_verified);
+    detection::decide(&cx, &mut next, &mut b);
     let settle = settle::decide(&cx, &mut next, &mut b);
     finish(b, Some(alert), classes, settle, next)
 }

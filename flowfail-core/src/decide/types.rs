@@ -81,6 +81,30 @@ impl ObservedTask {
     }
 }
 
+/// The function's logs in the alert window: error lines, Lambda's own `Task timed out` lines
+/// (which an `ERROR` filter misses), and the tasks error lines name that the TaskDB does not
+/// show as failed — the detection gap the runbook asks to report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct LogsObs {
+    /// Error lines (`ERROR`, and Lambda's `Task timed out after N seconds` lines).
+    pub errors: u64,
+    /// Of them, Lambda's `Task timed out` lines: invocations the runtime ended.
+    pub lambda_timeouts: u64,
+    /// One `Task timed out` line, as logged (sanitized), when there is one.
+    pub timeout_example: Option<String>,
+    /// Tasks that error lines name and the TaskDB does not show failed: with their status
+    /// (`None`: not in the TaskDB) and one line each, at most [`LogsObs::MAX_NAMED`].
+    pub not_failed: Vec<(TaskId, Option<crate::model::TaskStatus>, String)>,
+    /// Whether a read hit its bound (the counts are then at least these).
+    pub truncated: bool,
+}
+
+impl LogsObs {
+    /// At most this many tasks named in error lines are looked up per pass.
+    pub const MAX_NAMED: usize = 100;
+}
+
 /// Everything one pass observed. A read that failed is `None` (or `Unknown`) and listed in
 /// `gaps`: the engine never decides on data it does not have.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,8 +124,9 @@ pub struct Observation {
     /// id; `None` for one the TaskDB no longer holds. A retried task missing here was not read
     /// (the read failed, or the retry was recorded after this pass observed): not finished.
     pub retried: BTreeMap<TaskId, Option<Task>>,
-    /// Error log events in the window (count), and whether the read was truncated.
-    pub log_events: Option<(usize, bool)>,
+    /// What the function's logs showed in the alert window (`None` when they could not be
+    /// read): see [`LogsObs`].
+    pub logs: Option<LogsObs>,
     /// The primary vendor's quota.
     pub quota: Quota,
     /// Vendor health, for the primary and fallback vendors.
@@ -125,7 +150,7 @@ impl Observation {
             failed_truncated: false,
             watched: BTreeMap::new(),
             retried: BTreeMap::new(),
-            log_events: None,
+            logs: None,
             quota: Quota::Unknown {
                 reason: "not read".into(),
             },
@@ -300,6 +325,10 @@ pub struct IncidentState {
     pub retries: BTreeMap<TaskId, RetryRecord>,
     /// Tasks whose validation findings were reported.
     pub findings_reported: BTreeSet<TaskId>,
+    /// Whether the detection gap (failures the logs show and the TaskDB does not) was
+    /// reported in this incident.
+    #[serde(default)]
+    pub detection_gap_reported: bool,
     /// When the incident was escalated to humans.
     pub escalated_at: Option<Timestamp>,
     /// When it resolved.
@@ -367,6 +396,7 @@ impl IncidentState {
             prune_failed: BTreeMap::new(),
             retries: BTreeMap::new(),
             findings_reported: BTreeSet::new(),
+            detection_gap_reported: false,
             escalated_at: None,
             resolved_at: None,
             woken_by: None,

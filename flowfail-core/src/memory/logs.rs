@@ -37,7 +37,7 @@ impl LogSource for MemoryLogSource {
         for e in events
             .iter()
             .filter(|e| e.timestamp >= q.start && e.timestamp < q.end)
-            .filter(|e| q.pattern.is_empty() || e.message.contains(q.pattern.as_str()))
+            .filter(|e| q.matches(&e.message))
         {
             if out.len() == q.max_events {
                 truncated = true;

@@ -21,15 +21,45 @@ pub struct LogQuery {
     pub max_events: usize,
 }
 
+/// The filter of [`LogQuery::errors`]: `ERROR` lines, or Lambda's own `Task timed out after N
+/// seconds` lines (logged by the runtime when it ends an invocation, without `ERROR`).
+pub const ERROR_PATTERN: &str = "?ERROR ?\"Task timed out\"";
+
 impl LogQuery {
-    /// A query for `ERROR` events in `[start, end)`, at most 10,000 of them.
+    /// A query for error events in `[start, end)` ([`ERROR_PATTERN`]), at most 10,000 of them.
     pub fn errors(start: Timestamp, end: Timestamp) -> Self {
         LogQuery {
             start,
             end,
-            pattern: "ERROR".into(),
+            pattern: ERROR_PATTERN.into(),
             max_events: 10_000,
         }
+    }
+
+    /// Whether `message` matches the pattern, for the CloudWatch filter syntax flowfail uses:
+    /// empty (every event), one term or quoted phrase (contained, case-sensitive), or terms
+    /// and phrases each prefixed with `?` (any of them). A store that ignores part of a pattern
+    /// (a local emulator) returns more: the caller filters again with this.
+    pub fn matches(&self, message: &str) -> bool {
+        let p = self.pattern.trim();
+        if p.is_empty() {
+            return true;
+        }
+        if !p.starts_with('?') {
+            return message.contains(p.trim_matches('"'));
+        }
+        let mut terms = Vec::new();
+        let mut rest = p;
+        while let Some(r) = rest.trim_start().strip_prefix('?') {
+            let r = r.trim_start();
+            let (term, after) = match r.strip_prefix('"') {
+                Some(q) => q.split_once('"').unwrap_or((q, "")),
+                None => r.split_once(' ').unwrap_or((r, "")),
+            };
+            terms.push(term);
+            rest = after;
+        }
+        terms.iter().any(|t| !t.is_empty() && message.contains(t))
     }
     /// Sets the bound on events returned.
     pub fn max_events(mut self, n: usize) -> Self {

@@ -43,7 +43,7 @@ pub use incidents::{
     Epoch, IncidentListing, IncidentQuery, IncidentRecord, IncidentStore, TimelineEntry,
     TimelineKind,
 };
-pub use logs::{LogBatch, LogQuery, LogSource};
+pub use logs::{ERROR_PATTERN, LogBatch, LogQuery, LogSource};
 pub use notifier::{Notification, Notifier};
 pub use op::Op;
 pub use pager::{Delivery, Page, Pager};

@@ -296,6 +296,15 @@ impl ReportBuilder {
             follow_ups
                 .push("Add monitoring: some data could not be read during the incident".to_owned());
         }
+        if self
+            .findings
+            .iter()
+            .any(|f| f.finding.kind == "detection_gap")
+        {
+            follow_ups.push(
+                "Add monitoring/alerting: a detection gap was identified (detection_gap finding): failures the logs show never reached the TaskDB".to_owned(),
+            );
+        }
         if status == "escalated" || status == "unresolved" {
             follow_ups
                 .push("Human follow-up needed: automation did not resolve the incident".to_owned());

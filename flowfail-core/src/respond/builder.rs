@@ -140,6 +140,7 @@ impl ResponderBuilder {
                 proposed_seen: HashSet::new(),
                 unrecorded: None,
                 last_decision: None,
+                log_window: Default::default(),
             }),
             pass_lock: tokio::sync::Mutex::new(()),
             ledger_calls: Default::default(),

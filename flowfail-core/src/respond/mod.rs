@@ -73,6 +73,7 @@ mod act;
 mod builder;
 mod control;
 mod guard;
+mod lambda;
 mod log;
 mod manual;
 mod observe;
@@ -173,6 +174,8 @@ struct Inner {
     unrecorded: Option<(String, Vec<TimelineEntry>)>,
     /// The decision last noted in an incident's timeline ([`Responder::note_decision`]).
     last_decision: Option<LastDecision>,
+    /// The alert window's error log events read so far ([`lambda`]).
+    log_window: lambda::LogWindow,
 }
 
 /// The decision last noted in an incident's timeline: its incident, its signature

@@ -14,7 +14,6 @@ use crate::classify::Classification;
 use crate::decide::{BundleObs, IncidentState, Observation, ObservedTask, SchemaObs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{FailureKind, Quota, Task, TaskId, Timestamp};
-use crate::ports::LogQuery;
 use crate::ports::Op;
 
 /// At most this many retried tasks are read back in one call.
@@ -87,14 +86,7 @@ impl Responder {
             .and_then(|d| d.checked_sub_signed(p.alert_window()))
             .map_or(since, |d| d.min(since));
         self.observe_failed(&mut obs, failed_since, log).await;
-        let q = LogQuery::errors(since, until).max_events(10_000);
-        match self
-            .read_noted(log, Op::LogsErrors, || self.ports.logs.errors(&q))
-            .await
-        {
-            Ok(b) => obs.log_events = Some((b.events.len(), b.truncated)),
-            Err(e) => obs.gaps.push(format!("error logs: {e}")),
-        }
+        self.observe_logs(&mut obs, since, until, log).await;
         self.observe_vendors(&mut obs, log).await;
         match self
             .read_noted(log, Op::DeploymentState, || {

@@ -103,8 +103,8 @@ fn a_validation_failure_never_reaches_schedule_retries() {
             .expect_counts()
             .returning(move |_, _| Ok(StatusCounts::new(succeeded, n_failed)));
         tasks
-            .expect_recent_failed()
-            .returning(move |_| Ok(failed.clone()));
+            .expect_recent_failed_read()
+            .returning(move |_| Ok(flowfail_core::ports::FailedRead::new(failed.clone())));
         tasks
             .expect_task_object()
             .returning(move |id| Ok(objects.get(id).cloned().flatten()));

@@ -18,6 +18,7 @@ mod interactions;
 mod invalid_input;
 mod invariants;
 mod kill_switch;
+mod lambda_side;
 mod ledger_deadline;
 mod ledger_record;
 mod model;

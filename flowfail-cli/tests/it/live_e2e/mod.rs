@@ -35,6 +35,7 @@ mod console;
 mod hostile;
 mod incidents;
 mod kill_switch;
+mod lambda;
 mod pause_and_recovery;
 mod read_back;
 mod webhook;
@@ -52,6 +53,7 @@ struct World {
     ledger: PgIncidentStore,
     s3: aws_sdk_s3::Client,
     bucket: String,
+    logs: aws_sdk_cloudwatchlogs::Client,
     group: String,
     aws_endpoint: String,
     k8s: FakeApiServer,
@@ -142,6 +144,7 @@ async fn world(name: &str) -> Option<World> {
         ledger,
         s3,
         bucket,
+        logs,
         group,
         aws_endpoint,
         _local_aws: local_aws,
@@ -328,6 +331,39 @@ step_timeout_s = 10
             );
         }
         self.tasks.insert(&all, &[]).await.unwrap();
+    }
+
+    /// The function's log lines, as Lambda writes them to its log group: `(minutes ago, line)`.
+    async fn put_logs(&self, lines: &[(i64, &str)]) {
+        use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+        let stream = format!("s-{}", Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        self.logs
+            .create_log_stream()
+            .log_group_name(&self.group)
+            .log_stream_name(&stream)
+            .send()
+            .await
+            .unwrap();
+        let now = Utc::now().timestamp_millis();
+        let mut events: Vec<InputLogEvent> = lines
+            .iter()
+            .map(|(ago, m)| {
+                InputLogEvent::builder()
+                    .timestamp(now - ago * 60_000)
+                    .message(*m)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        events.sort_by_key(InputLogEvent::timestamp);
+        self.logs
+            .put_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(&stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn put_bundle(&self, id: &str, size: u64) -> Vec<u8> {
