@@ -789,3 +789,74 @@ fn n4_one_effect_of_each_kind_holds() {
         broken(&inv, &w, &p)
     );
 }
+
+/// A bundle replaced after its original was archived under its SHA-256: N2 holds. Found by
+/// mutation testing: only the broken cases were tested, so a checksum computed wrongly passed.
+#[test]
+fn n2_a_replaced_bundle_archived_under_its_checksum_holds() {
+    use sha2::{Digest, Sha256};
+    let (w, p) = world();
+    let id = TaskId::parse("t-1").unwrap();
+    let original = synthesize_bundle(&id, 4000);
+    let v = w.bundles.put(&id, original.clone());
+    let inv = Invariants::before(&w);
+    let sum: String = Sha256::digest(&original)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    rt().block_on(w.bundles.put_archive(&id, &sum, &original))
+        .unwrap();
+    rt().block_on(w.bundles.put_if_version(&id, b"{}", &v))
+        .unwrap();
+    assert!(
+        !broken(&inv, &w, &p).contains(&"N2"),
+        "{:?}",
+        broken(&inv, &w, &p)
+    );
+}
+
+/// A task is named only as a whole word: `t-1` lost while the record names `t-10` and
+/// `xt-1` is still lost; named on its own (at the end of a text too), it is reported.
+#[test]
+fn n1_a_task_is_named_only_as_a_whole_word() {
+    let (w, p) = world();
+    let now = chrono::Utc::now();
+    let rt = rt();
+    rt.block_on(
+        w.incidents
+            .open("flowengine", "inc", now, &serde_json::json!({})),
+    )
+    .unwrap();
+    w.tasks.insert(
+        Task::new(
+            TaskId::parse("t-1").unwrap(),
+            FlowType::Plan,
+            TaskStatus::Failed,
+            now,
+        )
+        .with_error("boom", None),
+    );
+    let inv = Invariants::before(&w);
+    let epoch = rt.block_on(w.incidents.claim("inc")).unwrap();
+    let record = serde_json::json!({"incident_key": "inc", "status": "resolved"});
+    rt.block_on(w.incidents.close("inc", epoch, now, &record))
+        .unwrap();
+    let note = |text: &str| {
+        w.incidents.edit("inc", |r| {
+            r.timeline.retain(|e| e.kind != "note");
+            r.timeline.push(TimelineEntry::new(
+                now,
+                "note",
+                serde_json::json!({ "text": text }),
+            ));
+        })
+    };
+    for other in ["t-10 left", "xt-1 left", "t-1x", "t_1", "t-1.5"] {
+        note(other);
+        assert!(broken(&inv, &w, &p).contains(&"N1"), "{other}");
+    }
+    for named in ["t-1", "left: t-1", "t-1 left", "(t-1)"] {
+        note(named);
+        assert!(!broken(&inv, &w, &p).contains(&"N1"), "{named}");
+    }
+}
