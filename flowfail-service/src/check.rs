@@ -49,6 +49,19 @@ impl Live {
                 Err(e) => Err(chain(&e)),
             },
         ));
+        let known: Vec<String> = self
+            .schemas
+            .1
+            .iter()
+            .map(|(v, from)| format!("v{v} ({from})"))
+            .collect();
+        out.push(probe(
+            "schemas",
+            Ok(format!(
+                "TaskObject schema versions known: {}",
+                known.join(", ")
+            )),
+        ));
         out.push(probe(
             "postgres.columns",
             match self.tasks.check_columns().await {

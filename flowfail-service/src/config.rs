@@ -409,6 +409,9 @@ pub struct Config {
     /// working directory.
     #[serde(default)]
     pub rules: Vec<PathBuf>,
+    /// FlowEngine's own TaskObject schemas by version, over the built-in v1 and v2.
+    #[serde(default)]
+    pub schemas: crate::schemas::SchemasConfig,
     /// A file whose existence pulls the kill switch of the running service: every mutation is
     /// refused from the next call on, and the ledger is no longer written from the next pass
     /// on (`touch` it to stop, remove it to go on; no restart). Its directory must exist.
@@ -663,6 +666,7 @@ impl Config {
         }
         self.validate_vendors()?;
         self.validate_pager()?;
+        self.schemas.load()?;
         self.rule_set().map(drop)
     }
 

@@ -40,6 +40,7 @@ mod config;
 pub mod metrics;
 mod mode;
 mod run;
+mod schemas;
 pub mod serve;
 mod wire;
 
@@ -49,4 +50,5 @@ pub use config::{
     kill_switch_env,
 };
 pub use run::run;
+pub use schemas::{SchemaSources, SchemasConfig};
 pub use wire::{Controls, Live, Probe};

@@ -32,6 +32,9 @@ pub struct Live {
     pub deployment: Arc<flowfail_k8s::KubeDeploymentController>,
     /// The vendors' status pages (for probes that say why a page is unreadable).
     pub status: Arc<flowfail_http::StatusPages>,
+    /// The TaskObject schemas (built in, with the config's over them), and where each
+    /// version comes from.
+    pub schemas: (Arc<flowfail_core::schema::SchemaSet>, crate::SchemaSources),
     /// The kill switch every responder of this process shares ([`Config::kill_switch`]).
     pub kill: flowfail_core::respond::KillSwitch,
 }
@@ -124,6 +127,7 @@ impl Config {
             None => Arc::new(NoNotifier),
         };
         let status = Arc::new(self.status_pages(&opts)?);
+        let (schema_set, schema_sources) = self.schemas.load()?;
         let ports = Ports::builder()
             .logs(Arc::new(logs))
             .tasks(Arc::new(tasks.clone()))
@@ -144,6 +148,7 @@ impl Config {
             ledger,
             deployment,
             status,
+            schemas: (Arc::new(schema_set), schema_sources),
         })
     }
 
@@ -329,6 +334,7 @@ impl Live {
         Responder::builder()
             .ports(self.ports.clone())
             .rules(self.rules.clone())
+            .schemas(self.schemas.0.clone())
             .policy(self.config.policy.clone())
             .clock(Clock::system())
             .kill_switch(self.kill.clone())

@@ -39,6 +39,7 @@ async fn check_config_probes_every_backend_read_only() {
     for port in [
         "config",
         "postgres.tasks",
+        "schemas",
         "postgres.columns",
         "postgres.ledger",
         "aws.logs",
@@ -134,6 +135,40 @@ async fn check_config_probes_every_backend_read_only() {
         "{columns}"
     );
     assert_eq!(w.resource_version(), rv);
+
+    // FlowEngine's own schemas from a directory: check-config says which versions it knows
+    // and where each comes from; a schema that is not JSON fails, naming the file, offline too.
+    let schemas = w.dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(
+        schemas.join("task_object.v3.schema.json"),
+        flowfail_core::schema::TASK_OBJECT_V2,
+    )
+    .unwrap();
+    let with_schemas = w.dir.join("with-schemas.toml");
+    std::fs::write(
+        &with_schemas,
+        format!("{text}\n[schemas]\ndir = \"{}\"\n", schemas.display()),
+    )
+    .unwrap();
+    let (code, out, err) = check_config(&with_schemas, false);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let known = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("schemas"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        known.contains("v1 (built in), v2 (built in), v3 (")
+            && known.contains("task_object.v3.schema.json"),
+        "{known}"
+    );
+    std::fs::write(schemas.join("task_object.v4.schema.json"), "{ nope").unwrap();
+    let (code, out, err) = check_config(&with_schemas, true);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("task_object.v4.schema.json") && err.contains("not JSON"),
+        "{err}"
+    );
 
     // Offline: an unknown key is found without connecting, by its path.
     let typo = w.dir.join("typo.toml");
