@@ -123,6 +123,9 @@ pub struct Policy {
     pub rollback_verify_after_s: u64,
     /// Give up waiting for `rollout status` after this long.
     pub rollout_timeout_s: u64,
+    /// Env var of FlowEngine's Deployment naming the TaskObject schema version the running
+    /// revision expects (a schema-version mismatch finding names it when it is set).
+    pub schema_version_env: String,
 
     // --- responder ---
     /// The Deployment flowfail acts on.
@@ -179,6 +182,7 @@ impl Default for Policy {
             fallbacks,
             fallback_env: "FALLBACK_MODEL".into(),
             manual_review_env: "MANUAL_REVIEW_MODE".into(),
+            schema_version_env: "TASK_SCHEMA_VERSION".into(),
             outage_escalation_after_s: 1800,
             vendor_5xx_rate_threshold: 0.05,
             vendor_5xx_min_sample: 100,

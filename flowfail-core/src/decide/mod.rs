@@ -48,6 +48,7 @@ mod outage;
 mod outcome;
 mod rate_limit;
 mod rollback;
+mod schema_mismatch;
 mod settle;
 mod tasks;
 mod trouble;
@@ -322,6 +323,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     );
     tasks::new_failure_mode(&cx, &mut b, rollback_verified);
     detection::decide(&cx, &mut next, &mut b);
+    schema_mismatch::decide(&cx, &mut next, &mut b);
     let settle = settle::decide(&cx, &mut next, &mut b);
     finish(b, Some(alert), classes, settle, next)
 }

@@ -329,6 +329,9 @@ pub struct IncidentState {
     /// reported in this incident.
     #[serde(default)]
     pub detection_gap_reported: bool,
+    /// Whether the schema-version mismatch was reported in this incident.
+    #[serde(default)]
+    pub schema_mismatch_reported: bool,
     /// When the incident was escalated to humans.
     pub escalated_at: Option<Timestamp>,
     /// When it resolved.
@@ -397,6 +400,7 @@ impl IncidentState {
             retries: BTreeMap::new(),
             findings_reported: BTreeSet::new(),
             detection_gap_reported: false,
+            schema_mismatch_reported: false,
             escalated_at: None,
             resolved_at: None,
             woken_by: None,

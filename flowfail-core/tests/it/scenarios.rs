@@ -479,3 +479,25 @@ fn both_vendors_failing_go_to_manual_review_never_to_the_fallback() {
     );
     assert!(r.resolved);
 }
+
+/// A deploy that rejects the TaskObjects tenants still send: one finding names the versions the
+/// failing TaskObjects carry and the version the running revision expects (its
+/// `TASK_SCHEMA_VERSION`), with the runbook's fix; the rollback branch rolls back once.
+#[test]
+fn a_schema_version_mismatch_is_named_with_both_versions_and_rolled_back() {
+    let (r, _) = run("deploy-rejects-old-taskobjects");
+    let found: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.finding.kind == "schema_version_mismatch")
+        .collect();
+    assert_eq!(found.len(), 1, "once per incident");
+    let s = &found[0].finding.summary;
+    assert!(
+        s.contains("carry schema version 1.4.0")
+            && s.contains("revision 8 expects 2.0.0 (TASK_SCHEMA_VERSION)")
+            && s.contains("roll back to a compatible schema version"),
+        "{s}"
+    );
+    assert_eq!(applied(&r, "rollback").len(), 1);
+}
