@@ -73,6 +73,17 @@ impl Live {
             },
         ));
         out.push(probe(
+            "postgres.values",
+            match self.tasks.check_values(now - TimeDelta::days(1)).await {
+                Ok(p) if p.is_empty() => Ok(
+                    "every status and flow type of the last day's tasks is one flowfail reads"
+                        .into(),
+                ),
+                Ok(p) => Err(p.join("; ")),
+                Err(e) => Err(chain(&e)),
+            },
+        ));
+        out.push(probe(
             "postgres.ledger",
             match self.ledger.find_open(&c.policy.deployment).await {
                 Ok(Some(r)) => Ok(format!("ledger readable; incident {} is open", r.key)),

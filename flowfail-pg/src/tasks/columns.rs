@@ -68,3 +68,64 @@ impl PgTaskStore {
         Ok(problems)
     }
 }
+
+/// The statuses flowfail reads (and writes), as the TaskDB spells them.
+const KNOWN_STATUSES: [&str; 5] = ["pending", "running", "succeeded", "failed", "failed_final"];
+
+impl PgTaskStore {
+    /// The status and flow-type values of the tasks created since `since` that flowfail does
+    /// not read (read-only, by the creation-time index): a status it does not know is in no
+    /// count of the alert and no triage; a flow type neither known nor mapped in
+    /// [`super::TaskTable::flow_types`] is counted by the alert but left out of triage. One line
+    /// per value with its row count, at most ten of each; empty when every value is read.
+    pub async fn check_values(&self, since: flowfail_core::Timestamp) -> Result<Vec<String>> {
+        const OP: &str = "task.values";
+        let t = &self.table;
+        let tbl = crate::conn::qualified(t.schema.as_deref(), &t.table)?;
+        let st = crate::conn::ident(&t.columns.status)?;
+        let flow = crate::conn::ident(&t.columns.flow_type)?;
+        let created = crate::conn::ident(&t.columns.created_at)?;
+        let c = self.client(OP).await?;
+        let mut out = Vec::new();
+        for (col, what) in [(&st, "status"), (&flow, "flow type")] {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {col}::text, count(*) FROM {tbl} WHERE {created} >= $1
+                         GROUP BY 1 ORDER BY 2 DESC LIMIT 50"
+                    ),
+                    &[&since],
+                )
+                .await
+                .map_err(|e| pg_err(OP, e))?;
+            let unknown: Vec<String> = rows
+                .iter()
+                .filter_map(|r| {
+                    let v: Option<String> = r.get(0);
+                    let n: i64 = r.get(1);
+                    let v = v.unwrap_or_default();
+                    let known = if what == "status" {
+                        KNOWN_STATUSES.contains(&v.as_str())
+                    } else {
+                        super::parse_flow(&v).is_some() || t.flow_types.contains_key(&v)
+                    };
+                    (!known)
+                        .then(|| format!("{:?} ({n} rows)", flowfail_core::model::sanitize(&v, 40)))
+                })
+                .take(10)
+                .collect();
+            if !unknown.is_empty() {
+                let why = if what == "status" {
+                    "not counted by the alert nor triaged"
+                } else {
+                    "counted by the alert, left out of triage: map them under [postgres.flow_types]"
+                };
+                out.push(format!(
+                    "{what} values flowfail does not read: {} — {why}",
+                    unknown.join(", ")
+                ));
+            }
+        }
+        Ok(out)
+    }
+}

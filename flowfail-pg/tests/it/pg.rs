@@ -514,3 +514,42 @@ async fn check_columns_names_what_is_missing_or_of_another_type() {
         ["table \"tasks\" not found"]
     );
 }
+
+/// `check_values` names the status and flow-type values of recent tasks that flowfail does not
+/// read, with their counts; a mapped flow type is read.
+#[tokio::test]
+async fn check_values_names_the_statuses_and_flow_types_flowfail_does_not_read() {
+    let Some((pool, schema)) =
+        crate::support::fresh_schema(module_path!(), "ff_test_values", 2).await
+    else {
+        return;
+    };
+    let mut table = flowfail_pg::TaskTable::in_schema(schema.clone());
+    table
+        .flow_types
+        .insert("implementation".to_owned(), flowfail_core::FlowType::Impl);
+    let tasks = flowfail_pg::PgTaskStore::new(pool.clone(), &table).unwrap();
+    tasks.migrate().await.unwrap();
+    let since = chrono::Utc::now() - chrono::TimeDelta::days(1);
+    assert_eq!(
+        tasks.check_values(since).await.unwrap(),
+        Vec::<String>::new()
+    );
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "INSERT INTO {schema}.tasks (task_id, flow_type, status, created_at, attempts) VALUES
+               ('a', 'plan', 'error', now(), 0), ('b', 'plan', 'error', now(), 0),
+               ('c', 'mystery', 'failed', now(), 0), ('d', 'implementation', 'failed', now(), 0)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.check_values(since).await.unwrap(),
+        [
+            "status values flowfail does not read: \"error\" (2 rows) — not counted by the alert nor triaged",
+            "flow type values flowfail does not read: \"mystery\" (1 rows) — counted by the alert, left out of triage: map them under [postgres.flow_types]",
+        ]
+    );
+}

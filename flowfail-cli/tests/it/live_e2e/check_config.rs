@@ -41,6 +41,7 @@ async fn check_config_probes_every_backend_read_only() {
         "postgres.tasks",
         "schemas",
         "postgres.columns",
+        "postgres.values",
         "postgres.ledger",
         "aws.logs",
         "aws.bundles",
