@@ -198,8 +198,9 @@ struct GoogleIncident {
     status_impact: Option<String>,
     #[serde(default)]
     most_recent_update: Option<GoogleUpdate>,
+    /// `null` or missing: none named.
     #[serde(default)]
-    affected_products: Vec<GoogleProduct>,
+    affected_products: Option<Vec<GoogleProduct>>,
 }
 
 #[derive(Deserialize)]
@@ -325,18 +326,25 @@ impl StatusPages {
                 && !i
                     .affected_products
                     .iter()
+                    .flatten()
                     .any(|p| wanted.contains(&p.title.to_lowercase()))
             {
                 continue;
             }
-            let status = i
+            // The latest update's status, else the incident's impact.
+            let latest = i
                 .most_recent_update
                 .as_ref()
-                .and_then(|u| u.status.as_deref())
-                .or(i.status_impact.as_deref())
-                .unwrap_or("");
-            let h = google_health(status)
-                .ok_or_else(|| format!("an open incident has an unrecognised status {status:?}"))?;
+                .and_then(|u| u.status.as_deref());
+            let Some(h) = latest
+                .and_then(google_health)
+                .or_else(|| i.status_impact.as_deref().and_then(google_health))
+            else {
+                let shown = flowfail_core::model::sanitize(latest.unwrap_or(""), 40);
+                return Err(format!(
+                    "an open incident has an unrecognised status {shown:?}"
+                ));
+            };
             if !h.is_degraded() {
                 continue;
             }

@@ -73,6 +73,11 @@ impl SchemasConfig {
             .iter()
             .map(|(v, (_, from))| (v.clone(), from.clone()))
             .collect();
+        // Each compiled alone first, so an error names its file.
+        for (v, (schema, from)) in &schemas {
+            SchemaSet::new([(v.clone(), schema.clone())])
+                .map_err(|e| invalid(format!("schema {from}: {}", e.message())))?;
+        }
         let set = SchemaSet::new(schemas.into_iter().map(|(v, (s, _))| (v, s)))
             .map_err(|e| invalid(format!("schemas: {}", e.message())))?;
         Ok((set, sources))
@@ -89,16 +94,26 @@ fn version_in_name(p: &Path) -> Option<String> {
 }
 
 fn read(p: &Path) -> Result<serde_json::Value> {
-    let meta = std::fs::metadata(p).map_err(|e| invalid(format!("schema {}: {e}", p.display())))?;
-    if meta.len() > MAX_SCHEMA_BYTES {
+    use std::io::Read;
+    let err = |e: std::io::Error| invalid(format!("schema {}: {e}", p.display()));
+    let f = std::fs::File::open(p).map_err(err)?;
+    if !f.metadata().map_err(err)?.is_file() {
         return Err(invalid(format!(
-            "schema {}: {} bytes, over the {MAX_SCHEMA_BYTES}-byte limit",
-            p.display(),
-            meta.len()
+            "schema {}: not a regular file",
+            p.display()
         )));
     }
-    let text =
-        std::fs::read_to_string(p).map_err(|e| invalid(format!("schema {}: {e}", p.display())))?;
+    // Read at most one byte past the limit, whatever the file says its size is.
+    let mut text = String::new();
+    f.take(MAX_SCHEMA_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(err)?;
+    if text.len() as u64 > MAX_SCHEMA_BYTES {
+        return Err(invalid(format!(
+            "schema {}: over the {MAX_SCHEMA_BYTES}-byte limit",
+            p.display()
+        )));
+    }
     serde_json::from_str(&text)
         .map_err(|e| invalid(format!("schema {}: not JSON: {e}", p.display())))
 }

@@ -15,8 +15,17 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
     if next.detection_gap_reported {
         return;
     }
-    let db_timeouts = cx.classes.get(&FailureKind::Timeout).copied().unwrap_or(0);
-    let lambda_gap = logs.lambda_timeouts.saturating_sub(db_timeouts);
+    // The TaskDB's side: the timeouts of the triage, and the tasks this incident retried
+    // (pending again, out of the failed list). With the failed list cut at its limit, or the
+    // logs read only in part, the counts do not compare.
+    let db_timeouts =
+        cx.classes.get(&FailureKind::Timeout).copied().unwrap_or(0) + cx.state.retries.len() as u64;
+    let comparable = !cx.obs.failed_truncated && !logs.truncated;
+    let lambda_gap = if comparable {
+        logs.lambda_timeouts.saturating_sub(db_timeouts)
+    } else {
+        0
+    };
     // A task flowfail itself sent back to pending is not missing from the TaskDB.
     let not_failed: Vec<_> = logs
         .not_failed
@@ -40,7 +49,7 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
             .take(5)
             .map(|(id, st, _)| match st {
                 Some(s) => format!("{id} ({})", status_name(*s)),
-                None => format!("{id} (not in the TaskDB)"),
+                None => format!("{id} (not in the TaskDB, or not readable by flowfail)"),
             })
             .collect();
         parts.push(format!(

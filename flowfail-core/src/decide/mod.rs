@@ -281,7 +281,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     let unfinished_retries = settle::retries(obs, state, &mut next, &mut b);
 
     if !alert.firing {
-        settle::left_failed(failed, state, &mut b);
+        settle::left_failed(failed, obs.failed_truncated, state, &mut b);
         // Closing restores what flowfail set, or hands it to a human: never left silently.
         let restoring = settle::restore_on_close(obs, state, policy, &mut b);
         // Retried tasks left the failure count when they went back to pending: resolved

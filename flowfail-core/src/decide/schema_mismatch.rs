@@ -29,7 +29,7 @@ pub(super) fn decide(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
                 .clone()
                 .unwrap_or_else(|| "none declared".to_owned());
             *carried.entry(crate::model::sanitize(&v, 20)).or_default() += 1;
-            example.get_or_insert_with(|| (t.task.task_id.clone(), m.clone()));
+            example.get_or_insert_with(|| (t.task.task_id.clone(), crate::model::sanitize(m, 300)));
         }
     }
     let Some((task_id, mismatch)) = example else {

@@ -161,7 +161,19 @@ pub(super) fn wait_for_retries(unfinished: &[TaskId], b: &mut Builder) -> bool {
 /// stopped before handling them, failures read only now) are not retried on the way out — the
 /// cause is over, and retrying now is on-call's call — but each is named in the record with
 /// why, never dropped without a word.
-pub(super) fn left_failed(failed: &[ObservedTask], state: &IncidentState, b: &mut Builder) {
+pub(super) fn left_failed(
+    failed: &[ObservedTask],
+    truncated: bool,
+    state: &IncidentState,
+    b: &mut Builder,
+) {
+    if truncated {
+        b.skip(
+            SkipKind::RetryTask,
+            "",
+            "more failed tasks exist than the triage read (its limit): those beyond it are neither retried nor named here",
+        );
+    }
     for t in failed {
         let id = &t.task.task_id;
         if t.task.status != TaskStatus::Failed || state.retries.contains_key(id) {

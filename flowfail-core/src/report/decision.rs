@@ -149,14 +149,16 @@ impl DecisionRecord {
 
     /// What makes two decisions the same for the ledger: the mode, what is planned (kinds and
     /// counts), held back, skipped (action and reason) and waited for, the settlement and
-    /// whether the alert fires, and the data gaps without their numbers. The alert's numbers,
+    /// whether the alert fires, and what the data gaps left unread. The alert's numbers,
     /// the counts of skipped subjects and their examples move every pass, and findings are
     /// entries of their own: they are left out.
     pub fn signature(&self) -> String {
-        let gaps: Vec<String> = self
+        // A gap by what could not be read (the text before its first colon), not by its
+        // wording: an error's text that changes every pass is not a new decision.
+        let gaps: std::collections::BTreeSet<&str> = self
             .gaps
             .iter()
-            .map(|g| g.chars().filter(|c| !c.is_ascii_digit()).collect())
+            .map(|g| g.split(':').next().unwrap_or(g.as_str()))
             .collect();
         let skipped: Vec<(&str, &str)> = self
             .skipped

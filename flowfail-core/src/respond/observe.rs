@@ -191,6 +191,9 @@ impl Responder {
         if let Some(from) = from.filter(|f| *f < since)
             && obs.failed.is_some()
         {
+            // Read again whole, or not at all: a list of the alert window alone must not be
+            // decided on (the incident would resolve without its early failures).
+            obs.failed = None;
             self.observe_failed(obs, from, log).await;
         }
     }

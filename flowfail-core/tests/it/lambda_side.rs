@@ -68,7 +68,7 @@ fn lambda_timeouts_and_errors_the_taskdb_never_saw_are_a_detection_gap_reported_
                     && f.summary
                         .contains("2 tasks logged errors but are not failed")
                     && f.summary.contains("t-90001 (running)")
-                    && f.summary.contains("t-90002 (not in the TaskDB)"),
+                    && f.summary.contains("t-90002 (not in the TaskDB"),
                 "{}",
                 f.summary
             );

@@ -33,10 +33,12 @@ impl PgTaskStore {
             )
             .await
             .map_err(|e| pg_err(OP, e))?;
-        let have: std::collections::BTreeMap<String, String> = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
+        let mut have = std::collections::BTreeMap::<String, String>::new();
+        for r in &rows {
+            let name: String = r.try_get(0).map_err(|e| crate::conn::decode_err(OP, e))?;
+            let ty: String = r.try_get(1).map_err(|e| crate::conn::decode_err(OP, e))?;
+            have.insert(name, ty);
+        }
         if have.is_empty() {
             return Ok(vec![format!("table {:?} not found", t.table)]);
         }
@@ -73,8 +75,8 @@ impl PgTaskStore {
 const KNOWN_STATUSES: [&str; 5] = ["pending", "running", "succeeded", "failed", "failed_final"];
 
 impl PgTaskStore {
-    /// The status and flow-type values of the tasks created since `since` that flowfail does
-    /// not read (read-only, by the creation-time index): a status it does not know is in no
+    /// The status and flow-type values of the tasks finished (or created) since `since` that
+    /// flowfail does not read (read-only, by the alert's own index): a status it does not know is in no
     /// count of the alert and no triage; a flow type neither known nor mapped in
     /// [`super::TaskTable::flow_types`] is counted by the alert but left out of triage. One line
     /// per value with its row count, at most ten of each; empty when every value is read.
@@ -85,13 +87,15 @@ impl PgTaskStore {
         let st = crate::conn::ident(&t.columns.status)?;
         let flow = crate::conn::ident(&t.columns.flow_type)?;
         let created = crate::conn::ident(&t.columns.created_at)?;
+        let fin = crate::conn::ident(&t.columns.finished_at)?;
         let c = self.client(OP).await?;
         let mut out = Vec::new();
         for (col, what) in [(&st, "status"), (&flow, "flow type")] {
             let rows = c
                 .query(
                     &format!(
-                        "SELECT {col}::text, count(*) FROM {tbl} WHERE {created} >= $1
+                        "SELECT {col}::text, count(*) FROM {tbl}
+                         WHERE coalesce({fin}, {created}) >= $1
                          GROUP BY 1 ORDER BY 2 DESC LIMIT 50"
                     ),
                     &[&since],
@@ -101,8 +105,8 @@ impl PgTaskStore {
             let unknown: Vec<String> = rows
                 .iter()
                 .filter_map(|r| {
-                    let v: Option<String> = r.get(0);
-                    let n: i64 = r.get(1);
+                    let v: Option<String> = r.try_get(0).ok()?;
+                    let n: i64 = r.try_get(1).ok()?;
                     let v = v.unwrap_or_default();
                     let known = if what == "status" {
                         KNOWN_STATUSES.contains(&v.as_str())

@@ -21,7 +21,7 @@ async fn a_detection_gap_in_the_lambda_logs_reaches_the_record() {
             )
         })
         .collect();
-    lines.push((2, "[ERROR] worker lost its row task_id=t-777".to_owned()));
+    lines.push((4, "[ERROR] worker lost its row task_id=t-777".to_owned()));
     lines.push((1, "INFO dispatched t-778".to_owned()));
     let lines: Vec<(i64, &str)> = lines.iter().map(|(a, m)| (*a, m.as_str())).collect();
     w.put_logs(&lines).await;
@@ -46,7 +46,7 @@ async fn a_detection_gap_in_the_lambda_logs_reaches_the_record() {
     assert!(
         summary.contains("7 Lambda invocations timed out")
             && summary.contains("against 3 timeouts in the TaskDB")
-            && summary.contains("t-777 (not in the TaskDB)")
+            && summary.contains("t-777 (not in the TaskDB")
             && !summary.contains("t-778"),
         "{summary}"
     );

@@ -264,6 +264,22 @@ async fn googles_feed_is_read_whole_and_odd_feeds_are_explained() {
 
     let mut odd = feed[..1].to_vec();
     odd[0]["most_recent_update"]["status"] = serde_json::json!("ON_FIRE");
+    // The incident's impact answers for an update status nobody knows.
+    let s = read_page("/incidents.json", serde_json::to_vec(&odd).unwrap(), google)
+        .await
+        .unwrap();
+    assert_eq!(s.health, VendorHealth::PartialOutage);
+    odd[0]["status_impact"] = serde_json::json!("ON_FIRE");
+    odd[0]["affected_products"] = serde_json::json!(null);
+    let any = |u: String| StatusPageConfig::google_cloud(u, Vec::<String>::new());
+    let e = read_page("/incidents.json", serde_json::to_vec(&odd).unwrap(), any)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("unrecognised status \"ON_FIRE\""),
+        "{e}"
+    );
+    odd[0]["affected_products"] = serde_json::json!([{"title": "Vertex Gemini API"}]);
     let e = read_page("/incidents.json", serde_json::to_vec(&odd).unwrap(), google)
         .await
         .unwrap_err();
