@@ -851,7 +851,18 @@ fn n1_a_task_is_named_only_as_a_whole_word() {
             ));
         })
     };
-    for other in ["t-10 left", "xt-1 left", "t-1x", "t_1", "t-1.5"] {
+    for other in [
+        "t-10 left",
+        "xt-1 left",
+        "t-1x",
+        "t_1",
+        "t-1.5",
+        "run-t-1",
+        "t-1-retry",
+        "x_t-1",
+        "t-1_b",
+        "v.t-1",
+    ] {
         note(other);
         assert!(broken(&inv, &w, &p).contains(&"N1"), "{other}");
     }
