@@ -884,3 +884,60 @@ fn n7_a_recorded_call_is_never_counted_as_unrecorded() {
     assert_eq!(inv.unrecorded_allowed(), 0);
     assert_eq!(all_broken(&inv, &w, &p), Vec::<&str>::new());
 }
+
+/// A rollout recorded as checked and not complete (failed, still in progress) claims no verified
+/// rollback: with no rollback call, N7 holds. Claimed complete, it needs one. Found by mutation
+/// testing: every recorded check counted as a verified rollout.
+#[test]
+fn n7_only_a_complete_rollout_claims_a_verified_rollback() {
+    let (w, p) = world();
+    let now = chrono::Utc::now();
+    let rt = rt();
+    rt.block_on(
+        w.incidents
+            .open("flowengine", "inc", now, &serde_json::json!({})),
+    )
+    .unwrap();
+    let inv = Invariants::before(&w).open_incidents_allowed();
+    let verify = |status: &str| {
+        w.incidents.edit("inc", |r| {
+            r.timeline.retain(|e| e.kind != "action");
+            r.timeline.push(TimelineEntry::new(
+                now,
+                "action",
+                serde_json::json!({
+                    "action": {"kind": "verify_rollout", "deployment": "flowengine", "status": status},
+                    "outcome": "applied",
+                    "detail": null
+                }),
+            ));
+        })
+    };
+    verify("failed: ProgressDeadlineExceeded");
+    assert_eq!(n7(&inv, &w, &p), Vec::<String>::new());
+    verify("complete");
+    assert_eq!(n7(&inv, &w, &p).len(), 1, "{:?}", n7(&inv, &w, &p));
+}
+
+/// A retry the TaskDB refused (the task was running, not failed) took no effect: no record
+/// needs it. Found by mutation testing: every retry asked for on a task not retried before the
+/// run counted as one that took effect.
+#[test]
+fn n7_a_refused_retry_needs_no_record() {
+    let (w, p) = world();
+    let id = TaskId::parse("t-1").unwrap();
+    w.tasks.insert(Task::new(
+        id.clone(),
+        FlowType::Plan,
+        TaskStatus::Running,
+        chrono::Utc::now(),
+    ));
+    let inv = Invariants::before(&w);
+    let retry = flowfail_core::ports::RetryRequest::new(id, 0, chrono::Utc::now());
+    let out = rt().block_on(w.tasks.schedule_retries(&[retry])).unwrap();
+    assert!(
+        matches!(out[0], flowfail_core::RetryOutcome::NotRetryable { .. }),
+        "{out:?}"
+    );
+    assert_eq!(all_broken(&inv, &w, &p), Vec::<&str>::new());
+}
