@@ -319,3 +319,32 @@ fn a_claim_check_the_ledger_cannot_answer_fails_the_action_and_says_why() {
         assert!(!failed.is_empty(), "{:#?}", report.actions);
     });
 }
+
+/// A claim check the ledger fails in a way nobody expected names the step it came before, so
+/// the record says which action it held back. Found by mutation testing: the wording was
+/// never asserted.
+#[test]
+fn an_unexpected_claim_check_error_names_the_step_it_held_back() {
+    paused(async {
+        let sc = load("pilot-timeout");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        world
+            .incidents
+            .faults()
+            .fail_always("incident.check_epoch", flowfail_core::ErrorKind::Unexpected);
+        let r = responder(&policy, &clock, world.ports());
+        r.pass().await.unwrap();
+        assert!(world_mutations(&world).is_empty());
+        let report = r.report();
+        assert!(
+            report.actions.iter().any(|a| a
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("the claim check before "))),
+            "{:#?}",
+            report.actions
+        );
+    });
+}
