@@ -348,3 +348,46 @@ fn an_unexpected_claim_check_error_names_the_step_it_held_back() {
         );
     });
 }
+
+/// The action rate limit is a sliding minute: the mutations made at `t` no longer count at
+/// exactly `t + 60 s`. Found by mutation testing: no test reached the boundary, so a limit one
+/// token stricter there passed.
+#[test]
+fn the_action_rate_limit_frees_its_tokens_exactly_a_minute_later() {
+    paused(async {
+        let sc = load("pilot-timeout");
+        let mut policy = sc.policy().unwrap();
+        policy.max_actions_per_minute = 2;
+        let clock = Clock::manual(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        let r = responder(&policy, &clock, world.ports());
+        let mutations = || {
+            world
+                .bundles
+                .calls()
+                .mutations()
+                .iter()
+                .filter(|c| c.applied && c.op == "bundle.put_if_version")
+                .count()
+                + world
+                    .tasks
+                    .calls()
+                    .mutations()
+                    .iter()
+                    .filter(|c| c.applied)
+                    .count()
+        };
+        r.pass().await.unwrap();
+        assert_eq!(mutations(), 2, "two tokens a minute");
+        clock.advance(Duration::from_millis(59_999));
+        r.pass().await.unwrap();
+        assert_eq!(mutations(), 2, "still inside the minute");
+        clock.advance(Duration::from_millis(1));
+        r.pass().await.unwrap();
+        assert_eq!(
+            mutations(),
+            4,
+            "the first two tokens are free again at 60 s"
+        );
+    });
+}
