@@ -574,8 +574,17 @@ fn respond_handles_the_other_branches() {
         actions(&r, "retry_task").is_empty(),
         "validation is never retried"
     );
-    let findings = r["findings"].as_array().unwrap();
+    let all = r["findings"].as_array().unwrap();
+    let findings: Vec<&serde_json::Value> =
+        all.iter().filter(|f| f["kind"] == "validation").collect();
     assert_eq!(findings.len(), 20);
+    // And one schema-version mismatch for the incident, naming the versions.
+    assert_eq!(
+        all.iter()
+            .filter(|f| f["kind"] == "schema_version_mismatch")
+            .count(),
+        1
+    );
     assert!(
         findings
             .iter()
