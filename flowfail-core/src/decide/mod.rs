@@ -69,6 +69,11 @@ pub use types::{
 };
 pub use vendor::{ObservedRate, vendor_of};
 
+/// Why a validation failure is not retried (every path that considers a retry says it alike).
+const NEVER_AS_IS: &str = "validation failures are never retried as-is";
+/// Why an unknown failure is not retried before a verified rollback.
+const NO_FIX_FOR_UNKNOWN: &str = "no automated fix for unknown failures";
+
 /// The alert on counts read from the TaskDB, with hysteresis.
 pub fn alert(counts: &StatusCounts, was_firing: bool, policy: &Policy) -> AlertState {
     alert_from_counts(counts.succeeded, counts.failed, was_firing, policy)
@@ -145,7 +150,7 @@ pub fn manual_retry(
         return Err(format!("task is {:?}, not failed", task.task.status));
     }
     match task.class.kind {
-        FailureKind::Validation => return Err("validation failures are never retried as-is".into()),
+        FailureKind::Validation => return Err(NEVER_AS_IS.into()),
         FailureKind::Unknown
             if !incident.is_some_and(|s| {
                 s.rollback
@@ -154,7 +159,7 @@ pub fn manual_retry(
                     .is_some_and(|v| v.is_complete())
             }) =>
         {
-            return Err("no automated fix for unknown failures".into());
+            return Err(NO_FIX_FOR_UNKNOWN.into());
         }
         _ => {}
     }

@@ -180,8 +180,8 @@ pub(super) fn left_failed(
             continue;
         }
         let why = match t.class.kind {
-            FailureKind::Validation => "validation failures are never retried as-is".to_owned(),
-            FailureKind::Unknown => "no automated fix for unknown failures".to_owned(),
+            FailureKind::Validation => super::NEVER_AS_IS.to_owned(),
+            FailureKind::Unknown => super::NO_FIX_FOR_UNKNOWN.to_owned(),
             kind => format!(
                 "the alert cleared before this incident retried it ({kind}): left failed for on-call"
             ),

@@ -57,11 +57,7 @@ fn task(
     let kind = t.class.kind;
     match kind {
         FailureKind::Validation => {
-            b.skip(
-                ActionKind::RetryTask,
-                id.to_string(),
-                "validation failures are never retried as-is",
-            );
+            b.skip(ActionKind::RetryTask, id.to_string(), super::NEVER_AS_IS);
             if !state.findings_reported.contains(id) {
                 b.findings.push(validation_finding(t));
                 next.findings_reported.insert(id.clone());
@@ -72,7 +68,7 @@ fn task(
             b.skip(
                 ActionKind::RetryTask,
                 id.to_string(),
-                "no automated fix for unknown failures",
+                super::NO_FIX_FOR_UNKNOWN,
             );
             return;
         }

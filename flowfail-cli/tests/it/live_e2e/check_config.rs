@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 use super::world;
 use crate::support::flowfail_cmd;
 
+/// The line of `check-config`'s output for `port`.
+fn line_of<'a>(out: &'a str, port: &str) -> Option<&'a str> {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(port))
+}
+
 fn check_config(config: &std::path::Path, offline: bool) -> (Option<i32>, String, String) {
     let mut cmd = flowfail_cmd();
     cmd.args(["check-config", "--config"]).arg(config);
@@ -50,10 +56,7 @@ async fn check_config_probes_every_backend_read_only() {
         "quota.anthropic",
         "pager",
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(port))
-            .unwrap_or_else(|| panic!("no line for {port}:\n{out}"));
+        let line = line_of(&out, port).unwrap_or_else(|| panic!("no line for {port}:\n{out}"));
         assert!(line.starts_with("ok"), "{line}");
     }
     // Read-only: nothing changed, nobody paged, the quota read once per vendor at most.
@@ -98,8 +101,7 @@ async fn check_config_probes_every_backend_read_only() {
     let (code, out, err) = check_config(&pages, false);
     assert_eq!(code, Some(1), "{out}\n{err}");
     let line = |port: &str| {
-        out.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(port))
+        line_of(&out, port)
             .unwrap_or_else(|| panic!("no line for {port}:\n{out}"))
             .to_owned()
     };
@@ -126,10 +128,7 @@ async fn check_config_probes_every_backend_read_only() {
     .unwrap();
     let (code, out, err) = check_config(&renamed, false);
     assert_eq!(code, Some(1), "{out}\n{err}");
-    let columns = out
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some("postgres.columns"))
-        .unwrap_or_else(|| panic!("{out}\n{err}"));
+    let columns = line_of(&out, "postgres.columns").unwrap_or_else(|| panic!("{out}\n{err}"));
     assert!(
         columns.starts_with("FAIL")
             && columns.contains("column \"done_at\" (finished_at) is missing"),
@@ -154,10 +153,7 @@ async fn check_config_probes_every_backend_read_only() {
     .unwrap();
     let (code, out, err) = check_config(&with_schemas, false);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let known = out
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some("schemas"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let known = line_of(&out, "schemas").unwrap_or_else(|| panic!("{out}"));
     assert!(
         known.contains("v1 (built in), v2 (built in), v3 (")
             && known.contains("task_object.v3.schema.json"),
