@@ -17,30 +17,11 @@ use flowfail_core::{
 use crate::conn::{BACKEND, TASK_MIGRATION_LOCK, client, decode_err, ident, pg_err, qualified};
 
 mod columns;
+mod statuses;
+
+pub use statuses::TaskStatuses;
 
 const OP_SCHEDULE: &str = "task.schedule_retries";
-
-fn status_str(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Pending => "pending",
-        TaskStatus::Running => "running",
-        TaskStatus::Succeeded => "succeeded",
-        TaskStatus::Failed => "failed",
-        TaskStatus::FailedFinal => "failed_final",
-        _ => "failed",
-    }
-}
-
-fn parse_status(s: &str) -> Option<TaskStatus> {
-    Some(match s {
-        "pending" | "queued" => TaskStatus::Pending,
-        "running" => TaskStatus::Running,
-        "succeeded" | "success" | "completed" => TaskStatus::Succeeded,
-        "failed" => TaskStatus::Failed,
-        "failed_final" => TaskStatus::FailedFinal,
-        _ => return None,
-    })
-}
 
 fn flow_str(f: FlowType) -> &'static str {
     match f {
@@ -70,7 +51,7 @@ pub struct TaskColumns {
     pub task_id: String,
     /// Flow type (text).
     pub flow_type: String,
-    /// Status (text: pending, running, succeeded, failed, failed_final).
+    /// Status (text; its values: [`TaskTable::statuses`]).
     pub status: String,
     /// Last error message (text, nullable).
     pub error_message: String,
@@ -122,6 +103,8 @@ pub struct TaskTable {
     /// → [`FlowType::Impl`]). A failed row whose flow type is neither known nor mapped is left
     /// out of triage and reported ([`flowfail_core::ports::FailedRead`]).
     pub flow_types: std::collections::BTreeMap<String, FlowType>,
+    /// FlowEngine's values of the status column, where they differ from flowfail's.
+    pub statuses: TaskStatuses,
 }
 
 impl Default for TaskTable {
@@ -131,6 +114,7 @@ impl Default for TaskTable {
             table: "tasks".into(),
             columns: TaskColumns::default(),
             flow_types: Default::default(),
+            statuses: TaskStatuses::default(),
         }
     }
 }
@@ -215,6 +199,8 @@ impl TaskSql {
     fn new(t: &TaskTable) -> Result<Self> {
         let tbl = qualified(t.schema.as_deref(), &t.table)?;
         let c = Cols::new(&t.columns)?;
+        let s = &t.statuses;
+        s.validate()?;
         let Cols {
             id,
             st,
@@ -226,26 +212,30 @@ impl TaskSql {
             ..
         } = &c;
         let select_cols = c.task_select();
+        let failed = s.sql_is(st, &[TaskStatus::Failed]);
+        let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
+        let pending = s.sql_written(TaskStatus::Pending);
+        let final_ = s.sql_written(TaskStatus::FailedFinal);
         Ok(TaskSql {
             create: create_sql(&tbl, &t.table, &c)?,
             recent_failed: format!(
-                "SELECT {select_cols} FROM {tbl} WHERE {st} = 'failed' ORDER BY {created} DESC, {id} LIMIT $1"
+                "SELECT {select_cols} FROM {tbl} WHERE {failed} ORDER BY {created} DESC, {id} LIMIT $1"
             ),
-            counts: counts_sql(&tbl, &c),
+            counts: counts_sql(&tbl, &c, s),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1"),
-            schedule_batch: schedule_batch_sql(&tbl, &c),
+            schedule_batch: schedule_batch_sql(&tbl, &c, s),
             current_many: format!(
                 "SELECT {id}, {st}, {att} FROM {tbl} WHERE {id} = ANY($1::text[])"
             ),
             schedule_one: format!(
-                "UPDATE {tbl} SET {st} = 'pending', {att} = {att} + 1, {nb} = $3, {by} = NULL
-                 WHERE {id} = $1 AND {att} = $2 AND {st} = 'failed' RETURNING {att}"
+                "UPDATE {tbl} SET {st} = {pending}, {att} = {att} + 1, {nb} = $3, {by} = NULL
+                 WHERE {id} = $1 AND {att} = $2 AND {failed} RETURNING {att}"
             ),
             current: format!("SELECT {st}, {att} FROM {tbl} WHERE {id} = $1"),
             get_many: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = ANY($1::text[])"),
             mark_final: format!(
-                "UPDATE {tbl} SET {st} = 'failed_final' WHERE {id} = $1 AND {att} = $2 AND {st} IN ('failed', 'failed_final') RETURNING {att}"
+                "UPDATE {tbl} SET {st} = {final_} WHERE {id} = $1 AND {att} = $2 AND {failure} RETURNING {att}"
             ),
             insert: insert_sql(&tbl, &c),
         })
@@ -290,17 +280,20 @@ fn create_sql(tbl: &str, table: &str, c: &Cols) -> Result<String> {
 /// `<table>_done_at_idx` (index-only: status and both times are INCLUDEd), the tasks in flight
 /// by `<table>_status_created_idx`. One scan filtered on `window OR in flight` read the whole
 /// table instead (166 ms at 1 M rows; docs/BENCHMARKS.md, P8).
-fn counts_sql(tbl: &str, c: &Cols) -> String {
+fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses) -> String {
     let Cols {
         st, created, fin, ..
     } = c;
+    let succeeded = s.sql_is(st, &[TaskStatus::Succeeded]);
+    let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
+    let in_flight = s.sql_is(st, &[TaskStatus::Pending, TaskStatus::Running]);
     format!(
         "SELECT w.succeeded, w.failed, f.in_flight FROM
-                   (SELECT count(*) FILTER (WHERE {st} = 'succeeded') AS succeeded,
-                           count(*) FILTER (WHERE {st} IN ('failed', 'failed_final')) AS failed
+                   (SELECT count(*) FILTER (WHERE {succeeded}) AS succeeded,
+                           count(*) FILTER (WHERE {failure}) AS failed
                       FROM {tbl}
                      WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2) w,
-                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {st} IN ('pending', 'running')) f"
+                   (SELECT count(*) AS in_flight FROM {tbl} WHERE {in_flight}) f"
     )
 }
 
@@ -308,7 +301,7 @@ fn counts_sql(tbl: &str, c: &Cols) -> String {
 /// CTEs: with statistics that lag the table (all rows just flipped from failed to pending),
 /// PostgreSQL plans such a join as a nested loop over the CTE, quadratic in the batch —
 /// seconds for 10,000 tasks.
-fn schedule_batch_sql(tbl: &str, c: &Cols) -> String {
+fn schedule_batch_sql(tbl: &str, c: &Cols, s: &TaskStatuses) -> String {
     let Cols {
         id,
         st,
@@ -317,10 +310,12 @@ fn schedule_batch_sql(tbl: &str, c: &Cols) -> String {
         by,
         ..
     } = c;
+    let pending = s.sql_written(TaskStatus::Pending);
+    let failed = s.sql_is(&format!("t.{st}"), &[TaskStatus::Failed]);
     format!(
-        "UPDATE {tbl} t SET {st} = 'pending', {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
+        "UPDATE {tbl} t SET {st} = {pending}, {att} = t.{att} + 1, {nb} = r.nb, {by} = NULL
                  FROM unnest($1::text[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS r(tid, expected, nb, ord)
-                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND t.{st} = 'failed'
+                 WHERE t.{id} = r.tid AND t.{att} = r.expected AND {failed}
                  RETURNING r.ord, t.{att}"
     )
 }
@@ -402,7 +397,7 @@ fn decode_task(
     let flow: String = r.try_get(1).map_err(|e| pg_err("task.decode", e))?;
     let status: String = r.try_get(2).map_err(|e| pg_err("task.decode", e))?;
     let flow = parse_flow(&flow).or_else(|| table.flow_types.get(&flow).copied());
-    let (Some(flow), Some(status)) = (flow, parse_status(&status)) else {
+    let (Some(flow), Some(status)) = (flow, table.statuses.parse(&status)) else {
         return Ok(Err(Unusable::UnknownFlowOrStatus(id)));
     };
     let err: Option<String> = r.try_get(3).map_err(|e| pg_err("task.decode", e))?;
@@ -469,7 +464,10 @@ impl PgTaskStore {
         };
         let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
         let flows: Vec<&str> = tasks.iter().map(|t| flow_str(t.flow_type)).collect();
-        let sts: Vec<&str> = tasks.iter().map(|t| status_str(t.status)).collect();
+        let sts: Vec<&str> = tasks
+            .iter()
+            .map(|t| self.table.statuses.written(t.status))
+            .collect();
         let errs: Vec<Option<&str>> = tasks.iter().map(|t| t.error_message.as_deref()).collect();
         let https: Vec<Option<i32>> = tasks.iter().map(|t| t.http_status.map(i32::from)).collect();
         let created: Vec<DateTime<Utc>> = tasks.iter().map(|t| t.created_at).collect();
@@ -520,7 +518,11 @@ impl PgTaskStore {
             let cur = cur
                 .map(|row| status_and_attempts(&row, 0, OP_SCHEDULE))
                 .transpose()?;
-            out.push(outcome_without_update(cur, r.expected_attempts));
+            out.push(outcome_without_update(
+                cur,
+                r.expected_attempts,
+                &self.table.statuses,
+            ));
         }
         Ok(out)
     }
@@ -539,12 +541,16 @@ fn status_and_attempts(
 
 /// The outcome of a request whose fenced update matched no row: a moved attempt count is a
 /// conflict (someone else retried), otherwise the task is not in a retryable state.
-fn outcome_without_update(current: Option<(String, i32)>, expected: u32) -> RetryOutcome {
+fn outcome_without_update(
+    current: Option<(String, i32)>,
+    expected: u32,
+    statuses: &TaskStatuses,
+) -> RetryOutcome {
     match current {
         None => RetryOutcome::NotFound,
         Some((st, att)) => {
             let att = u32::try_from(att).unwrap_or(0);
-            match parse_status(&st) {
+            match statuses.parse(&st) {
                 _ if att != expected => RetryOutcome::Conflict {
                     current_attempts: att,
                 },
@@ -747,6 +753,7 @@ impl TaskStore for PgTaskStore {
                 (true, None) => outcome_without_update(
                     current.remove(req.task_id.as_str()),
                     req.expected_attempts,
+                    &self.table.statuses,
                 ),
             });
         }

@@ -142,8 +142,34 @@ pub struct PostgresConfig {
     /// mapped is left out of triage and reported as a data gap.
     #[serde(default)]
     pub flow_types: BTreeMap<String, flowfail_core::FlowType>,
+    /// FlowEngine's values of the status column, per status flowfail knows (`failed =
+    /// ["failed", "error"]`): every value listed is read as that status, the first is the one
+    /// written. Statuses not named keep flowfail's own name.
+    #[serde(default)]
+    pub statuses: BTreeMap<flowfail_core::TaskStatus, StatusValues>,
     /// Connections in the pool (default 4).
     pub pool_size: Option<usize>,
+}
+
+/// One status's values in `[postgres.statuses]`: a value or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum StatusValues {
+    /// One value, read and written.
+    One(String),
+    /// Values read as the status; the first is written.
+    Many(Vec<String>),
+}
+
+impl StatusValues {
+    /// The values, the written one first.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StatusValues::One(v) => vec![v.clone()],
+            StatusValues::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// CloudWatch Logs and S3.
@@ -565,6 +591,15 @@ fn one_secret(
 }
 
 impl PostgresConfig {
+    /// `[postgres.statuses]` over flowfail's defaults (not yet validated).
+    pub fn task_statuses(&self) -> flowfail_pg::TaskStatuses {
+        let mut s = flowfail_pg::TaskStatuses::default();
+        for (status, values) in &self.statuses {
+            *s.values_mut(*status) = values.to_vec();
+        }
+        s
+    }
+
     /// The password reference: `password_env`, `password_file`, or none (PGPASSFILE, or
     /// trust authentication).
     pub fn password_ref(&self) -> Result<Option<SecretRef>> {
@@ -630,6 +665,7 @@ impl Config {
         if pg.pool_size == Some(0) {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }
+        pg.task_statuses().validate()?;
         let aws = &self.aws;
         for (what, v) in [
             ("aws.region", &aws.region),

@@ -46,8 +46,8 @@ mod wire;
 
 pub use config::{
     AwsConfig, Config, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig, PagerConfig,
-    PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
-    kill_switch_env,
+    PostgresConfig, QuotaSource, SecretRef, ServerConfig, StatusValues, VendorConfig,
+    VendorsConfig, kill_switch_env,
 };
 pub use run::run;
 pub use schemas::{SchemaSources, SchemasConfig};

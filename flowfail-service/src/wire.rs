@@ -190,6 +190,7 @@ impl Config {
             *slot = v.clone();
         }
         table.flow_types = pg.flow_types.clone();
+        table.statuses = pg.task_statuses();
         let tasks = flowfail_pg::PgTaskStore::new(pool.clone(), &table)?;
         let ledger_schema = pg.ledger_schema.as_deref().or(pg.schema.as_deref());
         let ledger = flowfail_pg::PgIncidentStore::new(pool, ledger_schema)?;

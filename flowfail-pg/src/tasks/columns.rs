@@ -71,9 +71,6 @@ impl PgTaskStore {
     }
 }
 
-/// The statuses flowfail reads (and writes), as the TaskDB spells them.
-const KNOWN_STATUSES: [&str; 5] = ["pending", "running", "succeeded", "failed", "failed_final"];
-
 impl PgTaskStore {
     /// The status and flow-type values of the tasks finished (or created) since `since` that
     /// flowfail does not read (read-only, by the alert's own index): a status it does not know is in no
@@ -109,7 +106,7 @@ impl PgTaskStore {
                     let n: i64 = r.try_get(1).ok()?;
                     let v = v.unwrap_or_default();
                     let known = if what == "status" {
-                        KNOWN_STATUSES.contains(&v.as_str())
+                        t.statuses.parse(&v).is_some()
                     } else {
                         super::parse_flow(&v).is_some() || t.flow_types.contains_key(&v)
                     };
@@ -120,7 +117,7 @@ impl PgTaskStore {
                 .collect();
             if !unknown.is_empty() {
                 let why = if what == "status" {
-                    "not counted by the alert nor triaged"
+                    "not counted by the alert nor triaged: map them under [postgres.statuses]"
                 } else {
                     "counted by the alert, left out of triage: map them under [postgres.flow_types]"
                 };

@@ -11,4 +11,5 @@ mod blackhole;
 mod pg;
 mod recent_failed;
 mod responder;
+mod statuses;
 mod tls;

@@ -548,7 +548,7 @@ async fn check_values_names_the_statuses_and_flow_types_flowfail_does_not_read()
     assert_eq!(
         tasks.check_values(since).await.unwrap(),
         [
-            "status values flowfail does not read: \"error\" (2 rows) — not counted by the alert nor triaged",
+            "status values flowfail does not read: \"error\" (2 rows) — not counted by the alert nor triaged: map them under [postgres.statuses]",
             "flow type values flowfail does not read: \"mystery\" (1 rows) — counted by the alert, left out of triage: map them under [postgres.flow_types]",
         ]
     );

@@ -121,6 +121,42 @@ fn nonsense_values_are_refused_before_anything_connects() {
     assert!(e.contains("sre"), "{e}");
 }
 
+/// `[postgres.statuses]`: a value or a list per status flowfail knows, the first written; a
+/// status flowfail does not know, or a value under two statuses, is refused by its key.
+#[test]
+fn task_status_values_are_mapped_by_status_and_checked() {
+    let with = |lines: &str| {
+        base().replace(
+            "schema = \"public\"",
+            &format!("schema = \"public\"\n[postgres.statuses]\n{lines}"),
+        )
+    };
+    let c = Config::from_toml_str(&with(
+        "failed = [\"FAILED\", \"error\"]\npending = \"QUEUED\"",
+    ))
+    .unwrap();
+    let s = c.postgres.task_statuses();
+    assert_eq!(s.failed, ["FAILED", "error"]);
+    assert_eq!(s.pending, ["QUEUED"]);
+    assert_eq!(s.succeeded, ["succeeded"]);
+    // The unknown status is named by its place and the statuses there are (a map key is
+    // never echoed: it could be a value put in the wrong place).
+    let e = err(&with("errored = \"ERR\""));
+    assert!(
+        e.contains("postgres.statuses") && e.contains("failed_final"),
+        "{e}"
+    );
+    let e = err(&with("failed = \"DONE\"\nsucceeded = \"DONE\""));
+    assert!(
+        e.contains("postgres.statuses.failed") && e.contains("succeeded"),
+        "{e}"
+    );
+    let e = err(&with("failed = []"));
+    assert!(e.contains("postgres.statuses.failed"), "{e}");
+    let e = err(&with("failed = \"x' OR 'a'='a\""));
+    assert!(e.contains("postgres.statuses.failed"), "{e}");
+}
+
 #[test]
 fn secrets_are_only_accepted_by_reference() {
     let e = err(&base().replace(

@@ -36,6 +36,7 @@ mod hostile;
 mod incidents;
 mod kill_switch;
 mod lambda;
+mod own_statuses;
 mod pause_and_recovery;
 mod read_back;
 mod webhook;
