@@ -38,9 +38,9 @@ use crate::model::{
 };
 use crate::operator::{Approval, Pause};
 use crate::ports::{
-    BundleStore, Delivery, DeploymentController, IncidentStore, LogQuery, LogSource, Notification,
-    Notifier, Page, Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
-    TimelineEntry,
+    BundleStore, Delivery, DeploymentController, IncidentStore, IssueText, LogQuery, LogSource,
+    Notification, Notifier, Page, Pager, QuotaChecker, RetryOutcome, RetryRequest, StatusPage,
+    TaskStore, TimelineEntry, Tracker, TrackerIssue,
 };
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -901,6 +901,66 @@ pub async fn notifier(n: &dyn Notifier) {
         n.notify(&note).await.expect("notify again"),
         Delivery::Deduplicated,
         "rule 1"
+    );
+}
+
+/// The [`Tracker`] rules.
+pub async fn tracker(t: &dyn Tracker) {
+    let key = unique("inc:2026-12-07T10:00:00Z");
+    assert!(
+        t.find(&key).await.expect("find").is_empty(),
+        "find rule 1: nothing filed yet"
+    );
+    let open = IssueText::new(
+        &key,
+        format!("Incident {key}"),
+        "## So far\n\n*open*",
+        false,
+    );
+    let first = t.file(&open).await.expect("file");
+    assert_eq!(first.incident_key, key);
+    let found = t.find(&key).await.expect("find");
+    assert_eq!(found, std::slice::from_ref(&first), "file rule 1");
+    assert!(!found[0].settled, "file rule 1: not settled");
+    for other in [format!("{key}x"), key[..key.len() - 1].to_owned()] {
+        assert!(
+            t.find(&other).await.expect("find other").is_empty(),
+            "find rule 1: {other} is another key"
+        );
+    }
+    let settled = IssueText::new(&key, format!("Incident {key}: resolved"), "## Record", true);
+    let updated = t.update(&first, &settled).await.expect("update");
+    assert!(updated.settled, "update rule 1");
+    let found = t.find(&key).await.expect("find after update");
+    assert!(
+        found.len() == 1 && found[0].settled,
+        "update rule 1: {found:?}"
+    );
+    // An id of the tracker's own shape (its digits replaced) that names no issue.
+    let missing_id = format!(
+        "{}987654321",
+        first.id.trim_end_matches(|c: char| c.is_ascii_digit())
+    );
+    let missing = TrackerIssue::new(missing_id, "", &key, false);
+    let e = t
+        .update(&missing, &settled)
+        .await
+        .expect_err("update rule 2");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "update rule 2: {e}");
+    // A replica filed the same incident at the same time: the second is retired.
+    let second = t.file(&open).await.expect("file a duplicate");
+    let found = t.find(&key).await.expect("find both");
+    assert_eq!(
+        found.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&first.id, &second.id],
+        "find: the first filed first"
+    );
+    t.retire(&second, &first).await.expect("retire");
+    let found = t.find(&key).await.expect("find after retire");
+    assert_eq!(
+        found.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&first.id],
+        "retire rule 1"
     );
 }
 

@@ -25,6 +25,7 @@ pub mod respond;
 pub mod schema;
 pub mod templates;
 mod text;
+pub mod tracking;
 pub mod triage;
 
 pub use bundle::{BundleStoreExt, PruneContextOutcome};
@@ -41,5 +42,5 @@ pub use ports::{
     Bundle, BundleMeta, BundleStore, BundleVersion, Delivery, DeploymentController, Epoch,
     IncidentRecord, IncidentStore, LogBatch, LogQuery, LogSource, Notification, Notifier, Page,
     Pager, Ports, PortsBuilder, QuotaChecker, RetryOutcome, RetryRequest, StatusPage, TaskStore,
-    TimelineEntry, TimelineKind,
+    TimelineEntry, TimelineKind, Tracker,
 };

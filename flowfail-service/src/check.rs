@@ -127,7 +127,28 @@ impl Live {
                 "none configured: stakeholder notifications will be refused and reported".into()
             }),
         ));
+        if let Some(t) = &c.tracker {
+            out.push(probe("tracker", Self::probe_tracker(t).await));
+        }
         out
+    }
+
+    /// The tracker answers a lookup (read-only: a key no incident has).
+    async fn probe_tracker(
+        t: &super::tracker::TrackerConfig,
+    ) -> std::result::Result<String, String> {
+        let tracker = t.build().map_err(|e| chain(&e))?;
+        match tracker.find("flowfail check-config").await {
+            Ok(_) => Ok(format!(
+                "{:?} issues readable (filed when an incident {})",
+                t.kind,
+                match t.file_when {
+                    flowfail_core::tracking::FileWhen::Close => "closes",
+                    _ => "opens",
+                }
+            )),
+            Err(e) => Err(format!("issues not readable: {}", chain(&e))),
+        }
     }
 
     async fn probe_bucket(&self) -> Probe {

@@ -146,30 +146,9 @@ pub struct PostgresConfig {
     /// ["failed", "error"]`): every value listed is read as that status, the first is the one
     /// written. Statuses not named keep flowfail's own name.
     #[serde(default)]
-    pub statuses: BTreeMap<flowfail_core::TaskStatus, StatusValues>,
+    pub statuses: BTreeMap<flowfail_core::TaskStatus, crate::statuses::StatusValues>,
     /// Connections in the pool (default 4).
     pub pool_size: Option<usize>,
-}
-
-/// One status's values in `[postgres.statuses]`: a value or a list of them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-#[non_exhaustive]
-pub enum StatusValues {
-    /// One value, read and written.
-    One(String),
-    /// Values read as the status; the first is written.
-    Many(Vec<String>),
-}
-
-impl StatusValues {
-    /// The values, the written one first.
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            StatusValues::One(v) => vec![v.clone()],
-            StatusValues::Many(v) => v.clone(),
-        }
-    }
 }
 
 /// CloudWatch Logs and S3.
@@ -438,6 +417,8 @@ pub struct Config {
     /// FlowEngine's own TaskObject schemas by version, over the built-in v1 and v2.
     #[serde(default)]
     pub schemas: crate::schemas::SchemasConfig,
+    /// The incident tracker (absent: none).
+    pub tracker: Option<crate::tracker::TrackerConfig>,
     /// A file whose existence pulls the kill switch of the running service: every mutation is
     /// refused from the next call on, and the ledger is no longer written from the next pass
     /// on (`touch` it to stop, remove it to go on; no restart). Its directory must exist.
@@ -703,6 +684,9 @@ impl Config {
         self.validate_vendors()?;
         self.validate_pager()?;
         self.schemas.load()?;
+        if let Some(t) = &self.tracker {
+            t.build()?;
+        }
         self.rule_set().map(drop)
     }
 

@@ -42,13 +42,17 @@ mod mode;
 mod run;
 mod schemas;
 pub mod serve;
+mod statuses;
+mod tracker;
 mod wire;
 
 pub use config::{
     AwsConfig, Config, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig, PagerConfig,
-    PostgresConfig, QuotaSource, SecretRef, ServerConfig, StatusValues, VendorConfig,
-    VendorsConfig, kill_switch_env,
+    PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
+    kill_switch_env,
 };
 pub use run::run;
 pub use schemas::{SchemaSources, SchemasConfig};
+pub use statuses::StatusValues;
+pub use tracker::{TrackerConfig, TrackerKind};
 pub use wire::{Controls, Live, Probe};

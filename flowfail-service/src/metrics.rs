@@ -5,7 +5,7 @@
 //! | `flowfail_passes_total` | counter | `kind` (idle, incident) |
 //! | `flowfail_pass_duration_seconds` | histogram | `kind` |
 //! | `flowfail_actions_total` | counter | `kind` (retry_task, set_env, …), `outcome` |
-//! | `flowfail_data_gaps_total` | counter | `port` (tasks, logs, deployment, bundles, quota, status) |
+//! | `flowfail_data_gaps_total` | counter | `port` (tasks, logs, deployment, bundles, quota, status, ledger, tracker) |
 //! | `flowfail_last_successful_read_timestamp_seconds` | gauge | `port` |
 //! | `flowfail_incidents_open` | gauge | |
 //! | `flowfail_breaker_open` | gauge | |
@@ -15,6 +15,7 @@
 //! | `flowfail_paused` | gauge | (1 while automation is paused) |
 //! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
 //! | `flowfail_requests_refused_total` | counter | `path`, `reason` |
+//! | `flowfail_tracker_issues_total` | counter | `what` (filed, settled): incident tracker writes |
 
 use std::sync::atomic::AtomicU64;
 
@@ -57,6 +58,11 @@ struct AlertLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     path: &'static str,
     reason: &'static str,
@@ -67,6 +73,23 @@ type DurationFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
 fn duration_histogram() -> Histogram {
     // 1 ms … ~33 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// A family registered under `name`.
+fn registered<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let f = Family::<L, M>::default();
+    registry.register(name, help, f.clone());
+    f
 }
 
 /// The registry and every metric. See the [module docs](self). Cheap to share (`Arc`).
@@ -85,6 +108,7 @@ pub struct Metrics {
     paused: Gauge,
     alerts: Family<AlertLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    tracker: Family<WhatLabel, Counter>,
 }
 
 impl Metrics {
@@ -158,19 +182,22 @@ impl Metrics {
             "1 while automation is paused (pause/resume)",
             paused.clone(),
         );
-        let alerts = Family::<AlertLabels, Counter>::default();
-        registry.register(
+        let alerts = registered(
+            &mut registry,
             "flowfail_alerts_received",
             "Alert webhooks accepted, by source and status",
-            alerts.clone(),
         );
-        let refused = Family::<RefusedLabels, Counter>::default();
-        registry.register(
+        let refused = registered(
+            &mut registry,
             "flowfail_requests_refused",
             "Requests refused by the listener, by path and reason",
-            refused.clone(),
         );
         Metrics {
+            tracker: registered(
+                &mut registry,
+                "flowfail_tracker_issues",
+                "Incident tracker issues filed, and settled with their record",
+            ),
             registry,
             passes,
             pass_duration,
@@ -235,6 +262,18 @@ impl Metrics {
     pub(super) fn refused(&self, path: &'static str, reason: &'static str) {
         self.refused
             .get_or_create(&RefusedLabels { path, reason })
+            .inc();
+    }
+
+    /// Counts a tracker write (`filed`, `settled`).
+    pub(crate) fn tracker_wrote(&self, what: &'static str) {
+        self.tracker.get_or_create(&WhatLabel { what }).inc();
+    }
+
+    /// Counts a tracker call that failed (`flowfail_data_gaps{port="tracker"}`).
+    pub(crate) fn tracker_failed(&self) {
+        self.gaps
+            .get_or_create(&PortLabel { port: "tracker" })
             .inc();
     }
 

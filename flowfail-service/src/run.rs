@@ -83,6 +83,21 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         let stop = stop.clone();
         async move { supervisor.run(stop).await }
     });
+    let tracker = match &live.config.tracker {
+        Some(t) => {
+            let every = Duration::from_secs(live.config.policy.poll_interval_s.max(1));
+            tracing::info!(file_when = ?t.file_when, "tracker: filing an issue per incident");
+            Some(tokio::spawn(crate::tracker::keep_in_step(
+                t.build()?,
+                live.controls(),
+                t.file_when,
+                every,
+                Arc::clone(&metrics),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
     shutdown.await;
     tracing::info!("shutdown requested");
     stop.cancel();
@@ -92,8 +107,8 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
         Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
     }
-    if let Some(l) = listener {
-        let _ = tokio::time::timeout(LISTENER_GRACE, l).await;
+    for t in [listener, tracker].into_iter().flatten() {
+        let _ = tokio::time::timeout(LISTENER_GRACE, t).await;
     }
     Ok(())
 }

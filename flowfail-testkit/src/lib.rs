@@ -19,6 +19,7 @@
 //! module and counts that module's tests (`skipped 2 tests in aws_cli: no local AWS API ...`).
 
 pub mod ledger;
+pub mod trackers;
 
 pub use flowfail_core::model::redact_url;
 use std::io::Write;

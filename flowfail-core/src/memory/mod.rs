@@ -317,6 +317,7 @@ mod incidents;
 mod logs;
 mod pager;
 mod tasks;
+mod tracker;
 mod vendors;
 
 pub use bundles::{MemoryBundleStore, synthesize_bundle};
@@ -325,6 +326,7 @@ pub use incidents::MemoryIncidentStore;
 pub use logs::MemoryLogSource;
 pub use pager::{MemoryNotifier, MemoryPager};
 pub use tasks::MemoryTaskStore;
+pub use tracker::{MemoryIssue, MemoryTracker};
 pub use vendors::{MemoryQuota, MemoryStatusPage};
 
 fn not_found(op: &'static str, what: String) -> Error {

@@ -34,6 +34,7 @@ mod pager;
 mod quota;
 mod status;
 mod tasks;
+mod tracker;
 
 pub use bundles::{Bundle, BundleMeta, BundleStore, BundleVersion};
 pub use deployment::DeploymentController;
@@ -52,6 +53,7 @@ pub use status::StatusPage;
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskStore;
 pub use tasks::{FailedRead, RetryOutcome, RetryRequest, TaskStore};
+pub use tracker::{IssueText, Tracker, TrackerIssue};
 
 /// Every port the responder uses, one implementation each.
 ///

@@ -47,3 +47,8 @@ async fn notifier() {
 async fn incident_store() {
     conformance::incident_store(&MemoryIncidentStore::new()).await;
 }
+
+#[tokio::test]
+async fn tracker() {
+    conformance::tracker(&MemoryTracker::new()).await;
+}

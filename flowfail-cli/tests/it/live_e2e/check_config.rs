@@ -6,12 +6,15 @@ use super::world;
 use crate::support::flowfail_cmd;
 
 /// The line of `check-config`'s output for `port`.
-fn line_of<'a>(out: &'a str, port: &str) -> Option<&'a str> {
+pub(super) fn line_of<'a>(out: &'a str, port: &str) -> Option<&'a str> {
     out.lines()
         .find(|l| l.split_whitespace().nth(1) == Some(port))
 }
 
-fn check_config(config: &std::path::Path, offline: bool) -> (Option<i32>, String, String) {
+pub(super) fn check_config(
+    config: &std::path::Path,
+    offline: bool,
+) -> (Option<i32>, String, String) {
     let mut cmd = flowfail_cmd();
     cmd.args(["check-config", "--config"]).arg(config);
     if offline {

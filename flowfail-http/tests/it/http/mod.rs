@@ -17,6 +17,7 @@ mod pager;
 mod quota;
 mod secrets;
 mod status;
+mod tracker;
 
 fn ratelimit(limit: u64, remaining: u64) -> ResponseTemplate {
     ResponseTemplate::new(200)
