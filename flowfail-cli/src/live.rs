@@ -102,7 +102,7 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
     let config = load(&a.config)?;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
-        let live = config.connect().await?;
+        let live = config.connect().await?.reload_from(&a.config);
         live.prepare()
             .await
             .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;

@@ -132,7 +132,9 @@ enum Command {
     },
     /// Run the runbook as a service from a config file: watch the failure rate, respond to
     /// incidents, record everything in the ledger. `mode = "shadow"` (the default) changes
-    /// nothing in the world. SIGTERM or Ctrl-C stop it within 5 s.
+    /// nothing in the world. SIGTERM or Ctrl-C stop it within 5 s. SIGHUP (or `POST /reload`)
+    /// reads the config file again: policy, rules, vendors, pager, notifier and schemas take
+    /// effect at the next pass; an invalid file is refused and the running config stays.
     Run(live::RunArgs),
     /// Validate a config file, then probe every backend read-only: one line per port, exit 1
     /// when anything fails.

@@ -39,11 +39,14 @@ mod check;
 mod config;
 pub mod metrics;
 mod mode;
+mod reload;
 mod run;
 mod schemas;
+mod secret;
 pub mod serve;
 mod statuses;
 mod tracker;
+mod tracker_sync;
 mod wire;
 
 pub use config::{

@@ -16,6 +16,8 @@
 //! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
 //! | `flowfail_requests_refused_total` | counter | `path`, `reason` |
 //! | `flowfail_tracker_issues_total` | counter | `what` (filed, settled): incident tracker writes |
+//! | `flowfail_config_reloads_total` | counter | `result` (applied, refused): `SIGHUP` / `POST /reload` |
+//! | `flowfail_config_last_reload_successful` | gauge | (1 when the last reload, or the start, took the file; 0 when it was refused and an older config runs) |
 
 use std::sync::atomic::AtomicU64;
 
@@ -63,6 +65,11 @@ struct WhatLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     path: &'static str,
     reason: &'static str,
@@ -92,6 +99,23 @@ where
     f
 }
 
+/// A gauge registered under `name`.
+fn gauge<G>(registry: &mut Registry, name: &str, help: &str) -> G
+where
+    G: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let g = G::default();
+    registry.register(name, help, g.clone());
+    g
+}
+
 /// The registry and every metric. See the [module docs](self). Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Metrics {
@@ -109,6 +133,8 @@ pub struct Metrics {
     alerts: Family<AlertLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     tracker: Family<WhatLabel, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    reload_ok: Gauge,
 }
 
 impl Metrics {
@@ -123,17 +149,15 @@ impl Metrics {
             "How long a pass took",
             pass_duration.clone(),
         );
-        let actions = Family::<ActionLabels, Counter>::default();
-        registry.register(
+        let actions = registered(
+            &mut registry,
             "flowfail_actions",
             "Actions recorded, by kind and outcome",
-            actions.clone(),
         );
-        let gaps = Family::<PortLabel, Counter>::default();
-        registry.register(
+        let gaps = registered(
+            &mut registry,
             "flowfail_data_gaps",
             "Reads that did not answer (after retries), by port; `ledger`: incident ledger calls that failed or did not answer",
-            gaps.clone(),
         );
         let last_read = Family::<PortLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -141,58 +165,65 @@ impl Metrics {
             "When each port last answered a read (Unix time)",
             last_read.clone(),
         );
-        let incidents_open = Gauge::default();
-        registry.register(
-            "flowfail_incidents_open",
-            "Incidents open (0 or 1 per Deployment)",
-            incidents_open.clone(),
-        );
-        let breaker_open = Gauge::default();
-        registry.register(
-            "flowfail_breaker_open",
-            "Whether flowfail's breaker for rate-limited retries is open or half-open",
-            breaker_open.clone(),
-        );
-        let failure_rate = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "flowfail_failure_rate",
-            "The failure rate last observed in the alert window (0-1)",
-            failure_rate.clone(),
-        );
-        let unreadable = Gauge::default();
-        registry.register(
-            "flowfail_tasks_unreadable",
-            "Failed task rows the last triage read left out: a flow type neither known nor mapped, an id that is not a task id (they count in the failure rate)",
-            unreadable.clone(),
-        );
-        let mode_family = Family::<ModeLabel, Gauge>::default();
-        registry.register(
+        let mode_family: Family<ModeLabel, Gauge> = registered(
+            &mut registry,
             "flowfail_mode",
             "The running mode: 1 for the mode in use",
-            mode_family.clone(),
         );
         for (m, name) in [(Mode::Shadow, "shadow"), (Mode::Act, "act")] {
             mode_family
                 .get_or_create(&ModeLabel { mode: name })
                 .set(i64::from(m == mode));
         }
-        let paused = Gauge::default();
+        let reload_ok = Gauge::default();
+        reload_ok.set(1);
         registry.register(
-            "flowfail_paused",
-            "1 while automation is paused (pause/resume)",
-            paused.clone(),
-        );
-        let alerts = registered(
-            &mut registry,
-            "flowfail_alerts_received",
-            "Alert webhooks accepted, by source and status",
-        );
-        let refused = registered(
-            &mut registry,
-            "flowfail_requests_refused",
-            "Requests refused by the listener, by path and reason",
+            "flowfail_config_last_reload_successful",
+            "1 when the last config reload (or the start) took the file, 0 when it was refused",
+            reload_ok.clone(),
         );
         Metrics {
+            incidents_open: gauge(
+                &mut registry,
+                "flowfail_incidents_open",
+                "Incidents open (0 or 1 per Deployment)",
+            ),
+            breaker_open: gauge(
+                &mut registry,
+                "flowfail_breaker_open",
+                "Whether flowfail's breaker for rate-limited retries is open or half-open",
+            ),
+            failure_rate: gauge(
+                &mut registry,
+                "flowfail_failure_rate",
+                "The failure rate last observed in the alert window (0-1)",
+            ),
+            unreadable: gauge(
+                &mut registry,
+                "flowfail_tasks_unreadable",
+                "Failed task rows the last triage read left out: a flow type neither known nor mapped, an id that is not a task id (they count in the failure rate)",
+            ),
+            paused: gauge(
+                &mut registry,
+                "flowfail_paused",
+                "1 while automation is paused (pause/resume)",
+            ),
+            alerts: registered(
+                &mut registry,
+                "flowfail_alerts_received",
+                "Alert webhooks accepted, by source and status",
+            ),
+            refused: registered(
+                &mut registry,
+                "flowfail_requests_refused",
+                "Requests refused by the listener, by path and reason",
+            ),
+            reload_ok,
+            reloads: registered(
+                &mut registry,
+                "flowfail_config_reloads",
+                "Config reloads (SIGHUP, POST /reload), applied or refused",
+            ),
             tracker: registered(
                 &mut registry,
                 "flowfail_tracker_issues",
@@ -204,13 +235,6 @@ impl Metrics {
             actions,
             gaps,
             last_read,
-            incidents_open,
-            breaker_open,
-            failure_rate,
-            unreadable,
-            paused,
-            alerts,
-            refused,
         }
     }
 
@@ -275,6 +299,13 @@ impl Metrics {
         self.gaps
             .get_or_create(&PortLabel { port: "tracker" })
             .inc();
+    }
+
+    /// Counts a config reload, applied or refused.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        let result = if ok { "applied" } else { "refused" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+        self.reload_ok.set(i64::from(ok));
     }
 
     /// Sets the paused gauge.

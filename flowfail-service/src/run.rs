@@ -5,14 +5,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowfail_core::respond::Wake;
+use flowfail_core::respond::{Reload, Wake};
 use flowfail_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::mode::Mode;
-use crate::serve::{self, Health};
+use crate::reload::Reloader;
+use crate::serve::{self, Control, Health};
 use crate::wire::Live;
 
 /// How long a pass in progress gets after the shutdown signal (the supervisor itself gives it
@@ -44,9 +45,11 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
     let wake = Wake::new();
     let health = Health::new(health_tolerance(&live.config.policy));
     let (on_pass, passed) = (Arc::clone(&metrics), health.clone());
+    let reload = Reload::new();
     let supervisor = live
         .supervisor_builder(force_shadow)
         .wake(wake.clone())
+        .reload(reload.clone())
         .on_pass(move |s| {
             on_pass.observe_pass(s);
             if s.completed {
@@ -75,8 +78,23 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         "flowfail running"
     );
     let stop = CancellationToken::new();
+    // With a config file, SIGHUP and POST /reload read it again; the listener's control calls
+    // then see the config in force.
+    let (control, hangup): (Arc<dyn Control>, _) = match &live.source {
+        Some(path) => {
+            let r = Arc::new(Reloader::new(
+                live.clone(),
+                path.clone(),
+                force_shadow,
+                reload,
+                Arc::clone(&metrics),
+            ));
+            (r.clone() as Arc<dyn Control>, on_hangup(r, &stop))
+        }
+        None => (Arc::new(live.clone()) as Arc<dyn Control>, None),
+    };
     let listener = match &live.config.server {
-        Some(server) => Some(listen(server, &live, wake, &metrics, health, &stop).await?),
+        Some(server) => Some(listen(server, control, wake, &metrics, health, &stop).await?),
         None => None,
     };
     let task = tokio::spawn({
@@ -87,7 +105,7 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         Some(t) => {
             let every = Duration::from_secs(live.config.policy.poll_interval_s.max(1));
             tracing::info!(file_when = ?t.file_when, "tracker: filing an issue per incident");
-            Some(tokio::spawn(crate::tracker::keep_in_step(
+            Some(tokio::spawn(crate::tracker_sync::keep_in_step(
                 t.build()?,
                 live.controls(),
                 t.file_when,
@@ -107,16 +125,50 @@ pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = 
         Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
         Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
     }
-    for t in [listener, tracker].into_iter().flatten() {
+    for t in [listener, tracker, hangup].into_iter().flatten() {
         let _ = tokio::time::timeout(LISTENER_GRACE, t).await;
     }
     Ok(())
 }
 
+/// Reads the config file again on every `SIGHUP`, until `stop` (`None`: no signals here).
+fn on_hangup(r: Arc<Reloader>, stop: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be watched: reload with POST /reload");
+                return None;
+            }
+        };
+        let stop = stop.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    got = hup.recv() => {
+                        if got.is_none() {
+                            return;
+                        }
+                        let _ = r.reload("SIGHUP").await;
+                    }
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (r, stop);
+        None
+    }
+}
+
 /// Binds the listener of `[server]` and serves it until `stop`.
 async fn listen(
     server: &ServerConfig,
-    live: &Live,
+    control: Arc<dyn Control>,
     wake: Wake,
     metrics: &Arc<Metrics>,
     health: Health,
@@ -136,14 +188,8 @@ async fn listen(
     let addr = tcp
         .local_addr()
         .map_or_else(|_| server.listen.clone(), |a| a.to_string());
-    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve, /deny, the console at /");
-    let router = serve::router(
-        options,
-        wake,
-        Arc::clone(metrics),
-        Arc::new(live.clone()),
-        health,
-    );
+    tracing::info!(listen = %addr, "listening: /hooks/grafana, /hooks/alertmanager, /metrics, /healthz, /readyz, /pause, /resume, /approve, /deny, /reload, the console at /");
+    let router = serve::router(options, wake, Arc::clone(metrics), control, health);
     let (stop, metrics) = (stop.clone(), Arc::clone(metrics));
     Ok(tokio::spawn(async move {
         if let Err(e) = serve::serve(tcp, router, stop.cancelled_owned(), tls, metrics).await {

@@ -1,22 +1,14 @@
 //! `[tracker]`: the incident tracker (GitHub Issues or Jira Cloud), kept in step with the
-//! ledger by [`keep_in_step`] while `flowfail run` runs.
+//! ledger by `tracker_sync` while `flowfail run` runs.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::TimeDelta;
-use flowfail_core::clock::Clock;
 use flowfail_core::ports::Tracker;
-use flowfail_core::report::Conduct;
-use flowfail_core::tracking::{FileWhen, Synced, sync};
+use flowfail_core::tracking::FileWhen;
 use flowfail_core::{Error, Result};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::SecretRef;
-use crate::metrics::Metrics;
-use crate::wire::Controls;
+use crate::secret::SecretRef;
 
 /// Which tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -86,91 +78,5 @@ impl TrackerConfig {
                 opts,
             )?),
         })
-    }
-}
-
-/// How far back incidents are brought in step (one not settled in the tracker by then is
-/// left as it is).
-const LOOK_BACK: TimeDelta = TimeDelta::days(7);
-/// Incidents read per round.
-const PER_ROUND: usize = 50;
-/// Keys remembered as settled in the tracker (the set is emptied when it is full: they are
-/// found settled again by their key).
-const REMEMBERED: usize = 4096;
-
-/// Brings the tracker in step with the ledger every `every` until `stop`: each acting
-/// incident of the last seven days gets its issue ([`sync`]). A tracker that fails is logged
-/// and counted (`flowfail_data_gaps{port="tracker"}`) and tried again next round: the
-/// responder never waits for it.
-pub(crate) async fn keep_in_step(
-    tracker: Arc<dyn Tracker>,
-    controls: Controls,
-    when: FileWhen,
-    every: Duration,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let mut settled: HashSet<String> = HashSet::new();
-    loop {
-        round(tracker.as_ref(), &controls, when, &metrics, &mut settled).await;
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
-/// One round of [`keep_in_step`].
-async fn round(
-    tracker: &dyn Tracker,
-    controls: &Controls,
-    when: FileWhen,
-    metrics: &Metrics,
-    settled: &mut HashSet<String>,
-) {
-    let since = Clock::system().now() - LOOK_BACK;
-    let lines = match controls.incidents(false, Some(since), PER_ROUND).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "tracker: the ledger could not be read; next round");
-            return;
-        }
-    };
-    if settled.len() >= REMEMBERED {
-        settled.clear();
-    }
-    for line in lines {
-        if line.mode == Conduct::Shadow || settled.contains(&line.key) {
-            continue;
-        }
-        let view = match controls.incident(&line.key).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(incident = %line.key, error = %e, "tracker: incident not readable; next round");
-                continue;
-            }
-        };
-        match sync(tracker, &view, when).await {
-            Ok(Synced::Filed(i)) => {
-                metrics.tracker_wrote("filed");
-                tracing::info!(incident = %line.key, issue = %i.id, url = %i.url, settled = i.settled, "tracker: issue filed");
-                if i.settled {
-                    settled.insert(line.key);
-                }
-            }
-            Ok(Synced::Settled(i)) => {
-                metrics.tracker_wrote("settled");
-                tracing::info!(incident = %line.key, issue = %i.id, url = %i.url, "tracker: issue updated with the settled record");
-                settled.insert(line.key);
-            }
-            Ok(Synced::Unchanged(i)) if i.settled => {
-                settled.insert(line.key);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                metrics.tracker_failed();
-                tracing::warn!(incident = %line.key, error = %e, "tracker: not brought in step; next round");
-            }
-        }
     }
 }

@@ -37,6 +37,17 @@ pub struct Live {
     pub schemas: (Arc<flowfail_core::schema::SchemaSet>, crate::SchemaSources),
     /// The kill switch every responder of this process shares ([`Config::kill_switch`]).
     pub kill: flowfail_core::respond::KillSwitch,
+    /// The config file, when it was loaded from one: `SIGHUP` and `POST /reload` read it again
+    /// ([`Live::reload_from`]).
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// The HTTP ports of a config ([`Config::http_ports`]).
+pub(crate) struct HttpPorts {
+    pub(crate) quota: Arc<dyn QuotaChecker>,
+    pub(crate) status: Arc<flowfail_http::StatusPages>,
+    pub(crate) pager: Arc<dyn flowfail_core::Pager>,
+    pub(crate) notifier: Arc<dyn flowfail_core::Notifier>,
 }
 
 /// One line of `flowfail check-config`.
@@ -98,13 +109,7 @@ impl Config {
     /// Builds every adapter. Reads files (kubeconfig, secrets) but no network: connections
     /// open on first use.
     pub async fn connect(&self) -> Result<Live> {
-        // The responders of this config classify with its rules; nothing is installed for the
-        // process, so two configs in one process keep their own.
-        let rules = if self.rules.is_empty() {
-            flowfail_core::RuleSet::shared_builtin()
-        } else {
-            Arc::new(self.rule_set()?)
-        };
+        let rules = self.rules_in_force()?;
         let (tasks, ledger) = self.postgres_stores()?;
         let aws = {
             let mut o = flowfail_aws::AwsOptions::standard();
@@ -117,26 +122,17 @@ impl Config {
         let bundles = flowfail_aws::S3BundleStore::new(&aws, self.aws.bucket.clone())
             .prefix(self.aws.key_prefix.clone());
         let deployment = Arc::new(self.kube().await?);
-        let opts = flowfail_http::HttpOptions::default();
-        let pager = self.pager(&opts)?;
-        let notifier: Arc<dyn flowfail_core::Notifier> = match &self.notifier {
-            Some(n) => Arc::new(flowfail_http::Webhook::new(
-                n.url_ref()?.resolve("notifier url")?,
-                opts.clone(),
-            )?),
-            None => Arc::new(NoNotifier),
-        };
-        let status = Arc::new(self.status_pages(&opts)?);
+        let http = self.http_ports()?;
         let (schema_set, schema_sources) = self.schemas.load()?;
         let ports = Ports::builder()
             .logs(Arc::new(logs))
             .tasks(Arc::new(tasks.clone()))
             .bundles(Arc::new(bundles))
-            .quota(Arc::new(self.quota(&opts)?))
+            .quota(http.quota)
             .deployment(deployment.clone())
-            .status(status.clone())
-            .pager(Arc::new(pager))
-            .notifier(notifier)
+            .status(http.status.clone())
+            .pager(http.pager)
+            .notifier(http.notifier)
             .incidents(Arc::new(ledger.clone()))
             .build()?;
         Ok(Live {
@@ -147,8 +143,39 @@ impl Config {
             tasks,
             ledger,
             deployment,
-            status,
+            status: http.status,
             schemas: (Arc::new(schema_set), schema_sources),
+            source: None,
+        })
+    }
+
+    /// The ports that talk HTTP to vendors, PagerDuty and the stakeholders' webhook: built
+    /// again on a reload (no connection to keep).
+    pub(crate) fn http_ports(&self) -> Result<HttpPorts> {
+        let opts = flowfail_http::HttpOptions::default();
+        let notifier: Arc<dyn flowfail_core::Notifier> = match &self.notifier {
+            Some(n) => Arc::new(flowfail_http::Webhook::new(
+                n.url_ref()?.resolve("notifier url")?,
+                opts.clone(),
+            )?),
+            None => Arc::new(NoNotifier),
+        };
+        Ok(HttpPorts {
+            quota: Arc::new(self.quota(&opts)?),
+            status: Arc::new(self.status_pages(&opts)?),
+            pager: Arc::new(self.pager(&opts)?),
+            notifier,
+        })
+    }
+
+    /// The classification rules: the built-in ones with the config's `rules` files.
+    pub(crate) fn rules_in_force(&self) -> Result<Arc<flowfail_core::RuleSet>> {
+        // The responders of this config classify with its rules; nothing is installed for the
+        // process, so two configs in one process keep their own.
+        Ok(if self.rules.is_empty() {
+            flowfail_core::RuleSet::shared_builtin()
+        } else {
+            Arc::new(self.rule_set()?)
         })
     }
 

@@ -85,7 +85,7 @@ mod supervisor;
 pub use builder::ResponderBuilder;
 pub use manual::{ManualOutcome, ManualRetry, ManualRetryReport};
 pub use stats::{ActionStat, PassKind, PassStats, ReadStat};
-pub use supervisor::{AlertTrigger, COOLDOWN_OVER, Supervisor, SupervisorBuilder, Wake};
+pub use supervisor::{AlertTrigger, COOLDOWN_OVER, Reload, Supervisor, SupervisorBuilder, Wake};
 
 /// Stops every mutation when on. Cheap to clone; clones share the switch.
 ///

@@ -132,6 +132,42 @@ impl Wake {
     }
 }
 
+/// New settings for a running [`Supervisor`] (a config reloaded): a responder builder with
+/// its ports, policy, rules, … The supervisor takes the last one offered before its next pass,
+/// checks it as at start (by building a responder, for the same ledger scope), and runs every
+/// pass after with it; an incident in progress goes on under the new settings, as after a
+/// restart (its state is in the ledger). Cheap to clone; clones reach the same supervisor.
+#[derive(Debug, Clone, Default)]
+pub struct Reload(Arc<Mutex<Option<ResponderBuilder>>>);
+
+impl Reload {
+    /// A reload handle, to pass to [`SupervisorBuilder::reload`].
+    pub fn new() -> Self {
+        Reload::default()
+    }
+
+    /// Offers new settings; the supervisor takes them before its next pass (a later offer
+    /// replaces one not yet taken).
+    pub fn offer(&self, settings: ResponderBuilder) {
+        *lock(&self.0) = Some(settings);
+    }
+
+    /// Whether settings wait to be taken.
+    pub fn pending(&self) -> bool {
+        lock(&self.0).is_some()
+    }
+
+    fn take(&self) -> Option<ResponderBuilder> {
+        lock(&self.0).take()
+    }
+}
+
+/// What a supervisor runs with; replaced as a whole by a [`Reload`].
+struct Settings {
+    template: ResponderBuilder,
+    policy: Arc<Policy>,
+}
+
 /// Builds a [`Supervisor`].
 #[derive(Default, Clone)]
 #[must_use]
@@ -140,6 +176,7 @@ pub struct SupervisorBuilder {
     on_settled: Option<OnSettled>,
     on_pass: Option<OnPass>,
     wake: Option<Wake>,
+    reload: Option<Reload>,
     grace: Option<Duration>,
 }
 
@@ -173,6 +210,11 @@ impl SupervisorBuilder {
         self.wake = Some(wake);
         self
     }
+    /// The handle new settings arrive by (default: none; see [`Reload`]).
+    pub fn reload(mut self, reload: Reload) -> Self {
+        self.reload = Some(reload);
+        self
+    }
     /// How long a pass in progress may run on after shutdown is asked for (default 3 s).
     pub fn grace(mut self, d: Duration) -> Self {
         self.grace = Some(d);
@@ -187,12 +229,15 @@ impl SupervisorBuilder {
         Ok(Supervisor {
             scope: probe.ledger_scope().to_owned(),
             ports: probe.ports.clone(),
-            policy: probe.policy.clone(),
+            settings: Mutex::new(Settings {
+                policy: Arc::new(probe.policy.clone()),
+                template,
+            }),
             clock: probe.clock.clone(),
-            template,
             on_settled: self.on_settled,
             on_pass: self.on_pass,
             wake: self.wake.unwrap_or_default(),
+            reload: self.reload.unwrap_or_default(),
             grace: self.grace.unwrap_or(Duration::from_secs(3)),
             cooled: Mutex::new(None),
         })
@@ -203,13 +248,14 @@ impl SupervisorBuilder {
 pub struct Supervisor {
     /// The ledger scope of its incidents ([`Responder::ledger_scope`]).
     scope: String,
-    template: ResponderBuilder,
+    /// The ledger and the TaskDB the supervisor reads itself (a reload keeps them).
     ports: Ports,
-    policy: Policy,
+    settings: Mutex<Settings>,
     clock: Clock,
     on_settled: Option<OnSettled>,
     on_pass: Option<OnPass>,
     wake: Wake,
+    reload: Reload,
     grace: Duration,
     /// An escalated incident whose alert this process saw clear, when recording that in the
     /// ledger failed.
@@ -219,7 +265,7 @@ pub struct Supervisor {
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("policy", &self.policy)
+            .field("policy", &self.policy())
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
@@ -252,6 +298,9 @@ impl Supervisor {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
         let mut watch = super::contain(self.resume()).await.unwrap_or(Watch::Idle);
         while !shutdown.is_cancelled() {
+            if let Some(next) = self.reload.take() {
+                watch = self.take_settings(next, watch);
+            }
             let started = tokio::time::Instant::now();
             // A panic in a step (a callback, a read the adapters did not expect) ends that step,
             // never the supervisor: it starts again idle, and finds an open incident in the
@@ -297,6 +346,42 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The policy in force.
+    fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&lock(&self.settings).policy)
+    }
+
+    /// New settings, checked as at start: the passes after run with them, an incident in
+    /// progress with a responder built from them (as after a restart). Settings that do not
+    /// build, or that would move the supervisor to another ledger scope, are refused (logged)
+    /// and the running ones stay.
+    fn take_settings(&self, next: ResponderBuilder, watch: Watch) -> Watch {
+        let probe = match next.clone().build() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "new settings refused: they do not build a responder; the running ones stay");
+                return watch;
+            }
+        };
+        if probe.ledger_scope() != self.scope {
+            tracing::error!(
+                scope = %probe.ledger_scope(),
+                running = %self.scope,
+                "new settings refused: another ledger scope needs a restart; the running ones stay"
+            );
+            return watch;
+        }
+        *lock(&self.settings) = Settings {
+            policy: Arc::new(probe.policy.clone()),
+            template: next,
+        };
+        tracing::info!("new settings in force from this pass");
+        match watch {
+            Watch::Incident(_) => self.responder(None).map_or(Watch::Idle, Watch::Incident),
+            other => other,
+        }
+    }
+
     /// At start: an incident left open in the ledger (by a previous process) is continued.
     async fn resume(&self) -> Watch {
         match self
@@ -335,7 +420,7 @@ impl Supervisor {
         op: Op,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        super::guard::bounded(op, Duration::from_secs(self.policy.step_timeout_s), fut).await
+        super::guard::bounded(op, Duration::from_secs(self.policy().step_timeout_s), fut).await
     }
 
     /// The escalated incident whose cool-down the ledger says is still on: the incident of the
@@ -379,7 +464,7 @@ impl Supervisor {
     }
 
     fn responder(&self, woken_by: Option<&AlertTrigger>) -> Option<Box<Responder>> {
-        let template = self
+        let template = lock(&self.settings)
             .template
             .clone()
             .woken_by(woken_by.map(AlertTrigger::describe));
@@ -393,7 +478,7 @@ impl Supervisor {
     }
 
     fn poll(&self) -> Duration {
-        Duration::from_secs(self.policy.poll_interval_s.max(1))
+        Duration::from_secs(self.policy().poll_interval_s.max(1))
     }
 
     /// One count read: does the alert fire (or, cooling, has it cleared)? A firing alert reads
@@ -404,8 +489,9 @@ impl Supervisor {
         let now = self.clock.now();
         let started = tokio::time::Instant::now();
         let trigger = self.wake.take();
-        let (since, until) = self.policy.alert_window_at(now);
-        let deadline = Duration::from_secs(self.policy.step_timeout_s);
+        let policy = self.policy();
+        let (since, until) = policy.alert_window_at(now);
+        let deadline = Duration::from_secs(policy.step_timeout_s);
         let read = tokio::time::timeout(deadline, self.ports.tasks.counts(since, until)).await;
         let counts = match read {
             Ok(Ok(c)) => Some(c),
@@ -420,7 +506,7 @@ impl Supervisor {
         };
         let alert = counts
             .as_ref()
-            .map(|c| crate::decide::alert(c, cooling, &self.policy));
+            .map(|c| crate::decide::alert(c, cooling, &policy));
         if let Some(f) = &self.on_pass {
             f(&PassStats::idle(
                 now,

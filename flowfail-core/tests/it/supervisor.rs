@@ -631,3 +631,68 @@ fn a_panic_outside_the_guarded_calls_is_contained_per_pass() {
         });
     }
 }
+
+/// A reload: settings offered to a running supervisor are in force from its next pass. With a
+/// threshold above the failure rate nothing opens; with the reloaded one the incident opens and
+/// its tasks are retried. Settings for another ledger scope are refused, the running ones stay.
+#[test]
+fn reloaded_settings_are_in_force_from_the_next_pass() {
+    paused().block_on(async {
+        let clock = Clock::tokio_anchored(t0());
+        let w = World::new(&Policy::default(), clock.clone());
+        w.tasks.set_background(300, 0);
+        let failed = fail(&w, "r", 5, t0() - TimeDelta::minutes(1), false);
+        let mut lenient = Policy::default();
+        lenient.alert_failure_rate = 0.5;
+        lenient.widespread_failure_rate = 0.6;
+        let builder = |p: Policy| {
+            Responder::builder()
+                .ports(w.ports())
+                .policy(p)
+                .clock(clock.clone())
+        };
+        let reload = flowfail_core::respond::Reload::new();
+        let s = Supervisor::builder()
+            .responder(builder(lenient))
+            .reload(reload.clone())
+            .build()
+            .unwrap();
+        let (stop, run) = spawn(s);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            w.incidents.incidents().is_empty(),
+            "1.6% is under 50%: no incident"
+        );
+        // Another Deployment's scope: refused, nothing changes.
+        let mut elsewhere = Policy::default();
+        elsewhere.deployment = "elsewhere".into();
+        reload.offer(builder(elsewhere));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!reload.pending(), "taken");
+        assert!(
+            w.incidents.incidents().is_empty(),
+            "refused: still the lenient policy"
+        );
+        reload.offer(builder(Policy::default()));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(
+            w.incidents.incidents().len(),
+            1,
+            "the default threshold fires"
+        );
+        let attempts: Vec<u32> = failed
+            .iter()
+            .map(|id| {
+                w.tasks
+                    .tasks()
+                    .iter()
+                    .find(|t| &t.task_id == id)
+                    .unwrap()
+                    .attempts
+            })
+            .collect();
+        assert_eq!(attempts, [1; 5]);
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    });
+}

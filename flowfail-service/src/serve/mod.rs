@@ -10,6 +10,7 @@
 //! | `POST /pause` | control token | `{"reason": "…", "by": "…"}`: automation paused on every replica |
 //! | `POST /resume` | control token | `{"by": "…"}` |
 //! | `POST /approve` | control token | `{"incident": "…", "action": "rollback", "by": "…"}` |
+//! | `POST /reload` | control token | `{"by": "…"}` (optional): the config file read again, as `SIGHUP` does; 200 with what took effect, 400 with why it was refused (the running config stays) |
 //! | `POST /deny` | control token | `{"incident": "…", "action": "rollback", "reason": "…", "by": "…"}`: not carried out, nor proposed again, in that incident |
 //! | `GET /`, `GET /incidents/KEY` | a console session (read or control token), or the read or control token as a bearer | the web console: incidents, and one incident's record (see [`console`]) |
 //! | `GET /login`, `POST /login`, `POST /logout` | the token, once | the console's sign-in: an HttpOnly, SameSite=Strict session cookie |
@@ -106,6 +107,12 @@ pub trait Control: Send + Sync + 'static {
     /// The pause in force, if any (the console's banner). The default: none.
     async fn pause_state(&self) -> Result<Option<Pause>> {
         Ok(None)
+    }
+    /// Reads the config file again (`POST /reload`); returns what took effect, in words. The
+    /// default: unsupported (no file to read again).
+    async fn reload(&self, by: &str) -> Result<String> {
+        let _ = by;
+        Err(unsupported("reload"))
     }
 }
 
@@ -254,6 +261,7 @@ pub fn router(
         .route("/resume", post(resume))
         .route("/approve", post(approve))
         .route("/deny", post(deny))
+        .route("/reload", post(reload))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone())
@@ -673,6 +681,17 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         format!("resumed by {by}")
     });
     control_result(&s, "/resume", r)
+}
+
+async fn reload(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: ResumeBody =
+        match control_body(&s, "/reload", &headers, &body, Some(ResumeBody::default())) {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
+    let by = who(b.by.as_deref());
+    let r = s.control.reload(&by).await;
+    control_result(&s, "/reload", r)
 }
 
 async fn approve(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -39,6 +39,7 @@ mod lambda;
 mod own_statuses;
 mod pause_and_recovery;
 mod read_back;
+mod reload;
 mod tracker;
 mod webhook;
 

@@ -1,0 +1,192 @@
+//! Reload without a restart: `SIGHUP` or `POST /reload` reads the config file again, checks it
+//! as at start, and hands the supervisor its new policy, rules, vendors, pager, notifier and
+//! schemas for its next pass. What needs new connections stays as it runs and is named.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use flowfail_core::Result;
+use flowfail_core::history::{IncidentLine, IncidentView};
+use flowfail_core::operator::Pause;
+use flowfail_core::ports::Ports;
+use flowfail_core::respond::Reload;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::serve::Control;
+use crate::wire::Live;
+
+/// The sections a reload cannot change in a running process (they hold connections, the
+/// listener, the Deployment and ledger scope, or what the process was started as), each with
+/// the `Debug` of its value in `c`.
+fn cold(c: &Config) -> [(&'static str, String); 7] {
+    [
+        ("postgres", format!("{:?}", c.postgres)),
+        ("aws", format!("{:?}", c.aws)),
+        ("kubernetes", format!("{:?}", c.kubernetes)),
+        ("server", format!("{:?}", c.server)),
+        ("mode", format!("{:?}", c.mode)),
+        ("kill_switch_file", format!("{:?}", c.kill_switch_file)),
+        ("tracker", format!("{:?}", c.tracker)),
+    ]
+}
+
+impl Live {
+    /// Where [`crate::run`] reads the config again on `SIGHUP` and `POST /reload`.
+    pub fn reload_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Some(path.into());
+        self
+    }
+
+    /// This process with `new`'s hot settings (policy, rules, vendors, pager, notifier,
+    /// schemas) over the same connections, and the sections of `new` that differ but need a
+    /// restart (they keep their running values).
+    pub fn reloaded(&self, new: Config) -> Result<(Live, Vec<&'static str>)> {
+        let old = &self.config;
+        let mut cfg = new;
+        let needs_restart: Vec<&'static str> = cold(old)
+            .into_iter()
+            .zip(cold(&cfg))
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, _)| a.0)
+            .collect();
+        cfg.postgres = old.postgres.clone();
+        cfg.aws = old.aws.clone();
+        cfg.kubernetes = old.kubernetes.clone();
+        cfg.server = old.server.clone();
+        cfg.mode = old.mode;
+        cfg.kill_switch_file = old.kill_switch_file.clone();
+        cfg.tracker = old.tracker.clone();
+        cfg.policy.deployment = old.policy.deployment.clone();
+        cfg.policy.validate()?;
+        let http = cfg.http_ports()?;
+        let (schema_set, schema_sources) = cfg.schemas.load()?;
+        let p = &self.ports;
+        let ports = Ports::builder()
+            .logs(p.logs.clone())
+            .tasks(p.tasks.clone())
+            .bundles(p.bundles.clone())
+            .deployment(p.deployment.clone())
+            .incidents(p.incidents.clone())
+            .quota(http.quota)
+            .status(http.status.clone())
+            .pager(http.pager)
+            .notifier(http.notifier)
+            .build()?;
+        let mut next = self.clone();
+        next.rules = cfg.rules_in_force()?;
+        next.ports = ports;
+        next.status = http.status;
+        next.schemas = (Arc::new(schema_set), schema_sources);
+        next.config = cfg;
+        Ok((next, needs_restart))
+    }
+}
+
+/// The running config and the way to a new one: reloads are taken one at a time; the
+/// listener's control calls read the config in force.
+pub(crate) struct Reloader {
+    path: PathBuf,
+    shadow: bool,
+    current: Mutex<Live>,
+    handle: Reload,
+    metrics: Arc<Metrics>,
+    one: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        live: Live,
+        path: PathBuf,
+        shadow: bool,
+        handle: Reload,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Reloader {
+            path,
+            shadow,
+            current: Mutex::new(live),
+            handle,
+            metrics,
+            one: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The config in force.
+    pub(crate) fn live(&self) -> Live {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the file again; on success the supervisor runs its next pass with it. A config
+    /// that does not load or check is refused with its error (logged, counted), and the running
+    /// one stays.
+    pub(crate) async fn reload(&self, by: &str) -> Result<String> {
+        let _one = self.one.lock().await;
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(said) => {
+                self.metrics.reloaded(true);
+                tracing::info!(by, path = %self.path.display(), "config reloaded: {said}");
+            }
+            Err(e) => {
+                self.metrics.reloaded(false);
+                tracing::error!(by, path = %self.path.display(), error = %e, "config reload refused: the running config stays");
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<String> {
+        let new = Config::load(&self.path)?;
+        let (next, needs_restart) = self.live().reloaded(new)?;
+        let settings = next.responder(self.shadow);
+        settings.clone().build()?;
+        self.handle.offer(settings);
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(if needs_restart.is_empty() {
+            "in force from the next pass".to_owned()
+        } else {
+            format!(
+                "in force from the next pass; changed but kept until a restart (new connections): {}",
+                needs_restart.join(", ")
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Control for Reloader {
+    async fn ready(&self) -> Result<()> {
+        self.live().ready().await
+    }
+    async fn paused(&self) -> Result<bool> {
+        Control::paused(&self.live()).await
+    }
+    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+        Control::pause(&self.live(), reason, by).await
+    }
+    async fn resume(&self, by: &str) -> Result<()> {
+        Control::resume(&self.live(), by).await
+    }
+    async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
+        Control::approve(&self.live(), incident, action, by).await
+    }
+    async fn deny(&self, incident: &str, action: &str, reason: &str, by: &str) -> Result<String> {
+        Control::deny(&self.live(), incident, action, reason, by).await
+    }
+    async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
+        Control::incidents(&self.live(), open_only, limit).await
+    }
+    async fn incident(&self, key: &str) -> Result<IncidentView> {
+        Control::incident(&self.live(), key).await
+    }
+    async fn pause_state(&self) -> Result<Option<Pause>> {
+        Control::pause_state(&self.live()).await
+    }
+    async fn reload(&self, by: &str) -> Result<String> {
+        Reloader::reload(self, by).await
+    }
+}
