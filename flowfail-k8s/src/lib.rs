@@ -430,6 +430,10 @@ impl DeploymentController for KubeDeploymentController {
         s.deployed_at = deployed_at;
         s.env = env;
         s.paused = d.spec.paused.unwrap_or(false);
+        s.gitops = flowfail_core::model::GitOpsOwner::from_metadata(
+            d.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+            d.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+        );
         s.history = history;
         s.history.dedup();
         Ok(s)

@@ -179,8 +179,12 @@ impl Live {
             "kubernetes",
             match patch {
                 Ok(()) => Ok(format!(
-                    "deployment {name} gettable (revision {}) and patchable (server-side dry run)",
-                    state.revision
+                    "deployment {name} gettable (revision {}) and patchable (server-side dry run){}",
+                    state.revision,
+                    state.gitops.as_ref().map_or(String::new(), |o| format!(
+                        "; owned by {}: its sync reverts flowfail's env changes (recorded and paged as such) and would undo a rollback (refused): make lasting changes in Git",
+                        o.describe()
+                    ))
                 )),
                 Err(e) => Err(format!(
                     "deployment {name} gettable but not patchable: {}",

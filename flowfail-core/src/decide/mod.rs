@@ -43,6 +43,7 @@ pub mod approval;
 mod builder;
 mod detection;
 pub mod effects;
+mod gitops;
 mod kinds;
 mod outage;
 mod outcome;
@@ -315,6 +316,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         classes: &classes,
         env: obs.deployment.as_ref().map(|d| &d.env),
     };
+    gitops::detect(&cx, &mut next, &mut b);
     let mut breaker = rate_limit::decide(&cx, &mut next, &mut b);
     let outage = outage::decide(&cx, &mut next, &mut b);
     let rollback_verified = rollback::decide(&cx, &mut b);

@@ -391,6 +391,12 @@ fn rollback_refused(
     if current.paused {
         return Some("deployment is paused: rollback refused".into());
     }
+    if let Some(o) = &current.gitops {
+        return Some(format!(
+            "owned by {}: a rollback here is undone by its next sync; roll back in Git",
+            o.describe()
+        ));
+    }
     if state.deployment_changed_externally
         || state.known_resource_version.as_deref() != Some(current.resource_version.as_str())
     {

@@ -217,7 +217,13 @@ pub(super) fn restore_on_close(
     for (name, rec) in &state.env_changes {
         let current = deployment.env.get(name);
         if current != rec.value.as_ref() {
-            handed_over.push(format!("{name} (changed since by someone else)"));
+            handed_over.push(match &deployment.gitops {
+                Some(o) if state.gitops_reverted.contains(name) => format!(
+                    "{name} (reverted by {}: make the change in Git)",
+                    o.describe()
+                ),
+                _ => format!("{name} (changed since by someone else)"),
+            });
             continue;
         }
         let safe = if *name == policy.breaker_env {

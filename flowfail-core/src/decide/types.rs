@@ -332,6 +332,10 @@ pub struct IncidentState {
     /// Whether the schema-version mismatch was reported in this incident.
     #[serde(default)]
     pub schema_mismatch_reported: bool,
+    /// Env vars flowfail set that the Deployment's GitOps controller put back (reported once;
+    /// the change belongs in Git).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub gitops_reverted: BTreeSet<String>,
     /// When the incident was escalated to humans.
     pub escalated_at: Option<Timestamp>,
     /// When it resolved.
@@ -401,6 +405,7 @@ impl IncidentState {
             findings_reported: BTreeSet::new(),
             detection_gap_reported: false,
             schema_mismatch_reported: false,
+            gitops_reverted: BTreeSet::new(),
             escalated_at: None,
             resolved_at: None,
             woken_by: None,

@@ -57,6 +57,7 @@ impl MemoryDeployment {
             env,
             paused: false,
             history,
+            gitops: None,
         };
         MemoryDeployment {
             db: Arc::new(Mutex::new(DeployDb {
@@ -84,6 +85,13 @@ impl MemoryDeployment {
     pub fn set_paused(&self, paused: bool) {
         let mut db = lock(&self.db);
         db.state.paused = paused;
+        bump(&mut db);
+    }
+
+    /// The GitOps controller that owns the Deployment (its labels, as the adapter reads them).
+    pub fn set_gitops(&self, owner: Option<crate::model::GitOpsOwner>) {
+        let mut db = lock(&self.db);
+        db.state.gitops = owner;
         bump(&mut db);
     }
 

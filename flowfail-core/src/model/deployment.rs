@@ -50,6 +50,10 @@ pub struct DeploymentState {
     /// Older revisions still available for rollback, any order.
     #[serde(default)]
     pub history: Vec<RevisionInfo>,
+    /// The GitOps controller that owns the Deployment, when its labels or annotations say so:
+    /// flowfail's changes are reverted by its next sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<GitOpsOwner>,
 }
 
 impl DeploymentState {
@@ -68,6 +72,7 @@ impl DeploymentState {
             env: BTreeMap::new(),
             paused: false,
             history: Vec::new(),
+            gitops: None,
         }
     }
 
@@ -78,6 +83,152 @@ impl DeploymentState {
             .map(|r| r.revision)
             .filter(|r| *r < self.revision)
             .max()
+    }
+}
+
+/// A GitOps controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GitOpsTool {
+    /// Argo CD (an Application).
+    ArgoCd,
+    /// Flux (a Kustomization or a HelmRelease).
+    Flux,
+}
+
+impl GitOpsTool {
+    /// Its name for people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitOpsTool::ArgoCd => "Argo CD",
+            GitOpsTool::Flux => "Flux",
+        }
+    }
+}
+
+/// The GitOps controller that owns a Deployment, and its object there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GitOpsOwner {
+    /// Which controller.
+    pub tool: GitOpsTool,
+    /// Its object: the Argo CD application, or Flux's `kustomization NS/NAME` or `helmrelease
+    /// NS/NAME` (as the labels say; sanitized).
+    pub name: String,
+}
+
+impl GitOpsOwner {
+    /// An owner.
+    pub fn new(tool: GitOpsTool, name: impl Into<String>) -> Self {
+        GitOpsOwner {
+            tool,
+            name: crate::text::clean_text(&name.into())
+                .chars()
+                .take(120)
+                .collect(),
+        }
+    }
+
+    /// The owner the Deployment's metadata names, if any: Argo CD's tracking annotation
+    /// (`argocd.argoproj.io/tracking-id`, `APP:GROUP/KIND:NS/NAME`) or instance label
+    /// (`argocd.argoproj.io/instance`); Flux's labels (`kustomize.toolkit.fluxcd.io/name` and
+    /// `…/namespace`, `helm.toolkit.fluxcd.io/name` and `…/namespace`), unless reconciling is
+    /// disabled for it (`kustomize.toolkit.fluxcd.io/reconcile: disabled`). Helm's and
+    /// Kubernetes' own `app.kubernetes.io/instance` alone names no controller.
+    pub fn from_metadata(
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Option<Self> {
+        if let Some(id) = annotations.get("argocd.argoproj.io/tracking-id") {
+            let app = id.split(':').next().unwrap_or(id);
+            return Some(GitOpsOwner::new(GitOpsTool::ArgoCd, app));
+        }
+        if let Some(app) = labels.get("argocd.argoproj.io/instance") {
+            return Some(GitOpsOwner::new(GitOpsTool::ArgoCd, app.as_str()));
+        }
+        let disabled = annotations
+            .get("kustomize.toolkit.fluxcd.io/reconcile")
+            .is_some_and(|v| v == "disabled");
+        for (group, kind) in [
+            ("kustomize.toolkit.fluxcd.io", "kustomization"),
+            ("helm.toolkit.fluxcd.io", "helmrelease"),
+        ] {
+            if let Some(name) = labels.get(&format!("{group}/name"))
+                && !disabled
+            {
+                let ns = labels
+                    .get(&format!("{group}/namespace"))
+                    .map_or(String::new(), |n| format!("{n}/"));
+                return Some(GitOpsOwner::new(
+                    GitOpsTool::Flux,
+                    format!("{kind} {ns}{name}"),
+                ));
+            }
+        }
+        None
+    }
+
+    /// `Argo CD (application flowengine)` or `Flux (kustomization apps/flowengine)`.
+    pub fn describe(&self) -> String {
+        match self.tool {
+            GitOpsTool::ArgoCd => format!("Argo CD (application {})", self.name),
+            _ => format!("{} ({})", self.tool.as_str(), self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod gitops_tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_owner_is_read_from_argo_and_flux_metadata_and_helm_alone_is_none() {
+        let none = BTreeMap::new();
+        let argo = GitOpsOwner::from_metadata(
+            &none,
+            &map(&[(
+                "argocd.argoproj.io/tracking-id",
+                "flowengine:apps/Deployment:default/flowengine",
+            )]),
+        );
+        assert_eq!(
+            argo.map(|o| o.describe()).as_deref(),
+            Some("Argo CD (application flowengine)")
+        );
+        let label =
+            GitOpsOwner::from_metadata(&map(&[("argocd.argoproj.io/instance", "fe")]), &none);
+        assert_eq!(label.map(|o| o.tool), Some(GitOpsTool::ArgoCd));
+        let flux = map(&[
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+            ("kustomize.toolkit.fluxcd.io/namespace", "flux-system"),
+        ]);
+        assert_eq!(
+            GitOpsOwner::from_metadata(&flux, &none)
+                .map(|o| o.describe())
+                .as_deref(),
+            Some("Flux (kustomization flux-system/apps)")
+        );
+        let off = map(&[("kustomize.toolkit.fluxcd.io/reconcile", "disabled")]);
+        assert_eq!(GitOpsOwner::from_metadata(&flux, &off), None);
+        let helm = map(&[
+            ("app.kubernetes.io/instance", "flowengine"),
+            ("app.kubernetes.io/managed-by", "Helm"),
+        ]);
+        assert_eq!(GitOpsOwner::from_metadata(&helm, &none), None);
+        let hostile = map(&[("argocd.argoproj.io/instance", "a\u{202e}b\nc")]);
+        let o = GitOpsOwner::from_metadata(&hostile, &none).unwrap();
+        assert!(
+            !o.name.contains('\n') && !o.name.contains('\u{202e}'),
+            "{o:?}"
+        );
     }
 }
 

@@ -14,7 +14,9 @@ mod untrusted;
 mod vendor;
 
 pub use byte_size::ByteSize;
-pub use deployment::{ChangeCause, DeploymentState, EnvChange, RevisionInfo, RolloutStatus};
+pub use deployment::{
+    ChangeCause, DeploymentState, EnvChange, GitOpsOwner, GitOpsTool, RevisionInfo, RolloutStatus,
+};
 pub use failure::FailureKind;
 pub use task::{
     FlowType, LogEvent, StatusCounts, TASK_ID_MAX_LEN, Task, TaskId, TaskStatus, extract_task_id,

@@ -13,6 +13,7 @@ mod control;
 mod corpus;
 mod engine_props;
 mod fencing;
+mod gitops;
 mod golden;
 mod interactions;
 mod invalid_input;

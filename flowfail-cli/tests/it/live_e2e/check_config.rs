@@ -170,6 +170,22 @@ async fn check_config_probes_every_backend_read_only() {
         "{err}"
     );
 
+    // A Deployment Argo CD owns (its tracking annotation): the kubernetes line says what its
+    // sync will do to flowfail's changes, and the check stays read-only.
+    w.k8s.edit("default", "flowengine", |d| {
+        d["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
+            "flowengine-prod:apps/Deployment:default/flowengine".into();
+    });
+    let (code, out, err) = check_config(&config, false);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let k = line_of(&out, "kubernetes").unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        k.starts_with("ok")
+            && k.contains("owned by Argo CD (application flowengine-prod)")
+            && k.contains("make lasting changes in Git"),
+        "{k}"
+    );
+
     // Offline: an unknown key is found without connecting, by its path.
     let typo = w.dir.join("typo.toml");
     std::fs::write(&typo, text.replace("[aws]\n", "[aws]\nbuckt = \"x\"\n")).unwrap();

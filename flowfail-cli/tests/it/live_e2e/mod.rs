@@ -32,6 +32,7 @@ use crate::support::{flowfail_cmd, local_aws_shared};
 
 mod check_config;
 mod console;
+mod gitops;
 mod hostile;
 mod incidents;
 mod kill_switch;

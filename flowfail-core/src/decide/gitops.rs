@@ -1,0 +1,64 @@
+//! A Deployment a GitOps controller owns (Argo CD, Flux): an env change of flowfail's that the
+//! controller put back is recorded as such — not as a mysterious human change — with a page
+//! that tells on-call to make the change in Git.
+
+use super::{Builder, Ctx, Finding, IncidentState};
+
+/// Finds the env changes the GitOps controller reverted (back to the value before flowfail's)
+/// and reports each once: a finding, and one page.
+pub(super) fn detect(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
+    let Some(d) = &cx.obs.deployment else {
+        return;
+    };
+    let Some(owner) = &d.gitops else {
+        return;
+    };
+    let mut reverted = Vec::new();
+    for (name, rec) in &cx.state.env_changes {
+        let current = d.env.get(name);
+        if current != rec.value.as_ref()
+            && current == rec.previous.as_ref()
+            && !next.gitops_reverted.contains(name)
+        {
+            next.gitops_reverted.insert(name.clone());
+            reverted.push((name, rec));
+        }
+    }
+    if reverted.is_empty() {
+        return;
+    }
+    let what: Vec<String> = reverted
+        .iter()
+        .map(|(n, r)| {
+            format!(
+                "{n}={} (back to {})",
+                r.value.as_deref().unwrap_or("(unset)"),
+                r.previous.as_deref().unwrap_or("(unset)")
+            )
+        })
+        .collect();
+    let summary = format!(
+        "{} reverted flowfail's change of {}: the Deployment is owned by GitOps; make the change in Git",
+        owner.describe(),
+        what.join(", ")
+    );
+    b.findings.push(Finding {
+        kind: "gitops_reverted".into(),
+        task_id: None,
+        summary: summary.clone(),
+        details: serde_json::json!({
+            "tool": owner.tool,
+            "owner": owner.name,
+            "env": reverted.iter().map(|(n, r)| serde_json::json!({
+                "name": n, "set_by_flowfail": r.value, "reverted_to": r.previous,
+            })).collect::<Vec<_>>(),
+        }),
+    });
+    b.page(
+        cx.state,
+        cx.policy,
+        &cx.policy.on_call_target,
+        "gitops_reverted",
+        summary,
+    );
+}

@@ -1,0 +1,123 @@
+//! A Deployment a GitOps controller owns (issue 31 #4): flowfail's env change that Argo CD puts
+//! back is recorded as a GitOps revert (a finding, one page: make the change in Git), and is
+//! not set again; a rollback is refused with the same advice, since the next sync would undo
+//! it.
+
+use std::time::Duration;
+
+use flowfail_core::Clock;
+use flowfail_core::memory::World;
+use flowfail_core::model::{GitOpsOwner, GitOpsTool};
+use flowfail_core::respond::Responder;
+
+use crate::support::{load, paused};
+
+const BREAKER: &str = "ENABLE_CIRCUIT_BREAKER";
+
+fn set_env_calls(world: &World) -> usize {
+    world.deployment.calls().of("deployment.set_env").len()
+}
+
+#[test]
+fn a_breaker_argo_cd_reverts_is_reported_once_and_not_set_again() {
+    paused(async {
+        let sc = load("rate-limit");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        world
+            .deployment
+            .set_gitops(Some(GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine")));
+        let before = world.deployment.snapshot().env.get(BREAKER).cloned();
+        let responder = Responder::builder()
+            .ports(world.ports())
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        responder.pass().await.unwrap();
+        assert_eq!(
+            world
+                .deployment
+                .snapshot()
+                .env
+                .get(BREAKER)
+                .map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(set_env_calls(&world), 1);
+        // Argo CD's self-heal puts Git's value back.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        world
+            .deployment
+            .human_set_env(BREAKER, before.as_deref().unwrap_or("false"));
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            responder.pass().await.unwrap();
+        }
+        assert_eq!(
+            set_env_calls(&world),
+            1,
+            "never set again against the controller"
+        );
+        let pages: Vec<_> = world
+            .pager
+            .pages()
+            .into_iter()
+            .filter(|p| p.dedup_key.contains("gitops_reverted"))
+            .collect();
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert!(
+            pages[0]
+                .summary
+                .contains("Argo CD (application flowengine)")
+                && pages[0].summary.contains("make the change in Git")
+                && pages[0].summary.contains(BREAKER),
+            "{}",
+            pages[0].summary
+        );
+        let rec = world.incidents.incidents().pop().unwrap();
+        let timeline = serde_json::to_string(&rec.timeline).unwrap();
+        assert!(timeline.contains("gitops_reverted"), "{timeline}");
+    });
+}
+
+#[test]
+fn a_rollback_of_a_deployment_flux_owns_is_refused_with_roll_back_in_git() {
+    paused(async {
+        let sc = load("bad-deploy");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        world.deployment.set_gitops(Some(GitOpsOwner::new(
+            GitOpsTool::Flux,
+            "kustomization flux-system/apps",
+        )));
+        let responder = Responder::builder()
+            .ports(world.ports())
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let report = responder.run(Duration::from_secs(600)).await.unwrap();
+        assert!(
+            world
+                .deployment
+                .calls()
+                .of("deployment.rollback")
+                .is_empty()
+        );
+        let why = serde_json::to_string(&report).unwrap();
+        assert!(
+            why.contains("owned by Flux (kustomization flux-system/apps): a rollback here is undone by its next sync; roll back in Git"),
+            "{why}"
+        );
+        assert!(
+            world
+                .pager
+                .pages()
+                .iter()
+                .any(|p| p.summary.contains("roll back in Git"))
+        );
+    });
+}
