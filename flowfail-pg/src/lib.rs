@@ -9,4 +9,4 @@ pub use conn::{
     connect_config, sql_state,
 };
 pub use incidents::PgIncidentStore;
-pub use tasks::{PgTaskStore, TaskColumns, TaskStatuses, TaskTable};
+pub use tasks::{PgTaskStore, TaskColumns, TaskFilter, TaskStatuses, TaskTable};

@@ -85,7 +85,7 @@ impl Live {
         ));
         out.push(probe(
             "postgres.ledger",
-            match self.ledger.find_open(&c.policy.deployment).await {
+            match self.ledger.find_open(&c.kubernetes.scope()).await {
                 Ok(Some(r)) => Ok(format!("ledger readable; incident {} is open", r.key)),
                 Ok(None) => Ok("ledger readable; no open incident".into()),
                 Err(e)

@@ -43,6 +43,9 @@ pub struct PostgresConfig {
     /// written. Statuses not named keep flowfail's own name.
     #[serde(default)]
     pub statuses: BTreeMap<flowfail_core::TaskStatus, crate::statuses::StatusValues>,
+    /// Only the tasks of this Deployment, in a TaskDB several share: `{ column =
+    /// "environment", value = "prod" }` (every read, count and retry is limited to them).
+    pub task_filter: Option<crate::statuses::TaskFilterConfig>,
     /// Connections in the pool (default 4).
     pub pool_size: Option<usize>,
 }
@@ -74,12 +77,27 @@ pub struct KubernetesConfig {
     pub kubeconfig: Option<PathBuf>,
     /// An API server URL reached without credentials (`kubectl proxy`, tests).
     pub api_url: Option<String>,
+    /// The cluster's name, for the ledger scope: set it when Deployments of several clusters
+    /// share one ledger (default: none).
+    pub cluster: Option<String>,
     /// Namespace.
     pub namespace: String,
     /// The Deployment.
     pub deployment: String,
     /// The container whose env flowfail changes (default: the first).
     pub container: Option<String>,
+}
+
+impl KubernetesConfig {
+    /// The ledger scope of this Deployment's incidents, pause and approvals:
+    /// `[CLUSTER.]NAMESPACE.DEPLOYMENT`, so Deployments of one name in two namespaces (or
+    /// clusters) sharing a ledger never share an incident, a pause or an approval.
+    pub fn scope(&self) -> String {
+        match &self.cluster {
+            Some(c) => format!("{c}.{}.{}", self.namespace, self.deployment),
+            None => format!("{}.{}", self.namespace, self.deployment),
+        }
+    }
 }
 
 /// How a vendor's quota is read.
@@ -543,6 +561,9 @@ impl Config {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }
         pg.task_statuses().validate()?;
+        if let Some(f) = &pg.task_filter {
+            f.to_filter().check()?;
+        }
         let aws = &self.aws;
         for (what, v) in [
             ("aws.region", &aws.region),
@@ -559,6 +580,9 @@ impl Config {
         let k = &self.kubernetes;
         k8s_name("kubernetes.namespace", &k.namespace)?;
         k8s_name("kubernetes.deployment", &k.deployment)?;
+        if let Some(c) = &k.cluster {
+            k8s_name("kubernetes.cluster", c)?;
+        }
         if let Some(u) = &k.api_url {
             http_url("kubernetes.api_url", u)?;
         }

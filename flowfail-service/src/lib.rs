@@ -56,6 +56,6 @@ pub use config::{
 };
 pub use run::run;
 pub use schemas::{SchemaSources, SchemasConfig};
-pub use statuses::StatusValues;
+pub use statuses::{StatusValues, TaskFilterConfig};
 pub use tracker::{TrackerConfig, TrackerKind};
 pub use wire::{Controls, Live, Probe};

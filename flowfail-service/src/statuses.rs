@@ -1,4 +1,5 @@
-//! `[postgres.statuses]`: FlowEngine's values of the status column.
+//! `[postgres.statuses]` and `[postgres] task_filter`: how FlowEngine's TaskDB spells its
+//! statuses, and which of its rows are this Deployment's.
 
 use serde::Deserialize;
 
@@ -20,5 +21,23 @@ impl StatusValues {
             StatusValues::One(v) => vec![v.clone()],
             StatusValues::Many(v) => v.clone(),
         }
+    }
+}
+
+/// `[postgres] task_filter`: the rows whose `column` holds `value`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TaskFilterConfig {
+    /// The column (text).
+    pub column: String,
+    /// This Deployment's value.
+    pub value: String,
+}
+
+impl TaskFilterConfig {
+    /// The store's filter.
+    pub fn to_filter(&self) -> flowfail_pg::TaskFilter {
+        flowfail_pg::TaskFilter::new(self.column.clone(), self.value.clone())
     }
 }

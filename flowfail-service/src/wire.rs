@@ -218,6 +218,10 @@ impl Config {
         }
         table.flow_types = pg.flow_types.clone();
         table.statuses = pg.task_statuses();
+        table.filter = pg
+            .task_filter
+            .as_ref()
+            .map(crate::statuses::TaskFilterConfig::to_filter);
         let tasks = flowfail_pg::PgTaskStore::new(pool.clone(), &table)?;
         let ledger_schema = pg.ledger_schema.as_deref().or(pg.schema.as_deref());
         let ledger = flowfail_pg::PgIncidentStore::new(pool, ledger_schema)?;
@@ -364,6 +368,7 @@ impl Live {
             .rules(self.rules.clone())
             .schemas(self.schemas.0.clone())
             .policy(self.config.policy.clone())
+            .scope(self.config.kubernetes.scope())
             .clock(Clock::system())
             .kill_switch(self.kill.clone())
             .shadow(shadow || self.config.mode == Mode::Shadow)
@@ -385,7 +390,7 @@ impl super::serve::Control for Live {
     async fn ready(&self) -> Result<()> {
         self.ports
             .incidents
-            .find_open(&self.config.policy.deployment)
+            .find_open(&self.config.kubernetes.scope())
             .await
             .map(|_| ())
     }
@@ -429,7 +434,7 @@ impl Live {
     /// The operator's controls of this config, on its ledger.
     pub fn controls(&self) -> Controls {
         Controls {
-            scope: self.config.policy.deployment.clone(),
+            scope: self.config.kubernetes.scope(),
             ledger: self.ledger.clone(),
             require_approval: self.config.policy.require_approval.clone(),
         }
@@ -483,7 +488,7 @@ impl Config {
     pub fn controls(&self) -> Result<Controls> {
         let (_, ledger) = self.postgres_stores()?;
         Ok(Controls {
-            scope: self.policy.deployment.clone(),
+            scope: self.kubernetes.scope(),
             ledger,
             require_approval: self.policy.require_approval.clone(),
         })

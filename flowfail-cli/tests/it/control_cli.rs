@@ -113,7 +113,7 @@ async fn pause_and_resume_write_the_ledger_flag() {
     assert!(out.contains("paused"), "{out}");
     assert_eq!(
         l.pause_rows().await,
-        [["flowengine", "change freeze", "alice"]]
+        [["default.flowengine", "change freeze", "alice"]]
     );
 
     // Refused: an empty reason, a reason with a control character. Nothing changes.
@@ -127,7 +127,7 @@ async fn pause_and_resume_write_the_ledger_flag() {
     }
     assert_eq!(
         l.pause_rows().await,
-        [["flowengine", "change freeze", "alice"]]
+        [["default.flowengine", "change freeze", "alice"]]
     );
     let (code, _, err) = l.flowfail(&["pause", "--reason", "x", "--by", ""]);
     assert_eq!(code, 2, "{err}");
@@ -137,7 +137,7 @@ async fn pause_and_resume_write_the_ledger_flag() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         l.pause_rows().await,
-        [["flowengine", "still frozen", "test-operator"]]
+        [["default.flowengine", "still frozen", "test-operator"]]
     );
 
     let (code, out, err) = l.flowfail(&["resume", "--by", "bob"]);
@@ -156,9 +156,14 @@ async fn pause_and_resume_write_the_ledger_flag() {
 #[tokio::test]
 async fn approve_records_an_approval_and_refuses_what_it_cannot_approve() {
     let Some(l) = ledger().await else { return };
-    let key = "flowengine-20251113T1000Z";
+    let key = "default.flowengine-20251113T1000Z";
     l.store
-        .open("flowengine", key, Utc::now(), &serde_json::json!({}))
+        .open(
+            "default.flowengine",
+            key,
+            Utc::now(),
+            &serde_json::json!({}),
+        )
         .await
         .unwrap();
 
@@ -209,7 +214,7 @@ async fn controls_need_only_the_ledger() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         l.pause_rows().await,
-        [["flowengine", "ledger only", "carol"]]
+        [["default.flowengine", "ledger only", "carol"]]
     );
     let (code, _, err) = l.flowfail(&["approve", "no-such-incident", "rollback"]);
     assert_eq!(code, 1, "{err}");

@@ -28,6 +28,7 @@ pub struct ResponderBuilder {
     name: Option<String>,
     prune_options: Option<PruneOptions>,
     woken_by: Option<String>,
+    scope: Option<String>,
 }
 
 impl ResponderBuilder {
@@ -97,6 +98,14 @@ impl ResponderBuilder {
         self.woken_by = alert;
         self
     }
+    /// The ledger scope its incidents, pause and approvals are kept under (default: the
+    /// policy's Deployment name). A service that shares its ledger with others names the
+    /// cluster and namespace in it (`prod.default.flowengine`), so two Deployments of one name
+    /// never share an incident, a pause or an approval. Shadow mode appends `:shadow`.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
     /// Builds the responder; the policy is validated.
     pub fn build(self) -> Result<Responder> {
         let ports = self
@@ -110,13 +119,20 @@ impl ResponderBuilder {
             shadow: self.shadow,
             ..ReportBuilder::default()
         };
+        let base_scope = self.scope.unwrap_or_else(|| policy.deployment.clone());
+        if base_scope.trim().is_empty() || base_scope.ends_with(crate::history::SHADOW_SUFFIX) {
+            return Err(Error::invalid_input(
+                "the ledger scope must not be empty nor end in the shadow suffix",
+            ));
+        }
         let scope = if self.shadow {
-            format!("{}{}", policy.deployment, crate::history::SHADOW_SUFFIX)
+            format!("{base_scope}{}", crate::history::SHADOW_SUFFIX)
         } else {
-            policy.deployment.clone()
+            base_scope.clone()
         };
         Ok(Responder {
             scope,
+            base_scope,
             ports,
             clock: self.clock.unwrap_or_else(Clock::system),
             schemas: self

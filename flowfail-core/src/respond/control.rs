@@ -55,7 +55,7 @@ impl Responder {
         now: Timestamp,
         entries: &mut Vec<TimelineEntry>,
     ) -> Option<Action> {
-        let scope = self.policy.deployment.as_str();
+        let scope = self.base_scope.as_str();
         let read = self
             .read(Op::IncidentPauseFlag, || {
                 self.ports.incidents.pause_flag(scope)

@@ -229,9 +229,10 @@ pub struct PassOutcome {
 /// Carries out the runbook. See the [module docs](self).
 #[derive(Debug)]
 pub struct Responder {
-    /// The ledger scope of its incidents: the Deployment, or `<deployment>:shadow` in shadow
-    /// mode.
+    /// The ledger scope of its incidents: the base scope, or `<base>:shadow` in shadow mode.
     scope: String,
+    /// The scope of the pause that holds it (the acting scope, also in shadow mode).
+    base_scope: String,
     ports: Ports,
     policy: Policy,
     clock: Clock,
@@ -264,8 +265,9 @@ impl Responder {
         &self.policy
     }
 
-    /// The ledger scope its incidents are kept under: the Deployment's name, or
-    /// `<deployment>:shadow` in shadow mode (a shadow run never touches the acting scope).
+    /// The ledger scope its incidents are kept under: the Deployment's name (or the scope the
+    /// builder was given), or `<scope>:shadow` in shadow mode (a shadow run never touches the
+    /// acting scope).
     pub fn ledger_scope(&self) -> &str {
         &self.scope
     }

@@ -57,7 +57,8 @@ impl PgTaskStore {
             ("claimed_by", &k.claimed_by),
         ];
         let mut problems = Vec::new();
-        for (role, name) in roles {
+        let filter = t.filter.as_ref().map(|f| ("filter", &f.column));
+        for (role, name) in roles.into_iter().chain(filter) {
             match have.get(name.as_str()) {
                 None => problems.push(format!("column {name:?} ({role}) is missing")),
                 Some(ty) if !expected_types(role).contains(&ty.as_str()) => problems.push(format!(
@@ -85,6 +86,7 @@ impl PgTaskStore {
         let flow = crate::conn::ident(&t.columns.flow_type)?;
         let created = crate::conn::ident(&t.columns.created_at)?;
         let fin = crate::conn::ident(&t.columns.finished_at)?;
+        let only = super::TaskFilter::and(t.filter.as_ref(), "")?;
         let c = self.client(OP).await?;
         let mut out = Vec::new();
         for (col, what) in [(&st, "status"), (&flow, "flow type")] {
@@ -92,7 +94,7 @@ impl PgTaskStore {
                 .query(
                     &format!(
                         "SELECT {col}::text, count(*) FROM {tbl}
-                         WHERE coalesce({fin}, {created}) >= $1
+                         WHERE coalesce({fin}, {created}) >= $1{only}
                          GROUP BY 1 ORDER BY 2 DESC LIMIT 50"
                     ),
                     &[&since],

@@ -172,3 +172,105 @@ fn a_value_under_two_statuses_is_refused_when_the_store_is_built() {
         "{e}"
     );
 }
+
+/// Two Deployments' tasks in one table, each store filtered to its own (`environment`): counts,
+/// triage, reads and retries never cross, and rows a store inserts carry its value.
+#[tokio::test]
+async fn a_filtered_store_sees_and_retries_only_its_own_deployments_tasks() {
+    let Some((pool, schema)) = fresh_schema(module_path!(), "ff_test_filter", 2).await else {
+        return;
+    };
+    let store = |env: &str| {
+        let mut t = TaskTable::in_schema(schema.clone());
+        t.filter = Some(flowfail_pg::TaskFilter::new("environment", env));
+        PgTaskStore::new(pool.clone(), &t).unwrap()
+    };
+    let (prod, staging) = (store("prod"), store("staging"));
+    prod.migrate().await.unwrap();
+    staging.migrate().await.unwrap();
+    let now = Utc::now();
+    let task = |id: &str, st: TaskStatus| {
+        let mut t = Task::new(
+            TaskId::parse(id).unwrap(),
+            FlowType::Plan,
+            st,
+            now - TimeDelta::minutes(1),
+        )
+        .with_error("HTTP 500", Some(500));
+        t.finished_at = Some(now - TimeDelta::minutes(1));
+        t
+    };
+    prod.insert(
+        &[
+            task("p-1", TaskStatus::Failed),
+            task("p-2", TaskStatus::Succeeded),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    staging
+        .insert(
+            &[
+                task("s-1", TaskStatus::Failed),
+                task("s-2", TaskStatus::Failed),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let envs: Vec<(String, String)> = pool
+        .get()
+        .await
+        .unwrap()
+        .query(
+            &format!("SELECT task_id, environment FROM {schema}.tasks ORDER BY 1"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        envs,
+        [
+            ("p-1".into(), "prod".into()),
+            ("p-2".into(), "prod".into()),
+            ("s-1".into(), "staging".into()),
+            ("s-2".into(), "staging".into()),
+        ]
+    );
+    let window = (now - TimeDelta::minutes(10), now);
+    let c = prod.counts(window.0, window.1).await.unwrap();
+    assert_eq!((c.succeeded, c.failed), (1, 1));
+    let c = staging.counts(window.0, window.1).await.unwrap();
+    assert_eq!((c.succeeded, c.failed), (0, 2));
+    let ids = |v: Vec<Task>| {
+        v.into_iter()
+            .map(|t| t.task_id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(prod.recent_failed(10).await.unwrap()), ["p-1"]);
+    // Another Deployment's task is not found, not retried, not given up on.
+    let s1 = TaskId::parse("s-1").unwrap();
+    assert_eq!(
+        prod.get(&s1).await.unwrap_err().kind(),
+        flowfail_core::ErrorKind::NotFound
+    );
+    let out = prod
+        .schedule_retries(&[RetryRequest::new(s1.clone(), 0, now)])
+        .await
+        .unwrap();
+    assert_eq!(out, [RetryOutcome::NotFound]);
+    assert!(prod.mark_final(&s1, 0).await.is_err());
+    assert_eq!(staging.get(&s1).await.unwrap().status, TaskStatus::Failed);
+    assert_eq!(staging.get(&s1).await.unwrap().attempts, 0);
+    assert!(prod.check_columns().await.unwrap().is_empty());
+    assert!(
+        prod.check_values(now - TimeDelta::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

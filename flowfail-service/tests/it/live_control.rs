@@ -191,10 +191,15 @@ async fn live_controls_on_the_ledger() {
     live.resume("bob").await.unwrap();
     assert_eq!(live.paused().await.unwrap(), None);
 
-    let key = "flowengine-20251113T1100Z";
+    let key = "default.flowengine-20251113T1100Z";
     live.ports
         .incidents
-        .open("flowengine", key, Utc::now(), &serde_json::json!({}))
+        .open(
+            "default.flowengine",
+            key,
+            Utc::now(),
+            &serde_json::json!({}),
+        )
         .await
         .unwrap();
     let e = live.approve("nope", "rollback", "carol").await.unwrap_err();

@@ -49,7 +49,7 @@ async fn the_console_in_a_browser_signs_in_shows_the_incident_and_approves() {
         &mut p,
         "c",
         || async {
-            let Ok(Some(open)) = w.ledger.find_open("flowengine").await else {
+            let Ok(Some(open)) = w.ledger.find_open(super::SCOPE).await else {
                 return false;
             };
             let rec = w.ledger.get(&open.key).await.unwrap();
@@ -60,7 +60,7 @@ async fn the_console_in_a_browser_signs_in_shows_the_incident_and_approves() {
     )
     .await;
     assert!(l.get("/healthz").await.is_some());
-    let key = w.ledger.find_open("flowengine").await.unwrap().unwrap().key;
+    let key = w.ledger.find_open(super::SCOPE).await.unwrap().unwrap().key;
     for id in ids {
         assert!(
             w.object(&format!("{id}.json")).await.unwrap().len() > 180_000,

@@ -348,7 +348,11 @@ async fn shadow_mode_changes_nothing_and_records_the_decisions() {
     let rv = w.resource_version();
     let mut p = w.run("shadow", "s");
     until(&w, 60, "decisions in the ledger", &mut p, "s", || async {
-        let Ok(Some(open)) = w.ledger.find_open("flowengine:shadow").await else {
+        let Ok(Some(open)) = w
+            .ledger
+            .find_open(&format!("{}:shadow", super::SCOPE))
+            .await
+        else {
             return false;
         };
         let Ok(rec) = w.ledger.get(&open.key).await else {
@@ -402,14 +406,18 @@ async fn shadow_mode_changes_nothing_and_records_the_decisions() {
     );
     // Shadow incidents are kept under a scope of their own: an acting process on the same
     // ledger finds none of them.
-    assert!(w.ledger.find_open("flowengine").await.unwrap().is_none());
+    assert!(w.ledger.find_open(super::SCOPE).await.unwrap().is_none());
     let open = w
         .ledger
-        .find_open("flowengine:shadow")
+        .find_open(&format!("{}:shadow", super::SCOPE))
         .await
         .unwrap()
         .unwrap();
-    assert!(open.key.starts_with("flowengine:shadow-"), "{}", open.key);
+    assert!(
+        open.key.starts_with("default.flowengine:shadow-"),
+        "{}",
+        open.key
+    );
     let rec = w.ledger.get(&open.key).await.unwrap();
     let actions = rec.timeline.iter().filter(|e| e.kind == "action").count();
     assert_eq!(

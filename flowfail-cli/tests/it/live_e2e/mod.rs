@@ -41,6 +41,7 @@ mod own_statuses;
 mod pause_and_recovery;
 mod read_back;
 mod reload;
+mod shared;
 mod tracker;
 mod webhook;
 
@@ -497,7 +498,7 @@ step_timeout_s = 10
     }
 
     async fn open_incident(&self) -> bool {
-        matches!(self.ledger.find_open("flowengine").await, Ok(Some(_)))
+        matches!(self.ledger.find_open(SCOPE).await, Ok(Some(_)))
     }
 
     fn env(&self) -> BTreeMap<String, String> {
@@ -627,6 +628,8 @@ fn kill9(child: &mut Child) {
 }
 
 const TIMEOUT: &str = "Task timed out after 45.00 seconds";
+/// The ledger scope of the world's Deployment (`NAMESPACE.DEPLOYMENT`, no cluster configured).
+const SCOPE: &str = "default.flowengine";
 /// The listener's webhook token (what Grafana holds).
 const HTTP_TOKEN: &str = "e2e-http-token-0123456789";
 /// The listener's control token (what the operators hold).

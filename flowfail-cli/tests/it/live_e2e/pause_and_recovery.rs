@@ -125,7 +125,7 @@ async fn e_pause_mid_incident_holds_every_peer_until_resume() {
         }
     }
     // The ledger recorded what was held back.
-    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    let open = w.ledger.find_open(super::SCOPE).await.unwrap().unwrap();
     let held = w.ledger.get(&open.key).await.unwrap().timeline;
     assert!(
         held.iter().any(|e| e.detail.to_string().contains("paused")),

@@ -52,7 +52,11 @@ async fn a_shadow_run_then_an_act_run_read_back_as_would_have_then_did() {
     // Shadow: decisions recorded, nothing changed.
     let mut s = w.run_with(&config, "s", &["--shadow"]);
     until(&w, 60, "shadow decisions", &mut s, "s", || async {
-        let Ok(Some(open)) = w.ledger.find_open("flowengine:shadow").await else {
+        let Ok(Some(open)) = w
+            .ledger
+            .find_open(&format!("{}:shadow", super::SCOPE))
+            .await
+        else {
             return false;
         };
         let rec = w.ledger.get(&open.key).await.unwrap();
@@ -67,7 +71,7 @@ async fn a_shadow_run_then_an_act_run_read_back_as_would_have_then_did() {
     }
     let shadow = w
         .ledger
-        .find_open("flowengine:shadow")
+        .find_open(&format!("{}:shadow", super::SCOPE))
         .await
         .unwrap()
         .unwrap();
@@ -88,7 +92,7 @@ async fn a_shadow_run_then_an_act_run_read_back_as_would_have_then_did() {
     )
     .await;
     assert_eq!(terminate(&mut a).code(), Some(0), "{}", w.log("a"));
-    let acted = w.ledger.latest_closed("flowengine").await.unwrap().unwrap();
+    let acted = w.ledger.latest_closed(super::SCOPE).await.unwrap().unwrap();
     let acted = w.ledger.get(&acted.key).await.unwrap();
     for id in ids {
         assert_eq!(w.task(id).await.attempts, 1, "{id} not retried once");

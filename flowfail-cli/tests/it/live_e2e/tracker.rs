@@ -77,7 +77,9 @@ async fn one_issue_per_incident_across_a_restart() {
     assert_eq!(filed[0].state, "open");
     assert_eq!(filed[0].labels, ["flowfail"]);
     assert!(
-        filed[0].title.starts_with("flowfail incident flowengine"),
+        filed[0]
+            .title
+            .starts_with("flowfail incident default.flowengine-"),
         "{}",
         filed[0].title
     );

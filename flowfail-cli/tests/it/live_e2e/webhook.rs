@@ -107,7 +107,7 @@ async fn d_a_grafana_webhook_starts_the_response_and_the_metrics_move() {
     .await;
     assert!(to_prune < Duration::from_secs(20), "{to_prune:?}");
     // The ledger names the alert.
-    let open = w.ledger.find_open("flowengine").await.unwrap().unwrap();
+    let open = w.ledger.find_open(super::SCOPE).await.unwrap().unwrap();
     assert_eq!(
         open.state["woken_by"],
         "grafana alert \"FlowFailureRate\" (fingerprint e2e1)"
