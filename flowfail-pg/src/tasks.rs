@@ -420,6 +420,7 @@ impl TaskStore for PgTaskStore {
         };
         let mut s = StatusCounts::new(n(0)?, n(1)?);
         s.in_flight = n(2)?;
+        s.unknown_status = n(3)?;
         Ok(s)
     }
 

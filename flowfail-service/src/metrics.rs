@@ -11,6 +11,7 @@
 //! | `flowfail_breaker_open` | gauge | |
 //! | `flowfail_failure_rate` | gauge | (the last observed, 0–1) |
 //! | `flowfail_tasks_unreadable` | gauge | (failed task rows the last triage read left out) |
+//! | `flowfail_tasks_unknown_status` | gauge | (tasks of the alert window with a status flowfail does not read: in no count) |
 //! | `flowfail_mode` | gauge | `mode` (shadow, act): 1 for the running mode |
 //! | `flowfail_paused` | gauge | (1 while automation is paused) |
 //! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
@@ -129,6 +130,7 @@ pub struct Metrics {
     breaker_open: Gauge,
     failure_rate: Gauge<f64, AtomicU64>,
     unreadable: Gauge,
+    unknown_status: Gauge,
     paused: Gauge,
     alerts: Family<AlertLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
@@ -183,6 +185,11 @@ impl Metrics {
             reload_ok.clone(),
         );
         Metrics {
+            unknown_status: gauge(
+                &mut registry,
+                "flowfail_tasks_unknown_status",
+                "Tasks of the alert window whose status flowfail does not read (map them under [postgres.statuses]): in no count, nor in the failure rate",
+            ),
             incidents_open: gauge(
                 &mut registry,
                 "flowfail_incidents_open",
@@ -269,6 +276,10 @@ impl Metrics {
         }
         if let Some(n) = s.unreadable_tasks {
             self.unreadable.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = s.unknown_status_tasks {
+            self.unknown_status
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.incidents_open.set(i64::from(s.incident.is_some()));
         self.breaker_open

@@ -211,6 +211,10 @@ pub struct StatusCounts {
     pub failed: u64,
     /// Tasks running or pending now.
     pub in_flight: u64,
+    /// Tasks that finished in the window with a status the store does not read (in no count
+    /// above, nor in the failure rate): a data gap.
+    #[serde(default)]
+    pub unknown_status: u64,
 }
 
 impl StatusCounts {
@@ -220,6 +224,7 @@ impl StatusCounts {
             succeeded,
             failed,
             in_flight: 0,
+            unknown_status: 0,
         }
     }
 

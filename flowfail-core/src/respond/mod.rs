@@ -224,6 +224,9 @@ pub struct PassOutcome {
     /// Failed task rows its triage read left out as unreadable (see
     /// [`crate::ports::FailedRead`]); `None` when it read no failed tasks.
     pub unreadable_tasks: Option<u64>,
+    /// Tasks of the alert window whose status the TaskDB's store does not read (see
+    /// [`crate::StatusCounts::unknown_status`]); `None` when the counts did not answer.
+    pub unknown_status_tasks: Option<u64>,
 }
 
 /// Carries out the runbook. See the [module docs](self).

@@ -76,7 +76,16 @@ impl Responder {
             })
             .await
         {
-            Ok(c) => obs.counts = Some(c),
+            Ok(c) => {
+                log.note_unknown_status(c.unknown_status);
+                if c.unknown_status > 0 {
+                    obs.gaps.push(format!(
+                        "TaskDB counts: {} tasks of the alert window have a status flowfail does not read; they are in no count and not in the failure rate",
+                        c.unknown_status
+                    ));
+                }
+                obs.counts = Some(c);
+            }
             Err(e) => obs.gaps.push(format!("TaskDB counts: {e}")),
         }
         // Failures count from the alert window before detection: a long incident keeps its

@@ -308,6 +308,7 @@ impl Responder {
             failure_rate: None,
             reads: Vec::new(),
             unreadable_tasks: None,
+            unknown_status_tasks: None,
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct PassStats {
     /// Failed task rows its triage read left out because they cannot be read (a flow type
     /// not known, an id that is not a task id); `None` when it read no failed tasks.
     pub unreadable_tasks: Option<u64>,
+    /// Tasks that finished in the alert window with a status the TaskDB's store does not read
+    /// (in no count, nor in the failure rate); `None` when the counts did not answer.
+    pub unknown_status_tasks: Option<u64>,
     /// Whether the pass ran to its end: `false` when it ended with an error (a panic in it,
     /// contained, is one). A service's health check counts completed passes only.
     pub completed: bool,
@@ -109,6 +112,7 @@ impl PassStats {
             reads: Vec::new(),
             actions: Vec::new(),
             unreadable_tasks: None,
+            unknown_status_tasks: None,
             completed: true,
         }
     }
@@ -128,6 +132,7 @@ impl PassStats {
             }],
             actions: Vec::new(),
             unreadable_tasks: None,
+            unknown_status_tasks: None,
             completed: true,
         }
     }
@@ -174,6 +179,7 @@ pub(super) struct PassLog {
     reads: std::sync::Mutex<Vec<ReadStat>>,
     failure_rate: std::sync::Mutex<Option<f64>>,
     unreadable: std::sync::Mutex<Option<u64>>,
+    unknown_status: std::sync::Mutex<Option<u64>>,
 }
 
 impl PassLog {
@@ -194,10 +200,19 @@ impl PassLog {
         *lock(&self.unreadable) = Some(n);
     }
 
+    /// Notes how many tasks of the alert window have a status the store does not read.
+    pub(super) fn note_unknown_status(&self, n: u64) {
+        *lock(&self.unknown_status) = Some(n);
+    }
+
     /// Hands what the pass noted to its outcome.
     pub(super) fn into_outcome(self, out: &mut super::PassOutcome) {
         out.unreadable_tasks = self
             .unreadable
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        out.unknown_status_tasks = self
+            .unknown_status
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
         out.reads = self.reads.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -258,6 +273,7 @@ impl Responder {
                 .collect(),
             actions,
             unreadable_tasks: out.and_then(|o| o.unreadable_tasks),
+            unknown_status_tasks: out.and_then(|o| o.unknown_status_tasks),
             completed: out.is_some(),
         }
     }

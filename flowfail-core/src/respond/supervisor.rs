@@ -508,11 +508,9 @@ impl Supervisor {
             .as_ref()
             .map(|c| crate::decide::alert(c, cooling, &policy));
         if let Some(f) = &self.on_pass {
-            f(&PassStats::idle(
-                now,
-                started.elapsed(),
-                alert.map(|a| a.failure_rate),
-            ));
+            let mut stats = PassStats::idle(now, started.elapsed(), alert.map(|a| a.failure_rate));
+            stats.unknown_status_tasks = counts.as_ref().map(|c| c.unknown_status);
+            f(&stats);
         }
         let Some(alert) = alert else {
             return watch;

@@ -174,10 +174,21 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
     let succeeded = s.sql_is(st, &[TaskStatus::Succeeded]);
     let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
     let in_flight = s.sql_is(st, &[TaskStatus::Pending, TaskStatus::Running]);
+    let known = s.sql_is(
+        st,
+        &[
+            TaskStatus::Pending,
+            TaskStatus::Running,
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::FailedFinal,
+        ],
+    );
     format!(
-        "SELECT w.succeeded, w.failed, f.in_flight FROM
+        "SELECT w.succeeded, w.failed, f.in_flight, w.unknown FROM
                    (SELECT count(*) FILTER (WHERE {succeeded}) AS succeeded,
-                           count(*) FILTER (WHERE {failure}) AS failed
+                           count(*) FILTER (WHERE {failure}) AS failed,
+                           count(*) FILTER (WHERE {st} IS NULL OR NOT ({known})) AS unknown
                       FROM {tbl}
                      WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}) w,
                    (SELECT count(*) AS in_flight FROM {tbl} WHERE {in_flight}{only}) f"

@@ -75,6 +75,8 @@ async fn flowengine_status_values_are_counted_triaged_retried_and_written_back()
         (counts.succeeded, counts.failed, counts.in_flight),
         (2, 3, 3)
     );
+    // `x-1`'s `failed` is not a value of this TaskDB: in no count, but counted as unknown.
+    assert_eq!(counts.unknown_status, 1);
 
     // Triage reads both failed values, newest first.
     let read = tasks.recent_failed_read(10).await.unwrap();

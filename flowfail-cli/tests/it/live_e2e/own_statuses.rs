@@ -46,7 +46,10 @@ async fn flowengine_status_values_end_to_end() {
                    FROM generate_series(1, 200) i
                  UNION ALL
                  SELECT id, 'impl', 'ERROR', $2, 500, now() - interval '2 minutes', 0
-                   FROM unnest($1::text[]) id",
+                   FROM unnest($1::text[]) id
+                 UNION ALL
+                 SELECT 'odd-' || i, 'plan', 'PARKED', NULL, NULL, now() - interval '3 minutes', 0
+                   FROM generate_series(1, 3) i",
                 s = w.schema
             ),
             &[&ids.to_vec(), &err],
@@ -98,6 +101,12 @@ async fn flowengine_status_values_end_to_end() {
     for (id, r) in ids.iter().zip(raw(&w, &ids).await) {
         assert_eq!(r, ("DONE".to_owned(), 1), "{id}");
     }
+    // Rows of a status the mapping does not name are a data gap in the record, by count.
+    let record = serde_json::to_string(&w.closed().await).unwrap();
+    assert!(
+        record.contains("3 tasks of the alert window have a status flowfail does not read"),
+        "{record}"
+    );
     let mut retried = w.recorded_retries().await;
     retried.sort();
     assert_eq!(retried, ids);
