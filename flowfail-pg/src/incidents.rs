@@ -36,6 +36,23 @@ struct IncidentSql {
     approvals: String,
     closed_at: String,
     list: String,
+    /// Incidents, then pauses, carried from one scope to another ([`PgIncidentStore::adopt_scope`]).
+    adopt: [String; 2],
+}
+
+/// [`PgIncidentStore::adopt_scope`]'s statements: incidents, then the pause.
+fn adopt_sql(inc: &str, pause: &str) -> [String; 2] {
+    [
+        // An open incident moves only where none is open (one open per scope).
+        format!(
+            "UPDATE {inc} i SET scope = $2 WHERE i.scope = $1 AND (i.closed_at IS NOT NULL
+               OR NOT EXISTS (SELECT 1 FROM {inc} o WHERE o.scope = $2 AND o.closed_at IS NULL))"
+        ),
+        format!(
+            "UPDATE {pause} p SET scope = $2 WHERE p.scope = $1
+               AND NOT EXISTS (SELECT 1 FROM {pause} q WHERE q.scope = $2)"
+        ),
+    ]
 }
 
 impl IncidentSql {
@@ -95,6 +112,7 @@ impl IncidentSql {
                  ON CONFLICT DO NOTHING RETURNING {cols}"
             ),
             by_key: format!("SELECT {cols} FROM {inc} WHERE key = $1"),
+            adopt: adopt_sql(&inc, &pause),
             open_in_scope: format!("SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NULL"),
             latest_closed: format!(
                 "SELECT {cols} FROM {inc} WHERE scope = $1 AND closed_at IS NOT NULL
@@ -215,6 +233,34 @@ impl PgIncidentStore {
 
     async fn client(&self, op: &'static str) -> Result<deadpool_postgres::Object> {
         client(&self.pool, op).await
+    }
+
+    /// Carries the incidents (acting and shadow) and the pause kept under `legacy` over to
+    /// `scope`, when the scope of a Deployment changes (an older version kept them under the
+    /// Deployment's name alone): an open incident goes on, a pause stays in force, a cool-down
+    /// after an escalation still holds. An open incident or a pause already under `scope`
+    /// stays, and the legacy one with it. Returns the rows moved. Idempotent.
+    pub async fn adopt_scope(&self, legacy: &str, scope: &str) -> Result<u64> {
+        const OP: &str = "incident.adopt_scope";
+        let mut c = self.client(OP).await?;
+        let tx = c.transaction().await.map_err(|e| pg_err(OP, e))?;
+        let shadow = |s: &str| format!("{s}{}", flowfail_core::history::SHADOW_SUFFIX);
+        let mut moved = 0;
+        for (from, to) in [
+            (legacy.to_owned(), scope.to_owned()),
+            (shadow(legacy), shadow(scope)),
+        ] {
+            moved += tx
+                .execute(&self.sql.adopt[0], &[&from, &to])
+                .await
+                .map_err(|e| pg_err(OP, e))?;
+        }
+        moved += tx
+            .execute(&self.sql.adopt[1], &[&legacy, &scope])
+            .await
+            .map_err(|e| pg_err(OP, e))?;
+        tx.commit().await.map_err(|e| pg_err(OP, e))?;
+        Ok(moved)
     }
 
     /// Creates the ledger's schema, tables and indexes if missing; records the migration

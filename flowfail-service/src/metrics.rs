@@ -143,29 +143,17 @@ impl Metrics {
     /// Every metric registered, the mode set.
     pub fn new(mode: Mode) -> Self {
         let mut registry = Registry::default();
-        let passes = Family::<KindLabel, Counter>::default();
-        registry.register("flowfail_passes", "Passes run, by kind", passes.clone());
+        let passes = registered(&mut registry, "flowfail_passes", "Passes run, by kind");
         let pass_duration: DurationFamily = Family::new_with_constructor(duration_histogram);
         registry.register(
             "flowfail_pass_duration_seconds",
             "How long a pass took",
             pass_duration.clone(),
         );
-        let actions = registered(
-            &mut registry,
-            "flowfail_actions",
-            "Actions recorded, by kind and outcome",
-        );
         let gaps = registered(
             &mut registry,
             "flowfail_data_gaps",
             "Reads that did not answer (after retries), by port; `ledger`: incident ledger calls that failed or did not answer",
-        );
-        let last_read = Family::<PortLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "flowfail_last_successful_read_timestamp_seconds",
-            "When each port last answered a read (Unix time)",
-            last_read.clone(),
         );
         let mode_family: Family<ModeLabel, Gauge> = registered(
             &mut registry,
@@ -185,6 +173,16 @@ impl Metrics {
             reload_ok.clone(),
         );
         Metrics {
+            last_read: registered(
+                &mut registry,
+                "flowfail_last_successful_read_timestamp_seconds",
+                "When each port last answered a read (Unix time)",
+            ),
+            actions: registered(
+                &mut registry,
+                "flowfail_actions",
+                "Actions recorded, by kind and outcome",
+            ),
             unknown_status: gauge(
                 &mut registry,
                 "flowfail_tasks_unknown_status",
@@ -239,9 +237,7 @@ impl Metrics {
             registry,
             passes,
             pass_duration,
-            actions,
             gaps,
-            last_read,
         }
     }
 

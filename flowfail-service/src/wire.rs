@@ -358,7 +358,17 @@ impl flowfail_core::Notifier for NoNotifier {
 impl Live {
     /// Creates the ledger's tables if they are missing (idempotent, safe concurrently).
     pub async fn prepare(&self) -> Result<()> {
-        self.ledger.migrate().await
+        self.ledger.migrate().await?;
+        // Earlier versions kept a Deployment's incidents and pause under its name alone: an
+        // open incident, a pause in force or a cool-down there carries over to the new scope
+        // (with several namespaces of one Deployment name on a ledger, to the first started).
+        let k = &self.config.kubernetes;
+        let scope = k.scope();
+        let moved = self.ledger.adopt_scope(&k.deployment, &scope).await?;
+        if moved > 0 {
+            tracing::info!(from = %k.deployment, to = %scope, rows = moved, "ledger: incidents and pause of the former scope carried over");
+        }
+        Ok(())
     }
 
     /// A responder builder with this config's ports, policy and mode (`shadow` forces shadow).
@@ -435,6 +445,7 @@ impl Live {
     pub fn controls(&self) -> Controls {
         Controls {
             scope: self.config.kubernetes.scope(),
+            legacy_scope: self.config.kubernetes.deployment.clone(),
             ledger: self.ledger.clone(),
             require_approval: self.config.policy.require_approval.clone(),
         }
@@ -477,6 +488,8 @@ impl Live {
 #[derive(Debug, Clone)]
 pub struct Controls {
     scope: String,
+    /// The scope earlier versions kept this Deployment's incidents and pause under (its name).
+    legacy_scope: String,
     ledger: flowfail_pg::PgIncidentStore,
     /// The policy's `require_approval`: only these actions wait for a "yes" or a "no".
     require_approval: Vec<String>,
@@ -489,6 +502,7 @@ impl Config {
         let (_, ledger) = self.postgres_stores()?;
         Ok(Controls {
             scope: self.kubernetes.scope(),
+            legacy_scope: self.kubernetes.deployment.clone(),
             ledger,
             require_approval: self.policy.require_approval.clone(),
         })
@@ -501,9 +515,15 @@ impl Controls {
         &self.scope
     }
 
-    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently).
+    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently), and
+    /// carries what an earlier version kept under the Deployment's name alone over to this
+    /// scope (see [`Live::prepare`]).
     pub async fn prepare(&self) -> Result<()> {
-        self.ledger.migrate().await
+        self.ledger.migrate().await?;
+        self.ledger
+            .adopt_scope(&self.legacy_scope, &self.scope)
+            .await
+            .map(drop)
     }
 
     /// Pauses automation in this config's scope: every replica stops mutating at its next

@@ -86,6 +86,18 @@ impl FakeGitHub {
     pub fn requests(&self) -> usize {
         lock(&self.state).requests
     }
+    /// A person closes issue `number` in GitHub's UI (state only; labels and body stay).
+    pub fn close_by_hand(&self, number: u64) {
+        if let Some(i) = lock(&self.state)
+            .issues
+            .iter_mut()
+            .find(|i| i.number == number)
+        {
+            i.state = "closed".into();
+            i.state_reason = Some("completed".into());
+        }
+    }
+
     /// The next request is answered with this status (and GitHub's error body).
     pub fn fail_next(&self, status: u16) {
         lock(&self.state).fail_next.push(status);
@@ -291,7 +303,7 @@ struct JiraState {
 }
 
 /// Jira Cloud's REST API v3 for one project: create an issue, search by JQL (the
-/// `project = "P" AND labels = "L" ORDER BY created ASC` form only), edit (fields and label
+/// `project = "P" AND labels = "L" ORDER BY created ASC, key ASC` form only), edit (fields and label
 /// add/remove), comment. Every request needs HTTP Basic with the account's e-mail and token;
 /// a label with a space, an unknown issue type, or a description that is not an ADF document
 /// is refused with Jira's error body.
@@ -471,13 +483,13 @@ fn jira_err(status: u16, errors: Value, messages: &[&str]) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(v)
 }
 
-/// `project = "P" AND labels = "L" ORDER BY created ASC` → `(P, L)`.
+/// `project = "P" AND labels = "L" ORDER BY created ASC, key ASC` → `(P, L)`.
 fn parse_jql(jql: &str) -> Option<(String, String)> {
     let rest = jql.strip_prefix("project = \"")?;
     let (project, rest) = rest.split_once('"')?;
     let rest = rest.strip_prefix(" AND labels = \"")?;
     let (label, rest) = rest.split_once('"')?;
-    (rest == " ORDER BY created ASC").then(|| (project.to_owned(), label.to_owned()))
+    (rest == " ORDER BY created ASC, key ASC").then(|| (project.to_owned(), label.to_owned()))
 }
 
 /// Standard base64 decoded (the fake reads credentials as Jira does), `None` if it is not.

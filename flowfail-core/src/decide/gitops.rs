@@ -1,8 +1,10 @@
 //! A Deployment a GitOps controller owns (Argo CD, Flux): an env change of flowfail's that the
 //! controller put back is recorded as such — not as a mysterious human change — with a page
-//! that tells on-call to make the change in Git.
+//! that tells on-call to make the change in Git; flowfail does not set it again in the
+//! incident (it would only fight the controller's next sync).
 
-use super::{Builder, Ctx, Finding, IncidentState};
+use super::actions::Action;
+use super::{ActionKind, Builder, Ctx, Finding, IncidentState};
 
 /// Finds the env changes the GitOps controller reverted (back to the value before flowfail's)
 /// and reports each once: a finding, and one page.
@@ -61,4 +63,25 @@ pub(super) fn detect(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
         "gitops_reverted",
         summary,
     );
+}
+
+/// Drops this pass's env changes to variables the GitOps controller reverted, with the reason
+/// (the outage fallback would otherwise be set again at every pass, and reverted at every sync).
+pub(super) fn hold(next: &IncidentState, b: &mut Builder) {
+    if next.gitops_reverted.is_empty() {
+        return;
+    }
+    let (held, kept): (Vec<Action>, Vec<Action>) = std::mem::take(&mut b.actions)
+        .into_iter()
+        .partition(|a| matches!(a, Action::SetEnv(s) if next.gitops_reverted.contains(&s.name)));
+    b.actions = kept;
+    for a in held {
+        if let Action::SetEnv(s) = a {
+            b.skip(
+                ActionKind::SetEnv,
+                s.name,
+                "reverted by the Deployment's GitOps controller: make the change in Git",
+            );
+        }
+    }
 }

@@ -332,6 +332,7 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     detection::decide(&cx, &mut next, &mut b);
     schema_mismatch::decide(&cx, &mut next, &mut b);
     let settle = settle::decide(&cx, &mut next, &mut b);
+    gitops::hold(&next, &mut b);
     finish(b, Some(alert), classes, settle, next)
 }
 

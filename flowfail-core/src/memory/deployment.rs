@@ -104,6 +104,16 @@ impl MemoryDeployment {
         new_revision(&mut db, env, now);
     }
 
+    /// A human (or a GitOps controller putting Git's template back) removes an env var
+    /// outside flowfail (bumps the resourceVersion, new revision).
+    pub fn human_unset_env(&self, name: &str) {
+        let now = self.clock.now();
+        let mut db = lock(&self.db);
+        let mut env = db.state.env.clone();
+        env.remove(name);
+        new_revision(&mut db, env, now);
+    }
+
     /// A new revision is deployed (a human's `kubectl apply`): the current one joins the history.
     pub fn deploy(&self, revision: u64, at: Timestamp) {
         let mut db = lock(&self.db);

@@ -121,3 +121,69 @@ fn a_rollback_of_a_deployment_flux_owns_is_refused_with_roll_back_in_git() {
         );
     });
 }
+
+/// The outage fallback Argo CD puts back is not set again at the next passes (it would be set
+/// at every pass and reverted at every sync): one write, a skip that says why, one page.
+#[test]
+fn a_fallback_argo_cd_reverts_is_not_fought_pass_after_pass() {
+    paused(async {
+        let sc = load("vendor-outage");
+        let policy = sc.policy().unwrap();
+        let clock = Clock::tokio_anchored(sc.now);
+        let world = sc.world(&policy, clock.clone()).unwrap();
+        world
+            .deployment
+            .set_gitops(Some(GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine")));
+        let before = world
+            .deployment
+            .snapshot()
+            .env
+            .get(&policy.fallback_env)
+            .cloned();
+        let responder = Responder::builder()
+            .ports(world.ports())
+            .policy(policy.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        responder.pass().await.unwrap();
+        let set = world
+            .deployment
+            .snapshot()
+            .env
+            .get(&policy.fallback_env)
+            .cloned();
+        assert!(set.is_some() && set != before, "the fallback set: {set:?}");
+        let writes = set_env_calls(&world);
+        // Argo CD's self-heal: Git's template, which has no fallback.
+        match &before {
+            Some(v) => world.deployment.human_set_env(&policy.fallback_env, v),
+            None => world.deployment.human_unset_env(&policy.fallback_env),
+        }
+        let mut last = None;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            last = Some(responder.pass().await.unwrap());
+        }
+        assert!(last.is_some());
+        assert_eq!(
+            set_env_calls(&world),
+            writes,
+            "set again against the controller"
+        );
+        let rec = world.incidents.incidents().pop().unwrap();
+        let timeline = serde_json::to_string(&rec.timeline).unwrap();
+        assert!(
+            timeline
+                .contains("reverted by the Deployment's GitOps controller: make the change in Git"),
+            "{timeline}"
+        );
+        let pages = world
+            .pager
+            .pages()
+            .into_iter()
+            .filter(|p| p.dedup_key.contains("gitops_reverted"))
+            .count();
+        assert_eq!(pages, 1);
+    });
+}

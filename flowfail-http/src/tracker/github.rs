@@ -8,18 +8,20 @@ use reqwest::header::{ACCEPT, AUTHORIZATION};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{DUPLICATE_LABEL, LABEL, body_cut, check_base, decode, issue_number};
+use super::{DUPLICATE_LABEL, LABEL, SETTLED_LABEL, body_cut, check_base, decode, issue_number};
 use crate::client::{BACKEND, Http, HttpOptions, bearer};
 
 /// The longest body sent (GitHub refuses over 65,536 characters).
 const MAX_BODY: usize = 60_000;
-/// Pages of 100 issues read at most when looking an incident's issue up.
-const MAX_PAGES: u32 = 20;
+/// Issues one lookup reads (one page): more for one incident is an error, never a guess.
+const PER_PAGE: usize = 100;
 
-/// GitHub Issues: one issue per incident in `owner/name`, labelled `flowfail`, found again by
-/// a marker comment at the top of its body (`<!-- flowfail-incident flowfail-<hash> -->`,
-/// [`incident_tag`]). A settled incident's issue is closed with a comment; a duplicate filed
-/// by a replica at the same time is closed as not planned, labelled `flowfail-duplicate`.
+/// GitHub Issues: one issue per incident in `owner/name`, labelled `flowfail` and with the
+/// incident's tag ([`incident_tag`]) as a label, found again by both labels and a marker
+/// comment at the top of its body (`<!-- flowfail-incident flowfail-<hash> -->`). A settled
+/// incident's issue gets the `flowfail-settled` label and is closed with a comment (closing
+/// it by hand does not stop the record from being written); a duplicate filed by a replica at
+/// the same time loses the tag and is closed as not planned, labelled `flowfail-duplicate`.
 ///
 /// The body is flowfail's Markdown record, in which every text from outside is escaped; `@`
 /// is sent as a full-width `＠` so that no text from a tenant can mention a person or a team.
@@ -35,7 +37,6 @@ pub struct GitHubIssues {
 struct Issue {
     number: u64,
     html_url: String,
-    state: String,
     #[serde(default)]
     body: Option<String>,
     #[serde(default)]
@@ -134,7 +135,7 @@ impl GitHubIssues {
             i.number.to_string(),
             i.html_url.clone(),
             key,
-            i.state == "closed",
+            i.labels.iter().any(|l| l.name == SETTLED_LABEL),
         )
     }
 }
@@ -148,33 +149,36 @@ fn marker(incident_key: &str) -> String {
 impl Tracker for GitHubIssues {
     async fn find(&self, incident_key: &str) -> Result<Vec<TrackerIssue>> {
         const OP: &str = "tracker.find";
+        let tag = incident_tag(incident_key);
         let marker = marker(incident_key);
-        let mut out = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let url = format!(
-                "{}?labels={LABEL}&state=all&sort=created&direction=asc&per_page=100&page={page}",
-                self.issues_url()
-            );
-            let body = self.call(OP, reqwest::Method::GET, url, None).await?;
-            let issues: Vec<Issue> = decode(OP, &body)?;
-            let n = issues.len();
-            out.extend(
-                issues
-                    .iter()
-                    .filter(|i| i.pull_request.is_none())
-                    .filter(|i| !i.labels.iter().any(|l| l.name == DUPLICATE_LABEL))
-                    .filter(|i| {
-                        i.body
-                            .as_deref()
-                            .is_some_and(|b| b.lines().next() == Some(marker.as_str()))
-                    })
-                    .map(|i| self.tracker_issue(i, incident_key)),
-            );
-            if n < 100 {
-                break;
-            }
+        let url = format!(
+            "{}?labels={LABEL},{tag}&state=all&sort=created&direction=asc&per_page={PER_PAGE}",
+            self.issues_url()
+        );
+        let body = self.call(OP, reqwest::Method::GET, url, None).await?;
+        let issues: Vec<Issue> = decode(OP, &body)?;
+        if issues.len() >= PER_PAGE {
+            return Err(Error::new(
+                flowfail_core::ErrorKind::Unexpected,
+                format!("{PER_PAGE} or more issues carry one incident's tag: not guessing which"),
+            )
+            .with_operation(OP)
+            .with_backend(BACKEND));
         }
-        Ok(out)
+        Ok(issues
+            .iter()
+            .filter(|i| i.pull_request.is_none())
+            .filter(|i| {
+                !i.labels.iter().any(|l| l.name == DUPLICATE_LABEL)
+                    && i.labels.iter().any(|l| l.name == tag)
+            })
+            .filter(|i| {
+                i.body
+                    .as_deref()
+                    .is_some_and(|b| b.lines().next() == Some(marker.as_str()))
+            })
+            .map(|i| self.tracker_issue(i, incident_key))
+            .collect())
     }
 
     async fn file(&self, text: &IssueText) -> Result<TrackerIssue> {
@@ -182,7 +186,7 @@ impl Tracker for GitHubIssues {
         let body = serde_json::json!({
             "title": text.title,
             "body": Self::body(text),
-            "labels": [LABEL],
+            "labels": [LABEL, incident_tag(&text.incident_key)],
         });
         let got = self
             .call(OP, reqwest::Method::POST, self.issues_url(), Some(body))
@@ -205,6 +209,8 @@ impl Tracker for GitHubIssues {
         if text.settled {
             body["state"] = "closed".into();
             body["state_reason"] = "completed".into();
+            body["labels"] =
+                serde_json::json!([LABEL, incident_tag(&text.incident_key), SETTLED_LABEL]);
         }
         let url = format!("{}/{number}", self.issues_url());
         let got = self

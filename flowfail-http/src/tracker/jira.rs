@@ -8,11 +8,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{DUPLICATE_LABEL, LABEL, body_cut, check_base, decode};
+use super::{DUPLICATE_LABEL, LABEL, SETTLED_LABEL, body_cut, check_base, decode};
 use crate::client::{BACKEND, Http, HttpOptions, cut};
 
-/// The label of an issue that carries its incident's settled record.
-const SETTLED_LABEL: &str = "flowfail-settled";
 /// The longest description sent (Jira refuses a field over 32,767 characters).
 const MAX_BODY: usize = 30_000;
 
@@ -206,7 +204,7 @@ impl Tracker for JiraIssues {
         let tag = incident_tag(incident_key);
         // Both values are checked (a project key, a hex tag): nothing to escape in the JQL.
         let jql = format!(
-            "project = \"{}\" AND labels = \"{tag}\" ORDER BY created ASC",
+            "project = \"{}\" AND labels = \"{tag}\" ORDER BY created ASC, key ASC",
             self.project
         );
         let body = serde_json::json!({"jql": jql, "fields": ["labels"], "maxResults": 50});

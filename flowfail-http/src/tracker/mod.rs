@@ -18,6 +18,9 @@ pub use jira::JiraIssues;
 const LABEL: &str = "flowfail";
 /// The label of a duplicate retired by [`flowfail_core::ports::Tracker::retire`].
 const DUPLICATE_LABEL: &str = "flowfail-duplicate";
+/// The label of an issue that carries its incident's settled record (not the issue's state,
+/// which people change).
+const SETTLED_LABEL: &str = "flowfail-settled";
 
 /// A tracker's base URL: `http(s)://host[:port][/path]`, without a query, fragment or
 /// credentials, without its trailing `/`. The scheme rules of every request still apply.

@@ -233,17 +233,22 @@ fn insert_sql(tbl: &str, c: &Cols, filter: Option<&TaskFilter>) -> Result<String
         ..
     } = c;
     // The filter's column carries its value on every row inserted.
-    let (fcol, fval) = match filter {
+    // A row of another Deployment with the same id is left as it is (never updated over).
+    let (fcol, fval, fwhere) = match filter {
         Some(f) => {
             let (col, val) = f.sql()?;
-            (format!(", {col}"), format!(", {val}"))
+            (
+                format!(", {col}"),
+                format!(", {val}"),
+                format!(" WHERE {tbl}.{col} = {val}"),
+            )
         }
-        None => (String::new(), String::new()),
+        None => (String::new(), String::new(), String::new()),
     };
     Ok(format!(
         "INSERT INTO {tbl} ({id}, {flow}, {st}, {err}, {http}, {created}, {fin}, {att}, {obj}{fcol})
                  SELECT u.*{fval} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[], $9::jsonb[]) AS u
                  ON CONFLICT ({id}) DO UPDATE SET {flow} = EXCLUDED.{flow}, {st} = EXCLUDED.{st}, {err} = EXCLUDED.{err},
-                   {http} = EXCLUDED.{http}, {created} = EXCLUDED.{created}, {fin} = EXCLUDED.{fin}, {att} = EXCLUDED.{att}, {obj} = EXCLUDED.{obj}"
+                   {http} = EXCLUDED.{http}, {created} = EXCLUDED.{created}, {fin} = EXCLUDED.{fin}, {att} = EXCLUDED.{att}, {obj} = EXCLUDED.{obj}{fwhere}"
     ))
 }

@@ -553,3 +553,104 @@ async fn check_values_names_the_statuses_and_flow_types_flowfail_does_not_read()
         ]
     );
 }
+
+/// A Deployment's scope changed (from its name alone to `NAMESPACE.DEPLOYMENT`): its open
+/// incident, closed ones, shadow incidents and pause carry over, once; an open incident already
+/// under the new scope stays, and so does the legacy one beside it.
+#[tokio::test]
+async fn adopt_scope_carries_incidents_and_the_pause_over_once() {
+    let Some((_, ledger, _schema, _pool)) = fresh_stores(module_path!(), "ff_test", 2).await else {
+        return;
+    };
+    let now = Utc::now();
+    let json = serde_json::json!({});
+    ledger
+        .open("flowengine", "old-closed", now - TimeDelta::hours(2), &json)
+        .await
+        .unwrap();
+    let e = ledger.claim("old-closed").await.unwrap();
+    ledger
+        .close("old-closed", e, now - TimeDelta::hours(1), &json)
+        .await
+        .unwrap();
+    ledger
+        .open("flowengine", "old-open", now, &json)
+        .await
+        .unwrap();
+    ledger
+        .open("flowengine:shadow", "old-shadow", now, &json)
+        .await
+        .unwrap();
+    let pause = flowfail_core::operator::Pause::new("freeze", "alice", now);
+    ledger.set_pause("flowengine", Some(&pause)).await.unwrap();
+
+    assert_eq!(
+        ledger
+            .adopt_scope("flowengine", "default.flowengine")
+            .await
+            .unwrap(),
+        4
+    );
+    let open = ledger
+        .find_open("default.flowengine")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open.key, "old-open");
+    assert_eq!(
+        ledger
+            .latest_closed("default.flowengine")
+            .await
+            .unwrap()
+            .unwrap()
+            .key,
+        "old-closed"
+    );
+    assert_eq!(
+        ledger
+            .find_open("default.flowengine:shadow")
+            .await
+            .unwrap()
+            .unwrap()
+            .key,
+        "old-shadow"
+    );
+    assert_eq!(
+        ledger
+            .pause_flag("default.flowengine")
+            .await
+            .unwrap()
+            .map(|p| p.by),
+        Some("alice".to_owned())
+    );
+    assert!(ledger.find_open("flowengine").await.unwrap().is_none());
+    assert!(ledger.pause_flag("flowengine").await.unwrap().is_none());
+    assert_eq!(
+        ledger
+            .adopt_scope("flowengine", "default.flowengine")
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Where the new scope already has an open incident, the legacy open one stays put.
+    ledger
+        .open("staging-old", "legacy-open", now, &json)
+        .await
+        .unwrap();
+    ledger
+        .open("staging.flowengine", "new-open", now, &json)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .adopt_scope("staging-old", "staging.flowengine")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        ledger.find_open("staging-old").await.unwrap().unwrap().key,
+        "legacy-open"
+    );
+}

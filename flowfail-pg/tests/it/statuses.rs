@@ -268,6 +268,14 @@ async fn a_filtered_store_sees_and_retries_only_its_own_deployments_tasks() {
     assert!(prod.mark_final(&s1, 0).await.is_err());
     assert_eq!(staging.get(&s1).await.unwrap().status, TaskStatus::Failed);
     assert_eq!(staging.get(&s1).await.unwrap().attempts, 0);
+    // An insert by prod of an id staging already has leaves staging's row as it is.
+    let n = prod
+        .insert(&[task("s-2", TaskStatus::Succeeded)], &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let s2 = staging.get(&TaskId::parse("s-2").unwrap()).await.unwrap();
+    assert_eq!(s2.status, TaskStatus::Failed);
     assert!(prod.check_columns().await.unwrap().is_empty());
     assert!(
         prod.check_values(now - TimeDelta::days(1))

@@ -75,7 +75,8 @@ async fn one_issue_per_incident_across_a_restart() {
     let filed = gh.issues();
     assert_eq!(filed.len(), 1);
     assert_eq!(filed[0].state, "open");
-    assert_eq!(filed[0].labels, ["flowfail"]);
+    assert_eq!(filed[0].labels.len(), 2, "flowfail and the incident's tag");
+    assert!(filed[0].labels[0] == "flowfail" && filed[0].labels[1].starts_with("flowfail-"));
     assert!(
         filed[0]
             .title

@@ -106,13 +106,18 @@ async fn a_restarted_process_finds_its_issue_and_files_no_second() {
     assert_eq!(jr.issues()[0].description_text(), "record");
 }
 
-/// Text from outside reaches the tracker inert: no mention on GitHub, plain ADF text on Jira;
-/// the marker cannot be forged by a body (only the first line counts, and flowfail writes it).
+/// Text from outside reaches the tracker inert: no mention on GitHub, plain ADF text on Jira.
+/// A body cannot forge another incident's marker: only flowfail's first line and the tag label
+/// count.
 #[tokio::test]
 async fn hostile_record_text_is_inert_in_both_trackers() {
     let gh = FakeGitHub::start("example/repo", TOKEN).await;
     let jr = FakeJira::start("OPS", "sre@example.com", TOKEN).await;
-    let body = "- **Example:** @security-team please rotate <!-- flowfail-incident flowfail-0000000000000000 -->";
+    let victim_marker = format!(
+        "<!-- flowfail-incident {} -->",
+        flowfail_core::tracking::incident_tag("victim")
+    );
+    let body = format!("{victim_marker}\n- **Example:** @security-team please rotate");
     let text = IssueText::new("k:1", "t", body, false);
     github(&gh).file(&text).await.unwrap();
     jira(&jr).file(&text).await.unwrap();
@@ -122,9 +127,14 @@ async fn hostile_record_text_is_inert_in_both_trackers() {
         "{b}"
     );
     assert!(b.starts_with("<!-- flowfail-incident flowfail-"), "{b}");
-    // The forged marker names another incident's tag: not found under it.
-    let forged = github(&gh).find("anything").await.unwrap();
-    assert!(forged.is_empty());
+    assert!(
+        b.contains(&victim_marker),
+        "the forged line is in the body: {b}"
+    );
+    // The forged marker names the victim's tag: the victim's lookup does not find this issue.
+    assert!(github(&gh).find("victim").await.unwrap().is_empty());
+    assert!(jira(&jr).find("victim").await.unwrap().is_empty());
+    assert_eq!(github(&gh).find("k:1").await.unwrap().len(), 1);
     let d = &jr.issues()[0].description;
     assert_eq!(d["type"], "doc");
     assert_eq!(d["content"][0]["content"][0]["type"], "text");
@@ -134,13 +144,46 @@ async fn hostile_record_text_is_inert_in_both_trackers() {
     );
 }
 
+/// A person closing the GitHub issue mid-incident does not stop the settled record from
+/// reaching it: settled is flowfail's label, not the issue's state.
+#[tokio::test]
+async fn an_issue_closed_by_hand_still_gets_the_settled_record() {
+    let gh = FakeGitHub::start("example/repo", TOKEN).await;
+    let t = github(&gh);
+    let open = IssueText::new("k:2", "open", "so far", false);
+    let filed = t.file(&open).await.unwrap();
+    gh.close_by_hand(filed.id.parse().unwrap());
+    assert!(!t.find("k:2").await.unwrap()[0].settled);
+    let settled = IssueText::new("k:2", "resolved", "the record", true);
+    assert!(matches!(
+        sync_text(&t, &settled, FileWhen::Open).await.unwrap(),
+        Synced::Settled(_)
+    ));
+    let i = &gh.issues()[0];
+    assert!(i.body.contains("the record"), "{}", i.body);
+    assert!(i.labels.contains(&"flowfail-settled".to_owned()));
+}
+
 #[tokio::test]
 async fn errors_say_what_the_tracker_said_without_the_token() {
     let gh = FakeGitHub::start("example/repo", TOKEN).await;
-    let wrong = GitHubIssues::new(&gh.uri(), "example/repo", secret("wrong"), opts()).unwrap();
+    const WRONG: &str = "ghp-WRONG-canary-7f3a9c";
+    let wrong = GitHubIssues::new(&gh.uri(), "example/repo", secret(WRONG), opts()).unwrap();
     let e = wrong.find("k").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
-    assert!(!e.to_string().contains("wrong") && !format!("{e:?}").contains(TOKEN));
+    for shown in [e.to_string(), format!("{e:?}"), format!("{wrong:?}")] {
+        assert!(!shown.contains(WRONG), "the token leaked: {shown}");
+    }
+    let jr_wrong = JiraIssues::new(
+        &gh.uri(),
+        "OPS",
+        "Incident",
+        "a@b.c",
+        &secret(WRONG),
+        opts(),
+    )
+    .unwrap();
+    assert!(!format!("{jr_wrong:?}").contains(WRONG));
     gh.fail_next(502);
     let e = github(&gh).find("k").await.unwrap_err();
     assert!(e.is_transient(), "{e}");
