@@ -5,14 +5,30 @@
 
 use std::time::Duration;
 
-use flowfail_core::Clock;
 use flowfail_core::memory::World;
 use flowfail_core::model::{GitOpsOwner, GitOpsTool};
 use flowfail_core::respond::Responder;
+use flowfail_core::{Clock, Policy};
 
 use crate::support::{load, paused};
 
 const BREAKER: &str = "ENABLE_CIRCUIT_BREAKER";
+
+/// Scenario `name`'s world with its Deployment owned by `owner`, and a responder on it.
+fn owned(name: &str, owner: GitOpsOwner) -> (World, Policy, Responder) {
+    let sc = load(name);
+    let policy = sc.policy().unwrap();
+    let clock = Clock::tokio_anchored(sc.now);
+    let world = sc.world(&policy, clock.clone()).unwrap();
+    world.deployment.set_gitops(Some(owner));
+    let responder = Responder::builder()
+        .ports(world.ports())
+        .policy(policy.clone())
+        .clock(clock)
+        .build()
+        .unwrap();
+    (world, policy, responder)
+}
 
 fn set_env_calls(world: &World) -> usize {
     world.deployment.calls().of("deployment.set_env").len()
@@ -21,20 +37,11 @@ fn set_env_calls(world: &World) -> usize {
 #[test]
 fn a_breaker_argo_cd_reverts_is_reported_once_and_not_set_again() {
     paused(async {
-        let sc = load("rate-limit");
-        let policy = sc.policy().unwrap();
-        let clock = Clock::tokio_anchored(sc.now);
-        let world = sc.world(&policy, clock.clone()).unwrap();
-        world
-            .deployment
-            .set_gitops(Some(GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine")));
+        let (world, _, responder) = owned(
+            "rate-limit",
+            GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine"),
+        );
         let before = world.deployment.snapshot().env.get(BREAKER).cloned();
-        let responder = Responder::builder()
-            .ports(world.ports())
-            .policy(policy.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
         responder.pass().await.unwrap();
         assert_eq!(
             world
@@ -85,20 +92,10 @@ fn a_breaker_argo_cd_reverts_is_reported_once_and_not_set_again() {
 #[test]
 fn a_rollback_of_a_deployment_flux_owns_is_refused_with_roll_back_in_git() {
     paused(async {
-        let sc = load("bad-deploy");
-        let policy = sc.policy().unwrap();
-        let clock = Clock::tokio_anchored(sc.now);
-        let world = sc.world(&policy, clock.clone()).unwrap();
-        world.deployment.set_gitops(Some(GitOpsOwner::new(
-            GitOpsTool::Flux,
-            "kustomization flux-system/apps",
-        )));
-        let responder = Responder::builder()
-            .ports(world.ports())
-            .policy(policy.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
+        let (world, _, responder) = owned(
+            "bad-deploy",
+            GitOpsOwner::new(GitOpsTool::Flux, "kustomization flux-system/apps"),
+        );
         let report = responder.run(Duration::from_secs(600)).await.unwrap();
         assert!(
             world
@@ -127,25 +124,16 @@ fn a_rollback_of_a_deployment_flux_owns_is_refused_with_roll_back_in_git() {
 #[test]
 fn a_fallback_argo_cd_reverts_is_not_fought_pass_after_pass() {
     paused(async {
-        let sc = load("vendor-outage");
-        let policy = sc.policy().unwrap();
-        let clock = Clock::tokio_anchored(sc.now);
-        let world = sc.world(&policy, clock.clone()).unwrap();
-        world
-            .deployment
-            .set_gitops(Some(GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine")));
+        let (world, policy, responder) = owned(
+            "vendor-outage",
+            GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine"),
+        );
         let before = world
             .deployment
             .snapshot()
             .env
             .get(&policy.fallback_env)
             .cloned();
-        let responder = Responder::builder()
-            .ports(world.ports())
-            .policy(policy.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
         responder.pass().await.unwrap();
         let set = world
             .deployment
