@@ -4,19 +4,26 @@
 //! incident (it would only fight the controller's next sync).
 
 use super::actions::Action;
-use super::{ActionKind, Builder, Ctx, Finding, IncidentState};
+use super::{ActionKind, Builder, Finding, IncidentState, Observation};
+use crate::policy::Policy;
 
 /// Finds the env changes the GitOps controller reverted (back to the value before flowfail's)
 /// and reports each once: a finding, and one page.
-pub(super) fn detect(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
-    let Some(d) = &cx.obs.deployment else {
+pub(super) fn detect(
+    obs: &Observation,
+    state: &IncidentState,
+    policy: &Policy,
+    next: &mut IncidentState,
+    b: &mut Builder,
+) {
+    let Some(d) = &obs.deployment else {
         return;
     };
     let Some(owner) = &d.gitops else {
         return;
     };
     let mut reverted = Vec::new();
-    for (name, rec) in &cx.state.env_changes {
+    for (name, rec) in &state.env_changes {
         let current = d.env.get(name);
         if current != rec.value.as_ref()
             && current == rec.previous.as_ref()
@@ -57,9 +64,9 @@ pub(super) fn detect(cx: &Ctx<'_>, next: &mut IncidentState, b: &mut Builder) {
         }),
     });
     b.page(
-        cx.state,
-        cx.policy,
-        &cx.policy.on_call_target,
+        state,
+        policy,
+        &policy.on_call_target,
         "gitops_reverted",
         summary,
     );

@@ -285,11 +285,13 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
     };
     let classes = classification(failed);
     let unfinished_retries = settle::retries(obs, state, &mut next, &mut b);
+    // A GitOps controller's revert is reported as such, closing or not.
+    gitops::detect(obs, state, policy, &mut next, &mut b);
 
     if !alert.firing {
         settle::left_failed(failed, obs.failed_truncated, state, &mut b);
         // Closing restores what flowfail set, or hands it to a human: never left silently.
-        let restoring = settle::restore_on_close(obs, state, policy, &mut b);
+        let restoring = settle::restore_on_close(obs, &next, policy, &mut b);
         // Retried tasks left the failure count when they went back to pending: resolved
         // means they finished, not that they are out of the count.
         let retrying = settle::wait_for_retries(&unfinished_retries, &mut b);
@@ -316,7 +318,6 @@ pub fn decide(obs: &Observation, state: &IncidentState, policy: &Policy) -> Deci
         classes: &classes,
         env: obs.deployment.as_ref().map(|d| &d.env),
     };
-    gitops::detect(&cx, &mut next, &mut b);
     let mut breaker = rate_limit::decide(&cx, &mut next, &mut b);
     let outage = outage::decide(&cx, &mut next, &mut b);
     let rollback_verified = rollback::decide(&cx, &mut b);

@@ -37,7 +37,7 @@ fn set_env_calls(world: &World) -> usize {
 #[test]
 fn a_breaker_argo_cd_reverts_is_reported_once_and_not_set_again() {
     paused(async {
-        let (world, _, responder) = owned(
+        let (world, policy, responder) = owned(
             "rate-limit",
             GitOpsOwner::new(GitOpsTool::ArgoCd, "flowengine"),
         );
@@ -86,6 +86,28 @@ fn a_breaker_argo_cd_reverts_is_reported_once_and_not_set_again() {
         let rec = world.incidents.incidents().pop().unwrap();
         let timeline = serde_json::to_string(&rec.timeline).unwrap();
         assert!(timeline.contains("gitops_reverted"), "{timeline}");
+        // Quota back: the incident closes, and hands the breaker over as Argo CD's revert.
+        world.quota.set(
+            &policy.primary_vendor,
+            flowfail_core::Quota::Known(flowfail_core::QuotaUsage::from_ratio(0.3)),
+        );
+        responder.run(Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(
+            set_env_calls(&world),
+            1,
+            "nothing restored over Git's value"
+        );
+        let handed = world
+            .pager
+            .pages()
+            .into_iter()
+            .find(|p| p.dedup_key.contains("changes_left_in_place"))
+            .map(|p| p.summary)
+            .unwrap_or_default();
+        assert!(
+            handed.contains("ENABLE_CIRCUIT_BREAKER (reverted by Argo CD (application flowengine): make the change in Git)"),
+            "{handed}"
+        );
     });
 }
 
