@@ -300,6 +300,7 @@ pub fn adf_text(doc: &Value) -> String {
 struct JiraState {
     issues: Vec<JiraIssue>,
     requests: usize,
+    reconciled: Vec<Vec<u64>>,
 }
 
 /// Jira Cloud's REST API v3 for one project: create an issue, search by JQL (the
@@ -415,6 +416,11 @@ impl FakeJira {
             ("POST", ["rest", "api", "3", "issue"]) => self.create(&mut s, &body),
             ("POST", ["rest", "api", "3", "search", "jql"]) => {
                 let jql = body["jql"].as_str().unwrap_or("");
+                let ids = body["reconcileIssues"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                s.reconciled.push(ids);
                 let Some((project, label)) = parse_jql(jql) else {
                     return err(
                         400,

@@ -30,6 +30,7 @@ pub struct JiraIssues {
     project: String,
     issue_type: String,
     auth: SecretString,
+    filed: std::sync::Mutex<crate::recent::Recent<Vec<u64>>>,
 }
 
 #[derive(Deserialize)]
@@ -53,8 +54,15 @@ struct Fields {
 
 #[derive(Deserialize)]
 struct Created {
+    /// Jira's numeric id, as a string.
+    #[serde(default)]
+    id: String,
     key: String,
 }
+
+/// Issues filed by this process, by incident tag (their numeric ids), for Jira's
+/// read-after-write search: the search index may not hold an issue created a moment ago.
+const RECONCILE: usize = 256;
 
 /// A Jira project key (`OPS`) or issue key (`OPS-12`).
 fn jira_key(s: &str, issue: bool) -> bool {
@@ -132,6 +140,7 @@ impl JiraIssues {
             project: project.to_owned(),
             issue_type: issue_type.to_owned(),
             auth: SecretString::from(format!("Basic {basic}")),
+            filed: std::sync::Mutex::new(crate::recent::Recent::new(RECONCILE)),
         })
     }
 
@@ -207,7 +216,18 @@ impl Tracker for JiraIssues {
             "project = \"{}\" AND labels = \"{tag}\" ORDER BY created ASC, key ASC",
             self.project
         );
-        let body = serde_json::json!({"jql": jql, "fields": ["labels"], "maxResults": 50});
+        // Issues this process filed for the incident are asked for by id too: Jira's search
+        // index may not hold them yet (`reconcileIssues`, read-after-write).
+        let reconcile: Vec<u64> = self
+            .filed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&tag)
+            .cloned()
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "jql": jql, "fields": ["labels"], "maxResults": 50, "reconcileIssues": reconcile,
+        });
         let got = self
             .call(OP, reqwest::Method::POST, "/rest/api/3/search/jql", body)
             .await?;
@@ -249,6 +269,16 @@ impl Tracker for JiraIssues {
             )
             .with_operation(OP)
             .with_backend(BACKEND));
+        }
+        if let Ok(id) = created.id.parse::<u64>() {
+            let tag = incident_tag(&text.incident_key);
+            let mut filed = self
+                .filed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut ids = filed.get(&tag).cloned().unwrap_or_default();
+            ids.push(id);
+            filed.insert(tag, ids);
         }
         Ok(self.issue(&created.key, &text.incident_key, text.settled))
     }
