@@ -36,9 +36,9 @@ pub(crate) async fn keep_in_step(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut settled: HashSet<String> = HashSet::new();
+    let mut known = Known::default();
     loop {
-        round(tracker.as_ref(), &controls, when, &metrics, &mut settled).await;
+        round(tracker.as_ref(), &controls, when, &metrics, &mut known).await;
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
@@ -46,13 +46,23 @@ pub(crate) async fn keep_in_step(
     }
 }
 
-/// One round of [`keep_in_step`].
+/// What this process already knows of the tracker: incidents whose issue carries the settled
+/// record (nothing more to do), and open incidents whose issue exists (nothing to do until they
+/// close). Forgotten on a restart: the issues are then found again by their keys.
+#[derive(Default)]
+struct Known {
+    settled: HashSet<String>,
+    filed_open: HashSet<String>,
+}
+
+/// One round of [`keep_in_step`]: the tracker is asked only about incidents it may not be in
+/// step with (not a lookup per open incident per poll).
 async fn round(
     tracker: &dyn Tracker,
     controls: &Controls,
     when: FileWhen,
     metrics: &Metrics,
-    settled: &mut HashSet<String>,
+    known: &mut Known,
 ) {
     let since = Clock::system().now() - LOOK_BACK;
     let lines = match controls.incidents(false, Some(since), PER_ROUND).await {
@@ -62,11 +72,15 @@ async fn round(
             return;
         }
     };
-    if settled.len() >= REMEMBERED {
-        settled.clear();
+    if known.settled.len() + known.filed_open.len() >= REMEMBERED {
+        *known = Known::default();
     }
     for line in lines {
-        if line.mode == Conduct::Shadow || settled.contains(&line.key) {
+        let open = line.closed_at.is_none();
+        if line.mode == Conduct::Shadow
+            || known.settled.contains(&line.key)
+            || (open && known.filed_open.contains(&line.key))
+        {
             continue;
         }
         let view = match controls.incident(&line.key).await {
@@ -81,16 +95,22 @@ async fn round(
                 metrics.tracker_wrote("filed");
                 tracing::info!(incident = %line.key, issue = %i.id, url = %i.url, settled = i.settled, "tracker: issue filed");
                 if i.settled {
-                    settled.insert(line.key);
+                    known.settled.insert(line.key);
+                } else if open {
+                    known.filed_open.insert(line.key);
                 }
             }
             Ok(Synced::Settled(i)) => {
                 metrics.tracker_wrote("settled");
                 tracing::info!(incident = %line.key, issue = %i.id, url = %i.url, "tracker: issue updated with the settled record");
-                settled.insert(line.key);
+                known.filed_open.remove(&line.key);
+                known.settled.insert(line.key);
             }
             Ok(Synced::Unchanged(i)) if i.settled => {
-                settled.insert(line.key);
+                known.settled.insert(line.key);
+            }
+            Ok(Synced::Unchanged(_)) if open => {
+                known.filed_open.insert(line.key);
             }
             Ok(_) => {}
             Err(e) => {

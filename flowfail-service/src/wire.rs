@@ -356,19 +356,10 @@ impl flowfail_core::Notifier for NoNotifier {
 }
 
 impl Live {
-    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently).
+    /// Creates the ledger's tables if they are missing (idempotent, safe concurrently); see
+    /// [`Controls::prepare`].
     pub async fn prepare(&self) -> Result<()> {
-        self.ledger.migrate().await?;
-        // Earlier versions kept a Deployment's incidents and pause under its name alone: an
-        // open incident, a pause in force or a cool-down there carries over to the new scope
-        // (with several namespaces of one Deployment name on a ledger, to the first started).
-        let k = &self.config.kubernetes;
-        let scope = k.scope();
-        let moved = self.ledger.adopt_scope(&k.deployment, &scope).await?;
-        if moved > 0 {
-            tracing::info!(from = %k.deployment, to = %scope, rows = moved, "ledger: incidents and pause of the former scope carried over");
-        }
-        Ok(())
+        self.controls().prepare().await
     }
 
     /// A responder builder with this config's ports, policy and mode (`shadow` forces shadow).
@@ -517,13 +508,20 @@ impl Controls {
 
     /// Creates the ledger's tables if they are missing (idempotent, safe concurrently), and
     /// carries what an earlier version kept under the Deployment's name alone over to this
-    /// scope (see [`Live::prepare`]).
+    /// scope ([`flowfail_pg::PgIncidentStore::adopt_scope`]).
     pub async fn prepare(&self) -> Result<()> {
         self.ledger.migrate().await?;
-        self.ledger
+        // Earlier versions kept a Deployment's incidents and pause under its name alone: an
+        // open incident, a pause in force or a cool-down there carries over to the new scope
+        // (with several namespaces of one Deployment name on a ledger, to the first started).
+        let moved = self
+            .ledger
             .adopt_scope(&self.legacy_scope, &self.scope)
-            .await
-            .map(drop)
+            .await?;
+        if moved > 0 {
+            tracing::info!(from = %self.legacy_scope, to = %self.scope, rows = moved, "ledger: incidents and pause of the former scope carried over");
+        }
+        Ok(())
     }
 
     /// Pauses automation in this config's scope: every replica stops mutating at its next

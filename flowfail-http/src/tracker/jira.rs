@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use flowfail_core::ports::{IssueText, Tracker, TrackerIssue};
 use flowfail_core::tracking::incident_tag;
 use flowfail_core::{Error, Result};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use reqwest::header::ACCEPT;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -29,7 +29,8 @@ pub struct JiraIssues {
     base: String,
     project: String,
     issue_type: String,
-    auth: SecretString,
+    email: String,
+    token: SecretString,
     filed: std::sync::Mutex<crate::recent::Recent<Vec<u64>>>,
 }
 
@@ -133,13 +134,13 @@ impl JiraIssues {
         {
             return bad("tracker.email: not an account e-mail");
         }
-        let basic = base64(format!("{email}:{}", token.expose_secret()).as_bytes());
         Ok(JiraIssues {
             http: Http::new(opts)?,
             base: check_base("tracker.url", base)?,
             project: project.to_owned(),
             issue_type: issue_type.to_owned(),
-            auth: SecretString::from(format!("Basic {basic}")),
+            email: email.to_owned(),
+            token: token.clone(),
             filed: std::sync::Mutex::new(crate::recent::Recent::new(RECONCILE)),
         })
     }
@@ -151,17 +152,13 @@ impl JiraIssues {
         path: &str,
         body: serde_json::Value,
     ) -> Result<Vec<u8>> {
-        let mut auth = HeaderValue::from_str(self.auth.expose_secret()).map_err(|_| {
-            Error::invalid_input("the tracker's credentials are not a valid header value")
-                .with_backend(BACKEND)
-        })?;
-        auth.set_sensitive(true);
         let url = format!("{}{path}", self.base);
         let r = self
             .http
             .send(op, |c| {
                 c.request(method.clone(), &url)
-                    .header(AUTHORIZATION, auth.clone())
+                    // reqwest marks the header sensitive.
+                    .basic_auth(&self.email, Some(self.token.expose_secret()))
                     .header(ACCEPT, "application/json")
                     .json(&body)
             })
@@ -334,31 +331,12 @@ impl Tracker for JiraIssues {
     }
 }
 
-/// Standard base64 with padding (HTTP Basic credentials).
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= c.len() {
-                out.push(char::from(T[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_checked_and_basic_credentials_encoded() {
+    fn keys_are_checked() {
         assert!(jira_key("OPS", false) && jira_key("OPS-12", true) && jira_key("A_1-3", true));
         for bad in ["ops", "", "1OPS", "O\"PS", "OPS-1"] {
             assert!(!jira_key(bad, false), "{bad}");
@@ -367,13 +345,6 @@ mod tests {
             assert!(!jira_key(bad, true), "{bad}");
         }
         assert!(!jira_key("OPS-12/../x", true));
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(
-            base64(b"sre@example.com:t0k"),
-            "c3JlQGV4YW1wbGUuY29tOnQwaw=="
-        );
     }
 
     #[test]
