@@ -16,6 +16,10 @@ pub(crate) struct IncidentsArgs {
     /// The config file (the ledger and the Deployment it names).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// Only open incidents.
     #[arg(long)]
     open: bool,
@@ -36,6 +40,10 @@ pub(crate) struct IncidentArgs {
     /// The config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// The incident key (as `flowfail incidents` lists it).
     key: String,
     /// The record as Markdown, for the incident tracker.
@@ -71,7 +79,7 @@ pub(crate) fn cmd_incidents(a: &IncidentsArgs) -> CliResult {
     let since = a
         .since
         .and_then(|d| chrono::Utc::now().checked_sub_signed(d));
-    with_controls(&a.config, async |live, _| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
         let lines: Vec<IncidentLine> = live
             .incidents(a.open, since, a.limit)
             .await
@@ -96,7 +104,7 @@ pub(crate) fn cmd_incidents(a: &IncidentsArgs) -> CliResult {
 /// `flowfail incident KEY --config F [--markdown | --json | --verbose]`: the record (or, for
 /// an open incident, its state so far). An unknown key exits 1.
 pub(crate) fn cmd_incident(a: &IncidentArgs) -> CliResult {
-    with_controls(&a.config, async |live, _| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
         let view = live.incident(&a.key).await.map_err(control_failure)?;
         let out = if a.json {
             let mut s = serde_json::to_string_pretty(&view)?;

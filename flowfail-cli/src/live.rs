@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use flowfail::live::{Config, Controls, Live, Mode};
+use flowfail::live::{Config, Controls, Mode};
 
 use crate::CliResult;
 use crate::failure::{Exit, Failure};
@@ -102,11 +102,12 @@ pub(crate) fn cmd_run(a: &RunArgs) -> CliResult {
     let config = load(&a.config)?;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
-        let live = config.connect().await?.reload_from(&a.config);
-        live.prepare()
+        let fleet = config.connect_fleet().await?.reload_from(&a.config);
+        fleet
+            .prepare()
             .await
             .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
-        flowfail::live::run(live, a.shadow, shutdown_signal())
+        flowfail::live::run(fleet, a.shadow, shutdown_signal())
             .await
             .map_err(|e| match e.kind() {
                 flowfail_core::ErrorKind::InvalidInput => Failure::wanting(e),
@@ -132,8 +133,8 @@ pub(crate) fn cmd_check_config(a: &CheckConfigArgs) -> CliResult {
     }
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     let probes = rt.block_on(async {
-        let live: Live = config.connect().await?;
-        Ok::<_, Failure>(live.check().await)
+        let fleet = config.connect_fleet().await?;
+        Ok::<_, Failure>(fleet.check().await)
     })?;
     let mut failed = false;
     for p in &probes {
@@ -154,6 +155,10 @@ pub(crate) struct PauseArgs {
     /// The config file (the ledger and the Deployment it names).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// Why (recorded in the ledger, the incident's timeline and the one page it sends).
     #[arg(long)]
     reason: String,
@@ -168,6 +173,10 @@ pub(crate) struct ResumeArgs {
     /// The config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// Who resumes (default: $USER).
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
@@ -179,6 +188,10 @@ pub(crate) struct ApproveArgs {
     /// The config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// Who approves (default: $USER).
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
@@ -207,12 +220,16 @@ pub(crate) fn control_failure(e: flowfail_core::Error) -> Failure {
 
 /// Builds the config's operator controls — its ledger alone, no Kubernetes, AWS or vendor
 /// client — creates the ledger's tables if missing, and runs `f` on them.
+///
+/// With several Deployments (`[[deployment]]`), `deployment` names one (its scope, or its name
+/// when unique).
 pub(crate) fn with_controls<T>(
     config: &std::path::Path,
+    deployment: Option<&str>,
     f: impl AsyncFnOnce(&Controls, &Config) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let config = load(config)?;
-    let controls = config.controls()?;
+    let controls = config.controls_of(deployment).map_err(control_failure)?;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
         controls
@@ -226,7 +243,7 @@ pub(crate) fn with_controls<T>(
 /// `flowfail pause --config F --reason "…"`: every replica stops mutating at its next pass.
 pub(crate) fn cmd_pause(a: &PauseArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, async |live, _| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
         live.pause(&a.reason, &by).await.map_err(control_failure)?;
         println!(
             "paused: flowfail changes nothing in {} until `flowfail resume` ({})",
@@ -240,7 +257,7 @@ pub(crate) fn cmd_pause(a: &PauseArgs) -> CliResult {
 /// `flowfail resume --config F`: lifts the pause (nothing to lift is not an error).
 pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, async |live, _| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
         let was = live.paused().await.map_err(control_failure)?;
         live.resume(&by).await.map_err(control_failure)?;
         match was {
@@ -260,7 +277,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
 /// `flowfail approve --config F INCIDENT ACTION`: the next pass may carry the action out.
 pub(crate) fn cmd_approve(a: &ApproveArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, async |live, config| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, config| {
         let ap = live
             .approve(&a.incident, &a.action, &by)
             .await
@@ -280,6 +297,10 @@ pub(crate) struct DenyArgs {
     /// The config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// The Deployment (its scope, `NAMESPACE.DEPLOYMENT`, or its name when unique), when the
+    /// config watches several.
+    #[arg(long, value_name = "SCOPE")]
+    deployment: Option<String>,
     /// Why not (recorded in the ledger and the incident's record).
     #[arg(long)]
     reason: String,
@@ -296,7 +317,7 @@ pub(crate) struct DenyArgs {
 /// nor proposed again, in that incident.
 pub(crate) fn cmd_deny(a: &DenyArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, async |live, _| {
+    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
         let no = live
             .deny(&a.incident, &a.action, &a.reason, &by)
             .await

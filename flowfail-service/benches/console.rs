@@ -29,7 +29,7 @@ fn bench_console(c: &mut Criterion) {
         by: "bench".into(),
     };
     let view = IncidentView::from_record(&rec, &[], now);
-    let page = incident_page(&view, None, &viewer);
+    let page = incident_page(&view, &[], &viewer);
     eprintln!(
         "P11: {} timeline entries; incident page {} bytes ({} KB)",
         rec.timeline.len(),
@@ -43,20 +43,20 @@ fn bench_console(c: &mut Criterion) {
     g.bench_function("view_and_page", |b| {
         b.iter(|| {
             let v = IncidentView::from_record(black_box(&rec), &[], now);
-            incident_page(&v, None, &viewer)
+            incident_page(&v, &[], &viewer)
         })
     });
     g.bench_function("view_only", |b| {
         b.iter(|| IncidentView::from_record(black_box(&rec), &[], now))
     });
     g.bench_function("page_only", |b| {
-        b.iter(|| incident_page(black_box(&view), None, &viewer))
+        b.iter(|| incident_page(black_box(&view), &[], &viewer))
     });
     g.bench_function("markdown_record", |b| {
         b.iter(|| black_box(&view).to_markdown())
     });
     g.bench_function("index_200_incidents", |b| {
-        b.iter(|| index_page(black_box(&lines), None, &viewer))
+        b.iter(|| index_page(black_box(&lines), &[], &viewer))
     });
     g.finish();
     if let Ok(url) = std::env::var("FLOWFAIL_PG_URL") {
@@ -102,7 +102,7 @@ fn bench_console_pg(
                 let r = ledger.get(&rec.key).await.unwrap();
                 let approvals = ledger.approvals(&rec.key).await.unwrap();
                 let v = IncidentView::from_record(&r, &approvals, now);
-                incident_page(&v, None, viewer)
+                incident_page(&v, &[], viewer)
             })
         })
     });

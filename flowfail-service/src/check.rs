@@ -35,6 +35,14 @@ fn chain(e: &flowfail_core::Error) -> String {
 impl Live {
     /// Probes every backend read-only: nothing is written, paged or changed.
     pub async fn check(&self) -> Vec<Probe> {
+        let mut out = self.check_own().await;
+        out.extend(self.check_shared().await);
+        out
+    }
+
+    /// The probes of what is this Deployment's own: its tasks (and their filter), its ledger
+    /// scope, its log group, its bundles, the Deployment itself.
+    pub(crate) async fn check_own(&self) -> Vec<Probe> {
         let c = &self.config;
         let now = Utc::now();
         let hour = now - TimeDelta::hours(1);
@@ -48,19 +56,6 @@ impl Live {
                 )),
                 Err(e) => Err(chain(&e)),
             },
-        ));
-        let known: Vec<String> = self
-            .schemas
-            .1
-            .iter()
-            .map(|(v, from)| format!("v{v} ({from})"))
-            .collect();
-        out.push(probe(
-            "schemas",
-            Ok(format!(
-                "TaskObject schema versions known: {}",
-                known.join(", ")
-            )),
         ));
         out.push(probe(
             "postgres.columns",
@@ -106,6 +101,27 @@ impl Live {
         ));
         out.push(self.probe_bucket().await);
         out.extend(self.probe_deployment().await);
+        out
+    }
+
+    /// The probes of what every Deployment of a config shares: schemas, vendors, pager,
+    /// notifier, tracker.
+    pub(crate) async fn check_shared(&self) -> Vec<Probe> {
+        let c = &self.config;
+        let mut out = Vec::new();
+        let known: Vec<String> = self
+            .schemas
+            .1
+            .iter()
+            .map(|(v, from)| format!("v{v} ({from})"))
+            .collect();
+        out.push(probe(
+            "schemas",
+            Ok(format!(
+                "TaskObject schema versions known: {}",
+                known.join(", ")
+            )),
+        ));
         out.extend(self.probe_vendors().await);
         out.push(probe(
             "pager",

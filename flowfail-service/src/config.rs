@@ -80,9 +80,11 @@ pub struct KubernetesConfig {
     /// The cluster's name, for the ledger scope: set it when Deployments of several clusters
     /// share one ledger (default: none).
     pub cluster: Option<String>,
-    /// Namespace.
+    /// Namespace (with `[[deployment]]`: the default of each entry's).
+    #[serde(default)]
     pub namespace: String,
-    /// The Deployment.
+    /// The Deployment (with `[[deployment]]`: left out, each entry names its own).
+    #[serde(default)]
     pub deployment: String,
     /// The container whose env flowfail changes (default: the first).
     pub container: Option<String>,
@@ -98,6 +100,43 @@ impl KubernetesConfig {
             None => format!("{}.{}", self.namespace, self.deployment),
         }
     }
+}
+
+/// One Deployment of several watched by one process: a `[[deployment]]` entry. What it leaves
+/// out is taken from `[kubernetes]`, `[aws]` and `[postgres]`; everything else (vendors,
+/// pager, policy, rules, listener, tracker) is the process's, shared by every entry.
+///
+/// ```toml
+/// [[deployment]]
+/// namespace = "prod"
+/// deployment = "flowengine"
+/// log_group = "/flowengine/prod/errors"
+/// bucket = "flowengine-prod-bundles"
+/// task_filter = { column = "environment", value = "prod" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DeploymentConfig {
+    /// The Deployment.
+    pub deployment: String,
+    /// Its namespace (default: `kubernetes.namespace`).
+    pub namespace: Option<String>,
+    /// Its cluster's name, in the ledger scope (default: `kubernetes.cluster`).
+    pub cluster: Option<String>,
+    /// The container whose env flowfail changes (default: `kubernetes.container`, else the
+    /// first).
+    pub container: Option<String>,
+    /// Its CloudWatch Logs group (default: `aws.log_group`).
+    pub log_group: Option<String>,
+    /// Its bundle bucket (default: `aws.bucket`).
+    pub bucket: Option<String>,
+    /// Its bundles' key prefix (default: `aws.key_prefix`).
+    pub key_prefix: Option<String>,
+    /// Its tasks table (default: `postgres.table`).
+    pub table: Option<String>,
+    /// Its rows in a tasks table other entries read too (default: `postgres.task_filter`).
+    pub task_filter: Option<crate::statuses::TaskFilterConfig>,
 }
 
 /// How a vendor's quota is read.
@@ -338,6 +377,12 @@ pub struct Config {
     /// on (`touch` it to stop, remove it to go on; no restart). Its directory must exist.
     /// `FLOWFAIL_KILL_SWITCH=1` in the environment pulls the switch for the whole run.
     pub kill_switch_file: Option<PathBuf>,
+    /// Several Deployments watched by this one process (`[[deployment]]`), each with its own
+    /// namespace, Deployment, container, log group, bucket and tasks; what an entry leaves out
+    /// is the sections' above. Absent: the one Deployment of `[kubernetes]`. See
+    /// [`DeploymentConfig`].
+    #[serde(default, rename = "deployment")]
+    pub deployments: Vec<DeploymentConfig>,
 }
 
 /// The environment variable that pulls the kill switch, for `flowfail run` and every command
@@ -397,6 +442,12 @@ impl Config {
                 without_values(&e.inner().to_string())
             ))
         })?;
+        if !config.deployments.is_empty() && names_deployment {
+            return Err(invalid(
+                "policy.deployment",
+                "leave it out with [[deployment]]: each entry names its own Deployment",
+            ));
+        }
         if !names_deployment {
             config.policy.deployment = config.kubernetes.deployment.clone();
         }
@@ -430,7 +481,7 @@ fn without_values(msg: &str) -> String {
     }
 }
 
-fn invalid(what: &str, why: impl std::fmt::Display) -> Error {
+pub(crate) fn invalid(what: &str, why: impl std::fmt::Display) -> Error {
     Error::invalid_input(format!("{what}: {why}"))
 }
 
@@ -447,7 +498,10 @@ fn http_url(what: &str, url: &str) -> Result<()> {
 }
 
 /// A Kubernetes object name (DNS-1123 label).
-fn k8s_name(what: &str, s: &str) -> Result<()> {
+pub(crate) fn k8s_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(invalid(what, "must be set"));
+    }
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -533,6 +587,9 @@ impl Config {
     /// Checks every value; reads no network. Secrets are resolved (environment, files) so a
     /// missing one is reported now, by name, never by value.
     pub fn validate(&self) -> Result<()> {
+        if !self.deployments.is_empty() {
+            return self.validate_fleet();
+        }
         self.policy.validate()?;
         if let Some(p) = &self.kill_switch_file {
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty());

@@ -37,6 +37,8 @@
 
 mod check;
 mod config;
+mod fleet;
+mod members;
 pub mod metrics;
 mod mode;
 mod reload;
@@ -50,10 +52,11 @@ mod tracker_sync;
 mod wire;
 
 pub use config::{
-    AwsConfig, Config, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig, PagerConfig,
-    PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
+    AwsConfig, Config, DeploymentConfig, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig,
+    PagerConfig, PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,
     kill_switch_env,
 };
+pub use fleet::Fleet;
 pub use run::run;
 pub use schemas::{SchemaSources, SchemasConfig};
 pub use statuses::{StatusValues, TaskFilterConfig};

@@ -1,26 +1,31 @@
 //! The metrics `flowfail run` serves on `GET /metrics` (Prometheus / OpenMetrics text).
 //!
+//! Every metric of one watched Deployment carries its `deployment` label: its ledger scope,
+//! `[CLUSTER.]NAMESPACE.DEPLOYMENT` (one process may watch several, `[[deployment]]`). The
+//! listener's and the config's metrics are the process's own.
+//!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `flowfail_passes_total` | counter | `kind` (idle, incident) |
-//! | `flowfail_pass_duration_seconds` | histogram | `kind` |
-//! | `flowfail_actions_total` | counter | `kind` (retry_task, set_env, …), `outcome` |
-//! | `flowfail_data_gaps_total` | counter | `port` (tasks, logs, deployment, bundles, quota, status, ledger, tracker) |
-//! | `flowfail_last_successful_read_timestamp_seconds` | gauge | `port` |
-//! | `flowfail_incidents_open` | gauge | |
-//! | `flowfail_breaker_open` | gauge | |
-//! | `flowfail_failure_rate` | gauge | (the last observed, 0–1) |
-//! | `flowfail_tasks_unreadable` | gauge | (failed task rows the last triage read left out) |
-//! | `flowfail_tasks_unknown_status` | gauge | (tasks of the alert window with a status flowfail does not read: in no count) |
+//! | `flowfail_passes_total` | counter | `deployment`, `kind` (idle, incident) |
+//! | `flowfail_pass_duration_seconds` | histogram | `deployment`, `kind` |
+//! | `flowfail_actions_total` | counter | `deployment`, `kind` (retry_task, set_env, …), `outcome` |
+//! | `flowfail_data_gaps_total` | counter | `deployment`, `port` (tasks, logs, deployment, bundles, quota, status, ledger, tracker) |
+//! | `flowfail_last_successful_read_timestamp_seconds` | gauge | `deployment`, `port` |
+//! | `flowfail_incidents_open` | gauge | `deployment` |
+//! | `flowfail_breaker_open` | gauge | `deployment` |
+//! | `flowfail_failure_rate` | gauge | `deployment` (the last observed, 0–1) |
+//! | `flowfail_tasks_unreadable` | gauge | `deployment` (failed task rows the last triage read left out) |
+//! | `flowfail_tasks_unknown_status` | gauge | `deployment` (tasks of the alert window with a status flowfail does not read: in no count) |
+//! | `flowfail_paused` | gauge | `deployment` (1 while its automation is paused) |
+//! | `flowfail_tracker_issues_total` | counter | `deployment`, `what` (filed, settled): incident tracker writes |
 //! | `flowfail_mode` | gauge | `mode` (shadow, act): 1 for the running mode |
-//! | `flowfail_paused` | gauge | (1 while automation is paused) |
 //! | `flowfail_alerts_received_total` | counter | `source` (grafana, alertmanager), `status` |
 //! | `flowfail_requests_refused_total` | counter | `path`, `reason` |
-//! | `flowfail_tracker_issues_total` | counter | `what` (filed, settled): incident tracker writes |
 //! | `flowfail_config_reloads_total` | counter | `result` (applied, refused): `SIGHUP` / `POST /reload` |
 //! | `flowfail_config_last_reload_successful` | gauge | (1 when the last reload, or the start, took the file; 0 when it was refused and an older config runs) |
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,18 +39,26 @@ use flowfail_core::respond::PassStats;
 use crate::mode::Mode;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabel {
+    deployment: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
+    deployment: Arc<str>,
     kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
+    deployment: Arc<str>,
     kind: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PortLabel {
+    deployment: Arc<str>,
     port: &'static str,
 }
 
@@ -62,6 +75,7 @@ struct AlertLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WhatLabel {
+    deployment: Arc<str>,
     what: &'static str,
 }
 
@@ -100,24 +114,8 @@ where
     f
 }
 
-/// A gauge registered under `name`.
-fn gauge<G>(registry: &mut Registry, name: &str, help: &str) -> G
-where
-    G: prometheus_client::metrics::TypedMetric
-        + prometheus_client::encoding::EncodeMetric
-        + Default
-        + Clone
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let g = G::default();
-    registry.register(name, help, g.clone());
-    g
-}
-
-/// The registry and every metric. See the [module docs](self). Cheap to share (`Arc`).
+/// The registry and every metric. See the [module docs](self). Cheap to share (`Arc`); each
+/// watched Deployment observes through its [`DeploymentMetrics`].
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -126,17 +124,19 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     gaps: Family<PortLabel, Counter>,
     last_read: Family<PortLabel, Gauge<f64, AtomicU64>>,
-    incidents_open: Gauge,
-    breaker_open: Gauge,
-    failure_rate: Gauge<f64, AtomicU64>,
-    unreadable: Gauge,
-    unknown_status: Gauge,
-    paused: Gauge,
+    incidents_open: Family<DeploymentLabel, Gauge>,
+    breaker_open: Family<DeploymentLabel, Gauge>,
+    failure_rate: Family<DeploymentLabel, Gauge<f64, AtomicU64>>,
+    unreadable: Family<DeploymentLabel, Gauge>,
+    unknown_status: Family<DeploymentLabel, Gauge>,
+    paused: Family<DeploymentLabel, Gauge>,
     alerts: Family<AlertLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     tracker: Family<WhatLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     reload_ok: Gauge,
+    /// The Deployments observed, in the order they were added.
+    deployments: Mutex<Vec<Arc<str>>>,
 }
 
 impl Metrics {
@@ -183,32 +183,32 @@ impl Metrics {
                 "flowfail_actions",
                 "Actions recorded, by kind and outcome",
             ),
-            unknown_status: gauge(
+            unknown_status: registered(
                 &mut registry,
                 "flowfail_tasks_unknown_status",
                 "Tasks of the alert window whose status flowfail does not read (map them under [postgres.statuses]): in no count, nor in the failure rate",
             ),
-            incidents_open: gauge(
+            incidents_open: registered(
                 &mut registry,
                 "flowfail_incidents_open",
                 "Incidents open (0 or 1 per Deployment)",
             ),
-            breaker_open: gauge(
+            breaker_open: registered(
                 &mut registry,
                 "flowfail_breaker_open",
                 "Whether flowfail's breaker for rate-limited retries is open or half-open",
             ),
-            failure_rate: gauge(
+            failure_rate: registered(
                 &mut registry,
                 "flowfail_failure_rate",
                 "The failure rate last observed in the alert window (0-1)",
             ),
-            unreadable: gauge(
+            unreadable: registered(
                 &mut registry,
                 "flowfail_tasks_unreadable",
                 "Failed task rows the last triage read left out: a flow type neither known nor mapped, an id that is not a task id (they count in the failure rate)",
             ),
-            paused: gauge(
+            paused: registered(
                 &mut registry,
                 "flowfail_paused",
                 "1 while automation is paused (pause/resume)",
@@ -238,48 +238,49 @@ impl Metrics {
             passes,
             pass_duration,
             gaps,
+            deployments: Mutex::new(Vec::new()),
         }
     }
 
-    /// Counts one pass (the supervisor's `on_pass`).
-    pub fn observe_pass(&self, s: &PassStats) {
-        let kind = KindLabel {
-            kind: s.kind.as_str(),
-        };
-        self.passes.get_or_create(&kind).inc();
-        self.pass_duration
-            .get_or_create(&kind)
-            .observe(s.duration.as_secs_f64());
-        for a in &s.actions {
-            self.actions
-                .get_or_create(&ActionLabels {
-                    kind: a.kind,
-                    outcome: a.outcome,
-                })
-                .inc();
-        }
-        let at = s.at.timestamp_millis() as f64 / 1000.0;
-        for r in &s.reads {
-            let port = PortLabel { port: r.port };
-            if r.ok {
-                self.last_read.get_or_create(&port).set(at);
-            } else {
-                self.gaps.get_or_create(&port).inc();
+    /// The metrics of the Deployment whose ledger scope is `scope`: its gauges show from now
+    /// on (at 0 until its first pass says otherwise).
+    pub fn deployment(self: &Arc<Self>, scope: &str) -> DeploymentMetrics {
+        let name: Arc<str> = Arc::from(scope);
+        {
+            let mut known = self
+                .deployments
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !known.contains(&name) {
+                known.push(name.clone());
             }
         }
-        if let Some(rate) = s.failure_rate {
-            self.failure_rate.set(rate);
+        let label = DeploymentLabel {
+            deployment: name.clone(),
+        };
+        for g in [
+            &self.incidents_open,
+            &self.breaker_open,
+            &self.paused,
+            &self.unreadable,
+            &self.unknown_status,
+        ] {
+            let _ = g.get_or_create(&label);
         }
-        if let Some(n) = s.unreadable_tasks {
-            self.unreadable.set(i64::try_from(n).unwrap_or(i64::MAX));
+        DeploymentMetrics {
+            metrics: Arc::clone(self),
+            name,
         }
-        if let Some(n) = s.unknown_status_tasks {
-            self.unknown_status
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        self.incidents_open.set(i64::from(s.incident.is_some()));
-        self.breaker_open
-            .set(i64::from(s.breaker_open.unwrap_or(false)));
+    }
+
+    /// The Deployments observed (their ledger scopes), in the order they were added.
+    pub fn deployments(&self) -> Vec<String> {
+        self.deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
     }
 
     /// Counts an accepted alert webhook.
@@ -296,18 +297,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a tracker write (`filed`, `settled`).
-    pub(crate) fn tracker_wrote(&self, what: &'static str) {
-        self.tracker.get_or_create(&WhatLabel { what }).inc();
-    }
-
-    /// Counts a tracker call that failed (`flowfail_data_gaps{port="tracker"}`).
-    pub(crate) fn tracker_failed(&self) {
-        self.gaps
-            .get_or_create(&PortLabel { port: "tracker" })
-            .inc();
-    }
-
     /// Counts a config reload, applied or refused.
     pub(crate) fn reloaded(&self, ok: bool) {
         let result = if ok { "applied" } else { "refused" };
@@ -315,9 +304,13 @@ impl Metrics {
         self.reload_ok.set(i64::from(ok));
     }
 
-    /// Sets the paused gauge.
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.set(i64::from(paused));
+    /// Sets the paused gauge of the Deployment whose scope is `scope`.
+    pub fn set_paused(&self, scope: &str, paused: bool) {
+        self.paused
+            .get_or_create(&DeploymentLabel {
+                deployment: Arc::from(scope),
+            })
+            .set(i64::from(paused));
     }
 
     /// The metrics in the OpenMetrics text format.
@@ -326,5 +319,107 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The metrics of one watched Deployment ([`Metrics::deployment`]): what its supervisor's
+/// passes and its tracker loop count. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeploymentMetrics {
+    metrics: Arc<Metrics>,
+    name: Arc<str>,
+}
+
+impl DeploymentMetrics {
+    /// The Deployment's ledger scope (its `deployment` label).
+    pub fn scope(&self) -> &str {
+        &self.name
+    }
+
+    fn label(&self) -> DeploymentLabel {
+        DeploymentLabel {
+            deployment: self.name.clone(),
+        }
+    }
+
+    /// Counts one pass (the supervisor's `on_pass`).
+    pub fn observe_pass(&self, s: &PassStats) {
+        let m = &self.metrics;
+        let kind = KindLabel {
+            deployment: self.name.clone(),
+            kind: s.kind.as_str(),
+        };
+        m.passes.get_or_create(&kind).inc();
+        m.pass_duration
+            .get_or_create(&kind)
+            .observe(s.duration.as_secs_f64());
+        for a in &s.actions {
+            m.actions
+                .get_or_create(&ActionLabels {
+                    deployment: self.name.clone(),
+                    kind: a.kind,
+                    outcome: a.outcome,
+                })
+                .inc();
+        }
+        let at = s.at.timestamp_millis() as f64 / 1000.0;
+        for r in &s.reads {
+            let port = PortLabel {
+                deployment: self.name.clone(),
+                port: r.port,
+            };
+            if r.ok {
+                m.last_read.get_or_create(&port).set(at);
+            } else {
+                m.gaps.get_or_create(&port).inc();
+            }
+        }
+        let label = self.label();
+        if let Some(rate) = s.failure_rate {
+            m.failure_rate.get_or_create(&label).set(rate);
+        }
+        if let Some(n) = s.unreadable_tasks {
+            m.unreadable
+                .get_or_create(&label)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = s.unknown_status_tasks {
+            m.unknown_status
+                .get_or_create(&label)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.incidents_open
+            .get_or_create(&label)
+            .set(i64::from(s.incident.is_some()));
+        m.breaker_open
+            .get_or_create(&label)
+            .set(i64::from(s.breaker_open.unwrap_or(false)));
+    }
+
+    /// Sets this Deployment's paused gauge.
+    pub fn set_paused(&self, paused: bool) {
+        self.metrics.set_paused(&self.name, paused);
+    }
+
+    /// Counts a tracker write (`filed`, `settled`).
+    pub(crate) fn tracker_wrote(&self, what: &'static str) {
+        self.metrics
+            .tracker
+            .get_or_create(&WhatLabel {
+                deployment: self.name.clone(),
+                what,
+            })
+            .inc();
+    }
+
+    /// Counts a tracker call that failed (`flowfail_data_gaps{port="tracker"}`).
+    pub(crate) fn tracker_failed(&self) {
+        self.metrics
+            .gaps
+            .get_or_create(&PortLabel {
+                deployment: self.name.clone(),
+                port: "tracker",
+            })
+            .inc();
     }
 }

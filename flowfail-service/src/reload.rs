@@ -2,6 +2,7 @@
 //! as at start, and hands the supervisor its new policy, rules, vendors, pager, notifier and
 //! schemas for its next pass. What needs new connections stays as it runs and is named.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,6 +13,7 @@ use flowfail_core::ports::Ports;
 use flowfail_core::respond::Reload;
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::serve::Control;
 use crate::wire::Live;
@@ -88,39 +90,40 @@ impl Live {
 pub(crate) struct Reloader {
     path: PathBuf,
     shadow: bool,
-    current: Mutex<Live>,
-    handle: Reload,
+    current: Mutex<Fleet>,
+    /// Each Deployment's supervisor, in the fleet's order.
+    handles: Vec<Reload>,
     metrics: Arc<Metrics>,
     one: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
     pub(crate) fn new(
-        live: Live,
+        fleet: Fleet,
         path: PathBuf,
         shadow: bool,
-        handle: Reload,
+        handles: Vec<Reload>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             path,
             shadow,
-            current: Mutex::new(live),
-            handle,
+            current: Mutex::new(fleet),
+            handles,
             metrics,
             one: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The config in force.
-    pub(crate) fn live(&self) -> Live {
+    pub(crate) fn fleet(&self) -> Fleet {
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// Reads the file again; on success the supervisor runs its next pass with it. A config
+    /// Reads the file again; on success each supervisor runs its next pass with it. A config
     /// that does not load or check is refused with its error (logged, counted), and the running
     /// one stays.
     pub(crate) async fn reload(&self, by: &str) -> Result<String> {
@@ -139,19 +142,45 @@ impl Reloader {
         outcome
     }
 
+    /// Every Deployment's new settings are built and checked before any supervisor is offered
+    /// one: a file that one Deployment refuses changes none.
     fn try_reload(&self) -> Result<String> {
         let new = Config::load(&self.path)?;
-        let (next, needs_restart) = self.live().reloaded(new)?;
-        let settings = next.responder(self.shadow);
-        settings.clone().build()?;
-        self.handle.offer(settings);
+        let fleet = self.fleet();
+        let wanted = new.members();
+        let mut needs_restart: BTreeSet<&'static str> = BTreeSet::new();
+        let scopes: Vec<String> = wanted.iter().map(|c| c.kubernetes.scope()).collect();
+        if scopes != fleet.scopes() {
+            // Supervisors are started with the process: one added, removed or moved needs a
+            // restart; the others take their new settings.
+            needs_restart.insert("deployment");
+        }
+        let mut next = fleet.clone();
+        let mut offers = Vec::new();
+        for (i, live) in fleet.members.iter().enumerate() {
+            let scope = live.config.kubernetes.scope();
+            let Some(cfg) = wanted.iter().find(|c| c.kubernetes.scope() == scope) else {
+                continue;
+            };
+            let (reloaded, cold) = live.reloaded(cfg.clone())?;
+            needs_restart.extend(cold);
+            let settings = reloaded.responder(self.shadow);
+            settings.clone().build()?;
+            offers.push((i, settings));
+            next.members[i] = reloaded;
+        }
+        for (i, settings) in offers {
+            if let Some(h) = self.handles.get(i) {
+                h.offer(settings);
+            }
+        }
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = next;
         Ok(if needs_restart.is_empty() {
             "in force from the next pass".to_owned()
         } else {
             format!(
                 "in force from the next pass; changed but kept until a restart (new connections): {}",
-                needs_restart.join(", ")
+                needs_restart.into_iter().collect::<Vec<_>>().join(", ")
             )
         })
     }
@@ -160,31 +189,31 @@ impl Reloader {
 #[async_trait::async_trait]
 impl Control for Reloader {
     async fn ready(&self) -> Result<()> {
-        self.live().ready().await
+        self.fleet().ready().await
     }
-    async fn paused(&self) -> Result<bool> {
-        Control::paused(&self.live()).await
+    fn deployments(&self) -> Vec<String> {
+        self.fleet().scopes()
     }
-    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
-        Control::pause(&self.live(), reason, by).await
+    async fn pause(&self, deployment: Option<&str>, reason: &str, by: &str) -> Result<String> {
+        self.fleet().pause(deployment, reason, by).await
     }
-    async fn resume(&self, by: &str) -> Result<()> {
-        Control::resume(&self.live(), by).await
+    async fn resume(&self, deployment: Option<&str>, by: &str) -> Result<String> {
+        self.fleet().resume(deployment, by).await
     }
     async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
-        Control::approve(&self.live(), incident, action, by).await
+        self.fleet().approve(incident, action, by).await
     }
     async fn deny(&self, incident: &str, action: &str, reason: &str, by: &str) -> Result<String> {
-        Control::deny(&self.live(), incident, action, reason, by).await
+        self.fleet().deny(incident, action, reason, by).await
     }
     async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
-        Control::incidents(&self.live(), open_only, limit).await
+        self.fleet().incidents(open_only, limit).await
     }
     async fn incident(&self, key: &str) -> Result<IncidentView> {
-        Control::incident(&self.live(), key).await
+        self.fleet().incident(key).await
     }
-    async fn pause_state(&self) -> Result<Option<Pause>> {
-        Control::pause_state(&self.live()).await
+    async fn pauses(&self) -> Result<Vec<(String, Option<Pause>)>> {
+        self.fleet().pauses().await
     }
     async fn reload(&self, by: &str) -> Result<String> {
         Reloader::reload(self, by).await

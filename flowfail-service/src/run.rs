@@ -5,12 +5,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowfail_core::respond::{Reload, Wake};
+use flowfail_core::respond::{Reload, Supervisor, Wake};
 use flowfail_core::{Error, ErrorKind, Result};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
+use crate::fleet::Fleet;
+use crate::metrics::{DeploymentMetrics, Metrics};
 use crate::mode::Mode;
 use crate::reload::Reloader;
 use crate::serve::{self, Control, Health};
@@ -32,107 +35,193 @@ fn health_tolerance(policy: &flowfail_core::Policy) -> Duration {
     Duration::from_secs(s)
 }
 
-/// Runs the service until `shutdown` resolves: the supervisor in the config's mode (shadow when
-/// `force_shadow`), with its metrics, and the listener of `[server]` if the config has one.
+/// Runs the service until `shutdown` resolves: a supervisor per Deployment of `fleet` (a
+/// [`Live`] is a fleet of one) in the config's mode (shadow when `force_shadow`), with their
+/// metrics, the tracker loop when `[tracker]` is set, and the listener of `[server]` if the
+/// config has one.
 ///
-/// `live` must be [prepared](Live::prepare). A supervisor that cannot be built (a policy the
-/// builder refuses) is an [`ErrorKind::InvalidInput`] error; a listen address that cannot be
-/// bound is an [`ErrorKind::Unavailable`] error naming the address. Errors of the supervisor
+/// The fleet must be [prepared](Fleet::prepare). A supervisor that cannot be built (a policy
+/// the builder refuses) is an [`ErrorKind::InvalidInput`] error; a listen address that cannot
+/// be bound is an [`ErrorKind::Unavailable`] error naming the address. Errors of a supervisor
 /// after it started are logged, not returned: the service stops as asked.
-pub async fn run(live: Live, force_shadow: bool, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let shadow = force_shadow || live.config.mode == Mode::Shadow;
+pub async fn run(
+    fleet: impl Into<Fleet>,
+    force_shadow: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let fleet: Fleet = fleet.into();
+    let Some(first) = fleet.members.first() else {
+        return Err(Error::invalid_input("no Deployment to watch"));
+    };
+    let config = first.config.clone();
+    let shadow = force_shadow || config.mode == Mode::Shadow;
     let metrics = Arc::new(Metrics::new(if shadow { Mode::Shadow } else { Mode::Act }));
-    let wake = Wake::new();
-    let health = Health::new(health_tolerance(&live.config.policy));
-    let (on_pass, passed) = (Arc::clone(&metrics), health.clone());
-    let reload = Reload::new();
-    let supervisor = live
-        .supervisor_builder(force_shadow)
-        .wake(wake.clone())
-        .reload(reload.clone())
-        .on_pass(move |s| {
-            on_pass.observe_pass(s);
-            if s.completed {
-                passed.pass_done();
-            }
-        })
-        .on_settled(|r| {
-            tracing::info!(
-                incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
-                status = %r.post_incident.status,
-                mttr_seconds = r.post_incident.mttr_seconds,
-                actions = r.actions.len(),
-                "incident settled"
-            );
-        })
-        .build()?;
-    if let Some(f) = live.kill.file() {
-        tracing::info!(file = %f.display(), on = live.kill.is_on(), "kill switch: watching its file (create it to stop every mutation)");
+    let health = Health::new(health_tolerance(&config.policy));
+    let mut started = Vec::with_capacity(fleet.members.len());
+    for (i, live) in fleet.members.iter().enumerate() {
+        let passed = if i == 0 {
+            health.clone()
+        } else {
+            health.another()
+        };
+        started.push(Started::build(live, force_shadow, &metrics, passed)?);
     }
-    if live.kill.is_on() {
+    if let Some(f) = first.kill.file() {
+        tracing::info!(file = %f.display(), on = first.kill.is_on(), "kill switch: watching its file (create it to stop every mutation)");
+    }
+    if first.kill.is_on() {
         tracing::warn!("kill switch is on: nothing will be changed");
     }
     tracing::info!(
         mode = if shadow { "shadow" } else { "act" },
-        deployment = %live.config.kubernetes.deployment,
+        deployments = %fleet.scopes().join(", "),
         "flowfail running"
     );
     let stop = CancellationToken::new();
     // With a config file, SIGHUP and POST /reload read it again; the listener's control calls
     // then see the config in force.
-    let (control, hangup): (Arc<dyn Control>, _) = match &live.source {
+    let reloads = started.iter().map(|s| s.reload.clone()).collect();
+    let (control, hangup): (Arc<dyn Control>, _) = match &fleet.source {
         Some(path) => {
             let r = Arc::new(Reloader::new(
-                live.clone(),
+                fleet.clone(),
                 path.clone(),
                 force_shadow,
-                reload,
+                reloads,
                 Arc::clone(&metrics),
             ));
             (r.clone() as Arc<dyn Control>, on_hangup(r, &stop))
         }
-        None => (Arc::new(live.clone()) as Arc<dyn Control>, None),
+        None => (Arc::new(fleet.clone()) as Arc<dyn Control>, None),
     };
-    let listener = match &live.config.server {
-        Some(server) => Some(listen(server, control, wake, &metrics, health, &stop).await?),
+    let wakes: Vec<Wake> = started.iter().map(|s| s.wake.clone()).collect();
+    let listener = match &config.server {
+        Some(server) => Some(listen(server, control, wakes, &metrics, health, &stop).await?),
         None => None,
     };
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { supervisor.run(stop).await }
-    });
-    let tracker = match &live.config.tracker {
-        Some(t) => {
-            let every = Duration::from_secs(live.config.policy.poll_interval_s.max(1));
-            tracing::info!(file_when = ?t.file_when, "tracker: filing an issue per incident");
-            Some(tokio::spawn(crate::tracker_sync::keep_in_step(
-                t.build()?,
-                live.controls(),
-                t.file_when,
-                every,
-                Arc::clone(&metrics),
-                stop.clone(),
-            )))
-        }
-        None => None,
-    };
+    let trackers = track(&fleet, &started, &stop)?;
+    let supervisors: Vec<_> = started.into_iter().map(|s| s.spawn(&stop)).collect();
     shutdown.await;
     tracing::info!("shutdown requested");
     stop.cancel();
-    match tokio::time::timeout(SUPERVISOR_GRACE, task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "supervisor ended with an error"),
-        Ok(Err(e)) => tracing::error!(error = %e, "supervisor task failed"),
-        Err(_) => tracing::warn!("supervisor did not stop in time; exiting"),
+    let deadline = tokio::time::Instant::now() + SUPERVISOR_GRACE;
+    for (scope, task) in supervisors {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(deployment = %scope, error = %e, "supervisor ended with an error")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(deployment = %scope, error = %e, "supervisor task failed")
+            }
+            Err(_) => {
+                tracing::warn!(deployment = %scope, "supervisor did not stop in time; exiting")
+            }
+        }
     }
-    for t in [listener, tracker, hangup].into_iter().flatten() {
+    for t in trackers.into_iter().chain(listener).chain(hangup) {
         let _ = tokio::time::timeout(LISTENER_GRACE, t).await;
     }
     Ok(())
 }
 
+/// One Deployment's supervisor, built, with the handles the listener and reloads reach it by.
+struct Started {
+    scope: String,
+    supervisor: Supervisor,
+    wake: Wake,
+    reload: Reload,
+    metrics: DeploymentMetrics,
+}
+
+impl Started {
+    fn build(
+        live: &Live,
+        force_shadow: bool,
+        metrics: &Arc<Metrics>,
+        health: Health,
+    ) -> Result<Started> {
+        let scope = live.config.kubernetes.scope();
+        let (wake, reload) = (Wake::new(), Reload::new());
+        let dm = metrics.deployment(&scope);
+        let on_pass = dm.clone();
+        let supervisor = live
+            .supervisor_builder(force_shadow)
+            .wake(wake.clone())
+            .reload(reload.clone())
+            .on_pass(move |s| {
+                on_pass.observe_pass(s);
+                if s.completed {
+                    health.pass_done();
+                }
+            })
+            .on_settled(|r| {
+                tracing::info!(
+                    incident = r.post_incident.incident_key.as_deref().unwrap_or(""),
+                    status = %r.post_incident.status,
+                    mttr_seconds = r.post_incident.mttr_seconds,
+                    actions = r.actions.len(),
+                    "incident settled"
+                );
+            })
+            .build()?;
+        Ok(Started {
+            scope,
+            supervisor,
+            wake,
+            reload,
+            metrics: dm,
+        })
+    }
+
+    /// Runs the supervisor until `stop`, its log lines in a span naming its Deployment.
+    fn spawn(self, stop: &CancellationToken) -> (String, JoinHandle<Result<()>>) {
+        let stop = stop.clone();
+        let span = tracing::info_span!("deployment", scope = %self.scope);
+        let supervisor = self.supervisor;
+        let task = tokio::spawn(async move { supervisor.run(stop).await }.instrument(span));
+        (self.scope, task)
+    }
+}
+
+/// The tracker loops of `[tracker]`: one per Deployment, sharing the tracker.
+fn track(
+    fleet: &Fleet,
+    started: &[Started],
+    stop: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>> {
+    let Some(first) = fleet.members.first() else {
+        return Ok(Vec::new());
+    };
+    let Some(t) = &first.config.tracker else {
+        return Ok(Vec::new());
+    };
+    let tracker = t.build()?;
+    let every = Duration::from_secs(first.config.policy.poll_interval_s.max(1));
+    tracing::info!(file_when = ?t.file_when, "tracker: filing an issue per incident");
+    Ok(fleet
+        .members
+        .iter()
+        .zip(started)
+        .map(|(live, s)| {
+            let span = tracing::info_span!("deployment", scope = %s.scope);
+            tokio::spawn(
+                crate::tracker_sync::keep_in_step(
+                    Arc::clone(&tracker),
+                    live.controls(),
+                    t.file_when,
+                    every,
+                    s.metrics.clone(),
+                    stop.clone(),
+                )
+                .instrument(span),
+            )
+        })
+        .collect())
+}
+
 /// Reads the config file again on every `SIGHUP`, until `stop` (`None`: no signals here).
-fn on_hangup(r: Arc<Reloader>, stop: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+fn on_hangup(r: Arc<Reloader>, stop: &CancellationToken) -> Option<JoinHandle<()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -169,11 +258,11 @@ fn on_hangup(r: Arc<Reloader>, stop: &CancellationToken) -> Option<tokio::task::
 async fn listen(
     server: &ServerConfig,
     control: Arc<dyn Control>,
-    wake: Wake,
+    wake: Vec<Wake>,
     metrics: &Arc<Metrics>,
     health: Health,
     stop: &CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<JoinHandle<()>> {
     let options = server.options()?;
     let tls = server.tls()?;
     let tcp = tokio::net::TcpListener::bind(&server.listen)

@@ -12,7 +12,7 @@ use flowfail_core::report::Conduct;
 use flowfail_core::tracking::{FileWhen, Synced, sync};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::DeploymentMetrics;
 use crate::wire::Controls;
 
 /// How far back incidents are brought in step (one not settled in the tracker by then is
@@ -33,7 +33,7 @@ pub(crate) async fn keep_in_step(
     controls: Controls,
     when: FileWhen,
     every: Duration,
-    metrics: Arc<Metrics>,
+    metrics: DeploymentMetrics,
     stop: CancellationToken,
 ) {
     let mut known = Known::default();
@@ -61,7 +61,7 @@ async fn round(
     tracker: &dyn Tracker,
     controls: &Controls,
     when: FileWhen,
-    metrics: &Metrics,
+    metrics: &DeploymentMetrics,
     known: &mut Known,
 ) {
     let since = Clock::system().now() - LOOK_BACK;

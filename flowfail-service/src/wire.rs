@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use flowfail_core::control::{self, Approval, Pause};
-use flowfail_core::history::{self, IncidentLine, IncidentView};
+use flowfail_core::history;
 use flowfail_core::ports::{IncidentQuery, IncidentStore, Ports};
 use flowfail_core::respond::{Responder, ResponderBuilder, Supervisor, SupervisorBuilder};
 use flowfail_core::{Clock, Error, Quota, QuotaChecker, Result};
@@ -107,10 +107,24 @@ fn pgpass_lookup(text: &str, cfg: &tokio_postgres::Config) -> Option<String> {
 
 impl Config {
     /// Builds every adapter. Reads files (kubeconfig, secrets) but no network: connections
-    /// open on first use.
+    /// open on first use. A config of several Deployments (`[[deployment]]`) is
+    /// [`ErrorKind::InvalidInput`](flowfail_core::ErrorKind::InvalidInput) here: see
+    /// [`Config::connect_fleet`].
     pub async fn connect(&self) -> Result<Live> {
+        if !self.deployments.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "this config watches {} Deployments ([[deployment]]): connect them with Config::connect_fleet",
+                self.deployments.len()
+            )));
+        }
+        self.connect_on(self.pg_pool(1)?).await
+    }
+
+    /// [`Config::connect`] on a TaskDB and ledger pool (every Deployment of a fleet shares
+    /// one).
+    pub(crate) async fn connect_on(&self, pool: flowfail_pg::Pool) -> Result<Live> {
         let rules = self.rules_in_force()?;
-        let (tasks, ledger) = self.postgres_stores()?;
+        let (tasks, ledger) = self.stores_on(pool)?;
         let aws = {
             let mut o = flowfail_aws::AwsOptions::standard();
             o.endpoint = self.aws.endpoint.clone();
@@ -179,7 +193,9 @@ impl Config {
         })
     }
 
-    fn postgres_stores(&self) -> Result<(flowfail_pg::PgTaskStore, flowfail_pg::PgIncidentStore)> {
+    /// The TaskDB and ledger pool: `pool_size` connections, or 4 per Deployment watched (at
+    /// most 16) when it is not set.
+    pub(crate) fn pg_pool(&self, deployments: usize) -> Result<flowfail_pg::Pool> {
         let pg = &self.postgres;
         let mut cfg: tokio_postgres::Config = pg
             .url
@@ -188,7 +204,21 @@ impl Config {
         if let Some(p) = pg_password(self, &cfg)? {
             cfg.password(p);
         }
-        let pool = flowfail_pg::connect_config(cfg, pg.pool_size.unwrap_or(4))?;
+        let size = pg
+            .pool_size
+            .unwrap_or_else(|| deployments.max(1).saturating_mul(4).min(16));
+        flowfail_pg::connect_config(cfg, size)
+    }
+
+    fn postgres_stores(&self) -> Result<(flowfail_pg::PgTaskStore, flowfail_pg::PgIncidentStore)> {
+        self.stores_on(self.pg_pool(1)?)
+    }
+
+    fn stores_on(
+        &self,
+        pool: flowfail_pg::Pool,
+    ) -> Result<(flowfail_pg::PgTaskStore, flowfail_pg::PgIncidentStore)> {
+        let pg = &self.postgres;
         let mut table = flowfail_pg::TaskTable::default();
         table.schema = pg.schema.clone();
         if let Some(t) = &pg.table {
@@ -386,49 +416,6 @@ impl Live {
     }
 }
 
-#[async_trait::async_trait]
-impl super::serve::Control for Live {
-    async fn ready(&self) -> Result<()> {
-        self.ports
-            .incidents
-            .find_open(&self.config.kubernetes.scope())
-            .await
-            .map(|_| ())
-    }
-    async fn paused(&self) -> Result<bool> {
-        Live::paused(self).await.map(|p| p.is_some())
-    }
-    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
-        Live::pause(self, reason, by).await
-    }
-    async fn resume(&self, by: &str) -> Result<()> {
-        Live::resume(self, by).await
-    }
-    async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
-        let a = Live::approve(self, incident, action, by).await?;
-        Ok(format!(
-            "{} of {} approved by {} at {}",
-            a.action, a.incident, a.by, a.at
-        ))
-    }
-    async fn deny(&self, incident: &str, action: &str, reason: &str, by: &str) -> Result<String> {
-        let a = Live::deny(self, incident, action, reason, by).await?;
-        Ok(format!(
-            "{} of {} denied by {} at {}",
-            a.action, a.incident, a.by, a.at
-        ))
-    }
-    async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
-        self.controls().incidents(open_only, None, limit).await
-    }
-    async fn incident(&self, key: &str) -> Result<IncidentView> {
-        self.controls().incident(key).await
-    }
-    async fn pause_state(&self) -> Result<Option<Pause>> {
-        Live::paused(self).await
-    }
-}
-
 /// The operator's controls (see [`flowfail_core::control`]), on this config's ledger and
 /// Deployment: what the HTTP listener calls. Every replica reads them at its next pass.
 impl Live {
@@ -488,14 +475,23 @@ pub struct Controls {
 
 impl Config {
     /// The operator's controls: only the ledger is built (`[postgres]`); connections open on
-    /// first use.
+    /// first use. A config of several Deployments names one: [`Config::controls_of`].
     pub fn controls(&self) -> Result<Controls> {
-        let (_, ledger) = self.postgres_stores()?;
+        self.controls_of(None)
+    }
+
+    /// The operator's controls of the Deployment `deployment` names (its scope, or its name
+    /// when unique; `None` when the config watches one).
+    pub fn controls_of(&self, deployment: Option<&str>) -> Result<Controls> {
+        let members = self.members();
+        let refs: Vec<&Config> = members.iter().collect();
+        let m = &members[crate::members::pick(&refs, deployment)?];
+        let (_, ledger) = m.postgres_stores()?;
         Ok(Controls {
-            scope: self.kubernetes.scope(),
-            legacy_scope: self.kubernetes.deployment.clone(),
+            scope: m.kubernetes.scope(),
+            legacy_scope: m.kubernetes.deployment.clone(),
             ledger,
-            require_approval: self.policy.require_approval.clone(),
+            require_approval: m.policy.require_approval.clone(),
         })
     }
 }

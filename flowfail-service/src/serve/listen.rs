@@ -85,7 +85,10 @@ impl Tls {
 /// `/healthz` tolerates (a few poll intervals). Cloned into the supervisor's pass callback.
 #[derive(Debug, Clone)]
 pub struct Health {
-    last: Arc<Mutex<tokio::time::Instant>>,
+    /// When each supervisor last completed a pass.
+    last: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    /// This handle's supervisor in `last`.
+    slot: usize,
     tolerance: Duration,
 }
 
@@ -93,23 +96,46 @@ impl Health {
     /// Healthy until `tolerance` passes without a completed pass (counted from now).
     pub fn new(tolerance: Duration) -> Self {
         Health {
-            last: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            last: Arc::new(Mutex::new(vec![tokio::time::Instant::now()])),
+            slot: 0,
             tolerance,
         }
     }
 
-    /// A pass completed.
-    pub fn pass_done(&self) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    /// A handle for one more supervisor (a process watching several Deployments): `/healthz`
+    /// is healthy only while every supervisor completes passes.
+    pub fn another(&self) -> Health {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.push(tokio::time::Instant::now());
+        Health {
+            last: Arc::clone(&self.last),
+            slot: last.len() - 1,
+            tolerance: self.tolerance,
+        }
     }
 
-    /// `None` while healthy; how long since the last completed pass otherwise.
+    /// A pass of this handle's supervisor completed.
+    pub fn pass_done(&self) {
+        if let Some(at) = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(self.slot)
+        {
+            *at = tokio::time::Instant::now();
+        }
+    }
+
+    /// `None` while healthy; how long since the oldest last completed pass otherwise.
     pub fn stale_for(&self) -> Option<Duration> {
         let since = self
             .last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .elapsed();
+            .iter()
+            .map(tokio::time::Instant::elapsed)
+            .max()
+            .unwrap_or_default();
         (since > self.tolerance).then_some(since)
     }
 }

@@ -7,8 +7,8 @@
 //! | `GET /metrics` | read token, when one is set | [`Metrics`] in the OpenMetrics text format |
 //! | `GET /healthz` | none | the supervisor completed a pass recently (see [`Health`]) |
 //! | `GET /readyz` | none | the config is loaded and the ledger answers |
-//! | `POST /pause` | control token | `{"reason": "…", "by": "…"}`: automation paused on every replica |
-//! | `POST /resume` | control token | `{"by": "…"}` |
+//! | `POST /pause` | control token | `{"reason": "…", "by": "…", "deployment": "…"}`: automation of that Deployment paused on every replica (`deployment`, its scope or unique name, may be left out when the process watches one) |
+//! | `POST /resume` | control token | `{"by": "…", "deployment": "…"}` |
 //! | `POST /approve` | control token | `{"incident": "…", "action": "rollback", "by": "…"}` |
 //! | `POST /reload` | control token | `{"by": "…"}` (optional): the config file read again, as `SIGHUP` does; 200 with what took effect, 400 with why it was refused (the running config stays) |
 //! | `POST /deny` | control token | `{"incident": "…", "action": "rollback", "reason": "…", "by": "…"}`: not carried out, nor proposed again, in that incident |
@@ -72,18 +72,20 @@ mod listen;
 use auth::{bearer_ok, hmac_ok, signature_headers_ok};
 pub use listen::{HEADER_READ_TIMEOUT, Health, MAX_CONNECTIONS, MAX_HEADER_BYTES, Tls, serve};
 
-/// What the listener asks of the running flowfail: readiness, and the control calls.
-/// [`super::Live`] implements it; tests may fake it.
+/// What the listener asks of the running flowfail: readiness, and the control calls, for the
+/// Deployments it watches (named by ledger scope). [`super::Fleet`] implements it; tests may
+/// fake it.
 #[async_trait]
 pub trait Control: Send + Sync + 'static {
     /// Whether the ledger answers (`GET /readyz`).
     async fn ready(&self) -> Result<()>;
-    /// Whether automation is paused (the `flowfail_paused` gauge).
-    async fn paused(&self) -> Result<bool>;
-    /// Pauses automation on every replica.
-    async fn pause(&self, reason: &str, by: &str) -> Result<()>;
-    /// Resumes automation.
-    async fn resume(&self, by: &str) -> Result<()>;
+    /// The Deployments watched, by ledger scope, in the config's order.
+    fn deployments(&self) -> Vec<String>;
+    /// Pauses automation of the Deployment `deployment` names (`None`: the only one) on every
+    /// replica; returns its scope.
+    async fn pause(&self, deployment: Option<&str>, reason: &str, by: &str) -> Result<String>;
+    /// Resumes automation of the Deployment `deployment` names; returns its scope.
+    async fn resume(&self, deployment: Option<&str>, by: &str) -> Result<String>;
     /// Approves a gated action of an open incident; returns what was approved, in words.
     async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String>;
     /// Denies a gated action of an open incident, with the reason; returns what was denied, in
@@ -92,8 +94,8 @@ pub trait Control: Send + Sync + 'static {
         let _ = (incident, action, reason, by);
         Err(unsupported("deny"))
     }
-    /// The incidents (acting and shadow), newest first (the console's index). The default:
-    /// unsupported.
+    /// The incidents (acting and shadow) of every Deployment, newest first (the console's
+    /// index). The default: unsupported.
     async fn incidents(&self, open_only: bool, limit: usize) -> Result<Vec<IncidentLine>> {
         let _ = (open_only, limit);
         Err(unsupported("incidents"))
@@ -104,10 +106,9 @@ pub trait Control: Send + Sync + 'static {
         let _ = key;
         Err(unsupported("incident"))
     }
-    /// The pause in force, if any (the console's banner). The default: none.
-    async fn pause_state(&self) -> Result<Option<Pause>> {
-        Ok(None)
-    }
+    /// Each Deployment's pause in force, if any, in the order of [`Control::deployments`] (the
+    /// `flowfail_paused` gauge, the console's banner).
+    async fn pauses(&self) -> Result<Vec<(String, Option<Pause>)>>;
     /// Reads the config file again (`POST /reload`); returns what took effect, in words. The
     /// default: unsupported (no file to read again).
     async fn reload(&self, by: &str) -> Result<String> {
@@ -155,10 +156,36 @@ impl ServerOptions {
     }
 }
 
+/// The supervisors a firing alert wakes: every watched Deployment's. An alert is a trigger,
+/// not a verdict: each supervisor reads its own Deployment's failure rate, and only one whose
+/// own read fires opens an incident.
+#[derive(Debug, Clone, Default)]
+pub struct Wakes(Vec<Wake>);
+
+impl From<Wake> for Wakes {
+    fn from(w: Wake) -> Self {
+        Wakes(vec![w])
+    }
+}
+
+impl From<Vec<Wake>> for Wakes {
+    fn from(w: Vec<Wake>) -> Self {
+        Wakes(w)
+    }
+}
+
+impl Wakes {
+    fn alert(&self, trigger: &AlertTrigger) {
+        for w in &self.0 {
+            w.alert(trigger.clone());
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     opts: Arc<ServerOptions>,
-    wake: Wake,
+    wake: Wakes,
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
     /// The ledger's last answers to `/readyz` and `/metrics`: one query at a time, reused for
@@ -217,7 +244,8 @@ const LOG_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Probes {
     ready: Option<(tokio::time::Instant, bool)>,
-    paused: Option<(tokio::time::Instant, bool)>,
+    /// When the paused gauges were last read from the ledger.
+    paused: Option<tokio::time::Instant>,
 }
 
 /// How long a probe's answer is reused.
@@ -229,10 +257,11 @@ const MAX_IN_FLIGHT: usize = 32;
 /// The most Grafana signatures remembered (replay protection).
 const MAX_SEEN: usize = 10_000;
 
-/// The routes. See the [module docs](self). `health` is what `/healthz` reports.
+/// The routes. See the [module docs](self). A firing alert wakes every supervisor of `wake`;
+/// `health` is what `/healthz` reports.
 pub fn router(
     opts: ServerOptions,
-    wake: Wake,
+    wake: impl Into<Wakes>,
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
     health: Health,
@@ -240,7 +269,7 @@ pub fn router(
     let limit = opts.max_body_bytes;
     let state = AppState {
         opts: Arc::new(opts),
-        wake,
+        wake: wake.into(),
         metrics,
         control,
         probes: Arc::default(),
@@ -466,7 +495,7 @@ async fn hook(
         let name = a.labels.get("alertname").map_or("unnamed", String::as_str);
         let trigger = AlertTrigger::new(source, name, a.fingerprint.as_deref());
         tracing::info!(alert = %trigger.describe(), firing = firing.len(), "alert firing: waking the supervisor");
-        s.wake.alert(trigger);
+        s.wake.alert(&trigger);
         s.metrics.alert(source, "firing");
     }
     if resolved > 0 {
@@ -510,12 +539,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn scrape(State(s): State<AppState>) -> Response {
     let mut probes = s.probes.lock().await;
-    let fresh = probes
-        .paused
-        .is_some_and(|(at, _)| at.elapsed() < PROBE_TTL);
-    if !fresh && let Ok(Ok(p)) = tokio::time::timeout(PROBE_TIMEOUT, s.control.paused()).await {
-        probes.paused = Some((tokio::time::Instant::now(), p));
-        s.metrics.set_paused(p);
+    let fresh = probes.paused.is_some_and(|at| at.elapsed() < PROBE_TTL);
+    if !fresh && let Ok(Ok(pauses)) = tokio::time::timeout(PROBE_TIMEOUT, s.control.pauses()).await
+    {
+        probes.paused = Some(tokio::time::Instant::now());
+        for (scope, p) in pauses {
+            s.metrics.set_paused(&scope, p.is_some());
+        }
     }
     drop(probes);
     (
@@ -566,11 +596,24 @@ struct PauseBody {
     reason: String,
     #[serde(default)]
     by: Option<String>,
+    /// The Deployment (its scope, or its name when unique); may be left out when one is
+    /// watched.
+    #[serde(default)]
+    deployment: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResumeBody {
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    deployment: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {
     #[serde(default)]
     by: Option<String>,
 }
@@ -662,10 +705,14 @@ async fn pause(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
         Err(r) => return *r,
     };
     let by = who(b.by.as_deref());
-    let r = s.control.pause(&b.reason, &by).await.map(|()| {
-        s.metrics.set_paused(true);
-        format!("paused by {by}")
-    });
+    let r = s
+        .control
+        .pause(b.deployment.as_deref(), &b.reason, &by)
+        .await
+        .map(|scope| {
+            s.metrics.set_paused(&scope, true);
+            format!("{scope} paused by {by}")
+        });
     control_result(&s, "/pause", r)
 }
 
@@ -676,16 +723,20 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
             Err(r) => return *r,
         };
     let by = who(b.by.as_deref());
-    let r = s.control.resume(&by).await.map(|()| {
-        s.metrics.set_paused(false);
-        format!("resumed by {by}")
-    });
+    let r = s
+        .control
+        .resume(b.deployment.as_deref(), &by)
+        .await
+        .map(|scope| {
+            s.metrics.set_paused(&scope, false);
+            format!("{scope} resumed by {by}")
+        });
     control_result(&s, "/resume", r)
 }
 
 async fn reload(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let b: ResumeBody =
-        match control_body(&s, "/reload", &headers, &body, Some(ResumeBody::default())) {
+    let b: ReloadBody =
+        match control_body(&s, "/reload", &headers, &body, Some(ReloadBody::default())) {
             Ok(b) => b,
             Err(r) => return *r,
         };

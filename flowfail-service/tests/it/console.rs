@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use secrecy::SecretString;
 use tower::ServiceExt;
 
+use flowfail_core::control::Pause;
 use flowfail_core::history::{IncidentLine, IncidentView};
 use flowfail_core::ports::{IncidentListing, IncidentRecord, TimelineEntry, TimelineKind};
 use flowfail_core::respond::Wake;
@@ -68,19 +69,25 @@ impl Control for Fake {
     async fn ready(&self) -> Result<()> {
         Ok(())
     }
-    async fn paused(&self) -> Result<bool> {
-        Ok(false)
+    fn deployments(&self) -> Vec<String> {
+        vec!["default.flowengine".into()]
     }
-    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("pause {reason} {by}"));
-        Ok(())
+    async fn pauses(&self) -> Result<Vec<(String, Option<Pause>)>> {
+        Ok(vec![("default.flowengine".into(), None)])
     }
-    async fn resume(&self, by: &str) -> Result<()> {
-        self.calls.lock().unwrap().push(format!("resume {by}"));
-        Ok(())
+    async fn pause(&self, deployment: Option<&str>, reason: &str, by: &str) -> Result<String> {
+        self.calls.lock().unwrap().push(match deployment {
+            Some(d) => format!("pause {reason} {by} in {d}"),
+            None => format!("pause {reason} {by}"),
+        });
+        Ok("default.flowengine".into())
+    }
+    async fn resume(&self, deployment: Option<&str>, by: &str) -> Result<String> {
+        self.calls.lock().unwrap().push(match deployment {
+            Some(d) => format!("resume {by} in {d}"),
+            None => format!("resume {by}"),
+        });
+        Ok("default.flowengine".into())
     }
     async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
         self.calls
@@ -424,10 +431,49 @@ fn the_page_of_a_long_incident_stays_under_300_kb() {
         csrf: "0".repeat(64),
         by: "t".into(),
     };
-    let page = flowfail_service::serve::console::pages::incident_page(&view, None, &viewer);
+    let page = flowfail_service::serve::console::pages::incident_page(&view, &[], &viewer);
     assert!(page.len() <= 300_000, "{} bytes", page.len());
     assert!(
         page.contains("t-00249"),
         "the grouped timeline names the tasks"
     );
+}
+
+/// With several Deployments, the index says whose each incident is and has a banner per
+/// Deployment, each of whose buttons names its Deployment; a hostile scope is escaped.
+#[test]
+fn several_deployments_have_a_banner_each_and_a_column() {
+    use flowfail_service::serve::console::pages::{Viewer, index_page};
+    let viewer = Viewer {
+        control: true,
+        csrf: "0".repeat(64),
+        by: "t".into(),
+    };
+    let lines = vec![IncidentLine::of(&IncidentListing::of(record()))];
+    let pauses = vec![
+        ("default.flowengine".to_owned(), None),
+        (
+            "staging.<b>flowengine".to_owned(),
+            Some(Pause::new("freeze", "sre", Utc::now())),
+        ),
+    ];
+    let page = index_page(&lines, &pauses, &viewer);
+    assert!(page.contains("<th>deployment</th>"), "{page}");
+    // The fixture's incident is kept under the scope `flowengine`.
+    assert!(
+        page.contains("<td class=\"deployment\">flowengine</td>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"pause-button-1\""), "{page}");
+    assert!(page.contains("id=\"resume-2\""), "{page}");
+    assert!(
+        page.contains("name=\"deployment\" value=\"default.flowengine\""),
+        "{page}"
+    );
+    assert!(page.contains("staging.&lt;b&gt;flowengine"), "{page}");
+    assert!(!page.contains("staging.<b>"), "{page}");
+    // One Deployment: the ids and the look of a single banner, no column.
+    let one = index_page(&lines, &pauses[..1], &viewer);
+    assert!(!one.contains("<th>deployment</th>"));
+    assert!(one.contains("id=\"pause-button\""), "{one}");
 }

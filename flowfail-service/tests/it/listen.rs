@@ -59,14 +59,19 @@ impl serve::Control for NoControl {
     async fn ready(&self) -> flowfail_core::Result<()> {
         Ok(())
     }
-    async fn paused(&self) -> flowfail_core::Result<bool> {
-        Ok(false)
+    fn deployments(&self) -> Vec<String> {
+        Vec::new()
     }
-    async fn pause(&self, _: &str, _: &str) -> flowfail_core::Result<()> {
-        Ok(())
+    async fn pauses(
+        &self,
+    ) -> flowfail_core::Result<Vec<(String, Option<flowfail_core::control::Pause>)>> {
+        Ok(Vec::new())
     }
-    async fn resume(&self, _: &str) -> flowfail_core::Result<()> {
-        Ok(())
+    async fn pause(&self, _: Option<&str>, _: &str, _: &str) -> flowfail_core::Result<String> {
+        Ok(String::new())
+    }
+    async fn resume(&self, _: Option<&str>, _: &str) -> flowfail_core::Result<String> {
+        Ok(String::new())
     }
     async fn approve(&self, _: &str, _: &str, _: &str) -> flowfail_core::Result<String> {
         Ok(String::new())

@@ -26,7 +26,7 @@ fn set_mode(p: &std::path::Path, mode: u32) {
     std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
-fn base() -> String {
+pub(crate) fn base() -> String {
     let key = secret_file("key", "s3cr3t-canary-value");
     let k = key.display();
     format!(
@@ -63,7 +63,7 @@ tech_lead = {{ file = "{k}" }}
     )
 }
 
-fn err(text: &str) -> String {
+pub(crate) fn err(text: &str) -> String {
     let e = Config::from_toml_str(text).unwrap_err().to_string();
     assert!(!e.contains("s3cr3t"), "a secret leaked into an error: {e}");
     e

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod console;
+mod fleet_config;
 mod listen;
 mod live_config;
 mod live_control;

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use secrecy::SecretString;
 use tower::ServiceExt;
 
+use flowfail_core::control::Pause;
 use flowfail_core::respond::Wake;
 use flowfail_core::{Error, Result};
 use flowfail_service::Mode;
@@ -22,6 +23,8 @@ use flowfail_service::serve::{Control, Health, ServerOptions, router};
 const TOKEN: &str = "a-token-of-enough-length";
 const CONTROL: &str = "a-control-token-of-enough-length";
 const HMAC_SECRET: &str = "grafana-hmac-secret";
+/// The one Deployment the fake control watches.
+const SCOPE: &str = "default.flowengine";
 
 /// Records every control call; `ready` fails when told to.
 #[derive(Default)]
@@ -43,27 +46,35 @@ impl Control for Fake {
         }
         Ok(())
     }
-    async fn paused(&self) -> Result<bool> {
-        Ok(self
+    fn deployments(&self) -> Vec<String> {
+        vec![SCOPE.into()]
+    }
+    async fn pauses(&self) -> Result<Vec<(String, Option<Pause>)>> {
+        let paused = self
             .calls
             .lock()
             .unwrap()
             .iter()
-            .any(|c| c.starts_with("pause")))
+            .any(|c| c.starts_with("pause"));
+        let pause = paused.then(|| Pause::new("r", "by", chrono::Utc::now()));
+        Ok(vec![(SCOPE.into(), pause)])
     }
-    async fn pause(&self, reason: &str, by: &str) -> Result<()> {
+    async fn pause(&self, deployment: Option<&str>, reason: &str, by: &str) -> Result<String> {
         if reason.trim().is_empty() {
             return Err(Error::invalid_input("a reason is required"));
+        }
+        if deployment.is_some_and(|d| d != SCOPE) {
+            return Err(Error::not_found("no such Deployment"));
         }
         self.calls
             .lock()
             .unwrap()
             .push(format!("pause {reason} {by}"));
-        Ok(())
+        Ok(SCOPE.into())
     }
-    async fn resume(&self, by: &str) -> Result<()> {
+    async fn resume(&self, _deployment: Option<&str>, by: &str) -> Result<String> {
         self.calls.lock().unwrap().push(format!("resume {by}"));
-        Ok(())
+        Ok(SCOPE.into())
     }
     async fn approve(&self, incident: &str, action: &str, by: &str) -> Result<String> {
         if incident != "flowengine-20261127T1000Z" {
@@ -92,10 +103,12 @@ fn app_with(max_body: usize, unready: bool) -> App {
         unready,
         ..Fake::default()
     });
+    let metrics = Arc::new(Metrics::new(Mode::Act));
+    metrics.deployment(SCOPE);
     let router = router(
         opts,
         wake.clone(),
-        Arc::new(Metrics::new(Mode::Act)),
+        metrics,
         control.clone(),
         Health::new(std::time::Duration::from_secs(60)),
     );
@@ -502,16 +515,32 @@ async fn health_readiness_and_metrics() {
     for line in [
         "flowfail_mode{mode=\"act\"} 1",
         "flowfail_mode{mode=\"shadow\"} 0",
-        "flowfail_paused 0",
-        "flowfail_incidents_open 0",
-        "flowfail_breaker_open 0",
+        "flowfail_paused{deployment=\"default.flowengine\"} 0",
+        "flowfail_incidents_open{deployment=\"default.flowengine\"} 0",
+        "flowfail_breaker_open{deployment=\"default.flowengine\"} 0",
         "# EOF",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
-    call(&app, post("/pause", control(), r#"{"reason":"x"}"#)).await;
+    let (code, said) = call(&app, post("/pause", control(), r#"{"reason":"x"}"#)).await;
+    assert_eq!(code, StatusCode::OK, "{said}");
+    assert!(said.contains("default.flowengine paused by http"), "{said}");
     let (_, m) = call(&app, get("/metrics")).await;
-    assert!(m.contains("flowfail_paused 1"), "{m}");
+    assert!(
+        m.contains("flowfail_paused{deployment=\"default.flowengine\"} 1"),
+        "{m}"
+    );
+    // A Deployment this process does not watch: refused, nothing paused there.
+    let (code, said) = call(
+        &app,
+        post(
+            "/pause",
+            control(),
+            r#"{"reason":"x","deployment":"staging.flowengine"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{said}");
 }
 
 /// Every metric the Grafana dashboard in deploy/ queries is one flowfail serves.
@@ -530,7 +559,7 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     s.reads = vec![ReadStat::new("tasks", true), ReadStat::new("logs", false)];
     s.actions = vec![ActionStat::new("retry_task", "applied")];
     s.unreadable_tasks = Some(2);
-    metrics.observe_pass(&s);
+    metrics.deployment(SCOPE).observe_pass(&s);
     let wake = Wake::new();
     let r = router(
         ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL)),
@@ -552,13 +581,13 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
     call(&app, post("/hooks/grafana", None, "{}")).await;
     let (_, text) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     for line in [
-        "flowfail_failure_rate 0.03",
-        "flowfail_tasks_unreadable 2",
-        "flowfail_incidents_open 1",
-        "flowfail_breaker_open 1",
-        "flowfail_actions_total{kind=\"retry_task\",outcome=\"applied\"} 1",
-        "flowfail_data_gaps_total{port=\"logs\"} 1",
-        "flowfail_passes_total{kind=\"incident\"} 1",
+        "flowfail_failure_rate{deployment=\"default.flowengine\"} 0.03",
+        "flowfail_tasks_unreadable{deployment=\"default.flowengine\"} 2",
+        "flowfail_incidents_open{deployment=\"default.flowengine\"} 1",
+        "flowfail_breaker_open{deployment=\"default.flowengine\"} 1",
+        "flowfail_actions_total{deployment=\"default.flowengine\",kind=\"retry_task\",outcome=\"applied\"} 1",
+        "flowfail_data_gaps_total{deployment=\"default.flowengine\",port=\"logs\"} 1",
+        "flowfail_passes_total{deployment=\"default.flowengine\",kind=\"incident\"} 1",
         "flowfail_alerts_received_total{source=\"grafana\",status=\"firing\"} 1",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
@@ -609,17 +638,20 @@ impl Control for Slow {
     async fn ready(&self) -> Result<()> {
         Ok(())
     }
-    async fn paused(&self) -> Result<bool> {
-        Ok(false)
+    fn deployments(&self) -> Vec<String> {
+        vec![SCOPE.into()]
     }
-    async fn pause(&self, _: &str, _: &str) -> Result<()> {
+    async fn pauses(&self) -> Result<Vec<(String, Option<Pause>)>> {
+        Ok(vec![(SCOPE.into(), None)])
+    }
+    async fn pause(&self, _: Option<&str>, _: &str, _: &str) -> Result<String> {
         self.entered
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.release.notified().await;
-        Ok(())
+        Ok(SCOPE.into())
     }
-    async fn resume(&self, _: &str) -> Result<()> {
-        Ok(())
+    async fn resume(&self, _: Option<&str>, _: &str) -> Result<String> {
+        Ok(SCOPE.into())
     }
     async fn approve(&self, _: &str, _: &str, _: &str) -> Result<String> {
         Ok(String::new())

@@ -32,6 +32,7 @@ use crate::support::{flowfail_cmd, local_aws_shared};
 
 mod check_config;
 mod console;
+mod fleet;
 mod gitops;
 mod hostile;
 mod incidents;
@@ -702,15 +703,43 @@ impl Listener {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    /// One sample of the metrics (0 when the series is absent).
+    /// One sample of the metrics (0 when the series is absent): the sum of the series `name{labels}` matches: every line of that metric whose labels
+    /// include the ones given (`flowfail_incidents_open` sums every Deployment's;
+    /// `flowfail_incidents_open{deployment="a.b"}` is one's).
     async fn metric(&self, series: &str) -> f64 {
         let Some((_, text)) = self.get("/metrics").await else {
             return 0.0; // not listening yet
         };
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        sum_series(&text, series)
     }
+}
+
+/// Splits `name{a="1",b="2"}` into the name and its `a="1"` labels.
+fn series_parts(series: &str) -> (&str, Vec<&str>) {
+    match series.split_once('{') {
+        Some((name, rest)) => (
+            name,
+            rest.trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ),
+        None => (series, Vec::new()),
+    }
+}
+
+/// See [`Listener::metric`].
+fn sum_series(text: &str, series: &str) -> f64 {
+    let (name, want) = series_parts(series);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(s, _)| {
+            let (n, labels) = series_parts(s);
+            n == name && want.iter().all(|w| labels.contains(w))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
 }
 
 fn grafana_alert(fingerprint: &str) -> String {

@@ -202,11 +202,8 @@ async fn index(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(l) => l,
         Err(e) => return failed(&e),
     };
-    let pause = s.control.pause_state().await.ok().flatten();
-    page(
-        StatusCode::OK,
-        pages::index_page(&lines, pause.as_ref(), &v),
-    )
+    let pauses = s.control.pauses().await.unwrap_or_default();
+    page(StatusCode::OK, pages::index_page(&lines, &pauses, &v))
 }
 
 async fn incident(
@@ -224,11 +221,20 @@ async fn incident(
         Ok(view) => view,
         Err(e) => return failed(&e),
     };
-    let pause = s.control.pause_state().await.ok().flatten();
-    page(
-        StatusCode::OK,
-        pages::incident_page(&view, pause.as_ref(), &v),
-    )
+    // The banner of the incident's own Deployment.
+    let scope = view
+        .scope
+        .strip_suffix(flowfail_core::history::SHADOW_SUFFIX)
+        .unwrap_or(&view.scope);
+    let pauses: Vec<_> = s
+        .control
+        .pauses()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(d, _)| d == scope)
+        .collect();
+    page(StatusCode::OK, pages::incident_page(&view, &pauses, &v))
 }
 
 async fn login_form() -> Response {
@@ -393,6 +399,15 @@ struct PauseForm {
     reason: String,
     #[serde(default)]
     back: String,
+    /// The Deployment's scope (empty: the only one).
+    #[serde(default)]
+    deployment: String,
+}
+
+impl PauseForm {
+    fn deployment(&self) -> Option<&str> {
+        Some(self.deployment.as_str()).filter(|d| !d.is_empty())
+    }
 }
 
 /// Where a button returns to: the index, or an incident's page of this console (its key as
@@ -417,11 +432,11 @@ async fn pause(
     };
     match s
         .control
-        .pause(&f.reason, &format!("console:{}", se.by))
+        .pause(f.deployment(), &f.reason, &format!("console:{}", se.by))
         .await
     {
-        Ok(()) => {
-            s.metrics.set_paused(true);
+        Ok(scope) => {
+            s.metrics.set_paused(&scope, true);
             see_other(back_to(&f.back), None)
         }
         Err(e) => failed(&e),
@@ -437,9 +452,13 @@ async fn resume(
         Ok(se) => se,
         Err(r) => return *r,
     };
-    match s.control.resume(&format!("console:{}", se.by)).await {
-        Ok(()) => {
-            s.metrics.set_paused(false);
+    match s
+        .control
+        .resume(f.deployment(), &format!("console:{}", se.by))
+        .await
+    {
+        Ok(scope) => {
+            s.metrics.set_paused(&scope, false);
             see_other(back_to(&f.back), None)
         }
         Err(e) => failed(&e),

@@ -85,40 +85,60 @@ fn csrf_field(v: &Viewer) -> String {
     )
 }
 
-/// The pause banner, with Pause / Resume for a control session.
-fn pause_banner(pause: Option<&Pause>, v: &Viewer, back: &str, s: &mut String) {
-    match pause {
-        Some(p) => {
-            let _ = write!(
-                s,
-                "<div class=\"banner\" id=\"pause\">Automation <b>paused</b> by {} since {}: {}",
-                esc(&p.by),
-                p.since.format("%Y-%m-%d %H:%M:%S UTC"),
-                esc(&p.reason)
-            );
-            if v.control {
+/// The pause banners, one per Deployment (with Pause / Resume for a control session). One
+/// Deployment's has the ids `pause`, `resume` and `pause-button`; with several, each id ends
+/// with the Deployment's position (`pause-1`, …) and each banner names its Deployment.
+fn pause_banners(pauses: &[(String, Option<Pause>)], v: &Viewer, back: &str, s: &mut String) {
+    let several = pauses.len() > 1;
+    for (i, (scope, pause)) in pauses.iter().enumerate() {
+        let id = if several {
+            format!("-{}", i + 1)
+        } else {
+            String::new()
+        };
+        let what = if several {
+            format!("<b>{}</b>: automation", esc(scope))
+        } else {
+            "Automation".to_owned()
+        };
+        let hidden = format!(
+            "{}<input type=\"hidden\" name=\"back\" value=\"{}\">\
+             <input type=\"hidden\" name=\"deployment\" value=\"{}\">",
+            csrf_field(v),
+            esc(back),
+            esc(scope)
+        );
+        match pause {
+            Some(p) => {
                 let _ = write!(
                     s,
-                    " <form class=\"inline\" method=\"post\" action=\"/console/resume\">{}\
-                     <input type=\"hidden\" name=\"back\" value=\"{}\"><button id=\"resume\">Resume</button></form>",
-                    csrf_field(v),
-                    esc(back)
+                    "<div class=\"banner\" id=\"pause{id}\">{what} <b>paused</b> by {} since {}: {}",
+                    esc(&p.by),
+                    p.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    esc(&p.reason)
+                );
+                if v.control {
+                    let _ = write!(
+                        s,
+                        " <form class=\"inline\" method=\"post\" action=\"/console/resume\">{hidden}\
+                         <button id=\"resume{id}\">Resume</button></form>"
+                    );
+                }
+                s.push_str("</div>");
+            }
+            None if v.control => {
+                let _ = write!(
+                    s,
+                    "<div id=\"pause{id}\"><form method=\"post\" action=\"/console/pause\">{hidden}\
+                     {what} running. \
+                     <input name=\"reason\" placeholder=\"why pause\" required maxlength=\"500\"> \
+                     <button id=\"pause-button{id}\">Pause</button></form></div>"
                 );
             }
-            s.push_str("</div>");
+            None => {
+                let _ = write!(s, "<p id=\"pause{id}\">{what} running.</p>");
+            }
         }
-        None if v.control => {
-            let _ = write!(
-                s,
-                "<div id=\"pause\"><form method=\"post\" action=\"/console/pause\">{}\
-                 <input type=\"hidden\" name=\"back\" value=\"{}\">Automation running. \
-                 <input name=\"reason\" placeholder=\"why pause\" required maxlength=\"500\"> \
-                 <button id=\"pause-button\">Pause</button></form></div>",
-                csrf_field(v),
-                esc(back)
-            );
-        }
-        None => s.push_str("<p id=\"pause\">Automation running.</p>"),
     }
 }
 
@@ -131,23 +151,40 @@ fn mode_class(m: Conduct) -> &'static str {
 }
 
 /// `/`: the incidents, newest first.
-pub fn index_page(lines: &[IncidentLine], pause: Option<&Pause>, v: &Viewer) -> String {
+pub fn index_page(
+    lines: &[IncidentLine],
+    pauses: &[(String, Option<Pause>)],
+    v: &Viewer,
+) -> String {
     let mut s = String::new();
     head("flowfail — incidents", &mut s);
     nav(v, &mut s);
     s.push_str("<h1>Incidents</h1>");
-    pause_banner(pause, v, "/", &mut s);
+    pause_banners(pauses, v, "/", &mut s);
     if lines.is_empty() {
         s.push_str("<p>No incidents recorded.</p>");
     } else {
-        s.push_str(
-            "<table id=\"incidents\"><tr><th>incident</th><th>mode</th><th>status</th><th>opened</th>\
+        // With several Deployments, a column says whose each incident is.
+        let several = pauses.len() > 1;
+        let _ = write!(
+            s,
+            "<table id=\"incidents\"><tr><th>incident</th>{}<th>mode</th><th>status</th><th>opened</th>\
              <th>MTTR</th><th>applied</th><th>failed</th><th>only decided</th><th>root cause</th></tr>",
+            if several { "<th>deployment</th>" } else { "" }
         );
         for l in lines {
+            let deployment = if several {
+                let scope = l
+                    .scope
+                    .strip_suffix(flowfail_core::history::SHADOW_SUFFIX)
+                    .unwrap_or(&l.scope);
+                format!("<td class=\"deployment\">{}</td>", esc(scope))
+            } else {
+                String::new()
+            };
             let _ = write!(
                 s,
-                "<tr><td><a href=\"/incidents/{}\">{}</a></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td>\
+                "<tr><td><a href=\"/incidents/{}\">{}</a></td>{deployment}<td class=\"{}\">{}</td><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 path_segment(&l.key),
                 esc(&l.key),
@@ -171,7 +208,11 @@ pub fn index_page(lines: &[IncidentLine], pause: Option<&Pause>, v: &Viewer) -> 
 }
 
 /// `/incidents/KEY`: one incident's record.
-pub fn incident_page(view: &IncidentView, pause: Option<&Pause>, v: &Viewer) -> String {
+pub fn incident_page(
+    view: &IncidentView,
+    pauses: &[(String, Option<Pause>)],
+    v: &Viewer,
+) -> String {
     let r = &view.report;
     let p = &r.post_incident;
     let mut s = String::with_capacity(64 * 1024);
@@ -185,7 +226,7 @@ pub fn incident_page(view: &IncidentView, pause: Option<&Pause>, v: &Viewer) -> 
         esc(&view.mode_line())
     );
     let back = format!("/incidents/{}", path_segment(&view.key));
-    pause_banner(pause, v, &back, &mut s);
+    pause_banners(pauses, v, &back, &mut s);
     let _ = write!(
         s,
         "<table id=\"summary\"><tr><th>status</th><td id=\"status\">{}</td></tr>\

@@ -1,0 +1,251 @@
+//! Two Deployments watched by one `flowfail run` (`[[deployment]]`): `flowengine` in `default`
+//! (prod) and in `staging`, one TaskDB with an `environment` column (a `task_filter` each), one
+//! ledger, one tracker, one listener. Prod's incident touches only prod's tasks and Deployment
+//! and files one issue; staging stays quiet; `/metrics` tells them apart; a pause of staging over
+//! HTTP holds staging while prod goes on acting. Asserted on PostgreSQL, the fake API server and
+//! the tracker.
+
+use std::collections::BTreeMap;
+
+use flowfail_core::IncidentStore;
+use flowfail_testkit::trackers::FakeGitHub;
+
+use super::{CONTROL_TOKEN, Listener, SCOPE, World, free_port, terminate, until, world};
+
+const TOKEN: &str = "ghp-e2e-fleet-token";
+const STAGING: &str = "staging.flowengine";
+const ERR: &str =
+    r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#;
+
+/// Rows of `env`: `ok` successes ten minutes ago, and failed tasks `ids` two minutes ago.
+async fn seed(w: &World, env: &str, ok: i32, ids: &[&str]) {
+    w.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            &format!(
+                "INSERT INTO {s}.tasks (task_id, flow_type, status, error_message, http_status, created_at, attempts, environment)
+                 SELECT $3 || '-ok-' || i, 'plan', 'succeeded', NULL, NULL, now() - interval '10 minutes', 0, $3
+                   FROM generate_series(1, $4::int) i
+                 UNION ALL
+                 SELECT id, 'impl', 'failed', $2, 500, now() - interval '2 minutes', 0, $3
+                   FROM unnest($1::text[]) id",
+                s = w.schema
+            ),
+            &[&ids.to_vec(), &ERR, &env, &ok],
+        )
+        .await
+        .unwrap();
+}
+
+async fn attempts(w: &World, id: &str) -> i32 {
+    w.pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            &format!("SELECT attempts FROM {}.tasks WHERE task_id = $1", w.schema),
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Writes of flowfail's to the Deployment in `ns`.
+fn writes_in(w: &World, ns: &str) -> usize {
+    w.k8s
+        .writes()
+        .iter()
+        .filter(|x| x.namespace == ns && x.field_manager.as_deref() == Some("flowfail"))
+        .count()
+}
+
+/// The scopes paused in the ledger.
+async fn paused_scopes(w: &World) -> Vec<String> {
+    w.pool
+        .get()
+        .await
+        .unwrap()
+        .query(
+            &format!(
+                "SELECT scope FROM {}.flowfail_pause ORDER BY scope",
+                w.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The act config of `w` with a listener on `port`, its `[kubernetes]` Deployment replaced by
+/// two `[[deployment]]` entries, and the GitHub tracker at `tracker`.
+fn fleet_config(w: &World, port: u16, tracker: &str) -> std::path::PathBuf {
+    let token = w.dir.join("tracker-token");
+    flowfail_testkit::write_secret(&token, &format!("{TOKEN}\n"));
+    let base = std::fs::read_to_string(w.config_with("act", 1, Some(port))).unwrap();
+    assert!(base.contains("deployment = \"flowengine\"\n"));
+    let text = format!(
+        "{}\n[tracker]\nkind = \"github\"\nurl = \"{tracker}\"\nrepo = \"example/incidents\"\ntoken = {{ file = \"{}\" }}\n\
+         \n[[deployment]]\nnamespace = \"default\"\ndeployment = \"flowengine\"\ntask_filter = {{ column = \"environment\", value = \"prod\" }}\n\
+         \n[[deployment]]\nnamespace = \"staging\"\ndeployment = \"flowengine\"\ntask_filter = {{ column = \"environment\", value = \"staging\" }}\n",
+        base.replace("deployment = \"flowengine\"\n", ""),
+        token.display()
+    );
+    let p = w.dir.join("fleet.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_watches_two_deployments_that_share_nothing_but_the_process() {
+    let Some(w) = world("fleet").await else {
+        return;
+    };
+    for ns in ["default", "staging"] {
+        w.k8s
+            .add_deployment(ns, "flowengine", "flowengine", &BTreeMap::new(), 2);
+    }
+    w.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER TABLE {}.tasks ADD COLUMN environment TEXT",
+            w.schema
+        ))
+        .await
+        .unwrap();
+    seed(&w, "prod", 200, &["p-0", "p-1", "p-2", "p-3"]).await;
+    seed(&w, "staging", 200, &["s-lone"]).await;
+    // Staging's one failure is below every threshold: it must never be retried.
+    let gh = FakeGitHub::start("example/incidents", TOKEN).await;
+    let port = free_port();
+    let config = fleet_config(&w, port, &gh.uri());
+    let l = Listener::new(port);
+    let mut p = w.run_config(&config, "fleet");
+
+    // Prod's incident: its tasks retried and one issue filed, both Deployments in /metrics.
+    until(&w, 30, "prod's tasks retried", &mut p, "fleet", || async {
+        attempts(&w, "p-3").await == 1 && !gh.issues().is_empty()
+    })
+    .await;
+    for id in ["p-0", "p-1", "p-2"] {
+        assert_eq!(attempts(&w, id).await, 1, "{id}");
+    }
+    assert!(w.ledger.find_open(SCOPE).await.unwrap().is_some());
+    let prod = r#"{deployment="default.flowengine"}"#;
+    let staging = r#"{deployment="staging.flowengine"}"#;
+    assert_eq!(
+        l.metric(&format!("flowfail_incidents_open{prod}")).await,
+        1.0
+    );
+    assert_eq!(
+        l.metric(&format!("flowfail_incidents_open{staging}")).await,
+        0.0
+    );
+    assert!(
+        l.metric("flowfail_passes_total{deployment=\"staging.flowengine\",kind=\"idle\"}")
+            .await
+            >= 1.0
+    );
+    until(
+        &w,
+        60,
+        "prod's incident closed and its issue settled",
+        &mut p,
+        "fleet",
+        || async {
+            w.work_on(&["p-0", "p-1", "p-2", "p-3"], "succeeded").await;
+            w.ledger.find_open(SCOPE).await.unwrap().is_none()
+                && gh.issues().iter().all(|i| i.state == "closed")
+        },
+    )
+    .await;
+    assert!(w.ledger.find_open(STAGING).await.unwrap().is_none());
+    assert!(w.ledger.latest_closed(STAGING).await.unwrap().is_none());
+    assert_eq!(writes_in(&w, "staging"), 0);
+    assert_eq!(attempts(&w, "s-lone").await, 0);
+    let issues = gh.issues();
+    assert_eq!(issues.len(), 1, "one issue, prod's: {issues:?}");
+    assert!(
+        issues[0].title.contains("default.flowengine-"),
+        "{}",
+        issues[0].title
+    );
+
+    // A pause must name its Deployment here; staging's leaves prod's untouched.
+    let (code, said) = l
+        .post(
+            "/pause",
+            Some(CONTROL_TOKEN),
+            r#"{"reason":"freeze","by":"sre"}"#.into(),
+        )
+        .await;
+    assert_eq!(code, 400, "{said}");
+    assert!(said.contains("staging.flowengine"), "{said}");
+    let (code, said) = l
+        .post(
+            "/pause",
+            Some(CONTROL_TOKEN),
+            r#"{"reason":"staging freeze","by":"sre","deployment":"staging.flowengine"}"#.into(),
+        )
+        .await;
+    assert_eq!(code, 200, "{said}");
+    assert_eq!(paused_scopes(&w).await, [STAGING]);
+    assert_eq!(l.metric(&format!("flowfail_paused{staging}")).await, 1.0);
+    assert_eq!(l.metric(&format!("flowfail_paused{prod}")).await, 0.0);
+
+    // Failures in both: prod opens a new incident and acts; paused staging opens its own and
+    // holds every task.
+    let (p_new, s_new) = (
+        ["q-0", "q-1", "q-2", "q-3", "q-4", "q-5"],
+        ["s-0", "s-1", "s-2", "s-3", "s-4", "s-5"],
+    );
+    seed(&w, "prod", 0, &p_new).await;
+    seed(&w, "staging", 0, &s_new).await;
+    until(
+        &w,
+        30,
+        "prod's new failures retried and staging's incident open",
+        &mut p,
+        "fleet",
+        || async {
+            let mut all = w.ledger.find_open(STAGING).await.unwrap().is_some();
+            for id in p_new {
+                all &= attempts(&w, id).await == 1;
+            }
+            all
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for id in s_new {
+        assert_eq!(
+            attempts(&w, id).await,
+            0,
+            "{id} retried while staging was paused"
+        );
+    }
+    assert_eq!(writes_in(&w, "staging"), 0);
+    assert_eq!(
+        l.metric(&format!("flowfail_incidents_open{staging}")).await,
+        1.0
+    );
+    assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("fleet"));
+    // One issue per incident, each found by its own scope's key.
+    let titles: Vec<String> = gh.issues().into_iter().map(|i| i.title).collect();
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    assert_eq!(
+        titles
+            .iter()
+            .filter(|t| t.contains("staging.flowengine-"))
+            .count(),
+        1,
+        "{titles:?}"
+    );
+}
