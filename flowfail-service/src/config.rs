@@ -122,8 +122,6 @@ pub struct DeploymentConfig {
     pub deployment: String,
     /// Its namespace (default: `kubernetes.namespace`).
     pub namespace: Option<String>,
-    /// Its cluster's name, in the ledger scope (default: `kubernetes.cluster`).
-    pub cluster: Option<String>,
     /// The container whose env flowfail changes (default: `kubernetes.container`, else the
     /// first).
     pub container: Option<String>,
@@ -383,6 +381,11 @@ pub struct Config {
     /// [`DeploymentConfig`].
     #[serde(default, rename = "deployment")]
     pub deployments: Vec<DeploymentConfig>,
+    /// Set on a member of several whose Deployment name another member shares: records an
+    /// earlier version kept under that name alone cannot be told apart, and are not carried
+    /// over to either.
+    #[serde(skip)]
+    pub(crate) name_shared: bool,
 }
 
 /// The environment variable that pulls the kill switch, for `flowfail run` and every command

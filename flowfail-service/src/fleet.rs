@@ -75,6 +75,9 @@ impl Fleet {
     /// [`crate::Controls::prepare`]).
     pub async fn prepare(&self) -> Result<()> {
         for m in &self.members {
+            if m.config.name_shared {
+                tracing::warn!(deployment = %m.config.kubernetes.scope(), name = %m.config.kubernetes.deployment, "several Deployments of this config have this name: what an earlier version kept under the name alone (open incident, pause) is not carried over to either");
+            }
             m.prepare().await?;
         }
         Ok(())

@@ -19,7 +19,19 @@ impl Config {
         if self.deployments.is_empty() {
             return vec![self.clone()];
         }
-        self.deployments.iter().map(|d| self.member(d)).collect()
+        self.deployments
+            .iter()
+            .map(|d| {
+                let mut m = self.member(d);
+                m.name_shared = self
+                    .deployments
+                    .iter()
+                    .filter(|o| o.deployment == d.deployment)
+                    .count()
+                    > 1;
+                m
+            })
+            .collect()
     }
 
     fn member(&self, d: &DeploymentConfig) -> Config {
@@ -29,9 +41,6 @@ impl Config {
         k.deployment = d.deployment.clone();
         if let Some(n) = &d.namespace {
             k.namespace = n.clone();
-        }
-        if d.cluster.is_some() {
-            k.cluster = d.cluster.clone();
         }
         if d.container.is_some() {
             k.container = d.container.clone();
@@ -94,25 +103,67 @@ impl Config {
             tables.entry(table).or_default().push((i, filter));
         }
         for ((_, table), readers) in &tables {
-            if readers.len() < 2 {
-                continue;
-            }
-            for (n, (i, f)) in readers.iter().enumerate() {
-                let same = readers[..n]
-                    .iter()
-                    .find(|(_, g)| f.is_none() || g.is_none() || g == f);
-                if let Some((j, _)) = same {
-                    return Err(invalid(
-                        &format!("deployment[{i}]"),
-                        format!(
-                            "reads the rows of table {table} that deployment[{j}] reads: give each its own task_filter value, or its own table (else one's failures would open the other's incident)"
-                        ),
-                    ));
-                }
-            }
+            shared_table_ok(table, readers)?;
+        }
+        let pool = self.postgres.pool_size;
+        let need = 2 * self.deployments.len();
+        if let Some(n) = pool.filter(|n| *n < need) {
+            return Err(invalid(
+                "postgres.pool_size",
+                format!(
+                    "{n} connections for {} Deployments: give each at least 2 (at least {need}), or leave it out",
+                    self.deployments.len()
+                ),
+            ));
         }
         Ok(())
     }
+}
+
+/// Several entries reading one tasks table must each have a filter, all on one column, with
+/// values that differ: any other filters can select the same row for two supervisors.
+fn shared_table_ok(table: &str, readers: &Readers) -> Result<()> {
+    if readers.len() < 2 {
+        return Ok(());
+    }
+    let (first, column) = match &readers[0] {
+        (i, Some((c, _))) => (*i, c),
+        (i, None) => return Err(unfiltered(*i, table)),
+    };
+    for (n, (i, f)) in readers.iter().enumerate().skip(1) {
+        let Some((c, v)) = f else {
+            return Err(unfiltered(*i, table));
+        };
+        if c != column {
+            return Err(invalid(
+                &format!("deployment[{i}]"),
+                format!(
+                    "filters table {table} on {c} where deployment[{first}] filters on {column}: a row can match both (give every entry of one table a value of the same column)"
+                ),
+            ));
+        }
+        if let Some((j, _)) = readers[..n]
+            .iter()
+            .find(|(_, g)| g.as_ref().is_some_and(|(_, w)| w == v))
+        {
+            return Err(invalid(
+                &format!("deployment[{i}]"),
+                format!(
+                    "reads the rows of table {table} that deployment[{j}] reads ({c} = {v:?}): give each its own value"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unfiltered(i: usize, table: &str) -> Error {
+    invalid(
+        &format!("deployment[{i}]"),
+        format!(
+            "reads table {table} with other entries but has no task_filter: give each entry a task_filter value, or its own table (else one's failures would open the other's incident)"
+        ),
+    )
 }
 
 /// The position in `members` of the Deployment `name` names: its ledger scope

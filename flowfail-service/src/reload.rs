@@ -60,6 +60,7 @@ impl Live {
         cfg.kill_switch_file = old.kill_switch_file.clone();
         cfg.tracker = old.tracker.clone();
         cfg.policy.deployment = old.policy.deployment.clone();
+        cfg.name_shared = old.name_shared;
         cfg.policy.validate()?;
         let http = cfg.http_ports()?;
         let (schema_set, schema_sources) = cfg.schemas.load()?;
@@ -149,17 +150,26 @@ impl Reloader {
         let fleet = self.fleet();
         let wanted = new.members();
         let mut needs_restart: BTreeSet<&'static str> = BTreeSet::new();
-        let scopes: Vec<String> = wanted.iter().map(|c| c.kubernetes.scope()).collect();
-        if scopes != fleet.scopes() {
-            // Supervisors are started with the process: one added, removed or moved needs a
-            // restart; the others take their new settings.
+        let mut scopes: Vec<String> = wanted.iter().map(|c| c.kubernetes.scope()).collect();
+        let mut running = fleet.scopes();
+        scopes.sort();
+        running.sort();
+        if scopes != running {
+            // Supervisors are started with the process: one added, removed or renamed needs a
+            // restart; every running one takes the new shared settings.
             needs_restart.insert("deployment");
         }
         let mut next = fleet.clone();
         let mut offers = Vec::new();
         for (i, live) in fleet.members.iter().enumerate() {
             let scope = live.config.kubernetes.scope();
-            let Some(cfg) = wanted.iter().find(|c| c.kubernetes.scope() == scope) else {
+            // A Deployment no longer in the file (by its scope) keeps its own sections and
+            // takes the shared ones, as after any change that needs a restart.
+            let Some(cfg) = wanted
+                .iter()
+                .find(|c| c.kubernetes.scope() == scope)
+                .or(wanted.first())
+            else {
                 continue;
             };
             let (reloaded, cold) = live.reloaded(cfg.clone())?;

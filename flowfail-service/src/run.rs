@@ -16,7 +16,7 @@ use crate::fleet::Fleet;
 use crate::metrics::{DeploymentMetrics, Metrics};
 use crate::mode::Mode;
 use crate::reload::Reloader;
-use crate::serve::{self, Control, Health};
+use crate::serve::{self, Control, Health, Wakes};
 use crate::wire::Live;
 
 /// How long a pass in progress gets after the shutdown signal (the supervisor itself gives it
@@ -94,12 +94,27 @@ pub async fn run(
         }
         None => (Arc::new(fleet.clone()) as Arc<dyn Control>, None),
     };
-    let wakes: Vec<Wake> = started.iter().map(|s| s.wake.clone()).collect();
+    let wakes = Wakes::named(
+        started
+            .iter()
+            .zip(&fleet.members)
+            .map(|(s, m)| {
+                let k = &m.config.kubernetes;
+                (k.namespace.clone(), k.deployment.clone(), s.wake.clone())
+            })
+            .collect(),
+    );
+    let trackers = track(&fleet, &started, &stop)?;
     let listener = match &config.server {
-        Some(server) => Some(listen(server, control, wakes, &metrics, health, &stop).await?),
+        Some(server) => match listen(server, control, wakes, &metrics, health, &stop).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                stop.cancel();
+                return Err(e);
+            }
+        },
         None => None,
     };
-    let trackers = track(&fleet, &started, &stop)?;
     let supervisors: Vec<_> = started.into_iter().map(|s| s.spawn(&stop)).collect();
     shutdown.await;
     tracing::info!("shutdown requested");
@@ -258,7 +273,7 @@ fn on_hangup(r: Arc<Reloader>, stop: &CancellationToken) -> Option<JoinHandle<()
 async fn listen(
     server: &ServerConfig,
     control: Arc<dyn Control>,
-    wake: Vec<Wake>,
+    wake: Wakes,
     metrics: &Arc<Metrics>,
     health: Health,
     stop: &CancellationToken,

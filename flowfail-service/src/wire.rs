@@ -193,8 +193,8 @@ impl Config {
         })
     }
 
-    /// The TaskDB and ledger pool: `pool_size` connections, or 4 per Deployment watched (at
-    /// most 16) when it is not set.
+    /// The TaskDB and ledger pool: `pool_size` connections, or 2 per Deployment watched and 2
+    /// more (4 for one) when it is not set.
     pub(crate) fn pg_pool(&self, deployments: usize) -> Result<flowfail_pg::Pool> {
         let pg = &self.postgres;
         let mut cfg: tokio_postgres::Config = pg
@@ -206,7 +206,7 @@ impl Config {
         }
         let size = pg
             .pool_size
-            .unwrap_or_else(|| deployments.max(1).saturating_mul(4).min(16));
+            .unwrap_or_else(|| deployments.max(1).saturating_mul(2).saturating_add(2));
         flowfail_pg::connect_config(cfg, size)
     }
 
@@ -423,7 +423,7 @@ impl Live {
     pub fn controls(&self) -> Controls {
         Controls {
             scope: self.config.kubernetes.scope(),
-            legacy_scope: self.config.kubernetes.deployment.clone(),
+            legacy_scope: legacy_scope(&self.config),
             ledger: self.ledger.clone(),
             require_approval: self.config.policy.require_approval.clone(),
         }
@@ -461,13 +461,20 @@ impl Live {
     }
 }
 
+/// The scope an earlier version kept `c`'s Deployment under, unless another Deployment of its
+/// config shares the name.
+fn legacy_scope(c: &Config) -> Option<String> {
+    (!c.name_shared).then(|| c.kubernetes.deployment.clone())
+}
+
 /// The operator's controls of a config — pause, resume, approve — on its ledger alone: built
 /// from `[postgres]` by [`Config::controls`], with no Kubernetes, AWS or vendor client.
 #[derive(Debug, Clone)]
 pub struct Controls {
     scope: String,
-    /// The scope earlier versions kept this Deployment's incidents and pause under (its name).
-    legacy_scope: String,
+    /// The scope earlier versions kept this Deployment's incidents and pause under (its name);
+    /// `None` when another Deployment of the config has that name too.
+    legacy_scope: Option<String>,
     ledger: flowfail_pg::PgIncidentStore,
     /// The policy's `require_approval`: only these actions wait for a "yes" or a "no".
     require_approval: Vec<String>,
@@ -489,7 +496,7 @@ impl Config {
         let (_, ledger) = m.postgres_stores()?;
         Ok(Controls {
             scope: m.kubernetes.scope(),
-            legacy_scope: m.kubernetes.deployment.clone(),
+            legacy_scope: legacy_scope(m),
             ledger,
             require_approval: m.policy.require_approval.clone(),
         })
@@ -509,13 +516,14 @@ impl Controls {
         self.ledger.migrate().await?;
         // Earlier versions kept a Deployment's incidents and pause under its name alone: an
         // open incident, a pause in force or a cool-down there carries over to the new scope
-        // (with several namespaces of one Deployment name on a ledger, to the first started).
-        let moved = self
-            .ledger
-            .adopt_scope(&self.legacy_scope, &self.scope)
-            .await?;
+        // (with several namespaces of one Deployment name on a ledger, to the first started;
+        // never when one config watches several of that name: whose they were is unknown).
+        let Some(legacy) = &self.legacy_scope else {
+            return Ok(());
+        };
+        let moved = self.ledger.adopt_scope(legacy, &self.scope).await?;
         if moved > 0 {
-            tracing::info!(from = %self.legacy_scope, to = %self.scope, rows = moved, "ledger: incidents and pause of the former scope carried over");
+            tracing::info!(from = %legacy, to = %self.scope, rows = moved, "ledger: incidents and pause of the former scope carried over");
         }
         Ok(())
     }

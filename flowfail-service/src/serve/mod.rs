@@ -156,27 +156,49 @@ impl ServerOptions {
     }
 }
 
-/// The supervisors a firing alert wakes: every watched Deployment's. An alert is a trigger,
-/// not a verdict: each supervisor reads its own Deployment's failure rate, and only one whose
-/// own read fires opens an incident.
+/// The supervisors a firing alert wakes. An alert whose labels name a watched Deployment
+/// (`deployment`, and `namespace` when it has one) wakes that Deployment's supervisor; any
+/// other alert wakes every one. An alert is a trigger, not a verdict: each supervisor woken
+/// reads its own Deployment's failure rate, and only one whose own read fires opens an
+/// incident.
 #[derive(Debug, Clone, Default)]
-pub struct Wakes(Vec<Wake>);
+pub struct Wakes(Vec<(Option<(String, String)>, Wake)>);
 
 impl From<Wake> for Wakes {
     fn from(w: Wake) -> Self {
-        Wakes(vec![w])
+        Wakes(vec![(None, w)])
     }
 }
 
 impl From<Vec<Wake>> for Wakes {
     fn from(w: Vec<Wake>) -> Self {
-        Wakes(w)
+        Wakes(w.into_iter().map(|w| (None, w)).collect())
     }
 }
 
 impl Wakes {
-    fn alert(&self, trigger: &AlertTrigger) {
-        for w in &self.0 {
+    /// Each supervisor with its Deployment's namespace and name.
+    pub fn named(w: Vec<(String, String, Wake)>) -> Self {
+        Wakes(w.into_iter().map(|(ns, d, w)| (Some((ns, d)), w)).collect())
+    }
+
+    fn alert(&self, trigger: &AlertTrigger, labels: &BTreeMap<String, String>) {
+        let names = |ns: &str, d: &str| {
+            labels.get("deployment").is_some_and(|l| l == d)
+                && labels.get("namespace").is_none_or(|l| l == ns)
+        };
+        let named: Vec<&Wake> = self
+            .0
+            .iter()
+            .filter(|(n, _)| n.as_ref().is_some_and(|(ns, d)| names(ns, d)))
+            .map(|(_, w)| w)
+            .collect();
+        let targets: Vec<&Wake> = if named.is_empty() {
+            self.0.iter().map(|(_, w)| w).collect()
+        } else {
+            named
+        };
+        for w in targets {
             w.alert(trigger.clone());
         }
     }
@@ -495,8 +517,13 @@ async fn hook(
         let name = a.labels.get("alertname").map_or("unnamed", String::as_str);
         let trigger = AlertTrigger::new(source, name, a.fingerprint.as_deref());
         tracing::info!(alert = %trigger.describe(), firing = firing.len(), "alert firing: waking the supervisor");
-        s.wake.alert(&trigger);
         s.metrics.alert(source, "firing");
+    }
+    // Each firing alert wakes the Deployment its labels name (or every one).
+    for a in &firing {
+        let name = a.labels.get("alertname").map_or("unnamed", String::as_str);
+        let trigger = AlertTrigger::new(source, name, a.fingerprint.as_deref());
+        s.wake.alert(&trigger, &a.labels);
     }
     if resolved > 0 {
         tracing::info!(

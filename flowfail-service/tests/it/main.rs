@@ -6,6 +6,7 @@
 
 mod console;
 mod fleet_config;
+mod fleet_control;
 mod listen;
 mod live_config;
 mod live_control;

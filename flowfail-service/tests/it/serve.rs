@@ -786,3 +786,40 @@ async fn healthz_fails_when_no_pass_completes() {
     health.pass_done();
     assert_eq!(call(&app, get()).await.0, StatusCode::OK);
 }
+
+/// With several Deployments, an alert whose labels name one wakes that one's supervisor; an
+/// alert that names none of them wakes every supervisor (each reads its own failure rate).
+#[tokio::test]
+async fn an_alert_wakes_the_deployment_its_labels_name() {
+    use flowfail_service::serve::Wakes;
+    let (prod, staging) = (Wake::new(), Wake::new());
+    let r = router(
+        ServerOptions::new(SecretString::from(TOKEN), SecretString::from(CONTROL)),
+        Wakes::named(vec![
+            ("default".into(), "flowengine".into(), prod.clone()),
+            ("staging".into(), "flowengine".into(), staging.clone()),
+        ]),
+        Arc::new(Metrics::new(Mode::Act)),
+        Arc::new(Fake::default()),
+        Health::new(std::time::Duration::from_secs(60)),
+    );
+    let app = App {
+        router: r,
+        wake: Wake::new(),
+        control: Arc::new(Fake::default()),
+    };
+    let labelled = grafana_payload("firing").replace(
+        r#""deployment":"flowengine""#,
+        r#""deployment":"flowengine","namespace":"staging""#,
+    );
+    assert!(labelled.contains("staging"));
+    let (code, _) = call(&app, post("/hooks/grafana", bearer(), labelled)).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    assert!(staging.pending().is_some());
+    assert!(prod.pending().is_none());
+    // `deployment` alone names both: both wake, as for an alert that names neither.
+    let unlabelled = grafana_payload("firing").replace(r#","deployment":"flowengine""#, "");
+    assert!(!unlabelled.contains(r#""deployment""#));
+    call(&app, post("/hooks/grafana", bearer(), unlabelled)).await;
+    assert!(prod.pending().is_some());
+}
