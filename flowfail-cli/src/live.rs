@@ -55,7 +55,7 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,7 +87,7 @@ async fn shutdown_signal() {
 
 /// The config: an unreadable file is an I/O error (2), one that does not validate is found
 /// wanting (1).
-fn load(path: &std::path::Path) -> Result<Config, Failure> {
+pub(crate) fn load(path: &std::path::Path) -> Result<Config, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
     Config::from_toml_str(&text)

@@ -6,6 +6,7 @@
 //! ([`failure`]).
 
 mod advice;
+mod backtest;
 mod failure;
 mod fs_store;
 mod history;
@@ -155,6 +156,11 @@ enum Command {
     /// it would have done), status, opened, MTTR, actions applied / failed / only decided,
     /// root cause.
     Incidents(history::IncidentsArgs),
+    /// What flowfail would have done over a period of real history, before anyone turns it
+    /// on: reads the TaskDB (one streaming, read-only pass), the bundle store, the log group
+    /// and the Deployment's revisions, opens the incidents the supervisor would have opened, and
+    /// replays the responder on each in virtual time. Writes nothing (but --export-scenario).
+    Backtest(backtest::BacktestArgs),
     /// One incident's record read back from the ledger (for an open incident, its state so
     /// far), rendered as `respond` renders a replay: the grouped timeline with each pass's
     /// decision, what was not done and why, root cause, what is left in place, and what waits
@@ -261,6 +267,7 @@ fn run(cmd: Command) -> CliResult {
         Command::Approve(a) => live::cmd_approve(&a),
         Command::Deny(a) => live::cmd_deny(&a),
         Command::Incidents(a) => history::cmd_incidents(&a),
+        Command::Backtest(a) => backtest::cmd_backtest(&a),
         Command::Incident(a) => history::cmd_incident(&a),
         Command::Completions { shell } => {
             let mut out = Vec::new();

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backtest;
 pub mod breaker;
 pub mod bundle;
 pub mod classify;

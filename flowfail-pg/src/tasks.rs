@@ -18,6 +18,7 @@ use crate::conn::{BACKEND, TASK_MIGRATION_LOCK, client, decode_err, pg_err};
 
 mod columns;
 mod filter;
+mod history;
 mod sql;
 mod statuses;
 

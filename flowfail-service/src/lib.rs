@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod backtest;
 mod check;
 mod config;
 mod fleet;
@@ -51,6 +52,7 @@ mod tracker;
 mod tracker_sync;
 mod wire;
 
+pub use backtest::{BacktestOptions, MAX_PERIOD};
 pub use config::{
     AwsConfig, Config, DeploymentConfig, KILL_SWITCH_VAR, KubernetesConfig, Mode, NotifierConfig,
     PagerConfig, PostgresConfig, QuotaSource, SecretRef, ServerConfig, VendorConfig, VendorsConfig,

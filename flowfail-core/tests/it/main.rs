@@ -7,6 +7,7 @@
 mod support;
 
 mod adversarial;
+mod backtest;
 mod breaker_undo;
 mod conformance;
 mod control;

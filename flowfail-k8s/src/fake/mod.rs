@@ -572,6 +572,22 @@ impl FakeApiServer {
         }
     }
 
+    /// Dates the ReplicaSet of `revision` (its creation time: when that revision was
+    /// deployed), e.g. `2026-11-20T11:50:00Z`.
+    pub fn set_revision_created(&self, ns: &str, name: &str, revision: u64, at: &str) {
+        let mut c = lock(&self.state);
+        let uid = format!("uid-{ns}-{name}");
+        for ((n, _), rs) in c.replicasets.iter_mut() {
+            let owned = rs
+                .pointer("/metadata/ownerReferences/0/uid")
+                .and_then(Value::as_str)
+                == Some(uid.as_str());
+            if n == ns && owned && revision_of(rs) == revision {
+                rs["metadata"]["creationTimestamp"] = json!(at);
+            }
+        }
+    }
+
     /// How the next rollouts behave.
     pub fn set_rollout_mode(&self, m: RolloutMode) {
         lock(&self.state).rollout = m;

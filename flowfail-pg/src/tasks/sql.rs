@@ -21,6 +21,8 @@ pub(super) struct TaskSql {
     pub(super) get_many: String,
     pub(super) mark_final: String,
     pub(super) insert: String,
+    pub(super) outcomes: String,
+    pub(super) failed_between: String,
 }
 
 /// The task table's column names, validated and quoted.
@@ -121,6 +123,13 @@ impl TaskSql {
                 "UPDATE {tbl} SET {st} = {final_} WHERE {id} = $1 AND {att} = $2 AND {failure}{only} RETURNING {att}"
             ),
             insert: insert_sql(&tbl, &c, t.filter.as_ref())?,
+            outcomes: outcomes_sql(&tbl, &c, s, &only),
+            failed_between: format!(
+                "SELECT {select_cols} FROM {tbl}
+                  WHERE {failure} AND coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}
+                  ORDER BY coalesce({fin}, {created}) DESC, {id} LIMIT $3",
+                fin = c.fin
+            ),
         })
     }
 }
@@ -192,6 +201,21 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
                       FROM {tbl}
                      WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}) w,
                    (SELECT count(*) AS in_flight FROM {tbl} WHERE {in_flight}{only}) f"
+    )
+}
+
+/// Every finished task of `[$1, $2)` in the order of the alert window's expression index
+/// (index-only without a filter): when it finished, whether it succeeded, whether it failed.
+fn outcomes_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
+    let Cols {
+        st, created, fin, ..
+    } = c;
+    let succeeded = s.sql_is(st, &[TaskStatus::Succeeded]);
+    let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
+    format!(
+        "SELECT coalesce({fin}, {created}), coalesce({succeeded}, false), coalesce({failure}, false) FROM {tbl}
+          WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}
+          ORDER BY coalesce({fin}, {created})"
     )
 }
 

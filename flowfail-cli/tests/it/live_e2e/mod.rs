@@ -30,6 +30,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{flowfail_cmd, local_aws_shared};
 
+mod backtest;
 mod check_config;
 mod console;
 mod fleet;

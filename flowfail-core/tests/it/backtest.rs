@@ -1,0 +1,105 @@
+//! The backtest's pieces without a database: a day of outcomes scanned into its incident, the
+//! incident's history written as a scenario that replays, the report rendered with text from
+//! outside made inert.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use flowfail_core::backtest::{
+    Assumptions, BacktestIncident, BacktestReport, DeploymentAt, History, Scan,
+};
+use flowfail_core::model::{DeploymentState, RevisionInfo};
+use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
+use flowfail_core::{FlowType, Policy, Task, TaskId, TaskStatus};
+
+#[test]
+fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
+    let from = Utc.with_ymd_and_hms(2026, 11, 5, 0, 0, 0).unwrap();
+    let to = from + TimeDelta::days(1);
+    let policy = Policy::default();
+    let mut scan = Scan::new(&policy, from, to);
+    let burst = from + TimeDelta::hours(10);
+    let mut tasks = Vec::new();
+    let mut t = scan.history_from();
+    while t < to {
+        scan.record(t, false);
+        if t >= burst && t < burst + TimeDelta::minutes(10) {
+            let id = TaskId::parse(&format!("to-{}", tasks.len())).unwrap();
+            tasks.push(
+                Task::new(id, FlowType::Impl, TaskStatus::Failed, t)
+                    .with_error("Task timed out after 45.00 seconds", None),
+            );
+            scan.record(t, true);
+        }
+        t += TimeDelta::seconds(3);
+    }
+    let spans = scan.finish();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = &spans[0];
+    assert!(span.opened_at > burst && span.opened_at < burst + TimeDelta::minutes(2));
+    let closed = span.closed_at.unwrap();
+    assert!(closed > burst + TimeDelta::hours(1), "{closed}");
+
+    // The world then: the window's failed tasks, their bundles, the revision running.
+    let mut state = DeploymentState::new("flowengine", 4, "1");
+    state.deployed_at = Some(from + TimeDelta::days(1));
+    state.history = vec![
+        RevisionInfo::new(2, Some(from - TimeDelta::days(20))),
+        RevisionInfo::new(3, Some(from - TimeDelta::days(2))),
+    ];
+    let then = DeploymentAt::at(&state, span.opened_at).unwrap();
+    assert_eq!(then.revision, 3);
+    assert_eq!(then.history.len(), 1);
+    assert!(DeploymentAt::at(&state, from - TimeDelta::days(30)).is_none());
+    let listed: Vec<Task> = tasks
+        .into_iter()
+        .filter(|t| t.created_at < span.opened_at)
+        .collect();
+    let mut history = History::default();
+    history.bundles = listed
+        .iter()
+        .map(|t| (t.task_id.clone(), 600_000))
+        .collect::<BTreeMap<_, _>>();
+    history.tasks = listed;
+    history.deployment = Some(then);
+    history.vendors = vec!["anthropic".into(), "openai".into()];
+    let mut assume = Assumptions::default();
+    assume.set("status.anthropic=operational").unwrap();
+    let json = history.scenario("day", span, &policy, &assume);
+    assert_eq!(json["vendors"]["openai"], "unknown");
+    assert_eq!(json["quota"], serde_json::Value::Null);
+    let scenario = Scenario::from_json(&json.to_string()).unwrap();
+    let (report, _) = replay_blocking(&scenario, &ReplayOptions::default()).unwrap();
+    let mut incident = BacktestIncident::from_replay("day", span, &report, &history.gaps);
+    assert_eq!(incident.main_kind(), Some("timeout"));
+    assert!(
+        incident
+            .actions
+            .iter()
+            .any(|a| a.action.kind() == "prune_context"),
+        "{:#?}",
+        incident.actions
+    );
+    assert_eq!(incident.time_to_mitigation_s, Some(0));
+
+    // Text from outside is inert in both renderings.
+    incident.root_cause = "evil\u{1b}[2J | <b>cause</b>\nforged line".into();
+    let r = BacktestReport::new(
+        "default.flowengine",
+        (from, to),
+        28_800,
+        vec![incident],
+        vec!["quota at the time is not kept".into()],
+        assume.describe(),
+    );
+    assert_eq!(r.summary.incidents, 1);
+    assert!(r.summary.actions_by_kind["prune_context"] >= 1);
+    let text = r.to_text();
+    assert!(text.contains("1 incident flowfail would have opened"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(!text.contains("\nforged line"), "{text}");
+    assert!(text.contains("assumed: anthropic status page operational"), "{text}");
+    let md = r.to_markdown();
+    assert!(!md.contains("| <b>"), "{md}");
+    assert!(md.contains("prune_context"), "{md}");
+}
