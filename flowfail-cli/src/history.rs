@@ -8,7 +8,7 @@ use flowfail_core::history::IncidentLine;
 
 use crate::CliResult;
 use crate::failure::Exit;
-use crate::live::{control_failure, with_controls};
+use crate::live::{Unnamed, control_failure, with_controls_for};
 
 /// Arguments of `flowfail incidents`.
 #[derive(clap::Args)]
@@ -79,11 +79,15 @@ pub(crate) fn cmd_incidents(a: &IncidentsArgs) -> CliResult {
     let since = a
         .since
         .and_then(|d| chrono::Utc::now().checked_sub_signed(d));
-    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
-        let lines: Vec<IncidentLine> = live
-            .incidents(a.open, since, a.limit)
-            .await
-            .map_err(control_failure)?;
+    let d = a.deployment.as_deref();
+    with_controls_for(&a.config, d, Unnamed::All, async |live, config| {
+        // Without --deployment, every Deployment of the config.
+        let lines: Vec<IncidentLine> = if a.deployment.is_none() {
+            config.incidents_of_all(a.open, since, a.limit).await
+        } else {
+            live.incidents(a.open, since, a.limit).await
+        }
+        .map_err(control_failure)?;
         let mut out = String::new();
         for l in &lines {
             if a.json {
@@ -104,20 +108,25 @@ pub(crate) fn cmd_incidents(a: &IncidentsArgs) -> CliResult {
 /// `flowfail incident KEY --config F [--markdown | --json | --verbose]`: the record (or, for
 /// an open incident, its state so far). An unknown key exits 1.
 pub(crate) fn cmd_incident(a: &IncidentArgs) -> CliResult {
-    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
-        let view = live.incident(&a.key).await.map_err(control_failure)?;
-        let out = if a.json {
-            let mut s = serde_json::to_string_pretty(&view)?;
-            s.push('\n');
-            s
-        } else if a.markdown {
-            view.to_markdown()
-        } else {
-            view.to_text(a.verbose)
-        };
-        print!("{out}");
-        Ok(Exit::Ok)
-    })
+    with_controls_for(
+        &a.config,
+        a.deployment.as_deref(),
+        Unnamed::Incident(&a.key),
+        async |live, _| {
+            let view = live.incident(&a.key).await.map_err(control_failure)?;
+            let out = if a.json {
+                let mut s = serde_json::to_string_pretty(&view)?;
+                s.push('\n');
+                s
+            } else if a.markdown {
+                view.to_markdown()
+            } else {
+                view.to_text(a.verbose)
+            };
+            print!("{out}");
+            Ok(Exit::Ok)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -228,10 +228,52 @@ pub(crate) fn with_controls<T>(
     deployment: Option<&str>,
     f: impl AsyncFnOnce(&Controls, &Config) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
+    with_controls_for(config, deployment, Unnamed::Refused, f)
+}
+
+/// What a command does when the config watches several Deployments and none is named.
+#[derive(Clone, Copy)]
+pub(crate) enum Unnamed<'a> {
+    /// Refused, with the Deployments to choose from.
+    Refused,
+    /// The Deployment of this incident (found in the ledger).
+    Incident(&'a str),
+    /// Any: the command reads every Deployment itself (the first one's controls are given).
+    All,
+}
+
+/// [`with_controls`], with what to do when no Deployment is named among several.
+pub(crate) fn with_controls_for<T>(
+    config: &std::path::Path,
+    deployment: Option<&str>,
+    unnamed: Unnamed<'_>,
+    f: impl AsyncFnOnce(&Controls, &Config) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let config = load(config)?;
-    let controls = config.controls_of(deployment).map_err(control_failure)?;
+    let members = config.members();
+    let first = members.first().map(|m| m.kubernetes.scope());
+    let several = members.len() > 1;
     let rt = runtime().map_err(|e| Failure::io("starting the runtime", e))?;
     rt.block_on(async {
+        let controls = match (deployment, unnamed) {
+            (None, Unnamed::All) if several => config
+                .controls_of(first.as_deref())
+                .map_err(control_failure)?,
+            (None, Unnamed::Incident(key)) if several => {
+                // The ledger's tables first (any Deployment's controls create them).
+                config
+                    .controls_of(first.as_deref())
+                    .map_err(control_failure)?
+                    .prepare()
+                    .await
+                    .map_err(|e| Failure::from(e).doing("creating the ledger's tables"))?;
+                config
+                    .controls_for_incident(key)
+                    .await
+                    .map_err(control_failure)?
+            }
+            _ => config.controls_of(deployment).map_err(control_failure)?,
+        };
         controls
             .prepare()
             .await
@@ -277,18 +319,23 @@ pub(crate) fn cmd_resume(a: &ResumeArgs) -> CliResult {
 /// `flowfail approve --config F INCIDENT ACTION`: the next pass may carry the action out.
 pub(crate) fn cmd_approve(a: &ApproveArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, a.deployment.as_deref(), async |live, config| {
-        let ap = live
-            .approve(&a.incident, &a.action, &by)
-            .await
-            .map_err(control_failure)?;
-        let ttl = config.policy.approval_ttl_s;
-        println!(
-            "approved: {} for incident {} by {} (valid {} s; carried out at the next pass if still decided)",
-            ap.action, ap.incident, ap.by, ttl
-        );
-        Ok(Exit::Ok)
-    })
+    with_controls_for(
+        &a.config,
+        a.deployment.as_deref(),
+        Unnamed::Incident(&a.incident),
+        async |live, config| {
+            let ap = live
+                .approve(&a.incident, &a.action, &by)
+                .await
+                .map_err(control_failure)?;
+            let ttl = config.policy.approval_ttl_s;
+            println!(
+                "approved: {} for incident {} by {} (valid {} s; carried out at the next pass if still decided)",
+                ap.action, ap.incident, ap.by, ttl
+            );
+            Ok(Exit::Ok)
+        },
+    )
 }
 
 /// Arguments of `flowfail deny`.
@@ -317,18 +364,23 @@ pub(crate) struct DenyArgs {
 /// nor proposed again, in that incident.
 pub(crate) fn cmd_deny(a: &DenyArgs) -> CliResult {
     let by = operator(a.by.as_ref());
-    with_controls(&a.config, a.deployment.as_deref(), async |live, _| {
-        let no = live
-            .deny(&a.incident, &a.action, &a.reason, &by)
-            .await
-            .map_err(control_failure)?;
-        println!(
-            "denied: {} for incident {} by {} ({}); not proposed again in this incident",
-            no.action,
-            no.incident,
-            no.by,
-            no.reason.as_deref().unwrap_or("")
-        );
-        Ok(Exit::Ok)
-    })
+    with_controls_for(
+        &a.config,
+        a.deployment.as_deref(),
+        Unnamed::Incident(&a.incident),
+        async |live, _| {
+            let no = live
+                .deny(&a.incident, &a.action, &a.reason, &by)
+                .await
+                .map_err(control_failure)?;
+            println!(
+                "denied: {} for incident {} by {} ({}); not proposed again in this incident",
+                no.action,
+                no.incident,
+                no.by,
+                no.reason.as_deref().unwrap_or("")
+            );
+            Ok(Exit::Ok)
+        },
+    )
 }

@@ -130,6 +130,10 @@ enum Command {
         /// actions of the same kind, outcome and attempt at the same time share one line).
         #[arg(long, conflicts_with_all = ["json", "markdown"])]
         verbose: bool,
+        /// Classify with the built-in rules and this rule file's (repeatable), as a config's
+        /// `rules` does.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
     },
     /// Run the runbook as a service from a config file: watch the failure rate, respond to
     /// incidents, record everything in the ledger. `mode = "shadow"` (the default) changes
@@ -259,7 +263,8 @@ fn run(cmd: Command) -> CliResult {
             json,
             markdown,
             verbose,
-        } => cmd_respond(&scenario, dry_run, json, markdown, verbose),
+            rules,
+        } => cmd_respond(&scenario, dry_run, (json, markdown, verbose), &rules),
         Command::Run(a) => live::cmd_run(&a),
         Command::CheckConfig(a) => live::cmd_check_config(&a),
         Command::Pause(a) => live::cmd_pause(&a),
@@ -496,16 +501,20 @@ fn check_pointer(p: &str) -> Result<(), Failure> {
 fn cmd_respond(
     path: &std::path::Path,
     dry_run: bool,
-    json: bool,
-    markdown: bool,
-    verbose: bool,
+    (json, markdown, verbose): (bool, bool, bool),
+    rules: &[PathBuf],
 ) -> CliResult {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
     let sc = Scenario::from_json(&text).map_err(|e| Failure::wanting(e).doing(path.display()))?;
-    let opts = ReplayOptions::default()
+    let mut opts = ReplayOptions::default()
         .dry_run(dry_run)
         .base_dir(path.parent().map(PathBuf::from));
+    if !rules.is_empty() {
+        opts = opts.rules(std::sync::Arc::new(
+            RuleSet::with_extra(rules).map_err(Failure::usage)?,
+        ));
+    }
     let (report, _) = replay_blocking(&sc, &opts).map_err(|e| {
         let doing = format!("replaying {}", path.display());
         if e.kind() == ErrorKind::InvalidInput {

@@ -160,6 +160,9 @@ pub struct ScenarioTask {
     pub http_status: Option<u16>,
     /// Created.
     pub created_at: Timestamp,
+    /// Finished (default: none; the alert window counts the task by its creation time then).
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
     /// Retries so far.
     #[serde(default)]
     pub attempts: u32,
@@ -362,6 +365,7 @@ impl Scenario {
         for t in &self.tasks {
             let mut task = Task::new(t.task_id.clone(), t.flow_type, t.status, t.created_at)
                 .with_attempts(t.attempts);
+            task.finished_at = t.finished_at;
             if let Some(m) = &t.error_message {
                 task = task.with_error(m.clone(), t.http_status);
             } else {
@@ -490,6 +494,8 @@ pub struct ReplayOptions {
     pub dry_run: bool,
     /// Directory the scenario's relative paths are resolved against.
     pub base_dir: Option<PathBuf>,
+    /// The classification rules (default: the built-in ones).
+    pub rules: Option<Arc<crate::RuleSet>>,
 }
 
 impl ReplayOptions {
@@ -501,6 +507,11 @@ impl ReplayOptions {
     /// Sets the directory relative paths resolve against.
     pub fn base_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.base_dir = dir;
+        self
+    }
+    /// Classifies with these rules instead of the built-in ones.
+    pub fn rules(mut self, rules: Arc<crate::RuleSet>) -> Self {
+        self.rules = Some(rules);
         self
     }
 }
@@ -518,6 +529,9 @@ pub async fn replay(sc: &Scenario, opts: &ReplayOptions) -> Result<(Report, Worl
         .schemas(schemas)
         .dry_run(opts.dry_run)
         .kill_switch(KillSwitch::new());
+    if let Some(r) = &opts.rules {
+        b = b.rules(r.clone());
+    }
     if !sc.name.is_empty() {
         b = b.name(sc.name.clone());
     }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use flowfail_core::backtest::{
-    Assumptions, BacktestIncident, BacktestReport, DeploymentAt, History, IncidentSpan, Scan,
+    Assumptions, BacktestIncident, BacktestReport, DeploymentAt, History, IncidentSpan, MAX_REPLAY,
+    Scan,
 };
 use flowfail_core::model::{DeploymentState, FailureKind, Timestamp};
 use flowfail_core::ports::LogQuery;
 use flowfail_core::replay::{ReplayOptions, Scenario, replay_blocking};
-use flowfail_core::{Error, Result};
+use flowfail_core::{Error, ErrorKind, Result};
 
 use crate::wire::Live;
 
@@ -20,6 +21,10 @@ use crate::wire::Live;
 pub const MAX_PERIOD: TimeDelta = TimeDelta::days(400);
 /// Bundle sizes read per incident (the timeouts' bundles, newest first).
 const MAX_BUNDLE_HEADS: usize = 200;
+/// The largest bundle a replay synthesises, and their total: a bigger one is replayed at this
+/// size (still oversized: the decision is the same), and the report says so.
+const MAX_REPLAY_BUNDLE: u64 = 16 << 20;
+const MAX_REPLAY_BUNDLES: u64 = 128 << 20;
 /// Log events read per incident.
 const MAX_LOG_EVENTS: usize = 1000;
 
@@ -100,9 +105,30 @@ impl Live {
             .deployment
             .state(&self.config.kubernetes.deployment)
             .await;
-        let mut incidents = Vec::with_capacity(spans.len());
+        let mut incidents: Vec<BacktestIncident> = Vec::with_capacity(spans.len());
         for span in &spans {
-            incidents.push(self.replay_span(span, &state, o).await?);
+            let mut i = self.replay_span(span, &state, o).await?;
+            if span.opened_at <= from {
+                i.gaps.push("the alert was already firing when the period starts: live, this may have been an incident already in progress".into());
+            }
+            if span.closed_at.is_none() {
+                i.gaps.push("still firing at the period's end".into());
+            }
+            if span
+                .closed_at
+                .is_some_and(|c| c - span.opened_at > MAX_REPLAY)
+            {
+                i.gaps.push(format!(
+                    "replayed over its first {} hours only",
+                    MAX_REPLAY.num_hours()
+                ));
+            }
+            // Live, the supervisor opens nothing while an incident is open: an alert that fires
+            // again before the last one settled is that incident's.
+            match incidents.last_mut() {
+                Some(last) if last.open_at(span.opened_at) => last.absorb(&i),
+                _ => incidents.push(i),
+            }
         }
         let mut gaps = vec![
             "task rows hold their state now: a task that failed then and was retried since counts as its retry ended".to_owned(),
@@ -126,7 +152,13 @@ impl Live {
         }
         let mut assumptions = o.assume.describe();
         assumptions.push("a retried task succeeds (the replay's default)".into());
-        assumptions.push("the Deployment's environment then was today's".into());
+        assumptions.push(
+            "the Deployment's environment then was today's (only the variables the runbook reads)"
+                .into(),
+        );
+        if !self.config.rules.is_empty() {
+            assumptions.push("classified with the config's rule files: an exported scenario replays the same with `flowfail respond --rules FILE`".into());
+        }
         Ok(BacktestReport::new(
             &self.config.kubernetes.scope(),
             (from, to),
@@ -162,18 +194,22 @@ impl Live {
                 Error::invalid_input(format!("--export-scenario {}: {e}", dir.display()))
             })?;
         }
-        let scenario = Scenario::from_json(&json.to_string())?;
-        let (report, _) = tokio::task::spawn_blocking(move || {
-            replay_blocking(&scenario, &ReplayOptions::default())
+        let replayed = match Scenario::from_json(&json.to_string()) {
+            Ok(scenario) => {
+                let opts = ReplayOptions::default().rules(self.rules.clone());
+                tokio::task::spawn_blocking(move || replay_blocking(&scenario, &opts))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Unexpected, format!("replay of {name}: {e}"))
+                    })?
+            }
+            Err(e) => Err(e),
+        };
+        Ok(match replayed {
+            Ok((report, _)) => BacktestIncident::from_replay(&name, span, &report, &history.gaps),
+            // One incident that cannot be replayed is a gap in the report, not the end of it.
+            Err(e) => BacktestIncident::unreplayed(&name, span, &e.to_string(), &history.gaps),
         })
-        .await
-        .map_err(|e| Error::invalid_input(format!("replay of {name}: {e}")))??;
-        Ok(BacktestIncident::from_replay(
-            &name,
-            span,
-            &report,
-            &history.gaps,
-        ))
     }
 
     /// What history holds of the world when `span` opened: the window's failed tasks (as triage
@@ -188,9 +224,14 @@ impl Live {
         let open = span.opened_at;
         let window = TimeDelta::seconds(i64::try_from(policy.alert_window_s).unwrap_or(3600));
         let mut h = History::default();
+        // The live window: `[poll - window, poll + 1 ms)`.
         let (tasks, unreadable) = self
             .tasks
-            .failed_between(open - window, open, policy.triage_limit)
+            .failed_between(
+                open - window,
+                open + TimeDelta::milliseconds(1),
+                policy.triage_limit,
+            )
             .await?;
         if unreadable > 0 {
             h.gaps.push(format!(
@@ -200,7 +241,8 @@ impl Live {
         let timeouts: Vec<_> = tasks
             .iter()
             .filter(|t| {
-                flowfail_core::classify(t.error_message.as_deref().unwrap_or(""), t.http_status)
+                self.rules
+                    .classify(t.error_message.as_deref().unwrap_or(""), t.http_status)
                     .kind
                     == FailureKind::Timeout
             })
@@ -212,13 +254,20 @@ impl Live {
                 timeouts.len()
             ));
         }
-        let (mut missing, mut unreadable_bundles) = (0, 0);
+        let (mut missing, mut unreadable_bundles, mut clamped, mut total) = (0, 0, 0, 0u64);
         for id in timeouts.iter().take(MAX_BUNDLE_HEADS) {
             match self.ports.bundles.head(id).await {
                 Ok(meta) => {
-                    h.bundles.insert(id.clone(), meta.size);
+                    let size = meta.size.min(MAX_REPLAY_BUNDLE);
+                    if size < meta.size || total + size > MAX_REPLAY_BUNDLES {
+                        clamped += 1;
+                    }
+                    if total + size <= MAX_REPLAY_BUNDLES {
+                        total += size;
+                        h.bundles.insert(id.clone(), size);
+                    }
                 }
-                Err(e) if e.kind() == flowfail_core::ErrorKind::NotFound => missing += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => missing += 1,
                 Err(_) => unreadable_bundles += 1,
             }
         }
@@ -227,8 +276,16 @@ impl Live {
                 "bundles of {missing} timeouts no longer exist, {unreadable_bundles} could not be read: their sizes are unknown"
             ));
         }
+        if clamped > 0 {
+            h.gaps.push(format!(
+                "{clamped} bundles replayed smaller than they are, or left out: a replay synthesises at most {} MiB each, {} MiB in all",
+                MAX_REPLAY_BUNDLE >> 20,
+                MAX_REPLAY_BUNDLES >> 20
+            ));
+        }
         h.tasks = tasks;
-        let q = LogQuery::errors(open - window, open).max_events(MAX_LOG_EVENTS);
+        let q = LogQuery::errors(open - window, open + TimeDelta::milliseconds(1))
+            .max_events(MAX_LOG_EVENTS);
         match self.ports.logs.errors(&q).await {
             Ok(batch) => {
                 if batch.truncated {

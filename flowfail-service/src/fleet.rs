@@ -12,9 +12,61 @@ use flowfail_core::{Error, Result};
 use crate::config::Config;
 use crate::members::pick;
 use crate::serve::Control;
-use crate::wire::{Live, Probe};
+use crate::wire::{Controls, Live, Probe};
 
 impl Config {
+    /// The operator's controls of the Deployment whose incident `key` is, acting or shadow
+    /// (read from the ledger): what `approve`, `deny` and `incident` act on when no Deployment
+    /// is named. A config of one Deployment gives its own; an incident of none of this
+    /// config's Deployments is [`flowfail_core::ErrorKind::NotFound`].
+    pub async fn controls_for_incident(&self, key: &str) -> Result<Controls> {
+        let members = self.members();
+        if members.len() == 1 {
+            return self.controls_of(None);
+        }
+        let scopes: Vec<String> = members.iter().map(|m| m.kubernetes.scope()).collect();
+        let first = self.controls_of(scopes.first().map(String::as_str))?;
+        let rec = first.ledger().get(key).await?;
+        let own = rec
+            .scope
+            .strip_suffix(flowfail_core::history::SHADOW_SUFFIX)
+            .unwrap_or(&rec.scope);
+        match scopes.iter().find(|s| *s == own) {
+            Some(s) => self.controls_of(Some(s)),
+            None => Err(Error::not_found(format!(
+                "no incident {} of this config's Deployments",
+                describe_untrusted_pub(key)
+            ))),
+        }
+    }
+
+    /// Every Deployment's incidents (acting and shadow), newest first, at most `limit`.
+    pub async fn incidents_of_all(
+        &self,
+        open_only: bool,
+        since: Option<flowfail_core::Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<IncidentLine>> {
+        let members = self.members();
+        let Some(first) = members.first() else {
+            return Ok(Vec::new());
+        };
+        let controls = self.controls_of(Some(&first.kubernetes.scope()))?;
+        let scopes = members.iter().flat_map(|m| {
+            let s = m.kubernetes.scope();
+            [
+                s.clone(),
+                format!("{s}{}", flowfail_core::history::SHADOW_SUFFIX),
+            ]
+        });
+        let q = IncidentQuery::scopes(scopes)
+            .open_only(open_only)
+            .since(since)
+            .limit(limit);
+        let found = controls.ledger().list(&q).await?;
+        Ok(found.iter().map(IncidentLine::of).collect())
+    }
+
     /// Every Deployment of this config, connected lazily over one TaskDB and ledger pool and
     /// one kill switch (see [`Config::connect`]).
     pub async fn connect_fleet(&self) -> Result<Fleet> {

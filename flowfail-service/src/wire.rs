@@ -509,6 +509,11 @@ impl Controls {
         &self.scope
     }
 
+    /// The ledger the controls read and write.
+    pub(crate) fn ledger(&self) -> &flowfail_pg::PgIncidentStore {
+        &self.ledger
+    }
+
     /// Creates the ledger's tables if they are missing (idempotent, safe concurrently), and
     /// carries what an earlier version kept under the Deployment's name alone over to this
     /// scope ([`flowfail_pg::PgIncidentStore::adopt_scope`]).

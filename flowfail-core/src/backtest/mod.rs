@@ -51,7 +51,7 @@ use crate::model::Timestamp;
 use crate::policy::Policy;
 
 pub use report::{BacktestIncident, BacktestReport, BacktestSummary};
-pub use scenario::{Assumptions, DeploymentAt, History};
+pub use scenario::{Assumptions, DeploymentAt, History, MAX_REPLAY};
 
 /// The window counts at one poll of an incident, kept once a minute: the scenario's volume
 /// over virtual time.
@@ -79,14 +79,32 @@ pub struct IncidentSpan {
     pub alert: AlertState,
     /// The highest failure rate of its polls.
     pub peak_rate: f64,
-    /// The last failed task's finish time while it was open: when the failures stopped.
+    /// When the failures stopped: the last failure of the last minute, while it was open, whose
+    /// own failure rate was above the alert's clear rate (a baseline of failures does not
+    /// stretch it to the clearing poll).
     pub last_failure_at: Option<Timestamp>,
-    /// The window once a minute while it was open.
+    /// The window once a minute while it was open, and for [`TAIL`] after it cleared (what a
+    /// replay's last half hour sees).
     pub samples: Vec<Sample>,
 }
 
 /// How often an open incident's window is sampled.
 const SAMPLE_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+/// How long a closed incident's window is still sampled: a replay runs on past the clear.
+pub const TAIL: TimeDelta = TimeDelta::minutes(30);
+
+/// The live window reaches past its poll by a millisecond (`alert_window_at`).
+const PAST_POLL: TimeDelta = TimeDelta::milliseconds(1);
+
+/// One minute's outcomes, for when a burst ended.
+#[derive(Debug, Default)]
+struct Minute {
+    index: i64,
+    succeeded: u64,
+    failed: u64,
+    last_failure: Option<Timestamp>,
+}
 
 /// The supervisor's polls over a period, on the tasks' outcomes in time order. See the
 /// [module docs](self).
@@ -108,12 +126,19 @@ pub struct Scan {
     /// The latest time recorded (outcomes must come in time order).
     latest: Option<Timestamp>,
     out_of_order: u64,
+    /// The minute being counted.
+    minute: Minute,
+    /// The last closed span still sampled, and until when.
+    tail: Option<(usize, Timestamp)>,
 }
 
 impl Scan {
-    /// A scan of the polls in `[from, to]`, with `policy`'s alert, window and poll interval.
-    /// Outcomes from `from - alert_window_s` on count in the first polls' windows.
+    /// A scan of the polls in `[from, to]` (both cut to whole seconds), with `policy`'s alert,
+    /// window and poll interval. Outcomes from `from - alert_window_s` on count in the first
+    /// polls' windows.
     pub fn new(policy: &Policy, from: Timestamp, to: Timestamp) -> Self {
+        let whole = |t: Timestamp| chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
+        let (from, to) = (whole(from), whole(to));
         let poll = TimeDelta::seconds(i64::try_from(policy.poll_interval_s.max(1)).unwrap_or(5));
         Scan {
             window: TimeDelta::seconds(i64::try_from(policy.alert_window_s.max(1)).unwrap_or(3600)),
@@ -129,6 +154,8 @@ impl Scan {
             spans: Vec::new(),
             latest: None,
             out_of_order: 0,
+            minute: Minute::default(),
+            tail: None,
         }
     }
 
@@ -150,15 +177,23 @@ impl Scan {
             return;
         }
         self.latest = Some(at);
-        // Every poll up to `at` sees the window before it (a task finished at the poll's
-        // instant is not in it, as in the TaskDB's `< now`).
-        while self.next_poll <= at && self.next_poll <= self.to {
+        // Every poll sees the window up to a millisecond past it, as the TaskDB count does
+        // (`[poll - window, poll + 1 ms)`): a poll is evaluated once an outcome comes later.
+        while self.next_poll + PAST_POLL <= at && self.next_poll <= self.to {
             self.evaluate();
         }
-        if failed > 0
-            && let Some(open) = &mut self.open
-        {
-            open.last_failure_at = Some(at);
+        let m = at.timestamp().div_euclid(60);
+        if m != self.minute.index {
+            self.end_minute();
+            self.minute = Minute {
+                index: m,
+                ..Minute::default()
+            };
+        }
+        self.minute.succeeded += succeeded;
+        self.minute.failed += failed;
+        if failed > 0 {
+            self.minute.last_failure = Some(at);
         }
         let s = at.timestamp();
         match self.seconds.back_mut() {
@@ -181,6 +216,17 @@ impl Scan {
     pub fn progress(&self, from: Timestamp) -> f64 {
         let total = (self.to - from).num_seconds().max(1) as f64;
         ((self.next_poll - from).num_seconds() as f64 / total).clamp(0.0, 1.0)
+    }
+
+    /// A minute is over: while an incident is open, a minute whose own failure rate is above
+    /// the clear rate moves when its failures stopped.
+    fn end_minute(&mut self) {
+        let m = &self.minute;
+        let n = m.succeeded + m.failed;
+        let bursting = m.failed > 0 && m.failed as f64 / n as f64 > self.policy.alert_clear_rate;
+        if bursting && let Some(open) = &mut self.open {
+            open.last_failure_at = m.last_failure;
+        }
     }
 
     /// The polls left to the period's end, and the incidents, oldest first.
@@ -207,6 +253,7 @@ impl Scan {
         let alert = alert_from_counts(self.succeeded, self.failed, self.firing, &self.policy);
         match (&mut self.open, alert.firing) {
             (None, true) => {
+                self.tail = None;
                 self.open = Some(IncidentSpan {
                     opened_at: now,
                     closed_at: None,
@@ -232,17 +279,40 @@ impl Scan {
                 }
             }
             (Some(_), false) => {
+                // The minute in progress counts for when the failures stopped.
+                self.end_minute();
                 let closing = self.sample(now);
                 if let Some(mut open) = self.open.take() {
                     open.closed_at = Some(now);
                     open.samples.push(closing);
                     self.spans.push(open);
+                    self.tail = Some((self.spans.len() - 1, now + TAIL));
                 }
             }
-            (None, false) => {}
+            (None, false) => self.sample_tail(now),
         }
         self.firing = alert.firing;
         self.next_poll = now + self.poll;
+    }
+
+    /// The window once a minute for a while after an incident closed.
+    fn sample_tail(&mut self, now: Timestamp) {
+        let Some((i, until)) = self.tail else {
+            return;
+        };
+        if now > until {
+            self.tail = None;
+            return;
+        }
+        let s = self.sample(now);
+        if let Some(span) = self.spans.get_mut(i)
+            && span
+                .samples
+                .last()
+                .is_none_or(|l| now - l.at >= SAMPLE_EVERY)
+        {
+            span.samples.push(s);
+        }
     }
 
     fn sample(&self, at: Timestamp) -> Sample {
@@ -278,8 +348,8 @@ mod tests {
             let lo = p - TimeDelta::seconds(policy.alert_window_s as i64);
             let (mut ok, mut bad) = (0, 0);
             for (s, f) in outcomes {
-                let at = t0() + TimeDelta::seconds(*s);
-                if at >= lo && at < p {
+                let at = t0() + TimeDelta::milliseconds(*s);
+                if at >= lo && at < p + TimeDelta::milliseconds(1) {
                     if *f {
                         bad += 1;
                     } else {
@@ -303,8 +373,14 @@ mod tests {
         /// alert changes.
         #[test]
         fn spans_are_where_the_plain_count_changes(
-            mut outcomes in proptest::collection::vec((0i64..4000, proptest::bool::weighted(0.1)), 0..400),
+            raw in proptest::collection::vec(
+                (0i64..4000, prop_oneof![Just(0i64), Just(1i64), 0i64..1000], proptest::bool::weighted(0.1)),
+                0..400,
+            ),
         ) {
+            // Milliseconds: on a poll's second, a millisecond past it, anywhere in it.
+            let mut outcomes: Vec<(i64, bool)> =
+                raw.iter().map(|(s, ms, f)| (s * 1000 + ms, *f)).collect();
             outcomes.sort_by_key(|o| o.0);
             let policy = Policy {
                 alert_window_s: 600,
@@ -316,8 +392,9 @@ mod tests {
             };
             let (from, to) = (t0() + TimeDelta::seconds(300), t0() + TimeDelta::seconds(4200));
             let mut scan = Scan::new(&policy, from, to);
+            // Times in milliseconds: outcomes at a poll's instant and just past it.
             for (s, f) in &outcomes {
-                scan.record(t0() + TimeDelta::seconds(*s), *f);
+                scan.record(t0() + TimeDelta::milliseconds(*s), *f);
             }
             let mut got = Vec::new();
             for span in scan.finish() {

@@ -48,6 +48,11 @@ pub struct BacktestIncident {
     pub resolved: bool,
     /// Whether the replay escalated it.
     pub escalated: bool,
+    /// When the replay resolved it (virtual time: the incident's own clock).
+    pub resolved_at: Option<Timestamp>,
+    /// Later alert spans that opened before this incident settled: live, they were this
+    /// incident (their opening times).
+    pub absorbed: Vec<Timestamp>,
 }
 
 impl BacktestIncident {
@@ -91,6 +96,63 @@ impl BacktestIncident {
             failures_stopped_after_s: span.last_failure_at.map(|at| (at - open).num_seconds()),
             resolved: report.resolved,
             escalated: report.escalated,
+            resolved_at: report.resolved_at,
+            absorbed: Vec::new(),
+        }
+    }
+
+    /// An incident whose replay could not run: its span, and why.
+    pub fn unreplayed(name: &str, span: &IncidentSpan, why: &str, gaps: &[String]) -> Self {
+        let mut gaps = gaps.to_vec();
+        gaps.push(format!("not replayed: {why}"));
+        BacktestIncident {
+            name: name.to_owned(),
+            opened_at: span.opened_at,
+            closed_at: span.closed_at,
+            rate_at_open: span.alert.failure_rate,
+            peak_rate: span.peak_rate,
+            window_tasks: span.alert.window_tasks,
+            classification: BTreeMap::new(),
+            root_cause: String::new(),
+            actions: Vec::new(),
+            not_taken: Vec::new(),
+            gaps,
+            time_to_mitigation_s: None,
+            failures_stopped_after_s: span
+                .last_failure_at
+                .map(|at| (at - span.opened_at).num_seconds()),
+            resolved: false,
+            escalated: false,
+            resolved_at: None,
+            absorbed: Vec::new(),
+        }
+    }
+
+    /// Whether the live incident would still have been open at `at`: not yet resolved in its
+    /// replay, or never settled in it. (An escalated incident cools down until its alert
+    /// clears, which is where its span ends.)
+    pub fn open_at(&self, at: Timestamp) -> bool {
+        if self.escalated {
+            return false;
+        }
+        match self.resolved_at {
+            Some(r) => at < r,
+            None => !self.resolved && self.closed_at.is_some(),
+        }
+    }
+
+    /// Takes in a later span that opened while this incident was still open: live, it was the
+    /// same incident.
+    pub fn absorb(&mut self, later: &BacktestIncident) {
+        self.absorbed.push(later.opened_at);
+        self.closed_at = later.closed_at;
+        self.peak_rate = self.peak_rate.max(later.peak_rate);
+        if let (Some(a), Some(b)) = (
+            self.failures_stopped_after_s,
+            later.failures_stopped_after_s,
+        ) {
+            self.failures_stopped_after_s =
+                Some(a.max(b + (later.opened_at - self.opened_at).num_seconds()));
         }
     }
 
@@ -114,6 +176,10 @@ pub struct BacktestSummary {
     pub actions_by_kind: BTreeMap<String, u64>,
     /// Actions it would have held back or skipped, by kind.
     pub skipped_by_kind: BTreeMap<String, u64>,
+    /// Actions whose replay failed, by kind.
+    pub failed_by_kind: BTreeMap<String, u64>,
+    /// What it would not have done, by kind (each reason once per incident).
+    pub not_taken_by_kind: BTreeMap<String, u64>,
     /// The median time to mitigation over the incidents with one, seconds.
     pub median_time_to_mitigation_s: Option<i64>,
     /// The median time until the failures actually stopped, seconds.
@@ -166,9 +232,16 @@ impl BacktestReport {
             for a in &i.actions {
                 let by = match a.outcome {
                     Outcome::Applied => &mut summary.actions_by_kind,
+                    Outcome::Failed => &mut summary.failed_by_kind,
                     _ => &mut summary.skipped_by_kind,
                 };
                 *by.entry(a.action.kind().to_owned()).or_default() += 1;
+            }
+            for k in &i.not_taken {
+                *summary
+                    .not_taken_by_kind
+                    .entry(k.skip.action.to_string())
+                    .or_default() += 1;
             }
         }
         summary.median_time_to_mitigation_s = median(
@@ -214,10 +287,11 @@ impl BacktestReport {
         let sm = &self.summary;
         let _ = writeln!(
             s,
-            "\nsummary: {} incidents; would apply {}; would hold or skip {}",
+            "\nsummary: {} incidents; would apply {}; would hold or skip {}; would not do {}",
             sm.incidents,
             counts(&sm.actions_by_kind),
-            counts(&sm.skipped_by_kind)
+            counts(&sm.skipped_by_kind),
+            counts(&sm.not_taken_by_kind)
         );
         let _ = writeln!(
             s,
@@ -308,6 +382,13 @@ fn incident_text(n: usize, i: &BacktestIncident, s: &mut String) {
         i.main_kind().unwrap_or("unclassified")
     );
     let _ = writeln!(s, "  root cause: {}", esc(&i.root_cause));
+    for at in &i.absorbed {
+        let _ = writeln!(
+            s,
+            "  the alert fired again at {} while it was still open: the same incident",
+            at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
     for a in &i.actions {
         let _ = writeln!(s, "  would: {}", esc(&action_line(a)));
     }
@@ -354,9 +435,14 @@ fn skip_line(k: &SkipRecord) -> String {
     format!("{} ×{}: {}", k.skip.action, k.skip.count, k.skip.reason)
 }
 
-/// Text from outside (root causes, reasons, error-derived details) made safe for a terminal.
+/// Text from outside (root causes, reasons, error-derived details) made safe for a terminal:
+/// one line, no control or invisible format characters (bidi overrides, zero-width), cut.
 fn text(s: &str) -> String {
-    crate::model::sanitize(s, 600)
+    let clean = crate::text::clean_text(s);
+    match clean.char_indices().nth(600) {
+        Some((i, _)) => format!("{}…", &clean[..i]),
+        None => clean,
+    }
 }
 
 fn counts(m: &BTreeMap<String, u64>) -> String {

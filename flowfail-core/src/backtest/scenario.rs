@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::TimeDelta;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -9,6 +10,10 @@ use super::{IncidentSpan, Sample};
 use crate::error::{Error, Result};
 use crate::model::{DeploymentState, LogEvent, RevisionInfo, Task, TaskId, Timestamp};
 use crate::policy::Policy;
+
+/// The longest stretch of an incident a replay covers (an alert firing for days is replayed over
+/// its first twelve hours, and the report says so).
+pub const MAX_REPLAY: TimeDelta = TimeDelta::hours(12);
 
 /// The vendor statuses a scenario accepts.
 const STATUSES: [&str; 6] = [
@@ -106,10 +111,21 @@ impl DeploymentAt {
     /// The Deployment at `at`, from its state now: the newest revision deployed by then, the
     /// older ones as its history. `None` when the cluster keeps no revision deployed by then
     /// (its history was garbage-collected).
+    ///
+    /// A revision dated before a lower-numbered one (a rollback reuses an old ReplicaSet, and
+    /// its creation time) has no known deploy time here.
     pub fn at(state: &DeploymentState, at: Timestamp) -> Option<DeploymentAt> {
         let mut all: Vec<RevisionInfo> = state.history.clone();
         all.push(RevisionInfo::new(state.revision, state.deployed_at));
         all.sort_by_key(|r| r.revision);
+        let mut latest: Option<Timestamp> = None;
+        for r in &mut all {
+            match (r.deployed_at, latest) {
+                (Some(d), Some(l)) if d < l => r.deployed_at = None,
+                (Some(d), _) => latest = Some(d),
+                _ => {}
+            }
+        }
         let running = all
             .iter()
             .rev()
@@ -121,7 +137,7 @@ impl DeploymentAt {
             deployed_at: running.deployed_at,
             history: all
                 .into_iter()
-                .filter(|r| r.revision < running.revision)
+                .filter(|r| r.revision < running.revision && r.deployed_at.is_none_or(|d| d <= at))
                 .collect(),
             env: state.env.clone(),
         })
@@ -159,21 +175,36 @@ impl History {
     ) -> Value {
         let open = span.opened_at;
         let until = span
-            .closed_at
-            .or_else(|| span.samples.last().map(|s| s.at))
-            .unwrap_or(open);
+            .samples
+            .last()
+            .map(|s| s.at)
+            .or(span.closed_at)
+            .unwrap_or(open)
+            .min(open + MAX_REPLAY);
         let max_virtual_s = (until - open).num_seconds().max(0) as u64 + 1800;
-        let listed = self.tasks.len() as u64;
-        let volume = |s: &Sample| json!({"succeeded": s.succeeded, "failed": s.failed.saturating_sub(listed)});
-        let first = Sample {
-            at: open,
-            succeeded: span.alert.window_tasks - span.alert.failed,
-            failed: span.alert.failed,
+        let window = TimeDelta::seconds(i64::try_from(policy.alert_window_s).unwrap_or(3600));
+        // The unlisted failures of a sample's window: its failures less the listed tasks that
+        // finished in it (the replay counts those itself, by their finish time).
+        let volume = |s: &Sample| {
+            let listed = self
+                .tasks
+                .iter()
+                .filter(|t| {
+                    let at = t.finished_or_created();
+                    at >= s.at - window && at < s.at + TimeDelta::milliseconds(1)
+                })
+                .count() as u64;
+            json!({"succeeded": s.succeeded, "failed": s.failed.saturating_sub(listed)})
         };
+        let first = span.samples.first().copied().unwrap_or(Sample {
+            at: open,
+            succeeded: span.alert.window_tasks.saturating_sub(span.alert.failed),
+            failed: span.alert.failed,
+        });
         let events: Vec<Value> = span
             .samples
             .iter()
-            .filter(|s| s.at > open)
+            .filter(|s| s.at > open && s.at <= until)
             .map(|s| json!({"after_s": (s.at - open).num_seconds(), "volume": volume(s)}))
             .collect();
         let vendors: BTreeMap<&str, &str> = self
@@ -190,7 +221,7 @@ impl History {
             "now": open,
             "max_virtual_s": max_virtual_s,
             "policy": policy,
-            "deployment": self.deployment_json(&policy.deployment),
+            "deployment": self.deployment_json(policy),
             "tasks": self.tasks.iter().map(task_json).collect::<Vec<_>>(),
             "volume": volume(&first),
             "logs": self.logs.iter().map(|l| json!({"timestamp": l.timestamp, "message": l.message})).collect::<Vec<_>>(),
@@ -202,18 +233,30 @@ impl History {
         })
     }
 
-    fn deployment_json(&self, name: &str) -> Value {
+    fn deployment_json(&self, policy: &Policy) -> Value {
         match &self.deployment {
-            Some(d) => json!({
-                "name": d.name,
-                "revision": d.revision,
-                "deployed_at": d.deployed_at,
-                "env": d.env,
-                "history": d.history,
-            }),
+            Some(d) => {
+                // Only the variables the runbook reads: an exported scenario carries no other
+                // value of the Deployment's (credentials, URLs).
+                let read = [
+                    &policy.breaker_env,
+                    &policy.fallback_env,
+                    &policy.manual_review_env,
+                    &policy.schema_version_env,
+                ];
+                let env: BTreeMap<&String, &String> =
+                    d.env.iter().filter(|(k, _)| read.contains(k)).collect();
+                json!({
+                    "name": d.name,
+                    "revision": d.revision,
+                    "deployed_at": d.deployed_at,
+                    "env": env,
+                    "history": d.history,
+                })
+            }
             // Not kept by the cluster: a revision with no deploy time (no rollback is proposed
             // on a deploy time nobody knows).
-            None => json!({"name": name, "revision": 1, "deployed_at": null}),
+            None => json!({"name": policy.deployment, "revision": 1, "deployed_at": null}),
         }
     }
 }
@@ -222,7 +265,9 @@ fn task_json(t: &Task) -> Value {
     json!({
         "task_id": t.task_id.to_string(),
         "flow_type": t.flow_type,
-        "status": "failed",
+        // A task given up since is read as it is now: the replay does not retry it.
+        "status": t.status,
+        "finished_at": t.finished_at,
         "error_message": t.error_message,
         "http_status": t.http_status,
         "created_at": t.created_at,

@@ -24,11 +24,17 @@ fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
     while t < to {
         scan.record(t, false);
         if t >= burst && t < burst + TimeDelta::minutes(10) {
+            // Created two hours before it finished: the window counts it by its finish.
             let id = TaskId::parse(&format!("to-{}", tasks.len())).unwrap();
-            tasks.push(
-                Task::new(id, FlowType::Impl, TaskStatus::Failed, t)
-                    .with_error("Task timed out after 45.00 seconds", None),
-            );
+            let mut task = Task::new(
+                id,
+                FlowType::Impl,
+                TaskStatus::Failed,
+                t - TimeDelta::hours(2),
+            )
+            .with_error("Task timed out after 45.00 seconds", None);
+            task.finished_at = Some(t);
+            tasks.push(task);
             scan.record(t, true);
         }
         t += TimeDelta::seconds(3);
@@ -53,7 +59,7 @@ fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
     assert!(DeploymentAt::at(&state, from - TimeDelta::days(30)).is_none());
     let listed: Vec<Task> = tasks
         .into_iter()
-        .filter(|t| t.created_at < span.opened_at)
+        .filter(|t| t.finished_or_created() < span.opened_at + TimeDelta::milliseconds(1))
         .collect();
     let mut history = History::default();
     history.bundles = listed
@@ -70,6 +76,11 @@ fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
     assert_eq!(json["quota"], serde_json::Value::Null);
     let scenario = Scenario::from_json(&json.to_string()).unwrap();
     let (report, _) = replay_blocking(&scenario, &ReplayOptions::default()).unwrap();
+    // The replay's first read of the window is the scan's.
+    assert_eq!(
+        (report.alert.window_tasks, report.alert.failed),
+        (span.alert.window_tasks, span.alert.failed)
+    );
     let mut incident = BacktestIncident::from_replay("day", span, &report, &history.gaps);
     assert_eq!(incident.main_kind(), Some("timeout"));
     assert!(
@@ -95,10 +106,16 @@ fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
     assert_eq!(r.summary.incidents, 1);
     assert!(r.summary.actions_by_kind["prune_context"] >= 1);
     let text = r.to_text();
-    assert!(text.contains("1 incident flowfail would have opened"), "{text}");
+    assert!(
+        text.contains("1 incident flowfail would have opened"),
+        "{text}"
+    );
     assert!(!text.contains('\u{1b}'), "{text}");
     assert!(!text.contains("\nforged line"), "{text}");
-    assert!(text.contains("assumed: anthropic status page operational"), "{text}");
+    assert!(
+        text.contains("assumed: anthropic status page operational"),
+        "{text}"
+    );
     let md = r.to_markdown();
     assert!(!md.contains("| <b>"), "{md}");
     assert!(md.contains("prune_context"), "{md}");

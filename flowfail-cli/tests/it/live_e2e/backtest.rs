@@ -231,6 +231,18 @@ async fn a_month_of_history_backtests_to_its_three_incidents_and_writes_nothing(
             String::from_utf8_lossy(&out.stderr)
         );
         let replay: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The replay reads the window the scan read when it opened the incident.
+        assert_eq!(
+            replay["alert"]["window_tasks"],
+            incident["window_tasks"],
+            "{}",
+            file.display()
+        );
+        let (a, b) = (
+            replay["alert"]["failure_rate"].as_f64().unwrap(),
+            incident["rate_at_open"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
         assert_eq!(
             decisions(&replay["actions"]),
             decisions(&incident["actions"]),

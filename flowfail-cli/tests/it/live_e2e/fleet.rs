@@ -11,6 +11,7 @@ use flowfail_core::IncidentStore;
 use flowfail_testkit::trackers::FakeGitHub;
 
 use super::{CONTROL_TOKEN, Listener, SCOPE, World, free_port, terminate, until, world};
+use crate::support::flowfail_cmd;
 
 const TOKEN: &str = "ghp-e2e-fleet-token";
 const STAGING: &str = "staging.flowengine";
@@ -179,6 +180,42 @@ async fn one_process_watches_two_deployments_that_share_nothing_but_the_process(
         "{}",
         issues[0].title
     );
+
+    // The CLI on the same config: the list covers every Deployment; an incident is found by
+    // its key alone; a pause must name its Deployment.
+    let cli = |args: &[&str]| {
+        let out = flowfail_cmd()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, listed, err) = cli(&["incidents", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let keys: Vec<String> = listed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "{listed}");
+    assert!(keys[0].starts_with("default.flowengine-"), "{keys:?}");
+    let (code, shown, err) = cli(&["incident", &keys[0]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(shown.contains(&keys[0]), "{shown}");
+    let (code, _, err) = cli(&["pause", "--reason", "freeze"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("staging.flowengine"), "{err}");
+    assert!(paused_scopes(&w).await.is_empty());
 
     // A pause must name its Deployment here; staging's leaves prod's untouched.
     let (code, said) = l
