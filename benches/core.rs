@@ -85,7 +85,7 @@ fn bench_classify(c: &mut Criterion) {
 
     // A whole log: the needle scan of `classify_lines` next to classifying line by line.
     let mut text = Vec::new();
-    log::write_log(10_000_000, &mut text).unwrap();
+    log::write_log(10_000_000, 7, &mut text).unwrap();
     let mut g = c.benchmark_group("classify_log_10MB");
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.sample_size(10);

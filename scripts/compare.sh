@@ -19,6 +19,15 @@ mkdir -p "$work"
 summary="$work/summary.md"
 : >"$summary"
 say() { echo "$*" | tee -a "$summary"; }
+# The last recorded round's figure of a P-row (docs/bench-previous.tsv), printed under it.
+previous() {
+  local line
+  line=$(awk -F'\t' -v k="$1" '$1 == k { print $2 " (" $3 ")" }' "$repo/docs/bench-previous.tsv")
+  say "   previous: ${line:-none recorded}"
+}
+current="$work/bench-current.tsv"
+: >"$current"
+record() { printf '%s\t%s\t%s compare.sh\n' "$1" "$2" "$(date -u +%Y-%m-%d)" >>"$current"; }
 
 echo "== peers"
 need_apt=()
@@ -75,6 +84,16 @@ mb=$(($(stat -c %s "$log") / 1000000))
 f=$(mean_ms "$work/p1.json" 0); a=$(mean_ms "$work/p1.json" 1); r=$(mean_ms "$work/p1.json" 2); e=$(mean_ms "$work/p1.json" 3)
 say ""
 say "P1 ${mb} MB log: flowfail classify (failure lines) ${f} ms ($($py -c "print('%.0f' % ($mb/$f*1e3))") MB/s), --all-lines ${a} ms, rg -c 8 regexes ${r} ms ($($py -c "print('%.0f' % ($mb/$r*1e3))") MB/s), rg -c ERROR ${e} ms -> flowfail is $(ratio "$r" "$f")x rg (8 regexes), $(ratio "$e" "$f")x rg ERROR; --all-lines $(ratio "$r" "$a")x rg (8 regexes)"
+# An incident's log: 30 % of its lines are failures (the classifier's heavy case).
+"$ex/gen_log" 100 30 >"$work/incident.log"
+heavy=$work/incident.log
+rg_heavy="rg -c $(printf "%q " "${rg_kinds[@]}") $heavy"
+bench p1-heavy -n flowfail "$ff classify --plain --count $heavy" -n rg-8-regexes "$rg_heavy" -n rg-ERROR "rg -c ERROR $heavy"
+hf=$(mean_ms "$work/p1-heavy.json" 0); hr=$(mean_ms "$work/p1-heavy.json" 1); he=$(mean_ms "$work/p1-heavy.json" 2)
+say "P1 ${mb} MB log, 30 % failures: flowfail ${hf} ms, rg -c 8 regexes ${hr} ms, rg -c ERROR ${he} ms -> flowfail is $(ratio "$hr" "$hf")x rg (8 regexes), $(ratio "$he" "$hf")x rg ERROR"
+say "   what they found: flowfail $("$ff" classify --plain --count "$heavy"); rg -c ERROR $(rg -c ERROR "$heavy")"
+previous P1
+record P1 "flowfail ${f} ms, rg 8 regexes ${r} ms (7 % failure log); ${hf} ms vs ${hr} ms (30 %)"
 say "   what they found: error lines (grep ERROR) $(rg -c ERROR "$log"); rg 8 regexes $(eval "$rg_cmd"); flowfail: $("$ff" classify --plain --count "$log"); --all-lines: $("$ff" classify --plain --all-lines --count "$log")"
 
 echo "== P2: prune a 5 MB bundle vs LangChain trim_messages"
@@ -89,6 +108,8 @@ done
 lc_med=$(printf '%s\n' "${lc_in[@]}" | sort -n | sed -n 3p)
 say ""
 say "P2 5 MB bundle -> 180 KB, end to end (CLI): flowfail ${f} ms, LangChain ${l} ms -> $(ratio "$l" "$f")x; outputs $(stat -c %s "$work/ff-pruned.json") and $(stat -c %s "$work/lc-trimmed.json") bytes"
+previous P2
+record P2 "flowfail ${f} ms end to end"
 say "   LangChain in process (parse -> trim -> write, median of 5): ${lc_med} ms; flowfail in process: see criterion prune_5MB below"
 
 echo "== P3: validate 10,000 TaskObjects vs check-jsonschema"
@@ -101,17 +122,25 @@ cp flowfail-core/schemas/task_object.v2.schema.json "$work/schema-v2.json"
 f=$(mean_ms "$work/p3.json" 0); c=$(mean_ms "$work/p3.json" 1); b=$(mean_ms "$work/p3.json" 2)
 say ""
 say "P3 10,000 files: flowfail validate ${f} ms, check-jsonschema ${c} ms, bare jsonschema-rs (one thread) ${b} ms -> $(ratio "$c" "$f")x check-jsonschema, $(ratio "$b" "$f")x the bare process"
+previous P3
+record P3 "flowfail validate ${f} ms"
 say "   invalid found: flowfail $( (cd "$work" && "$ff" validate tasks/*.json || true) | grep -c '"valid":false'), check-jsonschema $( (cd "$work" && "$repo/.venv-compare/bin/check-jsonschema" --schemafile schema-v2.json tasks/*.json 2>&1 || true) | grep -c '::\$')"
 
 echo "== P4: detector at 1 M and 100 M outcomes"
 say ""
 say "P4 $("$ex/detect_scale" 1000000)"
-say "P4 $("$ex/detect_scale" 100000000)"
+p4=$("$ex/detect_scale" 100000000)
+say "P4 $p4"
+previous P4
+record P4 "$p4"
 
 echo "== P5: triage + decide at 10k and 100k failed tasks"
 say ""
 say "P5 $("$ex/triage_scale" 10000)"
-say "P5 $("$ex/triage_scale" 100000)"
+p5=$("$ex/triage_scale" 100000)
+say "P5 $p5"
+previous P5
+record P5 "$p5"
 
 echo "== P6: scenario replays (virtual time)"
 say ""
@@ -122,6 +151,8 @@ done
 bench p6 -n pilot-timeout "$ff respond --scenario testdata/scenarios/pilot-timeout.json --json" \
   -n rate-limit "$ff respond --scenario testdata/scenarios/rate-limit.json --json"
 say "   wall time per replay (whole CLI process): pilot $(mean_ms "$work/p6.json" 0) ms, rate limit $(mean_ms "$work/p6.json" 1) ms"
+previous P6
+record P6 "pilot-timeout whole process $(mean_ms "$work/p6.json" 0) ms"
 
 if [ -z "${SKIP_CRITERION:-}" ]; then
   echo "== criterion: in-process groups"
@@ -137,5 +168,6 @@ if [ -z "${SKIP_CRITERION:-}" ]; then
 fi
 
 echo
+echo "== this run's figures ($current: copy it over docs/bench-previous.tsv when recording a round)"
 echo "== summary ($summary)"
 cat "$summary"

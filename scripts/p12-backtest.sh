@@ -55,13 +55,25 @@ VACUUM ANALYZE $S.tasks;
 SQL
 
 echo "== bucket, log group and 40 bundles of 600 KB in the local AWS API"
-curl -sf -X PUT "$FLOWFAIL_AWS_ENDPOINT/ff-p12-bundles" -o /dev/null || true
-curl -sf -X POST "$FLOWFAIL_AWS_ENDPOINT/" -H 'X-Amz-Target: Logs_20140328.CreateLogGroup' \
-  -H 'Content-Type: application/x-amz-json-1.1' -d '{"logGroupName":"/ff/p12"}' -o /dev/null || true
-python3 -c 'import json,sys; sys.stdout.write(json.dumps({"messages":[{"role":"user","content":"x"*599900}]}))' > "$WORK/bundle.json"
-for k in $(seq 0 39); do
-  curl -sf -X PUT --data-binary @"$WORK/bundle.json" "$FLOWFAIL_AWS_ENDPOINT/ff-p12-bundles/to-$k.json" -o /dev/null
-done
+# boto3 comes with moto (scripts/test-peers.sh installs it into .venv-moto).
+PY="${MOTO_PY:-.venv-moto/bin/python}"
+"$PY" - "$FLOWFAIL_AWS_ENDPOINT" <<'PY'
+import sys, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+s3, logs = boto3.client("s3", **kw), boto3.client("logs", **kw)
+try:
+    s3.create_bucket(Bucket="ff-p12-bundles")
+except s3.exceptions.BucketAlreadyOwnedByYou:
+    pass
+try:
+    logs.create_log_group(logGroupName="/ff/p12")
+except logs.exceptions.ResourceAlreadyExistsException:
+    pass
+body = ('{"messages":[{"role":"user","content":"' + "x" * 599_900 + '"}]}').encode()
+for k in range(40):
+    s3.put_object(Bucket="ff-p12-bundles", Key=f"to-{k}.json", Body=body)
+PY
 
 printf 'x-p12-key\n' > "$WORK/key"
 chmod 600 "$WORK/key"

@@ -37,10 +37,11 @@ impl Rng {
     }
 }
 
-/// Writes about `target` bytes of log to `out`: ~90 % INFO lines of a healthy flow, ~3 % WARN
-/// lines with numbers that are not HTTP statuses, ~7 % ERROR lines carrying the labelled
-/// real-world messages of `testdata/corpus/`. The same size always gives the same bytes.
-pub(crate) fn write_log(target: u64, out: &mut impl Write) -> std::io::Result<()> {
+/// Writes about `target` bytes of log to `out`: `failing` % ERROR lines carrying the labelled
+/// real-world messages of `testdata/corpus/` (7 in the standard log, 30 in an incident's),
+/// ~3 % WARN lines with numbers that are not HTTP statuses, INFO lines of a healthy flow for the
+/// rest. The same size and share always give the same bytes.
+pub(crate) fn write_log(target: u64, failing: u64, out: &mut impl Write) -> std::io::Result<()> {
     let mut errors = Vec::new();
     for line in CORPUS.iter().flat_map(|c| c.lines()) {
         if line.trim().is_empty() {
@@ -67,10 +68,10 @@ pub(crate) fn write_log(target: u64, out: &mut impl Write) -> std::io::Result<()
         let flow = rng.pick(&FLOWS);
         let task = 100_000 + rng.below(900_000);
         let roll = rng.below(100);
-        let line = if roll < 7 {
+        let line = if roll < failing {
             let e = &errors[rng.below(errors.len() as u64) as usize];
             format!("{ts} ERROR flowengine flow={flow} task=t-{task} step=llm_call error=\"{e}\"\n")
-        } else if roll < 10 {
+        } else if roll < failing + 3 {
             format!(
                 "{ts} WARN  flowengine flow={flow} task=t-{task} slow step {} took {}ms (priority {}, queue depth {})\n",
                 rng.pick(&STEPS),

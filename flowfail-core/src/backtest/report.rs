@@ -339,8 +339,8 @@ impl BacktestReport {
         }
         for (n, i) in self.incidents.iter().enumerate() {
             let _ = write!(s, "\n## {} — {}\n\n", n + 1, md(&i.name));
-            for a in &i.actions {
-                let _ = writeln!(s, "- {}", md(&action_line(a)));
+            for line in grouped(&i.actions) {
+                let _ = writeln!(s, "- {}", md(&line));
             }
             for k in &i.not_taken {
                 let _ = writeln!(s, "- not done: {}", md(&skip_line(k)));
@@ -389,8 +389,8 @@ fn incident_text(n: usize, i: &BacktestIncident, s: &mut String) {
             at.format("%Y-%m-%d %H:%M:%S")
         );
     }
-    for a in &i.actions {
-        let _ = writeln!(s, "  would: {}", esc(&action_line(a)));
+    for line in grouped(&i.actions) {
+        let _ = writeln!(s, "  would: {}", esc(&line));
     }
     for k in &i.not_taken {
         let _ = writeln!(s, "  would not: {}", esc(&skip_line(k)));
@@ -409,6 +409,60 @@ fn incident_text(n: usize, i: &BacktestIncident, s: &mut String) {
     for g in &i.gaps {
         let _ = writeln!(s, "  gap: {}", esc(g));
     }
+}
+
+/// The actions as lines: per-task actions of one kind, outcome and time share a line
+/// (`10:00:05 retry_task ×250 → applied: t-00000, t-00001, t-00002, …`), as the CLI's timeline
+/// groups them; every other action has its own.
+fn grouped(actions: &[ActionRecord]) -> Vec<String> {
+    let task_of = |a: &ActionRecord| {
+        serde_json::to_value(&a.action)
+            .ok()
+            .and_then(|v| v.get("task_id").and_then(|t| t.as_str()).map(str::to_owned))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < actions.len() {
+        let a = &actions[i];
+        let Some(first) = task_of(a) else {
+            out.push(action_line(a));
+            i += 1;
+            continue;
+        };
+        let mut ids = vec![first];
+        let mut j = i + 1;
+        while let Some(b) = actions.get(j) {
+            let same = b.at == a.at
+                && b.action.kind() == a.action.kind()
+                && b.outcome == a.outcome
+                && b.detail == a.detail;
+            match task_of(b) {
+                Some(id) if same => ids.push(id),
+                _ => break,
+            }
+            j += 1;
+        }
+        if ids.len() == 1 {
+            out.push(action_line(a));
+        } else {
+            let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+            out.push(format!(
+                "{} {} ×{} → {}{}: {}{}",
+                a.at.format("%H:%M:%S"),
+                a.action.kind(),
+                ids.len(),
+                a.outcome.as_str(),
+                a.detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                shown.join(", "),
+                if ids.len() > 3 { ", …" } else { "" }
+            ));
+        }
+        i = j;
+    }
+    out
 }
 
 /// `10:00:05 prune_context task_id=t-1 … applied (detail)`.
