@@ -11,6 +11,8 @@ mod webhook;
 pub use client::HttpOptions;
 pub use pager::PagerDuty;
 pub use quota::{AnthropicQuota, OpenAiQuota, VendorQuotas, parse_reset};
-pub use status::{FEED_MAX_BYTES, GOOGLE_PRODUCTS, PageFormat, StatusPageConfig, StatusPages};
+pub use status::{
+    FEED_MAX_BYTES, GOOGLE_PRODUCTS, PageFormat, STATUS_REFRESH, StatusPageConfig, StatusPages,
+};
 pub use tracker::{GitHubIssues, JiraIssues};
 pub use webhook::Webhook;

@@ -135,6 +135,11 @@ pub const GOOGLE_PRODUCTS: [&str; 2] = ["Vertex Gemini API", "Vertex AI Online P
 
 /// Vendor status from Statuspage v2 `summary.json` (and incident.io's compatible shape) or
 /// Google Cloud's `incidents.json`.
+///
+/// With [`StatusPages::refresh`] (`flowfail run` sets [`STATUS_REFRESH`]), a page read is kept
+/// that long: the vendors' pages are themselves cached for about a minute, so an incident's
+/// passes every few seconds read each page at most once a refresh. An unreadable page is not
+/// kept: it is tried again at the next call. By default every call reads the page.
 #[derive(Debug)]
 pub struct StatusPages {
     http: Http,
@@ -142,7 +147,12 @@ pub struct StatusPages {
     /// read with [`FEED_MAX_BYTES`] as its limit.
     feed_http: Http,
     vendors: BTreeMap<String, StatusPageConfig>,
+    refresh: std::time::Duration,
+    read: std::sync::Mutex<BTreeMap<String, (tokio::time::Instant, VendorStatus)>>,
 }
+
+/// How long `flowfail run` keeps a status page read ([`StatusPages::refresh`]).
+pub const STATUS_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The size limit of Google's incidents feed (the whole history of the page; a few megabytes
 /// today). Other pages keep [`HttpOptions::max_response_bytes`].
@@ -247,7 +257,15 @@ impl StatusPages {
             http: Http::new(opts)?,
             feed_http: Http::new(feed)?,
             vendors,
+            refresh: std::time::Duration::ZERO,
+            read: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Keeps each page read for `d` (zero: every call reads the page).
+    pub fn refresh(mut self, d: std::time::Duration) -> Self {
+        self.refresh = d;
+        self
     }
 
     /// Anthropic, OpenAI and Google AI with their public status pages.
@@ -420,8 +438,27 @@ impl StatusPage for StatusPages {
                     .with_backend(BACKEND),
             );
         }
+        let now = tokio::time::Instant::now();
+        let kept = self
+            .read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(vendor)
+            .filter(|(at, _)| now.duration_since(*at) < self.refresh)
+            .map(|(_, s)| s.clone());
+        if let Some(s) = kept {
+            return Ok(s);
+        }
         match self.read(vendor).await {
-            Ok(s) => Ok(s),
+            Ok(s) => {
+                if !self.refresh.is_zero() {
+                    self.read
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(vendor.to_owned(), (now, s.clone()));
+                }
+                Ok(s)
+            }
             Err(e) => {
                 let why = chain_text(&e);
                 tracing::warn!(vendor, reason = %why, "status page unreadable: vendor health unknown");

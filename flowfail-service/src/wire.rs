@@ -357,7 +357,9 @@ impl Config {
                 pages.insert(name.clone(), page);
             }
         }
-        flowfail_http::StatusPages::new(pages, opts.clone())
+        // An incident's passes every few seconds read each page once a refresh.
+        Ok(flowfail_http::StatusPages::new(pages, opts.clone())?
+            .refresh(flowfail_http::STATUS_REFRESH))
     }
 }
 

@@ -313,6 +313,8 @@ impl Responder {
                 },
             )
             .await;
+        // Whatever came of it, the bundle's size is read again at the next pass.
+        lock(&self.inner).bundle_sizes.remove(&p.task_id);
         let outcome = match pruned {
             Ok(Ok(PruneContextOutcome::Pruned {
                 from_bytes,

@@ -149,6 +149,7 @@ impl ResponderBuilder {
                 report,
                 spent: Vec::new(),
                 class_cache: HashMap::new(),
+                bundle_sizes: HashMap::new(),
                 shadow_seen: HashSet::new(),
                 last_waiting: Vec::new(),
                 pause: control::PauseState::default(),

@@ -157,6 +157,9 @@ struct Inner {
     /// Times of recent mutations (action rate limit).
     spent: Vec<Timestamp>,
     class_cache: HashMap<(String, Option<u16>), Classification>,
+    /// Bundle sizes already read this incident, by task and its attempts when read: a retried
+    /// task's bundle (a new attempt) and one flowfail pruned are read again.
+    bundle_sizes: HashMap<crate::model::TaskId, (u32, u64)>,
     /// Shadow mode: the actions already recorded (a repeated decision is recorded once).
     shadow_seen: HashSet<String>,
     /// What the open incident waited for at the last pass (logged when it changes).

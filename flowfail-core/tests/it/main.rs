@@ -9,6 +9,7 @@ mod support;
 mod adversarial;
 mod backtest;
 mod breaker_undo;
+mod bundle_reads;
 mod conformance;
 mod control;
 mod corpus;

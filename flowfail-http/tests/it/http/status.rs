@@ -302,3 +302,57 @@ async fn googles_feed_is_read_whole_and_odd_feeds_are_explained() {
         .unwrap();
     assert_eq!(empty.health, VendorHealth::Operational);
 }
+
+/// With a refresh interval, a page read is kept that long: one request for many calls; an
+/// unreadable page is not kept; without one, every call reads the page.
+#[tokio::test]
+async fn a_page_read_is_kept_for_its_refresh_interval_and_an_unreadable_one_is_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(summary("major_outage")))
+        .mount(&server)
+        .await;
+    let pages = |refresh: Duration| {
+        let mut v = BTreeMap::new();
+        v.insert(
+            "anthropic".to_owned(),
+            StatusPageConfig::new(server.uri(), ["Claude API"]),
+        );
+        StatusPages::new(v, opts()).unwrap().refresh(refresh)
+    };
+    let kept = pages(Duration::from_secs(3600));
+    for _ in 0..5 {
+        assert_eq!(
+            kept.health("anthropic").await.unwrap().health,
+            VendorHealth::MajorOutage
+        );
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let every = pages(Duration::ZERO);
+    for _ in 0..3 {
+        every.health("anthropic").await.unwrap();
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+
+    // An unreadable page is read again at the next call.
+    let broken = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&broken)
+        .await;
+    let mut v = BTreeMap::new();
+    v.insert(
+        "anthropic".to_owned(),
+        StatusPageConfig::new(broken.uri(), ["Claude API"]),
+    );
+    let unknown = StatusPages::new(v, opts())
+        .unwrap()
+        .refresh(Duration::from_secs(3600));
+    for _ in 0..2 {
+        assert_eq!(
+            unknown.health("anthropic").await.unwrap().health,
+            VendorHealth::Unknown
+        );
+    }
+    assert!(broken.received_requests().await.unwrap().len() >= 2);
+}
