@@ -120,3 +120,46 @@ fn a_day_with_a_timeout_burst_backtests_to_one_pruning_incident() {
     assert!(!md.contains("| <b>"), "{md}");
     assert!(md.contains("prune_context"), "{md}");
 }
+
+/// Live, the supervisor opens nothing while an incident is open: a span that opens before the
+/// last incident settled in its replay is that incident's; one after it settled is new; an
+/// escalated incident (cooling until its own clear) takes nothing in.
+#[test]
+fn a_span_that_opens_before_the_last_incident_settled_is_that_incident() {
+    use flowfail_core::backtest::IncidentSpan;
+    let t = Utc.with_ymd_and_hms(2026, 11, 5, 10, 0, 0).unwrap();
+    let template: IncidentSpan = {
+        // A span from a real scan: an hour of 5 % failures.
+        let mut s = Scan::new(&Policy::default(), t, t + TimeDelta::hours(2));
+        let mut at = s.history_from();
+        let mut n = 0u64;
+        while at < t + TimeDelta::hours(2) {
+            n += 1;
+            let burst = at >= t && at < t + TimeDelta::minutes(30);
+            s.record(at, burst && n % 20 == 0);
+            at += TimeDelta::seconds(2);
+        }
+        s.finish().remove(0)
+    };
+    let span_at = |opened: chrono::DateTime<Utc>| {
+        let mut s = template.clone();
+        s.opened_at = opened;
+        s.closed_at = Some(opened + TimeDelta::minutes(40));
+        s
+    };
+    let first = span_at(t);
+    let mut incident = BacktestIncident::unreplayed("a", &first, "test", &[]);
+    // Never settled in its replay: still open when the next span opens.
+    assert!(incident.open_at(t + TimeDelta::hours(1)));
+    incident.resolved = true;
+    incident.resolved_at = Some(t + TimeDelta::minutes(50));
+    assert!(incident.open_at(t + TimeDelta::minutes(45)));
+    assert!(!incident.open_at(t + TimeDelta::minutes(55)));
+    let later =
+        BacktestIncident::unreplayed("b", &span_at(t + TimeDelta::minutes(45)), "test", &[]);
+    incident.absorb(&later);
+    assert_eq!(incident.absorbed, [t + TimeDelta::minutes(45)]);
+    assert_eq!(incident.closed_at, Some(t + TimeDelta::minutes(85)));
+    incident.escalated = true;
+    assert!(!incident.open_at(t + TimeDelta::minutes(45)));
+}
