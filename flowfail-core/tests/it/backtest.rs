@@ -136,7 +136,7 @@ fn a_span_that_opens_before_the_last_incident_settled_is_that_incident() {
         while at < t + TimeDelta::hours(2) {
             n += 1;
             let burst = at >= t && at < t + TimeDelta::minutes(30);
-            s.record(at, burst && n % 20 == 0);
+            s.record(at, burst && n.is_multiple_of(20));
             at += TimeDelta::seconds(2);
         }
         s.finish().remove(0)
