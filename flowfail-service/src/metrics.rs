@@ -24,8 +24,8 @@
 //! | `flowfail_config_reloads_total` | counter | `result` (applied, refused): `SIGHUP` / `POST /reload` |
 //! | `flowfail_config_last_reload_successful` | gauge | (1 when the last reload, or the start, took the file; 0 when it was refused and an older config runs) |
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -135,8 +135,6 @@ pub struct Metrics {
     tracker: Family<WhatLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     reload_ok: Gauge,
-    /// The Deployments observed, in the order they were added.
-    deployments: Mutex<Vec<Arc<str>>>,
 }
 
 impl Metrics {
@@ -238,7 +236,6 @@ impl Metrics {
             passes,
             pass_duration,
             gaps,
-            deployments: Mutex::new(Vec::new()),
         }
     }
 
@@ -246,15 +243,6 @@ impl Metrics {
     /// on (at 0 until its first pass says otherwise).
     pub fn deployment(self: &Arc<Self>, scope: &str) -> DeploymentMetrics {
         let name: Arc<str> = Arc::from(scope);
-        {
-            let mut known = self
-                .deployments
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !known.contains(&name) {
-                known.push(name.clone());
-            }
-        }
         let label = DeploymentLabel {
             deployment: name.clone(),
         };
@@ -271,16 +259,6 @@ impl Metrics {
             metrics: Arc::clone(self),
             name,
         }
-    }
-
-    /// The Deployments observed (their ledger scopes), in the order they were added.
-    pub fn deployments(&self) -> Vec<String> {
-        self.deployments
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
     }
 
     /// Counts an accepted alert webhook.

@@ -25,12 +25,7 @@ impl PgTaskStore {
     ) -> Result<u64> {
         const OP: &str = "task.outcomes";
         let mut c = self.client(OP).await?;
-        let tx = c
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| pg_err(OP, e))?;
+        let tx = read_only(&mut c, OP).await?;
         // A month of tasks is one long read: the pool's per-statement limit is for the
         // supervisor's short queries.
         tx.batch_execute("SET LOCAL statement_timeout = '30min'")
@@ -79,12 +74,7 @@ impl PgTaskStore {
     ) -> Result<(Vec<Task>, u64)> {
         const OP: &str = "task.failed_between";
         let mut c = self.client(OP).await?;
-        let tx = c
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| pg_err(OP, e))?;
+        let tx = read_only(&mut c, OP).await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = tx
             .query(&self.sql.failed_between, &[&from, &to, &limit])
@@ -101,4 +91,16 @@ impl PgTaskStore {
         }
         Ok((out, unreadable))
     }
+}
+
+/// A read-only transaction on `c`: the server refuses any write in it.
+async fn read_only<'a>(
+    c: &'a mut deadpool_postgres::Object,
+    op: &'static str,
+) -> Result<deadpool_postgres::Transaction<'a>> {
+    c.build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| pg_err(op, e))
 }

@@ -170,12 +170,6 @@ impl From<Wake> for Wakes {
     }
 }
 
-impl From<Vec<Wake>> for Wakes {
-    fn from(w: Vec<Wake>) -> Self {
-        Wakes(w.into_iter().map(|w| (None, w)).collect())
-    }
-}
-
 impl Wakes {
     /// Each supervisor with its Deployment's namespace and name.
     pub fn named(w: Vec<(String, String, Wake)>) -> Self {

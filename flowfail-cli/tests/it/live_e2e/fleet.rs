@@ -10,58 +10,12 @@ use std::collections::BTreeMap;
 use flowfail_core::IncidentStore;
 use flowfail_testkit::trackers::FakeGitHub;
 
+use super::shared::{attempts, seed, writes_in};
 use super::{CONTROL_TOKEN, Listener, SCOPE, World, free_port, terminate, until, world};
 use crate::support::flowfail_cmd;
 
 const TOKEN: &str = "ghp-e2e-fleet-token";
 const STAGING: &str = "staging.flowengine";
-const ERR: &str =
-    r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#;
-
-/// Rows of `env`: `ok` successes ten minutes ago, and failed tasks `ids` two minutes ago.
-async fn seed(w: &World, env: &str, ok: i32, ids: &[&str]) {
-    w.pool
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            &format!(
-                "INSERT INTO {s}.tasks (task_id, flow_type, status, error_message, http_status, created_at, attempts, environment)
-                 SELECT $3 || '-ok-' || i, 'plan', 'succeeded', NULL, NULL, now() - interval '10 minutes', 0, $3
-                   FROM generate_series(1, $4::int) i
-                 UNION ALL
-                 SELECT id, 'impl', 'failed', $2, 500, now() - interval '2 minutes', 0, $3
-                   FROM unnest($1::text[]) id",
-                s = w.schema
-            ),
-            &[&ids.to_vec(), &ERR, &env, &ok],
-        )
-        .await
-        .unwrap();
-}
-
-async fn attempts(w: &World, id: &str) -> i32 {
-    w.pool
-        .get()
-        .await
-        .unwrap()
-        .query_one(
-            &format!("SELECT attempts FROM {}.tasks WHERE task_id = $1", w.schema),
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// Writes of flowfail's to the Deployment in `ns`.
-fn writes_in(w: &World, ns: &str) -> usize {
-    w.k8s
-        .writes()
-        .iter()
-        .filter(|x| x.namespace == ns && x.field_manager.as_deref() == Some("flowfail"))
-        .count()
-}
 
 /// The scopes paused in the ledger.
 async fn paused_scopes(w: &World) -> Vec<String> {

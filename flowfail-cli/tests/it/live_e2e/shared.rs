@@ -14,11 +14,11 @@ use crate::support::flowfail_cmd;
 
 const TOKEN: &str = "ghp-e2e-shared-token";
 const STAGING: &str = "staging.flowengine";
-const ERR: &str =
+pub(super) const ERR: &str =
     r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#;
 
 /// Rows of `env`: `ok` successes ten minutes ago, and failed tasks `ids` two minutes ago.
-async fn seed(w: &World, env: &str, ok: i32, ids: &[&str]) {
+pub(super) async fn seed(w: &World, env: &str, ok: i32, ids: &[&str]) {
     w.pool
         .get()
         .await
@@ -39,7 +39,7 @@ async fn seed(w: &World, env: &str, ok: i32, ids: &[&str]) {
         .unwrap();
 }
 
-async fn attempts(w: &World, id: &str) -> i32 {
+pub(super) async fn attempts(w: &World, id: &str) -> i32 {
     w.pool
         .get()
         .await
@@ -54,7 +54,7 @@ async fn attempts(w: &World, id: &str) -> i32 {
 }
 
 /// Writes of flowfail's to the Deployment in `ns`.
-fn writes_in(w: &World, ns: &str) -> usize {
+pub(super) fn writes_in(w: &World, ns: &str) -> usize {
     w.k8s
         .writes()
         .iter()
