@@ -17,6 +17,40 @@ use crate::support::flowfail_cmd;
 const TOKEN: &str = "ghp-e2e-fleet-token";
 const STAGING: &str = "staging.flowengine";
 
+/// Signs in to the console, checks it shows both Deployments (a banner each, a deployment
+/// column), and presses staging's Pause; a screenshot of the index goes to
+/// `target/screenshots/console-fleet.png`.
+async fn pause_staging_in_the_console(driver: &crate::webdriver::Driver, port: u16) {
+    let base = format!("http://127.0.0.1:{port}");
+    let b = driver.browser().await;
+    b.goto(&format!("{base}/login")).await;
+    let name = b.wait_for("#name").await;
+    b.type_into(&name, "e2e-sre").await;
+    let token = b.find("#token").await;
+    b.type_into(&token, CONTROL_TOKEN).await;
+    let sign_in = b.find("#sign-in").await;
+    b.click(&sign_in).await;
+    b.wait_for("#incidents").await;
+    let cells = b.find_all("#incidents td.deployment").await;
+    assert_eq!(cells.len(), 1, "prod's one incident");
+    assert_eq!(b.text(&cells[0]).await, SCOPE);
+    let staging = b.find("#pause-2").await;
+    assert!(b.text(&staging).await.contains(STAGING));
+    let reason = b.find("#pause-2 input[name=reason]").await;
+    b.type_into(&reason, "staging freeze").await;
+    let pause = b.find("#pause-button-2").await;
+    b.click(&pause).await;
+    let banner = b.wait_for("#pause-2.banner").await;
+    assert!(b.text(&banner).await.contains("paused by console:e2e-sre"));
+    assert_eq!(b.find_all("#pause-1.banner").await.len(), 0, "prod paused");
+    let shot = b.screenshot().await;
+    assert!(shot.starts_with(b"\x89PNG"), "not a PNG");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("console-fleet.png"), &shot).unwrap();
+    b.quit().await;
+}
+
 /// The scopes paused in the ledger.
 async fn paused_scopes(w: &World) -> Vec<String> {
     w.pool
@@ -181,14 +215,22 @@ async fn one_process_watches_two_deployments_that_share_nothing_but_the_process(
         .await;
     assert_eq!(code, 400, "{said}");
     assert!(said.contains("staging.flowengine"), "{said}");
-    let (code, said) = l
-        .post(
-            "/pause",
-            Some(CONTROL_TOKEN),
-            r#"{"reason":"staging freeze","by":"sre","deployment":"staging.flowengine"}"#.into(),
-        )
-        .await;
-    assert_eq!(code, 200, "{said}");
+    // Staging paused from the console in a real browser (a banner and a Pause button per
+    // Deployment), or over HTTP where no browser is installed.
+    match crate::webdriver::Driver::start().await {
+        Some(driver) => pause_staging_in_the_console(&driver, port).await,
+        None => {
+            let (code, said) = l
+                .post(
+                    "/pause",
+                    Some(CONTROL_TOKEN),
+                    r#"{"reason":"staging freeze","by":"sre","deployment":"staging.flowengine"}"#
+                        .into(),
+                )
+                .await;
+            assert_eq!(code, 200, "{said}");
+        }
+    }
     assert_eq!(paused_scopes(&w).await, [STAGING]);
     assert_eq!(l.metric(&format!("flowfail_paused{staging}")).await, 1.0);
     let (_, text) = l.get("/metrics").await.unwrap();
