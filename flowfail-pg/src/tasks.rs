@@ -21,8 +21,10 @@ mod filter;
 mod history;
 mod sql;
 mod statuses;
+mod window;
 
 use sql::TaskSql;
+use window::{Class, ReadRow, WindowTally};
 
 pub use filter::TaskFilter;
 pub use statuses::TaskStatuses;
@@ -148,6 +150,8 @@ pub struct PgTaskStore {
     pool: Pool,
     sql: Arc<TaskSql>,
     table: Arc<TaskTable>,
+    /// The alert window's tally ([`TaskStore::window_counts`]).
+    window: Arc<tokio::sync::Mutex<WindowTally>>,
 }
 
 impl std::fmt::Debug for PgTaskStore {
@@ -218,6 +222,7 @@ impl PgTaskStore {
             pool,
             sql: Arc::new(TaskSql::new(table)?),
             table: Arc::new(table.clone()),
+            window: Arc::default(),
         })
     }
 
@@ -422,6 +427,47 @@ impl TaskStore for PgTaskStore {
         let mut s = StatusCounts::new(n(0)?, n(1)?);
         s.in_flight = n(2)?;
         s.unknown_status = n(3)?;
+        Ok(s)
+    }
+
+    /// The sliding alert window, counted incrementally (see `tasks/window.rs`): the rows that
+    /// finished since the last poll and the tasks in flight, read in one statement, update a
+    /// tally of the window's rows; the window is read whole when it is new, when it did not
+    /// slide forward, and every 60 reads (a difference from the tally kept is logged).
+    async fn window_counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts> {
+        let mut tally = self.window.lock().await;
+        let plan = tally.plan(since, until);
+        let c = self.client("task.window_counts").await?;
+        let rows = c
+            .query(&self.sql.window_read, &[&plan.from, &until])
+            .await
+            .map_err(|e| pg_err("task.window_counts", e))?;
+        let mut read = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let decoded = (|| {
+                let id: &str = r.try_get(0)?;
+                let at: Option<DateTime<Utc>> = r.try_get(1)?;
+                let class: i16 = r.try_get(2)?;
+                Ok::<_, tokio_postgres::Error>(ReadRow {
+                    id: Arc::from(id),
+                    at,
+                    class: Class::from_sql(class),
+                })
+            })();
+            read.push(decoded.map_err(|e| decode_err("task.window_counts", e))?);
+        }
+        if let Some(d) = tally.apply(plan, since, until, &read) {
+            tracing::warn!(
+                succeeded = d[0],
+                failed = d[1],
+                unknown_status = d[2],
+                "the alert window's tally differed from a full read (a row changed in a way the incremental read does not see); corrected"
+            );
+        }
+        let (succeeded, failed, unknown, in_flight) = tally.counts();
+        let mut s = StatusCounts::new(succeeded, failed);
+        s.in_flight = in_flight;
+        s.unknown_status = unknown;
         Ok(s)
     }
 

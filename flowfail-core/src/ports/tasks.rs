@@ -117,6 +117,13 @@ pub trait TaskStore: Send + Sync + Debug + 'static {
     /// 2. `Failed` and `FailedFinal` both count as failed.
     async fn counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts>;
 
+    /// [`counts`](Self::counts) of the alert window, which the supervisor reads again every
+    /// poll, slid forward a little each time: a store may keep a tally of the window and read
+    /// only what changed (PostgreSQL does). The answer is what `counts` would say.
+    async fn window_counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts> {
+        self.counts(since, until).await
+    }
+
     /// One task.
     ///
     /// **Behavior**

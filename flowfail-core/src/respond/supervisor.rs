@@ -492,7 +492,8 @@ impl Supervisor {
         let policy = self.policy();
         let (since, until) = policy.alert_window_at(now);
         let deadline = Duration::from_secs(policy.step_timeout_s);
-        let read = tokio::time::timeout(deadline, self.ports.tasks.counts(since, until)).await;
+        let read =
+            tokio::time::timeout(deadline, self.ports.tasks.window_counts(since, until)).await;
         let counts = match read {
             Ok(Ok(c)) => Some(c),
             Ok(Err(e)) => {

@@ -12,6 +12,7 @@ pub(super) struct TaskSql {
     pub(super) create: String,
     pub(super) recent_failed: String,
     pub(super) counts: String,
+    pub(super) window_read: String,
     pub(super) get: String,
     pub(super) task_object: String,
     pub(super) schedule_batch: String,
@@ -102,6 +103,7 @@ impl TaskSql {
                 "SELECT {select_cols} FROM {tbl} WHERE {failed}{only} ORDER BY {created} DESC, {id} LIMIT $1"
             ),
             counts: counts_sql(&tbl, &c, s, &only),
+            window_read: window_read_sql(&tbl, &c, s, &only),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1{only}"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1{only}"),
             schedule_batch: schedule_batch_sql(
@@ -201,6 +203,30 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
                       FROM {tbl}
                      WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}) w,
                    (SELECT count(*) AS in_flight FROM {tbl} WHERE {in_flight}{only}) f"
+    )
+}
+
+/// The incremental alert window's read (`tasks/window.rs`), one statement so one snapshot:
+/// the rows whose window time is in `[$1, $2)` with their class (0 in flight, 1 succeeded,
+/// 2 failed, 3 unknown status), served by the window's expression index; then every task in
+/// flight (no time), served by the status index.
+fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
+    let Cols {
+        id,
+        st,
+        created,
+        fin,
+        ..
+    } = c;
+    let succeeded = s.sql_is(st, &[TaskStatus::Succeeded]);
+    let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
+    let in_flight = s.sql_is(st, &[TaskStatus::Pending, TaskStatus::Running]);
+    format!(
+        "SELECT {id}, coalesce({fin}, {created}),
+                CASE WHEN {succeeded} THEN 1 WHEN {failure} THEN 2 WHEN {in_flight} THEN 0 ELSE 3 END::smallint
+           FROM {tbl} WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}
+         UNION ALL
+         SELECT {id}, NULL::timestamptz, 0::smallint FROM {tbl} WHERE {in_flight}{only}"
     )
 }
 

@@ -13,3 +13,4 @@ mod recent_failed;
 mod responder;
 mod statuses;
 mod tls;
+mod window;
