@@ -6,6 +6,11 @@
 //! - the supervisor's idle check, `TaskStore::counts(now - 1h, now)` on `PgTaskStore`, right
 //!   after the failures arrived (the history vacuumed, the new rows' pages not yet all-visible)
 //!   and after `VACUUM`;
+//! - the same idle check as the supervisor makes it, `TaskStore::window_counts`: polls 5 s
+//!   apart while failures keep arriving (140 every 5 s, the incident hour's rate, and 5 of
+//!   the window's failures retried and failing again), each checked against the plain count
+//!   outside the timing; the first read (the whole window) and the periodic full read are
+//!   shown apart;
 //! - `recent_failed(triage_limit)`;
 //! - one full `Responder::pass()` with `PgTaskStore` + `PgIncidentStore` and the in-memory
 //!   backends for the other ports (it opens the incident and schedules the retry batch; the
@@ -116,6 +121,68 @@ async fn time_counts(tasks: &PgTaskStore, now: DateTime<Utc>, reps: usize) -> Re
         out.push(t.elapsed());
     }
     Ok(out)
+}
+
+/// 140 failures finishing in `(at - 5 s, at]`, and 5 of the window's older failures retried
+/// (back to pending) and failing again now: the incident hour's traffic between two polls.
+const SEED_POLL: &str = "INSERT INTO tasks (task_id, flow_type, status, error_message, http_status, created_at, finished_at)
+SELECT 'p-' || $2::text || '-' || i, 'impl', 'failed', 'Task timed out after 45.00 seconds', NULL,
+  $1::timestamptz - interval '50 seconds', $1::timestamptz - interval '5 seconds' * (i / 140.0)
+FROM generate_series(0, 139) i";
+const RETRY_POLL: &str = "UPDATE tasks SET status = 'failed', attempts = attempts + 1, finished_at = $1::timestamptz
+  WHERE task_id IN (SELECT task_id FROM tasks WHERE task_id LIKE 'w-%' AND attempts = 0 ORDER BY task_id LIMIT 5)";
+
+/// The supervisor's idle check as it makes it: `window_counts` every 5 s of simulated time
+/// while the failures keep coming; returns the first (whole-window) read, the incremental
+/// reads and the full reads among them.
+async fn time_window_counts(
+    tasks: &PgTaskStore,
+    admin: &deadpool_postgres::Object,
+    now: DateTime<Utc>,
+    polls: usize,
+) -> Res<(Duration, Vec<Duration>, Vec<Duration>)> {
+    let window = TimeDelta::hours(1);
+    let at = |k: usize| now + TimeDelta::seconds(5 * k as i64);
+    let t = Instant::now();
+    let first = tasks.window_counts(at(0) - window, at(0)).await?;
+    let first_read = t.elapsed();
+    println!(
+        "  window_counts, first read: succeeded {}, failed {}, in flight {}",
+        first.succeeded, first.failed, first.in_flight
+    );
+    let (mut incremental, mut full) = (Vec::new(), Vec::new());
+    for k in 1..=polls {
+        admin.execute(SEED_POLL, &[&at(k), &k.to_string()]).await?;
+        admin.execute(RETRY_POLL, &[&at(k)]).await?;
+        let t = Instant::now();
+        let kept = tasks.window_counts(at(k) - window, at(k)).await?;
+        let took = t.elapsed();
+        let plain = tasks.counts(at(k) - window, at(k)).await?;
+        let same = (
+            kept.succeeded,
+            kept.failed,
+            kept.in_flight,
+            kept.unknown_status,
+        ) == (
+            plain.succeeded,
+            plain.failed,
+            plain.in_flight,
+            plain.unknown_status,
+        );
+        if !same {
+            return Err(format!("poll {k}: window_counts {kept:?}, counts {plain:?}").into());
+        }
+        // Every 61st read is the whole window again (REBUILD_EVERY).
+        if k % 61 == 0 {
+            full.push(took)
+        } else {
+            incremental.push(took)
+        }
+    }
+    admin
+        .batch_execute("DELETE FROM tasks WHERE task_id LIKE 'p-%'; UPDATE tasks SET attempts = 0 WHERE task_id LIKE 'w-%'")
+        .await?;
+    Ok((first_read, incremental, full))
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of `sql` on the table in `schema`, indented.
@@ -256,6 +323,20 @@ async fn measure(
     println!("{}", explain_counts("after VACUUM").await?);
     let d = time_counts(&tasks, now, reps).await?;
     println!("  {}", summary("idle check counts(now - 1h, now)", d));
+
+    let (first, incremental, full) = time_window_counts(&tasks, admin, now, reps.max(130)).await?;
+    println!(
+        "  window_counts: first read (the whole window) {:.2} ms; every read equal to the plain count",
+        first.as_secs_f64() * 1e3
+    );
+    println!(
+        "  {}",
+        summary("idle check window_counts, incremental", incremental)
+    );
+    println!(
+        "  {}",
+        summary("idle check window_counts, periodic full read", full)
+    );
 
     let limit = Policy::default().triage_limit;
     println!(

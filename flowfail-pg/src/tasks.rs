@@ -439,7 +439,7 @@ impl TaskStore for PgTaskStore {
         let plan = tally.plan(since, until);
         let c = self.client("task.window_counts").await?;
         let rows = c
-            .query(&self.sql.window_read, &[&plan.from, &until])
+            .query(&self.sql.window_read, &[&plan.from])
             .await
             .map_err(|e| pg_err("task.window_counts", e))?;
         let mut read = Vec::with_capacity(rows.len());

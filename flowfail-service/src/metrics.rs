@@ -10,6 +10,7 @@
 //! | `flowfail_pass_duration_seconds` | histogram | `deployment`, `kind` |
 //! | `flowfail_actions_total` | counter | `deployment`, `kind` (retry_task, set_env, …), `outcome` |
 //! | `flowfail_data_gaps_total` | counter | `deployment`, `port` (tasks, logs, deployment, bundles, quota, status, ledger, tracker) |
+//! | `flowfail_port_reads_total` | counter | `deployment`, `kind` (idle, incident), `port`: reads a pass made of a port (a read an adapter answers from its cache counts) |
 //! | `flowfail_last_successful_read_timestamp_seconds` | gauge | `deployment`, `port` |
 //! | `flowfail_incidents_open` | gauge | `deployment` |
 //! | `flowfail_breaker_open` | gauge | `deployment` |
@@ -54,6 +55,13 @@ struct ActionLabels {
     deployment: Arc<str>,
     kind: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabels {
+    deployment: Arc<str>,
+    kind: &'static str,
+    port: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +131,7 @@ pub struct Metrics {
     pass_duration: DurationFamily,
     actions: Family<ActionLabels, Counter>,
     gaps: Family<PortLabel, Counter>,
+    reads: Family<ReadLabels, Counter>,
     last_read: Family<PortLabel, Gauge<f64, AtomicU64>>,
     incidents_open: Family<DeploymentLabel, Gauge>,
     breaker_open: Family<DeploymentLabel, Gauge>,
@@ -171,6 +180,11 @@ impl Metrics {
             reload_ok.clone(),
         );
         Metrics {
+            reads: registered(
+                &mut registry,
+                "flowfail_port_reads",
+                "Reads passes made, by pass kind and port",
+            ),
             last_read: registered(
                 &mut registry,
                 "flowfail_last_successful_read_timestamp_seconds",
@@ -342,6 +356,13 @@ impl DeploymentMetrics {
         }
         let at = s.at.timestamp_millis() as f64 / 1000.0;
         for r in &s.reads {
+            m.reads
+                .get_or_create(&ReadLabels {
+                    deployment: self.name.clone(),
+                    kind: s.kind.as_str(),
+                    port: r.port,
+                })
+                .inc();
             let port = PortLabel {
                 deployment: self.name.clone(),
                 port: r.port,

@@ -207,9 +207,10 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
 }
 
 /// The incremental alert window's read (`tasks/window.rs`), one statement so one snapshot:
-/// the rows whose window time is in `[$1, $2)` with their class (0 in flight, 1 succeeded,
-/// 2 failed, 3 unknown status), served by the window's expression index; then every task in
-/// flight (no time), served by the status index.
+/// the rows whose window time is `$1` or later with their class (0 in flight, 1 succeeded,
+/// 2 failed, 3 unknown status), served by the window's expression index — later than the
+/// window's end too, so that a row whose time moved past it (a clock ahead of flowfail's)
+/// leaves the tally; then every task in flight (no time), served by the status index.
 fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
     let Cols {
         id,
@@ -224,7 +225,7 @@ fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String 
     format!(
         "SELECT {id}, coalesce({fin}, {created}),
                 CASE WHEN {succeeded} THEN 1 WHEN {failure} THEN 2 WHEN {in_flight} THEN 0 ELSE 3 END::smallint
-           FROM {tbl} WHERE coalesce({fin}, {created}) >= $1 AND coalesce({fin}, {created}) < $2{only}
+           FROM {tbl} WHERE coalesce({fin}, {created}) >= $1{only}
          UNION ALL
          SELECT {id}, NULL::timestamptz, 0::smallint FROM {tbl} WHERE {in_flight}{only}"
     )

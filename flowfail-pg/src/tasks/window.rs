@@ -4,9 +4,11 @@
 //! finished rows by id and is brought up to date from two reads in one statement (one
 //! snapshot), both served by the indexes the plain count uses:
 //!
-//! - the rows whose window time (`coalesce(finished_at, created_at)`) is in
-//!   `[previous until − LOOKBACK, until)`: tasks that finished since the last poll, with a
-//!   lookback for transactions that commit a finish time a little in the past;
+//! - the rows whose window time (`coalesce(finished_at, created_at)`) is
+//!   `previous until − LOOKBACK` or later: tasks that finished since the last poll, with a
+//!   lookback for transactions that commit a finish time a little in the past (and rows
+//!   whose time lies past the window's end, from a clock ahead of flowfail's: they leave the
+//!   tally until the window reaches them);
 //! - the ids of every task in flight: a task retried inside the window (`failed` → `pending`,
 //!   its finish time unchanged or cleared) stops counting at once.
 //!
@@ -65,8 +67,8 @@ pub(crate) struct ReadRow {
     pub(crate) class: Class,
 }
 
-/// What the next read of a window must cover: the rows whose window time is in
-/// `[from, until)`, and the tasks in flight.
+/// What the next read of a window must cover: the rows whose window time is `from` or later,
+/// and the tasks in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) from: Timestamp,

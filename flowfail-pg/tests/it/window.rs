@@ -1,7 +1,7 @@
 //! The alert window counted incrementally (`window_counts`) against the plain count, on
 //! PostgreSQL, over a random history of what FlowEngine does to tasks: two Deployments sharing
-//! one table by an `environment` filter, finishes committed late, retries that keep or clear
-//! the finish time, give-ups.
+//! one table by an `environment` filter, finishes committed late or stamped by a clock ahead,
+//! retries that keep or clear the finish time, give-ups.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use flowfail_core::TaskStore;
@@ -65,10 +65,11 @@ async fn the_incremental_window_count_equals_the_plain_count_at_every_poll() {
             5..=7 => pick(&tasks, "running", r).map(|k| {
                 let st = if r % 3 == 0 { "succeeded" } else { "failed" };
                 tasks[k].2 = st;
-                // Committed up to 39 s after the finish time it writes.
+                // Committed up to 39 s after the finish time it writes, or with a finish time
+                // up to 20 s ahead (a clock ahead of flowfail's).
                 format!(
                     "UPDATE {schema}.tasks SET status = '{st}', finished_at = greatest(created_at, $1::timestamptz - interval '{} seconds') WHERE task_id = '{}'",
-                    r % 40,
+                    (r % 60) as i64 - 20,
                     tasks[k].0
                 )
             }),

@@ -40,6 +40,7 @@ mod incidents;
 mod kill_switch;
 mod lambda;
 mod own_statuses;
+mod pass_cost;
 mod pause_and_recovery;
 mod read_back;
 mod reload;

@@ -63,12 +63,9 @@ impl Db {
         c
     }
 
-    /// `window_read_sql` from `from` to `until`.
-    fn read(&self, from: Timestamp, until: Timestamp) -> Vec<ReadRow> {
-        let slice = self
-            .rows
-            .iter()
-            .filter(|r| r.at() >= from && r.at() < until);
+    /// `window_read_sql` from `from` on.
+    fn read(&self, from: Timestamp) -> Vec<ReadRow> {
+        let slice = self.rows.iter().filter(|r| r.at() >= from);
         let flying = self.rows.iter().filter(|r| r.class() == Class::InFlight);
         slice
             .map(|r| ReadRow {
@@ -99,7 +96,7 @@ fn poll(
 ) -> ((u64, u64, u64, u64), (u64, u64, u64, u64)) {
     let (since, until) = (now - WINDOW, now + TimeDelta::milliseconds(1));
     let plan = tally.plan(since, until);
-    let drift = tally.apply(plan, since, until, &db.read(plan.from, until));
+    let drift = tally.apply(plan, since, until, &db.read(plan.from));
     assert_eq!(drift, None, "a full read found the tally off");
     (tally.counts(), db.plain(since, until))
 }
@@ -109,13 +106,16 @@ fn poll(
 enum Op {
     Create,
     Start(usize),
-    /// Finished (ok or not), its finish time up to 39 s in the past when it commits.
-    Finish(usize, bool, u8),
+    /// Finished (ok or not), its finish time up to 39 s in the past when it commits, or up
+    /// to 20 s in the future (a clock ahead of flowfail's).
+    Finish(usize, bool, i8),
     /// An unknown status written at the finish.
     FinishOdd(usize),
     /// `failed` → `pending`, the finish time kept (flowfail's retry) or cleared.
     Retry(usize, bool),
     GiveUp(usize),
+    /// Retried and failed again between two polls: a new finish time, maybe ahead.
+    Refail(usize, i8),
     Advance(u8),
     Poll,
 }
@@ -124,10 +124,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => Just(Op::Create),
         3 => any::<usize>().prop_map(Op::Start),
-        3 => (any::<usize>(), any::<bool>(), 0u8..40).prop_map(|(i, ok, d)| Op::Finish(i, ok, d)),
+        3 => (any::<usize>(), any::<bool>(), -20i8..40).prop_map(|(i, ok, d)| Op::Finish(i, ok, d)),
         1 => any::<usize>().prop_map(Op::FinishOdd),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(i, keep)| Op::Retry(i, keep)),
         1 => any::<usize>().prop_map(Op::GiveUp),
+        1 => (any::<usize>(), -20i8..40).prop_map(|(i, d)| Op::Refail(i, d)),
         2 => (1u8..20).prop_map(Op::Advance),
         2 => Just(Op::Poll),
     ]
@@ -179,6 +180,12 @@ fn run(db: &mut Db, now: &mut Timestamp, op: &Op) {
         Op::GiveUp(i) => {
             if let Some(k) = pick(db, i, St::Failed) {
                 db.rows[k].st = St::FailedFinal;
+            }
+        }
+        Op::Refail(i, delay) => {
+            if let Some(k) = pick(db, i, St::Failed) {
+                let r = &mut db.rows[k];
+                r.fin = Some((*now - TimeDelta::seconds(delay.into())).max(r.created));
             }
         }
         Op::Advance(s) => *now += TimeDelta::seconds(s.into()),
@@ -250,7 +257,7 @@ fn a_change_the_reads_cannot_see_is_found_and_corrected_by_the_next_full_read() 
         at += TimeDelta::seconds(1);
         let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
         let plan = tally.plan(since, until);
-        if let Some(d) = tally.apply(plan, since, until, &db.read(plan.from, until)) {
+        if let Some(d) = tally.apply(plan, since, until, &db.read(plan.from)) {
             found = Some(d);
             assert_eq!(tally.counts(), db.plain(since, until));
         }
