@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::Pool;
 use flowfail_core::model::describe_untrusted_pub as describe;
 use flowfail_core::ports::FailedRead;
@@ -435,6 +435,8 @@ impl TaskStore for PgTaskStore {
     /// tally of the window's rows; the window is read whole when it is new, when it did not
     /// slide forward, and every 60 reads (a difference from the tally kept is logged).
     async fn window_counts(&self, since: Timestamp, until: Timestamp) -> Result<StatusCounts> {
+        // As PostgreSQL compares them: to the microsecond (what the plain count sends).
+        let (since, until) = (since.trunc_subsecs(6), until.trunc_subsecs(6));
         let mut tally = self.window.lock().await;
         let plan = tally.plan(since, until);
         let c = self.client("task.window_counts").await?;
