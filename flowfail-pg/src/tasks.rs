@@ -447,13 +447,10 @@ impl TaskStore for PgTaskStore {
         let mut read = Vec::with_capacity(rows.len());
         for r in &rows {
             let decoded = (|| {
-                let id: &str = r.try_get(0)?;
-                let at: Option<DateTime<Utc>> = r.try_get(1)?;
-                let class: i16 = r.try_get(2)?;
                 Ok::<_, tokio_postgres::Error>(ReadRow {
-                    id: Arc::from(id),
-                    at,
-                    class: Class::from_sql(class),
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    class: Class::from_sql(r.try_get(2)?),
                 })
             })();
             read.push(decoded.map_err(|e| decode_err("task.window_counts", e))?);

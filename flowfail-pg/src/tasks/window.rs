@@ -61,8 +61,8 @@ impl Class {
 /// One row of a read: a row of the slice with its window time and class, or (no time) a task
 /// in flight.
 #[derive(Debug, Clone)]
-pub(crate) struct ReadRow {
-    pub(crate) id: Arc<str>,
+pub(crate) struct ReadRow<'a> {
+    pub(crate) id: &'a str,
     pub(crate) at: Option<Timestamp>,
     pub(crate) class: Class,
 }
@@ -130,7 +130,7 @@ impl WindowTally {
         plan: Plan,
         since: Timestamp,
         until: Timestamp,
-        rows: &[ReadRow],
+        rows: &[ReadRow<'_>],
     ) -> Option<[i64; 3]> {
         let drift = plan.check_from.and_then(|from| {
             let mut kept = self.clone();
@@ -161,16 +161,23 @@ impl WindowTally {
         &mut self,
         since: Timestamp,
         until: Timestamp,
-        rows: impl Iterator<Item = &'r ReadRow>,
+        rows: impl Iterator<Item = &'r ReadRow<'r>>,
     ) {
         self.in_flight = 0;
         for r in rows {
-            // Whatever the row counted as before, it counts as read now.
-            self.remove(&r.id);
-            match r.at {
-                None => self.in_flight += 1,
-                Some(at) if at >= since && at < until => self.insert(&r.id, at, r.class),
-                Some(_) => {}
+            let Some(at) = r.at else {
+                self.in_flight += 1;
+                self.remove(r.id);
+                continue;
+            };
+            let counts = at >= since && at < until && r.class != Class::InFlight;
+            // Most rows of a read are the lookback's, already tallied as they are.
+            if counts && self.rows.get(r.id) == Some(&(at, r.class)) {
+                continue;
+            }
+            self.remove(r.id);
+            if counts {
+                self.insert(Arc::from(r.id), at, r.class);
             }
         }
         while let Some((at, id)) = self.by_time.first().cloned() {
@@ -193,11 +200,11 @@ impl WindowTally {
         self.rows.len()
     }
 
-    fn insert(&mut self, id: &Arc<str>, at: Timestamp, class: Class) {
+    fn insert(&mut self, id: Arc<str>, at: Timestamp, class: Class) {
         if let Some(slot) = class.slot() {
             self.tally[slot] += 1;
-            self.by_time.insert((at, Arc::clone(id)));
-            self.rows.insert(Arc::clone(id), (at, class));
+            self.by_time.insert((at, Arc::clone(&id)));
+            self.rows.insert(id, (at, class));
         }
     }
 

@@ -64,17 +64,17 @@ impl Db {
     }
 
     /// `window_read_sql` from `from` on.
-    fn read(&self, from: Timestamp) -> Vec<ReadRow> {
+    fn read(&self, from: Timestamp) -> Vec<ReadRow<'_>> {
         let slice = self.rows.iter().filter(|r| r.at() >= from);
         let flying = self.rows.iter().filter(|r| r.class() == Class::InFlight);
         slice
             .map(|r| ReadRow {
-                id: Arc::clone(&r.id),
+                id: &r.id,
                 at: Some(r.at()),
                 class: r.class(),
             })
             .chain(flying.map(|r| ReadRow {
-                id: Arc::clone(&r.id),
+                id: &r.id,
                 at: None,
                 class: Class::InFlight,
             }))
