@@ -49,6 +49,14 @@ const COUNTS_SQL: &str = "SELECT w.succeeded, w.failed, f.in_flight FROM
      WHERE coalesce(finished_at, created_at) >= $1 AND coalesce(finished_at, created_at) < $2) w,
    (SELECT count(*) AS in_flight FROM tasks WHERE status IN ('pending', 'running')) f";
 
+/// The `window_counts` read of `flowfail-pg/src/tasks.rs` for the default table, for EXPLAIN.
+const WINDOW_READ_SQL: &str = "SELECT task_id, coalesce(finished_at, created_at),
+        CASE WHEN status = 'succeeded' THEN 1 WHEN status IN ('failed', 'failed_final') THEN 2
+             WHEN status IN ('pending', 'running') THEN 0 ELSE 3 END::smallint
+   FROM tasks WHERE coalesce(finished_at, created_at) >= $1
+ UNION ALL
+ SELECT task_id, NULL::timestamptz, 0::smallint FROM tasks WHERE status IN ('pending', 'running')";
+
 /// The `recent_failed` statement of `flowfail-pg/src/tasks.rs` for the default table.
 const RECENT_FAILED_SQL: &str = "SELECT task_id, flow_type, status, error_message, http_status, \
     created_at, finished_at, attempts FROM tasks WHERE status = 'failed' \
@@ -178,6 +186,19 @@ async fn time_window_counts(
         } else {
             incremental.push(took)
         }
+    }
+    let from = at(polls) - TimeDelta::seconds(60);
+    println!(
+        "  plan of an incremental window_counts read (the last minute and the tasks in flight):"
+    );
+    for r in admin
+        .query(
+            &format!("EXPLAIN (ANALYZE, BUFFERS) {WINDOW_READ_SQL}"),
+            &[&from],
+        )
+        .await?
+    {
+        println!("    {}", r.try_get::<_, &str>(0)?);
     }
     admin
         .batch_execute("DELETE FROM tasks WHERE task_id LIKE 'p-%'; UPDATE tasks SET attempts = 0 WHERE task_id LIKE 'w-%'")

@@ -440,8 +440,13 @@ impl TaskStore for PgTaskStore {
         let mut tally = self.window.lock().await;
         let plan = tally.plan(since, until);
         let c = self.client("task.window_counts").await?;
+        // Prepared once per connection: one round trip a poll, not two.
+        let stmt = c
+            .prepare_cached(&self.sql.window_read)
+            .await
+            .map_err(|e| pg_err("task.window_counts", e))?;
         let rows = c
-            .query(&self.sql.window_read, &[&plan.from])
+            .query(&stmt, &[&plan.from])
             .await
             .map_err(|e| pg_err("task.window_counts", e))?;
         let mut read = Vec::with_capacity(rows.len());
