@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
 
 use super::guard::timeout_error;
 use super::stats::PassLog;
@@ -18,6 +19,14 @@ use crate::ports::Op;
 
 /// At most this many retried tasks are read back in one call.
 const RETRIED_READ_CHUNK: usize = 1000;
+/// Per-task reads of one pass (bundle sizes, TaskObjects) in flight at once.
+const TASK_READS_AT_ONCE: usize = 16;
+
+/// What a per-task read found.
+enum TaskRead {
+    Bundle(BundleObs),
+    Schema(SchemaObs),
+}
 
 impl Responder {
     /// A read with the step deadline; transient errors are retried twice with jittered
@@ -243,55 +252,80 @@ impl Responder {
                 self.classify_cached(t.error_message.as_deref().unwrap_or(""), t.http_status);
             out.push(ObservedTask::from_parts(t, class));
         }
-        for t in out.iter_mut() {
-            let id = t.task.task_id.clone();
+        // Reads per task, a few at a time: 500 timeouts' bundles are 500 round trips.
+        let mut needs = Vec::new();
+        for (i, t) in out.iter_mut().enumerate() {
             match t.class.kind {
                 FailureKind::Timeout => {
                     // A bundle already measured for this attempt is not read again.
                     let attempts = t.task.attempts;
                     let known = lock(&self.inner)
                         .bundle_sizes
-                        .get(&id)
+                        .get(&t.task.task_id)
                         .filter(|(a, _)| *a == attempts)
                         .map(|(_, n)| *n);
-                    if let Some(bytes) = known {
-                        t.bundle = BundleObs::Size { bytes };
-                        continue;
+                    match known {
+                        Some(bytes) => t.bundle = BundleObs::Size { bytes },
+                        None => needs.push((i, t.task.task_id.clone(), Some(attempts))),
                     }
-                    t.bundle = match self
-                        .read_noted(log, Op::BundleHead, || self.ports.bundles.head(&id))
-                        .await
-                    {
-                        Ok(m) => {
-                            let mut inner = lock(&self.inner);
-                            if inner.bundle_sizes.len() >= 100_000 {
-                                inner.bundle_sizes.clear();
-                            }
-                            inner.bundle_sizes.insert(id.clone(), (attempts, m.size));
-                            BundleObs::Size { bytes: m.size }
-                        }
-                        Err(e) if e.kind() == ErrorKind::NotFound => BundleObs::Missing,
-                        Err(e) => BundleObs::Unreadable {
-                            reason: e.to_string(),
-                        },
-                    };
                 }
-                FailureKind::Validation => {
-                    let read = self
-                        .read_noted(log, Op::TaskObject, || self.ports.tasks.task_object(&id))
-                        .await;
-                    t.schema = Some(match read {
-                        Ok(Some(v)) => SchemaObs::Checked(self.schemas.validate(&v)),
-                        Ok(None) => SchemaObs::Missing,
-                        Err(e) => SchemaObs::Unreadable {
-                            reason: e.to_string(),
-                        },
-                    });
-                }
+                FailureKind::Validation => needs.push((i, t.task.task_id.clone(), None)),
                 _ => {}
             }
         }
+        let read: Vec<(usize, TaskRead)> = futures_util::stream::iter(needs)
+            .map(|(i, id, attempts)| async move {
+                let r = match attempts {
+                    Some(attempts) => TaskRead::Bundle(self.bundle_size(&id, attempts, log).await),
+                    None => TaskRead::Schema(self.task_schema(&id, log).await),
+                };
+                (i, r)
+            })
+            .buffered(TASK_READS_AT_ONCE)
+            .collect()
+            .await;
+        for (i, r) in read {
+            match r {
+                TaskRead::Bundle(b) => out[i].bundle = b,
+                TaskRead::Schema(s) => out[i].schema = Some(s),
+            }
+        }
         obs.failed = Some(out);
+    }
+
+    /// A timeout's bundle size (remembered for this attempt of its task), as observed.
+    async fn bundle_size(&self, id: &TaskId, attempts: u32, log: &PassLog) -> BundleObs {
+        match self
+            .read_noted(log, Op::BundleHead, || self.ports.bundles.head(id))
+            .await
+        {
+            Ok(m) => {
+                let mut inner = lock(&self.inner);
+                if inner.bundle_sizes.len() >= 100_000 {
+                    inner.bundle_sizes.clear();
+                }
+                inner.bundle_sizes.insert(id.clone(), (attempts, m.size));
+                BundleObs::Size { bytes: m.size }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => BundleObs::Missing,
+            Err(e) => BundleObs::Unreadable {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// A validation failure's TaskObject checked against the schemas, as observed.
+    async fn task_schema(&self, id: &TaskId, log: &PassLog) -> SchemaObs {
+        let read = self
+            .read_noted(log, Op::TaskObject, || self.ports.tasks.task_object(id))
+            .await;
+        match read {
+            Ok(Some(v)) => SchemaObs::Checked(self.schemas.validate(&v)),
+            Ok(None) => SchemaObs::Missing,
+            Err(e) => SchemaObs::Unreadable {
+                reason: e.to_string(),
+            },
+        }
     }
 
     /// The primary vendor's quota; the status page of every vendor the policy names (the

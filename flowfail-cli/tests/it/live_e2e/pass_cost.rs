@@ -6,8 +6,9 @@
 //!
 //! Per pass: its duration (the service's own histogram), the reads it made by port
 //! (`flowfail_port_reads_total`), the requests that reached the quota API, the status pages
-//! and the Kubernetes API (counted there), and the bytes the process read (`rchar` of
-//! `/proc/PID/io`: sockets and files). The first pass, which finds nothing read before, is
+//! and the Kubernetes API (counted there), and the bytes the process received from its peers
+//! and files (what `read`/`recvfrom`/`recvmsg` returned, under `strace` where installed, over
+//! further passes). The first pass, which finds nothing read before, is
 //! shown apart from the passes after it.
 //!
 //! ```bash
@@ -17,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeDelta, Utc};
-use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore};
+use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore as _};
 
 use super::{Listener, free_port, set_quota, terminate, until, world};
 
@@ -32,17 +33,39 @@ struct Sample {
     quota_requests: usize,
     status_requests: usize,
     k8s_requests: usize,
-    rchar: u64,
 }
 
-fn rchar(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("rchar: ").map(|v| v.trim().parse().ok()))?
-        })
-        .unwrap_or(0)
+/// Bytes the process `pid` received from sockets and files while `strace` (if installed)
+/// watched it until `stop` resolved: the sum of what `read`, `recvfrom` and `recvmsg`
+/// returned. `None` without strace.
+async fn bytes_received(pid: u32, stop: impl std::future::Future<Output = ()>) -> Option<u64> {
+    let out = std::env::temp_dir().join(format!("ff-p10-strace-{pid}"));
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=read,recvfrom,recvmsg", "-o"])
+        .arg(&out)
+        .arg("-p")
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.await;
+    let _ = strace.kill();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                l.rsplit_once(") = ")?
+                    .1
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +122,6 @@ async fn p10_incident_pass_cost_at_10k_failed_tasks() {
             quota_requests: w.quota.received_requests().await.map_or(0, |r| r.len()),
             status_requests: w.status.received_requests().await.map_or(0, |r| r.len()),
             k8s_requests: w.k8s.requests().len(),
-            rchar: rchar(pid),
             ..Sample::default()
         };
         for port in PORTS {
@@ -113,23 +135,34 @@ async fn p10_incident_pass_cost_at_10k_failed_tasks() {
     })
     .await;
     let before = sample().await;
-    let mut first = Sample::default();
-    until(
-        &w,
-        120,
-        "the first incident pass",
-        &mut p,
-        "p10",
-        || async {
-            first = sample().await;
-            first.passes >= 1.0
-        },
-    )
-    .await;
-    let mut last = Sample::default();
-    until(&w, 600, "the incident passes", &mut p, "p10", || async {
-        last = sample().await;
-        last.passes >= 1.0 + passes
+    // The first sample with at least `n` incident passes.
+    let after = |n: f64, secs: u64| {
+        let sample = &sample;
+        let w = &w;
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let s = sample().await;
+                if s.passes >= n {
+                    return s;
+                }
+                assert!(
+                    start.elapsed().as_secs() < secs,
+                    "{n} incident passes: {}",
+                    w.log("p10")
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let first = after(1.0, 120).await;
+    let last = after(1.0 + passes, 600).await;
+    // Bytes received, under strace (it slows the process, so apart from the timing): over
+    // the next passes.
+    let traced_from = sample().await;
+    let traced_passes = 6.0;
+    let bytes = bytes_received(pid, async {
+        after(traced_from.passes + traced_passes, 300).await;
     })
     .await;
     assert_eq!(terminate(&mut p).code(), Some(0), "{}", w.log("p10"));
@@ -144,17 +177,23 @@ async fn p10_incident_pass_cost_at_10k_failed_tasks() {
             row += &format!(", {port} {:.1}", (b.reads[port] - a.reads[port]) / n);
         }
         row += &format!(
-            "; at the peers: quota {:.2}, status pages {:.2}, Kubernetes {:.2} requests; read {:.0} kB",
+            "; at the peers: quota {:.2}, status pages {:.2}, Kubernetes {:.2} requests",
             (b.quota_requests - a.quota_requests) as f64 / n,
             (b.status_requests - a.status_requests) as f64 / n,
             (b.k8s_requests - a.k8s_requests) as f64 / n,
-            (b.rchar - a.rchar) as f64 / n / 1e3,
         );
         row
     };
     println!("P10, 10,000 failed tasks (5,000 timeouts with bundles), a pass every 5 s:");
     println!("  first incident pass: {}", per(&before, &first));
     println!("  the passes after it: {}", per(&first, &last));
+    match bytes {
+        Some(b) => println!(
+            "  bytes the process received a pass (strace, {traced_passes} passes): {:.1} kB",
+            b as f64 / traced_passes / 1e3
+        ),
+        None => println!("  bytes received: strace is not installed"),
+    }
     // The passes after the first read no bundle again: each was measured once.
     let bundles_after =
         (last.reads["bundles"] - first.reads["bundles"]) / (last.passes - first.passes);
