@@ -234,6 +234,18 @@ pub async fn task_store(f: &dyn TaskFixture) {
         (0, 0),
         "counts rule 1: empty window"
     );
+    // The alert window as the supervisor reads it, poll after poll: what `counts` says.
+    for k in 0..3 {
+        let at = now + TimeDelta::seconds(k);
+        let (since, until) = (at - TimeDelta::hours(1), at + TimeDelta::seconds(1));
+        let w = s.window_counts(since, until).await.expect("window_counts");
+        let c = s.counts(since, until).await.expect("counts");
+        assert_eq!(
+            (w.succeeded, w.failed, w.in_flight, w.unknown_status),
+            (c.succeeded, c.failed, c.in_flight, c.unknown_status),
+            "window_counts: what counts says (poll {k})"
+        );
+    }
 
     let t1 = id(&format!("{p}-1"));
     let got = s.get(&t1).await.expect("get");

@@ -19,14 +19,8 @@ use crate::ports::Op;
 
 /// At most this many retried tasks are read back in one call.
 const RETRIED_READ_CHUNK: usize = 1000;
-/// Per-task reads of one pass (bundle sizes, TaskObjects) in flight at once.
-const TASK_READS_AT_ONCE: usize = 16;
-
-/// What a per-task read found.
-enum TaskRead {
-    Bundle(BundleObs),
-    Schema(SchemaObs),
-}
+/// Bundle sizes one pass reads at once.
+const BUNDLE_READS_AT_ONCE: usize = 16;
 
 impl Responder {
     /// A read with the step deadline; transient errors are retried twice with jittered
@@ -80,8 +74,10 @@ impl Responder {
         let mut obs = Observation::new(now);
         let (since, until) = p.alert_window_at(now);
         match self
+            // The alert window, as the supervisor's idle pass reads it: a store that tallies
+            // it reads only what changed.
             .read_noted(log, Op::TaskCounts, || {
-                self.ports.tasks.counts(since, until)
+                self.ports.tasks.window_counts(since, until)
             })
             .await
         {
@@ -252,8 +248,11 @@ impl Responder {
                 self.classify_cached(t.error_message.as_deref().unwrap_or(""), t.http_status);
             out.push(ObservedTask::from_parts(t, class));
         }
-        // Reads per task, a few at a time: 500 timeouts' bundles are 500 round trips.
-        let mut needs = Vec::new();
+        // Bundle sizes a few at a time (500 timeouts are 500 round trips to the bundle
+        // store); TaskObjects one at a time, so that a pass never holds more than one of the
+        // TaskDB pool's connections for them.
+        let mut bundles = Vec::new();
+        let mut objects = Vec::new();
         for (i, t) in out.iter_mut().enumerate() {
             match t.class.kind {
                 FailureKind::Timeout => {
@@ -266,29 +265,23 @@ impl Responder {
                         .map(|(_, n)| *n);
                     match known {
                         Some(bytes) => t.bundle = BundleObs::Size { bytes },
-                        None => needs.push((i, t.task.task_id.clone(), Some(attempts))),
+                        None => bundles.push((i, t.task.task_id.clone(), attempts)),
                     }
                 }
-                FailureKind::Validation => needs.push((i, t.task.task_id.clone(), None)),
+                FailureKind::Validation => objects.push((i, t.task.task_id.clone())),
                 _ => {}
             }
         }
-        let read: Vec<(usize, TaskRead)> = futures_util::stream::iter(needs)
-            .map(|(i, id, attempts)| async move {
-                let r = match attempts {
-                    Some(attempts) => TaskRead::Bundle(self.bundle_size(&id, attempts, log).await),
-                    None => TaskRead::Schema(self.task_schema(&id, log).await),
-                };
-                (i, r)
-            })
-            .buffered(TASK_READS_AT_ONCE)
+        let sized: Vec<(usize, BundleObs)> = futures_util::stream::iter(bundles)
+            .map(|(i, id, attempts)| async move { (i, self.bundle_size(&id, attempts, log).await) })
+            .buffered(BUNDLE_READS_AT_ONCE)
             .collect()
             .await;
-        for (i, r) in read {
-            match r {
-                TaskRead::Bundle(b) => out[i].bundle = b,
-                TaskRead::Schema(s) => out[i].schema = Some(s),
-            }
+        for (i, b) in sized {
+            out[i].bundle = b;
+        }
+        for (i, id) in objects {
+            out[i].schema = Some(self.task_schema(&id, log).await);
         }
         obs.failed = Some(out);
     }

@@ -206,11 +206,15 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
     )
 }
 
-/// The incremental alert window's read (`tasks/window.rs`), one statement so one snapshot:
-/// the rows whose window time is `$1` or later with their class (0 in flight, 1 succeeded,
-/// 2 failed, 3 unknown status), served by the window's expression index — later than the
-/// window's end too, so that a row whose time moved past it (a clock ahead of flowfail's)
-/// leaves the tally; then every task in flight (no time), served by the status index.
+/// The incremental alert window's read (`tasks/window.rs`), one statement so one snapshot,
+/// each row with its id, window time, class (0 in flight, 1 succeeded, 2 failed, 3 unknown
+/// status) and part (0, 1, 2):
+/// 0. the rows whose window time is `$1` or later, served by the window's expression index —
+///    later than the window's end too, so that a row whose time moved past it (a clock ahead
+///    of flowfail's) leaves the tally;
+/// 1. every task in flight (no time), served by the status index;
+/// 2. the tasks `$2` (those in flight at the last read), by primary key, wherever their time
+///    is now: one that finished without a finish time counts by its creation time.
 fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
     let Cols {
         id,
@@ -222,12 +226,17 @@ fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String 
     let succeeded = s.sql_is(st, &[TaskStatus::Succeeded]);
     let failure = s.sql_is(st, &[TaskStatus::Failed, TaskStatus::FailedFinal]);
     let in_flight = s.sql_is(st, &[TaskStatus::Pending, TaskStatus::Running]);
+    let class = format!(
+        "CASE WHEN {succeeded} THEN 1 WHEN {failure} THEN 2 WHEN {in_flight} THEN 0 ELSE 3 END::smallint"
+    );
     format!(
-        "SELECT {id}, coalesce({fin}, {created}),
-                CASE WHEN {succeeded} THEN 1 WHEN {failure} THEN 2 WHEN {in_flight} THEN 0 ELSE 3 END::smallint
+        "SELECT {id}, coalesce({fin}, {created}), {class}, 0::smallint
            FROM {tbl} WHERE coalesce({fin}, {created}) >= $1{only}
          UNION ALL
-         SELECT {id}, NULL::timestamptz, 0::smallint FROM {tbl} WHERE {in_flight}{only}"
+         SELECT {id}, NULL::timestamptz, 0::smallint, 1::smallint FROM {tbl} WHERE {in_flight}{only}
+         UNION ALL
+         SELECT {id}, coalesce({fin}, {created}), {class}, 2::smallint
+           FROM {tbl} WHERE {id} = ANY($2::text[]){only}"
     )
 }
 

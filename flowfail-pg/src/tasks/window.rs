@@ -1,22 +1,28 @@
 //! The alert window counted incrementally: the supervisor asks for the same sliding window
 //! every poll, and with 100,000 failures inside it a plain count reads 100,000 index entries
-//! (16 ms) to learn what a few hundred rows changed. [`WindowTally`] keeps the window's
-//! finished rows by id and is brought up to date from two reads in one statement (one
-//! snapshot), both served by the indexes the plain count uses:
+//! to learn what a few hundred rows changed. Once the window holds [`TALLY_ABOVE`] finished
+//! rows, [`WindowTally`] keeps them by id and brings them up to date from three reads in one
+//! statement (one snapshot), served by the indexes the plain count uses and the primary key:
 //!
 //! - the rows whose window time (`coalesce(finished_at, created_at)`) is
-//!   `previous until − LOOKBACK` or later: tasks that finished since the last poll, with a
-//!   lookback for transactions that commit a finish time a little in the past (and rows
-//!   whose time lies past the window's end, from a clock ahead of flowfail's: they leave the
-//!   tally until the window reaches them);
-//! - the ids of every task in flight: a task retried inside the window (`failed` → `pending`,
-//!   its finish time unchanged or cleared) stops counting at once.
+//!   `previous end − LOOKBACK` or later: tasks that finished since the last poll, with a
+//!   lookback for a finish committed a little after the time it writes (and rows whose time
+//!   lies past the window's end, from a clock ahead of flowfail's: they leave the tally until
+//!   the window reaches them);
+//! - the ids of every task in flight: a task retried inside the window (`failed` →
+//!   `pending`, its finish time kept or cleared) stops counting at once;
+//! - the tasks that were in flight at the last read, wherever their time is: one that failed
+//!   without a finish time counts by its creation time, which may be long before.
 //!
-//! Rows whose window time fell behind `since` are dropped. Every [`REBUILD_EVERY`] reads the
-//! window is read whole again and compared with the tally; a difference is logged. What it
-//! cannot see between two full reads is a change FlowEngine does not make: a finished row
-//! rewritten to another finished status with its finish time unchanged, a row deleted inside
-//! the window, a finish committed more than [`LOOKBACK`] after its finish time.
+//! Rows whose window time fell behind `since` are dropped. A smaller window is counted in full
+//! every poll (a few milliseconds). Every [`REBUILD_EVERY`] reads the window is read whole
+//! again and compared with the tally; a difference is logged and corrected. What the reads
+//! cannot see in between, and the full read corrects: a finished row rewritten to another
+//! finished status with its window time unchanged (`failed` → `failed_final` counts the same),
+//! a row deleted inside the window, a finish committed more than [`LOOKBACK`] after the time
+//! it writes (on FlowEngine's clock against flowfail's: a clock behind shortens the
+//! lookback), a row inserted already finished with an older time, and a task retried with its
+//! finish time cleared that fails again without one before the next poll.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -58,45 +64,108 @@ impl Class {
     }
 }
 
-/// One row of a read: a row of the slice with its window time and class, or (no time) a task
-/// in flight.
+/// Which part of a read a row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// A row whose window time is the read's `from` or later.
+    Slice,
+    /// A task in flight now (no time).
+    InFlight,
+    /// A task that was in flight at the last read, wherever its time is now: one that
+    /// finished without a finish time counts by its creation time, which may be long before.
+    WasInFlight,
+}
+
+impl Part {
+    pub(crate) fn from_sql(v: i16) -> Part {
+        match v {
+            1 => Part::InFlight,
+            2 => Part::WasInFlight,
+            _ => Part::Slice,
+        }
+    }
+}
+
+/// One row of a read.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadRow<'a> {
     pub(crate) id: &'a str,
     pub(crate) at: Option<Timestamp>,
     pub(crate) class: Class,
+    pub(crate) part: Part,
 }
 
-/// What the next read of a window must cover: the rows whose window time is `from` or later,
-/// and the tasks in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub(crate) from: Timestamp,
-    /// The whole window: rebuilt from the read.
-    pub(crate) full: bool,
-    /// For a full read of a window already tallied: where an incremental read would have
-    /// started, to compare the tally kept with the one read.
-    check_from: Option<Timestamp>,
+/// What the next poll of a window reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// A window of fewer finished rows than the tally is kept for: counted in full (the
+    /// plain count), no tally kept.
+    Count,
+    /// The rows whose window time is `from` or later, the tasks in flight, and `was_in_flight`.
+    Read {
+        from: Timestamp,
+        was_in_flight: Vec<String>,
+        /// The whole window: rebuilt from the read.
+        full: bool,
+        /// For a full read of a window already tallied: where an incremental read would have
+        /// started, to compare the tally kept with the one read.
+        check_from: Option<Timestamp>,
+    },
 }
 
 /// The finished rows of one sliding window, by id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug)]
 pub(crate) struct WindowTally {
-    /// The window read last, if any.
+    /// Windows of fewer finished rows than this are counted in full every poll.
+    above: u64,
+    /// The finished rows of the window the last poll saw.
+    last_total: u64,
+    /// The window read last, if a tally is kept.
     last: Option<(Timestamp, Timestamp)>,
     rows: HashMap<Arc<str>, (Timestamp, Class)>,
     by_time: BTreeSet<(Timestamp, Arc<str>)>,
+    /// The tasks in flight at the last read.
+    flying: Vec<String>,
     /// Succeeded, failed, unknown status.
     tally: [u64; 3],
     in_flight: u64,
     reads: u32,
 }
 
+/// Windows of fewer finished rows than this are counted in full every poll (a few
+/// milliseconds at most); larger ones are tallied.
+pub(crate) const TALLY_ABOVE: u64 = 20_000;
+
+impl Default for WindowTally {
+    fn default() -> Self {
+        WindowTally::above(TALLY_ABOVE)
+    }
+}
+
 impl WindowTally {
+    /// A tally kept for windows of at least `rows` finished rows.
+    pub(crate) fn above(rows: u64) -> Self {
+        WindowTally {
+            above: rows,
+            last_total: 0,
+            last: None,
+            rows: HashMap::new(),
+            by_time: BTreeSet::new(),
+            flying: Vec::new(),
+            tally: [0; 3],
+            in_flight: 0,
+            reads: 0,
+        }
+    }
+
     /// What to read for the window `[since, until)`.
     pub(crate) fn plan(&self, since: Timestamp, until: Timestamp) -> Plan {
-        let full = Plan {
+        if self.last_total < self.above {
+            return Plan::Count;
+        }
+        let full = Plan::Read {
             from: since,
+            was_in_flight: Vec::new(),
             full: true,
             check_from: None,
         };
@@ -109,45 +178,63 @@ impl WindowTally {
             return full;
         }
         let from = (u - LOOKBACK).max(since);
-        if self.reads >= REBUILD_EVERY {
-            return Plan {
-                check_from: Some(from),
-                ..full
-            };
-        }
-        Plan {
-            from,
-            full: false,
-            check_from: None,
+        Plan::Read {
+            from: if self.reads >= REBUILD_EVERY {
+                since
+            } else {
+                from
+            },
+            was_in_flight: self.flying.clone(),
+            full: self.reads >= REBUILD_EVERY,
+            check_from: (self.reads >= REBUILD_EVERY).then_some(from),
         }
     }
 
-    /// Applies a read made as `plan` said. For a full read of a window already tallied,
-    /// returns how the tally kept differs from the one read (succeeded, failed, unknown; read
-    /// minus kept) when it does.
+    /// Records a poll answered by the plain count: no tally is kept for it.
+    pub(crate) fn counted(&mut self, finished: u64) {
+        self.clear();
+        self.last = None;
+        self.flying.clear();
+        self.last_total = finished;
+    }
+
+    /// Applies a read made as `plan` said (a [`Plan::Read`]). For a full read of a window
+    /// already tallied, returns how the tally kept differs from the one read (succeeded,
+    /// failed, unknown; read minus kept) when it does.
     pub(crate) fn apply(
         &mut self,
-        plan: Plan,
+        plan: &Plan,
         since: Timestamp,
         until: Timestamp,
         rows: &[ReadRow<'_>],
     ) -> Option<[i64; 3]> {
-        let drift = plan.check_from.and_then(|from| {
-            let mut kept = self.clone();
-            let slice = rows.iter().filter(|r| r.at.is_none_or(|at| at >= from));
-            kept.update(since, until, slice);
+        let Plan::Read {
+            full, check_from, ..
+        } = plan
+        else {
+            return None;
+        };
+        let mut drift = None;
+        if let Some(from) = *check_from {
+            // What the incremental read would have made of the tally kept, then the tally
+            // the full read makes.
+            let slice = rows
+                .iter()
+                .filter(|r| r.part != Part::Slice || r.at.is_some_and(|at| at >= from));
+            self.update(since, until, slice);
+            let kept = self.tally;
             self.clear();
             self.update(since, until, rows.iter());
-            let d: [i64; 3] = std::array::from_fn(|i| self.tally[i] as i64 - kept.tally[i] as i64);
-            d.iter().any(|v| *v != 0).then_some(d)
-        });
-        if plan.check_from.is_none() {
-            if plan.full {
+            let d: [i64; 3] = std::array::from_fn(|i| self.tally[i] as i64 - kept[i] as i64);
+            drift = d.iter().any(|v| *v != 0).then_some(d);
+        } else {
+            if *full {
                 self.clear();
             }
             self.update(since, until, rows.iter());
         }
-        self.reads = if plan.full { 0 } else { self.reads + 1 };
+        self.reads = if *full { 0 } else { self.reads + 1 };
+        self.last_total = self.rows.len() as u64;
         drift
     }
 
@@ -164,11 +251,18 @@ impl WindowTally {
         rows: impl Iterator<Item = &'r ReadRow<'r>>,
     ) {
         self.in_flight = 0;
+        self.flying.clear();
         for r in rows {
-            let Some(at) = r.at else {
-                self.in_flight += 1;
-                self.remove(r.id);
-                continue;
+            let at = match (r.part, r.at) {
+                (Part::InFlight, _) | (_, None) => {
+                    if r.part == Part::InFlight {
+                        self.in_flight += 1;
+                        self.flying.push(r.id.to_owned());
+                    }
+                    self.remove(r.id);
+                    continue;
+                }
+                (_, Some(at)) => at,
             };
             let counts = at >= since && at < until && r.class != Class::InFlight;
             // Most rows of a read are the lookback's, already tallied as they are.

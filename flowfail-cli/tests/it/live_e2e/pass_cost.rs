@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeDelta, Utc};
-use flowfail_core::{FlowType, Task, TaskId, TaskStatus, TaskStore as _};
+use flowfail_core::{FlowType, Task, TaskId, TaskStatus};
 
 use super::{Listener, free_port, set_quota, terminate, until, world};
 
@@ -83,7 +83,7 @@ async fn p10_incident_pass_cost_at_10k_failed_tasks() {
     set_quota(&w.quota, 35).await;
     let now = Utc::now();
     let task = |i: usize| {
-        let (msg, status) = if i % 2 == 0 {
+        let (msg, status) = if i.is_multiple_of(2) {
             ("Task timed out after 45.00 seconds", None)
         } else {
             ("HTTP 503 Service Unavailable", Some(503))

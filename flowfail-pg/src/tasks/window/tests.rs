@@ -20,6 +20,8 @@ struct Row {
     created: Timestamp,
     fin: Option<Timestamp>,
     st: St,
+    /// Retried with its finish time cleared.
+    cleared: bool,
 }
 
 impl Row {
@@ -63,21 +65,38 @@ impl Db {
         c
     }
 
-    /// `window_read_sql` from `from` on.
-    fn read(&self, from: Timestamp) -> Vec<ReadRow<'_>> {
-        let slice = self.rows.iter().filter(|r| r.at() >= from);
-        let flying = self.rows.iter().filter(|r| r.class() == Class::InFlight);
-        slice
-            .map(|r| ReadRow {
+    /// `window_read_sql` as `plan` says (a [`Plan::Read`]).
+    fn read(&self, plan: &Plan) -> Vec<ReadRow<'_>> {
+        let Plan::Read {
+            from,
+            was_in_flight,
+            ..
+        } = plan
+        else {
+            return Vec::new();
+        };
+        fn row(r: &Row, part: Part) -> ReadRow<'_> {
+            ReadRow {
                 id: &r.id,
                 at: Some(r.at()),
                 class: r.class(),
-            })
+                part,
+            }
+        }
+        let slice = self.rows.iter().filter(|r| r.at() >= *from);
+        let flying = self.rows.iter().filter(|r| r.class() == Class::InFlight);
+        let was = self
+            .rows
+            .iter()
+            .filter(|r| was_in_flight.iter().any(|id| **id == *r.id));
+        slice
+            .map(|r| row(r, Part::Slice))
             .chain(flying.map(|r| ReadRow {
-                id: &r.id,
                 at: None,
                 class: Class::InFlight,
+                ..row(r, Part::InFlight)
             }))
+            .chain(was.map(|r| row(r, Part::WasInFlight)))
             .collect()
     }
 }
@@ -88,15 +107,14 @@ fn t0() -> Timestamp {
 
 const WINDOW: TimeDelta = TimeDelta::seconds(300);
 
+/// Succeeded, failed, unknown status, in flight.
+type Counts = (u64, u64, u64, u64);
+
 /// One poll: the tally's counts, and the plain count's.
-fn poll(
-    tally: &mut WindowTally,
-    db: &Db,
-    now: Timestamp,
-) -> ((u64, u64, u64, u64), (u64, u64, u64, u64)) {
+fn poll(tally: &mut WindowTally, db: &Db, now: Timestamp) -> (Counts, Counts) {
     let (since, until) = (now - WINDOW, now + TimeDelta::milliseconds(1));
     let plan = tally.plan(since, until);
-    let drift = tally.apply(plan, since, until, &db.read(plan.from));
+    let drift = tally.apply(&plan, since, until, &db.read(&plan));
     assert_eq!(drift, None, "a full read found the tally off");
     (tally.counts(), db.plain(since, until))
 }
@@ -106,9 +124,11 @@ fn poll(
 enum Op {
     Create,
     Start(usize),
-    /// Finished (ok or not), its finish time up to 39 s in the past when it commits, or up
+    /// Finished (ok or not), its finish time up to 59 s in the past when it commits, or up
     /// to 20 s in the future (a clock ahead of flowfail's).
     Finish(usize, bool, i8),
+    /// Failed without a finish time: it counts by its creation time.
+    FailNoTime(usize),
     /// An unknown status written at the finish.
     FinishOdd(usize),
     /// `failed` → `pending`, the finish time kept (flowfail's retry) or cleared.
@@ -124,13 +144,14 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => Just(Op::Create),
         3 => any::<usize>().prop_map(Op::Start),
-        3 => (any::<usize>(), any::<bool>(), -20i8..40).prop_map(|(i, ok, d)| Op::Finish(i, ok, d)),
+        3 => (any::<usize>(), any::<bool>(), -20i8..60).prop_map(|(i, ok, d)| Op::Finish(i, ok, d)),
         1 => any::<usize>().prop_map(Op::FinishOdd),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(i, keep)| Op::Retry(i, keep)),
         1 => any::<usize>().prop_map(Op::GiveUp),
-        1 => (any::<usize>(), -20i8..40).prop_map(|(i, d)| Op::Refail(i, d)),
-        2 => (1u8..20).prop_map(Op::Advance),
-        2 => Just(Op::Poll),
+        1 => (any::<usize>(), -20i8..60).prop_map(|(i, d)| Op::Refail(i, d)),
+        1 => any::<usize>().prop_map(Op::FailNoTime),
+        3 => (1u8..40).prop_map(Op::Advance),
+        3 => Just(Op::Poll),
     ]
 }
 
@@ -149,6 +170,7 @@ fn run(db: &mut Db, now: &mut Timestamp, op: &Op) {
                 created: *now,
                 fin: None,
                 st: St::Pending,
+                cleared: false,
             });
         }
         Op::Start(i) => {
@@ -163,6 +185,14 @@ fn run(db: &mut Db, now: &mut Timestamp, op: &Op) {
                 r.fin = Some((*now - TimeDelta::seconds(delay.into())).max(r.created));
             }
         }
+        Op::FailNoTime(i) => {
+            // Not after a retry that cleared the finish time: a task retried so and failed
+            // again without a time between two polls moves to its creation time unseen (a
+            // documented limit).
+            if let Some(k) = pick(db, i, St::Running).filter(|k| !db.rows[*k].cleared) {
+                db.rows[k].st = St::Failed;
+            }
+        }
         Op::FinishOdd(i) => {
             if let Some(k) = pick(db, i, St::Running) {
                 db.rows[k].st = St::Odd;
@@ -174,6 +204,7 @@ fn run(db: &mut Db, now: &mut Timestamp, op: &Op) {
                 db.rows[k].st = St::Pending;
                 if !keep {
                     db.rows[k].fin = None;
+                    db.rows[k].cleared = true;
                 }
             }
         }
@@ -197,16 +228,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// At every poll the tally says what the plain count says, over random histories of what
-    /// FlowEngine does to tasks (finishes committed late, retries that keep or clear the
-    /// finish time, give-ups, unknown statuses), polls at random gaps, full reads included.
+    /// FlowEngine does to tasks (finishes committed up to 59 s late or stamped ahead, failures
+    /// without a finish time, retries that keep or clear the finish time, retries that fail
+    /// again, give-ups, unknown statuses), polls at random gaps (longer than the lookback and
+    /// than the window too), full reads included.
     #[test]
     fn the_tally_equals_the_plain_count_at_every_poll(ops in prop::collection::vec(op(), 1..400)) {
         let mut db = Db::default();
         let mut now = t0();
-        let mut tally = WindowTally::default();
+        let mut tally = WindowTally::above(0);
         for op in &ops {
             run(&mut db, &mut now, op);
-            if matches!(op, Op::Poll | Op::Advance(_)) {
+            if matches!(op, Op::Poll) {
                 let (kept, plain) = poll(&mut tally, &db, now);
                 prop_assert_eq!(kept, plain, "after {:?} at {}", op, now);
             }
@@ -214,24 +247,76 @@ proptest! {
     }
 }
 
+fn from(plan: &Plan) -> Option<(Timestamp, bool)> {
+    match plan {
+        Plan::Read { from, full, .. } => Some((*from, *full)),
+        Plan::Count => None,
+    }
+}
+
 #[test]
 fn reads_after_the_first_cover_the_lookback_not_the_window() {
-    let mut tally = WindowTally::default();
+    let mut tally = WindowTally::above(0);
     let now = t0();
     let (since, until) = (now - WINDOW, now);
-    assert!(tally.plan(since, until).full);
-    tally.apply(tally.plan(since, until), since, until, &[]);
+    assert_eq!(from(&tally.plan(since, until)), Some((since, true)));
+    tally.apply(&tally.plan(since, until), since, until, &[]);
     let later = now + TimeDelta::seconds(5);
-    let plan = tally.plan(later - WINDOW, later);
-    assert!(!plan.full);
-    assert_eq!(plan.from, now - LOOKBACK);
-    // Another window, or one that moved back, is read whole.
-    assert!(tally.plan(later - WINDOW * 2, later).full);
-    assert!(
-        tally
-            .plan(since - TimeDelta::seconds(1), until - TimeDelta::seconds(1))
-            .full
+    assert_eq!(
+        from(&tally.plan(later - WINDOW, later)),
+        Some((now - LOOKBACK, false))
     );
+    // Another window, or one that moved back, is read whole.
+    assert_eq!(
+        from(&tally.plan(later - WINDOW * 2, later)),
+        Some((later - WINDOW * 2, true))
+    );
+    let back = since - TimeDelta::seconds(1);
+    assert_eq!(
+        from(&tally.plan(back, until - TimeDelta::seconds(1))),
+        Some((back, true))
+    );
+}
+
+#[test]
+fn a_small_window_is_counted_in_full_and_a_large_one_tallied() {
+    let mut tally = WindowTally::above(100);
+    let now = t0();
+    let (since, until) = (now - WINDOW, now);
+    assert_eq!(tally.plan(since, until), Plan::Count);
+    tally.counted(99);
+    assert_eq!(tally.plan(since, until), Plan::Count);
+    tally.counted(100);
+    assert_eq!(from(&tally.plan(since, until)), Some((since, true)));
+}
+
+#[test]
+fn a_finish_committed_later_than_the_lookback_waits_for_the_full_read() {
+    let mut db = Db::default();
+    let now = t0();
+    let mut tally = WindowTally::above(0);
+    poll(&mut tally, &db, now);
+    // A failure committed 61 s after the time it writes.
+    db.rows.push(Row {
+        id: Arc::from("late"),
+        created: now - TimeDelta::seconds(100),
+        fin: Some(now - TimeDelta::seconds(61)),
+        st: St::Failed,
+        cleared: false,
+    });
+    let mut at = now;
+    let mut found = None;
+    for k in 0..=REBUILD_EVERY {
+        at += TimeDelta::milliseconds(1);
+        let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
+        let plan = tally.plan(since, until);
+        if let Some(d) = tally.apply(&plan, since, until, &db.read(&plan)) {
+            found = Some((k, d));
+        }
+        let missed = tally.counts().1 == 0;
+        assert_eq!(missed, found.is_none(), "poll {k}");
+    }
+    assert_eq!(found, Some((REBUILD_EVERY, [0, 1, 0])));
 }
 
 #[test]
@@ -244,9 +329,10 @@ fn a_change_the_reads_cannot_see_is_found_and_corrected_by_the_next_full_read() 
             created: now - TimeDelta::seconds(100),
             fin: Some(now - TimeDelta::seconds(90)),
             st: St::Failed,
+            cleared: false,
         });
     }
-    let mut tally = WindowTally::default();
+    let mut tally = WindowTally::above(0);
     poll(&mut tally, &db, now);
     // An operator rewrites a failure as a success in place: no read of the slice or of the
     // tasks in flight sees it.
@@ -257,7 +343,7 @@ fn a_change_the_reads_cannot_see_is_found_and_corrected_by_the_next_full_read() 
         at += TimeDelta::seconds(1);
         let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
         let plan = tally.plan(since, until);
-        if let Some(d) = tally.apply(plan, since, until, &db.read(plan.from)) {
+        if let Some(d) = tally.apply(&plan, since, until, &db.read(&plan)) {
             found = Some(d);
             assert_eq!(tally.counts(), db.plain(since, until));
         }
