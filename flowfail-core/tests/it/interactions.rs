@@ -102,6 +102,10 @@ fn a_validation_failure_never_reaches_schedule_retries() {
         tasks
             .expect_counts()
             .returning(move |_, _| Ok(StatusCounts::new(succeeded, n_failed)));
+        // The incident pass reads the alert window as the supervisor does.
+        tasks
+            .expect_window_counts()
+            .returning(move |_, _| Ok(StatusCounts::new(succeeded, n_failed)));
         tasks
             .expect_recent_failed_read()
             .returning(move |_| Ok(flowfail_core::ports::FailedRead::new(failed.clone())));
