@@ -57,8 +57,7 @@ const WINDOW_READ_SQL: &str = "SELECT task_id, coalesce(finished_at, created_at)
    FROM tasks WHERE coalesce(finished_at, created_at) >= $1
  UNION ALL
  SELECT task_id, NULL::timestamptz, 0::smallint, 1::smallint FROM tasks WHERE status IN ('pending', 'running')
- UNION ALL
- SELECT task_id, coalesce(finished_at, created_at), 0::smallint, 2::smallint FROM tasks WHERE task_id = ANY($2::text[])";
+";
 
 /// The `recent_failed` statement of `flowfail-pg/src/tasks.rs` for the default table.
 const RECENT_FAILED_SQL: &str = "SELECT task_id, flow_type, status, error_message, http_status, \
@@ -193,30 +192,24 @@ async fn time_window_counts(
         }
     }
     let from = at(polls) - TimeDelta::seconds(60);
-    // The tasks in flight, as the last read saw them.
-    let flying: Vec<String> = admin
-        .query(
-            "SELECT task_id FROM tasks WHERE status IN ('pending', 'running')",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     println!(
         "  plan of an incremental window_counts read (the last minute and the tasks in flight):"
     );
+    // As window_counts reads it: no parallel workers.
+    admin
+        .batch_execute("SET max_parallel_workers_per_gather = 0")
+        .await?;
     for r in admin
         .query(
             &format!("EXPLAIN (ANALYZE, BUFFERS) {WINDOW_READ_SQL}"),
-            &[&from, &flying],
+            &[&from],
         )
         .await?
     {
         println!("    {}", r.try_get::<_, &str>(0)?);
     }
     admin
-        .batch_execute("DELETE FROM tasks WHERE task_id LIKE 'p-%'; UPDATE tasks SET attempts = 0 WHERE task_id LIKE 'w-%'")
+        .batch_execute("RESET max_parallel_workers_per_gather; DELETE FROM tasks WHERE task_id LIKE 'p-%'; UPDATE tasks SET attempts = 0 WHERE task_id LIKE 'w-%'")
         .await?;
     Ok((first_read, incremental, full))
 }

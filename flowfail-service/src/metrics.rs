@@ -146,6 +146,20 @@ pub struct Metrics {
     reload_ok: Gauge,
 }
 
+/// `flowfail_mode`: 1 for the running mode.
+fn register_mode(registry: &mut Registry, mode: Mode) {
+    let family: Family<ModeLabel, Gauge> = registered(
+        registry,
+        "flowfail_mode",
+        "The running mode: 1 for the mode in use",
+    );
+    for (m, name) in [(Mode::Shadow, "shadow"), (Mode::Act, "act")] {
+        family
+            .get_or_create(&ModeLabel { mode: name })
+            .set(i64::from(m == mode));
+    }
+}
+
 impl Metrics {
     /// Every metric registered, the mode set.
     pub fn new(mode: Mode) -> Self {
@@ -162,16 +176,7 @@ impl Metrics {
             "flowfail_data_gaps",
             "Reads that did not answer (after retries), by port; `ledger`: incident ledger calls that failed or did not answer",
         );
-        let mode_family: Family<ModeLabel, Gauge> = registered(
-            &mut registry,
-            "flowfail_mode",
-            "The running mode: 1 for the mode in use",
-        );
-        for (m, name) in [(Mode::Shadow, "shadow"), (Mode::Act, "act")] {
-            mode_family
-                .get_or_create(&ModeLabel { mode: name })
-                .set(i64::from(m == mode));
-        }
+        register_mode(&mut registry, mode);
         let reload_ok = Gauge::default();
         reload_ok.set(1);
         registry.register(

@@ -13,6 +13,7 @@ pub(super) struct TaskSql {
     pub(super) recent_failed: String,
     pub(super) counts: String,
     pub(super) window_read: String,
+    pub(super) window_lookup: String,
     pub(super) get: String,
     pub(super) task_object: String,
     pub(super) schedule_batch: String,
@@ -103,7 +104,8 @@ impl TaskSql {
                 "SELECT {select_cols} FROM {tbl} WHERE {failed}{only} ORDER BY {created} DESC, {id} LIMIT $1"
             ),
             counts: counts_sql(&tbl, &c, s, &only),
-            window_read: window_read_sql(&tbl, &c, s, &only),
+            window_read: window_read_sql(&tbl, &c, s, &only, false),
+            window_lookup: window_read_sql(&tbl, &c, s, &only, true),
             get: format!("SELECT {select_cols} FROM {tbl} WHERE {id} = $1{only}"),
             task_object: format!("SELECT {obj} FROM {tbl} WHERE {id} = $1{only}"),
             schedule_batch: schedule_batch_sql(
@@ -206,16 +208,18 @@ fn counts_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
     )
 }
 
-/// The incremental alert window's read (`tasks/window.rs`), one statement so one snapshot,
-/// each row with its id, window time, class (0 in flight, 1 succeeded, 2 failed, 3 unknown
-/// status) and part (0, 1, 2):
+/// The incremental alert window's reads (`tasks/window.rs`), each row with its id, window
+/// time, class (0 in flight, 1 succeeded, 2 failed, 3 unknown status) and part (0, 1, 2).
+/// The read, one statement:
 /// 0. the rows whose window time is `$1` or later, served by the window's expression index —
 ///    later than the window's end too, so that a row whose time moved past it (a clock ahead
 ///    of flowfail's) leaves the tally;
-/// 1. every task in flight (no time), served by the status index;
-/// 2. the tasks `$2` (those in flight at the last read), by primary key, wherever their time
-///    is now: one that finished without a finish time counts by its creation time.
-fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String {
+/// 1. every task in flight (no time), served by the status index.
+///
+/// The `lookup`: 2. the tasks `$1` (in flight at the last read, in neither part now), by
+/// primary key, wherever their time is: one that finished without a finish time counts by its
+/// creation time.
+fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str, lookup: bool) -> String {
     let Cols {
         id,
         st,
@@ -229,14 +233,17 @@ fn window_read_sql(tbl: &str, c: &Cols, s: &TaskStatuses, only: &str) -> String 
     let class = format!(
         "CASE WHEN {succeeded} THEN 1 WHEN {failure} THEN 2 WHEN {in_flight} THEN 0 ELSE 3 END::smallint"
     );
+    if lookup {
+        return format!(
+            "SELECT {id}, coalesce({fin}, {created}), {class}, 2::smallint
+               FROM {tbl} WHERE {id} = ANY($1::text[]){only}"
+        );
+    }
     format!(
         "SELECT {id}, coalesce({fin}, {created}), {class}, 0::smallint
            FROM {tbl} WHERE coalesce({fin}, {created}) >= $1{only}
          UNION ALL
-         SELECT {id}, NULL::timestamptz, 0::smallint, 1::smallint FROM {tbl} WHERE {in_flight}{only}
-         UNION ALL
-         SELECT {id}, coalesce({fin}, {created}), {class}, 2::smallint
-           FROM {tbl} WHERE {id} = ANY($2::text[]){only}"
+         SELECT {id}, NULL::timestamptz, 0::smallint, 1::smallint FROM {tbl} WHERE {in_flight}{only}"
     )
 }
 

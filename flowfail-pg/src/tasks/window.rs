@@ -1,8 +1,8 @@
 //! The alert window counted incrementally: the supervisor asks for the same sliding window
 //! every poll, and with 100,000 failures inside it a plain count reads 100,000 index entries
 //! to learn what a few hundred rows changed. Once the window holds [`TALLY_ABOVE`] finished
-//! rows, [`WindowTally`] keeps them by id and brings them up to date from three reads in one
-//! statement (one snapshot), served by the indexes the plain count uses and the primary key:
+//! rows, [`WindowTally`] keeps them by id and brings them up to date from reads in one
+//! read-only snapshot, served by the indexes the plain count uses and the primary key:
 //!
 //! - the rows whose window time (`coalesce(finished_at, created_at)`) is
 //!   `previous end − LOOKBACK` or later: tasks that finished since the last poll, with a
@@ -11,8 +11,9 @@
 //!   the window reaches them);
 //! - the ids of every task in flight: a task retried inside the window (`failed` →
 //!   `pending`, its finish time kept or cleared) stops counting at once;
-//! - the tasks that were in flight at the last read, wherever their time is: one that failed
-//!   without a finish time counts by its creation time, which may be long before.
+//! - by id, the tasks that were in flight at the last read and are in neither (a second
+//!   statement, only when there are such tasks): one that failed without a finish time counts
+//!   by its creation time, which may be long before.
 //!
 //! Rows whose window time fell behind `since` are dropped. A smaller window is counted in full
 //! every poll (a few milliseconds). Every [`REBUILD_EVERY`] reads the window is read whole
@@ -101,10 +102,11 @@ pub(crate) enum Plan {
     /// A window of fewer finished rows than the tally is kept for: counted in full (the
     /// plain count), no tally kept.
     Count,
-    /// The rows whose window time is `from` or later, the tasks in flight, and `was_in_flight`.
+    /// The rows whose window time is `from` or later and the tasks in flight; then, by id,
+    /// the tasks that were in flight at the last read and are in neither
+    /// ([`WindowTally::left_flight`]).
     Read {
         from: Timestamp,
-        was_in_flight: Vec<String>,
         /// The whole window: rebuilt from the read.
         full: bool,
         /// For a full read of a window already tallied: where an incremental read would have
@@ -165,7 +167,6 @@ impl WindowTally {
         }
         let full = Plan::Read {
             from: since,
-            was_in_flight: Vec::new(),
             full: true,
             check_from: None,
         };
@@ -184,10 +185,24 @@ impl WindowTally {
             } else {
                 from
             },
-            was_in_flight: self.flying.clone(),
             full: self.reads >= REBUILD_EVERY,
             check_from: (self.reads >= REBUILD_EVERY).then_some(from),
         }
+    }
+
+    /// The tasks in flight at the last read that `rows` (the first read of a poll) do not
+    /// show: they finished, and a finish without a finish time counts by the creation time,
+    /// which the slice may not reach. They are read again by id.
+    pub(crate) fn left_flight(&self, rows: &[ReadRow<'_>]) -> Vec<String> {
+        if self.flying.is_empty() {
+            return Vec::new();
+        }
+        let seen: std::collections::HashSet<&str> = rows.iter().map(|r| r.id).collect();
+        self.flying
+            .iter()
+            .filter(|id| !seen.contains(id.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Records a poll answered by the plain count: no tally is kept for it.

@@ -65,14 +65,10 @@ impl Db {
         c
     }
 
-    /// `window_read_sql` as `plan` says (a [`Plan::Read`]).
-    fn read(&self, plan: &Plan) -> Vec<ReadRow<'_>> {
-        let Plan::Read {
-            from,
-            was_in_flight,
-            ..
-        } = plan
-        else {
+    /// `window_read_sql` as `plan` says (a [`Plan::Read`]), then its `lookup` of what
+    /// [`WindowTally::left_flight`] names: what `window_counts` reads in one snapshot.
+    fn read(&self, tally: &WindowTally, plan: &Plan) -> Vec<ReadRow<'_>> {
+        let Plan::Read { from, .. } = plan else {
             return Vec::new();
         };
         fn row(r: &Row, part: Part) -> ReadRow<'_> {
@@ -85,19 +81,22 @@ impl Db {
         }
         let slice = self.rows.iter().filter(|r| r.at() >= *from);
         let flying = self.rows.iter().filter(|r| r.class() == Class::InFlight);
-        let was = self
-            .rows
-            .iter()
-            .filter(|r| was_in_flight.iter().any(|id| **id == *r.id));
-        slice
+        let mut rows: Vec<ReadRow<'_>> = slice
             .map(|r| row(r, Part::Slice))
             .chain(flying.map(|r| ReadRow {
                 at: None,
                 class: Class::InFlight,
                 ..row(r, Part::InFlight)
             }))
-            .chain(was.map(|r| row(r, Part::WasInFlight)))
-            .collect()
+            .collect();
+        let left = tally.left_flight(&rows);
+        rows.extend(
+            self.rows
+                .iter()
+                .filter(|r| left.iter().any(|id| **id == *r.id))
+                .map(|r| row(r, Part::WasInFlight)),
+        );
+        rows
     }
 }
 
@@ -114,7 +113,8 @@ type Counts = (u64, u64, u64, u64);
 fn poll(tally: &mut WindowTally, db: &Db, now: Timestamp) -> (Counts, Counts) {
     let (since, until) = (now - WINDOW, now + TimeDelta::milliseconds(1));
     let plan = tally.plan(since, until);
-    let drift = tally.apply(&plan, since, until, &db.read(&plan));
+    let rows = db.read(tally, &plan);
+    let drift = tally.apply(&plan, since, until, &rows);
     assert_eq!(drift, None, "a full read found the tally off");
     (tally.counts(), db.plain(since, until))
 }
@@ -310,7 +310,8 @@ fn a_finish_committed_later_than_the_lookback_waits_for_the_full_read() {
         at += TimeDelta::milliseconds(1);
         let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
         let plan = tally.plan(since, until);
-        if let Some(d) = tally.apply(&plan, since, until, &db.read(&plan)) {
+        let rows = db.read(&tally, &plan);
+        if let Some(d) = tally.apply(&plan, since, until, &rows) {
             found = Some((k, d));
         }
         let missed = tally.counts().1 == 0;
@@ -343,7 +344,8 @@ fn a_change_the_reads_cannot_see_is_found_and_corrected_by_the_next_full_read() 
         at += TimeDelta::seconds(1);
         let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
         let plan = tally.plan(since, until);
-        if let Some(d) = tally.apply(&plan, since, until, &db.read(&plan)) {
+        let rows = db.read(&tally, &plan);
+        if let Some(d) = tally.apply(&plan, since, until, &rows) {
             found = Some(d);
             assert_eq!(tally.counts(), db.plain(since, until));
         }
