@@ -233,9 +233,12 @@ impl WindowTally {
         if let Some(from) = *check_from {
             // What the incremental read would have made of the tally kept, then the tally
             // the full read makes.
-            let slice = rows
-                .iter()
-                .filter(|r| r.part != Part::Slice || r.at.is_some_and(|at| at >= from));
+            // A task in flight at the last read would have been looked up by id had the
+            // incremental read not shown it.
+            let was: std::collections::HashSet<String> = self.flying.iter().cloned().collect();
+            let slice = rows.iter().filter(|r| {
+                r.part != Part::Slice || r.at.is_some_and(|at| at >= from) || was.contains(r.id)
+            });
             self.update(since, until, slice);
             let kept = self.tally;
             self.clear();

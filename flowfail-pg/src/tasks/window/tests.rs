@@ -109,14 +109,22 @@ const WINDOW: TimeDelta = TimeDelta::seconds(300);
 /// Succeeded, failed, unknown status, in flight.
 type Counts = (u64, u64, u64, u64);
 
-/// One poll: the tally's counts, and the plain count's.
-fn poll(tally: &mut WindowTally, db: &Db, now: Timestamp) -> (Counts, Counts) {
+/// One poll at `now`, as `window_counts` makes it: the difference a full read found, if any.
+fn poll_drift(tally: &mut WindowTally, db: &Db, now: Timestamp) -> Option<[i64; 3]> {
     let (since, until) = (now - WINDOW, now + TimeDelta::milliseconds(1));
     let plan = tally.plan(since, until);
     let rows = db.read(tally, &plan);
-    let drift = tally.apply(&plan, since, until, &rows);
+    tally.apply(&plan, since, until, &rows)
+}
+
+/// One poll: the tally's counts, and the plain count's.
+fn poll(tally: &mut WindowTally, db: &Db, now: Timestamp) -> (Counts, Counts) {
+    let drift = poll_drift(tally, db, now);
     assert_eq!(drift, None, "a full read found the tally off");
-    (tally.counts(), db.plain(since, until))
+    (
+        tally.counts(),
+        db.plain(now - WINDOW, now + TimeDelta::milliseconds(1)),
+    )
 }
 
 /// What FlowEngine (and flowfail's retries) do to a task.
@@ -308,10 +316,7 @@ fn a_finish_committed_later_than_the_lookback_waits_for_the_full_read() {
     let mut found = None;
     for k in 0..=REBUILD_EVERY {
         at += TimeDelta::milliseconds(1);
-        let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
-        let plan = tally.plan(since, until);
-        let rows = db.read(&tally, &plan);
-        if let Some(d) = tally.apply(&plan, since, until, &rows) {
+        if let Some(d) = poll_drift(&mut tally, &db, at) {
             found = Some((k, d));
         }
         let missed = tally.counts().1 == 0;
@@ -342,11 +347,9 @@ fn a_change_the_reads_cannot_see_is_found_and_corrected_by_the_next_full_read() 
     let mut found = None;
     for _ in 0..=REBUILD_EVERY {
         at += TimeDelta::seconds(1);
-        let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
-        let plan = tally.plan(since, until);
-        let rows = db.read(&tally, &plan);
-        if let Some(d) = tally.apply(&plan, since, until, &rows) {
+        if let Some(d) = poll_drift(&mut tally, &db, at) {
             found = Some(d);
+            let (since, until) = (at - WINDOW, at + TimeDelta::milliseconds(1));
             assert_eq!(tally.counts(), db.plain(since, until));
         }
     }
